@@ -1,0 +1,86 @@
+//! The command line, as clap types only. `config::Config::from_run_args` turns these into the
+//! checked configuration before anything binds; nothing else in the crate sees clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "diagproxy", version, about = "A local diagnostic proxy: why does ChatGPT fail on this network?")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy and record a session.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Address to listen on. A non-loopback address needs --allow-remote.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+
+    /// Allow listening on a non-loopback address (needs --proxy-auth).
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// Require Basic proxy credentials from every downstream.
+    #[arg(long, value_name = "USER:PASS")]
+    pub proxy_auth: Option<String>,
+
+    /// Chain everything through this corporate proxy: http://[user:pass@]host:port
+    #[arg(long, value_name = "URL")]
+    pub upstream_proxy: Option<String>,
+
+    /// Pin HOST:PORT to ADDR (curl's meaning); repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+
+    /// Session folder [default: sessions/<UTC timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub session_dir: Option<PathBuf>,
+
+    /// Profile file [default: the built-in ChatGPT profile]
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+
+    /// Live log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// More output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less output (-q: failures only in the live log).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Give up on a TCP connect after this long (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub connect_timeout: String,
+
+    /// Give up waiting for an upstream's response head after this long.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub response_timeout: String,
+
+    /// Close a tunnel after no byte moved either way for this long.
+    #[arg(long, default_value = "300s", value_name = "DURATION")]
+    pub idle_timeout: String,
+
+    /// On Ctrl-C or SIGTERM, let open work finish for this long before writing the summary.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub grace: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One aligned line per tunnel and request.
+    Human,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,337 @@
+//! `Config::from_run_args`: every check on the command line happens here, before anything
+//! binds, so a bad flag is an exit-64 message and never a half-started proxy.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+
+use crate::cli::{LogFormat, RunArgs};
+use crate::profile::Profile;
+
+/// The checked configuration of one `diagproxy run`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen (the caller binds it; tests bind port 0 instead).
+    pub listen: SocketAddr,
+    /// The expected `Proxy-Authorization` value, when downstreams must authenticate.
+    pub proxy_auth: Option<String>,
+    /// The corporate proxy everything is chained through.
+    pub upstream_proxy: Option<UpstreamProxy>,
+    /// `--resolve` pins: (lower-case host, port) → address.
+    pub resolve: HashMap<(String, u16), IpAddr>,
+    /// Where the session files go.
+    pub session_dir: PathBuf,
+    /// The allowlist and remedies.
+    pub profile: Arc<Profile>,
+    /// How the profile is named in the summary (`built-in:chatgpt` or the file path).
+    pub profile_name: String,
+    /// Live log format.
+    pub log_format: LogFormat,
+    /// -v minus -q.
+    pub verbosity: i8,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// How long open work may finish after a shutdown signal.
+    pub grace: Duration,
+}
+
+/// The corporate proxy: where it is and what to tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamProxy {
+    pub host: String,
+    pub port: u16,
+    /// `Basic …`, sent as `Proxy-Authorization`.
+    pub authorization: Option<String>,
+}
+
+impl UpstreamProxy {
+    /// `http://host:port`, or `http://user:***@host:port`: safe to log and record.
+    pub fn display(&self) -> String {
+        let creds = if self.authorization.is_some() { "***@" } else { "" };
+        format!("http://{creds}{}", host_port(&self.host, self.port))
+    }
+}
+
+/// A command-line problem; `main` prints it and exits 64.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+impl Config {
+    pub fn from_run_args(args: &RunArgs) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = args
+            .listen
+            .parse()
+            .map_err(|_| bad(format!("--listen {:?}: expected IP:PORT, e.g. 127.0.0.1:8080", args.listen)))?;
+        let proxy_auth = args.proxy_auth.as_deref().map(parse_proxy_auth).transpose()?;
+        if !listen.ip().is_loopback() {
+            if !args.allow_remote {
+                return Err(bad(format!(
+                    "--listen {listen} is not a loopback address: other machines could use this proxy. \
+                     Add --allow-remote --proxy-auth USER:PASS to accept them (e.g. a phone on the LAN)"
+                )));
+            }
+            if proxy_auth.is_none() {
+                return Err(bad("--allow-remote requires --proxy-auth USER:PASS: an open proxy on the LAN is not safe"));
+            }
+        }
+        let upstream_proxy = args.upstream_proxy.as_deref().map(parse_upstream_proxy).transpose()?;
+        let mut resolve = HashMap::new();
+        for pin in &args.resolve {
+            let (host, port, addr) = parse_resolve(pin)?;
+            resolve.insert((host, port), addr);
+        }
+        let (profile, profile_name) = match &args.profile {
+            Some(path) => {
+                let p = Profile::load(path).map_err(|e| bad(format!("--profile {}: {e}", path.display())))?;
+                (p, path.display().to_string())
+            }
+            None => {
+                let p = Profile::builtin();
+                let name = format!("built-in:{}", p.name);
+                (p, name)
+            }
+        };
+        let session_dir = match &args.session_dir {
+            Some(dir) => dir.clone(),
+            None => PathBuf::from("sessions").join(crate::clock::compact(SystemTime::now())),
+        };
+        Ok(Config {
+            listen,
+            proxy_auth,
+            upstream_proxy,
+            resolve,
+            session_dir,
+            profile: Arc::new(profile),
+            profile_name,
+            log_format: args.log_format,
+            verbosity: args.verbose.min(3) as i8 - args.quiet.min(3) as i8,
+            connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
+            response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
+            idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
+            grace: parse_duration("--grace", &args.grace)?,
+        })
+    }
+}
+
+/// `USER:PASS` → the `Basic …` header value.
+fn parse_proxy_auth(text: &str) -> Result<String, ConfigError> {
+    match text.split_once(':') {
+        Some((user, _)) if !user.is_empty() => Ok(basic(text)),
+        _ => Err(bad("--proxy-auth: expected USER:PASS")),
+    }
+}
+
+fn basic(user_pass: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass))
+}
+
+/// `http://[user:pass@]host[:port][/]`; user and password may be percent-encoded.
+pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, ConfigError> {
+    let err = |why: &str| bad(format!("--upstream-proxy {url:?}: {why}; expected http://[user:pass@]host:port"));
+    let rest = url.strip_prefix("http://").ok_or_else(|| err("only http:// proxies are supported"))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err(err("a proxy URL has no path"));
+    }
+    let (userinfo, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let authorization = match userinfo {
+        Some(u) => {
+            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+            Some(basic(&format!("{}:{}", percent_decode(user), percent_decode(pass))))
+        }
+        None => None,
+    };
+    let (host, port) = split_host_port(hostport, 80).ok_or_else(|| err("bad host or port"))?;
+    Ok(UpstreamProxy { host, port, authorization })
+}
+
+/// `HOST:PORT:ADDR`, ADDR being IPv4, IPv6 or `[IPv6]`.
+fn parse_resolve(pin: &str) -> Result<(String, u16, IpAddr), ConfigError> {
+    let err = || bad(format!("--resolve {pin:?}: expected HOST:PORT:ADDR, e.g. chatgpt.com:443:127.0.0.1"));
+    let mut parts = pin.splitn(3, ':');
+    let host = parts.next().filter(|h| !h.is_empty()).ok_or_else(err)?;
+    let port: u16 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+    let addr = parts.next().ok_or_else(err)?;
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    let addr: IpAddr = addr.parse().map_err(|_| err())?;
+    Ok((host.to_ascii_lowercase(), port, addr))
+}
+
+/// `10s`, `500ms`, `2m`, or a plain number of seconds (`0.5`).
+pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
+    let err = || bad(format!("{flag} {text:?}: expected a duration such as 10s, 500ms or 2m"));
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| err())?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(err()),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(err());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `host:port` or `[v6]:port` → (host without brackets, port); `default` when no port.
+pub fn split_host_port(text: &str, default: u16) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(p) => (host, p.parse().ok()?),
+            None if after.is_empty() => (host, default),
+            None => return None,
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (text, default),
+        }
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+/// `host:port`, with brackets around IPv6 literals.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["diagproxy", "run"];
+        argv.extend_from_slice(args);
+        let Command::Run(run) = Cli::try_parse_from(argv).map_err(|e| bad(e.to_string()))?.command;
+        Config::from_run_args(&run)
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(c.proxy_auth.is_none());
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert!(c.session_dir.starts_with("sessions"));
+        assert_eq!(c.profile_name, "built-in:chatgpt");
+    }
+
+    #[test]
+    fn remote_listen_needs_allow_remote_and_auth() {
+        let e = config(&["--listen", "0.0.0.0:8080"]).unwrap_err();
+        assert!(e.0.contains("--allow-remote"), "{e}");
+        let e = config(&["--listen", "0.0.0.0:8080", "--allow-remote"]).unwrap_err();
+        assert!(e.0.contains("--proxy-auth"), "{e}");
+        let c = config(&["--listen", "0.0.0.0:8080", "--allow-remote", "--proxy-auth", "me:secret"]).unwrap();
+        assert_eq!(c.proxy_auth.as_deref(), Some("Basic bWU6c2VjcmV0"));
+        assert!(config(&["--listen", "[::1]:8080"]).is_ok());
+    }
+
+    #[test]
+    fn upstream_proxy_urls() {
+        let p = parse_upstream_proxy("http://corp:3128").unwrap();
+        assert_eq!((p.host.as_str(), p.port, p.authorization), ("corp", 3128, None));
+        let p = parse_upstream_proxy("http://u%40x:p%3Aw@10.1.2.3:8080/").unwrap();
+        let expected = basic("u@x:p:w");
+        assert_eq!(p.authorization.as_deref(), Some(expected.as_str()));
+        assert_eq!(p.display(), "http://***@10.1.2.3:8080");
+        assert_eq!(parse_upstream_proxy("http://[::1]:3128").unwrap().host, "::1");
+        assert!(parse_upstream_proxy("https://corp:3128").is_err());
+        assert!(parse_upstream_proxy("corp:3128").is_err());
+        assert!(parse_upstream_proxy("http://corp:notaport").is_err());
+    }
+
+    #[test]
+    fn resolve_pins() {
+        assert_eq!(
+            parse_resolve("ChatGPT.com:443:127.0.0.1").unwrap(),
+            ("chatgpt.com".to_string(), 443, "127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(parse_resolve("a:80:[::1]").unwrap().2, "::1".parse::<IpAddr>().unwrap());
+        assert!(parse_resolve("a:80").is_err());
+        assert!(parse_resolve("a:x:127.0.0.1").is_err());
+        assert!(config(&["--resolve", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("f", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("f", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("f", "1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("f", "soon").is_err());
+        assert!(parse_duration("f", "-1s").is_err());
+        assert!(parse_duration("f", "5h").is_err());
+    }
+
+    #[test]
+    fn bad_listen_and_profile_are_errors() {
+        assert!(config(&["--listen", "localhost"]).unwrap_err().0.contains("IP:PORT"));
+        let e = config(&["--profile", "/nonexistent/profile.json"]).unwrap_err();
+        assert!(e.0.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(split_host_port("a.b:443", 80), Some(("a.b".into(), 443)));
+        assert_eq!(split_host_port("a.b", 80), Some(("a.b".into(), 80)));
+        assert_eq!(split_host_port("[::1]:8", 80), Some(("::1".into(), 8)));
+        assert_eq!(split_host_port(":443", 80), None);
+        assert_eq!(host_port("::1", 8), "[::1]:8");
+    }
+}

@@ -1,0 +1,217 @@
+//! What went wrong, and on whose side.
+//!
+//! A diagnostic proxy's answer to "why did it fail?" is a [`Failure`]: a [`FailureKind`] that
+//! names the failure in words an administrator can look up (`dns_failed`, `connect_refused`, …),
+//! the [`Side`] that failed, and a human detail. The same value becomes the 502/504 answer to
+//! the downstream, a field of the session event and a line of the live log.
+
+use std::fmt;
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+/// The named failure kinds. Their snake_case names are part of the `summary.json` contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The name did not resolve (or resolved to nothing).
+    DnsFailed,
+    /// The TCP connection was actively refused (RST to our SYN).
+    ConnectRefused,
+    /// The TCP connection attempt got no answer within `--connect-timeout`.
+    ConnectTimeout,
+    /// The TCP connection failed another way (no route, network unreachable).
+    ConnectFailed,
+    /// An established connection was reset.
+    Reset,
+    /// The corporate proxy answered our CONNECT or request with a refusal.
+    UpstreamProxyRefused,
+    /// The corporate proxy asked for credentials (407).
+    UpstreamProxyAuth,
+    /// The TLS handshake with the upstream failed.
+    TlsFailed,
+    /// The upstream broke the HTTP exchange (closed early, sent garbage).
+    HttpError,
+    /// The upstream accepted but did not answer within `--response-timeout`.
+    Timeout,
+}
+
+impl FailureKind {
+    /// The contract name, as in `summary.json` and `X-Diagproxy-Error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::DnsFailed => "dns_failed",
+            FailureKind::ConnectRefused => "connect_refused",
+            FailureKind::ConnectTimeout => "connect_timeout",
+            FailureKind::ConnectFailed => "connect_failed",
+            FailureKind::Reset => "reset",
+            FailureKind::UpstreamProxyRefused => "upstream_proxy_refused",
+            FailureKind::UpstreamProxyAuth => "upstream_proxy_auth",
+            FailureKind::TlsFailed => "tls_failed",
+            FailureKind::HttpError => "http_error",
+            FailureKind::Timeout => "timeout",
+        }
+    }
+
+    /// The status the downstream gets: 504 for the two time-outs, 502 for everything else.
+    pub fn status(self) -> u16 {
+        match self {
+            FailureKind::ConnectTimeout | FailureKind::Timeout => 504,
+            _ => 502,
+        }
+    }
+
+    /// Classifies an error from `TcpStream::connect`.
+    pub fn from_connect_error(err: &io::Error) -> FailureKind {
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused => FailureKind::ConnectRefused,
+            io::ErrorKind::TimedOut => FailureKind::ConnectTimeout,
+            io::ErrorKind::ConnectionReset => FailureKind::Reset,
+            _ => FailureKind::ConnectFailed,
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whose side failed: the words of the diagnosis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The browser, app or curl that talks to diagproxy.
+    Downstream,
+    /// The origin server (or the network path to it).
+    Upstream,
+    /// The corporate proxy given with `--upstream-proxy`.
+    UpstreamProxy,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Downstream => "downstream",
+            Side::Upstream => "upstream",
+            Side::UpstreamProxy => "upstream proxy",
+        })
+    }
+}
+
+/// One failure, as recorded in the session and explained to the downstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The named kind (the diagnosis).
+    pub kind: FailureKind,
+    /// Whose side failed.
+    pub side: Side,
+    /// What exactly happened, in words (the OS error, the address tried, the proxy's status).
+    pub detail: String,
+    /// The corporate proxy's status, when it refused us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_status: Option<u16>,
+    /// The first 4 KiB of the corporate proxy's refusal body: block pages live there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_body: Option<String>,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, side: Side, detail: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            side,
+            detail: detail.into(),
+            proxy_status: None,
+            proxy_body: None,
+        }
+    }
+
+    /// Classifies an error from an exchange over an already open connection.
+    pub fn from_exchange_error(err: &(dyn std::error::Error + 'static), side: Side) -> Failure {
+        let kind = match find_io_error(err).map(io::Error::kind) {
+            Some(io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => FailureKind::Reset,
+            Some(io::ErrorKind::TimedOut) => FailureKind::Timeout,
+            _ => FailureKind::HttpError,
+        };
+        Failure::new(kind, side, error_chain(err))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on the {} side: {}", self.kind, self.side, self.detail)
+    }
+}
+
+/// Finds the innermost `io::Error` in an error's source chain.
+pub fn find_io_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut found = None;
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            found = Some(io);
+        }
+        current = e.source();
+    }
+    found
+}
+
+/// "outer: inner: innermost", the whole chain on one line.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut current = err.source();
+    while let Some(e) = current {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        current = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_are_classified() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(FailureKind::from_connect_error(&refused), FailureKind::ConnectRefused);
+        let timed_out = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(FailureKind::from_connect_error(&timed_out), FailureKind::ConnectTimeout);
+        let other = io::Error::from(io::ErrorKind::AddrNotAvailable);
+        assert_eq!(FailureKind::from_connect_error(&other), FailureKind::ConnectFailed);
+    }
+
+    #[test]
+    fn timeouts_are_504_and_the_rest_502() {
+        assert_eq!(FailureKind::ConnectTimeout.status(), 504);
+        assert_eq!(FailureKind::Timeout.status(), 504);
+        assert_eq!(FailureKind::DnsFailed.status(), 502);
+        assert_eq!(FailureKind::UpstreamProxyAuth.status(), 502);
+    }
+
+    #[test]
+    fn exchange_reset_is_found_through_the_chain() {
+        #[derive(Debug)]
+        struct Wrapper(io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("connection error")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = Wrapper(io::Error::from(io::ErrorKind::ConnectionReset));
+        let failure = Failure::from_exchange_error(&err, Side::Upstream);
+        assert_eq!(failure.kind, FailureKind::Reset);
+        assert!(failure.detail.starts_with("connection error: "), "{}", failure.detail);
+    }
+}

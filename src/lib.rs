@@ -1,0 +1,31 @@
+//! diagproxy: a local diagnostic proxy that tells an IT engineer why ChatGPT fails on their
+//! network. Point a browser, app or curl at it; it relays the traffic, records which of the
+//! profile's hosts each session touches and how each connection failed, and turns every
+//! failure into the remedy an administrator can apply.
+//!
+//! Two words are used the same way everywhere:
+//! - **downstream**: the browser, app or curl that talks to diagproxy;
+//! - **upstream**: what diagproxy talks to on their behalf, the origin server or the
+//!   corporate proxy (`--upstream-proxy`).
+//!
+//! The map:
+//! - [`cli`]: clap types only; [`config`]: `Config::from_run_args`, every check before binding.
+//! - [`profile`]: the allowlist, what each host is for and the remedies, as data.
+//! - [`proxy`]: [`proxy::run`] (the accept loop), then per connection `service`, which sends
+//!   CONNECT to `tunnel`, absolute-form requests to `forward` and the rest to `pages`.
+//! - [`sniff`]: the ClientHello's SNI and ALPN, parsed from a tunnel's first bytes (pure).
+//! - [`session`]: the events, the single writer of the session folder, the summary, the live log.
+//! - [`failure`]: named failure kinds and whose side failed.
+//! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod failure;
+pub mod profile;
+pub mod proxy;
+pub mod session;
+pub mod shutdown;
+pub mod sniff;
+
+pub use proxy::run;

@@ -1,0 +1,103 @@
+//! `diagproxy`: parse the command line, set up logging, run, and map errors to exit codes
+//! (64 for bad usage, 1 for anything else), printing the whole error chain.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use diagproxy::cli::{Cli, Command, RunArgs};
+use diagproxy::config::Config;
+use diagproxy::session::livelog;
+
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run(&args),
+    }
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    let config = match Config::from_run_args(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("diagproxy: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&*e),
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "diagproxy listening on http://{addr} (session folder {}); point your proxy settings here, \
+         or use the PAC file http://{addr}/proxy.pac. Ctrl-C ends the session.",
+        config.session_dir.display()
+    );
+    let signals = shutdown_signals()?;
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = diagproxy::run(listener, config, signals).await?;
+    eprint!("{}", livelog::exit_table(&outcome.summary, color));
+    if !outcome.drained {
+        eprintln!("(some tunnels were still open when the grace period ended; they are recorded as far as they got)");
+    }
+    eprintln!("session files: {}", outcome.dir.display());
+    Ok(())
+}
+
+/// Resolves at the first SIGINT or SIGTERM; a second one exits at once (the event log is
+/// flushed after every batch, so it is complete up to that moment).
+fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("diagproxy: finishing open work (press Ctrl-C again to stop now)");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            eprintln!("diagproxy: stopped at once; events.jsonl is complete up to now, summary.json was not written");
+            std::process::exit(130);
+        });
+    })
+}
+
+fn init_tracing(config: &Config) {
+    let level = match config.verbosity {
+        i8::MIN..=-1 => "error",
+        0 => "warn",
+        1 => "diagproxy=debug,warn",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn fail(e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    eprintln!("diagproxy: {}", diagproxy::failure::error_chain(e));
+    ExitCode::FAILURE
+}

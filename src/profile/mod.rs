@@ -1,0 +1,204 @@
+//! The profile: which hosts ChatGPT needs, what each is for, what breaks when it fails, and
+//! what to change. It is data (`chatgpt.json`, compiled in; `--profile FILE` loads another) so
+//! an administrator can read, diff and extend it.
+//!
+//! Matching: `*.example.com` covers every subdomain **and** the apex `example.com` (the
+//! published list plainly means `chatgpt.com` to be covered by `*.chatgpt.com`); any other
+//! pattern matches exactly that name. When several entries match, the most specific wins: an
+//! exact entry, then the wildcard with the longest suffix.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::failure::FailureKind;
+
+/// The built-in ChatGPT profile.
+const BUILTIN: &str = include_str!("chatgpt.json");
+
+/// A loaded profile with its lookup index.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Profile {
+    /// Short name shown in the session summary.
+    pub name: String,
+    /// Where the data comes from, for people reading the file.
+    #[serde(default)]
+    pub description: String,
+    /// The hosts, in the order a report lists them.
+    pub entries: Vec<Entry>,
+    /// What each failure kind means and what to check next.
+    #[serde(default)]
+    pub failures: BTreeMap<FailureKind, FailureHint>,
+    /// Lower-case exact names → entry index.
+    #[serde(skip)]
+    exact: HashMap<String, usize>,
+    /// Lower-case wildcard suffixes (without `*.`) → entry index.
+    #[serde(skip)]
+    wildcard: HashMap<String, usize>,
+}
+
+/// One allowlist entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `*.example.com` or `host.example.com`, as published.
+    pub pattern: String,
+    /// What the host is for.
+    pub purpose: String,
+    /// What the user sees when it fails.
+    pub breaks: String,
+    /// What the administrator should change.
+    pub remedy: String,
+    /// `published` (the allowlist itself) or `guidance` (named elsewhere in the guidance).
+    #[serde(default)]
+    pub source: String,
+}
+
+/// What a failure kind means, and the next thing to check (`HOST` is replaced by the host).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureHint {
+    pub meaning: String,
+    pub check: String,
+}
+
+/// Why a profile could not be loaded.
+#[derive(Debug)]
+pub enum ProfileError {
+    Read(std::io::Error),
+    Parse(serde_json::Error),
+    BadPattern(String),
+}
+
+impl std::fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProfileError::Read(e) => write!(f, "cannot read the profile: {e}"),
+            ProfileError::Parse(e) => write!(f, "the profile is not valid JSON of the expected shape: {e}"),
+            ProfileError::BadPattern(p) => {
+                write!(f, "profile pattern {p:?} is not a host name or '*.' followed by one")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+impl Profile {
+    /// The compiled-in ChatGPT profile.
+    pub fn builtin() -> Profile {
+        // The built-in data is checked by a unit test, so this cannot fail in a release.
+        Profile::from_json(BUILTIN).unwrap_or_else(|e| panic!("built-in profile is invalid: {e}"))
+    }
+
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(ProfileError::Read)?;
+        Profile::from_json(&text)
+    }
+
+    pub fn from_json(text: &str) -> Result<Profile, ProfileError> {
+        let mut profile: Profile = serde_json::from_str(text).map_err(ProfileError::Parse)?;
+        for (i, entry) in profile.entries.iter().enumerate() {
+            let pattern = entry.pattern.to_ascii_lowercase();
+            let (map, name) = match pattern.strip_prefix("*.") {
+                Some(suffix) => (&mut profile.wildcard, suffix.to_string()),
+                None => (&mut profile.exact, pattern.clone()),
+            };
+            if name.is_empty() || name.contains('*') || name.contains('/') || name.contains(' ') {
+                return Err(ProfileError::BadPattern(entry.pattern.clone()));
+            }
+            map.entry(name).or_insert(i);
+        }
+        Ok(profile)
+    }
+
+    /// The most specific entry covering `host`, if any.
+    pub fn match_host(&self, host: &str) -> Option<&Entry> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(&i) = self.exact.get(&host) {
+            return Some(&self.entries[i]);
+        }
+        let mut suffix = host.as_str();
+        loop {
+            if let Some(&i) = self.wildcard.get(suffix) {
+                return Some(&self.entries[i]);
+            }
+            match suffix.split_once('.') {
+                Some((_, rest)) => suffix = rest,
+                None => return None,
+            }
+        }
+    }
+
+    /// What a failure kind means and what to check, if the profile says.
+    pub fn hint(&self, kind: FailureKind) -> Option<&FailureHint> {
+        self.failures.get(&kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profile_parses_and_has_the_published_list() {
+        let p = Profile::builtin();
+        assert_eq!(p.name, "chatgpt");
+        for pattern in ["*.chatgpt.com", "humb.apple.com", "tcr9i.chat.openai.com", "workos.imgix.net"] {
+            assert!(p.entries.iter().any(|e| e.pattern == pattern), "{pattern} missing");
+        }
+        assert_eq!(p.entries.iter().filter(|e| e.source == "published").count(), 34);
+        for entry in &p.entries {
+            assert!(!entry.remedy.is_empty() && !entry.breaks.is_empty(), "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn every_failure_kind_has_a_hint() {
+        let p = Profile::builtin();
+        use FailureKind::*;
+        for kind in [
+            DnsFailed, ConnectRefused, ConnectTimeout, ConnectFailed, Reset, UpstreamProxyRefused,
+            UpstreamProxyAuth, TlsFailed, HttpError, Timeout,
+        ] {
+            assert!(p.hint(kind).is_some(), "no hint for {kind}");
+        }
+    }
+
+    #[test]
+    fn wildcard_covers_apex_and_subdomains() {
+        let p = Profile::builtin();
+        assert_eq!(p.match_host("chatgpt.com").map(|e| e.pattern.as_str()), Some("*.chatgpt.com"));
+        assert_eq!(p.match_host("ws.chatgpt.com").map(|e| e.pattern.as_str()), Some("*.chatgpt.com"));
+        assert_eq!(p.match_host("A.B.ChatGPT.com.").map(|e| e.pattern.as_str()), Some("*.chatgpt.com"));
+        assert_eq!(p.match_host("notchatgpt.com"), None);
+        assert_eq!(p.match_host("chatgpt.com.evil.example"), None);
+    }
+
+    #[test]
+    fn most_specific_entry_wins() {
+        let p = Profile::builtin();
+        let m = |h: &str| p.match_host(h).map(|e| e.pattern.clone());
+        assert_eq!(m("files.oaiusercontent.com").as_deref(), Some("files.oaiusercontent.com"));
+        assert_eq!(m("x.oaiusercontent.com").as_deref(), Some("*.oaiusercontent.com"));
+        assert_eq!(m("chat.openai.com").as_deref(), Some("chat.openai.com"));
+        assert_eq!(m("x.auth.openai.com").as_deref(), Some("*.auth.openai.com"));
+        assert_eq!(m("api.openai.com").as_deref(), Some("*.openai.com"));
+        assert_eq!(m("chatgpt.livekit.cloud").as_deref(), Some("chatgpt.livekit.cloud"));
+        assert_eq!(m("x.host.livekit.cloud").as_deref(), Some("*.livekit.cloud"));
+    }
+
+    #[test]
+    fn exact_entries_do_not_cover_subdomains() {
+        let p = Profile::builtin();
+        assert_eq!(p.match_host("js.stripe.com").map(|e| e.pattern.as_str()), Some("js.stripe.com"));
+        assert_eq!(p.match_host("api.stripe.com"), None);
+        assert_eq!(p.match_host("x.humb.apple.com"), None);
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        let text = r#"{"name":"t","entries":[{"pattern":"*.*.x","purpose":"","breaks":"","remedy":""}]}"#;
+        assert!(matches!(Profile::from_json(text), Err(ProfileError::BadPattern(_))));
+        assert!(matches!(Profile::from_json("{"), Err(ProfileError::Parse(_))));
+    }
+}

@@ -1,0 +1,150 @@
+//! Body wrappers that count bytes as they stream and report when a body ends, without
+//! buffering anything.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+/// Any error a body may carry.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The one body type the proxy sends both ways.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Counts the data bytes that pass into a shared counter (request bodies going upstream).
+pub struct Counted<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+}
+
+impl<B> Counted<B> {
+    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
+        Counted { inner, count }
+    }
+}
+
+impl<B> HttpBody for Counted<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How a watched body ended.
+pub enum BodyEnd {
+    /// Every byte arrived.
+    Complete,
+    /// The source failed mid-way.
+    Error(BoxError),
+    /// The reader dropped it before the end (the downstream went away).
+    Abandoned,
+}
+
+/// Calls `on_end` exactly once, with the byte count, when the body ends however it ends.
+pub struct Watched<B, F: FnOnce(u64, BodyEnd)> {
+    inner: B,
+    bytes: u64,
+    on_end: Option<F>,
+    /// The body had nothing to send (HEAD, 204, 304): dropping it unread is not abandoning it.
+    empty: bool,
+}
+
+impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> Watched<B, F> {
+    pub fn new(inner: B, on_end: F) -> Self {
+        let empty = inner.is_end_stream();
+        Watched { inner, bytes: 0, on_end: Some(on_end), empty }
+    }
+}
+
+impl<B, F: FnOnce(u64, BodyEnd)> Watched<B, F> {
+
+    fn end(&mut self, how: BodyEnd) {
+        if let Some(f) = self.on_end.take() {
+            f(self.bytes, how);
+        }
+    }
+}
+
+impl<B, F> HttpBody for Watched<B, F>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    F: FnOnce(u64, BodyEnd) + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.end(BodyEnd::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.end(BodyEnd::Complete);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                let copy: BoxError = crate::failure::error_chain(&*e).into();
+                self.end(BodyEnd::Error(copy));
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B, F: FnOnce(u64, BodyEnd)> Drop for Watched<B, F> {
+    fn drop(&mut self) {
+        let how = if self.empty { BodyEnd::Complete } else { BodyEnd::Abandoned };
+        self.end(how);
+    }
+}

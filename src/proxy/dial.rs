@@ -1,0 +1,186 @@
+//! Opening connections upstream: name resolution (honouring `--resolve`), TCP connect with a
+//! deadline, and CONNECT through the corporate proxy. Every failure comes back as a named
+//! [`Failure`] that says whose side failed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::config::{host_port, Config, UpstreamProxy};
+use crate::failure::{Failure, FailureKind, Side};
+
+/// A byte stream to the upstream, direct or through the corporate proxy.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A TCP connection and what it took to open it.
+pub struct Dialed {
+    pub stream: TcpStream,
+    pub addr: SocketAddr,
+    /// `None` when no lookup was made (an IP literal or a `--resolve` pin).
+    pub dns: Option<Duration>,
+    pub connect: Duration,
+}
+
+/// A tunnel's upstream side, ready for bytes.
+pub struct Upstream {
+    pub io: Box<dyn Io>,
+    /// The address dialled (the corporate proxy's when chaining).
+    pub addr: SocketAddr,
+    pub dns: Option<Duration>,
+    pub connect: Duration,
+    /// The CONNECT exchange with the corporate proxy.
+    pub proxy_connect: Option<Duration>,
+}
+
+/// Most of a block page fits here; corporate proxies put theirs in refusal bodies.
+const PROXY_BODY_LIMIT: usize = 4096;
+
+/// Resolves and connects to `host:port`; `side` says whose failure a failure is.
+pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<Dialed, Failure> {
+    let deadline = Instant::now() + config.connect_timeout;
+    let (addrs, dns) = resolve(host, port, config, side).await?;
+    let mut last = None;
+    let started = Instant::now();
+    for addr in &addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(Dialed { stream, addr: *addr, dns, connect: started.elapsed() });
+            }
+            Ok(Err(e)) => last = Some((FailureKind::from_connect_error(&e), *addr, e.to_string())),
+            Err(_) => {
+                last = Some((FailureKind::ConnectTimeout, *addr, format!("no answer in {:?}", config.connect_timeout)));
+                break;
+            }
+        }
+    }
+    let Some((kind, addr, why)) = last else {
+        return Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {host}: no addresses")));
+    };
+    let whom = if side == Side::UpstreamProxy { "the corporate proxy at " } else { "" };
+    let target = host_port(host, port);
+    let at = if target == addr.to_string() { String::new() } else { format!(" ({addr})") };
+    Err(Failure::new(kind, side, format!("TCP connect to {whom}{target}{at}: {why}")))
+}
+
+async fn resolve(host: &str, port: u16, config: &Config, side: Side) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok((vec![SocketAddr::new(ip, port)], None));
+    }
+    if let Some(ip) = config.resolve.get(&(bare.to_ascii_lowercase(), port)) {
+        return Ok((vec![SocketAddr::new(*ip, port)], None));
+    }
+    let lower = bare.trim_end_matches('.').to_ascii_lowercase();
+    if lower == "invalid" || lower.ends_with(".invalid") {
+        // RFC 6761 §6.4: resolvers answer .invalid negatively without asking anyone.
+        return Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {bare}: a reserved name that never resolves (RFC 6761)")));
+    }
+    let started = Instant::now();
+    let looked_up = tokio::time::timeout(config.connect_timeout, tokio::net::lookup_host((bare, port))).await;
+    let took = started.elapsed();
+    match looked_up {
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                return Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {bare}: no addresses")));
+            }
+            Ok((addrs, Some(took)))
+        }
+        Ok(Err(e)) => Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {bare}: {e}"))),
+        Err(_) => Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {bare}: no answer in {:?}", config.connect_timeout))),
+    }
+}
+
+/// Opens a tunnel's upstream side: directly, or by CONNECT through the corporate proxy.
+pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstream, Failure> {
+    let Some(proxy) = &config.upstream_proxy else {
+        let d = dial(host, port, config, Side::Upstream).await?;
+        return Ok(Upstream { io: Box::new(d.stream), addr: d.addr, dns: d.dns, connect: d.connect, proxy_connect: None });
+    };
+    let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
+    let started = Instant::now();
+    let exchange = connect_through(d.stream, proxy, host, port);
+    let io = match tokio::time::timeout(config.response_timeout, exchange).await {
+        Ok(result) => result?,
+        Err(_) => {
+            let detail = format!("the corporate proxy did not answer CONNECT {} in {:?}", host_port(host, port), config.response_timeout);
+            return Err(Failure::new(FailureKind::Timeout, Side::UpstreamProxy, detail));
+        }
+    };
+    Ok(Upstream { io, addr: d.addr, dns: d.dns, connect: d.connect, proxy_connect: Some(started.elapsed()) })
+}
+
+async fn connect_through(stream: TcpStream, proxy: &UpstreamProxy, host: &str, port: u16) -> Result<Box<dyn Io>, Failure> {
+    let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::UpstreamProxy);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await.map_err(fail)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("corporate proxy connection: {e}");
+        }
+    });
+    let target = host_port(host, port);
+    let mut request = Request::new(Empty::new());
+    *request.method_mut() = Method::CONNECT;
+    *request.uri_mut() = target.parse().map_err(|_| Failure::new(FailureKind::HttpError, Side::Downstream, format!("bad CONNECT target {target}")))?;
+    if let Ok(value) = HeaderValue::from_str(&target) {
+        request.headers_mut().insert(HOST, value);
+    }
+    if let Some(auth) = proxy.authorization.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+        request.headers_mut().insert(PROXY_AUTHORIZATION, auth);
+    }
+    let response = sender.send_request(request).await.map_err(fail)?;
+    if response.status().is_success() {
+        let upgraded = hyper::upgrade::on(response).await.map_err(fail)?;
+        return Ok(Box::new(TokioIo::new(upgraded)));
+    }
+    Err(proxy_refusal(response, &format!("CONNECT {target}")).await)
+}
+
+/// Turns a corporate proxy's non-success answer into `upstream_proxy_auth` (407) or
+/// `upstream_proxy_refused`, keeping its status and the start of its body.
+pub async fn proxy_refusal(response: Response<Incoming>, what: &str) -> Failure {
+    let status = response.status();
+    let challenge = response.headers().get(PROXY_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = read_prefix(response.into_body(), PROXY_BODY_LIMIT).await;
+    let (kind, detail) = if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        let how = challenge.map_or(String::new(), |c| format!(" ({c})"));
+        (FailureKind::UpstreamProxyAuth, format!("the corporate proxy wants credentials for {what}: 407{how}"))
+    } else {
+        (FailureKind::UpstreamProxyRefused, format!("the corporate proxy refused {what}: {status}"))
+    };
+    let mut failure = Failure::new(kind, Side::UpstreamProxy, detail);
+    failure.proxy_status = Some(status.as_u16());
+    failure.proxy_body = Some(body).filter(|b| !b.is_empty());
+    failure
+}
+
+/// Reads at most `limit` bytes of a body, giving up after two seconds.
+async fn read_prefix(mut body: Incoming, limit: usize) -> String {
+    let mut buf = Vec::new();
+    let read = async {
+        while buf.len() < limit {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        buf.extend_from_slice(data);
+                    }
+                }
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+    buf.truncate(limit);
+    String::from_utf8_lossy(&buf).into_owned()
+}

@@ -1,0 +1,232 @@
+//! Plain HTTP: absolute-form requests forwarded upstream (origin-form to the origin, or
+//! absolute-form to the corporate proxy), bodies streamed both ways, hop-by-hop headers
+//! removed (RFC 9110 §7.6.1), keep-alive kept through the pool.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, EXPECT, HOST, PROXY_AUTHORIZATION};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+
+use super::body::{Body, BodyEnd, Counted, Watched};
+use super::pool::PoolKey;
+use super::{answer, dial, OpenGuard, Shared};
+use crate::clock::{self, ms};
+use crate::failure::{Failure, FailureKind, Side};
+use crate::session::event::{Downstream, Event, RequestEvent, Timings};
+
+/// Headers that belong to one connection, never forwarded (plus those named in Connection).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub async fn forward(req: Request<Incoming>, downstream: Downstream, state: Shared) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let url = req.uri().to_string();
+    if req.uri().scheme_str() != Some("http") {
+        let reason = format!("only http:// URLs are forwarded; send https through CONNECT (got {url})");
+        return answer::refuse(&state, downstream, &method, &url, StatusCode::BAD_REQUEST, &reason);
+    }
+    let Some(authority) = req.uri().authority().cloned() else {
+        return answer::refuse(&state, downstream, &method, &url, StatusCode::BAD_REQUEST, "the URL has no host");
+    };
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = authority.port_u16().unwrap_or(80);
+    if state.is_self(&host, port) {
+        let reason = format!("{url} is this proxy itself; refusing to loop");
+        return answer::refuse(&state, downstream, &method, &url, StatusCode::LOOP_DETECTED, &reason);
+    }
+    let guard = OpenGuard::new(&state);
+    let mut event = RequestEvent {
+        ts: clock::rfc3339(SystemTime::now()),
+        method,
+        url,
+        allowlist: state.config.profile.match_host(&host).map(|e| e.pattern.clone()),
+        host,
+        port,
+        server_ip: None,
+        downstream,
+        status: None,
+        content_type: None,
+        reused: false,
+        timings: Timings::default(),
+        bytes_up: 0,
+        bytes_down: 0,
+        complete: false,
+        failure: None,
+    };
+    let bytes_up = Arc::new(AtomicU64::new(0));
+    let (request, key) = upstream_request(req, &authority, &state, bytes_up.clone());
+    let exchange = exchange(request, &key, &state, &mut event);
+    let result = match tokio::time::timeout(state.config.response_timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => {
+            let detail = format!("no response head within {:?}", state.config.response_timeout);
+            Err(Failure::new(FailureKind::Timeout, side_of(&state), detail))
+        }
+    };
+    let (response, sender) = match result {
+        Ok(ok) => ok,
+        Err(failure) => return fail(&state, event, failure, started, &bytes_up),
+    };
+    if state.config.upstream_proxy.is_some() && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        let failure = dial::proxy_refusal(response, &format!("{} {}", event.method, event.url)).await;
+        return fail(&state, event, failure, started, &bytes_up);
+    }
+    let head_at = Instant::now();
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    event.status = Some(parts.status.as_u16());
+    event.content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let watched = Watched::new(body, move |bytes_down, how| {
+        let _open = guard;
+        event.bytes_down = bytes_down;
+        event.bytes_up = bytes_up.load(Ordering::Relaxed);
+        event.timings.receive_ms = Some(ms(head_at.elapsed()));
+        event.timings.total_ms = ms(started.elapsed());
+        match how {
+            BodyEnd::Complete => {
+                event.complete = true;
+                state.pool.put(key, sender);
+            }
+            BodyEnd::Error(e) => event.failure = Some(Failure::from_exchange_error(&*e, Side::Upstream)),
+            BodyEnd::Abandoned => {}
+        }
+        state.recorder.record(Event::Request(Box::new(event)));
+    });
+    Response::from_parts(parts, watched.boxed())
+}
+
+/// The request as the upstream gets it, and the pool key of the peer it goes to.
+fn upstream_request(req: Request<Incoming>, authority: &hyper::http::uri::Authority, state: &Shared, bytes_up: Arc<AtomicU64>) -> (Request<Body>, PoolKey) {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    // diagproxy already answered any Expect: 100-continue itself by reading the body.
+    parts.headers.remove(EXPECT);
+    if !parts.headers.contains_key(HOST) {
+        if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(HOST, value);
+        }
+    }
+    parts.version = Version::HTTP_11;
+    let key = match &state.config.upstream_proxy {
+        Some(proxy) => {
+            if let Some(auth) = proxy.authorization.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+                parts.headers.insert(PROXY_AUTHORIZATION, auth);
+            }
+            (proxy.host.clone(), proxy.port)
+        }
+        None => {
+            let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            parts.uri = origin_form.parse().unwrap_or_else(|_| Uri::from_static("/"));
+            let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+            (host.to_string(), authority.port_u16().unwrap_or(80))
+        }
+    };
+    let body = Counted::new(body, bytes_up).boxed();
+    (Request::from_parts(parts, body), key)
+}
+
+/// Sends on an idle pooled connection if one is open, else on a new one.
+async fn exchange(request: Request<Body>, key: &PoolKey, state: &Shared, event: &mut RequestEvent) -> Result<(Response<Incoming>, SendRequest<Body>), Failure> {
+    let side = side_of(state);
+    let mut request = request;
+    if let Some(mut sender) = state.pool.take(key) {
+        if sender.ready().await.is_ok() {
+            let sent = Instant::now();
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    event.reused = true;
+                    event.timings.wait_ms = Some(ms(sent.elapsed()));
+                    return Ok((response, sender));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(Failure::from_exchange_error(&e.into_error(), side)),
+                },
+            }
+        }
+    }
+    let dialed = dial::dial(&key.0, key.1, &state.config, side).await?;
+    event.server_ip = Some(dialed.addr.ip().to_string());
+    event.timings.dns_ms = dialed.dns.map(ms);
+    event.timings.connect_ms = Some(ms(dialed.connect));
+    let fail = |e: hyper::Error| Failure::from_exchange_error(&e, side);
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(dialed.stream)).await.map_err(fail)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("upstream connection ended: {e}");
+        }
+    });
+    let sent = Instant::now();
+    let response = sender.send_request(request).await.map_err(fail)?;
+    event.timings.wait_ms = Some(ms(sent.elapsed()));
+    Ok((response, sender))
+}
+
+fn side_of(state: &Shared) -> Side {
+    if state.config.upstream_proxy.is_some() {
+        Side::UpstreamProxy
+    } else {
+        Side::Upstream
+    }
+}
+
+fn fail(state: &Shared, mut event: RequestEvent, failure: Failure, started: Instant, bytes_up: &AtomicU64) -> Response<Body> {
+    let response = answer::failure(&failure, &event.host, event.port, &state.config.profile);
+    event.failure = Some(failure);
+    event.bytes_up = bytes_up.load(Ordering::Relaxed);
+    event.timings.total_ms = ms(started.elapsed());
+    state.recorder.record(Event::Request(Box::new(event)));
+    response
+}
+
+/// Removes hop-by-hop headers, including every header the Connection header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_including_named_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(PROXY_AUTHORIZATION, HeaderValue::from_static("Basic Zm9vOmJhcg=="));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-end-to-end", HeaderValue::from_static("kept"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h.get("x-end-to-end").unwrap(), "kept");
+    }
+}

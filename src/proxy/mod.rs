@@ -1,0 +1,203 @@
+//! The proxy: the accept loop and the state every connection shares.
+//!
+//! ```text
+//! accept ─► service (one task per downstream connection)
+//!             ├─ request for the proxy itself ─► pages (status, summary.json, proxy.pac)
+//!             ├─ absolute-form request ───────► forward ─► pool ─► origin / corporate proxy
+//!             └─ CONNECT ─────────────────────► tunnel  ─► dial ─► origin / corporate proxy
+//! every step ─► session::Event ─► the recorder (events.jsonl, summary, live log)
+//! ```
+
+pub mod answer;
+pub mod body;
+pub mod dial;
+pub mod forward;
+pub mod pages;
+pub mod pool;
+pub mod service;
+pub mod tunnel;
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::net::TcpListener;
+
+use crate::clock;
+use crate::config::Config;
+use crate::session::event::{SessionEnd, SessionInfo};
+use crate::session::livelog::Style;
+use crate::session::recorder::SharedSummary;
+use crate::session::summary::Summary;
+use crate::session::Recorder;
+use crate::shutdown::ShutdownController;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct State {
+    pub config: Config,
+    /// The address actually bound (port 0 in tests becomes a real port).
+    pub listen: SocketAddr,
+    pub recorder: Recorder,
+    /// The live summary, for the status page.
+    pub summary: SharedSummary,
+    /// Idle keep-alive connections to upstreams, for plain HTTP.
+    pub pool: pool::Pool,
+    /// Tunnels and requests in flight, for the status page and the session end.
+    pub open: AtomicUsize,
+}
+
+pub type Shared = Arc<State>;
+
+/// What `run` hands back when the session is over.
+#[derive(Debug)]
+pub struct SessionOutcome {
+    pub summary: Summary,
+    pub dir: PathBuf,
+    /// False when the grace period ran out with work still open.
+    pub drained: bool,
+}
+
+/// Why `run` could not start or finish.
+#[derive(Debug)]
+pub struct RunError {
+    pub what: String,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains open work for the grace period
+/// and writes the session's summary.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<SessionOutcome, RunError> {
+    let listen = listener
+        .local_addr()
+        .map_err(|source| RunError { what: "cannot read the listening address".into(), source })?;
+    if let Some(p) = &config.upstream_proxy {
+        if targets(listen, &p.host, p.port) {
+            let source = io::Error::new(io::ErrorKind::InvalidInput, "that would loop");
+            return Err(RunError { what: format!("--upstream-proxy {} is this proxy itself", p.display()), source });
+        }
+    }
+    let (state, controller) = start(listen, config)?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(service::serve(stream, peer, state.clone(), controller.handle()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: say so, breathe, go on.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drained = controller.shutdown(state.config.grace).await;
+    let end = SessionEnd { ended_at: clock::rfc3339(SystemTime::now()), unfinished: state.open.load(Ordering::Relaxed) };
+    let summary = state
+        .recorder
+        .finish(end)
+        .await
+        .map_err(|source| RunError { what: "cannot write the session summary".into(), source })?;
+    Ok(SessionOutcome { summary, dir: state.config.session_dir.clone(), drained })
+}
+
+fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownController), RunError> {
+    let started = SystemTime::now();
+    let info = SessionInfo {
+        id: format!("{}-{}", clock::compact(started), std::process::id()),
+        started_at: clock::rfc3339(started),
+        listen: listen.to_string(),
+        upstream_proxy: config.upstream_proxy.as_ref().map(|p| p.display()),
+        profile: config.profile_name.clone(),
+        diagproxy: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let style = Style {
+        format: config.log_format,
+        color: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        quiet: config.verbosity < 0,
+    };
+    let (recorder, summary) = Recorder::start(&config.session_dir, info, config.profile.clone(), style).map_err(|source| RunError {
+        what: format!("cannot create the session folder {}", config.session_dir.display()),
+        source,
+    })?;
+    let state = Arc::new(State { config, listen, recorder, summary, pool: pool::Pool::default(), open: AtomicUsize::new(0) });
+    Ok((state, ShutdownController::new()))
+}
+
+/// Whether `host:port` is the proxy itself (so forwarding there would loop).
+pub fn targets(listen: SocketAddr, host: &str, port: u16) -> bool {
+    if port != listen.port() {
+        return false;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip == listen.ip() || (ip.is_loopback() && (listen.ip().is_loopback() || listen.ip().is_unspecified())),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+impl State {
+    /// Whether forwarding to `host:port` would come back to this proxy (pins included).
+    pub fn is_self(&self, host: &str, port: u16) -> bool {
+        if targets(self.listen, host, port) {
+            return true;
+        }
+        let pinned = self.config.resolve.get(&(host.to_ascii_lowercase(), port));
+        pinned.is_some_and(|ip| targets(self.listen, &ip.to_string(), port))
+    }
+}
+
+/// Counts a tunnel or request as open while it lives.
+pub struct OpenGuard(Shared);
+
+impl OpenGuard {
+    pub fn new(state: &Shared) -> OpenGuard {
+        state.open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(state.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_targets() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(targets(listen, "127.0.0.1", 8080));
+        assert!(targets(listen, "localhost", 8080));
+        assert!(targets(listen, "127.0.0.2", 8080));
+        assert!(!targets(listen, "127.0.0.1", 8081));
+        assert!(!targets(listen, "chatgpt.com", 8080));
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(targets(any, "[::1]", 8080));
+    }
+}

@@ -1,0 +1,141 @@
+//! The proxy's own pages, for requests addressed to it directly: `/` (status), `/summary.json`
+//! (the live summary) and `/proxy.pac` (routes the profile's hosts through this proxy).
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, HOST};
+use hyper::{Request, Response, StatusCode};
+
+use super::answer::plain;
+use super::body::{full, Body};
+use super::Shared;
+use crate::config::host_port;
+use crate::profile::Profile;
+use crate::session::livelog::bytes;
+
+pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
+    match req.uri().path() {
+        "/" => page(status_html(state), "text/html; charset=utf-8"),
+        "/summary.json" => page(summary_json(state), "application/json"),
+        "/proxy.pac" => {
+            let proxy = pac_proxy_address(req, state);
+            page(pac(&state.config.profile, &proxy), "application/x-ns-proxy-autoconfig")
+        }
+        path => plain(
+            StatusCode::NOT_FOUND,
+            format!(
+                "diagproxy: no page {path}. Pages: / /summary.json /proxy.pac.\n\
+                 To use the proxy, configure it as the HTTP and HTTPS proxy (e.g. curl -x http://{}).\n",
+                state.listen
+            ),
+        ),
+    }
+}
+
+fn page(body: String, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn summary_json(state: &Shared) -> String {
+    match state.summary.lock() {
+        Ok(summary) => summary.to_json(),
+        Err(poisoned) => poisoned.into_inner().to_json(),
+    }
+}
+
+/// The address a PAC file should name: the listen address, or the one the client used to
+/// reach us when listening on every interface.
+fn pac_proxy_address(req: &Request<Incoming>, state: &Shared) -> String {
+    if !state.listen.ip().is_unspecified() {
+        return state.listen.to_string();
+    }
+    req.headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .map_or_else(|| host_port("127.0.0.1", state.listen.port()), str::to_string)
+}
+
+/// A PAC file sending the profile's hosts through `proxy`, everything else DIRECT.
+pub fn pac(profile: &Profile, proxy: &str) -> String {
+    let mut tests = Vec::new();
+    for entry in &profile.entries {
+        let pattern = entry.pattern.to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(suffix) => tests.push(format!("host == \"{suffix}\" || dnsDomainIs(host, \".{suffix}\")")),
+            None => tests.push(format!("host == \"{pattern}\"")),
+        }
+    }
+    format!(
+        "// diagproxy: send the {} profile's hosts through diagproxy, everything else direct.\n\
+         function FindProxyForURL(url, host) {{\n  host = host.toLowerCase();\n  if ({}) {{\n    return \"PROXY {proxy}\";\n  }}\n  return \"DIRECT\";\n}}\n",
+        profile.name,
+        tests.join(" ||\n      ")
+    )
+}
+
+fn status_html(state: &Shared) -> String {
+    let summary = match state.summary.lock() {
+        Ok(s) => s.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    let mut rows = String::new();
+    for h in summary.hosts() {
+        let failures: Vec<String> = h.failures.iter().map(|(k, n)| format!("{k} × {n}")).collect();
+        let class = if failures.is_empty() { "ok" } else { "fail" };
+        rows.push_str(&format!(
+            "<tr class=\"{class}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&h.host),
+            h.port,
+            escape(h.allowlist.as_deref().unwrap_or("other")),
+            h.connections,
+            h.requests,
+            bytes(h.bytes_up),
+            bytes(h.bytes_down),
+            escape(&failures.join(", "))
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str("<tr><td colspan=\"7\">No traffic yet. Point a browser or <code>curl -x</code> at this proxy.</td></tr>");
+    }
+    let session = summary.session();
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>diagproxy</title>\
+         <meta http-equiv=\"refresh\" content=\"5\"><style>body{{font:14px system-ui,sans-serif;margin:2em}}\
+         table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}\
+         tr.fail{{background:#fde2e2}}</style></head><body>\
+         <h1>diagproxy</h1><p>Session <code>{}</code> since {} on {} — {} open now. \
+         <a href=\"/summary.json\">summary.json</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\
+         <table><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th><th>up</th><th>down</th><th>failures</th></tr>\n{rows}</table></body></html>\n",
+        escape(&session.id),
+        escape(&session.started_at),
+        escape(&session.listen),
+        state.open.load(std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pac_routes_profile_hosts_only() {
+        let text = pac(&Profile::builtin(), "127.0.0.1:8080");
+        assert!(text.contains("host == \"chatgpt.com\" || dnsDomainIs(host, \".chatgpt.com\")"));
+        assert!(text.contains("host == \"js.stripe.com\""));
+        assert!(text.contains("return \"PROXY 127.0.0.1:8080\";"));
+        assert!(text.trim_end().ends_with('}'));
+        assert!(text.contains("return \"DIRECT\";"));
+    }
+
+    #[test]
+    fn escape_html() {
+        assert_eq!(escape("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+    }
+}

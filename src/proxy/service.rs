@@ -1,0 +1,84 @@
+//! One task per downstream connection: HTTP/1.1 with upgrades, each request sent where it
+//! belongs (CONNECT → tunnel, absolute-form → forward, anything else → the proxy's pages).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, USER_AGENT, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::body::Body;
+use super::{answer, forward, pages, tunnel, Shared};
+use crate::session::event::Downstream;
+use crate::shutdown::Shutdown;
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutdown: Shutdown) {
+    let for_requests = (state.clone(), shutdown.clone());
+    let service = service_fn(move |req| {
+        let (state, shutdown) = for_requests.clone();
+        async move { Ok::<_, Infallible>(handle(req, peer, state, shutdown).await) }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shutdown.recv() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_parse() || e.is_parse_too_large() {
+            // hyper has already answered 400/431; say what was wrong in our log.
+            tracing::warn!("malformed request from {peer}: {e}");
+        } else {
+            tracing::debug!("downstream connection from {peer} ended: {e}");
+        }
+    }
+}
+
+async fn handle(req: Request<Incoming>, peer: SocketAddr, state: Shared, shutdown: Shutdown) -> Response<Body> {
+    let downstream = Downstream {
+        addr: peer.to_string(),
+        user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
+    };
+    let is_proxy_request = req.method() == Method::CONNECT || req.uri().authority().is_some();
+    if let Some(expected) = &state.config.proxy_auth {
+        if let Some(response) = check_auth(&req, expected, is_proxy_request, &state, &downstream) {
+            return response;
+        }
+    }
+    if req.method() == Method::CONNECT {
+        return tunnel::connect(req, downstream, state, shutdown).await;
+    }
+    if is_proxy_request {
+        return forward::forward(req, downstream, state).await;
+    }
+    pages::serve(&req, &state)
+}
+
+/// With `--proxy-auth`, proxy requests need `Proxy-Authorization` (407 otherwise) and the
+/// proxy's own pages need `Authorization` (401), except the PAC file browsers fetch blindly.
+fn check_auth(req: &Request<Incoming>, expected: &str, is_proxy_request: bool, state: &Shared, downstream: &Downstream) -> Option<Response<Body>> {
+    let (header, status, challenge_name) = if is_proxy_request {
+        (PROXY_AUTHORIZATION, StatusCode::PROXY_AUTHENTICATION_REQUIRED, PROXY_AUTHENTICATE)
+    } else if req.uri().path() == "/proxy.pac" {
+        return None;
+    } else {
+        (AUTHORIZATION, StatusCode::UNAUTHORIZED, WWW_AUTHENTICATE)
+    };
+    let given = req.headers().get(&header).map(|v| v.as_bytes());
+    if given == Some(expected.as_bytes()) {
+        return None;
+    }
+    let reason = if given.is_some() { "wrong proxy credentials" } else { "this proxy needs credentials (--proxy-auth)" };
+    let target = req.uri().to_string();
+    let mut response = answer::refuse(state, downstream.clone(), req.method().as_str(), &target, status, reason);
+    response.headers_mut().insert(challenge_name, HeaderValue::from_static("Basic realm=\"diagproxy\""));
+    Some(response)
+}

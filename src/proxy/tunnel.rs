@@ -1,0 +1,208 @@
+//! CONNECT: dial the upstream first (so a failure is a 502 that names it), answer 200, then
+//! relay bytes unchanged both ways, half-close honoured. The downstream's first bytes are
+//! read as they pass to record the ClientHello's SNI and ALPN; nothing is held back.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::body::{empty, Body};
+use super::dial::{self, Io};
+use super::{answer, OpenGuard, Shared};
+use crate::clock::{self, ms};
+use crate::failure::{Failure, FailureKind, Side};
+use crate::session::event::{Downstream, Event, Timings, TunnelEnd, TunnelEvent};
+use crate::shutdown::Shutdown;
+use crate::sniff::{self, Sniff};
+
+pub async fn connect(req: Request<Incoming>, downstream: Downstream, state: Shared, shutdown: Shutdown) -> Response<Body> {
+    let started = Instant::now();
+    let target = req.uri().to_string();
+    let parsed = req.uri().authority().and_then(|a| Some((a.host().trim_start_matches('[').trim_end_matches(']').to_string(), a.port_u16()?)));
+    let Some((host, port)) = parsed else {
+        let reason = format!("CONNECT needs a host:port target, e.g. CONNECT chatgpt.com:443 (got {target:?})");
+        return answer::refuse(&state, downstream, "CONNECT", &target, StatusCode::BAD_REQUEST, &reason);
+    };
+    if state.is_self(&host, port) {
+        let reason = format!("{target} is this proxy itself; refusing to loop");
+        return answer::refuse(&state, downstream, "CONNECT", &target, StatusCode::LOOP_DETECTED, &reason);
+    }
+    let guard = OpenGuard::new(&state);
+    let mut record = TunnelEvent {
+        ts: clock::rfc3339(SystemTime::now()),
+        allowlist: state.config.profile.match_host(&host).map(|e| e.pattern.clone()),
+        host,
+        port,
+        sni: None,
+        alpn: Vec::new(),
+        payload: "none".into(),
+        first_bytes: None,
+        server_ip: None,
+        downstream,
+        timings: Timings::default(),
+        bytes_up: 0,
+        bytes_down: 0,
+        end: TunnelEnd::Failed,
+        failure: None,
+    };
+    let upstream = match dial::open_tunnel(&record.host, port, &state.config).await {
+        Ok(upstream) => upstream,
+        Err(failure) => {
+            let response = answer::failure(&failure, &record.host, port, &state.config.profile);
+            record.failure = Some(failure);
+            record.timings.total_ms = ms(started.elapsed());
+            state.recorder.record(Event::Tunnel(Box::new(record)));
+            return response;
+        }
+    };
+    record.server_ip = Some(upstream.addr.ip().to_string());
+    record.timings.dns_ms = upstream.dns.map(ms);
+    record.timings.connect_ms = Some(ms(upstream.connect));
+    record.timings.proxy_connect_ms = upstream.proxy_connect.map(ms);
+    tokio::spawn(async move {
+        let _open = (guard, shutdown); // open work until the tunnel closes
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => relay(TokioIo::new(upgraded), upstream.io, &mut record, state.config.idle_timeout).await,
+            Err(e) => {
+                record.failure = Some(Failure::new(FailureKind::HttpError, Side::Downstream, format!("the client did not take up the tunnel: {e}")));
+            }
+        }
+        record.timings.total_ms = ms(started.elapsed());
+        state.recorder.record(Event::Tunnel(Box::new(record)));
+    });
+    Response::new(empty())
+}
+
+/// Byte counts and clocks both directions of a tunnel update.
+struct Meter {
+    start: Instant,
+    up: AtomicU64,
+    down: AtomicU64,
+    /// Milliseconds from `start` to the last byte moved either way.
+    last_activity_ms: AtomicU64,
+    /// Microseconds from `start` to the first upstream byte, plus one (0: none yet).
+    first_down_us: AtomicU64,
+    /// Which side closed first (a `Closer` code), 0 while both are open.
+    first_close: AtomicU8,
+}
+
+const CLOSED_BY_DOWNSTREAM: u8 = 1;
+const CLOSED_BY_UPSTREAM: u8 = 2;
+
+/// Relays until both sides are done, one resets, or nothing moves for `idle`.
+async fn relay(downstream: impl Io, upstream: Box<dyn Io>, record: &mut TunnelEvent, idle: Duration) {
+    let meter = Meter {
+        start: Instant::now(),
+        up: AtomicU64::new(0),
+        down: AtomicU64::new(0),
+        last_activity_ms: AtomicU64::new(0),
+        first_down_us: AtomicU64::new(0),
+        first_close: AtomicU8::new(0),
+    };
+    let (mut down_read, mut down_write) = tokio::io::split(downstream);
+    let (mut up_read, mut up_write) = tokio::io::split(upstream);
+    let mut sniffer = Sniffer::default();
+    let upward = pump(&mut down_read, &mut up_write, Side::Downstream, &meter, |chunk| sniffer.feed(chunk));
+    let downward = pump(&mut up_read, &mut down_write, Side::Upstream, &meter, |_| {});
+    let end = tokio::select! {
+        result = async { tokio::try_join!(upward, downward) } => match result {
+            Ok(_) if meter.first_close.load(Ordering::Relaxed) == CLOSED_BY_UPSTREAM => TunnelEnd::UpstreamClosed,
+            Ok(_) => TunnelEnd::DownstreamClosed,
+            Err((Side::Downstream, _)) => TunnelEnd::DownstreamReset,
+            Err((_, e)) => {
+                record.failure = Some(Failure::new(FailureKind::Reset, Side::Upstream, format!("the upstream broke the tunnel: {e}")));
+                TunnelEnd::UpstreamReset
+            }
+        },
+        () = idle_deadline(&meter, idle) => TunnelEnd::IdleTimeout,
+    };
+    record.end = end;
+    record.bytes_up = meter.up.load(Ordering::Relaxed);
+    record.bytes_down = meter.down.load(Ordering::Relaxed);
+    let first = meter.first_down_us.load(Ordering::Relaxed);
+    record.timings.wait_ms = (first > 0).then(|| ms(Duration::from_micros(first - 1)));
+    sniffer.finish(record);
+}
+
+/// Copies one direction. `from` is the side whose read errors are its own; write errors
+/// belong to the other side. EOF is passed on as a half-close.
+async fn pump<R, W>(reader: &mut R, writer: &mut W, from: Side, meter: &Meter, mut on_chunk: impl FnMut(&[u8])) -> Result<(), (Side, std::io::Error)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let to = if from == Side::Downstream { Side::Upstream } else { Side::Downstream };
+    let (count, closed_code) = if from == Side::Downstream { (&meter.up, CLOSED_BY_DOWNSTREAM) } else { (&meter.down, CLOSED_BY_UPSTREAM) };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await.map_err(|e| (from, e))?;
+        if n == 0 {
+            let _ = meter.first_close.compare_exchange(0, closed_code, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = writer.shutdown().await;
+            return Ok(());
+        }
+        if from == Side::Upstream && meter.first_down_us.load(Ordering::Relaxed) == 0 {
+            meter.first_down_us.store(meter.start.elapsed().as_micros() as u64 + 1, Ordering::Relaxed);
+        }
+        on_chunk(&buf[..n]);
+        writer.write_all(&buf[..n]).await.map_err(|e| (to, e))?;
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        meter.last_activity_ms.store(meter.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+async fn idle_deadline(meter: &Meter, idle: Duration) {
+    loop {
+        let last = Duration::from_millis(meter.last_activity_ms.load(Ordering::Relaxed));
+        let deadline = meter.start + last + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+/// Watches the first bytes of the downstream's stream until it can say what they are.
+#[derive(Default)]
+struct Sniffer {
+    buf: Vec<u8>,
+    verdict: Option<Sniff>,
+}
+
+impl Sniffer {
+    fn feed(&mut self, chunk: &[u8]) {
+        if self.verdict.is_some() {
+            return;
+        }
+        let take = chunk.len().min(sniff::MAX_HELLO.saturating_sub(self.buf.len()));
+        self.buf.extend_from_slice(&chunk[..take]);
+        match sniff::client_hello(&self.buf) {
+            Sniff::NeedMore if self.buf.len() < sniff::MAX_HELLO => {}
+            Sniff::NeedMore => self.verdict = Some(Sniff::Malformed),
+            other => self.verdict = Some(other),
+        }
+    }
+
+    fn finish(self, record: &mut TunnelEvent) {
+        record.payload = match self.verdict {
+            Some(Sniff::Hello(hello)) => {
+                record.sni = hello.sni;
+                record.alpn = hello.alpn;
+                "tls"
+            }
+            Some(Sniff::NotTls) => {
+                let shown = &self.buf[..self.buf.len().min(64)];
+                record.first_bytes = Some(String::from_utf8_lossy(shown).into_owned());
+                "not_tls"
+            }
+            Some(Sniff::Malformed) => "malformed",
+            Some(Sniff::NeedMore) | None if self.buf.is_empty() => "none",
+            Some(Sniff::NeedMore) | None => "partial",
+        }
+        .to_string();
+    }
+}

@@ -1,0 +1,158 @@
+//! The `Event` type: one line of `events.jsonl`. The schema is documented in README.md; a
+//! field is only ever added, never renamed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::failure::Failure;
+
+/// One thing that happened in a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The first line of every session.
+    SessionStarted(SessionInfo),
+    /// A CONNECT tunnel, recorded when it closes or fails.
+    Tunnel(Box<TunnelEvent>),
+    /// A plain-HTTP request, recorded when its response ends or it fails.
+    Request(Box<RequestEvent>),
+    /// A downstream request diagproxy answered itself with an error (400, 407, 508).
+    Refused(RefusedEvent),
+    /// The last line of a session that shut down cleanly.
+    SessionEnded(SessionEnd),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub started_at: String,
+    /// The address actually listened on.
+    pub listen: String,
+    /// The corporate proxy, credentials masked.
+    pub upstream_proxy: Option<String>,
+    pub profile: String,
+    /// diagproxy's version, so a report knows what wrote the file.
+    pub diagproxy: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    pub ended_at: String,
+    /// Tunnels and requests still open when the grace period ran out.
+    pub unfinished: usize,
+}
+
+/// Who asked: the downstream's address and User-Agent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Downstream {
+    pub addr: String,
+    pub user_agent: Option<String>,
+}
+
+/// Timings in milliseconds; `None` where a step did not happen (no DNS for an IP or a
+/// `--resolve` pin, no connect for a pooled connection).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub dns_ms: Option<f64>,
+    pub connect_ms: Option<f64>,
+    /// CONNECT through the corporate proxy (tunnels with --upstream-proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_connect_ms: Option<f64>,
+    /// Tunnels: from the 200 to the first byte from upstream. Requests: from sending the
+    /// request to the response head.
+    pub wait_ms: Option<f64>,
+    /// Requests: from the response head to the end of its body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_ms: Option<f64>,
+    /// From the downstream's request to the end.
+    pub total_ms: f64,
+}
+
+/// How a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelEnd {
+    /// The downstream closed first, cleanly.
+    DownstreamClosed,
+    /// The upstream closed first, cleanly.
+    UpstreamClosed,
+    /// The downstream reset the connection.
+    DownstreamReset,
+    /// The upstream reset the connection.
+    UpstreamReset,
+    /// No byte moved for `--idle-timeout`.
+    IdleTimeout,
+    /// The tunnel was never established (see `failure`).
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunnelEvent {
+    /// When the CONNECT arrived.
+    pub ts: String,
+    /// The CONNECT target.
+    pub host: String,
+    pub port: u16,
+    /// The ClientHello's server name, if the tunnel carried TLS.
+    pub sni: Option<String>,
+    /// The ALPN protocols the ClientHello offered.
+    pub alpn: Vec<String>,
+    /// `tls`, `not_tls` (with the first bytes in `first_bytes`), `malformed` or `none`.
+    pub payload: String,
+    /// The first bytes of a non-TLS payload, as text (for the `non_tls_in_tunnel` finding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_bytes: Option<String>,
+    /// The matched profile entry.
+    pub allowlist: Option<String>,
+    /// The address dialled.
+    pub server_ip: Option<String>,
+    pub downstream: Downstream,
+    pub timings: Timings,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub end: TunnelEnd,
+    pub failure: Option<Failure>,
+}
+
+impl TunnelEvent {
+    /// The name the tunnel is filed under: the SNI when the CONNECT named an IP address.
+    pub fn host_name(&self) -> &str {
+        match &self.sni {
+            Some(sni) if self.host.parse::<std::net::IpAddr>().is_ok() => sni,
+            _ => &self.host,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestEvent {
+    pub ts: String,
+    pub method: String,
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub allowlist: Option<String>,
+    pub server_ip: Option<String>,
+    pub downstream: Downstream,
+    /// The upstream's status, `None` when no response came.
+    pub status: Option<u16>,
+    /// The response's Content-Type.
+    pub content_type: Option<String>,
+    /// Whether an idle pooled upstream connection was reused.
+    pub reused: bool,
+    pub timings: Timings,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// False when the response body was cut off (by either side).
+    pub complete: bool,
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusedEvent {
+    pub ts: String,
+    pub downstream: Downstream,
+    pub method: String,
+    pub target: String,
+    pub status: u16,
+    pub reason: String,
+}

@@ -1,0 +1,229 @@
+//! The live log on stderr: one line per tunnel and per request, failures highlighted with
+//! their remedy, and the per-host table printed at exit. Formatting is pure; the recorder
+//! prints.
+
+use std::fmt::Write;
+
+use super::event::{Event, TunnelEnd};
+use super::summary::{finding_for, Summary};
+use crate::cli::LogFormat;
+use crate::profile::Profile;
+
+/// How the live log looks.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub format: LogFormat,
+    /// ANSI colours (stderr is a terminal).
+    pub color: bool,
+    /// Failures only.
+    pub quiet: bool,
+}
+
+const RED: &str = "\x1b[1;31m";
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// The live-log line for an event, or `None` when the style leaves it out.
+pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
+    let failed = match event {
+        Event::Tunnel(t) => t.failure.is_some(),
+        Event::Request(r) => r.failure.is_some() || !r.complete,
+        Event::Refused(_) => true,
+        Event::SessionStarted(_) | Event::SessionEnded(_) => false,
+    };
+    if style.quiet && !failed {
+        return None;
+    }
+    if style.format == LogFormat::Json {
+        return serde_json::to_string(event).ok();
+    }
+    let text = match event {
+        Event::SessionStarted(s) => format!("session {} started, listening on {}", s.id, s.listen),
+        Event::SessionEnded(e) => format!("session ended at {} ({} unfinished)", e.ended_at, e.unfinished),
+        Event::Refused(r) => format!("{} {} {} refused {}: {}", time(&r.ts), r.method, r.target, r.status, r.reason),
+        Event::Tunnel(t) => {
+            let mut s = format!("{} CONNECT {}:{}", time(&t.ts), t.host, t.port);
+            if let Some(sni) = t.sni.as_deref().filter(|sni| *sni != t.host) {
+                let _ = write!(s, " (sni {sni})");
+            }
+            match &t.failure {
+                Some(f) => {
+                    let _ = write!(s, " FAILED {} [{}]", f, allow(t.allowlist.as_deref()));
+                }
+                None => {
+                    let _ = write!(
+                        s,
+                        " {} {} {} up {} down {} [{}]",
+                        end(t.end),
+                        timing("connect", t.timings.connect_ms),
+                        duration(t.timings.total_ms),
+                        bytes(t.bytes_up),
+                        bytes(t.bytes_down),
+                        allow(t.allowlist.as_deref())
+                    );
+                }
+            }
+            if let Some(ua) = &t.downstream.user_agent {
+                let _ = write!(s, " {ua}");
+            }
+            with_remedy(s, profile, t.host_name(), t.failure.as_ref())
+        }
+        Event::Request(r) => {
+            let mut s = format!("{} {} {}", time(&r.ts), r.method, r.url);
+            match (&r.failure, r.status) {
+                (Some(f), _) => {
+                    let _ = write!(s, " FAILED {} [{}]", f, allow(r.allowlist.as_deref()));
+                }
+                (None, status) => {
+                    let cut = if r.complete { "" } else { " (body cut off)" };
+                    let _ = write!(
+                        s,
+                        " {}{cut} {} {} down {} [{}]",
+                        status.map_or("-".to_string(), |c| c.to_string()),
+                        timing("wait", r.timings.wait_ms),
+                        duration(r.timings.total_ms),
+                        bytes(r.bytes_down),
+                        allow(r.allowlist.as_deref())
+                    );
+                }
+            }
+            with_remedy(s, profile, &r.host, r.failure.as_ref())
+        }
+    };
+    Some(if failed && style.color { format!("{RED}{text}{RESET}") } else { text })
+}
+
+fn with_remedy(mut s: String, profile: &Profile, host: &str, failure: Option<&crate::failure::Failure>) -> String {
+    if let Some(f) = failure {
+        let finding = finding_for(profile, host, f);
+        if !finding.remedy.is_empty() {
+            let _ = write!(s, "\n    -> {}", finding.remedy);
+        }
+    }
+    s
+}
+
+/// The per-host table printed when the session ends.
+pub fn exit_table(summary: &Summary, color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nsession {} — hosts seen:", summary.session().id);
+    let _ = writeln!(
+        out,
+        "{:<40} {:<26} {:>5} {:>5} {:>9} {:>9}  failures",
+        "host:port", "allowlist", "conns", "reqs", "up", "down"
+    );
+    let mut any = false;
+    for h in summary.hosts() {
+        any = true;
+        let failures: Vec<String> = h.failures.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+        let row = format!(
+            "{:<40} {:<26} {:>5} {:>5} {:>9} {:>9}  {}",
+            format!("{}:{}", h.host, h.port),
+            allow(h.allowlist.as_deref()),
+            h.connections,
+            h.requests,
+            bytes(h.bytes_up),
+            bytes(h.bytes_down),
+            if failures.is_empty() { "-".to_string() } else { failures.join(" ") }
+        );
+        let row = if color && !h.failures.is_empty() { format!("{RED}{row}{RESET}") } else { row };
+        let _ = writeln!(out, "{row}");
+    }
+    if !any {
+        let _ = writeln!(out, "{}(no traffic went through the proxy){}", if color { DIM } else { "" }, if color { RESET } else { "" });
+    }
+    out
+}
+
+fn time(ts: &str) -> &str {
+    ts.split_once('T').map_or(ts, |(_, t)| t.trim_end_matches('Z'))
+}
+
+fn allow(entry: Option<&str>) -> &str {
+    entry.unwrap_or("other")
+}
+
+fn end(end: TunnelEnd) -> &'static str {
+    match end {
+        TunnelEnd::DownstreamClosed => "closed by client",
+        TunnelEnd::UpstreamClosed => "closed by server",
+        TunnelEnd::DownstreamReset => "RESET by client",
+        TunnelEnd::UpstreamReset => "RESET by server",
+        TunnelEnd::IdleTimeout => "idle timeout",
+        TunnelEnd::Failed => "failed",
+    }
+}
+
+fn timing(name: &str, ms: Option<f64>) -> String {
+    ms.map_or(String::new(), |ms| format!("{name} {}", duration(ms)))
+}
+
+pub fn duration(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{:.2}s", ms / 1000.0)
+    }
+}
+
+pub fn bytes(n: u64) -> String {
+    match n {
+        0..=1023 => format!("{n} B"),
+        1024..=1_048_575 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::{Failure, FailureKind, Side};
+    use crate::session::event::{Downstream, Timings, TunnelEvent};
+
+    fn failed_tunnel() -> Event {
+        Event::Tunnel(Box::new(TunnelEvent {
+            ts: "2026-11-27T18:30:01.123Z".into(),
+            host: "files.oaiusercontent.com".into(),
+            port: 443,
+            sni: None,
+            alpn: vec![],
+            payload: "none".into(),
+            first_bytes: None,
+            allowlist: Some("files.oaiusercontent.com".into()),
+            server_ip: None,
+            downstream: Downstream::default(),
+            timings: Timings::default(),
+            bytes_up: 0,
+            bytes_down: 0,
+            end: TunnelEnd::Failed,
+            failure: Some(Failure::new(FailureKind::DnsFailed, Side::Upstream, "no such name")),
+        }))
+    }
+
+    #[test]
+    fn failures_carry_the_remedy_and_survive_quiet() {
+        let style = Style { format: LogFormat::Human, color: false, quiet: true };
+        let text = line(&failed_tunnel(), &Profile::builtin(), style).unwrap();
+        assert!(text.starts_with("18:30:01.123 CONNECT files.oaiusercontent.com:443 FAILED dns_failed"), "{text}");
+        assert!(text.contains("-> Check the DNS filter"), "{text}");
+        assert!(text.contains("VPN, web proxy and firewall"), "{text}");
+    }
+
+    #[test]
+    fn json_lines_are_events() {
+        let style = Style { format: LogFormat::Json, color: false, quiet: false };
+        let text = line(&failed_tunnel(), &Profile::builtin(), style).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["type"], "tunnel");
+        assert_eq!(value["failure"]["kind"], "dns_failed");
+    }
+
+    #[test]
+    fn sizes_and_durations_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(2048), "2.0 KiB");
+        assert_eq!(bytes(3 * 1_048_576), "3.0 MiB");
+        assert_eq!(duration(12.34), "12.3ms");
+        assert_eq!(duration(1500.0), "1.50s");
+    }
+}

@@ -1,0 +1,11 @@
+//! The session: what happened, as events (`event`), folded into a per-host summary
+//! (`summary`), written by one task that owns the session files (`recorder`) and printed as
+//! the live log (`livelog`).
+
+pub mod event;
+pub mod livelog;
+pub mod recorder;
+pub mod summary;
+
+pub use event::Event;
+pub use recorder::Recorder;

@@ -1,0 +1,135 @@
+//! The single writer of the session folder. The hot path only sends small events on a
+//! channel; one thread appends them to `events.jsonl` (flushed after every batch, so a kill
+//! loses nothing already written), folds them into the shared [`Summary`] and prints the live
+//! log. At the end it writes `summary.json`.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::event::{Event, SessionEnd, SessionInfo};
+use super::livelog::{self, Style};
+use super::summary::Summary;
+use crate::profile::Profile;
+
+/// The summary as the recorder keeps it, readable by the status page.
+pub type SharedSummary = Arc<Mutex<Summary>>;
+
+enum Msg {
+    Event(Event),
+    /// Write the last event and `summary.json`, then answer with the final summary.
+    Finish(SessionEnd, oneshot::Sender<io::Result<Summary>>),
+}
+
+/// The cheap, cloneable handle every connection task records through.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl Recorder {
+    /// Creates the session folder, writes the first event and starts the writer thread.
+    pub fn start(dir: &Path, info: SessionInfo, profile: Arc<Profile>, style: Style) -> io::Result<(Recorder, SharedSummary)> {
+        fs::create_dir_all(dir)?;
+        let file = File::create(dir.join("events.jsonl"))?;
+        let summary = Arc::new(Mutex::new(Summary::new(info.clone(), profile.clone())));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut writer = Writer {
+            events: BufWriter::with_capacity(64 * 1024, file),
+            dir: dir.to_path_buf(),
+            summary: summary.clone(),
+            profile,
+            style,
+        };
+        writer.write(&Event::SessionStarted(info))?;
+        writer.events.flush()?;
+        std::thread::Builder::new().name("diagproxy-recorder".into()).spawn(move || writer.run(rx))?;
+        Ok((Recorder { tx }, summary))
+    }
+
+    /// Queues an event; never blocks. After `finish` events are dropped.
+    pub fn record(&self, event: Event) {
+        let _ = self.tx.send(Msg::Event(event));
+    }
+
+    /// Writes the end of the session and `summary.json`; returns the final summary.
+    pub async fn finish(&self, end: SessionEnd) -> io::Result<Summary> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Finish(end, tx))
+            .map_err(|_| io::Error::other("the session recorder stopped early"))?;
+        rx.await.map_err(|_| io::Error::other("the session recorder stopped early"))?
+    }
+}
+
+struct Writer {
+    events: BufWriter<File>,
+    dir: PathBuf,
+    summary: SharedSummary,
+    profile: Arc<Profile>,
+    style: Style,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut batch = Vec::with_capacity(256);
+        while rx.blocking_recv_many(&mut batch, 256) > 0 {
+            for msg in batch.drain(..) {
+                match msg {
+                    Msg::Event(event) => {
+                        if let Err(e) = self.write(&event) {
+                            tracing::error!("cannot write events.jsonl: {e}");
+                        }
+                    }
+                    Msg::Finish(end, reply) => {
+                        let _ = reply.send(self.finish(end));
+                        return;
+                    }
+                }
+            }
+            if let Err(e) = self.events.flush() {
+                tracing::error!("cannot write events.jsonl: {e}");
+            }
+        }
+    }
+
+    fn write(&mut self, event: &Event) -> io::Result<()> {
+        serde_json::to_writer(&mut self.events, event)?;
+        self.events.write_all(b"\n")?;
+        if let Ok(mut summary) = self.summary.lock() {
+            summary.apply(event);
+        }
+        if let Some(line) = livelog::line(event, &self.profile, self.style) {
+            let _ = writeln!(io::stderr().lock(), "{line}");
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, end: SessionEnd) -> io::Result<Summary> {
+        self.write(&Event::SessionEnded(end))?;
+        self.events.flush()?;
+        self.events.get_ref().sync_data()?;
+        let summary = match self.summary.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        write_atomically(&self.dir.join("summary.json"), summary.to_json().as_bytes())?;
+        Ok(summary)
+    }
+}
+
+/// Writes to a temporary file and renames it, so a reader never sees half a file.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, contents)?;
+    fs::rename(&tmp, path)
+}

@@ -1,0 +1,321 @@
+//! Folds events into the per-host summary (`summary.json`, the status page, the exit table).
+//! Pure: no I/O, so every rule here is unit-tested.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::event::{Event, SessionInfo, TunnelEnd};
+use crate::failure::{Failure, FailureKind};
+use crate::profile::Profile;
+
+/// The running aggregate of one session.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    session: SessionInfo,
+    ended_at: Option<String>,
+    profile: Arc<Profile>,
+    /// (host, port) → what happened there. BTreeMap keeps the output stable.
+    hosts: BTreeMap<(String, u16), HostStats>,
+    /// Requests diagproxy refused itself (400, 407, 508).
+    refused: u64,
+}
+
+/// One host:port of `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStats {
+    pub host: String,
+    pub port: u16,
+    pub allowlist: Option<String>,
+    pub connections: u64,
+    pub requests: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub failures: BTreeMap<FailureKind, u64>,
+    pub findings: Vec<Finding>,
+    /// The User-Agents seen, so a browser and an app can be told apart.
+    pub user_agents: BTreeSet<String>,
+    /// The slowest connect seen, in ms (a hint of a slow or filtering path).
+    pub max_connect_ms: Option<f64>,
+}
+
+/// An observation with the remedy that applies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: String,
+    pub detail: String,
+    pub remedy: String,
+}
+
+/// The `summary.json` document (version 1).
+#[derive(Debug, Serialize)]
+pub struct SummaryDoc<'a> {
+    pub version: u32,
+    pub session: SessionDoc<'a>,
+    pub hosts: Vec<&'a HostStats>,
+    pub allowlist: AllowlistDoc,
+    pub refused: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionDoc<'a> {
+    pub id: &'a str,
+    pub started_at: &'a str,
+    pub ended_at: Option<&'a str>,
+    pub listen: &'a str,
+    pub upstream_proxy: Option<&'a str>,
+    pub profile: &'a str,
+}
+
+/// Profile entries by what the session saw of them.
+#[derive(Debug, Default, Serialize)]
+pub struct AllowlistDoc {
+    pub touched: Vec<String>,
+    pub failing: Vec<String>,
+    pub untouched: Vec<String>,
+}
+
+impl Summary {
+    pub fn new(session: SessionInfo, profile: Arc<Profile>) -> Summary {
+        Summary { session, ended_at: None, profile, hosts: BTreeMap::new(), refused: 0 }
+    }
+
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::SessionStarted(info) => self.session = info.clone(),
+            Event::SessionEnded(end) => self.ended_at = Some(end.ended_at.clone()),
+            Event::Refused(_) => self.refused += 1,
+            Event::Tunnel(t) => {
+                let stats = self.host(t.host_name(), t.port);
+                if t.end != TunnelEnd::Failed {
+                    stats.connections += 1;
+                }
+                stats.bytes_up += t.bytes_up;
+                stats.bytes_down += t.bytes_down;
+                stats.note(t.downstream.user_agent.as_deref(), t.timings.connect_ms);
+                let failure = t.failure.clone();
+                self.record_failure(t.host_name(), t.port, failure.as_ref());
+            }
+            Event::Request(r) => {
+                let stats = self.host(&r.host, r.port);
+                stats.requests += 1;
+                if r.timings.connect_ms.is_some() {
+                    stats.connections += 1;
+                }
+                stats.bytes_up += r.bytes_up;
+                stats.bytes_down += r.bytes_down;
+                stats.note(r.downstream.user_agent.as_deref(), r.timings.connect_ms);
+                self.record_failure(&r.host, r.port, r.failure.as_ref());
+            }
+        }
+    }
+
+    fn host(&mut self, host: &str, port: u16) -> &mut HostStats {
+        let host = host.to_ascii_lowercase();
+        let profile = &self.profile;
+        self.hosts.entry((host.clone(), port)).or_insert_with(|| HostStats {
+            allowlist: profile.match_host(&host).map(|e| e.pattern.clone()),
+            host,
+            port,
+            connections: 0,
+            requests: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            failures: BTreeMap::new(),
+            findings: Vec::new(),
+            user_agents: BTreeSet::new(),
+            max_connect_ms: None,
+        })
+    }
+
+    fn record_failure(&mut self, host: &str, port: u16, failure: Option<&Failure>) {
+        let Some(failure) = failure else { return };
+        let finding = finding_for(&self.profile, host, failure);
+        let stats = self.host(host, port);
+        *stats.failures.entry(failure.kind).or_insert(0) += 1;
+        if !stats.findings.iter().any(|f| f.kind == finding.kind) {
+            stats.findings.push(finding);
+        }
+    }
+
+    pub fn hosts(&self) -> impl Iterator<Item = &HostStats> {
+        self.hosts.values()
+    }
+
+    pub fn session(&self) -> &SessionInfo {
+        &self.session
+    }
+
+    pub fn doc(&self) -> SummaryDoc<'_> {
+        let mut allowlist = AllowlistDoc::default();
+        for entry in &self.profile.entries {
+            let mut matching = self.hosts.values().filter(|h| h.allowlist.as_deref() == Some(&entry.pattern));
+            let mut touched = false;
+            let mut failing = false;
+            for h in matching.by_ref() {
+                touched = true;
+                failing |= !h.failures.is_empty();
+            }
+            let list = if !touched { &mut allowlist.untouched } else { &mut allowlist.touched };
+            list.push(entry.pattern.clone());
+            if failing {
+                allowlist.failing.push(entry.pattern.clone());
+            }
+        }
+        SummaryDoc {
+            version: 1,
+            session: SessionDoc {
+                id: &self.session.id,
+                started_at: &self.session.started_at,
+                ended_at: self.ended_at.as_deref(),
+                listen: &self.session.listen,
+                upstream_proxy: self.session.upstream_proxy.as_deref(),
+                profile: &self.session.profile,
+            },
+            hosts: self.hosts.values().collect(),
+            allowlist,
+            refused: self.refused,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs of strings and numbers cannot fail.
+        serde_json::to_string_pretty(&self.doc()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+impl HostStats {
+    fn note(&mut self, user_agent: Option<&str>, connect_ms: Option<f64>) {
+        if let Some(ua) = user_agent {
+            if self.user_agents.len() < 16 && !self.user_agents.contains(ua) {
+                self.user_agents.insert(ua.to_string());
+            }
+        }
+        if let Some(ms) = connect_ms {
+            self.max_connect_ms = Some(self.max_connect_ms.map_or(ms, |m: f64| m.max(ms)));
+        }
+    }
+}
+
+/// The finding a failure becomes: what failed, and the profile's remedy and next check.
+pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding {
+    let mut remedy = String::new();
+    if let Some(hint) = profile.hint(failure.kind) {
+        remedy.push_str(&hint.check.replace("HOST", host));
+    }
+    if let Some(entry) = profile.match_host(host) {
+        if !remedy.is_empty() {
+            remedy.push_str(". ");
+        }
+        remedy.push_str(&format!("{} ({}): {}", entry.pattern, entry.breaks, entry.remedy));
+    }
+    Finding { kind: failure.kind.as_str().to_string(), detail: failure.to_string(), remedy }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::Side;
+    use crate::session::event::{Downstream, RequestEvent, Timings, TunnelEvent};
+
+    fn info() -> SessionInfo {
+        SessionInfo {
+            id: "s1".into(),
+            started_at: "2026-11-27T00:00:00.000Z".into(),
+            listen: "127.0.0.1:8080".into(),
+            upstream_proxy: None,
+            profile: "built-in:chatgpt".into(),
+            diagproxy: "0".into(),
+        }
+    }
+
+    fn tunnel(host: &str, failure: Option<Failure>) -> Event {
+        Event::Tunnel(Box::new(TunnelEvent {
+            ts: "t".into(),
+            host: host.into(),
+            port: 443,
+            sni: None,
+            alpn: vec![],
+            payload: "tls".into(),
+            first_bytes: None,
+            allowlist: None,
+            server_ip: None,
+            downstream: Downstream { addr: "127.0.0.1:1".into(), user_agent: Some("curl/8".into()) },
+            timings: Timings { connect_ms: Some(2.0), ..Timings::default() },
+            bytes_up: 10,
+            bytes_down: 20,
+            end: if failure.is_some() { TunnelEnd::Failed } else { TunnelEnd::DownstreamClosed },
+            failure,
+        }))
+    }
+
+    #[test]
+    fn hosts_are_counted_and_matched() {
+        let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+        s.apply(&tunnel("chatgpt.com", None));
+        s.apply(&tunnel("ChatGPT.com", None));
+        s.apply(&tunnel("example.org", None));
+        let doc = s.doc();
+        assert_eq!(doc.hosts.len(), 2);
+        let chatgpt = doc.hosts.iter().find(|h| h.host == "chatgpt.com").unwrap();
+        assert_eq!((chatgpt.connections, chatgpt.bytes_up, chatgpt.bytes_down), (2, 20, 40));
+        assert_eq!(chatgpt.allowlist.as_deref(), Some("*.chatgpt.com"));
+        let other = doc.hosts.iter().find(|h| h.host == "example.org").unwrap();
+        assert_eq!(other.allowlist, None);
+        assert_eq!(doc.allowlist.touched, vec!["*.chatgpt.com".to_string()]);
+        assert!(doc.allowlist.failing.is_empty());
+        assert_eq!(doc.allowlist.untouched.len(), Profile::builtin().entries.len() - 1);
+    }
+
+    #[test]
+    fn failures_count_and_become_one_finding_per_kind() {
+        let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+        let f = Failure::new(FailureKind::DnsFailed, Side::Upstream, "no such host");
+        s.apply(&tunnel("files.oaiusercontent.com", Some(f.clone())));
+        s.apply(&tunnel("files.oaiusercontent.com", Some(f)));
+        let doc = s.doc();
+        let h = doc.hosts[0];
+        assert_eq!(h.connections, 0, "failed tunnels are not connections");
+        assert_eq!(h.failures.get(&FailureKind::DnsFailed), Some(&2));
+        assert_eq!(h.findings.len(), 1);
+        assert_eq!(h.findings[0].kind, "dns_failed");
+        assert!(h.findings[0].remedy.contains("nslookup files.oaiusercontent.com"), "{}", h.findings[0].remedy);
+        assert!(h.findings[0].remedy.contains("Uploads fail"), "{}", h.findings[0].remedy);
+        assert_eq!(doc.allowlist.failing, vec!["files.oaiusercontent.com".to_string()]);
+        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(json["hosts"][0]["failures"]["dns_failed"], 2);
+        assert_eq!(json["version"], 1);
+        assert!(json["session"]["ended_at"].is_null());
+    }
+
+    #[test]
+    fn requests_count_new_connections_only() {
+        let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+        let req = |connect_ms: Option<f64>| {
+            Event::Request(Box::new(RequestEvent {
+                ts: "t".into(),
+                method: "GET".into(),
+                url: "http://chat.openai.com/".into(),
+                host: "chat.openai.com".into(),
+                port: 80,
+                allowlist: None,
+                server_ip: None,
+                downstream: Downstream::default(),
+                status: Some(200),
+                content_type: None,
+                reused: connect_ms.is_none(),
+                timings: Timings { connect_ms, ..Timings::default() },
+                bytes_up: 0,
+                bytes_down: 5,
+                complete: true,
+                failure: None,
+            }))
+        };
+        s.apply(&req(Some(1.0)));
+        s.apply(&req(None));
+        let h = s.doc().hosts[0].clone();
+        assert_eq!((h.requests, h.connections, h.bytes_down), (2, 1, 10));
+        assert_eq!(h.allowlist.as_deref(), Some("chat.openai.com"));
+    }
+}
