@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "diagproxy", version, about = "A local diagnostic proxy: why does ChatGPT fail on this network?")]
+#[command(
+    name = "diagproxy",
+    version,
+    about = "A local diagnostic proxy: why does ChatGPT fail on this network?"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

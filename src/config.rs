@@ -53,7 +53,11 @@ pub struct UpstreamProxy {
 impl UpstreamProxy {
     /// `http://host:port`, or `http://user:***@host:port`: safe to log and record.
     pub fn display(&self) -> String {
-        let creds = if self.authorization.is_some() { "***@" } else { "" };
+        let creds = if self.authorization.is_some() {
+            "***@"
+        } else {
+            ""
+        };
         format!("http://{creds}{}", host_port(&self.host, self.port))
     }
 }
@@ -76,11 +80,17 @@ fn bad(msg: impl Into<String>) -> ConfigError {
 
 impl Config {
     pub fn from_run_args(args: &RunArgs) -> Result<Config, ConfigError> {
-        let listen: SocketAddr = args
-            .listen
-            .parse()
-            .map_err(|_| bad(format!("--listen {:?}: expected IP:PORT, e.g. 127.0.0.1:8080", args.listen)))?;
-        let proxy_auth = args.proxy_auth.as_deref().map(parse_proxy_auth).transpose()?;
+        let listen: SocketAddr = args.listen.parse().map_err(|_| {
+            bad(format!(
+                "--listen {:?}: expected IP:PORT, e.g. 127.0.0.1:8080",
+                args.listen
+            ))
+        })?;
+        let proxy_auth = args
+            .proxy_auth
+            .as_deref()
+            .map(parse_proxy_auth)
+            .transpose()?;
         if !listen.ip().is_loopback() {
             if !args.allow_remote {
                 return Err(bad(format!(
@@ -92,7 +102,11 @@ impl Config {
                 return Err(bad("--allow-remote requires --proxy-auth USER:PASS: an open proxy on the LAN is not safe"));
             }
         }
-        let upstream_proxy = args.upstream_proxy.as_deref().map(parse_upstream_proxy).transpose()?;
+        let upstream_proxy = args
+            .upstream_proxy
+            .as_deref()
+            .map(parse_upstream_proxy)
+            .transpose()?;
         let mut resolve = HashMap::new();
         for pin in &args.resolve {
             let (host, port, addr) = parse_resolve(pin)?;
@@ -100,7 +114,8 @@ impl Config {
         }
         let (profile, profile_name) = match &args.profile {
             Some(path) => {
-                let p = Profile::load(path).map_err(|e| bad(format!("--profile {}: {e}", path.display())))?;
+                let p = Profile::load(path)
+                    .map_err(|e| bad(format!("--profile {}: {e}", path.display())))?;
                 (p, path.display().to_string())
             }
             None => {
@@ -140,13 +155,22 @@ fn parse_proxy_auth(text: &str) -> Result<String, ConfigError> {
 }
 
 fn basic(user_pass: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_pass)
+    )
 }
 
 /// `http://[user:pass@]host[:port][/]`; user and password may be percent-encoded.
 pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, ConfigError> {
-    let err = |why: &str| bad(format!("--upstream-proxy {url:?}: {why}; expected http://[user:pass@]host:port"));
-    let rest = url.strip_prefix("http://").ok_or_else(|| err("only http:// proxies are supported"))?;
+    let err = |why: &str| {
+        bad(format!(
+            "--upstream-proxy {url:?}: {why}; expected http://[user:pass@]host:port"
+        ))
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| err("only http:// proxies are supported"))?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') {
         return Err(err("a proxy URL has no path"));
@@ -158,17 +182,29 @@ pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, ConfigError> {
     let authorization = match userinfo {
         Some(u) => {
             let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-            Some(basic(&format!("{}:{}", percent_decode(user), percent_decode(pass))))
+            Some(basic(&format!(
+                "{}:{}",
+                percent_decode(user),
+                percent_decode(pass)
+            )))
         }
         None => None,
     };
     let (host, port) = split_host_port(hostport, 80).ok_or_else(|| err("bad host or port"))?;
-    Ok(UpstreamProxy { host, port, authorization })
+    Ok(UpstreamProxy {
+        host,
+        port,
+        authorization,
+    })
 }
 
 /// `HOST:PORT:ADDR`, ADDR being IPv4, IPv6 or `[IPv6]`.
 fn parse_resolve(pin: &str) -> Result<(String, u16, IpAddr), ConfigError> {
-    let err = || bad(format!("--resolve {pin:?}: expected HOST:PORT:ADDR, e.g. chatgpt.com:443:127.0.0.1"));
+    let err = || {
+        bad(format!(
+            "--resolve {pin:?}: expected HOST:PORT:ADDR, e.g. chatgpt.com:443:127.0.0.1"
+        ))
+    };
     let mut parts = pin.splitn(3, ':');
     let host = parts.next().filter(|h| !h.is_empty()).ok_or_else(err)?;
     let port: u16 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
@@ -180,7 +216,11 @@ fn parse_resolve(pin: &str) -> Result<(String, u16, IpAddr), ConfigError> {
 
 /// `10s`, `500ms`, `2m`, or a plain number of seconds (`0.5`).
 pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
-    let err = || bad(format!("{flag} {text:?}: expected a duration such as 10s, 500ms or 2m"));
+    let err = || {
+        bad(format!(
+            "{flag} {text:?}: expected a duration such as 10s, 500ms or 2m"
+        ))
+    };
     let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => text.split_at(i),
         None => (text, "s"),
@@ -234,7 +274,9 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -258,7 +300,9 @@ mod tests {
     fn config(args: &[&str]) -> Result<Config, ConfigError> {
         let mut argv = vec!["diagproxy", "run"];
         argv.extend_from_slice(args);
-        let Command::Run(run) = Cli::try_parse_from(argv).map_err(|e| bad(e.to_string()))?.command;
+        let Command::Run(run) = Cli::try_parse_from(argv)
+            .map_err(|e| bad(e.to_string()))?
+            .command;
         Config::from_run_args(&run)
     }
 
@@ -278,7 +322,14 @@ mod tests {
         assert!(e.0.contains("--allow-remote"), "{e}");
         let e = config(&["--listen", "0.0.0.0:8080", "--allow-remote"]).unwrap_err();
         assert!(e.0.contains("--proxy-auth"), "{e}");
-        let c = config(&["--listen", "0.0.0.0:8080", "--allow-remote", "--proxy-auth", "me:secret"]).unwrap();
+        let c = config(&[
+            "--listen",
+            "0.0.0.0:8080",
+            "--allow-remote",
+            "--proxy-auth",
+            "me:secret",
+        ])
+        .unwrap();
         assert_eq!(c.proxy_auth.as_deref(), Some("Basic bWU6c2VjcmV0"));
         assert!(config(&["--listen", "[::1]:8080"]).is_ok());
     }
@@ -286,12 +337,18 @@ mod tests {
     #[test]
     fn upstream_proxy_urls() {
         let p = parse_upstream_proxy("http://corp:3128").unwrap();
-        assert_eq!((p.host.as_str(), p.port, p.authorization), ("corp", 3128, None));
+        assert_eq!(
+            (p.host.as_str(), p.port, p.authorization),
+            ("corp", 3128, None)
+        );
         let p = parse_upstream_proxy("http://u%40x:p%3Aw@10.1.2.3:8080/").unwrap();
         let expected = basic("u@x:p:w");
         assert_eq!(p.authorization.as_deref(), Some(expected.as_str()));
         assert_eq!(p.display(), "http://***@10.1.2.3:8080");
-        assert_eq!(parse_upstream_proxy("http://[::1]:3128").unwrap().host, "::1");
+        assert_eq!(
+            parse_upstream_proxy("http://[::1]:3128").unwrap().host,
+            "::1"
+        );
         assert!(parse_upstream_proxy("https://corp:3128").is_err());
         assert!(parse_upstream_proxy("corp:3128").is_err());
         assert!(parse_upstream_proxy("http://corp:notaport").is_err());
@@ -303,7 +360,10 @@ mod tests {
             parse_resolve("ChatGPT.com:443:127.0.0.1").unwrap(),
             ("chatgpt.com".to_string(), 443, "127.0.0.1".parse().unwrap())
         );
-        assert_eq!(parse_resolve("a:80:[::1]").unwrap().2, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            parse_resolve("a:80:[::1]").unwrap().2,
+            "::1".parse::<IpAddr>().unwrap()
+        );
         assert!(parse_resolve("a:80").is_err());
         assert!(parse_resolve("a:x:127.0.0.1").is_err());
         assert!(config(&["--resolve", "nonsense"]).is_err());
@@ -311,9 +371,15 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("f", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("f", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_duration("f", "2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("f", "1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("f", "1.5").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert!(parse_duration("f", "soon").is_err());
         assert!(parse_duration("f", "-1s").is_err());
         assert!(parse_duration("f", "5h").is_err());
@@ -321,7 +387,10 @@ mod tests {
 
     #[test]
     fn bad_listen_and_profile_are_errors() {
-        assert!(config(&["--listen", "localhost"]).unwrap_err().0.contains("IP:PORT"));
+        assert!(config(&["--listen", "localhost"])
+            .unwrap_err()
+            .0
+            .contains("IP:PORT"));
         let e = config(&["--profile", "/nonexistent/profile.json"]).unwrap_err();
         assert!(e.0.contains("cannot read"), "{e}");
     }

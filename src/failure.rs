@@ -141,7 +141,11 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} on the {} side: {}", self.kind, self.side, self.detail)
+        write!(
+            f,
+            "{} on the {} side: {}",
+            self.kind, self.side, self.detail
+        )
     }
 }
 
@@ -180,11 +184,20 @@ mod tests {
     #[test]
     fn connect_errors_are_classified() {
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert_eq!(FailureKind::from_connect_error(&refused), FailureKind::ConnectRefused);
+        assert_eq!(
+            FailureKind::from_connect_error(&refused),
+            FailureKind::ConnectRefused
+        );
         let timed_out = io::Error::from(io::ErrorKind::TimedOut);
-        assert_eq!(FailureKind::from_connect_error(&timed_out), FailureKind::ConnectTimeout);
+        assert_eq!(
+            FailureKind::from_connect_error(&timed_out),
+            FailureKind::ConnectTimeout
+        );
         let other = io::Error::from(io::ErrorKind::AddrNotAvailable);
-        assert_eq!(FailureKind::from_connect_error(&other), FailureKind::ConnectFailed);
+        assert_eq!(
+            FailureKind::from_connect_error(&other),
+            FailureKind::ConnectFailed
+        );
     }
 
     #[test]
@@ -212,6 +225,10 @@ mod tests {
         let err = Wrapper(io::Error::from(io::ErrorKind::ConnectionReset));
         let failure = Failure::from_exchange_error(&err, Side::Upstream);
         assert_eq!(failure.kind, FailureKind::Reset);
-        assert!(failure.detail.starts_with("connection error: "), "{}", failure.detail);
+        assert!(
+            failure.detail.starts_with("connection error: "),
+            "{}",
+            failure.detail
+        );
     }
 }

@@ -39,18 +39,29 @@ impl ShutdownController {
     pub fn new() -> ShutdownController {
         let (notify, _) = watch::channel(false);
         let (work_tx, work_rx) = mpsc::channel(1);
-        ShutdownController { notify, work_tx, work_rx }
+        ShutdownController {
+            notify,
+            work_tx,
+            work_rx,
+        }
     }
 
     /// A handle for a new piece of work.
     pub fn handle(&self) -> Shutdown {
-        Shutdown { notify: self.notify.subscribe(), _work: self.work_tx.clone() }
+        Shutdown {
+            notify: self.notify.subscribe(),
+            _work: self.work_tx.clone(),
+        }
     }
 
     /// Signals every handle, then waits up to `grace` for all of them to be dropped.
     /// Returns true when everything finished in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
-        let ShutdownController { notify, work_tx, mut work_rx } = self;
+        let ShutdownController {
+            notify,
+            work_tx,
+            mut work_rx,
+        } = self;
         let _ = notify.send(true);
         drop(work_tx);
         tokio::time::timeout(grace, work_rx.recv()).await.is_ok()

@@ -44,7 +44,11 @@ pub fn client_hello(buf: &[u8]) -> Sniff {
             };
         }
         if rest[0] != HANDSHAKE || rest[1] != 3 {
-            return if handshake.is_empty() { Sniff::NotTls } else { Sniff::Malformed };
+            return if handshake.is_empty() {
+                Sniff::NotTls
+            } else {
+                Sniff::Malformed
+            };
         }
         let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
         let Some(fragment) = rest.get(5..5 + len) else {
@@ -56,7 +60,8 @@ pub fn client_hello(buf: &[u8]) -> Sniff {
             if handshake[0] != CLIENT_HELLO {
                 return Sniff::Malformed;
             }
-            let body_len = u32::from_be_bytes([0, handshake[1], handshake[2], handshake[3]]) as usize;
+            let body_len =
+                u32::from_be_bytes([0, handshake[1], handshake[2], handshake[3]]) as usize;
             if handshake.len() >= 4 + body_len {
                 return match parse_hello(&handshake[4..4 + body_len]) {
                     Some(hello) => Sniff::Hello(hello),
@@ -189,7 +194,10 @@ pub(crate) mod tests {
     #[test]
     fn reads_sni_and_alpn() {
         let record = hello_record(Some("chatgpt.com"), &["h2", "http/1.1"]);
-        let expected = ClientHello { sni: Some("chatgpt.com".into()), alpn: vec!["h2".into(), "http/1.1".into()] };
+        let expected = ClientHello {
+            sni: Some("chatgpt.com".into()),
+            alpn: vec!["h2".into(), "http/1.1".into()],
+        };
         assert_eq!(client_hello(&record), Sniff::Hello(expected));
     }
 
@@ -203,7 +211,11 @@ pub(crate) mod tests {
     fn partial_input_needs_more_at_every_cut() {
         let record = hello_record(Some("files.oaiusercontent.com"), &["h2"]);
         for cut in 1..record.len() {
-            assert_eq!(client_hello(&record[..cut]), Sniff::NeedMore, "cut at {cut}");
+            assert_eq!(
+                client_hello(&record[..cut]),
+                Sniff::NeedMore,
+                "cut at {cut}"
+            );
         }
     }
 
@@ -238,6 +250,9 @@ pub(crate) mod tests {
         record[len - 3] = 0xff; // corrupt a length inside the extensions
         record[43] = 200; // session id length beyond the body
         assert_eq!(client_hello(&record), Sniff::Malformed);
-        assert_eq!(client_hello(&[HANDSHAKE, 3, 1, 0, 4, 2, 0, 0, 0]), Sniff::Malformed);
+        assert_eq!(
+            client_hello(&[HANDSHAKE, 3, 1, 0, 4, 2, 0, 0, 0]),
+            Sniff::Malformed
+        );
     }
 }

@@ -73,9 +73,15 @@ impl std::fmt::Display for ProfileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ProfileError::Read(e) => write!(f, "cannot read the profile: {e}"),
-            ProfileError::Parse(e) => write!(f, "the profile is not valid JSON of the expected shape: {e}"),
+            ProfileError::Parse(e) => write!(
+                f,
+                "the profile is not valid JSON of the expected shape: {e}"
+            ),
             ProfileError::BadPattern(p) => {
-                write!(f, "profile pattern {p:?} is not a host name or '*.' followed by one")
+                write!(
+                    f,
+                    "profile pattern {p:?} is not a host name or '*.' followed by one"
+                )
             }
         }
     }
@@ -143,12 +149,26 @@ mod tests {
     fn builtin_profile_parses_and_has_the_published_list() {
         let p = Profile::builtin();
         assert_eq!(p.name, "chatgpt");
-        for pattern in ["*.chatgpt.com", "humb.apple.com", "tcr9i.chat.openai.com", "workos.imgix.net"] {
-            assert!(p.entries.iter().any(|e| e.pattern == pattern), "{pattern} missing");
+        for pattern in [
+            "*.chatgpt.com",
+            "humb.apple.com",
+            "tcr9i.chat.openai.com",
+            "workos.imgix.net",
+        ] {
+            assert!(
+                p.entries.iter().any(|e| e.pattern == pattern),
+                "{pattern} missing"
+            );
         }
-        assert_eq!(p.entries.iter().filter(|e| e.source == "published").count(), 34);
+        assert_eq!(
+            p.entries.iter().filter(|e| e.source == "published").count(),
+            34
+        );
         for entry in &p.entries {
-            assert!(!entry.remedy.is_empty() && !entry.breaks.is_empty(), "{entry:?}");
+            assert!(
+                !entry.remedy.is_empty() && !entry.breaks.is_empty(),
+                "{entry:?}"
+            );
         }
     }
 
@@ -157,8 +177,16 @@ mod tests {
         let p = Profile::builtin();
         use FailureKind::*;
         for kind in [
-            DnsFailed, ConnectRefused, ConnectTimeout, ConnectFailed, Reset, UpstreamProxyRefused,
-            UpstreamProxyAuth, TlsFailed, HttpError, Timeout,
+            DnsFailed,
+            ConnectRefused,
+            ConnectTimeout,
+            ConnectFailed,
+            Reset,
+            UpstreamProxyRefused,
+            UpstreamProxyAuth,
+            TlsFailed,
+            HttpError,
+            Timeout,
         ] {
             assert!(p.hint(kind).is_some(), "no hint for {kind}");
         }
@@ -167,9 +195,18 @@ mod tests {
     #[test]
     fn wildcard_covers_apex_and_subdomains() {
         let p = Profile::builtin();
-        assert_eq!(p.match_host("chatgpt.com").map(|e| e.pattern.as_str()), Some("*.chatgpt.com"));
-        assert_eq!(p.match_host("ws.chatgpt.com").map(|e| e.pattern.as_str()), Some("*.chatgpt.com"));
-        assert_eq!(p.match_host("A.B.ChatGPT.com.").map(|e| e.pattern.as_str()), Some("*.chatgpt.com"));
+        assert_eq!(
+            p.match_host("chatgpt.com").map(|e| e.pattern.as_str()),
+            Some("*.chatgpt.com")
+        );
+        assert_eq!(
+            p.match_host("ws.chatgpt.com").map(|e| e.pattern.as_str()),
+            Some("*.chatgpt.com")
+        );
+        assert_eq!(
+            p.match_host("A.B.ChatGPT.com.").map(|e| e.pattern.as_str()),
+            Some("*.chatgpt.com")
+        );
         assert_eq!(p.match_host("notchatgpt.com"), None);
         assert_eq!(p.match_host("chatgpt.com.evil.example"), None);
     }
@@ -178,27 +215,49 @@ mod tests {
     fn most_specific_entry_wins() {
         let p = Profile::builtin();
         let m = |h: &str| p.match_host(h).map(|e| e.pattern.clone());
-        assert_eq!(m("files.oaiusercontent.com").as_deref(), Some("files.oaiusercontent.com"));
-        assert_eq!(m("x.oaiusercontent.com").as_deref(), Some("*.oaiusercontent.com"));
+        assert_eq!(
+            m("files.oaiusercontent.com").as_deref(),
+            Some("files.oaiusercontent.com")
+        );
+        assert_eq!(
+            m("x.oaiusercontent.com").as_deref(),
+            Some("*.oaiusercontent.com")
+        );
         assert_eq!(m("chat.openai.com").as_deref(), Some("chat.openai.com"));
         assert_eq!(m("x.auth.openai.com").as_deref(), Some("*.auth.openai.com"));
         assert_eq!(m("api.openai.com").as_deref(), Some("*.openai.com"));
-        assert_eq!(m("chatgpt.livekit.cloud").as_deref(), Some("chatgpt.livekit.cloud"));
-        assert_eq!(m("x.host.livekit.cloud").as_deref(), Some("*.livekit.cloud"));
+        assert_eq!(
+            m("chatgpt.livekit.cloud").as_deref(),
+            Some("chatgpt.livekit.cloud")
+        );
+        assert_eq!(
+            m("x.host.livekit.cloud").as_deref(),
+            Some("*.livekit.cloud")
+        );
     }
 
     #[test]
     fn exact_entries_do_not_cover_subdomains() {
         let p = Profile::builtin();
-        assert_eq!(p.match_host("js.stripe.com").map(|e| e.pattern.as_str()), Some("js.stripe.com"));
+        assert_eq!(
+            p.match_host("js.stripe.com").map(|e| e.pattern.as_str()),
+            Some("js.stripe.com")
+        );
         assert_eq!(p.match_host("api.stripe.com"), None);
         assert_eq!(p.match_host("x.humb.apple.com"), None);
     }
 
     #[test]
     fn bad_patterns_are_refused() {
-        let text = r#"{"name":"t","entries":[{"pattern":"*.*.x","purpose":"","breaks":"","remedy":""}]}"#;
-        assert!(matches!(Profile::from_json(text), Err(ProfileError::BadPattern(_))));
-        assert!(matches!(Profile::from_json("{"), Err(ProfileError::Parse(_))));
+        let text =
+            r#"{"name":"t","entries":[{"pattern":"*.*.x","purpose":"","breaks":"","remedy":""}]}"#;
+        assert!(matches!(
+            Profile::from_json(text),
+            Err(ProfileError::BadPattern(_))
+        ));
+        assert!(matches!(
+            Profile::from_json("{"),
+            Err(ProfileError::Parse(_))
+        ));
     }
 }

@@ -35,16 +35,30 @@ pub fn failure(failure: &Failure, host: &str, port: u16, profile: &Profile) -> R
         text.push_str(&format!("check:   {}\n", finding.remedy));
     }
     if let Some(body) = &failure.proxy_body {
-        text.push_str(&format!("\nThe corporate proxy answered {}:\n{}\n", failure.proxy_status.unwrap_or(0), body));
+        text.push_str(&format!(
+            "\nThe corporate proxy answered {}:\n{}\n",
+            failure.proxy_status.unwrap_or(0),
+            body
+        ));
     }
     let status = StatusCode::from_u16(failure.kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = plain(status, text);
-    response.headers_mut().insert(ERROR_HEADER, HeaderValue::from_static(failure.kind.as_str()));
+    response.headers_mut().insert(
+        ERROR_HEADER,
+        HeaderValue::from_static(failure.kind.as_str()),
+    );
     response
 }
 
 /// Refuses a downstream request diagproxy will not forward, and records why.
-pub fn refuse(state: &Shared, downstream: Downstream, method: &str, target: &str, status: StatusCode, reason: &str) -> Response<Body> {
+pub fn refuse(
+    state: &Shared,
+    downstream: Downstream,
+    method: &str,
+    target: &str,
+    status: StatusCode,
+    reason: &str,
+) -> Response<Body> {
     state.recorder.record(Event::Refused(RefusedEvent {
         ts: clock::rfc3339(SystemTime::now()),
         downstream,
@@ -60,13 +74,18 @@ pub fn refuse(state: &Shared, downstream: Downstream, method: &str, target: &str
         StatusCode::LOOP_DETECTED => "loop",
         _ => "refused",
     };
-    response.headers_mut().insert(ERROR_HEADER, HeaderValue::from_static(kind));
+    response
+        .headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(kind));
     response
 }
 
 pub fn plain(status: StatusCode, text: String) -> Response<Body> {
     let mut response = Response::new(full(text));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }

@@ -22,7 +22,9 @@ pub fn empty() -> Body {
 }
 
 pub fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|never| match never {}).boxed()
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// Counts the data bytes that pass into a shared counter (request bodies going upstream).
@@ -45,7 +47,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
@@ -86,12 +91,16 @@ pub struct Watched<B, F: FnOnce(u64, BodyEnd)> {
 impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> Watched<B, F> {
     pub fn new(inner: B, on_end: F) -> Self {
         let empty = inner.is_end_stream();
-        Watched { inner, bytes: 0, on_end: Some(on_end), empty }
+        Watched {
+            inner,
+            bytes: 0,
+            on_end: Some(on_end),
+            empty,
+        }
     }
 }
 
 impl<B, F: FnOnce(u64, BodyEnd)> Watched<B, F> {
-
     fn end(&mut self, how: BodyEnd) {
         if let Some(f) = self.on_end.take() {
             f(self.bytes, how);
@@ -108,7 +117,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
@@ -144,7 +156,11 @@ where
 
 impl<B, F: FnOnce(u64, BodyEnd)> Drop for Watched<B, F> {
     fn drop(&mut self) {
-        let how = if self.empty { BodyEnd::Complete } else { BodyEnd::Abandoned };
+        let how = if self.empty {
+            BodyEnd::Complete
+        } else {
+            BodyEnd::Abandoned
+        };
         self.end(how);
     }
 }

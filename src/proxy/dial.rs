@@ -55,25 +55,55 @@ pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<
         match tokio::time::timeout(left, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                return Ok(Dialed { stream, addr: *addr, dns, connect: started.elapsed() });
+                return Ok(Dialed {
+                    stream,
+                    addr: *addr,
+                    dns,
+                    connect: started.elapsed(),
+                });
             }
             Ok(Err(e)) => last = Some((FailureKind::from_connect_error(&e), *addr, e.to_string())),
             Err(_) => {
-                last = Some((FailureKind::ConnectTimeout, *addr, format!("no answer in {:?}", config.connect_timeout)));
+                last = Some((
+                    FailureKind::ConnectTimeout,
+                    *addr,
+                    format!("no answer in {:?}", config.connect_timeout),
+                ));
                 break;
             }
         }
     }
     let Some((kind, addr, why)) = last else {
-        return Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {host}: no addresses")));
+        return Err(Failure::new(
+            FailureKind::DnsFailed,
+            side,
+            format!("DNS lookup of {host}: no addresses"),
+        ));
     };
-    let whom = if side == Side::UpstreamProxy { "the corporate proxy at " } else { "" };
+    let whom = if side == Side::UpstreamProxy {
+        "the corporate proxy at "
+    } else {
+        ""
+    };
     let target = host_port(host, port);
-    let at = if target == addr.to_string() { String::new() } else { format!(" ({addr})") };
-    Err(Failure::new(kind, side, format!("TCP connect to {whom}{target}{at}: {why}")))
+    let at = if target == addr.to_string() {
+        String::new()
+    } else {
+        format!(" ({addr})")
+    };
+    Err(Failure::new(
+        kind,
+        side,
+        format!("TCP connect to {whom}{target}{at}: {why}"),
+    ))
 }
 
-async fn resolve(host: &str, port: u16, config: &Config, side: Side) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
+async fn resolve(
+    host: &str,
+    port: u16,
+    config: &Config,
+    side: Side,
+) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok((vec![SocketAddr::new(ip, port)], None));
@@ -84,21 +114,44 @@ async fn resolve(host: &str, port: u16, config: &Config, side: Side) -> Result<(
     let lower = bare.trim_end_matches('.').to_ascii_lowercase();
     if lower == "invalid" || lower.ends_with(".invalid") {
         // RFC 6761 §6.4: resolvers answer .invalid negatively without asking anyone.
-        return Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {bare}: a reserved name that never resolves (RFC 6761)")));
+        return Err(Failure::new(
+            FailureKind::DnsFailed,
+            side,
+            format!("DNS lookup of {bare}: a reserved name that never resolves (RFC 6761)"),
+        ));
     }
     let started = Instant::now();
-    let looked_up = tokio::time::timeout(config.connect_timeout, tokio::net::lookup_host((bare, port))).await;
+    let looked_up = tokio::time::timeout(
+        config.connect_timeout,
+        tokio::net::lookup_host((bare, port)),
+    )
+    .await;
     let took = started.elapsed();
     match looked_up {
         Ok(Ok(addrs)) => {
             let addrs: Vec<SocketAddr> = addrs.collect();
             if addrs.is_empty() {
-                return Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {bare}: no addresses")));
+                return Err(Failure::new(
+                    FailureKind::DnsFailed,
+                    side,
+                    format!("DNS lookup of {bare}: no addresses"),
+                ));
             }
             Ok((addrs, Some(took)))
         }
-        Ok(Err(e)) => Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {bare}: {e}"))),
-        Err(_) => Err(Failure::new(FailureKind::DnsFailed, side, format!("DNS lookup of {bare}: no answer in {:?}", config.connect_timeout))),
+        Ok(Err(e)) => Err(Failure::new(
+            FailureKind::DnsFailed,
+            side,
+            format!("DNS lookup of {bare}: {e}"),
+        )),
+        Err(_) => Err(Failure::new(
+            FailureKind::DnsFailed,
+            side,
+            format!(
+                "DNS lookup of {bare}: no answer in {:?}",
+                config.connect_timeout
+            ),
+        )),
     }
 }
 
@@ -106,7 +159,13 @@ async fn resolve(host: &str, port: u16, config: &Config, side: Side) -> Result<(
 pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstream, Failure> {
     let Some(proxy) = &config.upstream_proxy else {
         let d = dial(host, port, config, Side::Upstream).await?;
-        return Ok(Upstream { io: Box::new(d.stream), addr: d.addr, dns: d.dns, connect: d.connect, proxy_connect: None });
+        return Ok(Upstream {
+            io: Box::new(d.stream),
+            addr: d.addr,
+            dns: d.dns,
+            connect: d.connect,
+            proxy_connect: None,
+        });
     };
     let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
     let started = Instant::now();
@@ -114,16 +173,38 @@ pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstr
     let io = match tokio::time::timeout(config.response_timeout, exchange).await {
         Ok(result) => result?,
         Err(_) => {
-            let detail = format!("the corporate proxy did not answer CONNECT {} in {:?}", host_port(host, port), config.response_timeout);
-            return Err(Failure::new(FailureKind::Timeout, Side::UpstreamProxy, detail));
+            let detail = format!(
+                "the corporate proxy did not answer CONNECT {} in {:?}",
+                host_port(host, port),
+                config.response_timeout
+            );
+            return Err(Failure::new(
+                FailureKind::Timeout,
+                Side::UpstreamProxy,
+                detail,
+            ));
         }
     };
-    Ok(Upstream { io, addr: d.addr, dns: d.dns, connect: d.connect, proxy_connect: Some(started.elapsed()) })
+    Ok(Upstream {
+        io,
+        addr: d.addr,
+        dns: d.dns,
+        connect: d.connect,
+        proxy_connect: Some(started.elapsed()),
+    })
 }
 
-async fn connect_through(stream: TcpStream, proxy: &UpstreamProxy, host: &str, port: u16) -> Result<Box<dyn Io>, Failure> {
+async fn connect_through(
+    stream: TcpStream,
+    proxy: &UpstreamProxy,
+    host: &str,
+    port: u16,
+) -> Result<Box<dyn Io>, Failure> {
     let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::UpstreamProxy);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await.map_err(fail)?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(fail)?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!("corporate proxy connection: {e}");
@@ -132,11 +213,21 @@ async fn connect_through(stream: TcpStream, proxy: &UpstreamProxy, host: &str, p
     let target = host_port(host, port);
     let mut request = Request::new(Empty::new());
     *request.method_mut() = Method::CONNECT;
-    *request.uri_mut() = target.parse().map_err(|_| Failure::new(FailureKind::HttpError, Side::Downstream, format!("bad CONNECT target {target}")))?;
+    *request.uri_mut() = target.parse().map_err(|_| {
+        Failure::new(
+            FailureKind::HttpError,
+            Side::Downstream,
+            format!("bad CONNECT target {target}"),
+        )
+    })?;
     if let Ok(value) = HeaderValue::from_str(&target) {
         request.headers_mut().insert(HOST, value);
     }
-    if let Some(auth) = proxy.authorization.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+    if let Some(auth) = proxy
+        .authorization
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
         request.headers_mut().insert(PROXY_AUTHORIZATION, auth);
     }
     let response = sender.send_request(request).await.map_err(fail)?;
@@ -151,13 +242,23 @@ async fn connect_through(stream: TcpStream, proxy: &UpstreamProxy, host: &str, p
 /// `upstream_proxy_refused`, keeping its status and the start of its body.
 pub async fn proxy_refusal(response: Response<Incoming>, what: &str) -> Failure {
     let status = response.status();
-    let challenge = response.headers().get(PROXY_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let challenge = response
+        .headers()
+        .get(PROXY_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = read_prefix(response.into_body(), PROXY_BODY_LIMIT).await;
     let (kind, detail) = if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         let how = challenge.map_or(String::new(), |c| format!(" ({c})"));
-        (FailureKind::UpstreamProxyAuth, format!("the corporate proxy wants credentials for {what}: 407{how}"))
+        (
+            FailureKind::UpstreamProxyAuth,
+            format!("the corporate proxy wants credentials for {what}: 407{how}"),
+        )
     } else {
-        (FailureKind::UpstreamProxyRefused, format!("the corporate proxy refused {what}: {status}"))
+        (
+            FailureKind::UpstreamProxyRefused,
+            format!("the corporate proxy refused {what}: {status}"),
+        )
     };
     let mut failure = Failure::new(kind, Side::UpstreamProxy, detail);
     failure.proxy_status = Some(status.as_u16());

@@ -9,7 +9,9 @@ use std::time::{Instant, SystemTime};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, EXPECT, HOST, PROXY_AUTHORIZATION};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, EXPECT, HOST, PROXY_AUTHORIZATION,
+};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
@@ -33,29 +35,63 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-pub async fn forward(req: Request<Incoming>, downstream: Downstream, state: Shared) -> Response<Body> {
+pub async fn forward(
+    req: Request<Incoming>,
+    downstream: Downstream,
+    state: Shared,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().to_string();
     let url = req.uri().to_string();
     if req.uri().scheme_str() != Some("http") {
-        let reason = format!("only http:// URLs are forwarded; send https through CONNECT (got {url})");
-        return answer::refuse(&state, downstream, &method, &url, StatusCode::BAD_REQUEST, &reason);
+        let reason =
+            format!("only http:// URLs are forwarded; send https through CONNECT (got {url})");
+        return answer::refuse(
+            &state,
+            downstream,
+            &method,
+            &url,
+            StatusCode::BAD_REQUEST,
+            &reason,
+        );
     }
     let Some(authority) = req.uri().authority().cloned() else {
-        return answer::refuse(&state, downstream, &method, &url, StatusCode::BAD_REQUEST, "the URL has no host");
+        return answer::refuse(
+            &state,
+            downstream,
+            &method,
+            &url,
+            StatusCode::BAD_REQUEST,
+            "the URL has no host",
+        );
     };
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = authority.port_u16().unwrap_or(80);
     if state.is_self(&host, port) {
         let reason = format!("{url} is this proxy itself; refusing to loop");
-        return answer::refuse(&state, downstream, &method, &url, StatusCode::LOOP_DETECTED, &reason);
+        return answer::refuse(
+            &state,
+            downstream,
+            &method,
+            &url,
+            StatusCode::LOOP_DETECTED,
+            &reason,
+        );
     }
     let guard = OpenGuard::new(&state);
     let mut event = RequestEvent {
         ts: clock::rfc3339(SystemTime::now()),
         method,
         url,
-        allowlist: state.config.profile.match_host(&host).map(|e| e.pattern.clone()),
+        allowlist: state
+            .config
+            .profile
+            .match_host(&host)
+            .map(|e| e.pattern.clone()),
         host,
         port,
         server_ip: None,
@@ -75,7 +111,10 @@ pub async fn forward(req: Request<Incoming>, downstream: Downstream, state: Shar
     let result = match tokio::time::timeout(state.config.response_timeout, exchange).await {
         Ok(result) => result,
         Err(_) => {
-            let detail = format!("no response head within {:?}", state.config.response_timeout);
+            let detail = format!(
+                "no response head within {:?}",
+                state.config.response_timeout
+            );
             Err(Failure::new(FailureKind::Timeout, side_of(&state), detail))
         }
     };
@@ -83,15 +122,22 @@ pub async fn forward(req: Request<Incoming>, downstream: Downstream, state: Shar
         Ok(ok) => ok,
         Err(failure) => return fail(&state, event, failure, started, &bytes_up),
     };
-    if state.config.upstream_proxy.is_some() && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
-        let failure = dial::proxy_refusal(response, &format!("{} {}", event.method, event.url)).await;
+    if state.config.upstream_proxy.is_some()
+        && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+    {
+        let failure =
+            dial::proxy_refusal(response, &format!("{} {}", event.method, event.url)).await;
         return fail(&state, event, failure, started, &bytes_up);
     }
     let head_at = Instant::now();
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     event.status = Some(parts.status.as_u16());
-    event.content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    event.content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let watched = Watched::new(body, move |bytes_down, how| {
         let _open = guard;
         event.bytes_down = bytes_down;
@@ -103,7 +149,9 @@ pub async fn forward(req: Request<Incoming>, downstream: Downstream, state: Shar
                 event.complete = true;
                 state.pool.put(key, sender);
             }
-            BodyEnd::Error(e) => event.failure = Some(Failure::from_exchange_error(&*e, Side::Upstream)),
+            BodyEnd::Error(e) => {
+                event.failure = Some(Failure::from_exchange_error(&*e, Side::Upstream))
+            }
             BodyEnd::Abandoned => {}
         }
         state.recorder.record(Event::Request(Box::new(event)));
@@ -112,7 +160,12 @@ pub async fn forward(req: Request<Incoming>, downstream: Downstream, state: Shar
 }
 
 /// The request as the upstream gets it, and the pool key of the peer it goes to.
-fn upstream_request(req: Request<Incoming>, authority: &hyper::http::uri::Authority, state: &Shared, bytes_up: Arc<AtomicU64>) -> (Request<Body>, PoolKey) {
+fn upstream_request(
+    req: Request<Incoming>,
+    authority: &hyper::http::uri::Authority,
+    state: &Shared,
+    bytes_up: Arc<AtomicU64>,
+) -> (Request<Body>, PoolKey) {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     // diagproxy already answered any Expect: 100-continue itself by reading the body.
@@ -125,15 +178,24 @@ fn upstream_request(req: Request<Incoming>, authority: &hyper::http::uri::Author
     parts.version = Version::HTTP_11;
     let key = match &state.config.upstream_proxy {
         Some(proxy) => {
-            if let Some(auth) = proxy.authorization.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+            if let Some(auth) = proxy
+                .authorization
+                .as_deref()
+                .and_then(|a| HeaderValue::from_str(a).ok())
+            {
                 parts.headers.insert(PROXY_AUTHORIZATION, auth);
             }
             (proxy.host.clone(), proxy.port)
         }
         None => {
             let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            parts.uri = origin_form.parse().unwrap_or_else(|_| Uri::from_static("/"));
-            let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+            parts.uri = origin_form
+                .parse()
+                .unwrap_or_else(|_| Uri::from_static("/"));
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
             (host.to_string(), authority.port_u16().unwrap_or(80))
         }
     };
@@ -142,7 +204,12 @@ fn upstream_request(req: Request<Incoming>, authority: &hyper::http::uri::Author
 }
 
 /// Sends on an idle pooled connection if one is open, else on a new one.
-async fn exchange(request: Request<Body>, key: &PoolKey, state: &Shared, event: &mut RequestEvent) -> Result<(Response<Incoming>, SendRequest<Body>), Failure> {
+async fn exchange(
+    request: Request<Body>,
+    key: &PoolKey,
+    state: &Shared,
+    event: &mut RequestEvent,
+) -> Result<(Response<Incoming>, SendRequest<Body>), Failure> {
     let side = side_of(state);
     let mut request = request;
     if let Some(mut sender) = state.pool.take(key) {
@@ -166,7 +233,10 @@ async fn exchange(request: Request<Body>, key: &PoolKey, state: &Shared, event: 
     event.timings.dns_ms = dialed.dns.map(ms);
     event.timings.connect_ms = Some(ms(dialed.connect));
     let fail = |e: hyper::Error| Failure::from_exchange_error(&e, side);
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(dialed.stream)).await.map_err(fail)?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(dialed.stream))
+        .await
+        .map_err(fail)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("upstream connection ended: {e}");
@@ -186,7 +256,13 @@ fn side_of(state: &Shared) -> Side {
     }
 }
 
-fn fail(state: &Shared, mut event: RequestEvent, failure: Failure, started: Instant, bytes_up: &AtomicU64) -> Response<Body> {
+fn fail(
+    state: &Shared,
+    mut event: RequestEvent,
+    failure: Failure,
+    started: Instant,
+    bytes_up: &AtomicU64,
+) -> Response<Body> {
     let response = answer::failure(&failure, &event.host, event.port, &state.config.profile);
     event.failure = Some(failure);
     event.bytes_up = bytes_up.load(Ordering::Relaxed);
@@ -219,10 +295,16 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go_including_named_ones() {
         let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(PROXY_AUTHORIZATION, HeaderValue::from_static("Basic Zm9vOmJhcg=="));
+        h.insert(
+            PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic Zm9vOmJhcg=="),
+        );
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("x-end-to-end", HeaderValue::from_static("kept"));
         strip_hop_by_hop(&mut h);

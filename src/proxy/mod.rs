@@ -83,14 +83,22 @@ impl std::error::Error for RunError {
 
 /// Serves `listener` until `shutdown` resolves, then drains open work for the grace period
 /// and writes the session's summary.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<SessionOutcome, RunError> {
-    let listen = listener
-        .local_addr()
-        .map_err(|source| RunError { what: "cannot read the listening address".into(), source })?;
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<SessionOutcome, RunError> {
+    let listen = listener.local_addr().map_err(|source| RunError {
+        what: "cannot read the listening address".into(),
+        source,
+    })?;
     if let Some(p) = &config.upstream_proxy {
         if targets(listen, &p.host, p.port) {
             let source = io::Error::new(io::ErrorKind::InvalidInput, "that would loop");
-            return Err(RunError { what: format!("--upstream-proxy {} is this proxy itself", p.display()), source });
+            return Err(RunError {
+                what: format!("--upstream-proxy {} is this proxy itself", p.display()),
+                source,
+            });
         }
     }
     let (state, controller) = start(listen, config)?;
@@ -114,13 +122,23 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     }
     drop(listener);
     let drained = controller.shutdown(state.config.grace).await;
-    let end = SessionEnd { ended_at: clock::rfc3339(SystemTime::now()), unfinished: state.open.load(Ordering::Relaxed) };
+    let end = SessionEnd {
+        ended_at: clock::rfc3339(SystemTime::now()),
+        unfinished: state.open.load(Ordering::Relaxed),
+    };
     let summary = state
         .recorder
         .finish(end)
         .await
-        .map_err(|source| RunError { what: "cannot write the session summary".into(), source })?;
-    Ok(SessionOutcome { summary, dir: state.config.session_dir.clone(), drained })
+        .map_err(|source| RunError {
+            what: "cannot write the session summary".into(),
+            source,
+        })?;
+    Ok(SessionOutcome {
+        summary,
+        dir: state.config.session_dir.clone(),
+        drained,
+    })
 }
 
 fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownController), RunError> {
@@ -138,11 +156,24 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         color: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         quiet: config.verbosity < 0,
     };
-    let (recorder, summary) = Recorder::start(&config.session_dir, info, config.profile.clone(), style).map_err(|source| RunError {
-        what: format!("cannot create the session folder {}", config.session_dir.display()),
-        source,
-    })?;
-    let state = Arc::new(State { config, listen, recorder, summary, pool: pool::Pool::default(), open: AtomicUsize::new(0) });
+    let (recorder, summary) =
+        Recorder::start(&config.session_dir, info, config.profile.clone(), style).map_err(
+            |source| RunError {
+                what: format!(
+                    "cannot create the session folder {}",
+                    config.session_dir.display()
+                ),
+                source,
+            },
+        )?;
+    let state = Arc::new(State {
+        config,
+        listen,
+        recorder,
+        summary,
+        pool: pool::Pool::default(),
+        open: AtomicUsize::new(0),
+    });
     Ok((state, ShutdownController::new()))
 }
 
@@ -153,7 +184,10 @@ pub fn targets(listen: SocketAddr, host: &str, port: u16) -> bool {
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
     match host.parse::<IpAddr>() {
-        Ok(ip) => ip == listen.ip() || (ip.is_loopback() && (listen.ip().is_loopback() || listen.ip().is_unspecified())),
+        Ok(ip) => {
+            ip == listen.ip()
+                || (ip.is_loopback() && (listen.ip().is_loopback() || listen.ip().is_unspecified()))
+        }
         Err(_) => host.eq_ignore_ascii_case("localhost"),
     }
 }

@@ -33,8 +33,12 @@ pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
 
 fn page(body: String, content_type: &'static str) -> Response<Body> {
     let mut response = Response::new(full(body));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -54,8 +58,15 @@ fn pac_proxy_address(req: &Request<Incoming>, state: &Shared) -> String {
     req.headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
-        .map_or_else(|| host_port("127.0.0.1", state.listen.port()), str::to_string)
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .map_or_else(
+            || host_port("127.0.0.1", state.listen.port()),
+            str::to_string,
+        )
 }
 
 /// A PAC file sending the profile's hosts through `proxy`, everything else DIRECT.
@@ -64,7 +75,9 @@ pub fn pac(profile: &Profile, proxy: &str) -> String {
     for entry in &profile.entries {
         let pattern = entry.pattern.to_ascii_lowercase();
         match pattern.strip_prefix("*.") {
-            Some(suffix) => tests.push(format!("host == \"{suffix}\" || dnsDomainIs(host, \".{suffix}\")")),
+            Some(suffix) => tests.push(format!(
+                "host == \"{suffix}\" || dnsDomainIs(host, \".{suffix}\")"
+            )),
             None => tests.push(format!("host == \"{pattern}\"")),
         }
     }
@@ -83,7 +96,11 @@ fn status_html(state: &Shared) -> String {
     };
     let mut rows = String::new();
     for h in summary.hosts() {
-        let failures: Vec<String> = h.failures.iter().map(|(k, n)| format!("{k} × {n}")).collect();
+        let failures: Vec<String> = h
+            .failures
+            .iter()
+            .map(|(k, n)| format!("{k} × {n}"))
+            .collect();
         let class = if failures.is_empty() { "ok" } else { "fail" };
         rows.push_str(&format!(
             "<tr class=\"{class}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
@@ -117,7 +134,10 @@ fn status_html(state: &Shared) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -136,6 +156,9 @@ mod tests {
 
     #[test]
     fn escape_html() {
-        assert_eq!(escape("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
     }
 }

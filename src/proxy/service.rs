@@ -5,7 +5,10 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, USER_AGENT, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, USER_AGENT,
+    WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,7 +26,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutd
         let (state, shutdown) = for_requests.clone();
         async move { Ok::<_, Infallible>(handle(req, peer, state, shutdown).await) }
     });
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+    let conn = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -42,10 +47,19 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutd
     }
 }
 
-async fn handle(req: Request<Incoming>, peer: SocketAddr, state: Shared, shutdown: Shutdown) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    state: Shared,
+    shutdown: Shutdown,
+) -> Response<Body> {
     let downstream = Downstream {
         addr: peer.to_string(),
-        user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     };
     let is_proxy_request = req.method() == Method::CONNECT || req.uri().authority().is_some();
     if let Some(expected) = &state.config.proxy_auth {
@@ -64,9 +78,19 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, state: Shared, shutdow
 
 /// With `--proxy-auth`, proxy requests need `Proxy-Authorization` (407 otherwise) and the
 /// proxy's own pages need `Authorization` (401), except the PAC file browsers fetch blindly.
-fn check_auth(req: &Request<Incoming>, expected: &str, is_proxy_request: bool, state: &Shared, downstream: &Downstream) -> Option<Response<Body>> {
+fn check_auth(
+    req: &Request<Incoming>,
+    expected: &str,
+    is_proxy_request: bool,
+    state: &Shared,
+    downstream: &Downstream,
+) -> Option<Response<Body>> {
     let (header, status, challenge_name) = if is_proxy_request {
-        (PROXY_AUTHORIZATION, StatusCode::PROXY_AUTHENTICATION_REQUIRED, PROXY_AUTHENTICATE)
+        (
+            PROXY_AUTHORIZATION,
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            PROXY_AUTHENTICATE,
+        )
     } else if req.uri().path() == "/proxy.pac" {
         return None;
     } else {
@@ -76,9 +100,23 @@ fn check_auth(req: &Request<Incoming>, expected: &str, is_proxy_request: bool, s
     if given == Some(expected.as_bytes()) {
         return None;
     }
-    let reason = if given.is_some() { "wrong proxy credentials" } else { "this proxy needs credentials (--proxy-auth)" };
+    let reason = if given.is_some() {
+        "wrong proxy credentials"
+    } else {
+        "this proxy needs credentials (--proxy-auth)"
+    };
     let target = req.uri().to_string();
-    let mut response = answer::refuse(state, downstream.clone(), req.method().as_str(), &target, status, reason);
-    response.headers_mut().insert(challenge_name, HeaderValue::from_static("Basic realm=\"diagproxy\""));
+    let mut response = answer::refuse(
+        state,
+        downstream.clone(),
+        req.method().as_str(),
+        &target,
+        status,
+        reason,
+    );
+    response.headers_mut().insert(
+        challenge_name,
+        HeaderValue::from_static("Basic realm=\"diagproxy\""),
+    );
     Some(response)
 }

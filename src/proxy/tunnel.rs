@@ -19,22 +19,55 @@ use crate::session::event::{Downstream, Event, Timings, TunnelEnd, TunnelEvent};
 use crate::shutdown::Shutdown;
 use crate::sniff::{self, Sniff};
 
-pub async fn connect(req: Request<Incoming>, downstream: Downstream, state: Shared, shutdown: Shutdown) -> Response<Body> {
+pub async fn connect(
+    req: Request<Incoming>,
+    downstream: Downstream,
+    state: Shared,
+    shutdown: Shutdown,
+) -> Response<Body> {
     let started = Instant::now();
     let target = req.uri().to_string();
-    let parsed = req.uri().authority().and_then(|a| Some((a.host().trim_start_matches('[').trim_end_matches(']').to_string(), a.port_u16()?)));
+    let parsed = req.uri().authority().and_then(|a| {
+        Some((
+            a.host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            a.port_u16()?,
+        ))
+    });
     let Some((host, port)) = parsed else {
-        let reason = format!("CONNECT needs a host:port target, e.g. CONNECT chatgpt.com:443 (got {target:?})");
-        return answer::refuse(&state, downstream, "CONNECT", &target, StatusCode::BAD_REQUEST, &reason);
+        let reason = format!(
+            "CONNECT needs a host:port target, e.g. CONNECT chatgpt.com:443 (got {target:?})"
+        );
+        return answer::refuse(
+            &state,
+            downstream,
+            "CONNECT",
+            &target,
+            StatusCode::BAD_REQUEST,
+            &reason,
+        );
     };
     if state.is_self(&host, port) {
         let reason = format!("{target} is this proxy itself; refusing to loop");
-        return answer::refuse(&state, downstream, "CONNECT", &target, StatusCode::LOOP_DETECTED, &reason);
+        return answer::refuse(
+            &state,
+            downstream,
+            "CONNECT",
+            &target,
+            StatusCode::LOOP_DETECTED,
+            &reason,
+        );
     }
     let guard = OpenGuard::new(&state);
     let mut record = TunnelEvent {
         ts: clock::rfc3339(SystemTime::now()),
-        allowlist: state.config.profile.match_host(&host).map(|e| e.pattern.clone()),
+        allowlist: state
+            .config
+            .profile
+            .match_host(&host)
+            .map(|e| e.pattern.clone()),
         host,
         port,
         sni: None,
@@ -66,9 +99,21 @@ pub async fn connect(req: Request<Incoming>, downstream: Downstream, state: Shar
     tokio::spawn(async move {
         let _open = (guard, shutdown); // open work until the tunnel closes
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => relay(TokioIo::new(upgraded), upstream.io, &mut record, state.config.idle_timeout).await,
+            Ok(upgraded) => {
+                relay(
+                    TokioIo::new(upgraded),
+                    upstream.io,
+                    &mut record,
+                    state.config.idle_timeout,
+                )
+                .await
+            }
             Err(e) => {
-                record.failure = Some(Failure::new(FailureKind::HttpError, Side::Downstream, format!("the client did not take up the tunnel: {e}")));
+                record.failure = Some(Failure::new(
+                    FailureKind::HttpError,
+                    Side::Downstream,
+                    format!("the client did not take up the tunnel: {e}"),
+                ));
             }
         }
         record.timings.total_ms = ms(started.elapsed());
@@ -94,7 +139,12 @@ const CLOSED_BY_DOWNSTREAM: u8 = 1;
 const CLOSED_BY_UPSTREAM: u8 = 2;
 
 /// Relays until both sides are done, one resets, or nothing moves for `idle`.
-async fn relay(downstream: impl Io, upstream: Box<dyn Io>, record: &mut TunnelEvent, idle: Duration) {
+async fn relay(
+    downstream: impl Io,
+    upstream: Box<dyn Io>,
+    record: &mut TunnelEvent,
+    idle: Duration,
+) {
     let meter = Meter {
         start: Instant::now(),
         up: AtomicU64::new(0),
@@ -106,8 +156,20 @@ async fn relay(downstream: impl Io, upstream: Box<dyn Io>, record: &mut TunnelEv
     let (mut down_read, mut down_write) = tokio::io::split(downstream);
     let (mut up_read, mut up_write) = tokio::io::split(upstream);
     let mut sniffer = Sniffer::default();
-    let upward = pump(&mut down_read, &mut up_write, Side::Downstream, &meter, |chunk| sniffer.feed(chunk));
-    let downward = pump(&mut up_read, &mut down_write, Side::Upstream, &meter, |_| {});
+    let upward = pump(
+        &mut down_read,
+        &mut up_write,
+        Side::Downstream,
+        &meter,
+        |chunk| sniffer.feed(chunk),
+    );
+    let downward = pump(
+        &mut up_read,
+        &mut down_write,
+        Side::Upstream,
+        &meter,
+        |_| {},
+    );
     let end = tokio::select! {
         result = async { tokio::try_join!(upward, downward) } => match result {
             Ok(_) if meter.first_close.load(Ordering::Relaxed) == CLOSED_BY_UPSTREAM => TunnelEnd::UpstreamClosed,
@@ -130,28 +192,52 @@ async fn relay(downstream: impl Io, upstream: Box<dyn Io>, record: &mut TunnelEv
 
 /// Copies one direction. `from` is the side whose read errors are its own; write errors
 /// belong to the other side. EOF is passed on as a half-close.
-async fn pump<R, W>(reader: &mut R, writer: &mut W, from: Side, meter: &Meter, mut on_chunk: impl FnMut(&[u8])) -> Result<(), (Side, std::io::Error)>
+async fn pump<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    from: Side,
+    meter: &Meter,
+    mut on_chunk: impl FnMut(&[u8]),
+) -> Result<(), (Side, std::io::Error)>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let to = if from == Side::Downstream { Side::Upstream } else { Side::Downstream };
-    let (count, closed_code) = if from == Side::Downstream { (&meter.up, CLOSED_BY_DOWNSTREAM) } else { (&meter.down, CLOSED_BY_UPSTREAM) };
+    let to = if from == Side::Downstream {
+        Side::Upstream
+    } else {
+        Side::Downstream
+    };
+    let (count, closed_code) = if from == Side::Downstream {
+        (&meter.up, CLOSED_BY_DOWNSTREAM)
+    } else {
+        (&meter.down, CLOSED_BY_UPSTREAM)
+    };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = reader.read(&mut buf).await.map_err(|e| (from, e))?;
         if n == 0 {
-            let _ = meter.first_close.compare_exchange(0, closed_code, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = meter.first_close.compare_exchange(
+                0,
+                closed_code,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
             let _ = writer.shutdown().await;
             return Ok(());
         }
         if from == Side::Upstream && meter.first_down_us.load(Ordering::Relaxed) == 0 {
-            meter.first_down_us.store(meter.start.elapsed().as_micros() as u64 + 1, Ordering::Relaxed);
+            meter.first_down_us.store(
+                meter.start.elapsed().as_micros() as u64 + 1,
+                Ordering::Relaxed,
+            );
         }
         on_chunk(&buf[..n]);
         writer.write_all(&buf[..n]).await.map_err(|e| (to, e))?;
         count.fetch_add(n as u64, Ordering::Relaxed);
-        meter.last_activity_ms.store(meter.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        meter
+            .last_activity_ms
+            .store(meter.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -178,7 +264,9 @@ impl Sniffer {
         if self.verdict.is_some() {
             return;
         }
-        let take = chunk.len().min(sniff::MAX_HELLO.saturating_sub(self.buf.len()));
+        let take = chunk
+            .len()
+            .min(sniff::MAX_HELLO.saturating_sub(self.buf.len()));
         self.buf.extend_from_slice(&chunk[..take]);
         match sniff::client_hello(&self.buf) {
             Sniff::NeedMore if self.buf.len() < sniff::MAX_HELLO => {}

@@ -39,8 +39,18 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
     }
     let text = match event {
         Event::SessionStarted(s) => format!("session {} started, listening on {}", s.id, s.listen),
-        Event::SessionEnded(e) => format!("session ended at {} ({} unfinished)", e.ended_at, e.unfinished),
-        Event::Refused(r) => format!("{} {} {} refused {}: {}", time(&r.ts), r.method, r.target, r.status, r.reason),
+        Event::SessionEnded(e) => format!(
+            "session ended at {} ({} unfinished)",
+            e.ended_at, e.unfinished
+        ),
+        Event::Refused(r) => format!(
+            "{} {} {} refused {}: {}",
+            time(&r.ts),
+            r.method,
+            r.target,
+            r.status,
+            r.reason
+        ),
         Event::Tunnel(t) => {
             let mut s = format!("{} CONNECT {}:{}", time(&t.ts), t.host, t.port);
             if let Some(sni) = t.sni.as_deref().filter(|sni| *sni != t.host) {
@@ -90,10 +100,19 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
             with_remedy(s, profile, &r.host, r.failure.as_ref())
         }
     };
-    Some(if failed && style.color { format!("{RED}{text}{RESET}") } else { text })
+    Some(if failed && style.color {
+        format!("{RED}{text}{RESET}")
+    } else {
+        text
+    })
 }
 
-fn with_remedy(mut s: String, profile: &Profile, host: &str, failure: Option<&crate::failure::Failure>) -> String {
+fn with_remedy(
+    mut s: String,
+    profile: &Profile,
+    host: &str,
+    failure: Option<&crate::failure::Failure>,
+) -> String {
     if let Some(f) = failure {
         let finding = finding_for(profile, host, f);
         if !finding.remedy.is_empty() {
@@ -124,19 +143,33 @@ pub fn exit_table(summary: &Summary, color: bool) -> String {
             h.requests,
             bytes(h.bytes_up),
             bytes(h.bytes_down),
-            if failures.is_empty() { "-".to_string() } else { failures.join(" ") }
+            if failures.is_empty() {
+                "-".to_string()
+            } else {
+                failures.join(" ")
+            }
         );
-        let row = if color && !h.failures.is_empty() { format!("{RED}{row}{RESET}") } else { row };
+        let row = if color && !h.failures.is_empty() {
+            format!("{RED}{row}{RESET}")
+        } else {
+            row
+        };
         let _ = writeln!(out, "{row}");
     }
     if !any {
-        let _ = writeln!(out, "{}(no traffic went through the proxy){}", if color { DIM } else { "" }, if color { RESET } else { "" });
+        let _ = writeln!(
+            out,
+            "{}(no traffic went through the proxy){}",
+            if color { DIM } else { "" },
+            if color { RESET } else { "" }
+        );
     }
     out
 }
 
 fn time(ts: &str) -> &str {
-    ts.split_once('T').map_or(ts, |(_, t)| t.trim_end_matches('Z'))
+    ts.split_once('T')
+        .map_or(ts, |(_, t)| t.trim_end_matches('Z'))
 }
 
 fn allow(entry: Option<&str>) -> &str {
@@ -196,22 +229,37 @@ mod tests {
             bytes_up: 0,
             bytes_down: 0,
             end: TunnelEnd::Failed,
-            failure: Some(Failure::new(FailureKind::DnsFailed, Side::Upstream, "no such name")),
+            failure: Some(Failure::new(
+                FailureKind::DnsFailed,
+                Side::Upstream,
+                "no such name",
+            )),
         }))
     }
 
     #[test]
     fn failures_carry_the_remedy_and_survive_quiet() {
-        let style = Style { format: LogFormat::Human, color: false, quiet: true };
+        let style = Style {
+            format: LogFormat::Human,
+            color: false,
+            quiet: true,
+        };
         let text = line(&failed_tunnel(), &Profile::builtin(), style).unwrap();
-        assert!(text.starts_with("18:30:01.123 CONNECT files.oaiusercontent.com:443 FAILED dns_failed"), "{text}");
+        assert!(
+            text.starts_with("18:30:01.123 CONNECT files.oaiusercontent.com:443 FAILED dns_failed"),
+            "{text}"
+        );
         assert!(text.contains("-> Check the DNS filter"), "{text}");
         assert!(text.contains("VPN, web proxy and firewall"), "{text}");
     }
 
     #[test]
     fn json_lines_are_events() {
-        let style = Style { format: LogFormat::Json, color: false, quiet: false };
+        let style = Style {
+            format: LogFormat::Json,
+            color: false,
+            quiet: false,
+        };
         let text = line(&failed_tunnel(), &Profile::builtin(), style).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["type"], "tunnel");

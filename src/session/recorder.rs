@@ -38,7 +38,12 @@ impl std::fmt::Debug for Msg {
 
 impl Recorder {
     /// Creates the session folder, writes the first event and starts the writer thread.
-    pub fn start(dir: &Path, info: SessionInfo, profile: Arc<Profile>, style: Style) -> io::Result<(Recorder, SharedSummary)> {
+    pub fn start(
+        dir: &Path,
+        info: SessionInfo,
+        profile: Arc<Profile>,
+        style: Style,
+    ) -> io::Result<(Recorder, SharedSummary)> {
         fs::create_dir_all(dir)?;
         let file = File::create(dir.join("events.jsonl"))?;
         let summary = Arc::new(Mutex::new(Summary::new(info.clone(), profile.clone())));
@@ -52,7 +57,9 @@ impl Recorder {
         };
         writer.write(&Event::SessionStarted(info))?;
         writer.events.flush()?;
-        std::thread::Builder::new().name("diagproxy-recorder".into()).spawn(move || writer.run(rx))?;
+        std::thread::Builder::new()
+            .name("diagproxy-recorder".into())
+            .spawn(move || writer.run(rx))?;
         Ok((Recorder { tx }, summary))
     }
 
@@ -67,7 +74,8 @@ impl Recorder {
         self.tx
             .send(Msg::Finish(end, tx))
             .map_err(|_| io::Error::other("the session recorder stopped early"))?;
-        rx.await.map_err(|_| io::Error::other("the session recorder stopped early"))?
+        rx.await
+            .map_err(|_| io::Error::other("the session recorder stopped early"))?
     }
 }
 

@@ -78,7 +78,13 @@ pub struct AllowlistDoc {
 
 impl Summary {
     pub fn new(session: SessionInfo, profile: Arc<Profile>) -> Summary {
-        Summary { session, ended_at: None, profile, hosts: BTreeMap::new(), refused: 0 }
+        Summary {
+            session,
+            ended_at: None,
+            profile,
+            hosts: BTreeMap::new(),
+            refused: 0,
+        }
     }
 
     pub fn apply(&mut self, event: &Event) {
@@ -114,19 +120,21 @@ impl Summary {
     fn host(&mut self, host: &str, port: u16) -> &mut HostStats {
         let host = host.to_ascii_lowercase();
         let profile = &self.profile;
-        self.hosts.entry((host.clone(), port)).or_insert_with(|| HostStats {
-            allowlist: profile.match_host(&host).map(|e| e.pattern.clone()),
-            host,
-            port,
-            connections: 0,
-            requests: 0,
-            bytes_up: 0,
-            bytes_down: 0,
-            failures: BTreeMap::new(),
-            findings: Vec::new(),
-            user_agents: BTreeSet::new(),
-            max_connect_ms: None,
-        })
+        self.hosts
+            .entry((host.clone(), port))
+            .or_insert_with(|| HostStats {
+                allowlist: profile.match_host(&host).map(|e| e.pattern.clone()),
+                host,
+                port,
+                connections: 0,
+                requests: 0,
+                bytes_up: 0,
+                bytes_down: 0,
+                failures: BTreeMap::new(),
+                findings: Vec::new(),
+                user_agents: BTreeSet::new(),
+                max_connect_ms: None,
+            })
     }
 
     fn record_failure(&mut self, host: &str, port: u16, failure: Option<&Failure>) {
@@ -150,14 +158,21 @@ impl Summary {
     pub fn doc(&self) -> SummaryDoc<'_> {
         let mut allowlist = AllowlistDoc::default();
         for entry in &self.profile.entries {
-            let mut matching = self.hosts.values().filter(|h| h.allowlist.as_deref() == Some(&entry.pattern));
+            let mut matching = self
+                .hosts
+                .values()
+                .filter(|h| h.allowlist.as_deref() == Some(&entry.pattern));
             let mut touched = false;
             let mut failing = false;
             for h in matching.by_ref() {
                 touched = true;
                 failing |= !h.failures.is_empty();
             }
-            let list = if !touched { &mut allowlist.untouched } else { &mut allowlist.touched };
+            let list = if !touched {
+                &mut allowlist.untouched
+            } else {
+                &mut allowlist.touched
+            };
             list.push(entry.pattern.clone());
             if failing {
                 allowlist.failing.push(entry.pattern.clone());
@@ -181,7 +196,8 @@ impl Summary {
 
     pub fn to_json(&self) -> String {
         // Serialising plain structs of strings and numbers cannot fail.
-        serde_json::to_string_pretty(&self.doc()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        serde_json::to_string_pretty(&self.doc())
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 }
 
@@ -208,9 +224,16 @@ pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding 
         if !remedy.is_empty() {
             remedy.push_str(". ");
         }
-        remedy.push_str(&format!("{} ({}): {}", entry.pattern, entry.breaks, entry.remedy));
+        remedy.push_str(&format!(
+            "{} ({}): {}",
+            entry.pattern, entry.breaks, entry.remedy
+        ));
     }
-    Finding { kind: failure.kind.as_str().to_string(), detail: failure.to_string(), remedy }
+    Finding {
+        kind: failure.kind.as_str().to_string(),
+        detail: failure.to_string(),
+        remedy,
+    }
 }
 
 #[cfg(test)]
@@ -241,11 +264,21 @@ mod tests {
             first_bytes: None,
             allowlist: None,
             server_ip: None,
-            downstream: Downstream { addr: "127.0.0.1:1".into(), user_agent: Some("curl/8".into()) },
-            timings: Timings { connect_ms: Some(2.0), ..Timings::default() },
+            downstream: Downstream {
+                addr: "127.0.0.1:1".into(),
+                user_agent: Some("curl/8".into()),
+            },
+            timings: Timings {
+                connect_ms: Some(2.0),
+                ..Timings::default()
+            },
             bytes_up: 10,
             bytes_down: 20,
-            end: if failure.is_some() { TunnelEnd::Failed } else { TunnelEnd::DownstreamClosed },
+            end: if failure.is_some() {
+                TunnelEnd::Failed
+            } else {
+                TunnelEnd::DownstreamClosed
+            },
             failure,
         }))
     }
@@ -259,13 +292,19 @@ mod tests {
         let doc = s.doc();
         assert_eq!(doc.hosts.len(), 2);
         let chatgpt = doc.hosts.iter().find(|h| h.host == "chatgpt.com").unwrap();
-        assert_eq!((chatgpt.connections, chatgpt.bytes_up, chatgpt.bytes_down), (2, 20, 40));
+        assert_eq!(
+            (chatgpt.connections, chatgpt.bytes_up, chatgpt.bytes_down),
+            (2, 20, 40)
+        );
         assert_eq!(chatgpt.allowlist.as_deref(), Some("*.chatgpt.com"));
         let other = doc.hosts.iter().find(|h| h.host == "example.org").unwrap();
         assert_eq!(other.allowlist, None);
         assert_eq!(doc.allowlist.touched, vec!["*.chatgpt.com".to_string()]);
         assert!(doc.allowlist.failing.is_empty());
-        assert_eq!(doc.allowlist.untouched.len(), Profile::builtin().entries.len() - 1);
+        assert_eq!(
+            doc.allowlist.untouched.len(),
+            Profile::builtin().entries.len() - 1
+        );
     }
 
     #[test]
@@ -280,9 +319,22 @@ mod tests {
         assert_eq!(h.failures.get(&FailureKind::DnsFailed), Some(&2));
         assert_eq!(h.findings.len(), 1);
         assert_eq!(h.findings[0].kind, "dns_failed");
-        assert!(h.findings[0].remedy.contains("nslookup files.oaiusercontent.com"), "{}", h.findings[0].remedy);
-        assert!(h.findings[0].remedy.contains("Uploads fail"), "{}", h.findings[0].remedy);
-        assert_eq!(doc.allowlist.failing, vec!["files.oaiusercontent.com".to_string()]);
+        assert!(
+            h.findings[0]
+                .remedy
+                .contains("nslookup files.oaiusercontent.com"),
+            "{}",
+            h.findings[0].remedy
+        );
+        assert!(
+            h.findings[0].remedy.contains("Uploads fail"),
+            "{}",
+            h.findings[0].remedy
+        );
+        assert_eq!(
+            doc.allowlist.failing,
+            vec!["files.oaiusercontent.com".to_string()]
+        );
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["hosts"][0]["failures"]["dns_failed"], 2);
         assert_eq!(json["version"], 1);
@@ -305,7 +357,10 @@ mod tests {
                 status: Some(200),
                 content_type: None,
                 reused: connect_ms.is_none(),
-                timings: Timings { connect_ms, ..Timings::default() },
+                timings: Timings {
+                    connect_ms,
+                    ..Timings::default()
+                },
                 bytes_up: 0,
                 bytes_down: 5,
                 complete: true,

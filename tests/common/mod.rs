@@ -1,0 +1,618 @@
+//! Test helpers: an in-process diagproxy on 127.0.0.1:0, test origins (HTTP and TLS with a
+//! certificate made at test time), a fake corporate proxy, and servers that misbehave on
+//! purpose. Everything listens on loopback only.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use diagproxy::cli::{Cli, Command};
+use diagproxy::config::Config;
+use diagproxy::proxy::SessionOutcome;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A diagproxy running in this process.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<SessionOutcome, diagproxy::proxy::RunError>>,
+}
+
+/// What a finished session left in its folder.
+pub struct Session {
+    pub outcome: SessionOutcome,
+    pub summary: Value,
+    pub events: Vec<Value>,
+}
+
+impl Session {
+    pub fn host(&self, host: &str, port: u16) -> &Value {
+        self.summary["hosts"]
+            .as_array()
+            .and_then(|hosts| {
+                hosts
+                    .iter()
+                    .find(|h| h["host"] == host && h["port"] == port)
+            })
+            .unwrap_or_else(|| panic!("{host}:{port} not in summary: {:#}", self.summary))
+    }
+
+    pub fn events_of(&self, kind: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["type"] == kind).collect()
+    }
+}
+
+impl Proxy {
+    pub async fn start(args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let session = dir.path().join("session");
+        let session = session.to_str().expect("utf-8 path");
+        let mut argv = vec!["diagproxy", "run", "--session-dir", session, "-q"];
+        argv.extend_from_slice(args);
+        let Command::Run(run) = Cli::try_parse_from(argv).expect("args").command;
+        let config = Config::from_run_args(&run).expect("config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(diagproxy::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Proxy {
+            addr,
+            dir,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn session_dir(&self) -> PathBuf {
+        self.dir.path().join("session")
+    }
+
+    /// Stops the proxy as Ctrl-C would and reads the session files.
+    pub async fn stop(mut self) -> Session {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let dir = self.session_dir();
+        let outcome = self.task.await.expect("join").expect("run");
+        let summary: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"),
+        )
+        .expect("json");
+        let events = read_events(&dir);
+        Session {
+            outcome,
+            summary,
+            events,
+        }
+    }
+
+    /// The recorder writes asynchronously; wait until `n` events of `kind` are in the file.
+    pub async fn wait_events(&self, kind: &str, n: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let events: Vec<Value> = read_events(&self.session_dir())
+                .into_iter()
+                .filter(|e| e["type"] == kind)
+                .collect();
+            if events.len() >= n {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("fewer than {n} {kind} events were recorded");
+    }
+}
+
+pub fn read_events(dir: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// A plain response from the proxy or an origin.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// An HTTP/1.1 client connection to the proxy.
+pub struct Client {
+    sender: hyper::client::conn::http1::SendRequest<
+        http_body_util::combinators::BoxBody<Bytes, BoxError>,
+    >,
+}
+
+impl Client {
+    pub async fn connect(proxy: SocketAddr) -> Client {
+        let stream = TcpStream::connect(proxy).await.expect("connect to proxy");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn.with_upgrades());
+        Client { sender }
+    }
+
+    pub async fn send<B>(&mut self, request: Request<B>) -> Reply
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
+        self.sender.ready().await.expect("ready");
+        let response = self.sender.send_request(request).await.expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Reply {
+        self.send(
+            Request::get(url)
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+    }
+}
+
+pub async fn get(proxy: SocketAddr, url: &str) -> Reply {
+    Client::connect(proxy).await.get(url).await
+}
+
+/// Sends a raw CONNECT and returns the stream plus the response head (and any body bytes).
+pub async fn raw_connect(proxy: SocketAddr, target: &str, extra: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(proxy).await.expect("connect to proxy");
+    let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: diagproxy-test/1\r\n{extra}\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let head = read_head(&mut stream).await;
+    (stream, head)
+}
+
+/// Reads up to the end of a response head (and, for errors, the whole short body).
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => buf.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    if head.starts_with("HTTP/1.1 200") {
+        return head;
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|n| n.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut rest = vec![0u8; length];
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut rest)).await;
+    head + &String::from_utf8_lossy(&rest)
+}
+
+/// Writes raw bytes to the proxy and returns everything it answers until it closes.
+pub async fn raw_exchange(proxy: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(proxy).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------- origins
+
+/// An HTTP/1.1 origin with a few routes:
+/// `/hello`, `/echo` (body back), `/count` (bytes received), `/big?n=N` (N bytes),
+/// `/headers` (request head as text), `/peer` (the connection's remote address).
+pub async fn origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(move |req| route(req, peer));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+type OriginBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+async fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<OriginBody>, Infallible> {
+    let full = |s: String| {
+        Full::new(Bytes::from(s))
+            .map_err(|never| match never {})
+            .boxed()
+    };
+    let path = req.uri().path().to_string();
+    let response = match path.as_str() {
+        "/hello" => Response::builder()
+            .header("content-type", "text/plain")
+            .body(full("hello".into())),
+        "/echo" => Response::builder().body(req.into_body().map_err(BoxError::from).boxed()),
+        "/count" => {
+            let mut body = req.into_body();
+            let mut n: u64 = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                n += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            Response::builder().body(full(n.to_string()))
+        }
+        "/big" => {
+            let n: u64 = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            Response::builder()
+                .header("content-length", n.to_string())
+                .body(Zeros::new(n).boxed())
+        }
+        "/headers" => {
+            let mut text = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
+            for (name, value) in req.headers() {
+                text.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("?")));
+            }
+            Response::builder().body(full(text))
+        }
+        "/peer" => Response::builder().body(full(peer.to_string())),
+        _ => Response::builder()
+            .status(404)
+            .body(full("not found".into())),
+    };
+    Ok(response.expect("response"))
+}
+
+/// A body of `n` zero bytes in 64 KiB chunks, never held in memory at once.
+pub struct Zeros {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl Zeros {
+    pub fn new(n: u64) -> Zeros {
+        Zeros {
+            left: n,
+            chunk: Bytes::from(vec![0u8; 64 * 1024]),
+        }
+    }
+}
+
+impl Body for Zeros {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64) as usize;
+        self.left -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
+    }
+}
+
+/// A TLS origin whose certificate (made now, never stored) names `names` and 127.0.0.1.
+/// Answers one HTTP/1.1 request per connection with "hello over tls". Returns the address and
+/// the certificate in PEM, for clients to trust.
+pub async fn tls_origin(names: &[&str]) -> (SocketAddr, String) {
+    let mut sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    sans.push("127.0.0.1".into());
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(sans)
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let pem = cert.pem();
+    let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der_key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "hello over tls";
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, pem)
+}
+
+/// A TLS client over `stream` trusting `ca_pem`, with the given SNI and ALPN.
+pub async fn tls_client(
+    stream: TcpStream,
+    sni: &str,
+    ca_pem: &str,
+    alpn: &[&str],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut reader = std::io::BufReader::new(ca_pem.as_bytes());
+    for cert in rustls_pemfile_certs(&mut reader) {
+        roots.add(cert).expect("add root");
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("server name");
+    connector
+        .connect(name, stream)
+        .await
+        .expect("TLS handshake through the tunnel")
+}
+
+fn rustls_pemfile_certs(
+    reader: &mut dyn std::io::BufRead,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut text = String::new();
+    let _ = reader.read_to_string(&mut text);
+    rustls::pki_types::CertificateDer::pem_slice_iter(text.as_bytes())
+        .filter_map(Result::ok)
+        .collect()
+}
+
+// ---------------------------------------------------------------- misbehaving servers
+
+/// Accepts, reads a little, then resets the connection (RST, not FIN).
+pub async fn resetting_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+    });
+    addr
+}
+
+/// Accepts and reads forever, never answering.
+pub async fn silent_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Echoes bytes; when the client half-closes, writes "bye" and closes.
+pub async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = stream.write_all(b"bye").await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A listener whose accept queue is full, so a new connect gets no answer at all: the
+/// loopback way to make a connect time out. Keep the returned value alive.
+pub fn unanswering_listener() -> (
+    SocketAddr,
+    Vec<std::net::TcpStream>,
+    tokio::net::TcpListener,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break, // the queue is full
+        }
+    }
+    (addr, fillers, listener)
+}
+
+// ---------------------------------------------------------------- fake corporate proxy
+
+/// How the fake corporate proxy behaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CorpMode {
+    /// Tunnels every CONNECT to 127.0.0.1 on the requested port; answers plain requests itself.
+    Allow,
+    /// 407 unless `Proxy-Authorization: Basic dXNlcjpwYXNz` (user:pass) is sent.
+    RequireAuth,
+    /// 403 with a FortiGuard-style block page.
+    Block,
+}
+
+/// What the fake corporate proxy saw: request lines and Proxy-Authorization values.
+pub type CorpLog = Arc<Mutex<Vec<String>>>;
+
+pub const BLOCK_PAGE: &str = "<html><head><title>Web Filter Violation</title></head><body><h1>FortiGuard Intrusion Prevention - Access Blocked</h1><p>You have tried to access a web page that is in violation of your Internet usage policy.</p></body></html>";
+
+pub async fn corporate_proxy(mode: CorpMode) -> (SocketAddr, CorpLog) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let log: CorpLog = Arc::default();
+    let seen = log.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| corp_handle(req, mode, seen.clone()));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+async fn corp_handle(
+    req: Request<Incoming>,
+    mode: CorpMode,
+    seen: CorpLog,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let auth = req
+        .headers()
+        .get("proxy-authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    if let Ok(mut log) = seen.lock() {
+        log.push(format!("{} {} auth={auth}", req.method(), req.uri()));
+    }
+    let reply = |status: u16, body: &str| {
+        Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("response")
+    };
+    match mode {
+        CorpMode::RequireAuth if auth != "Basic dXNlcjpwYXNz" => {
+            let mut r = reply(407, "proxy authentication required");
+            r.headers_mut().insert(
+                "proxy-authenticate",
+                hyper::header::HeaderValue::from_static("Basic realm=\"corp\""),
+            );
+            return Ok(r);
+        }
+        CorpMode::Block => return Ok(reply(403, BLOCK_PAGE)),
+        _ => {}
+    }
+    if req.method() != hyper::Method::CONNECT {
+        return Ok(reply(200, &format!("corp proxy forwarded {}", req.uri())));
+    }
+    let port = req.uri().port_u16().unwrap_or(443);
+    let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return Ok(reply(502, "corp proxy could not connect"));
+    };
+    tokio::spawn(async move {
+        if let Ok(upgraded) = hyper::upgrade::on(req).await {
+            let mut upgraded = TokioIo::new(upgraded);
+            let _ = tokio::io::copy_bidirectional(&mut upgraded, &mut upstream).await;
+        }
+    });
+    Ok(reply(200, ""))
+}
+
+/// Tools CI installs: a test that needs one skips when it is missing, unless
+/// DIAGPROXY_REQUIRE_TOOLS=1 (set by .ci/run) turns the skip into a failure.
+pub fn require_tool(name: &str) -> bool {
+    let found = std::process::Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("DIAGPROXY_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+            panic!("{name} is required (DIAGPROXY_REQUIRE_TOOLS=1) but was not found");
+        }
+        eprintln!("SKIPPED: {name} is not installed");
+    }
+    found
+}
