@@ -13,19 +13,34 @@ const BIN: &str = env!("CARGO_BIN_EXE_diagproxy");
 
 #[test]
 fn bad_usage_exits_64_with_a_clear_message() {
-    let out = Command::new(BIN).args(["run", "--listen", "0.0.0.0:0"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not a loopback address") && err.contains("--allow-remote"), "{err}");
+    assert!(
+        err.contains("not a loopback address") && err.contains("--allow-remote"),
+        "{err}"
+    );
 
-    let out = Command::new(BIN).args(["run", "--listen", "0.0.0.0:0", "--allow-remote"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--listen", "0.0.0.0:0", "--allow-remote"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("requires --proxy-auth"));
 
-    let out = Command::new(BIN).args(["run", "--no-such-flag"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--no-such-flag"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
 
-    let out = Command::new(BIN).args(["run", "--upstream-proxy", "https://corp:8443"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--upstream-proxy", "https://corp:8443"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only http:// proxies"));
 
@@ -48,7 +63,14 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
     let pin = format!("chatgpt.com:{}:127.0.0.1", tls.port());
 
     let mut child = Command::new(BIN)
-        .args(["run", "--listen", "127.0.0.1:0", "--resolve", &pin, "--session-dir"])
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--resolve",
+            &pin,
+            "--session-dir",
+        ])
         .arg(&session)
         .stderr(Stdio::piped())
         .spawn()
@@ -60,7 +82,9 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
             let _ = lines_tx.send(line);
         }
     });
-    let banner = lines.recv_timeout(Duration::from_secs(20)).expect("a banner line");
+    let banner = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a banner line");
     let proxy = banner
         .split("listening on http://")
         .nth(1)
@@ -70,7 +94,11 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
     let proxy_url = format!("http://{proxy}");
 
     let curl = |args: &[&str]| {
-        let out = Command::new("curl").args(["-sS", "--max-time", "20", "-x", &proxy_url]).args(args).output().unwrap();
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "-x", &proxy_url])
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert_eq!(curl(&[&format!("http://{origin}/hello")]), "hello");
@@ -81,10 +109,16 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
     assert!(failed.is_empty() || !failed.contains("200"), "{failed}");
     let failed_plain = curl(&["-i", "http://files.oaiusercontent.invalid/upload"]);
     assert!(failed_plain.starts_with("HTTP/1.1 502"), "{failed_plain}");
-    assert!(failed_plain.contains("x-diagproxy-error: dns_failed"), "{failed_plain}");
+    assert!(
+        failed_plain.contains("x-diagproxy-error: dns_failed"),
+        "{failed_plain}"
+    );
 
     std::thread::sleep(Duration::from_millis(200)); // let the tunnel close be recorded
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
@@ -94,14 +128,25 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
     assert!(log.contains("FAILED dns_failed"), "{log}");
     assert!(log.contains("hosts seen"), "exit table missing: {log}");
 
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(session.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(session.join("summary.json")).unwrap())
+            .unwrap();
     assert!(summary["session"]["ended_at"].is_string());
     let hosts = summary["hosts"].as_array().unwrap();
-    let chatgpt = hosts.iter().find(|h| h["host"] == "chatgpt.com").expect("chatgpt.com recorded");
+    let chatgpt = hosts
+        .iter()
+        .find(|h| h["host"] == "chatgpt.com")
+        .expect("chatgpt.com recorded");
     assert_eq!(chatgpt["connections"], 1);
     assert_eq!(chatgpt["allowlist"], "*.chatgpt.com");
-    assert!(chatgpt["user_agents"][0].as_str().unwrap().starts_with("curl/"));
-    let invalid = hosts.iter().find(|h| h["host"] == "files.oaiusercontent.invalid" && h["port"] == 443).expect("failed host");
+    assert!(chatgpt["user_agents"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("curl/"));
+    let invalid = hosts
+        .iter()
+        .find(|h| h["host"] == "files.oaiusercontent.invalid" && h["port"] == 443)
+        .expect("failed host");
     assert_eq!(invalid["failures"]["dns_failed"], 1);
     let events = common::read_events(&session);
     assert_eq!(events.last().unwrap()["type"], "session_ended");
