@@ -76,6 +76,14 @@ pub struct RunArgs {
     #[arg(long, default_value = "300s", value_name = "DURATION")]
     pub idle_timeout: String,
 
+    /// Judge chains against these roots instead of Mozilla's (PEM file).
+    #[arg(long, value_name = "PEM")]
+    pub public_roots: Option<PathBuf>,
+
+    /// Use these roots as the machine's trust store (PEM file).
+    #[arg(long, value_name = "PEM")]
+    pub system_roots: Option<PathBuf>,
+
     /// On Ctrl-C or SIGTERM, let open work finish for this long before writing the summary.
     #[arg(long, default_value = "5s", value_name = "DURATION")]
     pub grace: String,

@@ -12,6 +12,7 @@ use base64::Engine;
 
 use crate::cli::{LogFormat, RunArgs};
 use crate::profile::Profile;
+use crate::tls::roots::TrustRoots;
 
 /// The checked configuration of one `diagproxy run`.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long open work may finish after a shutdown signal.
     pub grace: Duration,
+    /// The public and machine trust stores chains are judged against.
+    pub roots: TrustRoots,
 }
 
 /// The corporate proxy: where it is and what to tell it.
@@ -128,7 +131,10 @@ impl Config {
             Some(dir) => dir.clone(),
             None => PathBuf::from("sessions").join(crate::clock::compact(SystemTime::now())),
         };
+        let roots = TrustRoots::load(args.public_roots.as_deref(), args.system_roots.as_deref())
+            .map_err(bad)?;
         Ok(Config {
+            roots,
             listen,
             proxy_auth,
             upstream_proxy,

@@ -14,6 +14,7 @@
 //! - [`proxy`]: [`proxy::run`] (the accept loop), then per connection `service`, which sends
 //!   CONNECT to `tunnel`, absolute-form requests to `forward` and the rest to `pages`.
 //! - [`sniff`]: the ClientHello's SNI and ALPN, parsed from a tunnel's first bytes (pure).
+//! - [`tls`]: trust stores, the verdict on a presented chain (pure), the side handshake.
 //! - [`session`]: the events, the single writer of the session folder, the summary, the live log.
 //! - [`failure`]: named failure kinds and whose side failed.
 //! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
@@ -27,5 +28,6 @@ pub mod proxy;
 pub mod session;
 pub mod shutdown;
 pub mod sniff;
+pub mod tls;
 
 pub use proxy::run;

@@ -30,6 +30,12 @@ pub struct Profile {
     /// What each failure kind means and what to check next.
     #[serde(default)]
     pub failures: BTreeMap<FailureKind, FailureHint>,
+    /// Interception products, recognised by strings in a chain's issuer or root name.
+    #[serde(default)]
+    pub vendors: Vec<Vendor>,
+    /// What each finding kind (`tls_inspection`, …) means and its remedy.
+    #[serde(default)]
+    pub findings: BTreeMap<String, FindingHint>,
     /// Lower-case exact names → entry index.
     #[serde(skip)]
     exact: HashMap<String, usize>,
@@ -59,6 +65,25 @@ pub struct Entry {
 pub struct FailureHint {
     pub meaning: String,
     pub check: String,
+}
+
+/// A product that re-signs TLS, and how its CA names look.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vendor {
+    /// The name shown to the user ("Zscaler").
+    pub name: String,
+    pub product: String,
+    /// Case-insensitive substrings of the issuer or root distinguished name.
+    pub issuer_contains: Vec<String>,
+    /// Where the signature comes from.
+    pub source: String,
+}
+
+/// What a finding kind means and what to change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingHint {
+    pub meaning: String,
+    pub remedy: String,
 }
 
 /// Why a profile could not be loaded.
@@ -133,6 +158,24 @@ impl Profile {
                 None => return None,
             }
         }
+    }
+
+    /// The interception product whose CA names match the issuer or root, if any. It names
+    /// the product; it never decides whether the chain is intercepted.
+    pub fn vendor_for(&self, issuer: &str, root: &str) -> Option<&Vendor> {
+        let issuer = issuer.to_ascii_lowercase();
+        let root = root.to_ascii_lowercase();
+        self.vendors.iter().find(|v| {
+            v.issuer_contains.iter().any(|needle| {
+                let needle = needle.to_ascii_lowercase();
+                issuer.contains(&needle) || root.contains(&needle)
+            })
+        })
+    }
+
+    /// What a finding kind means and its remedy, if the profile says.
+    pub fn finding(&self, kind: &str) -> Option<&FindingHint> {
+        self.findings.get(kind)
     }
 
     /// What a failure kind means and what to check, if the profile says.
@@ -245,6 +288,30 @@ mod tests {
         );
         assert_eq!(p.match_host("api.stripe.com"), None);
         assert_eq!(p.match_host("x.humb.apple.com"), None);
+    }
+
+    #[test]
+    fn vendors_are_named_from_issuer_or_root() {
+        let p = Profile::builtin();
+        let zscaler =
+            "C=US, O=Zscaler Inc., CN=Zscaler Intermediate Root CA (zscalerthree.net) (t) ";
+        assert_eq!(
+            p.vendor_for(zscaler, "").map(|v| v.name.as_str()),
+            Some("Zscaler")
+        );
+        let forti = "C=US, O=Fortinet, OU=Certificate Authority, CN=FG121GTK23000612";
+        assert_eq!(
+            p.vendor_for("CN=whatever", forti).map(|v| v.name.as_str()),
+            Some("Fortinet")
+        );
+        assert_eq!(
+            p.vendor_for("C=US, O=Let's Encrypt, CN=R11", "CN=ISRG Root X1")
+                .map(|v| v.name.as_str()),
+            None
+        );
+        assert!(
+            p.finding("tls_inspection").is_some() && p.finding("untrusted_certificate").is_some()
+        );
     }
 
     #[test]

@@ -17,12 +17,13 @@ pub mod pool;
 pub mod service;
 pub mod tunnel;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
@@ -49,6 +50,8 @@ pub struct State {
     pub pool: pool::Pool,
     /// Tunnels and requests in flight, for the status page and the session end.
     pub open: AtomicUsize,
+    /// The (name, port) pairs whose chain has been checked: once per session each.
+    pub tls_checked: Mutex<HashSet<(String, u16)>>,
 }
 
 pub type Shared = Arc<State>;
@@ -173,6 +176,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         summary,
         pool: pool::Pool::default(),
         open: AtomicUsize::new(0),
+        tls_checked: Mutex::default(),
     });
     Ok((state, ShutdownController::new()))
 }

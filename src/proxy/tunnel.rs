@@ -15,9 +15,11 @@ use super::dial::{self, Io};
 use super::{answer, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
-use crate::session::event::{Downstream, Event, Timings, TunnelEnd, TunnelEvent};
+use crate::session::event::{Downstream, Event, Timings, TlsCheckEvent, TunnelEnd, TunnelEvent};
 use crate::shutdown::Shutdown;
 use crate::sniff::{self, Sniff};
+use crate::tls::{chain, probe};
+use rustls::pki_types::UnixTime;
 
 pub async fn connect(
     req: Request<Incoming>,
@@ -100,11 +102,15 @@ pub async fn connect(
         let _open = (guard, shutdown); // open work until the tunnel closes
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
+                let (host, port) = (record.host.clone(), record.port);
+                let on_hello = |sni: Option<&str>| check_chain(&state, &host, port, sni);
+                let idle = state.config.idle_timeout;
                 relay(
                     TokioIo::new(upgraded),
                     upstream.io,
                     &mut record,
-                    state.config.idle_timeout,
+                    idle,
+                    on_hello,
                 )
                 .await
             }
@@ -120,6 +126,50 @@ pub async fn connect(
         state.recorder.record(Event::Tunnel(Box::new(record)));
     });
     Response::new(empty())
+}
+
+/// Starts the side handshake for the name the client asked for (its SNI, else the CONNECT
+/// host when that is a name), once per name and port per session. Runs beside the tunnel.
+fn check_chain(state: &Shared, host: &str, port: u16, sni: Option<&str>) {
+    let Some(name) = sni.or_else(|| host.parse::<std::net::IpAddr>().is_err().then_some(host))
+    else {
+        return;
+    };
+    let name = name.to_ascii_lowercase();
+    let first_time = state
+        .tls_checked
+        .lock()
+        .map(|mut seen| seen.insert((name.clone(), port)))
+        .unwrap_or(false);
+    if !first_time {
+        return;
+    }
+    let (state, host) = (state.clone(), host.to_string());
+    tokio::spawn(async move {
+        let chain = probe::presented_chain(&host, port, &name, &state.config).await;
+        let (tls, error) = match chain.and_then(|c| {
+            chain::judge(
+                &c,
+                &name,
+                &state.config.roots,
+                &state.config.profile,
+                UnixTime::now(),
+            )
+        }) {
+            Ok(verdict) => (Some(verdict), None),
+            Err(e) => (None, Some(e)),
+        };
+        let ts = clock::rfc3339(SystemTime::now());
+        let check = TlsCheckEvent {
+            ts,
+            host: name,
+            port,
+            via: "side_handshake".into(),
+            tls,
+            error,
+        };
+        state.recorder.record(Event::TlsCheck(Box::new(check)));
+    });
 }
 
 /// Byte counts and clocks both directions of a tunnel update.
@@ -144,6 +194,7 @@ async fn relay(
     upstream: Box<dyn Io>,
     record: &mut TunnelEvent,
     idle: Duration,
+    on_hello: impl FnOnce(Option<&str>),
 ) {
     let meter = Meter {
         start: Instant::now(),
@@ -156,12 +207,19 @@ async fn relay(
     let (mut down_read, mut down_write) = tokio::io::split(downstream);
     let (mut up_read, mut up_write) = tokio::io::split(upstream);
     let mut sniffer = Sniffer::default();
+    let mut on_hello = Some(on_hello);
     let upward = pump(
         &mut down_read,
         &mut up_write,
         Side::Downstream,
         &meter,
-        |chunk| sniffer.feed(chunk),
+        |chunk| {
+            if let Some(Sniff::Hello(hello)) = sniffer.feed(chunk) {
+                if let Some(callback) = on_hello.take() {
+                    callback(hello.sni.as_deref());
+                }
+            }
+        },
     );
     let downward = pump(
         &mut up_read,
@@ -260,18 +318,19 @@ struct Sniffer {
 }
 
 impl Sniffer {
-    fn feed(&mut self, chunk: &[u8]) {
+    /// Takes the next chunk; returns the verdict when this chunk decided it.
+    fn feed(&mut self, chunk: &[u8]) -> Option<&Sniff> {
         if self.verdict.is_some() {
-            return;
+            return None;
         }
         let take = chunk
             .len()
             .min(sniff::MAX_HELLO.saturating_sub(self.buf.len()));
         self.buf.extend_from_slice(&chunk[..take]);
         match sniff::client_hello(&self.buf) {
-            Sniff::NeedMore if self.buf.len() < sniff::MAX_HELLO => {}
-            Sniff::NeedMore => self.verdict = Some(Sniff::Malformed),
-            other => self.verdict = Some(other),
+            Sniff::NeedMore if self.buf.len() < sniff::MAX_HELLO => None,
+            Sniff::NeedMore => Some(&*self.verdict.insert(Sniff::Malformed)),
+            other => Some(&*self.verdict.insert(other)),
         }
     }
 

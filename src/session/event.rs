@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::failure::Failure;
+use crate::tls::chain::TlsVerdict;
 
 /// One thing that happened in a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,6 +18,8 @@ pub enum Event {
     Request(Box<RequestEvent>),
     /// A downstream request diagproxy answered itself with an error (400, 407, 508).
     Refused(RefusedEvent),
+    /// The verdict on the chain a host presented (once per host:port per session).
+    TlsCheck(Box<TlsCheckEvent>),
     /// The last line of a session that shut down cleanly.
     SessionEnded(SessionEnd),
 }
@@ -145,6 +148,19 @@ pub struct RequestEvent {
     /// False when the response body was cut off (by either side).
     pub complete: bool,
     pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsCheckEvent {
+    pub ts: String,
+    /// The name the host is filed under (the SNI).
+    pub host: String,
+    pub port: u16,
+    /// How the chain was learnt: `side_handshake` (tunnel mode).
+    pub via: String,
+    pub tls: Option<TlsVerdict>,
+    /// Why no verdict could be reached (the side handshake failed).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

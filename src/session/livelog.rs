@@ -5,9 +5,10 @@
 use std::fmt::Write;
 
 use super::event::{Event, TunnelEnd};
-use super::summary::{finding_for, Summary};
+use super::summary::{finding_for, tls_finding, Summary};
 use crate::cli::LogFormat;
 use crate::profile::Profile;
+use crate::tls::chain::Verdict;
 
 /// How the live log looks.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,7 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
         Event::Tunnel(t) => t.failure.is_some(),
         Event::Request(r) => r.failure.is_some() || !r.complete,
         Event::Refused(_) => true,
+        Event::TlsCheck(c) => c.tls.as_ref().is_some_and(|t| t.verdict != Verdict::Public),
         Event::SessionStarted(_) | Event::SessionEnded(_) => false,
     };
     if style.quiet && !failed {
@@ -43,6 +45,25 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
             "session ended at {} ({} unfinished)",
             e.ended_at, e.unfinished
         ),
+        Event::TlsCheck(c) => {
+            let mut s = format!("{} TLS {}:{} ", time(&c.ts), c.host, c.port);
+            match (&c.tls, &c.error) {
+                (Some(t), _) => {
+                    let _ = write!(s, "{} issuer {}", t.verdict.as_str(), t.issuer);
+                    if let Some(v) = &t.vendor {
+                        let _ = write!(s, " vendor {v}");
+                    }
+                    if let Some(finding) = tls_finding(profile, &c.host, c.port, t) {
+                        let _ = write!(s, "\n    -> {}", finding.remedy);
+                    }
+                }
+                (None, Some(e)) => {
+                    let _ = write!(s, "not checked: {e}");
+                }
+                (None, None) => s.push_str("not checked"),
+            }
+            s
+        }
         Event::Refused(r) => format!(
             "{} {} {} refused {}: {}",
             time(&r.ts),

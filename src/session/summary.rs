@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::event::{Event, SessionInfo, TunnelEnd};
 use crate::failure::{Failure, FailureKind};
 use crate::profile::Profile;
+use crate::tls::chain::{TlsVerdict, Verdict};
 
 /// The running aggregate of one session.
 #[derive(Debug, Clone)]
@@ -38,6 +39,11 @@ pub struct HostStats {
     pub user_agents: BTreeSet<String>,
     /// The slowest connect seen, in ms (a hint of a slow or filtering path).
     pub max_connect_ms: Option<f64>,
+    /// The verdict on the chain this host presented, once checked.
+    pub tls: Option<TlsVerdict>,
+    /// Why the chain could not be checked, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_error: Option<String>,
 }
 
 /// An observation with the remedy that applies.
@@ -92,6 +98,20 @@ impl Summary {
             Event::SessionStarted(info) => self.session = info.clone(),
             Event::SessionEnded(end) => self.ended_at = Some(end.ended_at.clone()),
             Event::Refused(_) => self.refused += 1,
+            Event::TlsCheck(check) => {
+                let finding = check
+                    .tls
+                    .as_ref()
+                    .and_then(|v| tls_finding(&self.profile, &check.host, check.port, v));
+                let stats = self.host(&check.host, check.port);
+                stats.tls = check.tls.clone();
+                stats.tls_error = check.error.clone();
+                if let Some(finding) = finding {
+                    if !stats.findings.iter().any(|f| f.kind == finding.kind) {
+                        stats.findings.push(finding);
+                    }
+                }
+            }
             Event::Tunnel(t) => {
                 let stats = self.host(t.host_name(), t.port);
                 if t.end != TunnelEnd::Failed {
@@ -134,6 +154,8 @@ impl Summary {
                 findings: Vec::new(),
                 user_agents: BTreeSet::new(),
                 max_connect_ms: None,
+                tls: None,
+                tls_error: None,
             })
     }
 
@@ -234,6 +256,35 @@ pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding 
         detail: failure.to_string(),
         remedy,
     }
+}
+
+/// `tls_inspection` or `untrusted_certificate` for a chain that is not public.
+pub fn tls_finding(profile: &Profile, host: &str, port: u16, tls: &TlsVerdict) -> Option<Finding> {
+    let kind = match tls.verdict {
+        Verdict::Public => return None,
+        Verdict::Inspected => "tls_inspection",
+        Verdict::Untrusted => "untrusted_certificate",
+    };
+    let by = tls
+        .vendor
+        .as_deref()
+        .map_or(String::new(), |v| format!(" ({v})"));
+    let why = tls.reason.as_deref().unwrap_or("-");
+    let detail = match tls.verdict {
+        Verdict::Inspected => format!(
+            "TLS for {host}:{port} is re-signed by {}{by}: the public roots reject it ({why}) but this machine's trust store accepts it",
+            tls.issuer
+        ),
+        _ => format!("TLS for {host}:{port} is signed by {}{by}, which neither the public roots nor this machine trust ({why})", tls.issuer),
+    };
+    let remedy = profile
+        .finding(kind)
+        .map_or_else(String::new, |h| h.remedy.clone());
+    Some(Finding {
+        kind: kind.to_string(),
+        detail,
+        remedy,
+    })
 }
 
 #[cfg(test)]

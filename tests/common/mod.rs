@@ -616,3 +616,130 @@ pub fn require_tool(name: &str) -> bool {
     }
     found
 }
+
+// ---------------------------------------------------------------- certificates made at test time
+
+/// A CA made at test time (its key never leaves memory).
+pub struct TestCa {
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    pub fn root(cn: &str, org: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, org);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        TestCa { cert, key }
+    }
+
+    pub fn intermediate(&self, cn: &str, org: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, org);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.cert, &self.key).expect("cert");
+        TestCa { cert, key }
+    }
+
+    /// A leaf for `names` (and 127.0.0.1) signed by this CA.
+    pub fn leaf(
+        &self,
+        names: &[&str],
+    ) -> (
+        rustls::pki_types::CertificateDer<'static>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let mut sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        sans.push("127.0.0.1".into());
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(sans)
+            .expect("params")
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("cert");
+        let der_key =
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+        (cert.der().clone(), der_key)
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+}
+
+/// A TLS origin presenting exactly `chain`; answers one HTTP/1.1 request per connection.
+pub async fn tls_origin_with(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> SocketAddr {
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    serve_tls(config).await
+}
+
+async fn serve_tls(config: rustls::ServerConfig) -> SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "hello over tls";
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// CONNECTs through the proxy to `name:port`, does a TLS handshake trusting `ca_pem`, sends
+/// one request and returns the answer.
+pub async fn https_through(proxy: SocketAddr, name: &str, port: u16, ca_pem: &str) -> String {
+    let (stream, head) = raw_connect(proxy, &format!("{name}:{port}"), "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut tls = tls_client(stream, name, ca_pem, &["http/1.1"]).await;
+    tls.write_all(format!("GET / HTTP/1.1\r\nHost: {name}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer).await;
+    answer
+}
+
+pub fn write_file(dir: &std::path::Path, name: &str, contents: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write");
+    path.to_str().expect("utf-8").to_string()
+}

@@ -1,0 +1,18 @@
+//! TLS: the trust stores a chain is judged against (`roots`), the verdict on a presented
+//! chain (`chain`, pure), and the side handshake that learns the chain a tunnelled host
+//! presents (`probe`).
+
+pub mod chain;
+pub mod probe;
+pub mod roots;
+
+use std::sync::{Arc, Once};
+
+/// The one crypto provider diagproxy uses (ring), installed once for the process.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    Arc::new(rustls::crypto::ring::default_provider())
+}

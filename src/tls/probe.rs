@@ -1,0 +1,117 @@
+//! The side handshake: for a tunnelled host:port, diagproxy opens its own connection along
+//! the same path (through `--upstream-proxy` when set), sends a ClientHello with the same
+//! SNI, and keeps the chain the network presents. It accepts any chain (it only looks), has
+//! a bounded time, and never touches the user's tunnel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::config::Config;
+use crate::proxy::dial;
+
+/// How long a side handshake may take, connect included.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The chain presented for `sni` at `host:port`, as seen along the proxy's own path.
+pub async fn presented_chain(
+    host: &str,
+    port: u16,
+    sni: &str,
+    config: &Config,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let work = async {
+        let upstream = dial::open_tunnel(host, port, config)
+            .await
+            .map_err(|f| f.to_string())?;
+        let name = ServerName::try_from(sni.to_string())
+            .map_err(|_| format!("{sni:?} is not a server name"))?;
+        let connector = tokio_rustls::TlsConnector::from(look_only_config());
+        let tls = connector
+            .connect(name, upstream.io)
+            .await
+            .map_err(|e| format!("TLS handshake with {host}:{port}: {e}"))?;
+        let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+        Ok(chain.iter().map(|c| c.clone().into_owned()).collect())
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no TLS answer from {host}:{port} in {PROBE_TIMEOUT:?}"
+            ))
+        })
+}
+
+/// A client config that accepts any certificate: the chain is judged afterwards, not here.
+fn look_only_config() -> Arc<rustls::ClientConfig> {
+    let provider = super::provider();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.dangerous()
+                .with_custom_certificate_verifier(Arc::new(LookOnly(provider)))
+                .with_no_client_auth()
+        })
+        .unwrap_or_else(|_| {
+            // The ring provider supports the default versions; this branch cannot be taken.
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        });
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Accepts every chain but still checks handshake signatures, so the chain is the peer's own.
+#[derive(Debug)]
+struct LookOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for LookOnly {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
