@@ -203,8 +203,7 @@ async fn a_failed_side_handshake_is_recorded_not_guessed() {
     let echo = echo_server().await; // speaks no TLS
     let pin = format!("chatgpt.com:{}:127.0.0.1", echo.port());
     let proxy = Proxy::start(&["--resolve", &pin]).await;
-    let (mut stream, head) =
-        raw_connect(proxy.addr, &format!("chatgpt.com:{}", echo.port()), "").await;
+    let (stream, head) = raw_connect(proxy.addr, &format!("chatgpt.com:{}", echo.port()), "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // A ClientHello from a real TLS client; the echo server just echoes it back.
     let world = World::new();
