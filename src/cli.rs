@@ -19,7 +19,62 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy and record a session.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Manage the local CA used for interception.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the CA (ECDSA P-256, name-constrained to the profile's domains by default).
+    Init(CaInitArgs),
+    /// Print subject, fingerprint, constraints, validity and how to trust it.
+    Show(CaDirArgs),
+    /// Write the CA certificate (never the key) to stdout or a file.
+    Export(CaExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaDirArgs {
+    /// Where the CA lives.
+    #[arg(long, default_value = "certs", value_name = "DIR")]
+    pub ca_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CaInitArgs {
+    #[command(flatten)]
+    pub dir: CaDirArgs,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Do not restrict the CA to the profile's domains (it could then impersonate any site).
+    #[arg(long)]
+    pub unconstrained: bool,
+    /// Replace an existing CA.
+    #[arg(long)]
+    pub force: bool,
+    /// Profile whose domains the CA is constrained to [default: built-in].
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CaExportArgs {
+    #[command(flatten)]
+    pub dir: CaDirArgs,
+    #[arg(long, value_enum, default_value_t = CertFormat::Pem)]
+    pub format: CertFormat,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CertFormat {
+    Pem,
+    Der,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +130,18 @@ pub struct RunArgs {
     /// Close a tunnel after no byte moved either way for this long.
     #[arg(long, default_value = "300s", value_name = "DURATION")]
     pub idle_timeout: String,
+
+    /// Which CONNECT hosts to intercept: none, profile, all, or GLOB[,GLOB…] (e.g. *.chatgpt.com).
+    #[arg(long, default_value = "none", value_name = "WHICH")]
+    pub intercept: String,
+
+    /// Where the local CA lives (for --intercept).
+    #[arg(long, default_value = "certs", value_name = "DIR")]
+    pub ca_dir: PathBuf,
+
+    /// Keep intercepting a host even after its client rejected diagproxy's certificate.
+    #[arg(long)]
+    pub no_auto_passthrough: bool,
 
     /// Judge chains against these roots instead of Mozilla's (PEM file).
     #[arg(long, value_name = "PEM")]

@@ -42,6 +42,73 @@ pub struct Config {
     pub grace: Duration,
     /// The public and machine trust stores chains are judged against.
     pub roots: TrustRoots,
+    /// Which CONNECT hosts are intercepted instead of tunnelled.
+    pub intercept: Intercept,
+    /// Where the local CA is, for interception and `/ca.pem`.
+    pub ca_dir: PathBuf,
+    /// Tunnel a host untouched once its client rejected our certificate.
+    pub auto_passthrough: bool,
+}
+
+/// `--intercept`: which hosts get a minted certificate instead of a byte tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intercept {
+    None,
+    /// Every host the profile covers.
+    Profile,
+    All,
+    /// Hosts matching any of these globs (`*` matches any run of characters).
+    Globs(Vec<String>),
+}
+
+impl Intercept {
+    fn parse(text: &str) -> Result<Intercept, ConfigError> {
+        Ok(match text.trim() {
+            "none" => Intercept::None,
+            "profile" => Intercept::Profile,
+            "all" => Intercept::All,
+            "" => {
+                return Err(bad(
+                    "--intercept: expected none, profile, all or GLOB[,GLOB…]",
+                ))
+            }
+            globs => Intercept::Globs(
+                globs
+                    .split(',')
+                    .map(|g| g.trim().to_ascii_lowercase())
+                    .filter(|g| !g.is_empty())
+                    .collect(),
+            ),
+        })
+    }
+
+    /// Whether CONNECTs to `host` are intercepted.
+    pub fn covers(&self, host: &str, profile: &Profile) -> bool {
+        match self {
+            Intercept::None => false,
+            Intercept::All => true,
+            Intercept::Profile => profile.match_host(host).is_some(),
+            Intercept::Globs(globs) => {
+                let host = host.to_ascii_lowercase();
+                globs.iter().any(|g| glob_match(g, &host))
+            }
+        }
+    }
+}
+
+/// `*` matches any run of characters (dots included); everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .filter(|&i| rest.is_char_boundary(i))
+                .any(|i| glob_match(tail, &rest[i..]))
+        }
+    }
 }
 
 /// The corporate proxy: where it is and what to tell it.
@@ -135,6 +202,9 @@ impl Config {
             .map_err(bad)?;
         Ok(Config {
             roots,
+            intercept: Intercept::parse(&args.intercept)?,
+            ca_dir: args.ca_dir.clone(),
+            auto_passthrough: !args.no_auto_passthrough,
             listen,
             proxy_auth,
             upstream_proxy,
@@ -306,10 +376,13 @@ mod tests {
     fn config(args: &[&str]) -> Result<Config, ConfigError> {
         let mut argv = vec!["diagproxy", "run"];
         argv.extend_from_slice(args);
-        let Command::Run(run) = Cli::try_parse_from(argv)
+        match Cli::try_parse_from(argv)
             .map_err(|e| bad(e.to_string()))?
-            .command;
-        Config::from_run_args(&run)
+            .command
+        {
+            Command::Run(run) => Config::from_run_args(&run),
+            Command::Ca(_) => Err(bad("not a run command")),
+        }
     }
 
     #[test]
@@ -373,6 +446,23 @@ mod tests {
         assert!(parse_resolve("a:80").is_err());
         assert!(parse_resolve("a:x:127.0.0.1").is_err());
         assert!(config(&["--resolve", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn intercept_rules() {
+        let p = Profile::builtin();
+        assert!(!Intercept::parse("none").unwrap().covers("chatgpt.com", &p));
+        assert!(Intercept::parse("profile")
+            .unwrap()
+            .covers("ws.chatgpt.com", &p));
+        assert!(!Intercept::parse("profile")
+            .unwrap()
+            .covers("example.org", &p));
+        assert!(Intercept::parse("all").unwrap().covers("example.org", &p));
+        let globs = Intercept::parse("*.chatgpt.com, files.oaiusercontent.com").unwrap();
+        assert!(globs.covers("ab.chatgpt.com", &p) && globs.covers("FILES.oaiusercontent.com", &p));
+        assert!(!globs.covers("chatgpt.com", &p) && !globs.covers("x.oaiusercontent.com", &p));
+        assert!(glob_match("a*b*c", "aXXbYc") && !glob_match("a*b", "ab-"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -79,31 +80,46 @@ pub enum BodyEnd {
     Abandoned,
 }
 
+/// What a watched body delivered.
+pub struct Received {
+    pub bytes: u64,
+    /// When the first data byte passed (an event stream's first event).
+    pub first_data: Option<Instant>,
+}
+
 /// Calls `on_end` exactly once, with the byte count, when the body ends however it ends.
-pub struct Watched<B, F: FnOnce(u64, BodyEnd)> {
+pub struct Watched<B, F: FnOnce(Received, BodyEnd)> {
     inner: B,
     bytes: u64,
+    first_data: Option<Instant>,
     on_end: Option<F>,
     /// The body had nothing to send (HEAD, 204, 304): dropping it unread is not abandoning it.
     empty: bool,
 }
 
-impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> Watched<B, F> {
+impl<B: HttpBody, F: FnOnce(Received, BodyEnd)> Watched<B, F> {
     pub fn new(inner: B, on_end: F) -> Self {
         let empty = inner.is_end_stream();
         Watched {
             inner,
             bytes: 0,
+            first_data: None,
             on_end: Some(on_end),
             empty,
         }
     }
 }
 
-impl<B, F: FnOnce(u64, BodyEnd)> Watched<B, F> {
+impl<B, F: FnOnce(Received, BodyEnd)> Watched<B, F> {
     fn end(&mut self, how: BodyEnd) {
         if let Some(f) = self.on_end.take() {
-            f(self.bytes, how);
+            f(
+                Received {
+                    bytes: self.bytes,
+                    first_data: self.first_data,
+                },
+                how,
+            );
         }
     }
 }
@@ -112,7 +128,7 @@ impl<B, F> HttpBody for Watched<B, F>
 where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
-    F: FnOnce(u64, BodyEnd) + Unpin,
+    F: FnOnce(Received, BodyEnd) + Unpin,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -130,6 +146,9 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.bytes += data.len() as u64;
+                    if self.first_data.is_none() && !data.is_empty() {
+                        self.first_data = Some(Instant::now());
+                    }
                 }
                 if self.inner.is_end_stream() {
                     self.end(BodyEnd::Complete);
@@ -154,7 +173,7 @@ where
     }
 }
 
-impl<B, F: FnOnce(u64, BodyEnd)> Drop for Watched<B, F> {
+impl<B, F: FnOnce(Received, BodyEnd)> Drop for Watched<B, F> {
     fn drop(&mut self) {
         let how = if self.empty {
             BodyEnd::Complete

@@ -103,6 +103,9 @@ pub async fn forward(
         bytes_up: 0,
         bytes_down: 0,
         complete: false,
+        intercepted: false,
+        upstream_protocol: None,
+        headers: None,
         failure: None,
     };
     let bytes_up = Arc::new(AtomicU64::new(0));
@@ -138,9 +141,10 @@ pub async fn forward(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let watched = Watched::new(body, move |bytes_down, how| {
+    let watched = Watched::new(body, move |received, how| {
         let _open = guard;
-        event.bytes_down = bytes_down;
+        event.bytes_down = received.bytes;
+        event.timings.first_byte_ms = received.first_data.map(|t| ms(t - started));
         event.bytes_up = bytes_up.load(Ordering::Relaxed);
         event.timings.receive_ms = Some(ms(head_at.elapsed()));
         event.timings.total_ms = ms(started.elapsed());

@@ -12,12 +12,14 @@ pub mod answer;
 pub mod body;
 pub mod dial;
 pub mod forward;
+pub mod intercept;
+pub mod origin;
 pub mod pages;
 pub mod pool;
 pub mod service;
 pub mod tunnel;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -29,13 +31,15 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, Intercept};
 use crate::session::event::{SessionEnd, SessionInfo};
 use crate::session::livelog::Style;
 use crate::session::recorder::SharedSummary;
 use crate::session::summary::Summary;
 use crate::session::Recorder;
 use crate::shutdown::ShutdownController;
+use crate::tls::chain::TlsVerdict;
+use crate::tls::mint::Minter;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -52,9 +56,19 @@ pub struct State {
     pub open: AtomicUsize,
     /// The (name, port) pairs whose chain has been checked: once per session each.
     pub tls_checked: Mutex<HashSet<(String, u16)>>,
+    /// The leaf minter, when `--intercept` is on.
+    pub minter: Option<Arc<Minter>>,
+    /// Hosts whose clients rejected our certificate: tunnelled untouched from then on.
+    pub passthrough: Mutex<HashSet<String>>,
+    /// The last verdict per (host, port), keyed by the leaf it judged, so a new upstream
+    /// connection presenting the same leaf is not judged again.
+    pub verdicts: Mutex<VerdictCache>,
 }
 
 pub type Shared = Arc<State>;
+
+/// (host, port) → (the leaf judged, its verdict).
+pub type VerdictCache = HashMap<(String, u16), (Vec<u8>, TlsVerdict)>;
 
 /// What `run` hands back when the session is over.
 #[derive(Debug)]
@@ -145,6 +159,20 @@ pub async fn run(
 }
 
 fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownController), RunError> {
+    let minter = match config.intercept {
+        Intercept::None => None,
+        _ => {
+            let invalid = |what: String| RunError {
+                what,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "--intercept needs the local CA",
+                ),
+            };
+            let ca = crate::tls::ca::load(&config.ca_dir).map_err(invalid)?;
+            Some(Arc::new(Minter::new(ca).map_err(invalid)?))
+        }
+    };
     let started = SystemTime::now();
     let info = SessionInfo {
         id: format!("{}-{}", clock::compact(started), std::process::id()),
@@ -177,6 +205,9 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         pool: pool::Pool::default(),
         open: AtomicUsize::new(0),
         tls_checked: Mutex::default(),
+        minter,
+        passthrough: Mutex::default(),
+        verdicts: Mutex::default(),
     });
     Ok((state, ShutdownController::new()))
 }
@@ -197,6 +228,16 @@ pub fn targets(listen: SocketAddr, host: &str, port: u16) -> bool {
 }
 
 impl State {
+    /// Whether a CONNECT to `host` is intercepted rather than tunnelled.
+    pub fn intercepts(&self, host: &str) -> bool {
+        self.minter.is_some()
+            && self.config.intercept.covers(host, &self.config.profile)
+            && !self
+                .passthrough
+                .lock()
+                .is_ok_and(|p| p.contains(&host.to_ascii_lowercase()))
+    }
+
     /// Whether forwarding to `host:port` would come back to this proxy (pins included).
     pub fn is_self(&self, host: &str, port: u16) -> bool {
         if targets(self.listen, host, port) {

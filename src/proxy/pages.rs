@@ -16,6 +16,10 @@ pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
     match req.uri().path() {
         "/" => page(status_html(state), "text/html; charset=utf-8"),
         "/summary.json" => page(summary_json(state), "application/json"),
+        "/ca.pem" => match std::fs::read_to_string(state.config.ca_dir.join(crate::tls::ca::CERT_FILE)) {
+            Ok(pem) => page(pem, "application/x-x509-ca-cert"),
+            Err(_) => plain(StatusCode::NOT_FOUND, "diagproxy: no local CA yet; create one with `diagproxy ca init`\n".into()),
+        },
         "/proxy.pac" => {
             let proxy = pac_proxy_address(req, state);
             page(pac(&state.config.profile, &proxy), "application/x-ns-proxy-autoconfig")
@@ -23,7 +27,7 @@ pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
         path => plain(
             StatusCode::NOT_FOUND,
             format!(
-                "diagproxy: no page {path}. Pages: / /summary.json /proxy.pac.\n\
+                "diagproxy: no page {path}. Pages: / /summary.json /proxy.pac /ca.pem.\n\
                  To use the proxy, configure it as the HTTP and HTTPS proxy (e.g. curl -x http://{}).\n",
                 state.listen
             ),

@@ -62,9 +62,13 @@ pub async fn connect(
             &reason,
         );
     }
+    if state.intercepts(&host) {
+        return super::intercept::connect(req, downstream, host, port, state, shutdown).await;
+    }
     let guard = OpenGuard::new(&state);
     let mut record = TunnelEvent {
         ts: clock::rfc3339(SystemTime::now()),
+        mode: "tunnel".into(),
         allowlist: state
             .config
             .profile
@@ -196,6 +200,50 @@ async fn relay(
     idle: Duration,
     on_hello: impl FnOnce(Option<&str>),
 ) {
+    let mut sniffer = Sniffer::default();
+    let mut on_hello = Some(on_hello);
+    let outcome = splice(downstream, upstream, idle, |chunk| {
+        if let Some(Sniff::Hello(hello)) = sniffer.feed(chunk) {
+            if let Some(callback) = on_hello.take() {
+                callback(hello.sni.as_deref());
+            }
+        }
+    })
+    .await;
+    if let Some(e) = &outcome.upstream_error {
+        record.failure = Some(Failure::new(
+            FailureKind::Reset,
+            Side::Upstream,
+            format!("the upstream broke the tunnel: {e}"),
+        ));
+    }
+    record.end = outcome.end;
+    record.bytes_up = outcome.bytes_up;
+    record.bytes_down = outcome.bytes_down;
+    record.timings.wait_ms = outcome.first_down.map(ms);
+    sniffer.finish(record);
+}
+
+/// What a spliced pair of streams did.
+pub struct Spliced {
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// From the start to the first upstream byte.
+    pub first_down: Option<Duration>,
+    pub end: TunnelEnd,
+    /// The upstream's error, when it broke the connection.
+    pub upstream_error: Option<std::io::Error>,
+}
+
+/// Copies bytes both ways until both sides are done (half-close honoured), one side
+/// fails, or nothing moves for `idle`. `on_up_chunk` sees every downstream chunk as it
+/// passes. Used by tunnels and by intercepted WebSocket upgrades.
+pub async fn splice(
+    downstream: impl Io,
+    upstream: impl Io,
+    idle: Duration,
+    on_up_chunk: impl FnMut(&[u8]),
+) -> Spliced {
     let meter = Meter {
         start: Instant::now(),
         up: AtomicU64::new(0),
@@ -206,20 +254,12 @@ async fn relay(
     };
     let (mut down_read, mut down_write) = tokio::io::split(downstream);
     let (mut up_read, mut up_write) = tokio::io::split(upstream);
-    let mut sniffer = Sniffer::default();
-    let mut on_hello = Some(on_hello);
     let upward = pump(
         &mut down_read,
         &mut up_write,
         Side::Downstream,
         &meter,
-        |chunk| {
-            if let Some(Sniff::Hello(hello)) = sniffer.feed(chunk) {
-                if let Some(callback) = on_hello.take() {
-                    callback(hello.sni.as_deref());
-                }
-            }
-        },
+        on_up_chunk,
     );
     let downward = pump(
         &mut up_read,
@@ -228,24 +268,27 @@ async fn relay(
         &meter,
         |_| {},
     );
+    let mut upstream_error = None;
     let end = tokio::select! {
         result = async { tokio::try_join!(upward, downward) } => match result {
             Ok(_) if meter.first_close.load(Ordering::Relaxed) == CLOSED_BY_UPSTREAM => TunnelEnd::UpstreamClosed,
             Ok(_) => TunnelEnd::DownstreamClosed,
             Err((Side::Downstream, _)) => TunnelEnd::DownstreamReset,
             Err((_, e)) => {
-                record.failure = Some(Failure::new(FailureKind::Reset, Side::Upstream, format!("the upstream broke the tunnel: {e}")));
+                upstream_error = Some(e);
                 TunnelEnd::UpstreamReset
             }
         },
         () = idle_deadline(&meter, idle) => TunnelEnd::IdleTimeout,
     };
-    record.end = end;
-    record.bytes_up = meter.up.load(Ordering::Relaxed);
-    record.bytes_down = meter.down.load(Ordering::Relaxed);
     let first = meter.first_down_us.load(Ordering::Relaxed);
-    record.timings.wait_ms = (first > 0).then(|| ms(Duration::from_micros(first - 1)));
-    sniffer.finish(record);
+    Spliced {
+        bytes_up: meter.up.load(Ordering::Relaxed),
+        bytes_down: meter.down.load(Ordering::Relaxed),
+        first_down: (first > 0).then(|| Duration::from_micros(first - 1)),
+        end,
+        upstream_error,
+    }
 }
 
 /// Copies one direction. `from` is the side whose read errors are its own; write errors

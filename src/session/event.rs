@@ -20,6 +20,8 @@ pub enum Event {
     Refused(RefusedEvent),
     /// The verdict on the chain a host presented (once per host:port per session).
     TlsCheck(Box<TlsCheckEvent>),
+    /// A downstream refused diagproxy's interception certificate.
+    ClientRejectedCa(ClientRejectedEvent),
     /// The last line of a session that shut down cleanly.
     SessionEnded(SessionEnd),
 }
@@ -60,12 +62,19 @@ pub struct Timings {
     /// CONNECT through the corporate proxy (tunnels with --upstream-proxy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_connect_ms: Option<f64>,
+    /// The TLS handshake with the upstream (intercepted requests on a new connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_ms: Option<f64>,
     /// Tunnels: from the 200 to the first byte from upstream. Requests: from sending the
     /// request to the response head.
     pub wait_ms: Option<f64>,
     /// Requests: from the response head to the end of its body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receive_ms: Option<f64>,
+    /// Requests: from the downstream's request to the first body byte of the response (for
+    /// an event stream, the time to the first event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<f64>,
     /// From the downstream's request to the end.
     pub total_ms: f64,
 }
@@ -92,6 +101,9 @@ pub enum TunnelEnd {
 pub struct TunnelEvent {
     /// When the CONNECT arrived.
     pub ts: String,
+    /// `tunnel` (bytes relayed), `intercept` (TLS terminated, requests recorded one by one).
+    #[serde(default = "tunnel_mode")]
+    pub mode: String,
     /// The CONNECT target.
     pub host: String,
     pub port: u16,
@@ -147,6 +159,15 @@ pub struct RequestEvent {
     pub bytes_down: u64,
     /// False when the response body was cut off (by either side).
     pub complete: bool,
+    /// Whether the request came through an intercepted TLS tunnel.
+    #[serde(default)]
+    pub intercepted: bool,
+    /// The protocol spoken upstream (`http/1.1`, `h2`) when intercepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_protocol: Option<String>,
+    /// Request and response headers, credentials redacted (intercepted requests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Headers>,
     pub failure: Option<Failure>,
 }
 
@@ -161,6 +182,29 @@ pub struct TlsCheckEvent {
     pub tls: Option<TlsVerdict>,
     /// Why no verdict could be reached (the side handshake failed).
     pub error: Option<String>,
+}
+
+fn tunnel_mode() -> String {
+    "tunnel".into()
+}
+
+/// Header lists as `[name, value]` pairs, in order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Headers {
+    pub request: Vec<(String, String)>,
+    pub response: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRejectedEvent {
+    pub ts: String,
+    pub host: String,
+    pub port: u16,
+    pub downstream: Downstream,
+    /// The alert or behaviour seen (`alert UnknownCA`, `closed right after the handshake`).
+    pub detail: String,
+    /// Whether the host is tunnelled untouched from now on.
+    pub passthrough: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,7 +29,7 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
     let failed = match event {
         Event::Tunnel(t) => t.failure.is_some(),
         Event::Request(r) => r.failure.is_some() || !r.complete,
-        Event::Refused(_) => true,
+        Event::Refused(_) | Event::ClientRejectedCa(_) => true,
         Event::TlsCheck(c) => c.tls.as_ref().is_some_and(|t| t.verdict != Verdict::Public),
         Event::SessionStarted(_) | Event::SessionEnded(_) => false,
     };
@@ -44,6 +44,18 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
         Event::SessionEnded(e) => format!(
             "session ended at {} ({} unfinished)",
             e.ended_at, e.unfinished
+        ),
+        Event::ClientRejectedCa(r) => format!(
+            "{} INTERCEPT {}:{} client rejected diagproxy's certificate: {}{}",
+            time(&r.ts),
+            r.host,
+            r.port,
+            r.detail,
+            if r.passthrough {
+                " (tunnelled untouched from now on)"
+            } else {
+                ""
+            }
         ),
         Event::TlsCheck(c) => {
             let mut s = format!("{} TLS {}:{} ", time(&c.ts), c.host, c.port);
@@ -236,6 +248,7 @@ mod tests {
 
     fn failed_tunnel() -> Event {
         Event::Tunnel(Box::new(TunnelEvent {
+            mode: "tunnel".into(),
             ts: "2026-11-27T18:30:01.123Z".into(),
             host: "files.oaiusercontent.com".into(),
             port: 443,

@@ -5,6 +5,7 @@
 pub mod event;
 pub mod livelog;
 pub mod recorder;
+pub mod redact;
 pub mod summary;
 
 pub use event::Event;

@@ -98,6 +98,33 @@ impl Summary {
             Event::SessionStarted(info) => self.session = info.clone(),
             Event::SessionEnded(end) => self.ended_at = Some(end.ended_at.clone()),
             Event::Refused(_) => self.refused += 1,
+            Event::ClientRejectedCa(r) => {
+                let remedy = self
+                    .profile
+                    .finding("client_rejected_ca")
+                    .map_or_else(String::new, |h| h.remedy.clone());
+                let detail = format!(
+                    "the client ({}) refused diagproxy's certificate for {}: {}",
+                    r.downstream
+                        .user_agent
+                        .as_deref()
+                        .unwrap_or("unknown client"),
+                    r.host,
+                    r.detail
+                );
+                let stats = self.host(&r.host, r.port);
+                if !stats
+                    .findings
+                    .iter()
+                    .any(|f| f.kind == "client_rejected_ca")
+                {
+                    stats.findings.push(Finding {
+                        kind: "client_rejected_ca".into(),
+                        detail,
+                        remedy,
+                    });
+                }
+            }
             Event::TlsCheck(check) => {
                 let finding = check
                     .tls
@@ -306,6 +333,7 @@ mod tests {
 
     fn tunnel(host: &str, failure: Option<Failure>) -> Event {
         Event::Tunnel(Box::new(TunnelEvent {
+            mode: "tunnel".into(),
             ts: "t".into(),
             host: host.into(),
             port: 443,
@@ -415,6 +443,9 @@ mod tests {
                 bytes_up: 0,
                 bytes_down: 5,
                 complete: true,
+                intercepted: false,
+                upstream_protocol: None,
+                headers: None,
                 failure: None,
             }))
         };

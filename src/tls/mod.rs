@@ -2,7 +2,9 @@
 //! chain (`chain`, pure), and the side handshake that learns the chain a tunnelled host
 //! presents (`probe`).
 
+pub mod ca;
 pub mod chain;
+pub mod mint;
 pub mod probe;
 pub mod roots;
 

@@ -30,7 +30,7 @@ pub async fn presented_chain(
             .map_err(|f| f.to_string())?;
         let name = ServerName::try_from(sni.to_string())
             .map_err(|_| format!("{sni:?} is not a server name"))?;
-        let connector = tokio_rustls::TlsConnector::from(look_only_config());
+        let connector = tokio_rustls::TlsConnector::from(look_only_config(&[b"h2", b"http/1.1"]));
         let tls = connector
             .connect(name, upstream.io)
             .await
@@ -47,8 +47,9 @@ pub async fn presented_chain(
         })
 }
 
-/// A client config that accepts any certificate: the chain is judged afterwards, not here.
-fn look_only_config() -> Arc<rustls::ClientConfig> {
+/// A client config that accepts any certificate (the chain is judged afterwards, not here)
+/// and offers `alpn`.
+pub fn look_only_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let provider = super::provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -63,7 +64,7 @@ fn look_only_config() -> Arc<rustls::ClientConfig> {
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth()
         });
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 

@@ -68,7 +68,9 @@ impl Proxy {
         let session = session.to_str().expect("utf-8 path");
         let mut argv = vec!["diagproxy", "run", "--session-dir", session, "-q"];
         argv.extend_from_slice(args);
-        let Command::Run(run) = Cli::try_parse_from(argv).expect("args").command;
+        let Command::Run(run) = Cli::try_parse_from(argv).expect("args").command else {
+            panic!("not a run command")
+        };
         let config = Config::from_run_args(&run).expect("config");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -730,16 +732,155 @@ pub async fn https_through(proxy: SocketAddr, name: &str, port: u16, ca_pem: &st
     let (stream, head) = raw_connect(proxy, &format!("{name}:{port}"), "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let mut tls = tls_client(stream, name, ca_pem, &["http/1.1"]).await;
-    tls.write_all(format!("GET / HTTP/1.1\r\nHost: {name}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut answer = String::new();
-    let _ = tls.read_to_string(&mut answer).await;
-    answer
+    let request = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 pub fn write_file(dir: &std::path::Path, name: &str, contents: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, contents).expect("write");
     path.to_str().expect("utf-8").to_string()
+}
+
+// ---------------------------------------------------------------- an HTTPS origin (h1 + h2)
+
+/// Releases the second half of `/sse` streams: the first event is sent at once, the rest only
+/// after a test calls `sse_gate().notify_waiters()`.
+pub fn sse_gate() -> Arc<tokio::sync::Notify> {
+    static GATE: std::sync::OnceLock<Arc<tokio::sync::Notify>> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| Arc::new(tokio::sync::Notify::new()))
+        .clone()
+}
+
+/// An HTTPS origin speaking HTTP/1.1 and HTTP/2 (ALPN), with the routes of [`origin`] plus
+/// `/proto` (the HTTP version it saw), `/sse` (an event stream held open by [`sse_gate`]) and
+/// `/ws` (a WebSocket-style upgrade that echoes bytes).
+pub async fn https_origin(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> SocketAddr {
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(move |req| secure_route(req, peer));
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn secure_route(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<OriginBody>, Infallible> {
+    let full = |s: String| {
+        Full::new(Bytes::from(s))
+            .map_err(|never| match never {})
+            .boxed()
+    };
+    match req.uri().path() {
+        "/proto" => Ok(Response::new(full(format!("{:?}", req.version())))),
+        "/sse" => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+            tokio::spawn(async move {
+                let gate = sse_gate();
+                let released = gate.notified();
+                let _ = tx.send(Bytes::from_static(b"data: first\n\n")).await;
+                released.await;
+                let _ = tx.send(Bytes::from_static(b"data: second\n\n")).await;
+            });
+            let body = ChannelBody { rx }.boxed();
+            Ok(Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(body)
+                .expect("response"))
+        }
+        "/ws" => {
+            let key = req
+                .headers()
+                .get("sec-websocket-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    let mut io = TokioIo::new(upgraded);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let accept = {
+                use base64::Engine;
+                let digest = ring::digest::digest(
+                    &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                    format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+                );
+                base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+            };
+            Ok(Response::builder()
+                .status(101)
+                .header("upgrade", "websocket")
+                .header("connection", "Upgrade")
+                .header("sec-websocket-accept", accept)
+                .body(full(String::new()))
+                .expect("response"))
+        }
+        _ => route(req, peer).await,
+    }
+}
+
+/// A body fed from a channel: each message is sent as it arrives.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// CONNECTs through the proxy and completes TLS trusting `ca_pem` with the given ALPN.
+pub async fn intercepted_tls(
+    proxy: SocketAddr,
+    name: &str,
+    port: u16,
+    ca_pem: &str,
+    alpn: &[&str],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let (stream, head) = raw_connect(proxy, &format!("{name}:{port}"), "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    tls_client(stream, name, ca_pem, alpn).await
 }

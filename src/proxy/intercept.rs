@@ -1,0 +1,484 @@
+//! Interception (`--intercept`): the CONNECT is answered 200, the downstream's TLS is
+//! accepted with a leaf minted for the host, and each request inside (HTTP/1.1 or HTTP/2,
+//! chosen by the client independently of the origin) is sent to the origin over diagproxy's
+//! own TLS and recorded. Bodies stream both ways (event streams arrive as they are sent);
+//! WebSocket upgrades are relayed. A client that refuses the certificate is recorded as
+//! `client_rejected_ca` and, unless `--no-auto-passthrough`, tunnelled untouched afterwards.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, CONNECTION, CONTENT_TYPE, UPGRADE};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+
+use super::body::{empty, full, Body, BodyEnd, Counted, Watched};
+use super::forward::strip_hop_by_hop;
+use super::origin::{Origin, SendError};
+use super::{answer, OpenGuard, Shared};
+use crate::clock::{self, ms};
+use crate::failure::{Failure, FailureKind, Side};
+use crate::session::event::{
+    ClientRejectedEvent, Downstream, Event, Headers, RequestEvent, Timings, TunnelEnd, TunnelEvent,
+};
+use crate::session::redact;
+use crate::shutdown::Shutdown;
+use crate::tls::chain::TlsVerdict;
+
+/// A client that closes this soon after the handshake without a request most likely
+/// rejected the certificate (pinning apps do this instead of sending an alert).
+const QUICK_CLOSE: Duration = Duration::from_secs(2);
+
+/// What every request of one intercepted connection shares.
+struct Ctx {
+    state: Shared,
+    origin: Origin,
+    downstream: Downstream,
+    /// Requests served on this connection (0 at close means the client gave up).
+    served: AtomicU64,
+}
+
+pub async fn connect(
+    req: Request<Incoming>,
+    downstream: Downstream,
+    host: String,
+    port: u16,
+    state: Shared,
+    shutdown: Shutdown,
+) -> Response<Body> {
+    let Some(minter) = state.minter.clone() else {
+        return answer::plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "diagproxy: interception is not set up\n".into(),
+        );
+    };
+    let server_config = match minter.server_config(&host) {
+        Ok(config) => config,
+        Err(e) => {
+            let reason = format!("cannot mint a certificate for {host}: {e}");
+            return answer::refuse(
+                &state,
+                downstream,
+                "CONNECT",
+                &host,
+                StatusCode::BAD_GATEWAY,
+                &reason,
+            );
+        }
+    };
+    let guard = OpenGuard::new(&state);
+    tokio::spawn(async move {
+        let _open = guard;
+        let started = Instant::now();
+        let ts = clock::rfc3339(SystemTime::now());
+        let Ok(upgraded) = hyper::upgrade::on(req).await else {
+            return;
+        };
+        let accepted = tokio_rustls::TlsAcceptor::from(server_config)
+            .accept(TokioIo::new(upgraded))
+            .await;
+        let tls = match accepted {
+            Ok(tls) => tls,
+            Err(e) => {
+                if let Some(detail) = rejection(&e) {
+                    rejected(&state, &host, port, &downstream, detail);
+                } else {
+                    tracing::debug!("TLS from the client for {host} failed: {e}");
+                }
+                return;
+            }
+        };
+        let alpn: Vec<String> = tls
+            .get_ref()
+            .1
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .into_iter()
+            .collect();
+        let ctx = Arc::new(Ctx {
+            origin: Origin::new(host.clone(), port, state.clone()),
+            state: state.clone(),
+            downstream: downstream.clone(),
+            served: AtomicU64::new(0),
+        });
+        serve(tls, ctx.clone(), shutdown).await;
+        let served = ctx.served.load(Ordering::Relaxed);
+        if served == 0 && started.elapsed() < QUICK_CLOSE {
+            rejected(&state, &host, port, &downstream, "closed the connection right after the TLS handshake, without a request (certificate pinning?)".into());
+        }
+        let record = TunnelEvent {
+            ts,
+            mode: "intercept".into(),
+            allowlist: state
+                .config
+                .profile
+                .match_host(&host)
+                .map(|e| e.pattern.clone()),
+            sni: Some(host.clone()),
+            host,
+            port,
+            alpn,
+            payload: "tls".into(),
+            first_bytes: None,
+            server_ip: None,
+            downstream,
+            timings: Timings {
+                total_ms: ms(started.elapsed()),
+                ..Timings::default()
+            },
+            bytes_up: 0,
+            bytes_down: 0,
+            end: TunnelEnd::DownstreamClosed,
+            failure: None,
+        };
+        state.recorder.record(Event::Tunnel(Box::new(record)));
+    });
+    Response::new(empty())
+}
+
+async fn serve(
+    tls: tokio_rustls::server::TlsStream<TokioIo<hyper::upgrade::Upgraded>>,
+    ctx: Arc<Ctx>,
+    mut shutdown: Shutdown,
+) {
+    let service = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(req, ctx).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shutdown.recv() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("intercepted connection ended: {e}");
+    }
+}
+
+/// An alert or early close during the handshake that means "I do not trust you".
+fn rejection(e: &std::io::Error) -> Option<String> {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return Some("closed the connection during the TLS handshake".into());
+    }
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(alert)) => {
+            Some(format!("TLS alert {alert:?} during the handshake"))
+        }
+        _ => None,
+    }
+}
+
+fn rejected(state: &Shared, host: &str, port: u16, downstream: &Downstream, detail: String) {
+    let passthrough = state.config.auto_passthrough;
+    if passthrough {
+        if let Ok(mut hosts) = state.passthrough.lock() {
+            hosts.insert(host.to_ascii_lowercase());
+        }
+    }
+    let event = ClientRejectedEvent {
+        ts: clock::rfc3339(SystemTime::now()),
+        host: host.to_string(),
+        port,
+        downstream: downstream.clone(),
+        detail,
+        passthrough,
+    };
+    state.recorder.record(Event::ClientRejectedCa(event));
+}
+
+async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
+    ctx.served.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let state = &ctx.state;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string();
+    let mut downstream = ctx.downstream.clone();
+    if let Some(ua) = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        downstream.user_agent = Some(ua.to_string());
+    }
+    let wants_html = req
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let mut event = RequestEvent {
+        ts: clock::rfc3339(SystemTime::now()),
+        method: req.method().to_string(),
+        url: format!("https://{}{path}", ctx.origin.authority()),
+        host: ctx.origin.host.clone(),
+        port: ctx.origin.port,
+        allowlist: state
+            .config
+            .profile
+            .match_host(&ctx.origin.host)
+            .map(|e| e.pattern.clone()),
+        server_ip: None,
+        downstream,
+        status: None,
+        content_type: None,
+        reused: false,
+        timings: Timings::default(),
+        bytes_up: 0,
+        bytes_down: 0,
+        complete: false,
+        intercepted: true,
+        upstream_protocol: None,
+        headers: Some(Headers {
+            request: redact::headers(req.headers(), false),
+            response: Vec::new(),
+        }),
+        failure: None,
+    };
+    if is_upgrade(&req) {
+        let on_downstream = hyper::upgrade::on(&mut req);
+        return upgrade(req, on_downstream, ctx.clone(), event, started, wants_html).await;
+    }
+    let guard = OpenGuard::new(state);
+    let bytes_up = Arc::new(AtomicU64::new(0));
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(hyper::header::EXPECT);
+    let upstream_req = Request::from_parts(parts, Counted::new(body, bytes_up.clone()).boxed());
+    let sent = tokio::time::timeout(
+        state.config.response_timeout,
+        ctx.origin.send(upstream_req, &mut event),
+    )
+    .await;
+    let (response, reusable) = match sent {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(e)) => return fail(&ctx, event, e, started, &bytes_up, wants_html),
+        Err(_) => {
+            let failure = Failure::new(
+                FailureKind::Timeout,
+                Side::Upstream,
+                format!(
+                    "no response head within {:?}",
+                    state.config.response_timeout
+                ),
+            );
+            return fail(&ctx, event, failure.into(), started, &bytes_up, wants_html);
+        }
+    };
+    let head_at = Instant::now();
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    event.status = Some(parts.status.as_u16());
+    event.content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(headers) = event.headers.as_mut() {
+        headers.response = redact::headers(&parts.headers, false);
+    }
+    let ctx_end = ctx.clone();
+    let watched = Watched::new(body, move |received, how| {
+        let _open = guard;
+        event.bytes_down = received.bytes;
+        event.bytes_up = bytes_up.load(Ordering::Relaxed);
+        event.timings.first_byte_ms = received.first_data.map(|t| ms(t - started));
+        event.timings.receive_ms = Some(ms(head_at.elapsed()));
+        event.timings.total_ms = ms(started.elapsed());
+        match how {
+            BodyEnd::Complete => {
+                event.complete = true;
+                if let Some(sender) = reusable {
+                    ctx_end.origin.put_back(sender);
+                }
+            }
+            BodyEnd::Error(e) => {
+                event.failure = Some(Failure::from_exchange_error(&*e, Side::Upstream))
+            }
+            BodyEnd::Abandoned => {}
+        }
+        ctx_end
+            .state
+            .recorder
+            .record(Event::Request(Box::new(event)));
+    });
+    Response::from_parts(parts, watched.boxed())
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(UPGRADE)
+        && req
+            .headers()
+            .get(CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.to_ascii_lowercase().contains("upgrade"))
+}
+
+/// Relays a WebSocket (or other HTTP/1.1 upgrade): the handshake goes to the origin on a
+/// connection of its own; after a 101 both sides' bytes are copied until either closes.
+async fn upgrade(
+    req: Request<Incoming>,
+    on_downstream: hyper::upgrade::OnUpgrade,
+    ctx: Arc<Ctx>,
+    mut event: RequestEvent,
+    started: Instant,
+    wants_html: bool,
+) -> Response<Body> {
+    let mut sender = match ctx.origin.connect_for_upgrade(&mut event).await {
+        Ok(sender) => sender,
+        Err(e) => return fail(&ctx, event, e, started, &AtomicU64::new(0), wants_html),
+    };
+    let (parts, body) = req.into_parts();
+    let upstream_req = ctx.origin.shape(
+        Request::from_parts(parts, body.boxed_unsync_to_box()),
+        false,
+    );
+    let mut response = match sender.send_request(upstream_req).await {
+        Ok(response) => response,
+        Err(e) => {
+            return fail(
+                &ctx,
+                event,
+                Failure::from_exchange_error(&e, Side::Upstream).into(),
+                started,
+                &AtomicU64::new(0),
+                wants_html,
+            )
+        }
+    };
+    event.status = Some(response.status().as_u16());
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        event.complete = true;
+        event.timings.total_ms = ms(started.elapsed());
+        ctx.state.recorder.record(Event::Request(Box::new(event)));
+        return response.map(|b| b.boxed_unsync_to_box());
+    }
+    let on_upstream = hyper::upgrade::on(&mut response);
+    let state = ctx.state.clone();
+    let guard = OpenGuard::new(&state);
+    tokio::spawn(async move {
+        let _open = guard;
+        if let (Ok(down), Ok(up)) = tokio::join!(on_downstream, on_upstream) {
+            let spliced = super::tunnel::splice(
+                TokioIo::new(down),
+                TokioIo::new(up),
+                state.config.idle_timeout,
+                |_| {},
+            )
+            .await;
+            event.bytes_up = spliced.bytes_up;
+            event.bytes_down = spliced.bytes_down;
+            event.complete = spliced.upstream_error.is_none();
+            if let Some(e) = spliced.upstream_error {
+                event.failure = Some(Failure::new(
+                    FailureKind::Reset,
+                    Side::Upstream,
+                    format!("the upstream broke the WebSocket: {e}"),
+                ));
+            }
+        }
+        event.timings.total_ms = ms(started.elapsed());
+        state.recorder.record(Event::Request(Box::new(event)));
+    });
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, empty())
+}
+
+fn fail(
+    ctx: &Ctx,
+    mut event: RequestEvent,
+    error: SendError,
+    started: Instant,
+    bytes_up: &AtomicU64,
+    wants_html: bool,
+) -> Response<Body> {
+    let profile = &ctx.state.config.profile;
+    let response = if wants_html {
+        html_failure(
+            &error.failure,
+            &ctx.origin.host,
+            error.tls.as_deref(),
+            profile,
+        )
+    } else {
+        answer::failure(&error.failure, &ctx.origin.host, ctx.origin.port, profile)
+    };
+    event.failure = Some(error.failure);
+    event.bytes_up = bytes_up.load(Ordering::Relaxed);
+    event.timings.total_ms = ms(started.elapsed());
+    ctx.state.recorder.record(Event::Request(Box::new(event)));
+    response
+}
+
+/// The page a browser shows instead of a bare reset: host, failure, issuer, verdict, remedy.
+fn html_failure(
+    failure: &Failure,
+    host: &str,
+    tls: Option<&TlsVerdict>,
+    profile: &crate::profile::Profile,
+) -> Response<Body> {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut rows = format!("<tr><th>host</th><td>{}</td></tr><tr><th>failure</th><td>{} ({})</td></tr><tr><th>detail</th><td>{}</td></tr>", esc(host), failure.kind, failure.side, esc(&failure.detail));
+    let mut remedy = crate::session::summary::finding_for(profile, host, failure).remedy;
+    if let Some(t) = tls {
+        rows.push_str(&format!(
+            "<tr><th>verdict</th><td>{} ({})</td></tr><tr><th>issuer</th><td>{}</td></tr><tr><th>vendor</th><td>{}</td></tr>",
+            t.verdict.as_str(),
+            esc(t.reason.as_deref().unwrap_or("-")),
+            esc(&t.issuer),
+            esc(t.vendor.as_deref().unwrap_or("unknown"))
+        ));
+        if let Some(f) = crate::session::summary::tls_finding(profile, host, 443, t) {
+            remedy = f.remedy;
+        }
+    }
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>diagproxy: {host} failed</title></head><body style=\"font:15px system-ui,sans-serif;margin:2em\">\
+         <h1>diagproxy could not reach {host}</h1><table>{rows}</table><h2>What to change</h2><p>{}</p></body></html>\n",
+        esc(&remedy),
+        host = esc(host)
+    );
+    let status = StatusCode::from_u16(failure.kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::new(full(page));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        answer::ERROR_HEADER,
+        HeaderValue::from_static(failure.kind.as_str()),
+    );
+    response
+}
+
+/// `Incoming` → the proxy's body type, for bodies passed along unwatched.
+trait IntoBody {
+    fn boxed_unsync_to_box(self) -> Body;
+}
+
+impl IntoBody for Incoming {
+    fn boxed_unsync_to_box(self) -> Body {
+        self.map_err(|e| Box::new(e) as super::body::BoxError)
+            .boxed()
+    }
+}

@@ -1,0 +1,321 @@
+//! One intercepted tunnel's connections to the origin, over diagproxy's own TLS: HTTP/2 when
+//! the origin offers it (one multiplexed connection), else a small pool of HTTP/1.1
+//! connections. Every new connection's chain is judged; an untrusted chain is refused as a
+//! browser on this machine would refuse it (public ∪ machine roots).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::header::{HeaderValue, HOST};
+use hyper::{Request, Response, Uri, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{ServerName, UnixTime};
+
+use super::body::Body;
+use super::{dial, Shared};
+use crate::clock::{self, ms};
+use crate::failure::{Failure, FailureKind, Side};
+use crate::session::event::{Event, RequestEvent, TlsCheckEvent};
+use crate::tls::chain::{self, TlsVerdict, Verdict};
+use crate::tls::probe;
+
+/// Why a request could not be sent upstream: the failure, and the verdict when the chain
+/// was the reason (for the page the browser gets).
+pub struct SendError {
+    pub failure: Failure,
+    pub tls: Option<Box<TlsVerdict>>,
+}
+
+impl From<Failure> for SendError {
+    fn from(failure: Failure) -> SendError {
+        SendError { failure, tls: None }
+    }
+}
+
+/// The origin side of one intercepted tunnel.
+pub struct Origin {
+    pub host: String,
+    pub port: u16,
+    /// `host` or `host:port`, as the Host header and `:authority`.
+    authority: String,
+    state: Shared,
+    /// The multiplexed HTTP/2 connection, once the origin chose h2.
+    h2: Mutex<Option<http2::SendRequest<Body>>>,
+    /// Idle HTTP/1.1 connections.
+    idle: Mutex<Vec<http1::SendRequest<Body>>>,
+}
+
+/// An HTTP/1.1 connection to hand back when its response body is done.
+pub type Reusable = Option<http1::SendRequest<Body>>;
+
+enum Fresh {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+impl Origin {
+    pub fn new(host: String, port: u16, state: Shared) -> Origin {
+        let authority = if port == 443 {
+            host.clone()
+        } else {
+            crate::config::host_port(&host, port)
+        };
+        Origin {
+            host,
+            port,
+            authority,
+            state,
+            h2: Mutex::default(),
+            idle: Mutex::default(),
+        }
+    }
+
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Sends `req` (any URI form) on an open connection if one is free, else on a new one.
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        event: &mut RequestEvent,
+    ) -> Result<(Response<Incoming>, Reusable), SendError> {
+        let mut req = req;
+        let h2 = self.h2.lock().ok().and_then(|h| h.clone());
+        if let Some(mut sender) = h2.filter(|s| !s.is_closed()) {
+            if sender.ready().await.is_ok() {
+                event.upstream_protocol = Some("h2".into());
+                event.reused = true;
+                let sent = Instant::now();
+                let response = sender
+                    .send_request(self.shape(req, true))
+                    .await
+                    .map_err(|e| self.exchange_error(&e))?;
+                event.timings.wait_ms = Some(ms(sent.elapsed()));
+                return Ok((response, None));
+            }
+        }
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        if let Some(mut sender) = idle.filter(|s| !s.is_closed()) {
+            if sender.ready().await.is_ok() {
+                let sent = Instant::now();
+                match sender.try_send_request(self.shape(req, false)).await {
+                    Ok(response) => {
+                        event.upstream_protocol = Some("http/1.1".into());
+                        event.reused = true;
+                        event.timings.wait_ms = Some(ms(sent.elapsed()));
+                        return Ok((response, Some(sender)));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => req = unsent,
+                        None => return Err(self.exchange_error(&e.into_error()).into()),
+                    },
+                }
+            }
+        }
+        let sent = Instant::now();
+        let result = match self.connect(event, &[b"h2", b"http/1.1"]).await? {
+            Fresh::H2(mut sender) => {
+                if let Ok(mut h2) = self.h2.lock() {
+                    *h2 = Some(sender.clone());
+                }
+                let response = sender
+                    .send_request(self.shape(req, true))
+                    .await
+                    .map_err(|e| self.exchange_error(&e))?;
+                (response, None)
+            }
+            Fresh::H1(mut sender) => {
+                let response = sender
+                    .send_request(self.shape(req, false))
+                    .await
+                    .map_err(|e| self.exchange_error(&e))?;
+                (response, Some(sender))
+            }
+        };
+        event.timings.wait_ms = Some(ms(sent.elapsed()));
+        Ok(result)
+    }
+
+    /// A fresh HTTP/1.1 connection with upgrades, for WebSocket.
+    pub async fn connect_for_upgrade(
+        &self,
+        event: &mut RequestEvent,
+    ) -> Result<http1::SendRequest<Body>, SendError> {
+        match self.connect(event, &[b"http/1.1"]).await? {
+            Fresh::H1(sender) => Ok(sender),
+            Fresh::H2(_) => Err(Failure::new(
+                FailureKind::HttpError,
+                Side::Upstream,
+                "the origin insisted on HTTP/2 for a WebSocket upgrade",
+            )
+            .into()),
+        }
+    }
+
+    /// Returns an HTTP/1.1 connection whose exchange finished cleanly.
+    pub fn put_back(&self, sender: http1::SendRequest<Body>) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if !sender.is_closed() && idle.len() < 8 {
+                idle.push(sender);
+            }
+        }
+    }
+
+    /// The request as the chosen protocol wants it: absolute URI and no Host for h2,
+    /// origin-form and Host for HTTP/1.1.
+    pub fn shape(&self, mut req: Request<Body>, h2: bool) -> Request<Body> {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string();
+        if h2 {
+            *req.version_mut() = Version::HTTP_2;
+            req.headers_mut().remove(HOST);
+            if let Ok(uri) = format!("https://{}{path}", self.authority).parse::<Uri>() {
+                *req.uri_mut() = uri;
+            }
+        } else {
+            *req.version_mut() = Version::HTTP_11;
+            if let Ok(value) = HeaderValue::from_str(&self.authority) {
+                req.headers_mut().insert(HOST, value);
+            }
+            if let Ok(uri) = path.parse::<Uri>() {
+                *req.uri_mut() = uri;
+            }
+        }
+        req
+    }
+
+    fn exchange_error(&self, e: &hyper::Error) -> Failure {
+        Failure::from_exchange_error(e, Side::Upstream)
+    }
+
+    async fn connect(&self, event: &mut RequestEvent, alpn: &[&[u8]]) -> Result<Fresh, SendError> {
+        let config = &self.state.config;
+        let upstream = dial::open_tunnel(&self.host, self.port, config).await?;
+        event.server_ip = Some(upstream.addr.ip().to_string());
+        event.timings.dns_ms = upstream.dns.map(ms);
+        event.timings.connect_ms = Some(ms(upstream.connect));
+        event.timings.proxy_connect_ms = upstream.proxy_connect.map(ms);
+        let name = ServerName::try_from(self.host.clone()).map_err(|_| {
+            Failure::new(
+                FailureKind::TlsFailed,
+                Side::Upstream,
+                format!("{:?} is not a server name", self.host),
+            )
+        })?;
+        let handshake_started = Instant::now();
+        let connector = tokio_rustls::TlsConnector::from(probe::look_only_config(alpn));
+        let tls = connector.connect(name, upstream.io).await.map_err(|e| {
+            Failure::new(
+                FailureKind::TlsFailed,
+                Side::Upstream,
+                format!("TLS handshake with {}:{}: {e}", self.host, self.port),
+            )
+        })?;
+        event.timings.ssl_ms = Some(ms(handshake_started.elapsed()));
+        let chain: Vec<_> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect();
+        let verdict = self.judge(&chain)?;
+        if verdict.verdict == Verdict::Untrusted {
+            let by = verdict
+                .vendor
+                .as_deref()
+                .map_or(String::new(), |v| format!(" ({v})"));
+            let detail = format!(
+                "the certificate for {} is issued by {}{by}, which neither the public roots nor this machine trust ({})",
+                self.host,
+                verdict.issuer,
+                verdict.reason.as_deref().unwrap_or("-")
+            );
+            return Err(SendError {
+                failure: Failure::new(FailureKind::TlsFailed, Side::Upstream, detail),
+                tls: Some(Box::new(verdict)),
+            });
+        }
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(tls);
+        let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::Upstream);
+        if h2 {
+            event.upstream_protocol = Some("h2".into());
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(fail)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("h2 origin connection ended: {e}");
+                }
+            });
+            return Ok(Fresh::H2(sender));
+        }
+        event.upstream_protocol = Some("http/1.1".into());
+        let (sender, conn) = http1::handshake(io).await.map_err(fail)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("origin connection ended: {e}");
+            }
+        });
+        Ok(Fresh::H1(sender))
+    }
+
+    /// Judges the chain (reusing the verdict when the leaf is the one judged last), and
+    /// records the first verdict per host:port of the session.
+    fn judge(
+        &self,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<TlsVerdict, SendError> {
+        let key = (self.host.to_ascii_lowercase(), self.port);
+        let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
+        let cached = self.state.verdicts.lock().ok().and_then(|v| {
+            v.get(&key)
+                .filter(|(l, _)| *l == leaf)
+                .map(|(_, v)| v.clone())
+        });
+        if let Some(verdict) = cached {
+            return Ok(verdict);
+        }
+        let config = &self.state.config;
+        let verdict = chain::judge(
+            chain,
+            &self.host,
+            &config.roots,
+            &config.profile,
+            UnixTime::now(),
+        )
+        .map_err(|e| SendError::from(Failure::new(FailureKind::TlsFailed, Side::Upstream, e)))?;
+        if let Ok(mut verdicts) = self.state.verdicts.lock() {
+            verdicts.insert(key.clone(), (leaf, verdict.clone()));
+        }
+        let first = self
+            .state
+            .tls_checked
+            .lock()
+            .map(|mut seen| seen.insert(key.clone()))
+            .unwrap_or(false);
+        if first {
+            let check = TlsCheckEvent {
+                ts: clock::rfc3339(std::time::SystemTime::now()),
+                host: key.0,
+                port: key.1,
+                via: "interception".into(),
+                tls: Some(verdict.clone()),
+                error: None,
+            };
+            self.state.recorder.record(Event::TlsCheck(Box::new(check)));
+        }
+        Ok(verdict)
+    }
+}
+
+/// Shared so the service closure of one connection can hold it.
+pub type SharedOrigin = Arc<Origin>;

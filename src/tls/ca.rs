@@ -1,0 +1,361 @@
+//! The local CA (`diagproxy ca init|show|export`): an ECDSA P-256 root that names diagproxy
+//! and the machine, name-constrained by default to the profile's domains so a leaked key
+//! cannot impersonate anyone else. The key file is written with mode 0600.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, DnType, GeneralSubtree, IsCa, KeyPair,
+    KeyUsagePurpose, NameConstraints,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use crate::profile::Profile;
+
+pub const CERT_FILE: &str = "diagproxy-ca.pem";
+pub const KEY_FILE: &str = "diagproxy-ca-key.pem";
+
+/// What `ca init` was asked to do.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub dir: PathBuf,
+    pub days: u32,
+    pub unconstrained: bool,
+    pub force: bool,
+}
+
+/// A loaded CA, ready to sign leaves.
+pub struct LocalCa {
+    /// The CA certificate as users install it.
+    pub cert_pem: String,
+    pub cert_der: CertificateDer<'static>,
+    /// The issuer rcgen signs with (same name and key as the file).
+    pub issuer: rcgen::Certificate,
+    pub key: KeyPair,
+}
+
+impl std::fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalCa")
+    }
+}
+
+/// Creates the CA files; refuses to overwrite without `force`.
+pub fn init(options: &InitOptions, profile: &Profile) -> Result<PathBuf, String> {
+    let cert_path = options.dir.join(CERT_FILE);
+    let key_path = options.dir.join(KEY_FILE);
+    if !options.force && (cert_path.exists() || key_path.exists()) {
+        return Err(format!("{} already exists; pass --force to replace it (clients that trust the old CA will stop trusting diagproxy)", cert_path.display()));
+    }
+    let (cert_pem, key_pem) = generate(options.days, !options.unconstrained, profile)?;
+    fs::create_dir_all(&options.dir)
+        .map_err(|e| format!("cannot create {}: {e}", options.dir.display()))?;
+    write_private(&key_path, key_pem.as_bytes())?;
+    fs::write(&cert_path, cert_pem)
+        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    Ok(cert_path)
+}
+
+/// A new CA certificate and key, as PEM.
+pub fn generate(
+    days: u32,
+    constrained: bool,
+    profile: &Profile,
+) -> Result<(String, String), String> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    let machine = machine_name();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("diagproxy local CA ({machine})"),
+    );
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "diagproxy");
+    params.distinguished_name.push(
+        DnType::OrganizationalUnitName,
+        format!("made by diagproxy ca init on {machine}; for diagnosing this machine only"),
+    );
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(i64::from(days.max(1)));
+    if constrained {
+        params.name_constraints = Some(constraints(profile));
+    }
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Permitted DNS subtrees: the profile's domains (a DNS constraint covers the name and every
+/// subdomain). Every IP address is excluded, so no IP certificate can be minted either.
+pub fn constraints(profile: &Profile) -> NameConstraints {
+    let mut names: Vec<String> = profile
+        .entries
+        .iter()
+        .map(|e| e.pattern.trim_start_matches("*.").to_ascii_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    // A subtree covers its subdomains: keep only names no other name already covers.
+    let covered = |n: &String| names.iter().any(|other| n.ends_with(&format!(".{other}")));
+    let names: Vec<String> = names.iter().filter(|n| !covered(n)).cloned().collect();
+    NameConstraints {
+        permitted_subtrees: names.into_iter().map(GeneralSubtree::DnsName).collect(),
+        excluded_subtrees: vec![
+            GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+            GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+        ],
+    }
+}
+
+/// Loads the CA from `dir`.
+pub fn load(dir: &Path) -> Result<LocalCa, String> {
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(KEY_FILE);
+    let cert_pem = fs::read_to_string(&cert_path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; create the CA with `diagproxy ca init`",
+            cert_path.display()
+        )
+    })?;
+    let key_pem = fs::read_to_string(&key_path)
+        .map_err(|e| format!("cannot read {}: {e}", key_path.display()))?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let params = CertificateParams::from_ca_cert_der(&cert_der)
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let issuer = params.self_signed(&key).map_err(|e| {
+        format!(
+            "{}: the key does not fit the certificate: {e}",
+            key_path.display()
+        )
+    })?;
+    Ok(LocalCa {
+        cert_pem,
+        cert_der,
+        issuer,
+        key,
+    })
+}
+
+/// What `ca show` prints about a CA certificate.
+pub fn describe(cert_der: &CertificateDer<'_>) -> Result<String, String> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| e.to_string())?;
+    let fingerprint = ring::digest::digest(&ring::digest::SHA256, cert_der);
+    let fingerprint: Vec<String> = fingerprint
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let mut permitted = Vec::new();
+    let mut excluded = Vec::new();
+    for ext in cert.extensions() {
+        if let ParsedExtension::NameConstraints(nc) = ext.parsed_extension() {
+            let name = |g: &GeneralName| match g {
+                GeneralName::DNSName(d) => d.to_string(),
+                GeneralName::IPAddress(ip) if ip.iter().all(|b| *b == 0) && ip.len() == 8 => {
+                    "every IPv4 address".to_string()
+                }
+                GeneralName::IPAddress(ip) if ip.iter().all(|b| *b == 0) && ip.len() == 32 => {
+                    "every IPv6 address".to_string()
+                }
+                GeneralName::IPAddress(ip) => format!("IP range {ip:02x?}"),
+                other => format!("{other:?}"),
+            };
+            permitted.extend(
+                nc.permitted_subtrees
+                    .iter()
+                    .flatten()
+                    .map(|s| name(&s.base)),
+            );
+            excluded.extend(nc.excluded_subtrees.iter().flatten().map(|s| name(&s.base)));
+        }
+    }
+    let constraints = if permitted.is_empty() && excluded.is_empty() {
+        "none (unconstrained: this CA can impersonate any site to a machine that trusts it)"
+            .to_string()
+    } else {
+        format!(
+            "permitted DNS {}; excluded {}",
+            permitted.join(", "),
+            if excluded.is_empty() {
+                "-".into()
+            } else {
+                excluded.join(", ")
+            }
+        )
+    };
+    Ok(format!(
+        "subject:     {}\nSHA-256:     {}\nvalid:       {} to {}\nconstraints: {}\n",
+        cert.subject(),
+        fingerprint.join(":"),
+        cert.validity().not_before,
+        cert.validity().not_after,
+        constraints
+    ))
+}
+
+/// How to trust the CA on each platform.
+pub fn trust_instructions(cert_path: &Path) -> String {
+    let p = cert_path.display();
+    format!(
+        "To trust it (and to stop trusting it, remove it the same way when done):\n\
+         - macOS:   sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {p}\n\
+         - Windows: certutil -addstore -f Root {p}   (or double-click it → Install → Local Machine → Trusted Root)\n\
+         - Linux:   sudo cp {p} /usr/local/share/ca-certificates/diagproxy-ca.crt && sudo update-ca-certificates\n\
+         - Chromium/Firefox on Linux (NSS): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n diagproxy -i {p}\n\
+         - curl:    curl --cacert {p} -x http://127.0.0.1:8080 https://chatgpt.com/\n\
+         - iOS:     open http://<laptop>:8080/ca.pem in Safari, install the profile, then Settings → General → About → Certificate Trust Settings → enable it\n\
+         - Android: Settings → Security → Encryption & credentials → Install a certificate → CA certificate (apps ignore user CAs unless they opt in)\n"
+    )
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+    }
+    file.write_all(contents)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn machine_name() -> String {
+    let name = fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok());
+    name.map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "this machine".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+    use std::sync::Arc;
+
+    fn verifier_trusting(der: &CertificateDer<'_>) -> Arc<rustls::client::WebPkiServerVerifier> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone().into_owned()).unwrap();
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            crate::tls::provider(),
+        )
+        .build()
+        .unwrap()
+    }
+
+    fn leaf_for(ca: &LocalCa, name: &str) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params
+            .signed_by(&key, &ca.issuer, &ca.key)
+            .unwrap()
+            .der()
+            .clone()
+    }
+
+    #[test]
+    fn init_writes_a_private_key_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = InitOptions {
+            dir: dir.path().to_path_buf(),
+            days: 30,
+            unconstrained: false,
+            force: false,
+        };
+        init(&options, &Profile::builtin()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = init(&options, &Profile::builtin()).unwrap_err();
+        assert!(again.contains("--force"), "{again}");
+        init(
+            &InitOptions {
+                force: true,
+                ..options
+            },
+            &Profile::builtin(),
+        )
+        .unwrap();
+        let ca = load(dir.path()).unwrap();
+        let text = describe(&ca.cert_der).unwrap();
+        assert!(text.contains("diagproxy local CA"), "{text}");
+        assert!(
+            text.contains("permitted DNS") && text.contains("chatgpt.com"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn name_constraints_are_enforced_by_a_verifying_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = InitOptions {
+            dir: dir.path().to_path_buf(),
+            days: 30,
+            unconstrained: false,
+            force: false,
+        };
+        init(&options, &Profile::builtin()).unwrap();
+        let ca = load(dir.path()).unwrap();
+        let verifier = verifier_trusting(&ca.cert_der);
+        let inside = leaf_for(&ca, "files.oaiusercontent.com");
+        let name = ServerName::try_from("files.oaiusercontent.com").unwrap();
+        verifier
+            .verify_server_cert(&inside, &[], &name, &[], UnixTime::now())
+            .expect("a profile host verifies");
+        let outside = leaf_for(&ca, "bank.example.com");
+        let name = ServerName::try_from("bank.example.com").unwrap();
+        let err = verifier
+            .verify_server_cert(&outside, &[], &name, &[], UnixTime::now())
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("NameConstraint"), "{err:?}");
+    }
+
+    #[test]
+    fn unconstrained_is_an_explicit_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = InitOptions {
+            dir: dir.path().to_path_buf(),
+            days: 30,
+            unconstrained: true,
+            force: false,
+        };
+        init(&options, &Profile::builtin()).unwrap();
+        let ca = load(dir.path()).unwrap();
+        assert!(describe(&ca.cert_der).unwrap().contains("unconstrained"));
+        let verifier = verifier_trusting(&ca.cert_der);
+        let outside = leaf_for(&ca, "bank.example.com");
+        let name = ServerName::try_from("bank.example.com").unwrap();
+        verifier
+            .verify_server_cert(&outside, &[], &name, &[], UnixTime::now())
+            .unwrap();
+    }
+}

@@ -1,0 +1,432 @@
+//! Interception on loopback: a local CA made by `ca init` (name-constrained), an HTTPS origin
+//! (h1 + h2) signed by a test "public" root, and real clients (hyper over rustls, curl).
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Setup {
+    proxy: Proxy,
+    origin: std::net::SocketAddr,
+    ca_pem: String,
+    public: TestCa,
+    _dir: tempfile::TempDir,
+}
+
+/// A CA in a temp dir, an origin for chatgpt.com, and a proxy intercepting the profile.
+async fn setup(extra: &[&str]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let options = diagproxy::tls::ca::InitOptions {
+        dir: ca_dir.clone(),
+        days: 30,
+        unconstrained: false,
+        force: false,
+    };
+    diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).unwrap();
+    let ca_pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).unwrap();
+    let public = TestCa::root("Test Public Root", "Public CA Inc.");
+    let (leaf, key) = public.leaf(&["chatgpt.com"]);
+    let origin = https_origin(vec![leaf], key).await;
+    let roots = write_file(dir.path(), "public.pem", &public.pem());
+    let pin = format!("chatgpt.com:{}:127.0.0.1", origin.port());
+    let mut args = vec![
+        "--intercept",
+        "profile",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--public-roots",
+        &roots,
+        "--system-roots",
+        &roots,
+        "--resolve",
+        &pin,
+    ];
+    args.extend_from_slice(extra);
+    let proxy = Proxy::start(&args).await;
+    Setup {
+        proxy,
+        origin,
+        ca_pem,
+        public,
+        _dir: dir,
+    }
+}
+
+type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+async fn h2_client(s: &Setup) -> H2 {
+    let tls = intercepted_tls(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.ca_pem,
+        &["h2"],
+    )
+    .await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+fn get(url: &str) -> Request<Full<Bytes>> {
+    Request::get(url).body(Full::new(Bytes::new())).unwrap()
+}
+
+#[tokio::test]
+async fn intercepts_http2_and_http1_and_records_each_request() {
+    let s = setup(&[]).await;
+    let base = format!("https://chatgpt.com:{}", s.origin.port());
+
+    let mut h2 = h2_client(&s).await;
+    let response = h2
+        .send_request(get(&format!("{base}/proto")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"HTTP/2.0", "the origin offered h2 and got it");
+
+    let tls = intercepted_tls(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.ca_pem,
+        &["http/1.1"],
+    )
+    .await;
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get("/hello")
+        .header("host", format!("chatgpt.com:{}", s.origin.port()))
+        .header("authorization", "Bearer sk-test-secret")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = h1.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        &response.into_body().collect().await.unwrap().to_bytes()[..],
+        b"hello"
+    );
+
+    s.proxy.wait_events("request", 2).await;
+    let session = s.proxy.stop().await;
+    let requests = session.events_of("request");
+    let proto = requests
+        .iter()
+        .find(|r| r["url"].as_str().unwrap().ends_with("/proto"))
+        .unwrap();
+    assert_eq!(proto["intercepted"], true);
+    assert_eq!(proto["upstream_protocol"], "h2");
+    assert_eq!(proto["status"], 200);
+    assert!(proto["timings"]["ssl_ms"].as_f64().is_some(), "{proto:#}");
+    let hello = requests
+        .iter()
+        .find(|r| r["url"].as_str().unwrap().ends_with("/hello"))
+        .unwrap();
+    let headers = hello["headers"]["request"].to_string();
+    assert!(
+        headers.contains("REDACTED") && !headers.contains("sk-test-secret"),
+        "{headers}"
+    );
+    let check = &session.events_of("tls_check")[0];
+    assert_eq!(check["via"], "interception");
+    assert_eq!(check["tls"]["verdict"], "public");
+    let host = session.host("chatgpt.com", s.origin.port());
+    assert_eq!(host["requests"], 2);
+    assert_eq!(host["tls"]["verdict"], "public");
+}
+
+#[tokio::test]
+async fn streams_a_50_mb_upload_through_interception() {
+    let s = setup(&[]).await;
+    let mut h2 = h2_client(&s).await;
+    let size: u64 = 50 * 1024 * 1024;
+    let (mut sender, conn) = {
+        let tls = intercepted_tls(
+            s.proxy.addr,
+            "chatgpt.com",
+            s.origin.port(),
+            &s.ca_pem,
+            &["h2"],
+        )
+        .await;
+        hyper::client::conn::http2::handshake::<_, _, Zeros>(
+            TokioExecutor::new(),
+            TokioIo::new(tls),
+        )
+        .await
+        .unwrap()
+    };
+    tokio::spawn(conn);
+    let upload = Request::post(format!("https://chatgpt.com:{}/count", s.origin.port()))
+        .body(Zeros::new(size))
+        .unwrap();
+    let response = sender.send_request(upload).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body), size.to_string());
+    drop(
+        h2.send_request(get(&format!(
+            "https://chatgpt.com:{}/hello",
+            s.origin.port()
+        )))
+        .await
+        .unwrap(),
+    );
+    let requests = s.proxy.wait_events("request", 1).await;
+    let upload = requests
+        .iter()
+        .find(|r| r["method"] == "POST")
+        .expect("the upload was recorded");
+    assert_eq!(upload["bytes_up"], size);
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn event_streams_are_relayed_as_they_arrive() {
+    let s = setup(&[]).await;
+    let mut h2 = h2_client(&s).await;
+    let response = h2
+        .send_request(get(&format!("https://chatgpt.com:{}/sse", s.origin.port())))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    // The origin holds the rest of the stream until we release it: the first event can only
+    // arrive now if diagproxy passes it on without waiting for the end.
+    let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("first event before the stream ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.data_ref().map(|d| &d[..]),
+        Some(&b"data: first\n\n"[..])
+    );
+    sse_gate().notify_waiters();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"data: second\n\n");
+    let requests = s.proxy.wait_events("request", 1).await;
+    assert!(requests[0]["timings"]["first_byte_ms"].as_f64().is_some());
+    assert_eq!(requests[0]["content_type"], "text/event-stream");
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_upgrades_are_relayed() {
+    let s = setup(&[]).await;
+    let tls = intercepted_tls(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.ca_pem,
+        &["http/1.1"],
+    )
+    .await;
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let request = Request::get("/ws")
+        .header("host", "chatgpt.com")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = h1.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(
+        response.headers()["sec-websocket-accept"],
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    let mut io = TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+    io.write_all(b"ping over websocket").await.unwrap();
+    let mut echoed = [0u8; 19];
+    io.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"ping over websocket");
+    drop(io);
+    let requests = s.proxy.wait_events("request", 1).await;
+    assert_eq!(requests[0]["status"], 101);
+    assert_eq!(requests[0]["bytes_up"], 19);
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_rejects_the_ca_is_passed_through_next_time() {
+    let s = setup(&[]).await;
+    // This client trusts only the public root, not diagproxy's CA.
+    let (stream, head) = raw_connect(
+        s.proxy.addr,
+        &format!("chatgpt.com:{}", s.origin.port()),
+        "",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(s.public.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("chatgpt.com").unwrap();
+    assert!(
+        connector.connect(name, stream).await.is_err(),
+        "the minted leaf must not verify for this client"
+    );
+    let rejected = s.proxy.wait_events("client_rejected_ca", 1).await;
+    assert_eq!(rejected[0]["passthrough"], true);
+    assert!(
+        rejected[0]["detail"].as_str().unwrap().contains("alert"),
+        "{:#}",
+        rejected[0]
+    );
+
+    // Next time the host is tunnelled untouched: the client sees the origin's own certificate.
+    let answer = https_through(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.public.pem(),
+    )
+    .await;
+    assert!(answer.contains("404") || answer.contains("200"), "{answer}");
+    let session = s.proxy.stop().await;
+    let host = session.host("chatgpt.com", s.origin.port());
+    assert_eq!(host["findings"][0]["kind"], "client_rejected_ca");
+    assert!(session
+        .events_of("tunnel")
+        .iter()
+        .any(|t| t["mode"] == "tunnel"));
+}
+
+#[tokio::test]
+async fn an_untrusted_origin_gets_an_html_page_naming_the_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let options = diagproxy::tls::ca::InitOptions {
+        dir: ca_dir.clone(),
+        days: 30,
+        unconstrained: false,
+        force: false,
+    };
+    diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).unwrap();
+    let ca_pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).unwrap();
+    let public = TestCa::root("Test Public Root", "Public CA Inc.");
+    let middlebox = TestCa::root("FortiGate CA", "Fortinet");
+    let (leaf, key) = middlebox.leaf(&["chatgpt.com"]);
+    let origin = https_origin(vec![leaf], key).await;
+    let roots = write_file(dir.path(), "public.pem", &public.pem());
+    let pin = format!("chatgpt.com:{}:127.0.0.1", origin.port());
+    let proxy = Proxy::start(&[
+        "--intercept",
+        "chatgpt.com",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--public-roots",
+        &roots,
+        "--system-roots",
+        &roots,
+        "--resolve",
+        &pin,
+    ])
+    .await;
+
+    let tls = intercepted_tls(
+        proxy.addr,
+        "chatgpt.com",
+        origin.port(),
+        &ca_pem,
+        &["http/1.1"],
+    )
+    .await;
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get("/")
+        .header("host", "chatgpt.com")
+        .header("accept", "text/html,*/*")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = h1.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.headers()["x-diagproxy-error"], "tls_failed");
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = String::from_utf8_lossy(&response.into_body().collect().await.unwrap().to_bytes())
+        .into_owned();
+    assert!(
+        page.contains("FortiGate CA") && page.contains("untrusted") && page.contains("Fortinet"),
+        "{page}"
+    );
+    let session = proxy.stop().await;
+    let host = session.host("chatgpt.com", origin.port());
+    assert_eq!(host["failures"]["tls_failed"], 1);
+    assert_eq!(host["tls"]["verdict"], "untrusted");
+    assert_eq!(host["tls"]["vendor"], "Fortinet");
+}
+
+#[tokio::test]
+async fn curl_through_interception_over_http1_and_http2() {
+    if !require_tool("curl") {
+        return;
+    }
+    let s = setup(&[]).await;
+    let ca = write_file(s._dir.path(), "diagproxy-ca.pem", &s.ca_pem);
+    let proxy_url = format!("http://{}", s.proxy.addr);
+    let url = format!("https://chatgpt.com:{}/proto", s.origin.port());
+    for (flag, expected) in [("--http1.1", "HTTP/2.0"), ("--http2", "HTTP/2.0")] {
+        let args = [
+            "-sS",
+            "--max-time",
+            "20",
+            "--cacert",
+            &ca,
+            "-x",
+            &proxy_url,
+            flag,
+            &url,
+        ];
+        let out = tokio::task::spawn_blocking({
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            move || {
+                std::process::Command::new("curl")
+                    .args(args)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "curl {flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The origin side is chosen independently: diagproxy speaks h2 to it either way.
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            expected,
+            "curl {flag}"
+        );
+    }
+    s.proxy.wait_events("request", 2).await;
+    s.proxy.stop().await;
+}
