@@ -151,3 +151,61 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
     let events = common::read_events(&session);
     assert_eq!(events.last().unwrap()["type"], "session_ended");
 }
+
+#[test]
+fn ca_init_writes_a_name_constrained_ca_openssl_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("certs");
+    let out = Command::new(BIN)
+        .args(["ca", "init", "--ca-dir"])
+        .arg(&ca_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("SHA-256:") && shown.contains("macOS:") && shown.contains("iOS:"),
+        "{shown}"
+    );
+    let again = Command::new(BIN)
+        .args(["ca", "init", "--ca-dir"])
+        .arg(&ca_dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let der = Command::new(BIN)
+        .args(["ca", "export", "--format", "der", "--ca-dir"])
+        .arg(&ca_dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        der.stdout.first(),
+        Some(&0x30),
+        "DER starts with a SEQUENCE"
+    );
+    if !common::require_tool("openssl") {
+        return;
+    }
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(ca_dir.join("diagproxy-ca.pem"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("X509v3 Name Constraints: critical"), "{text}");
+    assert!(
+        text.contains("DNS:chatgpt.com") && text.contains("DNS:openai.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Excluded:") && text.contains("IP:0.0.0.0/0.0.0.0"),
+        "{text}"
+    );
+    assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
+    assert!(text.contains("ASN1 OID: prime256v1"), "{text}");
+}

@@ -430,3 +430,74 @@ async fn curl_through_interception_over_http1_and_http2() {
     s.proxy.wait_events("request", 2).await;
     s.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_inspected_origin_is_named_and_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let options = diagproxy::tls::ca::InitOptions {
+        dir: ca_dir.clone(),
+        days: 30,
+        unconstrained: false,
+        force: false,
+    };
+    diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).unwrap();
+    let ca_pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).unwrap();
+    let public = TestCa::root("Test Public Root", "Public CA Inc.");
+    let zscaler = TestCa::root("Zscaler Root CA", "Zscaler Inc.");
+    let issuing = zscaler.intermediate(
+        "Zscaler Intermediate Root CA (zscalerthree.net) (t) ",
+        "Zscaler Inc.",
+    );
+    let (leaf, key) = issuing.leaf(&["files.oaiusercontent.com"]);
+    let origin = https_origin(vec![leaf, issuing.cert.der().clone()], key).await;
+    let public_pem = write_file(dir.path(), "public.pem", &public.pem());
+    let system_pem = write_file(dir.path(), "system.pem", &(public.pem() + &zscaler.pem()));
+    let pin = format!("files.oaiusercontent.com:{}:127.0.0.1", origin.port());
+    let ca_arg = ca_dir.to_str().unwrap();
+    let proxy = Proxy::start(&[
+        "--intercept",
+        "profile",
+        "--ca-dir",
+        ca_arg,
+        "--public-roots",
+        &public_pem,
+        "--system-roots",
+        &system_pem,
+        "--resolve",
+        &pin,
+    ])
+    .await;
+
+    let tls = intercepted_tls(
+        proxy.addr,
+        "files.oaiusercontent.com",
+        origin.port(),
+        &ca_pem,
+        &["http/1.1"],
+    )
+    .await;
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get("/hello")
+        .header("host", "files.oaiusercontent.com")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = h1.send_request(request).await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "a browser on this machine would accept the re-signed chain, so diagproxy does too"
+    );
+    drop(response.into_body().collect().await.unwrap());
+
+    let checks = proxy.wait_events("tls_check", 1).await;
+    assert_eq!(checks[0]["via"], "interception");
+    let session = proxy.stop().await;
+    let host = session.host("files.oaiusercontent.com", origin.port());
+    assert_eq!(host["tls"]["verdict"], "inspected");
+    assert_eq!(host["tls"]["vendor"], "Zscaler");
+    assert_eq!(host["findings"][0]["kind"], "tls_inspection");
+}
