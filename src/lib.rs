@@ -23,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod failure;
+pub mod inspect;
 pub mod profile;
 pub mod proxy;
 pub mod session;

@@ -36,6 +36,18 @@ pub struct Profile {
     /// What each finding kind (`tls_inspection`, …) means and its remedy.
     #[serde(default)]
     pub findings: BTreeMap<String, FindingHint>,
+    /// Block pages of security products: body, header and redirect markers.
+    #[serde(default)]
+    pub block_signatures: Vec<BlockSignature>,
+    /// Headers security products add to answers.
+    #[serde(default)]
+    pub proxy_headers: Vec<ProxyHeader>,
+    /// Address ranges DNS filters answer blocked names with.
+    #[serde(default)]
+    pub sinkholes: Vec<Sinkhole>,
+    /// Ports block pages are served on; a redirect there is a block.
+    #[serde(default)]
+    pub block_page_ports: Vec<u16>,
     /// Lower-case exact names → entry index.
     #[serde(skip)]
     exact: HashMap<String, usize>,
@@ -76,6 +88,41 @@ pub struct Vendor {
     /// Case-insensitive substrings of the issuer or root distinguished name.
     pub issuer_contains: Vec<String>,
     /// Where the signature comes from.
+    pub source: String,
+}
+
+/// How one product's block page looks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockSignature {
+    pub vendor: String,
+    pub source: String,
+    /// Case-insensitive substrings of the body (the first 64 KiB).
+    #[serde(default)]
+    pub body: Vec<String>,
+    /// `[header, substring]`; an empty substring means "present at all".
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// Case-insensitive substrings of a redirect's Location.
+    #[serde(default)]
+    pub location: Vec<String>,
+}
+
+/// A header a security product adds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyHeader {
+    /// Lower-case header name; a name ending in a product prefix matches it too.
+    pub header: String,
+    /// Case-insensitive substring of the value ("" = any value).
+    pub contains: String,
+    pub vendor: String,
+}
+
+/// An address range DNS filters answer blocked names with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sinkhole {
+    /// `146.112.61.0/24`
+    pub cidr: String,
+    pub vendor: Option<String>,
     pub source: String,
 }
 
