@@ -115,6 +115,9 @@ pub struct Failure {
     /// The first 4 KiB of the corporate proxy's refusal body: block pages live there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_body: Option<String>,
+    /// The addresses DNS answered, when the failure came after a lookup (for sinkhole checks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_answer: Vec<std::net::IpAddr>,
 }
 
 impl Failure {
@@ -125,6 +128,7 @@ impl Failure {
             detail: detail.into(),
             proxy_status: None,
             proxy_body: None,
+            dns_answer: Vec::new(),
         }
     }
 

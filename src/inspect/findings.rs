@@ -28,11 +28,31 @@ pub struct Finding {
 impl Finding {
     /// A finding of `kind` for `host`, with the feature and remedy from the profile
     /// (`HOST` and `VENDOR` in the remedy are filled in).
-    pub fn new(profile: &Profile, kind: &str, host: &str, vendor: Option<String>, evidence: String, detail: String) -> Finding {
+    pub fn new(
+        profile: &Profile,
+        kind: &str,
+        host: &str,
+        vendor: Option<String>,
+        evidence: String,
+        detail: String,
+    ) -> Finding {
         let vendor_name = vendor.as_deref().unwrap_or("the security product");
-        let remedy = profile.finding(kind).map_or_else(String::new, |h| h.remedy.replace("HOST", host).replace("VENDOR", vendor_name));
+        let remedy = profile.finding(kind).map_or_else(String::new, |h| {
+            h.remedy
+                .replace("HOST", host)
+                .replace("VENDOR", vendor_name)
+        });
         let feature = profile.match_host(host).map(|e| e.breaks.clone());
-        Finding { kind: kind.to_string(), host: host.to_string(), vendor, evidence, feature, detail, remedy, reproduce: None }
+        Finding {
+            kind: kind.to_string(),
+            host: host.to_string(),
+            vendor,
+            evidence,
+            feature,
+            detail,
+            remedy,
+            reproduce: None,
+        }
     }
 
     pub fn with_reproduce(mut self, command: Option<String>) -> Finding {
@@ -61,7 +81,10 @@ pub struct Answer<'a> {
 
 impl Answer<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -88,18 +111,45 @@ pub fn block_page(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
     let body = String::from_utf8_lossy(a.body).to_ascii_lowercase();
     let location = a.header("location").map(str::to_ascii_lowercase);
     for sig in &profile.block_signatures {
-        let marker = sig.body.iter().find(|m| !m.is_empty() && body.contains(&m.to_ascii_lowercase()));
-        let moved = location.as_deref().and_then(|l| sig.location.iter().find(|m| l.contains(&m.to_ascii_lowercase())));
+        let marker = sig
+            .body
+            .iter()
+            .find(|m| !m.is_empty() && body.contains(&m.to_ascii_lowercase()));
+        let moved = location.as_deref().and_then(|l| {
+            sig.location
+                .iter()
+                .find(|m| l.contains(&m.to_ascii_lowercase()))
+        });
         let refused = a.status >= 400;
-        let header = sig.headers.iter().find(|(name, value)| a.header(name).is_some_and(|v| v.to_ascii_lowercase().contains(&value.to_ascii_lowercase())));
+        let header = sig.headers.iter().find(|(name, value)| {
+            a.header(name)
+                .is_some_and(|v| v.to_ascii_lowercase().contains(&value.to_ascii_lowercase()))
+        });
         let evidence = match (marker, moved, header) {
             (Some(m), _, _) => format!("status {} with body marker {m:?}", a.status),
-            (None, Some(m), _) if (300..400).contains(&a.status) => format!("status {} redirect to {:?} (matches {m:?})", a.status, location.as_deref().unwrap_or("")),
-            (None, _, Some((name, value))) if refused && body.contains("<html") => format!("status {} HTML answer with header {name}: {value}", a.status),
+            (None, Some(m), _) if (300..400).contains(&a.status) => format!(
+                "status {} redirect to {:?} (matches {m:?})",
+                a.status,
+                location.as_deref().unwrap_or("")
+            ),
+            (None, _, Some((name, value))) if refused && body.contains("<html") => format!(
+                "status {} HTML answer with header {name}: {value}",
+                a.status
+            ),
             _ => continue,
         };
-        let detail = format!("{} answered {}{} with its block page instead of the server", sig.vendor, a.host, a.path);
-        return Some(Finding::new(profile, "block_page", a.host, Some(sig.vendor.clone()), evidence, detail));
+        let detail = format!(
+            "{} answered {}{} with its block page instead of the server",
+            sig.vendor, a.host, a.path
+        );
+        return Some(Finding::new(
+            profile,
+            "block_page",
+            a.host,
+            Some(sig.vendor.clone()),
+            evidence,
+            detail,
+        ));
     }
     None
 }
@@ -118,10 +168,23 @@ pub fn redirect_off_allowlist(a: &Answer<'_>, profile: &Profile) -> Option<Findi
     if !(private || block_port || outside) {
         return None;
     }
-    let why = if block_port { "a block-page port" } else if private { "a private address" } else { "a host outside the allowlist" };
+    let why = if block_port {
+        "a block-page port"
+    } else if private {
+        "a private address"
+    } else {
+        "a host outside the allowlist"
+    };
     let evidence = format!("status {} Location: {location}", a.status);
     let detail = format!("{}{} redirected to {why} ({target_host})", a.host, a.path);
-    Some(Finding::new(profile, "redirect_off_allowlist", a.host, None, evidence, detail))
+    Some(Finding::new(
+        profile,
+        "redirect_off_allowlist",
+        a.host,
+        None,
+        evidence,
+        detail,
+    ))
 }
 
 /// HTML where the API answers JSON or an event stream, or a body shorter than declared.
@@ -129,22 +192,48 @@ pub fn unexpected_content(a: &Answer<'_>, profile: &Profile) -> Option<Finding> 
     if let (Some(declared), Some(received)) = (a.declared_length, a.received) {
         if received < declared {
             let evidence = format!("Content-Length {declared}, {received} bytes arrived");
-            let detail = format!("the answer for {}{} ended before its declared length", a.host, a.path);
-            return Some(Finding::new(profile, "unexpected_content", a.host, None, evidence, detail));
+            let detail = format!(
+                "the answer for {}{} ended before its declared length",
+                a.host, a.path
+            );
+            return Some(Finding::new(
+                profile,
+                "unexpected_content",
+                a.host,
+                None,
+                evidence,
+                detail,
+            ));
         }
     }
     let content_type = a.header("content-type").unwrap_or("").to_ascii_lowercase();
-    let expects_api = a.path.starts_with("/backend-api/") || a.path.starts_with("/api/") || a.path.starts_with("/v1/")
+    let expects_api = a.path.starts_with("/backend-api/")
+        || a.path.starts_with("/api/")
+        || a.path.starts_with("/v1/")
         || a.accept.is_some_and(|acc| {
             let acc = acc.to_ascii_lowercase();
-            (acc.contains("application/json") || acc.contains("text/event-stream")) && !acc.contains("text/html")
+            (acc.contains("application/json") || acc.contains("text/event-stream"))
+                && !acc.contains("text/html")
         });
     if !expects_api || !content_type.contains("text/html") || (300..400).contains(&a.status) {
         return None;
     }
-    let evidence = format!("status {} Content-Type {content_type} for {}", a.status, a.path);
-    let detail = format!("{}{} answered HTML where the app expects JSON or an event stream", a.host, a.path);
-    Some(Finding::new(profile, "unexpected_content", a.host, None, evidence, detail))
+    let evidence = format!(
+        "status {} Content-Type {content_type} for {}",
+        a.status, a.path
+    );
+    let detail = format!(
+        "{}{} answered HTML where the app expects JSON or an event stream",
+        a.host, a.path
+    );
+    Some(Finding::new(
+        profile,
+        "unexpected_content",
+        a.host,
+        None,
+        evidence,
+        detail,
+    ))
 }
 
 /// A header a known product adds (`Via: … McAfee Web Gateway`, `X-BlueCoat-Via`, …).
@@ -152,12 +241,21 @@ pub fn proxy_header(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
     for known in &profile.proxy_headers {
         let hit = a.headers.iter().find(|(name, value)| {
             (name == &known.header || name.starts_with(&format!("{}-", known.header)))
-                && value.to_ascii_lowercase().contains(&known.contains.to_ascii_lowercase())
+                && value
+                    .to_ascii_lowercase()
+                    .contains(&known.contains.to_ascii_lowercase())
         });
         if let Some((name, value)) = hit {
             let evidence = format!("{name}: {value}");
             let detail = format!("the answer for {} passed through {}", a.host, known.vendor);
-            return Some(Finding::new(profile, "proxy_header", a.host, Some(known.vendor.clone()), evidence, detail));
+            return Some(Finding::new(
+                profile,
+                "proxy_header",
+                a.host,
+                Some(known.vendor.clone()),
+                evidence,
+                detail,
+            ));
         }
     }
     None
@@ -165,20 +263,39 @@ pub fn proxy_header(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
 
 /// A Cloudflare challenge or mitigation answer.
 pub fn cloudflare_challenge(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
-    let mitigated = a.header("cf-mitigated").is_some_and(|v| v.eq_ignore_ascii_case("challenge"));
+    let mitigated = a
+        .header("cf-mitigated")
+        .is_some_and(|v| v.eq_ignore_ascii_case("challenge"));
     let body = String::from_utf8_lossy(a.body);
-    let server_is_cloudflare = a.header("server").is_some_and(|s| s.eq_ignore_ascii_case("cloudflare"));
-    let marker = ["challenge-platform", "cf-chl", "<title>Just a moment...</title>"].into_iter().find(|m| body.contains(m));
+    let server_is_cloudflare = a
+        .header("server")
+        .is_some_and(|s| s.eq_ignore_ascii_case("cloudflare"));
+    let marker = [
+        "challenge-platform",
+        "cf-chl",
+        "<title>Just a moment...</title>",
+    ]
+    .into_iter()
+    .find(|m| body.contains(m));
     let evidence = match (mitigated, marker) {
         (true, _) => format!("status {} cf-mitigated: challenge", a.status),
-        (false, Some(m)) if server_is_cloudflare && matches!(a.status, 403 | 429 | 503) => format!("status {} Server: cloudflare, body marker {m:?}", a.status),
+        (false, Some(m)) if server_is_cloudflare && matches!(a.status, 403 | 429 | 503) => {
+            format!("status {} Server: cloudflare, body marker {m:?}", a.status)
+        }
         _ => return None,
     };
     let mut detail = format!("Cloudflare challenged the request for {}{}", a.host, a.path);
     if a.intercepted {
         detail.push_str("; diagproxy intercepted this host, and its TLS fingerprint differs from the browser's, which may itself trigger the challenge: tunnel this host (drop it from --intercept) and compare");
     }
-    Some(Finding::new(profile, "cloudflare_challenge", a.host, Some("Cloudflare".into()), evidence, detail))
+    Some(Finding::new(
+        profile,
+        "cloudflare_challenge",
+        a.host,
+        Some("Cloudflare".into()),
+        evidence,
+        detail,
+    ))
 }
 
 /// A 5xx from the upstream that is not a block page.
@@ -188,7 +305,14 @@ pub fn upstream_error(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
     }
     let evidence = format!("status {}", a.status);
     let detail = format!("{}{} answered {}", a.host, a.path, a.status);
-    Some(Finding::new(profile, "upstream_error", a.host, None, evidence, detail))
+    Some(Finding::new(
+        profile,
+        "upstream_error",
+        a.host,
+        None,
+        evidence,
+        detail,
+    ))
 }
 
 /// What a tunnel showed the detectors.
@@ -213,18 +337,50 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
         let status_line = text.lines().next().unwrap_or("").to_string();
         let evidence = format!("plaintext {status_line:?} where a TLS record was expected");
         let detail = format!("a gateway answered the TLS handshake for {} in plain HTTP (clients report \"wrong version number\")", t.host);
-        found.push(Finding::new(profile, "non_tls_in_tunnel", t.host, None, evidence, detail));
+        found.push(Finding::new(
+            profile,
+            "non_tls_in_tunnel",
+            t.host,
+            None,
+            evidence,
+            detail,
+        ));
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let headers = parse_head(head);
-            let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-            let answer = Answer { host: t.host, path: "/", status, headers: &headers, body: body.as_bytes(), accept: None, declared_length: None, received: None, intercepted: false };
+            let status = status_line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let answer = Answer {
+                host: t.host,
+                path: "/",
+                status,
+                headers: &headers,
+                body: body.as_bytes(),
+                accept: None,
+                declared_length: None,
+                received: None,
+                intercepted: false,
+            };
             found.extend(block_page(&answer, profile));
         }
     }
     if t.client_hello && t.bytes_down == 0 && t.upstream_died {
-        let evidence = "0 bytes from the upstream after the ClientHello, then the connection died".to_string();
-        let detail = format!("the connection to {} died right after the ClientHello named it: SNI filtering", t.host);
-        found.push(Finding::new(profile, "reset_after_client_hello", t.host, None, evidence, detail));
+        let evidence =
+            "0 bytes from the upstream after the ClientHello, then the connection died".to_string();
+        let detail = format!(
+            "the connection to {} died right after the ClientHello named it: SNI filtering",
+            t.host
+        );
+        found.push(Finding::new(
+            profile,
+            "reset_after_client_hello",
+            t.host,
+            None,
+            evidence,
+            detail,
+        ));
     }
     found
 }
@@ -232,7 +388,17 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
 /// A block page in the body of a corporate proxy's refusal (of a CONNECT or a request).
 pub fn proxy_refusal(host: &str, status: u16, body: &str, profile: &Profile) -> Option<Finding> {
     let headers = Vec::new();
-    let answer = Answer { host, path: "", status, headers: &headers, body: body.as_bytes(), accept: None, declared_length: None, received: None, intercepted: false };
+    let answer = Answer {
+        host,
+        path: "",
+        status,
+        headers: &headers,
+        body: body.as_bytes(),
+        accept: None,
+        declared_length: None,
+        received: None,
+        intercepted: false,
+    };
     block_page(&answer, profile)
 }
 
@@ -246,8 +412,16 @@ pub fn dns_sinkhole(host: &str, addresses: &[IpAddr], profile: &Profile) -> Opti
         for sink in &profile.sinkholes {
             if cidr_contains(&sink.cidr, *addr) {
                 let evidence = format!("{host} resolved to {addr} (in {})", sink.cidr);
-                let detail = format!("the DNS answer for {host} is a block address, not the real server");
-                return Some(Finding::new(profile, "dns_sinkhole", host, sink.vendor.clone(), evidence, detail));
+                let detail =
+                    format!("the DNS answer for {host} is a block address, not the real server");
+                return Some(Finding::new(
+                    profile,
+                    "dns_sinkhole",
+                    host,
+                    sink.vendor.clone(),
+                    evidence,
+                    detail,
+                ));
             }
         }
     }
@@ -255,7 +429,11 @@ pub fn dns_sinkhole(host: &str, addresses: &[IpAddr], profile: &Profile) -> Opti
 }
 
 /// `curl` that shows the same thing without diagproxy, through the same path.
-pub fn reproduce(url: &str, upstream_proxy: Option<(&str, bool)>, pin: Option<(&str, u16, IpAddr)>) -> String {
+pub fn reproduce(
+    url: &str,
+    upstream_proxy: Option<(&str, bool)>,
+    pin: Option<(&str, u16, IpAddr)>,
+) -> String {
     let mut cmd = String::from("curl -sv -o /dev/null");
     if let Some((proxy, has_credentials)) = upstream_proxy {
         cmd.push_str(&format!(" -x {proxy}"));
@@ -264,7 +442,11 @@ pub fn reproduce(url: &str, upstream_proxy: Option<(&str, bool)>, pin: Option<(&
         }
     }
     if let Some((host, port, ip)) = pin {
-        let ip = if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+        let ip = if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
         cmd.push_str(&format!(" --resolve {host}:{port}:{ip}"));
     }
     cmd.push_str(&format!(" '{url}'"));
@@ -296,15 +478,27 @@ fn is_private(ip: IpAddr) -> bool {
 }
 
 fn cidr_contains(cidr: &str, addr: IpAddr) -> bool {
-    let Some((net, bits)) = cidr.split_once('/') else { return false };
-    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else { return false };
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
     match (net, addr) {
         (IpAddr::V4(n), IpAddr::V4(a)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(n) & mask == u32::from(a) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(a)) if bits <= 128 => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(n) & mask == u128::from(a) & mask
         }
         _ => false,

@@ -85,6 +85,8 @@ pub struct Received {
     pub bytes: u64,
     /// When the first data byte passed (an event stream's first event).
     pub first_data: Option<Instant>,
+    /// The first bytes of the body, when the watcher was asked to keep them.
+    pub prefix: Vec<u8>,
 }
 
 /// Calls `on_end` exactly once, with the byte count, when the body ends however it ends.
@@ -92,18 +94,24 @@ pub struct Watched<B, F: FnOnce(Received, BodyEnd)> {
     inner: B,
     bytes: u64,
     first_data: Option<Instant>,
+    /// Up to `keep` first bytes, for the detectors; the body streams on regardless.
+    prefix: Vec<u8>,
+    keep: usize,
     on_end: Option<F>,
     /// The body had nothing to send (HEAD, 204, 304): dropping it unread is not abandoning it.
     empty: bool,
 }
 
 impl<B: HttpBody, F: FnOnce(Received, BodyEnd)> Watched<B, F> {
-    pub fn new(inner: B, on_end: F) -> Self {
+    /// Watches `inner`, keeping its first `keep` bytes (0: none).
+    pub fn new(inner: B, keep: usize, on_end: F) -> Self {
         let empty = inner.is_end_stream();
         Watched {
             inner,
             bytes: 0,
             first_data: None,
+            prefix: Vec::new(),
+            keep,
             on_end: Some(on_end),
             empty,
         }
@@ -117,6 +125,7 @@ impl<B, F: FnOnce(Received, BodyEnd)> Watched<B, F> {
                 Received {
                     bytes: self.bytes,
                     first_data: self.first_data,
+                    prefix: std::mem::take(&mut self.prefix),
                 },
                 how,
             );
@@ -148,6 +157,10 @@ where
                     self.bytes += data.len() as u64;
                     if self.first_data.is_none() && !data.is_empty() {
                         self.first_data = Some(Instant::now());
+                    }
+                    if self.prefix.len() < self.keep {
+                        let take = data.len().min(self.keep - self.prefix.len());
+                        self.prefix.extend_from_slice(&data[..take]);
                     }
                 }
                 if self.inner.is_end_stream() {

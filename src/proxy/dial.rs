@@ -27,6 +27,8 @@ pub struct Dialed {
     pub addr: SocketAddr,
     /// `None` when no lookup was made (an IP literal or a `--resolve` pin).
     pub dns: Option<Duration>,
+    /// What DNS answered (empty when no lookup was made), for the sinkhole check.
+    pub dns_answer: Vec<IpAddr>,
     pub connect: Duration,
 }
 
@@ -36,6 +38,8 @@ pub struct Upstream {
     /// The address dialled (the corporate proxy's when chaining).
     pub addr: SocketAddr,
     pub dns: Option<Duration>,
+    /// What DNS answered for the origin (empty through a corporate proxy, which resolves).
+    pub dns_answer: Vec<IpAddr>,
     pub connect: Duration,
     /// The CONNECT exchange with the corporate proxy.
     pub proxy_connect: Option<Duration>,
@@ -55,10 +59,16 @@ pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<
         match tokio::time::timeout(left, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
+                let dns_answer = if dns.is_some() {
+                    addrs.iter().map(|a| a.ip()).collect()
+                } else {
+                    Vec::new()
+                };
                 return Ok(Dialed {
                     stream,
                     addr: *addr,
                     dns,
+                    dns_answer,
                     connect: started.elapsed(),
                 });
             }
@@ -91,11 +101,15 @@ pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<
     } else {
         format!(" ({addr})")
     };
-    Err(Failure::new(
+    let mut failure = Failure::new(
         kind,
         side,
         format!("TCP connect to {whom}{target}{at}: {why}"),
-    ))
+    );
+    if dns.is_some() {
+        failure.dns_answer = addrs.iter().map(|a| a.ip()).collect();
+    }
+    Err(failure)
 }
 
 async fn resolve(
@@ -163,6 +177,7 @@ pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstr
             io: Box::new(d.stream),
             addr: d.addr,
             dns: d.dns,
+            dns_answer: d.dns_answer,
             connect: d.connect,
             proxy_connect: None,
         });
@@ -189,6 +204,7 @@ pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstr
         io,
         addr: d.addr,
         dns: d.dns,
+        dns_answer: Vec::new(),
         connect: d.connect,
         proxy_connect: Some(started.elapsed()),
     })

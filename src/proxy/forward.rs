@@ -10,12 +10,13 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, EXPECT, HOST, PROXY_AUTHORIZATION,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, EXPECT, HOST, PROXY_AUTHORIZATION,
 };
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
-use super::body::{Body, BodyEnd, Counted, Watched};
+use super::body::{Body, Counted};
+use super::exchange::{self, Asked};
 use super::pool::PoolKey;
 use super::{answer, dial, OpenGuard, Shared};
 use crate::clock::{self, ms};
@@ -43,6 +44,8 @@ pub async fn forward(
     let started = Instant::now();
     let method = req.method().to_string();
     let url = req.uri().to_string();
+    let path = req.uri().path().to_string();
+    let accept = accept_of(&req);
     if req.uri().scheme_str() != Some("http") {
         let reason =
             format!("only http:// URLs are forwarded; send https through CONNECT (got {url})");
@@ -107,6 +110,7 @@ pub async fn forward(
         upstream_protocol: None,
         headers: None,
         failure: None,
+        findings: Vec::new(),
     };
     let bytes_up = Arc::new(AtomicU64::new(0));
     let (request, key) = upstream_request(req, &authority, &state, bytes_up.clone());
@@ -132,35 +136,17 @@ pub async fn forward(
             dial::proxy_refusal(response, &format!("{} {}", event.method, event.url)).await;
         return fail(&state, event, failure, started, &bytes_up);
     }
-    let head_at = Instant::now();
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    event.status = Some(parts.status.as_u16());
-    event.content_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let watched = Watched::new(body, move |received, how| {
-        let _open = guard;
-        event.bytes_down = received.bytes;
-        event.timings.first_byte_ms = received.first_data.map(|t| ms(t - started));
-        event.bytes_up = bytes_up.load(Ordering::Relaxed);
-        event.timings.receive_ms = Some(ms(head_at.elapsed()));
-        event.timings.total_ms = ms(started.elapsed());
-        match how {
-            BodyEnd::Complete => {
-                event.complete = true;
-                state.pool.put(key, sender);
-            }
-            BodyEnd::Error(e) => {
-                event.failure = Some(Failure::from_exchange_error(&*e, Side::Upstream))
-            }
-            BodyEnd::Abandoned => {}
-        }
-        state.recorder.record(Event::Request(Box::new(event)));
-    });
-    Response::from_parts(parts, watched.boxed())
+    let asked = Asked {
+        path,
+        accept,
+        intercepted: false,
+        started,
+        bytes_up,
+    };
+    let pool_state = state.clone();
+    exchange::relay(&state, response, event, asked, guard, move || {
+        pool_state.pool.put(key, sender)
+    })
 }
 
 /// The request as the upstream gets it, and the pool key of the peer it goes to.
@@ -233,6 +219,13 @@ async fn exchange(
         }
     }
     let dialed = dial::dial(&key.0, key.1, &state.config, side).await?;
+    event
+        .findings
+        .extend(crate::inspect::findings::dns_sinkhole(
+            &key.0,
+            &dialed.dns_answer,
+            &state.config.profile,
+        ));
     event.server_ip = Some(dialed.addr.ip().to_string());
     event.timings.dns_ms = dialed.dns.map(ms);
     event.timings.connect_ms = Some(ms(dialed.connect));
@@ -268,11 +261,22 @@ fn fail(
     bytes_up: &AtomicU64,
 ) -> Response<Body> {
     let response = answer::failure(&failure, &event.host, event.port, &state.config.profile);
+    event
+        .findings
+        .extend(state.failure_findings(&event.host, &failure, &event.url, event.port));
     event.failure = Some(failure);
     event.bytes_up = bytes_up.load(Ordering::Relaxed);
     event.timings.total_ms = ms(started.elapsed());
     state.recorder.record(Event::Request(Box::new(event)));
     response
+}
+
+/// The request's Accept header, for the detectors.
+pub fn accept_of<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Removes hop-by-hop headers, including every header the Connection header names.

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, CONNECTION, CONTENT_TYPE, UPGRADE};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
-use super::body::{empty, full, Body, BodyEnd, Counted, Watched};
+use super::body::{empty, full, Body, Counted};
+use super::exchange::{self, Asked};
 use super::forward::strip_hop_by_hop;
 use super::origin::{Origin, SendError};
 use super::{answer, OpenGuard, Shared};
@@ -136,6 +137,7 @@ pub async fn connect(
             bytes_down: 0,
             end: TunnelEnd::DownstreamClosed,
             failure: None,
+            findings: Vec::new(),
         };
         state.recorder.record(Event::Tunnel(Box::new(record)));
     });
@@ -217,11 +219,8 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     {
         downstream.user_agent = Some(ua.to_string());
     }
-    let wants_html = req
-        .headers()
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
+    let accept = super::forward::accept_of(&req);
+    let wants_html = accept.as_deref().is_some_and(|a| a.contains("text/html"));
     let mut event = RequestEvent {
         ts: clock::rfc3339(SystemTime::now()),
         method: req.method().to_string(),
@@ -249,6 +248,7 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             response: Vec::new(),
         }),
         failure: None,
+        findings: Vec::new(),
     };
     if is_upgrade(&req) {
         let on_downstream = hyper::upgrade::on(&mut req);
@@ -280,44 +280,19 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             return fail(&ctx, event, failure.into(), started, &bytes_up, wants_html);
         }
     };
-    let head_at = Instant::now();
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    event.status = Some(parts.status.as_u16());
-    event.content_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let Some(headers) = event.headers.as_mut() {
-        headers.response = redact::headers(&parts.headers, false);
-    }
-    let ctx_end = ctx.clone();
-    let watched = Watched::new(body, move |received, how| {
-        let _open = guard;
-        event.bytes_down = received.bytes;
-        event.bytes_up = bytes_up.load(Ordering::Relaxed);
-        event.timings.first_byte_ms = received.first_data.map(|t| ms(t - started));
-        event.timings.receive_ms = Some(ms(head_at.elapsed()));
-        event.timings.total_ms = ms(started.elapsed());
-        match how {
-            BodyEnd::Complete => {
-                event.complete = true;
-                if let Some(sender) = reusable {
-                    ctx_end.origin.put_back(sender);
-                }
-            }
-            BodyEnd::Error(e) => {
-                event.failure = Some(Failure::from_exchange_error(&*e, Side::Upstream))
-            }
-            BodyEnd::Abandoned => {}
+    let asked = Asked {
+        path,
+        accept,
+        intercepted: true,
+        started,
+        bytes_up,
+    };
+    let origin_end = ctx.clone();
+    exchange::relay(state, response, event, asked, guard, move || {
+        if let Some(sender) = reusable {
+            origin_end.origin.put_back(sender);
         }
-        ctx_end
-            .state
-            .recorder
-            .record(Event::Request(Box::new(event)));
-    });
-    Response::from_parts(parts, watched.boxed())
+    })
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -378,6 +353,7 @@ async fn upgrade(
                 TokioIo::new(down),
                 TokioIo::new(up),
                 state.config.idle_timeout,
+                |_| {},
                 |_| {},
             )
             .await;

@@ -11,6 +11,7 @@
 pub mod answer;
 pub mod body;
 pub mod dial;
+pub mod exchange;
 pub mod forward;
 pub mod intercept;
 pub mod origin;
@@ -228,6 +229,49 @@ pub fn targets(listen: SocketAddr, host: &str, port: u16) -> bool {
 }
 
 impl State {
+    /// The curl command that shows what happened to `url` without diagproxy, through the
+    /// same corporate proxy and `--resolve` pin.
+    pub fn reproduce(&self, url: &str, host: &str, port: u16) -> String {
+        let proxy = self.config.upstream_proxy.as_ref().map(|p| {
+            (
+                format!("http://{}", crate::config::host_port(&p.host, p.port)),
+                p.authorization.is_some(),
+            )
+        });
+        let pin = self
+            .config
+            .resolve
+            .get(&(host.to_ascii_lowercase(), port))
+            .map(|ip| (host, port, *ip));
+        crate::inspect::findings::reproduce(url, proxy.as_ref().map(|(p, c)| (p.as_str(), *c)), pin)
+    }
+
+    /// Findings that a failure itself shows: a sinkhole DNS answer, a block page in the
+    /// corporate proxy's refusal.
+    pub fn failure_findings(
+        &self,
+        host: &str,
+        failure: &crate::failure::Failure,
+        url: &str,
+        port: u16,
+    ) -> Vec<crate::inspect::Finding> {
+        let profile = &self.config.profile;
+        let mut found: Vec<_> =
+            crate::inspect::findings::dns_sinkhole(host, &failure.dns_answer, profile)
+                .into_iter()
+                .collect();
+        if let (Some(status), Some(body)) = (failure.proxy_status, failure.proxy_body.as_deref()) {
+            found.extend(crate::inspect::findings::proxy_refusal(
+                host, status, body, profile,
+            ));
+        }
+        let reproduce = self.reproduce(url, host, port);
+        found
+            .into_iter()
+            .map(|f| f.with_reproduce(Some(reproduce.clone())))
+            .collect()
+    }
+
     /// Whether a CONNECT to `host` is intercepted rather than tunnelled.
     pub fn intercepts(&self, host: &str) -> bool {
         self.minter.is_some()

@@ -15,6 +15,7 @@ use super::dial::{self, Io};
 use super::{answer, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
+use crate::inspect::findings::{self, TunnelSight};
 use crate::session::event::{Downstream, Event, Timings, TlsCheckEvent, TunnelEnd, TunnelEvent};
 use crate::shutdown::Shutdown;
 use crate::sniff::{self, Sniff};
@@ -87,11 +88,14 @@ pub async fn connect(
         bytes_down: 0,
         end: TunnelEnd::Failed,
         failure: None,
+        findings: Vec::new(),
     };
     let upstream = match dial::open_tunnel(&record.host, port, &state.config).await {
         Ok(upstream) => upstream,
         Err(failure) => {
             let response = answer::failure(&failure, &record.host, port, &state.config.profile);
+            let url = format!("https://{}/", crate::config::host_port(&record.host, port));
+            record.findings = state.failure_findings(&record.host, &failure, &url, port);
             record.failure = Some(failure);
             record.timings.total_ms = ms(started.elapsed());
             state.recorder.record(Event::Tunnel(Box::new(record)));
@@ -99,6 +103,13 @@ pub async fn connect(
         }
     };
     record.server_ip = Some(upstream.addr.ip().to_string());
+    record
+        .findings
+        .extend(crate::inspect::findings::dns_sinkhole(
+            &record.host,
+            &upstream.dns_answer,
+            &state.config.profile,
+        ));
     record.timings.dns_ms = upstream.dns.map(ms);
     record.timings.connect_ms = Some(ms(upstream.connect));
     record.timings.proxy_connect_ms = upstream.proxy_connect.map(ms);
@@ -108,12 +119,11 @@ pub async fn connect(
             Ok(upgraded) => {
                 let (host, port) = (record.host.clone(), record.port);
                 let on_hello = |sni: Option<&str>| check_chain(&state, &host, port, sni);
-                let idle = state.config.idle_timeout;
                 relay(
                     TokioIo::new(upgraded),
                     upstream.io,
                     &mut record,
-                    idle,
+                    &state,
                     on_hello,
                 )
                 .await
@@ -197,18 +207,32 @@ async fn relay(
     downstream: impl Io,
     upstream: Box<dyn Io>,
     record: &mut TunnelEvent,
-    idle: Duration,
+    state: &Shared,
     on_hello: impl FnOnce(Option<&str>),
 ) {
     let mut sniffer = Sniffer::default();
     let mut on_hello = Some(on_hello);
-    let outcome = splice(downstream, upstream, idle, |chunk| {
+    let mut first_upstream = Vec::new();
+    let on_up = |chunk: &[u8]| {
         if let Some(Sniff::Hello(hello)) = sniffer.feed(chunk) {
             if let Some(callback) = on_hello.take() {
                 callback(hello.sni.as_deref());
             }
         }
-    })
+    };
+    let on_down = |chunk: &[u8]| {
+        if first_upstream.len() < FIRST_UPSTREAM_KEPT {
+            let take = chunk.len().min(FIRST_UPSTREAM_KEPT - first_upstream.len());
+            first_upstream.extend_from_slice(&chunk[..take]);
+        }
+    };
+    let outcome = splice(
+        downstream,
+        upstream,
+        state.config.idle_timeout,
+        on_up,
+        on_down,
+    )
     .await;
     if let Some(e) = &outcome.upstream_error {
         record.failure = Some(Failure::new(
@@ -222,7 +246,29 @@ async fn relay(
     record.bytes_down = outcome.bytes_down;
     record.timings.wait_ms = outcome.first_down.map(ms);
     sniffer.finish(record);
+    let sight = TunnelSight {
+        host: record.host_name(),
+        client_hello: record.payload == "tls",
+        first_upstream: &first_upstream,
+        bytes_down: record.bytes_down,
+        upstream_died: record.end == TunnelEnd::UpstreamReset
+            || (record.end == TunnelEnd::UpstreamClosed && record.bytes_down == 0),
+    };
+    let found = findings::tunnel_findings(&sight, &state.config.profile);
+    let url = format!(
+        "https://{}/",
+        crate::config::host_port(record.host_name(), record.port)
+    );
+    let reproduce = state.reproduce(&url, record.host_name(), record.port);
+    record.findings.extend(
+        found
+            .into_iter()
+            .map(|f| f.with_reproduce(Some(reproduce.clone()))),
+    );
 }
+
+/// How much of the upstream's first bytes a tunnel keeps for the detectors.
+const FIRST_UPSTREAM_KEPT: usize = 4096;
 
 /// What a spliced pair of streams did.
 pub struct Spliced {
@@ -243,6 +289,7 @@ pub async fn splice(
     upstream: impl Io,
     idle: Duration,
     on_up_chunk: impl FnMut(&[u8]),
+    on_down_chunk: impl FnMut(&[u8]),
 ) -> Spliced {
     let meter = Meter {
         start: Instant::now(),
@@ -266,7 +313,7 @@ pub async fn splice(
         &mut down_write,
         Side::Upstream,
         &meter,
-        |_| {},
+        on_down_chunk,
     );
     let mut upstream_error = None;
     let end = tokio::select! {

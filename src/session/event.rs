@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::failure::Failure;
+use crate::inspect::Finding;
 use crate::tls::chain::TlsVerdict;
 
 /// One thing that happened in a session.
@@ -126,6 +127,9 @@ pub struct TunnelEvent {
     pub bytes_down: u64,
     pub end: TunnelEnd,
     pub failure: Option<Failure>,
+    /// What the detectors made of the tunnel (plaintext answer, SNI reset, sinkhole, block page).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 impl TunnelEvent {
@@ -168,6 +172,9 @@ pub struct RequestEvent {
     /// Request and response headers, credentials redacted (intercepted requests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Headers>,
+    /// What the detectors made of the answer (block page, redirect, unexpected content, …).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
     pub failure: Option<Failure>,
 }
 

@@ -268,6 +268,7 @@ mod tests {
                 Side::Upstream,
                 "no such name",
             )),
+            findings: Vec::new(),
         }))
     }
 

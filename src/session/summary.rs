@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::event::{Event, SessionInfo, TunnelEnd};
 use crate::failure::{Failure, FailureKind};
+use crate::inspect::Finding;
 use crate::profile::Profile;
 use crate::tls::chain::{TlsVerdict, Verdict};
 
@@ -44,14 +45,6 @@ pub struct HostStats {
     /// Why the chain could not be checked, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_error: Option<String>,
-}
-
-/// An observation with the remedy that applies.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Finding {
-    pub kind: String,
-    pub detail: String,
-    pub remedy: String,
 }
 
 /// The `summary.json` document (version 1).
@@ -99,31 +92,24 @@ impl Summary {
             Event::SessionEnded(end) => self.ended_at = Some(end.ended_at.clone()),
             Event::Refused(_) => self.refused += 1,
             Event::ClientRejectedCa(r) => {
-                let remedy = self
-                    .profile
-                    .finding("client_rejected_ca")
-                    .map_or_else(String::new, |h| h.remedy.clone());
+                let client = r
+                    .downstream
+                    .user_agent
+                    .as_deref()
+                    .unwrap_or("unknown client");
                 let detail = format!(
-                    "the client ({}) refused diagproxy's certificate for {}: {}",
-                    r.downstream
-                        .user_agent
-                        .as_deref()
-                        .unwrap_or("unknown client"),
-                    r.host,
-                    r.detail
+                    "the client ({client}) refused diagproxy's certificate for {}",
+                    r.host
                 );
-                let stats = self.host(&r.host, r.port);
-                if !stats
-                    .findings
-                    .iter()
-                    .any(|f| f.kind == "client_rejected_ca")
-                {
-                    stats.findings.push(Finding {
-                        kind: "client_rejected_ca".into(),
-                        detail,
-                        remedy,
-                    });
-                }
+                let finding = Finding::new(
+                    &self.profile,
+                    "client_rejected_ca",
+                    &r.host,
+                    None,
+                    r.detail.clone(),
+                    detail,
+                );
+                self.host(&r.host, r.port).add_finding(finding);
             }
             Event::TlsCheck(check) => {
                 let finding = check
@@ -134,9 +120,7 @@ impl Summary {
                 stats.tls = check.tls.clone();
                 stats.tls_error = check.error.clone();
                 if let Some(finding) = finding {
-                    if !stats.findings.iter().any(|f| f.kind == finding.kind) {
-                        stats.findings.push(finding);
-                    }
+                    stats.add_finding(finding);
                 }
             }
             Event::Tunnel(t) => {
@@ -147,6 +131,9 @@ impl Summary {
                 stats.bytes_up += t.bytes_up;
                 stats.bytes_down += t.bytes_down;
                 stats.note(t.downstream.user_agent.as_deref(), t.timings.connect_ms);
+                for finding in &t.findings {
+                    stats.add_finding(finding.clone());
+                }
                 let failure = t.failure.clone();
                 self.record_failure(t.host_name(), t.port, failure.as_ref());
             }
@@ -159,6 +146,9 @@ impl Summary {
                 stats.bytes_up += r.bytes_up;
                 stats.bytes_down += r.bytes_down;
                 stats.note(r.downstream.user_agent.as_deref(), r.timings.connect_ms);
+                for finding in &r.findings {
+                    stats.add_finding(finding.clone());
+                }
                 self.record_failure(&r.host, r.port, r.failure.as_ref());
             }
         }
@@ -191,9 +181,7 @@ impl Summary {
         let finding = finding_for(&self.profile, host, failure);
         let stats = self.host(host, port);
         *stats.failures.entry(failure.kind).or_insert(0) += 1;
-        if !stats.findings.iter().any(|f| f.kind == finding.kind) {
-            stats.findings.push(finding);
-        }
+        stats.add_finding(finding);
     }
 
     pub fn hosts(&self) -> impl Iterator<Item = &HostStats> {
@@ -251,6 +239,17 @@ impl Summary {
 }
 
 impl HostStats {
+    /// Keeps one finding per kind and vendor: the first one seen, with its evidence.
+    fn add_finding(&mut self, finding: Finding) {
+        if !self
+            .findings
+            .iter()
+            .any(|f| f.kind == finding.kind && f.vendor == finding.vendor)
+        {
+            self.findings.push(finding);
+        }
+    }
+
     fn note(&mut self, user_agent: Option<&str>, connect_ms: Option<f64>) {
         if let Some(ua) = user_agent {
             if self.user_agents.len() < 16 && !self.user_agents.contains(ua) {
@@ -263,7 +262,7 @@ impl HostStats {
     }
 }
 
-/// The finding a failure becomes: what failed, and the profile's remedy and next check.
+/// The finding a failure becomes: what failed, and the profile's next check and remedy.
 pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding {
     let mut remedy = String::new();
     if let Some(hint) = profile.hint(failure.kind) {
@@ -278,11 +277,20 @@ pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding 
             entry.pattern, entry.breaks, entry.remedy
         ));
     }
-    Finding {
-        kind: failure.kind.as_str().to_string(),
-        detail: failure.to_string(),
-        remedy,
-    }
+    let evidence = match failure.proxy_status {
+        Some(status) => format!("{} (the corporate proxy answered {status})", failure.detail),
+        None => failure.detail.clone(),
+    };
+    let mut finding = Finding::new(
+        profile,
+        failure.kind.as_str(),
+        host,
+        None,
+        evidence,
+        failure.to_string(),
+    );
+    finding.remedy = remedy;
+    finding
 }
 
 /// `tls_inspection` or `untrusted_certificate` for a chain that is not public.
@@ -304,14 +312,15 @@ pub fn tls_finding(profile: &Profile, host: &str, port: u16, tls: &TlsVerdict) -
         ),
         _ => format!("TLS for {host}:{port} is signed by {}{by}, which neither the public roots nor this machine trust ({why})", tls.issuer),
     };
-    let remedy = profile
-        .finding(kind)
-        .map_or_else(String::new, |h| h.remedy.clone());
-    Some(Finding {
-        kind: kind.to_string(),
+    let evidence = format!("issuer {}; root {}", tls.issuer, tls.root);
+    Some(Finding::new(
+        profile,
+        kind,
+        host,
+        tls.vendor.clone(),
+        evidence,
         detail,
-        remedy,
-    })
+    ))
 }
 
 #[cfg(test)]
@@ -359,6 +368,7 @@ mod tests {
                 TunnelEnd::DownstreamClosed
             },
             failure,
+            findings: Vec::new(),
         }))
     }
 
@@ -447,6 +457,7 @@ mod tests {
                 upstream_protocol: None,
                 headers: None,
                 failure: None,
+                findings: Vec::new(),
             }))
         };
         s.apply(&req(Some(1.0)));

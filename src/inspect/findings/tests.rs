@@ -8,13 +8,25 @@ fn profile() -> Profile {
 }
 
 fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_string())).collect()
+    list.iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+        .collect()
 }
 
 /// Runs every response detector on one answer.
 fn check(host: &str, path: &str, status: u16, head: &[(&str, &str)], body: &str) -> Vec<Finding> {
     let h = headers(head);
-    let a = Answer { host, path, status, headers: &h, body: body.as_bytes(), accept: None, declared_length: None, received: None, intercepted: false };
+    let a = Answer {
+        host,
+        path,
+        status,
+        headers: &h,
+        body: body.as_bytes(),
+        accept: None,
+        declared_length: None,
+        received: None,
+        intercepted: false,
+    };
     answer_findings(&a, &profile())
 }
 
@@ -26,42 +38,128 @@ fn only(found: &[Finding]) -> (&str, Option<&str>) {
 #[test]
 fn mcafee_web_gateway() {
     let body = "<html><head><title>McAfee Web Gateway - Notification</title><link rel=\"stylesheet\" href=\"/mwg-internal/de5fs23hu73ds/files/default/stylesheet.css\"></head><!-- Message.TemplateName: urlblocked --><body>This website was blocked because of the site's category and/or reputation.</body></html>";
-    let found = check("chatgpt.com", "/", 403, &[("Via", "1.1 10.0.0.1 (McAfee Web Gateway 7.8.2.5.0.27349)"), ("Content-Type", "text/html")], body);
-    assert_eq!(only(&found), ("block_page", Some("McAfee / Skyhigh Web Gateway")));
-    assert!(found[0].evidence.contains("McAfee Web Gateway - Notification"), "{}", found[0].evidence);
-    assert!(found[0].remedy.contains("chatgpt.com") && found[0].remedy.contains("McAfee"), "{}", found[0].remedy);
-    assert_eq!(found[0].feature.as_deref(), Some("Everything: the app does not load or shows \"network error\""));
+    let found = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &[
+            ("Via", "1.1 10.0.0.1 (McAfee Web Gateway 7.8.2.5.0.27349)"),
+            ("Content-Type", "text/html"),
+        ],
+        body,
+    );
+    assert_eq!(
+        only(&found),
+        ("block_page", Some("McAfee / Skyhigh Web Gateway"))
+    );
+    assert!(
+        found[0]
+            .evidence
+            .contains("McAfee Web Gateway - Notification"),
+        "{}",
+        found[0].evidence
+    );
+    assert!(
+        found[0].remedy.contains("chatgpt.com") && found[0].remedy.contains("McAfee"),
+        "{}",
+        found[0].remedy
+    );
+    assert_eq!(
+        found[0].feature.as_deref(),
+        Some("Everything: the app does not load or shows \"network error\"")
+    );
 }
 
 #[test]
 fn cisco_umbrella_page_and_redirect() {
     let body = "<html><body>This site has been blocked by the network administrator. <a href=\"https://block.opendns.com/?url=chatgpt.com\">more</a></body></html>";
-    assert_eq!(only(&check("chatgpt.com", "/", 403, &[("Content-Type", "text/html")], body)), ("block_page", Some("Cisco Umbrella")));
-    let found = check("files.oaiusercontent.com", "/upload", 302, &[("Location", "https://block.opendns.com/?url=files.oaiusercontent.com&server=ams")], "");
+    assert_eq!(
+        only(&check(
+            "chatgpt.com",
+            "/",
+            403,
+            &[("Content-Type", "text/html")],
+            body
+        )),
+        ("block_page", Some("Cisco Umbrella"))
+    );
+    let found = check(
+        "files.oaiusercontent.com",
+        "/upload",
+        302,
+        &[(
+            "Location",
+            "https://block.opendns.com/?url=files.oaiusercontent.com&server=ams",
+        )],
+        "",
+    );
     assert_eq!(only(&found), ("block_page", Some("Cisco Umbrella")));
-    assert_eq!(found[0].feature.as_deref(), Some("Uploads fail with \"a network problem was identified\""));
+    assert_eq!(
+        found[0].feature.as_deref(),
+        Some("Uploads fail with \"a network problem was identified\"")
+    );
 }
 
 #[test]
 fn symantec_blue_coat() {
-    let redirect = check("chatgpt.com", "/", 302, &[("Location", "http://notify.bluecoat.com/notify-NotifyUser1?http%3A%2F%2Fchatgpt.com%2F")], "");
-    assert_eq!(only(&redirect), ("block_page", Some("Broadcom Symantec / Blue Coat")));
+    let redirect = check(
+        "chatgpt.com",
+        "/",
+        302,
+        &[(
+            "Location",
+            "http://notify.bluecoat.com/notify-NotifyUser1?http%3A%2F%2Fchatgpt.com%2F",
+        )],
+        "",
+    );
+    assert_eq!(
+        only(&redirect),
+        ("block_page", Some("Broadcom Symantec / Blue Coat"))
+    );
     let body = "<html><title>Access Denied</title><body>Your request was denied because of its content categorization: \"Artificial Intelligence\"<br>content_filter_denied</body></html>";
-    assert_eq!(only(&check("chatgpt.com", "/", 403, &[], body)), ("block_page", Some("Broadcom Symantec / Blue Coat")));
+    assert_eq!(
+        only(&check("chatgpt.com", "/", 403, &[], body)),
+        ("block_page", Some("Broadcom Symantec / Blue Coat"))
+    );
 }
 
 #[test]
 fn palo_alto_pan_db_503() {
     let body = "<html><head><title>Web Page Blocked</title></head><body><p>Access to the web page you were trying to visit has been blocked in accordance with company policy. Please contact your system administrator if you believe this is in error.</p><p><b>User:</b> corp\\alice</p><p><b>URL:</b> chatgpt.com/</p><p><b>Category:</b> artificial-intelligence</p></body></html>";
-    let found = check("chatgpt.com", "/", 503, &[("Content-Type", "text/html")], body);
-    assert_eq!(only(&found), ("block_page", Some("Palo Alto Networks PAN-DB")), "a block page is not an upstream_error");
+    let found = check(
+        "chatgpt.com",
+        "/",
+        503,
+        &[("Content-Type", "text/html")],
+        body,
+    );
+    assert_eq!(
+        only(&found),
+        ("block_page", Some("Palo Alto Networks PAN-DB")),
+        "a block page is not an upstream_error"
+    );
 }
 
 #[test]
 fn zscaler_redirect_and_server_header() {
     let location = "https://gateway.zscalerthree.net/block?url=chatgpt.com&reason=Not+allowed+to+browse+Generative+AI+category&reasoncode=CATEGORY_DENIED&zsq=abc";
-    assert_eq!(only(&check("chatgpt.com", "/", 307, &[("Location", location)], "")), ("block_page", Some("Zscaler")));
-    let refusal = check("chatgpt.com", "/", 403, &[("Server", "Zscaler/6.2"), ("Content-Type", "text/html")], "<html><body>Sorry, you don't have permission</body></html>");
+    assert_eq!(
+        only(&check(
+            "chatgpt.com",
+            "/",
+            307,
+            &[("Location", location)],
+            ""
+        )),
+        ("block_page", Some("Zscaler"))
+    );
+    let refusal = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &[("Server", "Zscaler/6.2"), ("Content-Type", "text/html")],
+        "<html><body>Sorry, you don't have permission</body></html>",
+    );
     assert_eq!(only(&refusal), ("block_page", Some("Zscaler")));
 }
 
@@ -74,100 +172,310 @@ fn sophos_redirect_to_8090() {
 #[test]
 fn barracuda_block_page_served_with_200() {
     let body = "<html><body><p>The link you are accessing has been blocked by the Barracuda Web Filter</p></body></html>";
-    let found = check("chatgpt.com", "/", 200, &[("Via", "1.1 bwf (http_scan_byf/3.5.16)")], body);
-    assert_eq!(only(&found), ("block_page", Some("Barracuda Web Security Gateway")));
+    let found = check(
+        "chatgpt.com",
+        "/",
+        200,
+        &[("Via", "1.1 bwf (http_scan_byf/3.5.16)")],
+        body,
+    );
+    assert_eq!(
+        only(&found),
+        ("block_page", Some("Barracuda Web Security Gateway"))
+    );
 }
 
 #[test]
 fn fortiguard_with_403_and_with_200() {
     let body = "<html><head><title>Web Filter Violation</title></head><body><h1>FortiGuard Intrusion Prevention - Access Blocked</h1><h3>Web Page Blocked</h3><p>You have tried to access a web page that is in violation of your Internet usage policy.</p><p>Category: Artificial Intelligence Technology</p><p>URL Source: Local URLfilter Block</p></body></html>";
-    assert_eq!(only(&check("chatgpt.com", "/", 403, &[], body)), ("block_page", Some("Fortinet FortiGuard")));
-    assert_eq!(only(&check("chatgpt.com", "/backend-api/conversation", 200, &[("Content-Type", "text/html")], body)), ("block_page", Some("Fortinet FortiGuard")));
+    assert_eq!(
+        only(&check("chatgpt.com", "/", 403, &[], body)),
+        ("block_page", Some("Fortinet FortiGuard"))
+    );
+    assert_eq!(
+        only(&check(
+            "chatgpt.com",
+            "/backend-api/conversation",
+            200,
+            &[("Content-Type", "text/html")],
+            body
+        )),
+        ("block_page", Some("Fortinet FortiGuard"))
+    );
 }
 
 #[test]
 fn cisco_wsa_forcepoint_cloudflare_gateway() {
     let wsa = check("chatgpt.com", "/", 403, &[("Via", "1.1 wsa.corp:80 (Cisco-WSA/12.5.1-043)")], "<html><head><title>Notification: Policy: URL Filtering</title></head><body>This Page Cannot Be Displayed</body></html>");
     assert_eq!(only(&wsa), ("block_page", Some("Cisco WSA")));
-    let forcepoint = check("chatgpt.com", "/", 403, &[], "<html><head><title>Access to this site is blocked</title></head></html>");
+    let forcepoint = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &[],
+        "<html><head><title>Access to this site is blocked</title></head></html>",
+    );
     assert_eq!(only(&forcepoint), ("block_page", Some("Forcepoint")));
-    let gateway = check("chatgpt.com", "/", 403, &[], "<html><body><h1>This site is blocked</h1><p>Cloudflare Gateway</p></body></html>");
+    let gateway = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &[],
+        "<html><body><h1>This site is blocked</h1><p>Cloudflare Gateway</p></body></html>",
+    );
     assert_eq!(only(&gateway), ("block_page", Some("Cloudflare Gateway")));
 }
 
 #[test]
 fn redirects_off_the_allowlist_and_inside_it() {
-    assert!(check("chat.openai.com", "/", 301, &[("Location", "https://chatgpt.com/")], "").is_empty(), "inside the allowlist");
-    let away = check("chatgpt.com", "/", 302, &[("Location", "https://login.corp.example/sso?next=chatgpt.com")], "");
+    assert!(
+        check(
+            "chat.openai.com",
+            "/",
+            301,
+            &[("Location", "https://chatgpt.com/")],
+            ""
+        )
+        .is_empty(),
+        "inside the allowlist"
+    );
+    let away = check(
+        "chatgpt.com",
+        "/",
+        302,
+        &[(
+            "Location",
+            "https://login.corp.example/sso?next=chatgpt.com",
+        )],
+        "",
+    );
     assert_eq!(only(&away), ("redirect_off_allowlist", None));
-    let private = check("chatgpt.com", "/", 302, &[("Location", "http://10.1.2.3/portal")], "");
+    let private = check(
+        "chatgpt.com",
+        "/",
+        302,
+        &[("Location", "http://10.1.2.3/portal")],
+        "",
+    );
     assert_eq!(only(&private), ("redirect_off_allowlist", None));
     assert!(private[0].detail.contains("private address"));
-    let port = check("chatgpt.com", "/", 302, &[("Location", "https://chatgpt.com:6082/php/uid.php?vsys=1")], "");
-    assert_eq!(only(&port).0, "block_page", "the PAN captive portal path is a block page");
-    let port = check("chatgpt.com", "/", 302, &[("Location", "https://chatgpt.com:6081/continue")], "");
-    assert_eq!(only(&port), ("block_page", Some("Palo Alto Networks PAN-DB")), "PAN's continue page port");
-    let port = check("chatgpt.com", "/", 302, &[("Location", "https://chatgpt.com:8090/login")], "");
+    let port = check(
+        "chatgpt.com",
+        "/",
+        302,
+        &[("Location", "https://chatgpt.com:6082/php/uid.php?vsys=1")],
+        "",
+    );
+    assert_eq!(
+        only(&port).0,
+        "block_page",
+        "the PAN captive portal path is a block page"
+    );
+    let port = check(
+        "chatgpt.com",
+        "/",
+        302,
+        &[("Location", "https://chatgpt.com:6081/continue")],
+        "",
+    );
+    assert_eq!(
+        only(&port),
+        ("block_page", Some("Palo Alto Networks PAN-DB")),
+        "PAN's continue page port"
+    );
+    let port = check(
+        "chatgpt.com",
+        "/",
+        302,
+        &[("Location", "https://chatgpt.com:8090/login")],
+        "",
+    );
     assert_eq!(only(&port), ("redirect_off_allowlist", None));
     assert!(port[0].detail.contains("block-page port"));
-    assert!(check("example.org", "/", 302, &[("Location", "https://elsewhere.example/")], "").is_empty(), "hosts outside the profile may redirect anywhere");
-    assert!(check("chatgpt.com", "/", 302, &[("Location", "/auth/login")], "").is_empty(), "relative redirects stay on the host");
+    assert!(
+        check(
+            "example.org",
+            "/",
+            302,
+            &[("Location", "https://elsewhere.example/")],
+            ""
+        )
+        .is_empty(),
+        "hosts outside the profile may redirect anywhere"
+    );
+    assert!(
+        check("chatgpt.com", "/", 302, &[("Location", "/auth/login")], "").is_empty(),
+        "relative redirects stay on the host"
+    );
 }
 
 #[test]
 fn html_where_the_api_answers_json() {
-    let found = check("chatgpt.com", "/backend-api/conversation", 200, &[("Content-Type", "text/html; charset=utf-8")], "<html><body>Please sign in to the corporate portal</body></html>");
+    let found = check(
+        "chatgpt.com",
+        "/backend-api/conversation",
+        200,
+        &[("Content-Type", "text/html; charset=utf-8")],
+        "<html><body>Please sign in to the corporate portal</body></html>",
+    );
     assert_eq!(only(&found), ("unexpected_content", None));
     let h = headers(&[("Content-Type", "application/json")]);
-    let cut = Answer { host: "chatgpt.com", path: "/x", status: 200, headers: &h, body: b"", accept: None, declared_length: Some(1000), received: Some(512), intercepted: false };
-    assert_eq!(only(&answer_findings(&cut, &profile())), ("unexpected_content", None));
+    let cut = Answer {
+        host: "chatgpt.com",
+        path: "/x",
+        status: 200,
+        headers: &h,
+        body: b"",
+        accept: None,
+        declared_length: Some(1000),
+        received: Some(512),
+        intercepted: false,
+    };
+    assert_eq!(
+        only(&answer_findings(&cut, &profile())),
+        ("unexpected_content", None)
+    );
     let h = headers(&[("Content-Type", "text/html")]);
-    let sse = Answer { host: "chatgpt.com", path: "/c/abc", status: 200, headers: &h, body: b"<html>", accept: Some("text/event-stream"), declared_length: None, received: None, intercepted: false };
-    assert_eq!(only(&answer_findings(&sse, &profile())), ("unexpected_content", None));
+    let sse = Answer {
+        host: "chatgpt.com",
+        path: "/c/abc",
+        status: 200,
+        headers: &h,
+        body: b"<html>",
+        accept: Some("text/event-stream"),
+        declared_length: None,
+        received: None,
+        intercepted: false,
+    };
+    assert_eq!(
+        only(&answer_findings(&sse, &profile())),
+        ("unexpected_content", None)
+    );
 }
 
 #[test]
 fn legitimate_answers_are_not_findings() {
-    assert!(check("chat.openai.com", "/", 301, &[("Location", "https://chatgpt.com/")], "").is_empty());
+    assert!(check(
+        "chat.openai.com",
+        "/",
+        301,
+        &[("Location", "https://chatgpt.com/")],
+        ""
+    )
+    .is_empty());
     let json_error = "{\"detail\":\"Unauthorized - Access token is missing\"}";
-    assert!(check("chatgpt.com", "/backend-api/me", 401, &[("Content-Type", "application/json")], json_error).is_empty());
+    assert!(check(
+        "chatgpt.com",
+        "/backend-api/me",
+        401,
+        &[("Content-Type", "application/json")],
+        json_error
+    )
+    .is_empty());
     let home = "<!DOCTYPE html><html><head><title>ChatGPT</title></head><body><div id=\"__next\"></div></body></html>";
-    assert!(check("chatgpt.com", "/", 200, &[("Content-Type", "text/html")], home).is_empty());
-    assert!(check("cdn.oaistatic.com", "/assets/app.js", 200, &[("Content-Type", "application/javascript")], "").is_empty());
+    assert!(check(
+        "chatgpt.com",
+        "/",
+        200,
+        &[("Content-Type", "text/html")],
+        home
+    )
+    .is_empty());
+    assert!(check(
+        "cdn.oaistatic.com",
+        "/assets/app.js",
+        200,
+        &[("Content-Type", "application/javascript")],
+        ""
+    )
+    .is_empty());
 }
 
 #[test]
 fn proxy_headers_on_ordinary_answers() {
-    let found = check("chatgpt.com", "/backend-api/me", 200, &[("Content-Type", "application/json"), ("Via", "1.1 10.0.0.1 (McAfee Web Gateway 7.8.2)")], "{}");
-    assert_eq!(only(&found), ("proxy_header", Some("McAfee / Skyhigh Web Gateway")));
-    let found = check("chatgpt.com", "/", 200, &[("X-Barracuda-WF-Category", "ai")], "{}");
-    assert_eq!(only(&found), ("proxy_header", Some("Barracuda Web Security Gateway")));
+    let found = check(
+        "chatgpt.com",
+        "/backend-api/me",
+        200,
+        &[
+            ("Content-Type", "application/json"),
+            ("Via", "1.1 10.0.0.1 (McAfee Web Gateway 7.8.2)"),
+        ],
+        "{}",
+    );
+    assert_eq!(
+        only(&found),
+        ("proxy_header", Some("McAfee / Skyhigh Web Gateway"))
+    );
+    let found = check(
+        "chatgpt.com",
+        "/",
+        200,
+        &[("X-Barracuda-WF-Category", "ai")],
+        "{}",
+    );
+    assert_eq!(
+        only(&found),
+        ("proxy_header", Some("Barracuda Web Security Gateway"))
+    );
     assert!(check("chatgpt.com", "/", 200, &[("Via", "1.1 varnish")], "{}").is_empty());
 }
 
 #[test]
 fn cloudflare_challenges_and_the_interception_hint() {
     let body = "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body><script src=\"/cdn-cgi/challenge-platform/h/g/orchestrate/chl_page/v1\"></script></body></html>";
-    let found = check("chatgpt.com", "/", 403, &[("Server", "cloudflare"), ("cf-mitigated", "challenge")], body);
+    let found = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &[("Server", "cloudflare"), ("cf-mitigated", "challenge")],
+        body,
+    );
     assert_eq!(only(&found), ("cloudflare_challenge", Some("Cloudflare")));
     assert!(!found[0].detail.contains("intercepted"));
     let h = headers(&[("Server", "cloudflare")]);
-    let a = Answer { host: "chatgpt.com", path: "/", status: 403, headers: &h, body: body.as_bytes(), accept: None, declared_length: None, received: None, intercepted: true };
+    let a = Answer {
+        host: "chatgpt.com",
+        path: "/",
+        status: 403,
+        headers: &h,
+        body: body.as_bytes(),
+        accept: None,
+        declared_length: None,
+        received: None,
+        intercepted: true,
+    };
     let found = answer_findings(&a, &profile());
     assert_eq!(only(&found).0, "cloudflare_challenge");
-    assert!(found[0].detail.contains("tunnel this host"), "{}", found[0].detail);
+    assert!(
+        found[0].detail.contains("tunnel this host"),
+        "{}",
+        found[0].detail
+    );
 }
 
 #[test]
 fn upstream_5xx_is_separate_from_blocks() {
-    let found = check("chatgpt.com", "/backend-api/conversation", 502, &[("Content-Type", "application/json")], "{\"error\":\"bad gateway\"}");
+    let found = check(
+        "chatgpt.com",
+        "/backend-api/conversation",
+        502,
+        &[("Content-Type", "application/json")],
+        "{\"error\":\"bad gateway\"}",
+    );
     assert_eq!(only(&found), ("upstream_error", None));
 }
 
 #[test]
 fn plaintext_in_a_tunnel_with_a_block_page_inside() {
     let bytes = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html><head><title>Web Filter Violation</title></head></html>";
-    let sight = TunnelSight { host: "chatgpt.com", client_hello: true, first_upstream: bytes, bytes_down: bytes.len() as u64, upstream_died: false };
+    let sight = TunnelSight {
+        host: "chatgpt.com",
+        client_hello: true,
+        first_upstream: bytes,
+        bytes_down: bytes.len() as u64,
+        upstream_died: false,
+    };
     let found = tunnel_findings(&sight, &profile());
     let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
     assert_eq!(kinds, vec!["non_tls_in_tunnel", "block_page"]);
@@ -177,18 +485,48 @@ fn plaintext_in_a_tunnel_with_a_block_page_inside() {
 
 #[test]
 fn reset_right_after_the_client_hello() {
-    let sight = TunnelSight { host: "chatgpt.com", client_hello: true, first_upstream: b"", bytes_down: 0, upstream_died: true };
-    assert_eq!(only(&tunnel_findings(&sight, &profile())), ("reset_after_client_hello", None));
-    let fine = TunnelSight { host: "chatgpt.com", client_hello: true, first_upstream: b"\x16\x03\x03", bytes_down: 3, upstream_died: true };
+    let sight = TunnelSight {
+        host: "chatgpt.com",
+        client_hello: true,
+        first_upstream: b"",
+        bytes_down: 0,
+        upstream_died: true,
+    };
+    assert_eq!(
+        only(&tunnel_findings(&sight, &profile())),
+        ("reset_after_client_hello", None)
+    );
+    let fine = TunnelSight {
+        host: "chatgpt.com",
+        client_hello: true,
+        first_upstream: b"\x16\x03\x03",
+        bytes_down: 3,
+        upstream_died: true,
+    };
     assert!(tunnel_findings(&fine, &profile()).is_empty());
-    let no_tls = TunnelSight { host: "x", client_hello: false, first_upstream: b"", bytes_down: 0, upstream_died: true };
+    let no_tls = TunnelSight {
+        host: "x",
+        client_hello: false,
+        first_upstream: b"",
+        bytes_down: 0,
+        upstream_died: true,
+    };
     assert!(tunnel_findings(&no_tls, &profile()).is_empty());
 }
 
 #[test]
 fn block_page_in_a_corporate_proxy_refusal() {
-    let found = proxy_refusal("files.oaiusercontent.com", 403, "<html><title>Web Filter Violation</title></html>", &profile()).unwrap();
-    assert_eq!((found.kind.as_str(), found.vendor.as_deref()), ("block_page", Some("Fortinet FortiGuard")));
+    let found = proxy_refusal(
+        "files.oaiusercontent.com",
+        403,
+        "<html><title>Web Filter Violation</title></html>",
+        &profile(),
+    )
+    .unwrap();
+    assert_eq!(
+        (found.kind.as_str(), found.vendor.as_deref()),
+        ("block_page", Some("Fortinet FortiGuard"))
+    );
     assert!(proxy_refusal("x", 403, "denied", &profile()).is_none());
 }
 
@@ -196,9 +534,17 @@ fn block_page_in_a_corporate_proxy_refusal() {
 fn dns_sinkholes() {
     let p = profile();
     let umbrella = dns_sinkhole("chatgpt.com", &["146.112.61.104".parse().unwrap()], &p).unwrap();
-    assert_eq!((umbrella.kind.as_str(), umbrella.vendor.as_deref()), ("dns_sinkhole", Some("Cisco Umbrella")));
+    assert_eq!(
+        (umbrella.kind.as_str(), umbrella.vendor.as_deref()),
+        ("dns_sinkhole", Some("Cisco Umbrella"))
+    );
     assert!(umbrella.remedy.contains("Cisco Umbrella"));
-    assert_eq!(dns_sinkhole("chatgpt.com", &["0.0.0.0".parse().unwrap()], &p).unwrap().vendor, None);
+    assert_eq!(
+        dns_sinkhole("chatgpt.com", &["0.0.0.0".parse().unwrap()], &p)
+            .unwrap()
+            .vendor,
+        None
+    );
     assert!(dns_sinkhole("chatgpt.com", &["127.0.0.1".parse().unwrap()], &p).is_some());
     assert!(dns_sinkhole("chatgpt.com", &["::1".parse().unwrap()], &p).is_some());
     assert!(dns_sinkhole("chatgpt.com", &["104.18.32.47".parse().unwrap()], &p).is_none());
@@ -208,7 +554,14 @@ fn dns_sinkholes() {
 
 #[test]
 fn reproduce_commands_follow_the_same_path() {
-    assert_eq!(reproduce("https://chatgpt.com/", None, None), "curl -sv -o /dev/null 'https://chatgpt.com/'");
-    let pinned = reproduce("https://chatgpt.com:8443/", Some(("http://corp:3128", true)), Some(("chatgpt.com", 8443, "127.0.0.1".parse().unwrap())));
+    assert_eq!(
+        reproduce("https://chatgpt.com/", None, None),
+        "curl -sv -o /dev/null 'https://chatgpt.com/'"
+    );
+    let pinned = reproduce(
+        "https://chatgpt.com:8443/",
+        Some(("http://corp:3128", true)),
+        Some(("chatgpt.com", 8443, "127.0.0.1".parse().unwrap())),
+    );
     assert_eq!(pinned, "curl -sv -o /dev/null -x http://corp:3128 --proxy-user USER:PASS --resolve chatgpt.com:8443:127.0.0.1 'https://chatgpt.com:8443/'");
 }

@@ -1,0 +1,130 @@
+//! The part of a request's life that plain forwarding and interception share: the upstream's
+//! answer goes back to the downstream as it streams, its first 64 KiB are kept for the
+//! detectors when they may hold a block page, and when the body ends the request is
+//! recorded with its timings and findings.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::Response;
+
+use super::body::{Body, BodyEnd, Watched};
+use super::forward::strip_hop_by_hop;
+use super::{OpenGuard, Shared};
+use crate::clock::ms;
+use crate::failure::{Failure, Side};
+use crate::inspect::findings::{self, Answer};
+use crate::session::event::{Event, RequestEvent};
+use crate::session::redact;
+
+/// The most of a body kept for the detectors.
+const KEEP: usize = 64 * 1024;
+
+/// What the detectors need to know about the request.
+pub struct Asked {
+    pub path: String,
+    pub accept: Option<String>,
+    pub intercepted: bool,
+    pub started: Instant,
+    pub bytes_up: Arc<AtomicU64>,
+}
+
+/// Sends the answer on and records the request when its body ends. `on_complete` runs when
+/// the body arrived whole (to hand the upstream connection back to its pool).
+pub fn relay(
+    state: &Shared,
+    response: Response<Incoming>,
+    mut event: RequestEvent,
+    asked: Asked,
+    guard: OpenGuard,
+    on_complete: impl FnOnce() + Send + Sync + Unpin + 'static,
+) -> Response<Body> {
+    let head_at = Instant::now();
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    event.status = Some(parts.status.as_u16());
+    event.content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(headers) = event.headers.as_mut() {
+        headers.response = redact::headers(&parts.headers, false);
+    }
+    let head: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let declared: Option<u64> = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let keep = if may_be_a_page(event.content_type.as_deref(), event.status) {
+        KEEP
+    } else {
+        0
+    };
+    let state = state.clone();
+    let watched = Watched::new(body, keep, move |received, how| {
+        let _open = guard;
+        event.bytes_down = received.bytes;
+        event.bytes_up = asked.bytes_up.load(Ordering::Relaxed);
+        event.timings.first_byte_ms = received.first_data.map(|t| ms(t - asked.started));
+        event.timings.receive_ms = Some(ms(head_at.elapsed()));
+        event.timings.total_ms = ms(asked.started.elapsed());
+        match how {
+            BodyEnd::Complete => {
+                event.complete = true;
+                on_complete();
+            }
+            BodyEnd::Error(e) => {
+                event.failure = Some(Failure::from_exchange_error(&*e, Side::Upstream))
+            }
+            BodyEnd::Abandoned => {}
+        }
+        let answer = Answer {
+            host: &event.host,
+            path: &asked.path,
+            status: event.status.unwrap_or(0),
+            headers: &head,
+            body: &received.prefix,
+            accept: asked.accept.as_deref(),
+            // HEAD answers declare a length they never send; a body cut by the downstream
+            // leaving is no finding, one cut by the upstream is.
+            declared_length: declared.filter(|_| event.method != "HEAD"),
+            received: event.failure.is_some().then_some(received.bytes),
+            intercepted: asked.intercepted,
+        };
+        let reproduce = state.reproduce(&event.url, &event.host, event.port);
+        let found = findings::answer_findings(&answer, &state.config.profile);
+        event.findings.extend(
+            found
+                .into_iter()
+                .map(|f| f.with_reproduce(Some(reproduce.clone()))),
+        );
+        state.recorder.record(Event::Request(Box::new(event)));
+    });
+    Response::from_parts(parts, watched.boxed())
+}
+
+/// Bodies worth keeping for the detectors: HTML, plain text, or no type at all, and any
+/// answer that is not a success.
+fn may_be_a_page(content_type: Option<&str>, status: Option<u16>) -> bool {
+    let status_says = status.is_some_and(|s| !(200..300).contains(&s));
+    let type_says = content_type.is_none_or(|t| {
+        let t = t.to_ascii_lowercase();
+        t.contains("html") || t.starts_with("text/plain")
+    });
+    status_says || type_says
+}
