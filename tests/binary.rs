@@ -127,6 +127,19 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
     assert!(log.contains("CONNECT chatgpt.com:"), "{log}");
     assert!(log.contains("FAILED dns_failed"), "{log}");
     assert!(log.contains("hosts seen"), "exit table missing: {log}");
+    let summary_text = std::fs::read_to_string(session.join("summary.json")).unwrap();
+    let verdict = serde_json::from_str::<serde_json::Value>(&summary_text).unwrap()["verdict"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The test origin's certificate is self-signed, so against the real public roots the
+    // side handshake rightly calls chatgpt.com untrusted: that leads the verdict.
+    let expected = "The network presents an untrusted certificate for chatgpt.com";
+    assert!(verdict.starts_with(expected), "{verdict}");
+    assert!(
+        log.contains(&verdict),
+        "the exit summary leads with the verdict: {log}"
+    );
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(session.join("summary.json")).unwrap())

@@ -27,8 +27,8 @@ const RESET: &str = "\x1b[0m";
 /// The live-log line for an event, or `None` when the style leaves it out.
 pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
     let failed = match event {
-        Event::Tunnel(t) => t.failure.is_some(),
-        Event::Request(r) => r.failure.is_some() || !r.complete,
+        Event::Tunnel(t) => t.failure.is_some() || !t.findings.is_empty(),
+        Event::Request(r) => r.failure.is_some() || !r.complete || !r.findings.is_empty(),
         Event::Refused(_) | Event::ClientRejectedCa(_) => true,
         Event::TlsCheck(c) => c.tls.as_ref().is_some_and(|t| t.verdict != Verdict::Public),
         Event::SessionStarted(_) | Event::SessionEnded(_) => false,
@@ -109,7 +109,8 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
             if let Some(ua) = &t.downstream.user_agent {
                 let _ = write!(s, " {ua}");
             }
-            with_remedy(s, profile, t.host_name(), t.failure.as_ref())
+            let s = with_remedy(s, profile, t.host_name(), t.failure.as_ref());
+            with_findings(s, &t.findings)
         }
         Event::Request(r) => {
             let mut s = format!("{} {} {}", time(&r.ts), r.method, r.url);
@@ -130,7 +131,8 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
                     );
                 }
             }
-            with_remedy(s, profile, &r.host, r.failure.as_ref())
+            let s = with_remedy(s, profile, &r.host, r.failure.as_ref());
+            with_findings(s, &r.findings)
         }
     };
     Some(if failed && style.color {
@@ -155,9 +157,27 @@ fn with_remedy(
     s
 }
 
-/// The per-host table printed when the session ends.
+/// One highlighted line per finding: kind, vendor, detail, evidence, remedy.
+fn with_findings(mut s: String, findings: &[crate::inspect::Finding]) -> String {
+    for f in findings {
+        let vendor = f
+            .vendor
+            .as_deref()
+            .map_or(String::new(), |v| format!(" ({v})"));
+        let _ = write!(
+            s,
+            "\n    !! {}{vendor}: {} [{}]\n    -> {}",
+            f.kind, f.detail, f.evidence, f.remedy
+        );
+    }
+    s
+}
+
+/// The per-host table printed when the session ends, led by the one-sentence verdict.
 pub fn exit_table(summary: &Summary, color: bool) -> String {
     let mut out = String::new();
+    let (on, off) = if color { (RED, RESET) } else { ("", "") };
+    let _ = writeln!(out, "\n{on}{}{off}", summary.verdict());
     let _ = writeln!(out, "\nsession {} — hosts seen:", summary.session().id);
     let _ = writeln!(
         out,

@@ -51,6 +51,8 @@ pub struct HostStats {
 #[derive(Debug, Serialize)]
 pub struct SummaryDoc<'a> {
     pub version: u32,
+    /// The answer in one sentence: the most serious finding, or why there is none.
+    pub verdict: String,
     pub session: SessionDoc<'a>,
     pub hosts: Vec<&'a HostStats>,
     pub allowlist: AllowlistDoc,
@@ -217,6 +219,7 @@ impl Summary {
         }
         SummaryDoc {
             version: 1,
+            verdict: self.verdict(),
             session: SessionDoc {
                 id: &self.session.id,
                 started_at: &self.session.started_at,
@@ -229,6 +232,67 @@ impl Summary {
             allowlist,
             refused: self.refused,
         }
+    }
+
+    /// One sentence that answers "is the network the cause?", led by the most serious
+    /// finding on an allowlisted host ("Zscaler blocks files.oaiusercontent.com: …").
+    pub fn verdict(&self) -> String {
+        let mut worst: Option<(u8, &HostStats, &Finding)> = None;
+        let mut count = 0;
+        for host in self.hosts.values() {
+            for f in &host.findings {
+                count += 1;
+                let rank = severity(&f.kind) + if host.allowlist.is_some() { 0 } else { 10 };
+                if worst.is_none_or(|(r, _, _)| rank < r) {
+                    worst = Some((rank, host, f));
+                }
+            }
+        }
+        let Some((_, host, f)) = worst else {
+            let touched = self
+                .hosts
+                .values()
+                .filter(|h| h.allowlist.is_some())
+                .count();
+            return if touched == 0 {
+                "No ChatGPT host went through the proxy in this session: point the client at it and reproduce the problem.".to_string()
+            } else {
+                format!("No problem seen: {touched} allowlisted host(s) answered normally through this network.")
+            };
+        };
+        let who = f
+            .vendor
+            .clone()
+            .unwrap_or_else(|| "The network".to_string());
+        let what = match f.kind.as_str() {
+            "block_page" => "blocks".to_string(),
+            "dns_sinkhole" => "sinkholes the DNS name of".to_string(),
+            "reset_after_client_hello" => "resets TLS connections to".to_string(),
+            "non_tls_in_tunnel" => "answers in plain HTTP for".to_string(),
+            "redirect_off_allowlist" => "redirects".to_string(),
+            "tls_inspection" => "re-signs TLS for".to_string(),
+            "untrusted_certificate" => "presents an untrusted certificate for".to_string(),
+            "client_rejected_ca" => {
+                "(diagproxy's interception) was refused by the client for".to_string()
+            }
+            kind => format!("fails ({kind}) for"),
+        };
+        let feature = f
+            .feature
+            .as_deref()
+            .map_or(String::new(), |b| format!(": {b}"));
+        let remedy = f
+            .remedy
+            .split(". ")
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('.');
+        let more = if count > 1 {
+            format!(" ({} more finding(s) below)", count - 1)
+        } else {
+            String::new()
+        };
+        format!("{who} {what} {}{feature} — {remedy}.{more}", host.host)
     }
 
     pub fn to_json(&self) -> String {
@@ -259,6 +323,19 @@ impl HostStats {
         if let Some(ms) = connect_ms {
             self.max_connect_ms = Some(self.max_connect_ms.map_or(ms, |m: f64| m.max(ms)));
         }
+    }
+}
+
+/// Lower is more serious: what stops ChatGPT outright comes first.
+fn severity(kind: &str) -> u8 {
+    match kind {
+        "block_page" | "dns_sinkhole" | "reset_after_client_hello" | "non_tls_in_tunnel" => 0,
+        "upstream_proxy_refused" | "upstream_proxy_auth" | "redirect_off_allowlist" => 1,
+        "untrusted_certificate" | "tls_inspection" => 2,
+        "dns_failed" | "connect_refused" | "connect_timeout" | "connect_failed" | "reset"
+        | "tls_failed" | "timeout" => 3,
+        "unexpected_content" | "cloudflare_challenge" | "client_rejected_ca" => 4,
+        _ => 5,
     }
 }
 
@@ -423,6 +500,13 @@ mod tests {
         assert_eq!(
             doc.allowlist.failing,
             vec!["files.oaiusercontent.com".to_string()]
+        );
+        assert!(
+            doc.verdict.starts_with(
+                "The network fails (dns_failed) for files.oaiusercontent.com: Uploads fail"
+            ),
+            "{}",
+            doc.verdict
         );
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["hosts"][0]["failures"]["dns_failed"], 2);
