@@ -23,6 +23,42 @@ pub enum Command {
     /// Manage the local CA used for interception.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Rebuild the HAR, HTML and Markdown reports of a session from its events.jsonl.
+    Report(ReportArgs),
+    /// Compare two sessions (company network vs hotspot): is the network the cause?
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The session folder (holds events.jsonl).
+    pub session_dir: PathBuf,
+    /// Write the HAR here [default with no output flags: SESSION_DIR/session.har].
+    #[arg(long, value_name = "FILE")]
+    pub har: Option<PathBuf>,
+    /// Write the HTML report here [default with no output flags: SESSION_DIR/report.html].
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write the Markdown summary here [default with no output flags: SESSION_DIR/report.md].
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Keep credentials in the HAR instead of REDACTED (only if the session recorded them).
+    #[arg(long)]
+    pub include_secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The first session (e.g. on the company network).
+    pub a: PathBuf,
+    /// The second session (e.g. on a mobile hotspot).
+    pub b: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write an HTML page here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +178,10 @@ pub struct RunArgs {
     /// Keep intercepting a host even after its client rejected diagproxy's certificate.
     #[arg(long)]
     pub no_auto_passthrough: bool,
+
+    /// Record credentials (Authorization, cookies, tokens in URLs) instead of REDACTED.
+    #[arg(long)]
+    pub include_secrets: bool,
 
     /// Judge chains against these roots instead of Mozilla's (PEM file).
     #[arg(long, value_name = "PEM")]

@@ -48,6 +48,8 @@ pub struct Config {
     pub ca_dir: PathBuf,
     /// Tunnel a host untouched once its client rejected our certificate.
     pub auto_passthrough: bool,
+    /// Keep credentials in the session files (opt-in).
+    pub include_secrets: bool,
 }
 
 /// `--intercept`: which hosts get a minted certificate instead of a byte tunnel.
@@ -205,6 +207,7 @@ impl Config {
             intercept: Intercept::parse(&args.intercept)?,
             ca_dir: args.ca_dir.clone(),
             auto_passthrough: !args.no_auto_passthrough,
+            include_secrets: args.include_secrets,
             listen,
             proxy_auth,
             upstream_proxy,
@@ -381,7 +384,7 @@ mod tests {
             .command
         {
             Command::Run(run) => Config::from_run_args(&run),
-            Command::Ca(_) => Err(bad("not a run command")),
+            _ => Err(bad("not a run command")),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod failure;
 pub mod inspect;
 pub mod profile;
 pub mod proxy;
+pub mod report;
 pub mod session;
 pub mod shutdown;
 pub mod sniff;

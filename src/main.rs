@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use diagproxy::cli::{CaCommand, CertFormat, Cli, Command, RunArgs};
+use diagproxy::cli::{CaCommand, CertFormat, Cli, Command, CompareArgs, ReportArgs, RunArgs};
 use diagproxy::config::Config;
 use diagproxy::profile::Profile;
 use diagproxy::session::livelog;
@@ -25,6 +25,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => run(&args),
+        Command::Report(args) => done(report(&args)),
+        Command::Compare(args) => done(compare(&args)),
         Command::Ca(command) => match ca(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -33,6 +35,60 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn done(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("diagproxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(args: &ReportArgs) -> Result<(), String> {
+    use diagproxy::report::{self, Outputs, Session};
+    let session = Session::load(&args.session_dir)?;
+    let mut outputs = Outputs {
+        har: args.har.clone(),
+        html: args.html.clone(),
+        markdown: args.markdown.clone(),
+        include_secrets: args.include_secrets,
+    };
+    if outputs.har.is_none() && outputs.html.is_none() && outputs.markdown.is_none() {
+        outputs = Outputs {
+            include_secrets: args.include_secrets,
+            ..Outputs::in_folder(&args.session_dir)
+        };
+    }
+    for path in report::write(&session, &outputs)? {
+        println!("wrote {}", path.display());
+    }
+    if session.skipped > 0 {
+        eprintln!("note: {} unreadable line(s) of events.jsonl were skipped (a session cut off mid-write)", session.skipped);
+    }
+    println!("{}", session.summary.verdict());
+    Ok(())
+}
+
+fn compare(args: &CompareArgs) -> Result<(), String> {
+    use diagproxy::report::{compare, Session};
+    let (a, b) = (Session::load(&args.a)?, Session::load(&args.b)?);
+    let comparison = compare::compare(&a, &b);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&comparison).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", compare::text(&comparison));
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, compare::html(&comparison))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn ca(command: CaCommand) -> Result<(), String> {

@@ -53,7 +53,7 @@ pub fn relay(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if let Some(headers) = event.headers.as_mut() {
-        headers.response = redact::headers(&parts.headers, false);
+        headers.response = redact::headers(&parts.headers, state.config.include_secrets);
     }
     let head: Vec<(String, String)> = parts
         .headers
@@ -116,6 +116,15 @@ pub fn relay(
         state.recorder.record(Event::Request(Box::new(event)));
     });
     Response::from_parts(parts, watched.boxed())
+}
+
+/// The URL as recorded: query-string credentials redacted unless `--include-secrets`.
+pub fn recorded_url(url: &str, state: &Shared) -> String {
+    if state.config.include_secrets {
+        url.to_string()
+    } else {
+        redact::url(url)
+    }
 }
 
 /// Bodies worth keeping for the detectors: HTML, plain text, or no type at all, and any

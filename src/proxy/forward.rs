@@ -21,7 +21,8 @@ use super::pool::PoolKey;
 use super::{answer, dial, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
-use crate::session::event::{Downstream, Event, RequestEvent, Timings};
+use crate::session::event::{Downstream, Event, Headers, RequestEvent, Timings};
+use crate::session::redact;
 
 /// Headers that belong to one connection, never forwarded (plus those named in Connection).
 const HOP_BY_HOP: [&str; 9] = [
@@ -89,7 +90,7 @@ pub async fn forward(
     let mut event = RequestEvent {
         ts: clock::rfc3339(SystemTime::now()),
         method,
-        url,
+        url: super::exchange::recorded_url(&url, &state),
         allowlist: state
             .config
             .profile
@@ -108,7 +109,10 @@ pub async fn forward(
         complete: false,
         intercepted: false,
         upstream_protocol: None,
-        headers: None,
+        headers: Some(Headers {
+            request: redact::headers(req.headers(), state.config.include_secrets),
+            response: Vec::new(),
+        }),
         failure: None,
         findings: Vec::new(),
     };

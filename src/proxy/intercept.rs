@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
 use super::body::{empty, full, Body, Counted};
-use super::exchange::{self, Asked};
+use super::exchange::{self, recorded_url, Asked};
 use super::forward::strip_hop_by_hop;
 use super::origin::{Origin, SendError};
 use super::{answer, OpenGuard, Shared};
@@ -224,7 +224,7 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     let mut event = RequestEvent {
         ts: clock::rfc3339(SystemTime::now()),
         method: req.method().to_string(),
-        url: format!("https://{}{path}", ctx.origin.authority()),
+        url: recorded_url(&format!("https://{}{path}", ctx.origin.authority()), state),
         host: ctx.origin.host.clone(),
         port: ctx.origin.port,
         allowlist: state
@@ -244,7 +244,7 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         intercepted: true,
         upstream_protocol: None,
         headers: Some(Headers {
-            request: redact::headers(req.headers(), false),
+            request: redact::headers(req.headers(), state.config.include_secrets),
             response: Vec::new(),
         }),
         failure: None,

@@ -152,11 +152,31 @@ pub async fn run(
             what: "cannot write the session summary".into(),
             source,
         })?;
+    write_reports(state.config.session_dir.clone()).await;
     Ok(SessionOutcome {
         summary,
         dir: state.config.session_dir.clone(),
         drained,
     })
+}
+
+/// `session.har`, `report.html` and `report.md` from the finished session's events. A
+/// failure here is reported but loses nothing: `diagproxy report` can rebuild them.
+async fn write_reports(dir: PathBuf) {
+    let written = tokio::task::spawn_blocking(move || {
+        let session = crate::report::Session::load(&dir)?;
+        crate::report::write(&session, &crate::report::Outputs::in_folder(&dir))
+    })
+    .await;
+    match written {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!("could not write the reports ({e}); `diagproxy report` can rebuild them")
+        }
+        Err(e) => {
+            tracing::warn!("could not write the reports ({e}); `diagproxy report` can rebuild them")
+        }
+    }
 }
 
 fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownController), RunError> {
@@ -182,6 +202,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         upstream_proxy: config.upstream_proxy.as_ref().map(|p| p.display()),
         profile: config.profile_name.clone(),
         diagproxy: env!("CARGO_PKG_VERSION").to_string(),
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
     };
     let style = Style {
         format: config.log_format,

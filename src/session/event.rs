@@ -38,6 +38,9 @@ pub struct SessionInfo {
     pub profile: String,
     /// diagproxy's version, so a report knows what wrote the file.
     pub diagproxy: String,
+    /// The machine the session ran on (`linux x86_64`), for the ticket.
+    #[serde(default)]
+    pub os: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

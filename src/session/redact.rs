@@ -37,6 +37,94 @@ pub fn headers(map: &hyper::HeaderMap, include_secrets: bool) -> Vec<(String, St
         .collect()
 }
 
+/// Query parameters whose values are credentials (by name, case-insensitive substring).
+const SECRET_PARAMS: [&str; 12] = [
+    "token",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "auth",
+    "code",
+    "session",
+    "sig",
+    "jwt",
+    "credential",
+    "otp",
+];
+
+/// `url` with the values of credential-like query parameters replaced by `REDACTED`.
+pub fn url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_secret_param(name) => format!("{name}={REDACTED}"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    let mut out = format!("{base}?{}", params.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+pub fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_PARAMS.iter().any(|s| name.contains(s))
+}
+
+/// Redacts an already recorded header list (reports re-apply it; it is idempotent).
+pub fn pairs(list: &[(String, String)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(n, v)| {
+            (
+                n.clone(),
+                if is_secret_header(n) {
+                    REDACTED.to_string()
+                } else {
+                    v.clone()
+                },
+            )
+        })
+        .collect()
+}
+
+/// Values of credential-like keys in a JSON text become `REDACTED` (for body excerpts).
+pub fn json_text(text: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(mut value) => {
+            redact_json(&mut value);
+            value.to_string()
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
+fn redact_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if is_secret_param(key) && !v.is_object() && !v.is_array() {
+                    *v = serde_json::Value::String(REDACTED.into());
+                } else {
+                    redact_json(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +153,22 @@ mod tests {
         assert!(!format!("{shown:?}").contains("sk-live"));
         let all = headers(&map, true);
         assert!(all.iter().any(|(_, v)| v == "Bearer sk-live-123"));
+    }
+
+    #[test]
+    fn urls_and_json_lose_their_secrets() {
+        assert_eq!(
+            url("https://x/cb?code=abc&state=1&access_token=sk-1#f"),
+            "https://x/cb?code=REDACTED&state=1&access_token=REDACTED#f"
+        );
+        assert_eq!(url("https://x/plain"), "https://x/plain");
+        let body = json_text(
+            r#"{"user":"a","api_key":"sk-live","nested":{"refresh_token":"r"},"list":[{"password":"p"}]}"#,
+        );
+        assert!(
+            !body.contains("sk-live") && !body.contains("\"r\"") && !body.contains("\"p\""),
+            "{body}"
+        );
+        assert!(body.contains("\"user\":\"a\""), "{body}");
     }
 }

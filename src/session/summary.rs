@@ -414,6 +414,7 @@ mod tests {
             upstream_proxy: None,
             profile: "built-in:chatgpt".into(),
             diagproxy: "0".into(),
+            os: String::new(),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Proxy {
 
 /// What a finished session left in its folder.
 pub struct Session {
+    /// Keeps the session folder alive as long as the session is looked at.
+    pub folder: tempfile::TempDir,
     pub outcome: SessionOutcome,
     pub summary: Value,
     pub events: Vec<Value>,
@@ -91,18 +93,25 @@ impl Proxy {
     }
 
     /// Stops the proxy as Ctrl-C would and reads the session files.
-    pub async fn stop(mut self) -> Session {
-        if let Some(stop) = self.stop.take() {
+    pub async fn stop(self) -> Session {
+        let Proxy {
+            dir: folder,
+            stop,
+            task,
+            ..
+        } = self;
+        if let Some(stop) = stop {
             let _ = stop.send(());
         }
-        let dir = self.session_dir();
-        let outcome = self.task.await.expect("join").expect("run");
+        let dir = folder.path().join("session");
+        let outcome = task.await.expect("join").expect("run");
         let summary: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"),
         )
         .expect("json");
         let events = read_events(&dir);
         Session {
+            folder,
             outcome,
             summary,
             events,
@@ -606,10 +615,11 @@ async fn corp_handle(
 /// Tools CI installs: a test that needs one skips when it is missing, unless
 /// DIAGPROXY_REQUIRE_TOOLS=1 (set by .ci/run) turns the skip into a failure.
 pub fn require_tool(name: &str) -> bool {
+    // Found means it could be started at all (`openssl --version` exits 1, yet openssl is there).
     let found = std::process::Command::new(name)
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success());
+        .is_ok();
     if !found {
         if std::env::var("DIAGPROXY_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
             panic!("{name} is required (DIAGPROXY_REQUIRE_TOOLS=1) but was not found");
@@ -695,8 +705,12 @@ pub async fn tls_origin_with(
 }
 
 async fn serve_tls(config: rustls::ServerConfig) -> SocketAddr {
+    serve_tls_at(config, "127.0.0.1:0").await
+}
+
+async fn serve_tls_at(config: rustls::ServerConfig, addr: &str) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = TcpListener::bind(addr).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -1011,4 +1025,37 @@ pub async fn hello_through(proxy: SocketAddr, target: &str, sni: &str) -> String
         Ok(_) => "handshake completed".to_string(),
         Err(e) => e.to_string(),
     }
+}
+
+/// A canned plain-HTTP origin on a chosen address (127.0.0.2 for a second "network").
+pub async fn canned_origin_at(addr: &str, routes: Vec<Canned>) -> SocketAddr {
+    let routes = Arc::new(routes);
+    let listener = TcpListener::bind(addr).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let routes = routes.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| answer_canned(req, routes.clone()));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A TLS origin (see [`tls_origin_with`]) on a chosen address.
+pub async fn tls_origin_at(
+    addr: &str,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> SocketAddr {
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    serve_tls_at(config, addr).await
 }

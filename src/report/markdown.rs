@@ -1,0 +1,172 @@
+//! Markdown for a support ticket: environment, verdict, failing hosts with evidence and
+//! remedies, how to reproduce, what was tried. Short enough to paste.
+
+use std::fmt::Write;
+
+use super::Session;
+use crate::session::event::Event;
+
+pub fn render(session: &Session) -> String {
+    let info = session.info();
+    let mut md = String::new();
+    let _ = writeln!(md, "# ChatGPT network diagnosis (diagproxy)\n");
+    let _ = writeln!(md, "**Verdict:** {}\n", session.summary.verdict());
+    let _ = writeln!(md, "## Environment\n");
+    let os = if info.os.is_empty() {
+        "unknown"
+    } else {
+        &info.os
+    };
+    let _ = writeln!(
+        md,
+        "- Machine: {os}; diagproxy {}; profile `{}`",
+        info.diagproxy, info.profile
+    );
+    let chain = match &info.upstream_proxy {
+        Some(p) => format!(
+            "client → diagproxy ({}) → corporate proxy {p} → internet",
+            info.listen
+        ),
+        None => format!(
+            "client → diagproxy ({}) → internet (no corporate proxy configured)",
+            info.listen
+        ),
+    };
+    let _ = writeln!(md, "- Path: {chain}");
+    let ended = session.events.iter().rev().find_map(|e| match e {
+        Event::SessionEnded(end) => Some(end.ended_at.clone()),
+        _ => None,
+    });
+    let _ = writeln!(
+        md,
+        "- Session `{}`: {} to {}\n",
+        info.id,
+        info.started_at,
+        ended.as_deref().unwrap_or("(cut off, no clean end)")
+    );
+
+    let failing: Vec<_> = session
+        .summary
+        .hosts()
+        .filter(|h| !h.findings.is_empty())
+        .collect();
+    let _ = writeln!(md, "## Failing hosts\n");
+    if failing.is_empty() {
+        let _ = writeln!(md, "None seen.\n");
+    } else {
+        let _ = writeln!(
+            md,
+            "| host | problem | evidence | what breaks | remedy |\n|---|---|---|---|---|"
+        );
+        for h in &failing {
+            for f in &h.findings {
+                let vendor = f
+                    .vendor
+                    .as_deref()
+                    .map_or(String::new(), |v| format!(" ({v})"));
+                let _ = writeln!(
+                    md,
+                    "| {}:{} | {}{vendor} | {} | {} | {} |",
+                    h.host,
+                    h.port,
+                    f.kind,
+                    cell(&f.evidence),
+                    cell(f.feature.as_deref().unwrap_or("-")),
+                    cell(&f.remedy)
+                );
+            }
+        }
+        let _ = writeln!(md);
+        let commands: Vec<&str> = failing
+            .iter()
+            .flat_map(|h| h.findings.iter().filter_map(|f| f.reproduce.as_deref()))
+            .collect();
+        if !commands.is_empty() {
+            let _ = writeln!(md, "## Reproduce without diagproxy\n\n```sh");
+            let mut seen = Vec::new();
+            for c in commands {
+                if !seen.contains(&c) {
+                    let _ = writeln!(md, "{c}");
+                    seen.push(c);
+                }
+            }
+            let _ = writeln!(md, "```\n");
+        }
+    }
+    let _ = writeln!(md, "## What was tried\n");
+    let tunnels = session
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Tunnel(_)))
+        .count();
+    let requests = session
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Request(_)))
+        .count();
+    let doc = session.summary.doc();
+    let _ = writeln!(
+        md,
+        "- {tunnels} tunnel(s) and {requests} request(s) to {} host(s) went through diagproxy.",
+        doc.hosts.len()
+    );
+    let _ = writeln!(
+        md,
+        "- Allowlist entries touched: {} of {}; failing: {}.",
+        doc.allowlist.touched.len(),
+        session.profile.entries.len(),
+        if doc.allowlist.failing.is_empty() {
+            "none".to_string()
+        } else {
+            doc.allowlist.failing.join(", ")
+        }
+    );
+    let user_agents: std::collections::BTreeSet<&str> = session
+        .summary
+        .hosts()
+        .flat_map(|h| h.user_agents.iter().map(String::as_str))
+        .collect();
+    if !user_agents.is_empty() {
+        let _ = writeln!(
+            md,
+            "- Clients: {}.",
+            user_agents.into_iter().collect::<Vec<_>>().join("; ")
+        );
+    }
+    let _ = writeln!(md, "- OpenAI's status page should be checked first; the isolation test is `diagproxy compare <this session> <a session on a mobile hotspot>`.");
+    md
+}
+
+/// Keeps a table cell on one line.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures;
+
+    #[test]
+    fn ticket_text_is_short_and_complete() {
+        let md = render(&fixtures::session());
+        assert!(
+            md.contains("**Verdict:** Fortinet FortiGuard blocks files.oaiusercontent.com"),
+            "{md}"
+        );
+        assert!(
+            md.contains("corporate proxy http://***@corp.example:3128"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| files.oaiusercontent.com:443 | block_page (Fortinet FortiGuard) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("curl -sv -o /dev/null -x http://corp.example:3128 --proxy-user USER:PASS"),
+            "{md}"
+        );
+        assert!(!md.contains("sk-live-very-secret") && !md.contains("sk-query-secret"));
+        assert!(md.lines().count() < 60, "short enough to paste");
+    }
+}
