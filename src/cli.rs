@@ -27,6 +27,30 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two sessions (company network vs hotspot): is the network the cause?
     Compare(CompareArgs),
+    /// Measure diagproxy's own overhead on this machine (loopback only).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Seconds per measurement (each mode runs direct and through the proxy).
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+    /// Concurrency of the "many clients" forward test.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Idle tunnels opened for the memory test.
+    #[arg(long, default_value_t = 1000)]
+    pub tunnels: usize,
+    /// Measure another proxy (http://host:port) through the same harness instead.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// The other proxy's CA certificate (PEM), to measure its interception too.
+    #[arg(long, value_name = "PEM")]
+    pub proxy_ca: Option<PathBuf>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

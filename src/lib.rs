@@ -17,8 +17,12 @@
 //! - [`tls`]: trust stores, the verdict on a presented chain (pure), the side handshake.
 //! - [`session`]: the events, the single writer of the session folder, the summary, the live log.
 //! - [`failure`]: named failure kinds and whose side failed.
+//! - [`inspect`]: the detectors that turn observations into findings (pure).
+//! - [`report`]: HAR, HTML, Markdown and compare, from `events.jsonl` alone.
+//! - [`bench`]: `diagproxy bench`, the overhead measurements.
 //! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use diagproxy::cli::{CaCommand, CertFormat, Cli, Command, CompareArgs, ReportArgs, RunArgs};
+use diagproxy::cli::{
+    BenchArgs, CaCommand, CertFormat, Cli, Command, CompareArgs, ReportArgs, RunArgs,
+};
 use diagproxy::config::Config;
 use diagproxy::profile::Profile;
 use diagproxy::session::livelog;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Report(args) => done(report(&args)),
         Command::Compare(args) => done(compare(&args)),
+        Command::Bench(args) => done(bench(&args)),
         Command::Ca(command) => match ca(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -69,6 +72,55 @@ fn report(args: &ReportArgs) -> Result<(), String> {
         eprintln!("note: {} unreadable line(s) of events.jsonl were skipped (a session cut off mid-write)", session.skipped);
     }
     println!("{}", session.summary.verdict());
+    Ok(())
+}
+
+fn bench(args: &BenchArgs) -> Result<(), String> {
+    if !(0.1..=60.0).contains(&args.duration)
+        || args.connections == 0
+        || args.connections > 1024
+        || args.tunnels > 5000
+    {
+        return Err(
+            "bench: --duration is 0.1 to 60 s, --connections 1 to 1024, --tunnels at most 5000"
+                .into(),
+        );
+    }
+    let proxy = match &args.proxy {
+        Some(url) => {
+            let p = diagproxy::config::parse_upstream_proxy(url).map_err(|e| e.to_string())?;
+            let addr = format!("{}:{}", p.host, p.port).parse().map_err(|_| {
+                format!("--proxy {url}: give an IP address and port, e.g. http://127.0.0.1:8081")
+            })?;
+            Some(addr)
+        }
+        None => None,
+    };
+    let proxy_ca = match &args.proxy_ca {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--proxy-ca {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let options = diagproxy::bench::Options {
+        duration: std::time::Duration::from_secs_f64(args.duration),
+        connections: args.connections,
+        tunnels: args.tunnels,
+        proxy,
+        proxy_ca,
+        json: args.json,
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let report = runtime.block_on(diagproxy::bench::run(options))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", diagproxy::bench::table(&report));
+    }
     Ok(())
 }
 

@@ -1,0 +1,343 @@
+//! The load generators: keep-alive request loops over plain HTTP or TLS, new TLS connection
+//! per request, tunnel bulk transfer and CONNECT set-up, each direct to the origin or through
+//! a proxy, bounded by time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Where the load goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    Direct,
+    Proxy(SocketAddr),
+}
+
+/// A request-rate result.
+#[derive(Debug, Clone, Default)]
+pub struct Rate {
+    pub requests: u64,
+    pub secs: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub mean_us: f64,
+}
+
+impl Rate {
+    pub fn per_sec(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.requests as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+
+    fn from(mut latencies: Vec<u32>, secs: f64) -> Rate {
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0) as f64
+        };
+        let mean = if latencies.is_empty() {
+            0.0
+        } else {
+            latencies.iter().map(|&l| l as f64).sum::<f64>() / latencies.len() as f64
+        };
+        Rate {
+            requests: latencies.len() as u64,
+            secs,
+            p50_us: at(0.5),
+            p99_us: at(0.99),
+            mean_us: mean,
+        }
+    }
+}
+
+type Sender = SendRequest<Empty<Bytes>>;
+
+/// `c` clients, each sending keep-alive requests made by `open` until `duration` is over.
+async fn keep_alive<F, Fut>(
+    c: usize,
+    duration: Duration,
+    uri: String,
+    open: F,
+) -> Result<Rate, String>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Sender, String>> + Send,
+{
+    let open = Arc::new(open);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let (open, uri) = (open.clone(), uri.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = open().await?;
+            let mut latencies = Vec::with_capacity(4096);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let request = Request::get(uri.as_str())
+                    .header("host", "bench")
+                    .body(Empty::new())
+                    .map_err(|e| e.to_string())?;
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                latencies.push(t.elapsed().as_micros() as u32);
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    Ok(Rate::from(all, started.elapsed().as_secs_f64()))
+}
+
+/// Plain HTTP/1.1 keep-alive GETs of the small answer.
+pub async fn forward(
+    origin: SocketAddr,
+    via: Via,
+    c: usize,
+    duration: Duration,
+) -> Result<Rate, String> {
+    let (target, uri) = match via {
+        Via::Direct => (origin, "/small".to_string()),
+        Via::Proxy(proxy) => (proxy, format!("http://{origin}/small")),
+    };
+    keep_alive(c, duration, uri, move || async move {
+        handshake(
+            TcpStream::connect(target)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+        .await
+    })
+    .await
+}
+
+/// HTTPS/1.1 keep-alive GETs of the small answer (through interception when via a proxy).
+pub async fn https(
+    origin: SocketAddr,
+    name: &'static str,
+    trust: Arc<rustls::ClientConfig>,
+    via: Via,
+    c: usize,
+    duration: Duration,
+) -> Result<Rate, String> {
+    keep_alive(c, duration, "/small".into(), move || {
+        let trust = trust.clone();
+        async move { handshake(tls(origin, name, &trust, via).await?).await }
+    })
+    .await
+}
+
+/// A new TLS connection (and CONNECT, via a proxy) for every request.
+pub async fn new_connections(
+    origin: SocketAddr,
+    name: &'static str,
+    trust: Arc<rustls::ClientConfig>,
+    via: Via,
+    c: usize,
+    duration: Duration,
+) -> Result<Rate, String> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let trust = trust.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                one_request(origin, name, &trust, via).await?;
+                latencies.push(t.elapsed().as_micros() as u32);
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    Ok(Rate::from(all, started.elapsed().as_secs_f64()))
+}
+
+/// One TLS connection, one GET, closed: its latency in µs.
+pub async fn one_request(
+    origin: SocketAddr,
+    name: &str,
+    trust: &Arc<rustls::ClientConfig>,
+    via: Via,
+) -> Result<u32, String> {
+    let t = Instant::now();
+    let mut sender = handshake(tls(origin, name, trust, via).await?).await?;
+    let request = Request::get("/small")
+        .header("host", name)
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(t.elapsed().as_micros() as u32)
+}
+
+/// Bytes per second of an endless body read through a tunnel (or directly) for `duration`.
+pub async fn tunnel_throughput(
+    origin: SocketAddr,
+    via: Via,
+    duration: Duration,
+) -> Result<f64, String> {
+    let mut stream = open_tunnel(origin, via).await?;
+    stream
+        .write_all(b"GET /endless HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    while started.elapsed() < duration {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+    }
+    Ok(bytes as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Mean time to an open tunnel (CONNECT answered 200), or to a TCP connect when direct, in µs.
+pub async fn tunnel_setup(
+    origin: SocketAddr,
+    via: Via,
+    duration: Duration,
+) -> Result<Rate, String> {
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    while started.elapsed() < duration {
+        let t = Instant::now();
+        let stream = open_tunnel(origin, via).await?;
+        latencies.push(t.elapsed().as_micros() as u32);
+        drop(stream);
+    }
+    Ok(Rate::from(latencies, started.elapsed().as_secs_f64()))
+}
+
+/// A byte stream to `target`: a TCP connection, or a CONNECT tunnel through the proxy.
+pub async fn open_tunnel(target: SocketAddr, via: Via) -> Result<TcpStream, String> {
+    match via {
+        Via::Direct => TcpStream::connect(target).await.map_err(|e| e.to_string()),
+        Via::Proxy(proxy) => connect_through(proxy, &target.to_string()).await,
+    }
+}
+
+async fn connect_through(proxy: SocketAddr, authority: &str) -> Result<TcpStream, String> {
+    let mut stream = TcpStream::connect(proxy).await.map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    stream
+        .write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(128);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.map_err(|e| e.to_string())? == 0 {
+            return Err("the proxy closed the CONNECT".into());
+        }
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
+        return Err(format!(
+            "CONNECT {authority}: {}",
+            String::from_utf8_lossy(&head).lines().next().unwrap_or("")
+        ));
+    }
+    Ok(stream)
+}
+
+/// TLS to `name` at `origin` (directly, or CONNECT name:port through the proxy).
+async fn tls(
+    origin: SocketAddr,
+    name: &str,
+    trust: &Arc<rustls::ClientConfig>,
+    via: Via,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let stream = match via {
+        Via::Direct => {
+            let s = TcpStream::connect(origin)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = s.set_nodelay(true);
+            s
+        }
+        Via::Proxy(proxy) => connect_through(proxy, &format!("{name}:{}", origin.port())).await?,
+    };
+    let server =
+        rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(trust.clone())
+        .connect(server, stream)
+        .await
+        .map_err(|e| format!("TLS to {name}: {e}"))
+}
+
+async fn handshake<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    stream: S,
+) -> Result<Sender, String> {
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// A client config trusting exactly `pem`, offering HTTP/1.1.
+pub fn trusting(pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Resident memory of a process, in KiB (Linux `/proc`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}

@@ -1,0 +1,311 @@
+//! `diagproxy bench`: measures diagproxy's own overhead on this machine. It starts loopback
+//! origins in-process and the proxy as a child process (recording on, as in real use), then
+//! measures every mode **direct and through the proxy in the same run** and prints the
+//! ratio to direct and the µs added per request. `--proxy URL` measures another proxy
+//! (mitmproxy, squid, …) through the same harness instead.
+
+mod load;
+mod world;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use load::{Rate, Via};
+use world::{World, FRESH, HOST};
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long each measurement runs.
+    pub duration: Duration,
+    /// Concurrency of the "many clients" forward test.
+    pub connections: usize,
+    /// Idle tunnels opened for the memory test.
+    pub tunnels: usize,
+    /// Another proxy to measure instead of diagproxy.
+    pub proxy: Option<SocketAddr>,
+    /// The other proxy's CA (PEM), to measure its interception too.
+    pub proxy_ca: Option<String>,
+    pub json: bool,
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub mode: String,
+    pub unit: String,
+    pub direct: Option<f64>,
+    pub proxy: Option<f64>,
+    /// Through the proxy relative to direct: 1.0 is as fast; below 1.0 is slower (for times
+    /// it is direct ÷ proxy, so it reads the same way).
+    pub ratio: Option<f64>,
+    /// Mean µs the proxy adds to each request, where that is meaningful.
+    pub added_us: Option<f64>,
+    pub p50_us: Option<[f64; 2]>,
+    pub p99_us: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub proxy: String,
+    pub duration_s: f64,
+    pub cores: usize,
+    pub rows: Vec<Row>,
+}
+
+const STEPS: usize = 10;
+
+pub async fn run(options: Options) -> Result<Report, String> {
+    let world = World::start().await?;
+    let (mut child, proxy, name) = match options.proxy {
+        Some(addr) => (None, addr, format!("http://{addr}")),
+        None => {
+            let (child, addr) = world.spawn_proxy()?;
+            (
+                Some(child),
+                addr,
+                format!("diagproxy {}", env!("CARGO_PKG_VERSION")),
+            )
+        }
+    };
+    let result = measure(&world, proxy, child.as_ref().map(|c| c.id()), &options).await;
+    if let Some(child) = child.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    progress_done();
+    Ok(Report {
+        proxy: name,
+        duration_s: options.duration.as_secs_f64(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        rows: result?,
+    })
+}
+
+async fn measure(
+    world: &World,
+    proxy: SocketAddr,
+    pid: Option<u32>,
+    o: &Options,
+) -> Result<Vec<Row>, String> {
+    let via = Via::Proxy(proxy);
+    let d = o.duration;
+    let mut rows = Vec::new();
+    let idle_rss = pid.and_then(load::rss_kib);
+
+    step(1, "forward c=1");
+    rows.push(rate_row(
+        "forward HTTP/1.1 keep-alive c=1",
+        load::forward(world.http, Via::Direct, 1, d).await?,
+        load::forward(world.http, via, 1, d).await?,
+    ));
+    step(2, &format!("forward c={}", o.connections));
+    let (direct, through) = (
+        load::forward(world.http, Via::Direct, o.connections, d).await?,
+        load::forward(world.http, via, o.connections, d).await?,
+    );
+    rows.push(rate_row(
+        &format!("forward HTTP/1.1 keep-alive c={}", o.connections),
+        direct,
+        through,
+    ));
+
+    step(3, "tunnel throughput");
+    let (direct, through) = (
+        load::tunnel_throughput(world.http, Via::Direct, d).await?,
+        load::tunnel_throughput(world.http, via, d).await?,
+    );
+    rows.push(Row {
+        mode: "tunnel bulk throughput".into(),
+        unit: "MB/s".into(),
+        direct: Some(direct / 1e6),
+        proxy: Some(through / 1e6),
+        ratio: Some(through / direct),
+        added_us: None,
+        p50_us: None,
+        p99_us: None,
+    });
+    step(4, "tunnel setup");
+    let (direct, through) = (
+        load::tunnel_setup(world.http, Via::Direct, d).await?,
+        load::tunnel_setup(world.http, via, d).await?,
+    );
+    rows.push(time_row("tunnel setup (CONNECT → 200)", direct, through));
+
+    let trust_proxy = match (&o.proxy, &o.proxy_ca) {
+        (None, _) => Some(load::trusting(&world.ca_pem)?),
+        (Some(_), Some(pem)) => Some(load::trusting(pem)?),
+        (Some(_), None) => None,
+    };
+    let trust_direct = load::trusting(&world.origin_root)?;
+    if let Some(trust) = trust_proxy {
+        for (i, c) in [(5, 1), (6, 16)] {
+            step(i, &format!("intercept c={c}"));
+            let direct =
+                load::https(world.https, HOST, trust_direct.clone(), Via::Direct, c, d).await?;
+            let through = load::https(world.https, HOST, trust.clone(), via, c, d).await?;
+            rows.push(rate_row(
+                &format!("intercept HTTPS keep-alive c={c}"),
+                direct,
+                through,
+            ));
+        }
+        step(7, "new TLS connection per request");
+        let direct =
+            load::new_connections(world.https, HOST, trust_direct.clone(), Via::Direct, 4, d)
+                .await?;
+        let through = load::new_connections(world.https, HOST, trust.clone(), via, 4, d).await?;
+        rows.push(rate_row(
+            "intercept new TLS connection per request c=4",
+            direct,
+            through,
+        ));
+        step(8, "first request to a new host");
+        rows.push(first_request(world, via, &trust, &trust_direct).await?);
+    }
+    step(9, "memory");
+    if let Some(pid) = pid {
+        rows.push(Row {
+            mode: "idle memory (RSS)".into(),
+            unit: "MiB".into(),
+            direct: None,
+            proxy: idle_rss.map(|k| k as f64 / 1024.0),
+            ratio: None,
+            added_us: None,
+            p50_us: None,
+            p99_us: None,
+        });
+        step(10, &format!("{} idle tunnels", o.tunnels));
+        rows.push(tunnel_memory(world.http, via, pid, o.tunnels).await?);
+    }
+    Ok(rows)
+}
+
+/// The first request to a host never seen (a leaf is minted) against a new connection to a
+/// host already seen (the config is cached): what minting adds.
+async fn first_request(
+    world: &World,
+    via: Via,
+    trust: &Arc<rustls::ClientConfig>,
+    trust_direct: &Arc<rustls::ClientConfig>,
+) -> Result<Row, String> {
+    let (mut first, mut again, mut direct) = (0.0, 0.0, 0.0);
+    for i in 0..FRESH {
+        let name = world::fresh_name(i);
+        first += f64::from(load::one_request(world.https, &name, trust, via).await?);
+        again += f64::from(load::one_request(world.https, &name, trust, via).await?);
+        direct +=
+            f64::from(load::one_request(world.https, &name, trust_direct, Via::Direct).await?);
+    }
+    let n = FRESH as f64;
+    let (first, again, direct) = (first / n, again / n, direct / n);
+    Ok(Row {
+        mode: "first request to a new host (mint) vs. a known host".into(),
+        unit: "µs".into(),
+        direct: Some(direct),
+        proxy: Some(first),
+        ratio: Some(direct / first),
+        added_us: Some(first - again),
+        p50_us: None,
+        p99_us: None,
+    })
+}
+
+/// RSS per idle tunnel: open `n` tunnels, let them settle, read the proxy's RSS.
+async fn tunnel_memory(origin: SocketAddr, via: Via, pid: u32, n: usize) -> Result<Row, String> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = load::rss_kib(pid).unwrap_or(0);
+    let mut open = Vec::with_capacity(n);
+    for _ in 0..n {
+        open.push(load::open_tunnel(origin, via).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = load::rss_kib(pid).unwrap_or(before);
+    drop(open);
+    let per = after.saturating_sub(before) as f64 / n as f64;
+    Ok(Row {
+        mode: format!("memory per idle tunnel ({n} open)"),
+        unit: "KiB".into(),
+        direct: None,
+        proxy: Some(per),
+        ratio: None,
+        added_us: None,
+        p50_us: None,
+        p99_us: None,
+    })
+}
+
+fn rate_row(mode: &str, direct: Rate, through: Rate) -> Row {
+    Row {
+        mode: mode.into(),
+        unit: "req/s".into(),
+        direct: Some(direct.per_sec()),
+        proxy: Some(through.per_sec()),
+        ratio: Some(through.per_sec() / direct.per_sec().max(f64::MIN_POSITIVE)),
+        added_us: Some(through.mean_us - direct.mean_us),
+        p50_us: Some([direct.p50_us, through.p50_us]),
+        p99_us: Some([direct.p99_us, through.p99_us]),
+    }
+}
+
+fn time_row(mode: &str, direct: Rate, through: Rate) -> Row {
+    Row {
+        mode: mode.into(),
+        unit: "µs".into(),
+        direct: Some(direct.mean_us),
+        proxy: Some(through.mean_us),
+        ratio: Some(direct.mean_us / through.mean_us.max(f64::MIN_POSITIVE)),
+        added_us: Some(through.mean_us - direct.mean_us),
+        p50_us: Some([direct.p50_us, through.p50_us]),
+        p99_us: Some([direct.p99_us, through.p99_us]),
+    }
+}
+
+/// The table, for people.
+pub fn table(report: &Report) -> String {
+    let mut out = format!(
+        "{} on {} core(s), {} s per measurement\n\n",
+        report.proxy, report.cores, report.duration_s
+    );
+    out.push_str(&format!(
+        "{:<52} {:>8} {:>12} {:>12} {:>8} {:>11} {:>19}\n",
+        "mode", "unit", "direct", "via proxy", "ratio", "added/req", "p99 µs direct/proxy"
+    ));
+    let num = |v: Option<f64>| {
+        v.map_or("-".to_string(), |v| {
+            if v >= 100.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
+    };
+    for r in &report.rows {
+        out.push_str(&format!(
+            "{:<52} {:>8} {:>12} {:>12} {:>8} {:>11} {:>19}\n",
+            r.mode,
+            r.unit,
+            num(r.direct),
+            num(r.proxy),
+            r.ratio.map_or("-".into(), |x| format!("{x:.2}×")),
+            r.added_us.map_or("-".into(), |a| format!("{a:+.0} µs")),
+            r.p99_us
+                .map_or("-".into(), |[a, b]| format!("{a:.0}/{b:.0}"))
+        ));
+    }
+    out
+}
+
+fn step(i: usize, what: &str) {
+    let filled = "#".repeat(i * 20 / STEPS);
+    eprint!("\r[{filled:<20}] {i:>2}/{STEPS} {what:<40}");
+    let _ = std::io::stderr().flush();
+}
+
+fn progress_done() {
+    eprint!("\r{:<80}\r", "");
+}
