@@ -142,58 +142,59 @@ fn parse_alpn(data: &[u8]) -> Option<Vec<String>> {
     Some(protocols)
 }
 
+#[doc(hidden)]
+/// Builds a ClientHello record the way a client would: for tests and benches.
+pub fn example_hello(sni: Option<&str>, alpn: &[&str]) -> Vec<u8> {
+    let mut exts = Vec::new();
+    if let Some(name) = sni {
+        let mut entry = vec![0u8];
+        entry.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        entry.extend_from_slice(name.as_bytes());
+        push_ext(&mut exts, EXT_SERVER_NAME, &prefixed16(&entry));
+    }
+    if !alpn.is_empty() {
+        let mut list = Vec::new();
+        for p in alpn {
+            list.push(p.len() as u8);
+            list.extend_from_slice(p.as_bytes());
+        }
+        push_ext(&mut exts, EXT_ALPN, &prefixed16(&list));
+    }
+    push_ext(&mut exts, 43, &[2, 3, 4]); // supported_versions, ignored
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7u8; 32]);
+    body.push(32);
+    body.extend_from_slice(&[9u8; 32]);
+    body.extend_from_slice(&prefixed16(&[0x13, 0x01, 0x13, 0x02]));
+    body.extend_from_slice(&[1, 0]);
+    body.extend_from_slice(&prefixed16(&exts));
+    let mut hs = vec![CLIENT_HELLO, 0];
+    hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    hs.extend_from_slice(&body);
+    let mut record = vec![HANDSHAKE, 3, 1];
+    record.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    record.extend_from_slice(&hs);
+    record
+}
+
+fn prefixed16(data: &[u8]) -> Vec<u8> {
+    let mut v = (data.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(data);
+    v
+}
+
+fn push_ext(exts: &mut Vec<u8>, kind: u16, data: &[u8]) {
+    exts.extend_from_slice(&kind.to_be_bytes());
+    exts.extend_from_slice(&prefixed16(data));
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// Builds a ClientHello record the way a client would (used by benches and tests).
-    pub fn hello_record(sni: Option<&str>, alpn: &[&str]) -> Vec<u8> {
-        let mut exts = Vec::new();
-        if let Some(name) = sni {
-            let mut entry = vec![0u8];
-            entry.extend_from_slice(&(name.len() as u16).to_be_bytes());
-            entry.extend_from_slice(name.as_bytes());
-            push_ext(&mut exts, EXT_SERVER_NAME, &prefixed16(&entry));
-        }
-        if !alpn.is_empty() {
-            let mut list = Vec::new();
-            for p in alpn {
-                list.push(p.len() as u8);
-                list.extend_from_slice(p.as_bytes());
-            }
-            push_ext(&mut exts, EXT_ALPN, &prefixed16(&list));
-        }
-        push_ext(&mut exts, 43, &[2, 3, 4]); // supported_versions, ignored
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7u8; 32]);
-        body.push(32);
-        body.extend_from_slice(&[9u8; 32]);
-        body.extend_from_slice(&prefixed16(&[0x13, 0x01, 0x13, 0x02]));
-        body.extend_from_slice(&[1, 0]);
-        body.extend_from_slice(&prefixed16(&exts));
-        let mut hs = vec![CLIENT_HELLO, 0];
-        hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        hs.extend_from_slice(&body);
-        let mut record = vec![HANDSHAKE, 3, 1];
-        record.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-        record.extend_from_slice(&hs);
-        record
-    }
-
-    fn prefixed16(data: &[u8]) -> Vec<u8> {
-        let mut v = (data.len() as u16).to_be_bytes().to_vec();
-        v.extend_from_slice(data);
-        v
-    }
-
-    fn push_ext(exts: &mut Vec<u8>, kind: u16, data: &[u8]) {
-        exts.extend_from_slice(&kind.to_be_bytes());
-        exts.extend_from_slice(&prefixed16(data));
-    }
-
     #[test]
     fn reads_sni_and_alpn() {
-        let record = hello_record(Some("chatgpt.com"), &["h2", "http/1.1"]);
+        let record = example_hello(Some("chatgpt.com"), &["h2", "http/1.1"]);
         let expected = ClientHello {
             sni: Some("chatgpt.com".into()),
             alpn: vec!["h2".into(), "http/1.1".into()],
@@ -203,13 +204,13 @@ pub(crate) mod tests {
 
     #[test]
     fn hello_without_extensions_of_interest() {
-        let record = hello_record(None, &[]);
+        let record = example_hello(None, &[]);
         assert_eq!(client_hello(&record), Sniff::Hello(ClientHello::default()));
     }
 
     #[test]
     fn partial_input_needs_more_at_every_cut() {
-        let record = hello_record(Some("files.oaiusercontent.com"), &["h2"]);
+        let record = example_hello(Some("files.oaiusercontent.com"), &["h2"]);
         for cut in 1..record.len() {
             assert_eq!(
                 client_hello(&record[..cut]),
@@ -221,7 +222,7 @@ pub(crate) mod tests {
 
     #[test]
     fn hello_split_over_two_records() {
-        let record = hello_record(Some("chatgpt.com"), &["h2"]);
+        let record = example_hello(Some("chatgpt.com"), &["h2"]);
         let hs = &record[5..];
         let (a, b) = hs.split_at(20);
         let mut two = Vec::new();
@@ -245,7 +246,7 @@ pub(crate) mod tests {
 
     #[test]
     fn garbage_handshake_is_malformed() {
-        let mut record = hello_record(Some("chatgpt.com"), &[]);
+        let mut record = example_hello(Some("chatgpt.com"), &[]);
         let len = record.len();
         record[len - 3] = 0xff; // corrupt a length inside the extensions
         record[43] = 200; // session id length beyond the body

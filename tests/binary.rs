@@ -222,3 +222,61 @@ fn ca_init_writes_a_name_constrained_ca_openssl_can_read() {
     assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
     assert!(text.contains("ASN1 OID: prime256v1"), "{text}");
 }
+
+/// The shape of `diagproxy bench --json`, never its speed (speed lives in the benchmarks).
+#[test]
+fn bench_json_has_every_mode_direct_and_through_the_proxy() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--duration",
+            "1",
+            "--json",
+            "--connections",
+            "8",
+            "--tunnels",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["proxy"].as_str().unwrap().starts_with("diagproxy "));
+    assert_eq!(report["duration_s"], 1.0);
+    let rows = report["rows"].as_array().unwrap();
+    let modes: Vec<&str> = rows.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    for expected in [
+        "forward HTTP/1.1 keep-alive c=1",
+        "forward HTTP/1.1 keep-alive c=8",
+        "tunnel bulk throughput",
+        "tunnel setup",
+        "intercept HTTPS keep-alive c=1",
+        "intercept HTTPS keep-alive c=16",
+        "intercept new TLS connection per request",
+        "first request to a new host",
+        "idle memory (RSS)",
+        "memory per idle tunnel (100 open)",
+    ] {
+        assert!(
+            modes.iter().any(|m| m.starts_with(expected)),
+            "{expected} missing from {modes:?}"
+        );
+    }
+    for row in rows {
+        let proxy = row["proxy"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no proxy figure in {row}"));
+        assert!(proxy >= 0.0, "{row}");
+        if row["unit"] == "req/s" || row["unit"] == "MB/s" {
+            assert!(
+                row["direct"].as_f64().unwrap() > 0.0 && proxy > 0.0,
+                "{row}"
+            );
+            assert!(row["ratio"].as_f64().unwrap() > 0.0, "{row}");
+        }
+    }
+}

@@ -4,8 +4,8 @@
 //! ratio to direct and the µs added per request. `--proxy URL` measures another proxy
 //! (mitmproxy, squid, …) through the same harness instead.
 
-mod load;
-mod world;
+pub mod load;
+pub mod world;
 
 use std::io::Write;
 use std::net::SocketAddr;

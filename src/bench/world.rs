@@ -189,7 +189,17 @@ async fn answer(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible>
         "/endless" => Endless(Bytes::from(vec![0u8; 64 * 1024])).boxed(),
         _ => Full::new(Bytes::from_static(SMALL)).boxed(),
     };
-    Ok(Response::new(body))
+    let mut response = Response::new(body);
+    let kind = if req.uri().path() == "/endless" {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    };
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(kind),
+    );
+    Ok(response)
 }
 
 /// A body that never ends: the tunnel throughput test reads it for a fixed time.

@@ -267,6 +267,10 @@ async fn relay(
     );
 }
 
+/// A tunnel direction's first read buffer, and what it grows to under bulk transfer.
+const SMALL_BUFFER: usize = 4 * 1024;
+const LARGE_BUFFER: usize = 64 * 1024;
+
 /// How much of the upstream's first bytes a tunnel keeps for the detectors.
 const FIRST_UPSTREAM_KEPT: usize = 4096;
 
@@ -361,9 +365,14 @@ where
     } else {
         (&meter.down, CLOSED_BY_UPSTREAM)
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    // Idle tunnels are the common case (browsers keep many open), so start small and grow
+    // only when a read fills the buffer: bulk transfers get 64 KiB reads after a few rounds.
+    let mut buf = vec![0u8; SMALL_BUFFER];
     loop {
         let n = reader.read(&mut buf).await.map_err(|e| (from, e))?;
+        if n == buf.len() && buf.len() < LARGE_BUFFER {
+            buf.resize(LARGE_BUFFER, 0);
+        }
         if n == 0 {
             let _ = meter.first_close.compare_exchange(
                 0,
