@@ -254,15 +254,7 @@ async fn a_reset_right_after_the_client_hello() {
 #[tokio::test]
 async fn block_pages_and_challenges_seen_through_interception() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("ca");
-    let options = diagproxy::tls::ca::InitOptions {
-        dir: ca_dir.clone(),
-        days: 30,
-        unconstrained: false,
-        force: false,
-    };
-    diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).unwrap();
-    let ca_pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).unwrap();
+    let (ca_dir, ca_pem) = local_ca(dir.path());
     let public = TestCa::root("Test Public Root", "Public CA Inc.");
     let (leaf, key) = public.leaf(&["chatgpt.com"]);
     let challenge = "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body><script src=\"/cdn-cgi/challenge-platform/h/g/orchestrate/chl_page/v1\"></script></body></html>";

@@ -23,15 +23,7 @@ struct Setup {
 /// A CA in a temp dir, an origin for chatgpt.com, and a proxy intercepting the profile.
 async fn setup(extra: &[&str]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("ca");
-    let options = diagproxy::tls::ca::InitOptions {
-        dir: ca_dir.clone(),
-        days: 30,
-        unconstrained: false,
-        force: false,
-    };
-    diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).unwrap();
-    let ca_pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).unwrap();
+    let (ca_dir, ca_pem) = local_ca(dir.path());
     let public = TestCa::root("Test Public Root", "Public CA Inc.");
     let (leaf, key) = public.leaf(&["chatgpt.com"]);
     let origin = https_origin(vec![leaf], key).await;
@@ -317,15 +309,7 @@ async fn a_client_that_rejects_the_ca_is_passed_through_next_time() {
 #[tokio::test]
 async fn an_untrusted_origin_gets_an_html_page_naming_the_issuer() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("ca");
-    let options = diagproxy::tls::ca::InitOptions {
-        dir: ca_dir.clone(),
-        days: 30,
-        unconstrained: false,
-        force: false,
-    };
-    diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).unwrap();
-    let ca_pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).unwrap();
+    let (ca_dir, ca_pem) = local_ca(dir.path());
     let public = TestCa::root("Test Public Root", "Public CA Inc.");
     let middlebox = TestCa::root("FortiGate CA", "Fortinet");
     let (leaf, key) = middlebox.leaf(&["chatgpt.com"]);
@@ -434,15 +418,7 @@ async fn curl_through_interception_over_http1_and_http2() {
 #[tokio::test]
 async fn an_inspected_origin_is_named_and_still_served() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("ca");
-    let options = diagproxy::tls::ca::InitOptions {
-        dir: ca_dir.clone(),
-        days: 30,
-        unconstrained: false,
-        force: false,
-    };
-    diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).unwrap();
-    let ca_pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).unwrap();
+    let (ca_dir, ca_pem) = local_ca(dir.path());
     let public = TestCa::root("Test Public Root", "Public CA Inc.");
     let zscaler = TestCa::root("Zscaler Root CA", "Zscaler Inc.");
     let issuing = zscaler.intermediate(

@@ -32,15 +32,7 @@ fn artefacts() -> PathBuf {
 /// plain tunnel beside it. Returns the session folder (kept alive by the TempDir).
 async fn recorded_session() -> (Session, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("ca");
-    let options = diagproxy::tls::ca::InitOptions {
-        dir: ca_dir.clone(),
-        days: 30,
-        unconstrained: false,
-        force: false,
-    };
-    diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).unwrap();
-    let ca_pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).unwrap();
+    let (ca_dir, ca_pem) = local_ca(dir.path());
     let public = TestCa::root("Test Public Root", "Public CA Inc.");
     let (leaf, key) = public.leaf(&["chatgpt.com"]);
     let origin = canned_https_origin(

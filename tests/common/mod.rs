@@ -947,21 +947,7 @@ async fn answer_canned(
 
 /// A plain-HTTP origin answering `routes` (a fake gateway's block pages).
 pub async fn canned_origin(routes: Vec<Canned>) -> SocketAddr {
-    let routes = Arc::new(routes);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let routes = routes.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| answer_canned(req, routes.clone()));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    canned_origin_at("127.0.0.1:0", routes).await
 }
 
 /// An HTTPS origin answering `routes`, with the given chain.
@@ -1058,4 +1044,19 @@ pub async fn tls_origin_at(
         .expect("server config");
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     serve_tls_at(config, addr).await
+}
+
+/// A local CA made by `ca init` (name-constrained, as users get it) in `dir/ca`: its folder
+/// and its certificate in PEM.
+pub fn local_ca(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let ca_dir = dir.join("ca");
+    let options = diagproxy::tls::ca::InitOptions {
+        dir: ca_dir.clone(),
+        days: 30,
+        unconstrained: false,
+        force: false,
+    };
+    diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).expect("ca init");
+    let pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).expect("ca pem");
+    (ca_dir, pem)
 }
