@@ -91,6 +91,14 @@ impl Answer<'_> {
 /// Every finding for one response, strongest first; a block page silences the weaker
 /// detectors that would describe the same answer.
 pub fn answer_findings(a: &Answer<'_>, profile: &Profile) -> Vec<Finding> {
+    // The hot path: a successful answer with no body kept (JSON, an event stream, assets)
+    // can only show a proxy header or a cut-off body.
+    if a.body.is_empty() && (200..300).contains(&a.status) {
+        return unexpected_content(a, profile)
+            .into_iter()
+            .chain(proxy_header(a, profile))
+            .collect();
+    }
     if let Some(block) = block_page(a, profile) {
         return vec![block];
     }

@@ -106,13 +106,15 @@ pub fn relay(
             received: event.failure.is_some().then_some(received.bytes),
             intercepted: asked.intercepted,
         };
-        let reproduce = state.reproduce(&event.url, &event.host, event.port);
         let found = findings::answer_findings(&answer, &state.config.profile);
-        event.findings.extend(
-            found
-                .into_iter()
-                .map(|f| f.with_reproduce(Some(reproduce.clone()))),
-        );
+        if !found.is_empty() {
+            let reproduce = state.reproduce(&event.url, &event.host, event.port);
+            event.findings.extend(
+                found
+                    .into_iter()
+                    .map(|f| f.with_reproduce(Some(reproduce.clone()))),
+            );
+        }
         state.recorder.record(Event::Request(Box::new(event)));
     });
     Response::from_parts(parts, watched.boxed())
