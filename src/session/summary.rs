@@ -180,7 +180,23 @@ impl Summary {
 
     fn record_failure(&mut self, host: &str, port: u16, failure: Option<&Failure>) {
         let Some(failure) = failure else { return };
-        let finding = finding_for(&self.profile, host, failure);
+        let scheme = if port == 80 { "http" } else { "https" };
+        let url = format!("{scheme}://{}/", crate::config::host_port(host, port));
+        // The session knows the corporate proxy (credentials masked), not the --resolve pins.
+        let proxy = self
+            .session
+            .upstream_proxy
+            .as_deref()
+            .map(|p| match p.split_once("***@") {
+                Some((scheme, rest)) => (format!("{scheme}{rest}"), true),
+                None => (p.to_string(), false),
+            });
+        let reproduce = crate::inspect::findings::reproduce(
+            &url,
+            proxy.as_ref().map(|(p, c)| (p.as_str(), *c)),
+            None,
+        );
+        let finding = finding_for(&self.profile, host, failure).with_reproduce(Some(reproduce));
         let stats = self.host(host, port);
         *stats.failures.entry(failure.kind).or_insert(0) += 1;
         stats.add_finding(finding);
@@ -501,6 +517,10 @@ mod tests {
         assert_eq!(
             doc.allowlist.failing,
             vec!["files.oaiusercontent.com".to_string()]
+        );
+        assert_eq!(
+            h.findings[0].reproduce.as_deref(),
+            Some("curl -sv -o /dev/null 'https://files.oaiusercontent.com:443/'")
         );
         assert!(
             doc.verdict.starts_with(
