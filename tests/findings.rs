@@ -292,24 +292,12 @@ async fn block_pages_and_challenges_seen_through_interception() {
     ])
     .await;
     for path in ["/forti", "/challenge"] {
-        let tls = intercepted_tls(
-            proxy.addr,
-            "chatgpt.com",
-            origin.port(),
-            &ca_pem,
-            &["http/1.1"],
-        )
-        .await;
-        let (mut h1, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
         let request = hyper::Request::get(path)
             .header("host", "chatgpt.com")
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap();
-        let response = h1.send_request(request).await.unwrap();
+        let response =
+            intercepted_h1(proxy.addr, "chatgpt.com", origin.port(), &ca_pem, request).await;
         drop(http_body_util::BodyExt::collect(response.into_body()).await);
     }
     proxy.wait_events("request", 2).await;

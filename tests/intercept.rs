@@ -90,24 +90,19 @@ async fn intercepts_http2_and_http1_and_records_each_request() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"HTTP/2.0", "the origin offered h2 and got it");
 
-    let tls = intercepted_tls(
-        s.proxy.addr,
-        "chatgpt.com",
-        s.origin.port(),
-        &s.ca_pem,
-        &["http/1.1"],
-    )
-    .await;
-    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let request = Request::get("/hello")
         .header("host", format!("chatgpt.com:{}", s.origin.port()))
         .header("authorization", "Bearer sk-test-secret")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let response = h1.send_request(request).await.unwrap();
+    let response = intercepted_h1(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.ca_pem,
+        request,
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         &response.into_body().collect().await.unwrap().to_bytes()[..],
@@ -220,18 +215,6 @@ async fn event_streams_are_relayed_as_they_arrive() {
 #[tokio::test]
 async fn websocket_upgrades_are_relayed() {
     let s = setup(&[]).await;
-    let tls = intercepted_tls(
-        s.proxy.addr,
-        "chatgpt.com",
-        s.origin.port(),
-        &s.ca_pem,
-        &["http/1.1"],
-    )
-    .await;
-    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn.with_upgrades());
     let request = Request::get("/ws")
         .header("host", "chatgpt.com")
         .header("connection", "Upgrade")
@@ -240,7 +223,14 @@ async fn websocket_upgrades_are_relayed() {
         .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let response = h1.send_request(request).await.unwrap();
+    let response = intercepted_h1(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.ca_pem,
+        request,
+    )
+    .await;
     assert_eq!(response.status(), 101);
     assert_eq!(
         response.headers()["sec-websocket-accept"],
@@ -330,24 +320,12 @@ async fn an_untrusted_origin_gets_an_html_page_naming_the_issuer() {
     ])
     .await;
 
-    let tls = intercepted_tls(
-        proxy.addr,
-        "chatgpt.com",
-        origin.port(),
-        &ca_pem,
-        &["http/1.1"],
-    )
-    .await;
-    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let request = Request::get("/")
         .header("host", "chatgpt.com")
         .header("accept", "text/html,*/*")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let response = h1.send_request(request).await.unwrap();
+    let response = intercepted_h1(proxy.addr, "chatgpt.com", origin.port(), &ca_pem, request).await;
     assert_eq!(response.status(), 502);
     assert_eq!(response.headers()["x-diagproxy-error"], "tls_failed");
     assert!(response.headers()["content-type"]
@@ -445,23 +423,18 @@ async fn an_inspected_origin_is_named_and_still_served() {
     ])
     .await;
 
-    let tls = intercepted_tls(
-        proxy.addr,
-        "files.oaiusercontent.com",
-        origin.port(),
-        &ca_pem,
-        &["http/1.1"],
-    )
-    .await;
-    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let request = Request::get("/hello")
         .header("host", "files.oaiusercontent.com")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let response = h1.send_request(request).await.unwrap();
+    let response = intercepted_h1(
+        proxy.addr,
+        "files.oaiusercontent.com",
+        origin.port(),
+        &ca_pem,
+        request,
+    )
+    .await;
     assert_eq!(
         response.status(),
         200,

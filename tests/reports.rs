@@ -14,7 +14,6 @@ use std::process::Command;
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 
 const BIN: &str = env!("CARGO_BIN_EXE_diagproxy");
 const FORTI: &str = "<html><head><title>Web Filter Violation</title></head><body><h1>FortiGuard Intrusion Prevention - Access Blocked</h1></body></html>";
@@ -78,25 +77,14 @@ async fn recorded_session() -> (Session, tempfile::TempDir) {
         "/backend-api/me?access_token=sk-query-secret&v=1",
         "/blocked",
     ] {
-        let tls = intercepted_tls(
-            proxy.addr,
-            "chatgpt.com",
-            origin.port(),
-            &ca_pem,
-            &["http/1.1"],
-        )
-        .await;
-        let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
         let request = hyper::Request::get(path)
             .header("host", "chatgpt.com")
             .header("authorization", "Bearer sk-live-header-secret")
             .header("cookie", "__Secure-next-auth.session-token=cookie-secret")
             .body(Full::new(Bytes::new()))
             .unwrap();
-        let response = h1.send_request(request).await.unwrap();
+        let response =
+            intercepted_h1(proxy.addr, "chatgpt.com", origin.port(), &ca_pem, request).await;
         drop(response.into_body().collect().await);
     }
     https_through(proxy.addr, "cdn.oaistatic.com", cdn.port(), &public.pem()).await;

@@ -375,35 +375,7 @@ pub async fn tls_origin(names: &[&str]) -> (SocketAddr, String) {
         .with_single_cert(vec![cert.der().clone()], der_key)
         .expect("server config");
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let mut buf = vec![0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = "hello over tls";
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.write_all(reply.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    (addr, pem)
+    (serve_tls(config).await, pem)
 }
 
 /// A TLS client over `stream` trusting `ca_pem`, with the given SNI and ALPN.
@@ -1059,4 +1031,21 @@ pub fn local_ca(dir: &std::path::Path) -> (std::path::PathBuf, String) {
     diagproxy::tls::ca::init(&options, &diagproxy::profile::Profile::builtin()).expect("ca init");
     let pem = std::fs::read_to_string(ca_dir.join(diagproxy::tls::ca::CERT_FILE)).expect("ca pem");
     (ca_dir, pem)
+}
+
+/// Sends one HTTP/1.1 request through an intercepted CONNECT to `name:port`, trusting
+/// `ca_pem` (diagproxy's CA); upgrades stay possible on the returned response.
+pub async fn intercepted_h1(
+    proxy: SocketAddr,
+    name: &str,
+    port: u16,
+    ca_pem: &str,
+    request: Request<Full<Bytes>>,
+) -> Response<Incoming> {
+    let tls = intercepted_tls(proxy, name, port, ca_pem, &["http/1.1"]).await;
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn.with_upgrades());
+    h1.send_request(request).await.expect("response")
 }
