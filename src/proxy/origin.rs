@@ -116,7 +116,7 @@ impl Origin {
             }
         }
         let sent = Instant::now();
-        let result = match self.connect(event, &[b"h2", b"http/1.1"]).await? {
+        let result = match self.connect(event, true).await? {
             Fresh::H2(mut sender) => {
                 if let Ok(mut h2) = self.h2.lock() {
                     *h2 = Some(sender.clone());
@@ -144,7 +144,7 @@ impl Origin {
         &self,
         event: &mut RequestEvent,
     ) -> Result<http1::SendRequest<Body>, SendError> {
-        match self.connect(event, &[b"http/1.1"]).await? {
+        match self.connect(event, false).await? {
             Fresh::H1(sender) => Ok(sender),
             Fresh::H2(_) => Err(Failure::new(
                 FailureKind::HttpError,
@@ -194,7 +194,7 @@ impl Origin {
         Failure::from_exchange_error(e, Side::Upstream)
     }
 
-    async fn connect(&self, event: &mut RequestEvent, alpn: &[&[u8]]) -> Result<Fresh, SendError> {
+    async fn connect(&self, event: &mut RequestEvent, offer_h2: bool) -> Result<Fresh, SendError> {
         let config = &self.state.config;
         let upstream = dial::open_tunnel(&self.host, self.port, config).await?;
         event.server_ip = Some(upstream.addr.ip().to_string());
@@ -216,7 +216,7 @@ impl Origin {
             )
         })?;
         let handshake_started = Instant::now();
-        let connector = tokio_rustls::TlsConnector::from(probe::look_only_config(alpn));
+        let connector = tokio_rustls::TlsConnector::from(probe::look_only_config(offer_h2));
         let tls = connector.connect(name, upstream.io).await.map_err(|e| {
             Failure::new(
                 FailureKind::TlsFailed,

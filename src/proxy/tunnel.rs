@@ -255,6 +255,9 @@ async fn relay(
             || (record.end == TunnelEnd::UpstreamClosed && record.bytes_down == 0),
     };
     let found = findings::tunnel_findings(&sight, &state.config.profile);
+    if found.is_empty() {
+        return;
+    }
     let url = format!(
         "https://{}/",
         crate::config::host_port(record.host_name(), record.port)

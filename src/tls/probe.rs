@@ -3,7 +3,7 @@
 //! SNI, and keeps the chain the network presents. It accepts any chain (it only looks), has
 //! a bounded time, and never touches the user's tunnel.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -30,7 +30,7 @@ pub async fn presented_chain(
             .map_err(|f| f.to_string())?;
         let name = ServerName::try_from(sni.to_string())
             .map_err(|_| format!("{sni:?} is not a server name"))?;
-        let connector = tokio_rustls::TlsConnector::from(look_only_config(&[b"h2", b"http/1.1"]));
+        let connector = tokio_rustls::TlsConnector::from(look_only_config(true));
         let tls = connector
             .connect(name, upstream.io)
             .await
@@ -47,9 +47,22 @@ pub async fn presented_chain(
         })
 }
 
-/// A client config that accepts any certificate (the chain is judged afterwards, not here)
-/// and offers `alpn`.
-pub fn look_only_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+/// A client config that accepts any certificate (the chain is judged afterwards, not here),
+/// offering h2 and HTTP/1.1, or HTTP/1.1 only. Built once per process, not per connection.
+pub fn look_only_config(offer_h2: bool) -> Arc<rustls::ClientConfig> {
+    static BOTH: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    static HTTP1: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    if offer_h2 {
+        BOTH.get_or_init(|| build_look_only(&[b"h2", b"http/1.1"]))
+            .clone()
+    } else {
+        HTTP1
+            .get_or_init(|| build_look_only(&[b"http/1.1"]))
+            .clone()
+    }
+}
+
+fn build_look_only(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let provider = super::provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
