@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_diagproxy");
@@ -62,35 +60,16 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
     let session = dir.path().join("session");
     let pin = format!("chatgpt.com:{}:127.0.0.1", tls.port());
 
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--resolve",
-            &pin,
-            "--session-dir",
-        ])
-        .arg(&session)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let banner = lines
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a banner line");
-    let proxy = banner
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
+    let common::Running {
+        mut child,
+        addr: proxy,
+        lines,
+    } = common::run_binary(&[
+        "--resolve".as_ref(),
+        pin.as_ref(),
+        "--session-dir".as_ref(),
+        session.as_os_str(),
+    ]);
     let proxy_url = format!("http://{proxy}");
 
     let curl = |args: &[&str]| {

@@ -397,21 +397,9 @@ async fn compare_tells_the_company_network_from_the_hotspot() {
 fn report_rebuilds_a_session_cut_off_by_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let session = dir.path().join("session");
-    let mut child = Command::new(BIN)
-        .args(["run", "--listen", "127.0.0.1:0", "--session-dir"])
-        .arg(&session)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut banner = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut banner).unwrap();
-    let addr = banner
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let Running {
+        mut child, addr, ..
+    } = run_binary(&["--session-dir".as_ref(), session.as_os_str()]);
     // A request the proxy answers itself with a failure, then a hard kill.
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     std::io::Write::write_all(

@@ -65,7 +65,23 @@ impl Rate {
 
 type Sender = SendRequest<Empty<Bytes>>;
 
-/// `c` clients, each sending keep-alive requests made by `open` until `duration` is over.
+/// Runs `c` clients side by side until `duration` is over; each returns its latencies (µs).
+async fn clients<F, Fut>(c: usize, duration: Duration, client: F) -> Result<Rate, String>
+where
+    F: Fn(Instant) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u32>, String>> + Send + 'static,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..c).map(|_| tokio::spawn(client(deadline))).collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    Ok(Rate::from(all, started.elapsed().as_secs_f64()))
+}
+
+/// `c` clients, each sending keep-alive requests on a connection made by `open`.
 async fn keep_alive<F, Fut>(
     c: usize,
     duration: Duration,
@@ -77,12 +93,9 @@ where
     Fut: std::future::Future<Output = Result<Sender, String>> + Send,
 {
     let open = Arc::new(open);
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..c {
+    clients(c, duration, |deadline| {
         let (open, uri) = (open.clone(), uri.clone());
-        tasks.push(tokio::spawn(async move {
+        async move {
             let mut sender = open().await?;
             let mut latencies = Vec::with_capacity(4096);
             while Instant::now() < deadline {
@@ -102,14 +115,10 @@ where
                     .map_err(|e| e.to_string())?;
                 latencies.push(t.elapsed().as_micros() as u32);
             }
-            Ok::<_, String>(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.map_err(|e| e.to_string())??);
-    }
-    Ok(Rate::from(all, started.elapsed().as_secs_f64()))
+            Ok(latencies)
+        }
+    })
+    .await
 }
 
 /// Plain HTTP/1.1 keep-alive GETs of the small answer.
@@ -159,26 +168,17 @@ pub async fn new_connections(
     c: usize,
     duration: Duration,
 ) -> Result<Rate, String> {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..c {
+    clients(c, duration, |deadline| {
         let trust = trust.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
-                let t = Instant::now();
-                one_request(origin, name, &trust, via).await?;
-                latencies.push(t.elapsed().as_micros() as u32);
+                latencies.push(one_request(origin, name, &trust, via).await?);
             }
-            Ok::<_, String>(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.map_err(|e| e.to_string())??);
-    }
-    Ok(Rate::from(all, started.elapsed().as_secs_f64()))
+            Ok(latencies)
+        }
+    })
+    .await
 }
 
 /// One TLS connection, one GET, closed: its latency in µs.

@@ -1049,3 +1049,41 @@ pub async fn intercepted_h1(
     tokio::spawn(conn.with_upgrades());
     h1.send_request(request).await.expect("response")
 }
+
+/// The built binary running `diagproxy run --listen 127.0.0.1:0 ARGS`: the child, the
+/// address it listens on (from its banner), and its remaining stderr lines.
+pub struct Running {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+pub fn run_binary(args: &[&std::ffi::OsStr]) -> Running {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn diagproxy");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let banner = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a banner line");
+    let addr = banner
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    Running { child, addr, lines }
+}
