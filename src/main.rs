@@ -111,8 +111,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         proxy_ca,
         json: args.json,
     };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let report = runtime.block_on(diagproxy::bench::run(options))?;
+    let report = diagproxy::bench::run(options)?;
     if args.json {
         println!(
             "{}",

@@ -5,6 +5,7 @@
 //! (mitmproxy, squid, …) through the same harness instead.
 
 pub mod load;
+pub mod pin;
 pub mod world;
 
 use std::io::Write;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use load::{Rate, Via};
+use pin::Cores;
 use world::{World, FRESH, HOST};
 
 /// What the user asked for.
@@ -54,23 +56,51 @@ pub struct Report {
     pub proxy: String,
     pub duration_s: f64,
     pub cores: usize,
+    /// How the cores were shared out, e.g. "load generator on core 0, proxy on core 1".
+    pub pinning: String,
     pub rows: Vec<Row>,
 }
 
 const STEPS: usize = 10;
 
-pub async fn run(options: Options) -> Result<Report, String> {
+/// Pins this process to the load generator's cores, builds its runtime (one worker per
+/// core it has) and runs the benchmark.
+pub fn run(options: Options) -> Result<Report, String> {
+    let cores = Cores::split(&pin::usable());
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(cores) = &cores {
+        // Only this thread exists yet: the runtime's workers inherit its affinity.
+        pin::pin_thread(0, &cores.load)?;
+        runtime.worker_threads(cores.load.len());
+    }
+    let runtime = runtime.enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(run_pinned(options, cores))
+}
+
+async fn run_pinned(options: Options, cores: Option<Cores>) -> Result<Report, String> {
     let world = World::start().await?;
     let (mut child, proxy, name) = match options.proxy {
         Some(addr) => (None, addr, format!("http://{addr}")),
         None => {
-            let (child, addr) = world.spawn_proxy()?;
+            let threads = cores.as_ref().map(|c| c.proxy.len());
+            let (child, addr) = world.spawn_proxy(threads)?;
             (
                 Some(child),
                 addr,
                 format!("diagproxy {}", env!("CARGO_PKG_VERSION")),
             )
         }
+    };
+    let pinning = match (&cores, &child) {
+        (None, _) => "not pinned (one usable core)".to_string(),
+        (Some(cores), Some(child)) => match pin::pin_process(child.id(), &cores.proxy) {
+            Ok(()) => cores.describe(),
+            Err(e) => format!("proxy not pinned ({e})"),
+        },
+        (Some(cores), None) => format!(
+            "load generator on {}; the other proxy is not pinned by diagproxy",
+            cores.describe().split(", proxy").next().unwrap_or_default()
+        ),
     };
     let result = measure(&world, proxy, child.as_ref().map(|c| c.id()), &options).await;
     if let Some(child) = child.as_mut() {
@@ -82,6 +112,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
         proxy: name,
         duration_s: options.duration.as_secs_f64(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        pinning,
         rows: result?,
     })
 }
@@ -268,8 +299,8 @@ fn time_row(mode: &str, direct: Rate, through: Rate) -> Row {
 /// The table, for people.
 pub fn table(report: &Report) -> String {
     let mut out = format!(
-        "{} on {} core(s), {} s per measurement\n\n",
-        report.proxy, report.cores, report.duration_s
+        "{} on {} core(s) ({}), {} s per measurement\n\n",
+        report.proxy, report.cores, report.pinning, report.duration_s
     );
     out.push_str(&format!(
         "{:<52} {:>8} {:>12} {:>12} {:>8} {:>11} {:>19}\n",

@@ -64,8 +64,9 @@ impl World {
     }
 
     /// Starts `diagproxy run` as a child on 127.0.0.1:0, recording to a temp session, and
-    /// returns it with its address.
-    pub fn spawn_proxy(&self) -> Result<(Child, SocketAddr), String> {
+    /// returns it with its address. `threads`: its runtime's worker count (one per core it
+    /// will be pinned to), or tokio's default.
+    pub fn spawn_proxy(&self, threads: Option<usize>) -> Result<(Child, SocketAddr), String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let roots = self.dir.path().join("origin-root.pem");
         let mut cmd = Command::new(exe);
@@ -90,6 +91,9 @@ impl World {
         for name in std::iter::once(HOST.to_string()).chain((0..FRESH).map(fresh_name)) {
             cmd.arg("--resolve")
                 .arg(format!("{name}:{}:127.0.0.1", self.https.port()));
+        }
+        if let Some(threads) = threads {
+            cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
         }
         let mut child = cmd
             .stdin(Stdio::null())

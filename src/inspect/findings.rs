@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
@@ -67,7 +69,7 @@ pub struct Answer<'a> {
     pub host: &'a str,
     pub path: &'a str,
     pub status: u16,
-    pub headers: &'a [(String, String)],
+    pub headers: &'a HeaderMap,
     /// The first bytes of the body (up to 64 KiB), when they were kept.
     pub body: &'a [u8],
     /// The request's Accept header.
@@ -81,10 +83,7 @@ pub struct Answer<'a> {
 
 impl Answer<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
@@ -246,15 +245,19 @@ pub fn unexpected_content(a: &Answer<'_>, profile: &Profile) -> Option<Finding> 
 
 /// A header a known product adds (`Via: … McAfee Web Gateway`, `X-BlueCoat-Via`, …).
 pub fn proxy_header(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
+    // Runs on every answer: no allocation unless something is found (the profile's names and
+    // substrings are lower case already).
     for known in &profile.proxy_headers {
         let hit = a.headers.iter().find(|(name, value)| {
-            (name == &known.header || name.starts_with(&format!("{}-", known.header)))
-                && value
-                    .to_ascii_lowercase()
-                    .contains(&known.contains.to_ascii_lowercase())
+            let name = name.as_str();
+            let name_matches = name == known.header
+                || name
+                    .strip_prefix(known.header.as_str())
+                    .is_some_and(|rest| rest.starts_with('-'));
+            name_matches && contains_ignore_case(value.as_bytes(), known.contains.as_bytes())
         });
         if let Some((name, value)) = hit {
-            let evidence = format!("{name}: {value}");
+            let evidence = format!("{name}: {}", String::from_utf8_lossy(value.as_bytes()));
             let detail = format!("the answer for {} passed through {}", a.host, known.vendor);
             return Some(Finding::new(
                 profile,
@@ -395,7 +398,7 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
 
 /// A block page in the body of a corporate proxy's refusal (of a CONNECT or a request).
 pub fn proxy_refusal(host: &str, status: u16, body: &str, profile: &Profile) -> Option<Finding> {
-    let headers = Vec::new();
+    let headers = HeaderMap::new();
     let answer = Answer {
         host,
         path: "",
@@ -461,12 +464,25 @@ pub fn reproduce(
     cmd
 }
 
-fn parse_head(head: &str) -> Vec<(String, String)> {
+/// The header lines of a plaintext answer (lines that are not valid headers are skipped).
+fn parse_head(head: &str) -> HeaderMap {
     head.lines()
         .skip(1)
         .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .filter_map(|(n, v)| {
+            let name = HeaderName::from_bytes(n.trim().as_bytes()).ok()?;
+            let value = HeaderValue::from_str(v.trim()).ok()?;
+            Some((name, value))
+        })
         .collect()
+}
+
+/// Whether `haystack` contains `needle_lower` (lower case), ignoring ASCII case.
+fn contains_ignore_case(haystack: &[u8], needle_lower: &[u8]) -> bool {
+    needle_lower.is_empty()
+        || haystack
+            .windows(needle_lower.len())
+            .any(|w| w.eq_ignore_ascii_case(needle_lower))
 }
 
 /// (host, port) of a Location URL; `None` for a relative one.

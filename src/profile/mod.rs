@@ -175,6 +175,11 @@ impl Profile {
 
     pub fn from_json(text: &str) -> Result<Profile, ProfileError> {
         let mut profile: Profile = serde_json::from_str(text).map_err(ProfileError::Parse)?;
+        // The detectors compare without allocating: header names and substrings lower case.
+        for known in &mut profile.proxy_headers {
+            known.header.make_ascii_lowercase();
+            known.contains.make_ascii_lowercase();
+        }
         for (i, entry) in profile.entries.iter().enumerate() {
             let pattern = entry.pattern.to_ascii_lowercase();
             let (map, name) = match pattern.strip_prefix("*.") {

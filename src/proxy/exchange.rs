@@ -18,7 +18,7 @@ use super::{OpenGuard, Shared};
 use crate::clock::ms;
 use crate::failure::{Failure, Side};
 use crate::inspect::findings::{self, Answer};
-use crate::session::event::{Event, RequestEvent};
+use crate::session::event::{Event, HeaderList, RequestEvent};
 use crate::session::redact;
 
 /// The most of a body kept for the detectors.
@@ -52,19 +52,12 @@ pub fn relay(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // The detectors read the headers when the body ends, after `parts` went downstream: a
+    // copy of the map (values are shared, not copied).
+    let head = parts.headers.clone();
     if let Some(headers) = event.headers.as_mut() {
-        headers.response = redact::headers(&parts.headers, state.config.include_secrets);
+        headers.response = HeaderList::wire(head.clone(), state.config.include_secrets);
     }
-    let head: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
     let declared: Option<u64> = parts
         .headers
         .get(CONTENT_LENGTH)

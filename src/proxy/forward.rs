@@ -21,8 +21,7 @@ use super::pool::PoolKey;
 use super::{answer, dial, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
-use crate::session::event::{Downstream, Event, Headers, RequestEvent, Timings};
-use crate::session::redact;
+use crate::session::event::{Downstream, Event, HeaderList, Headers, RequestEvent, Timings};
 
 /// Headers that belong to one connection, never forwarded (plus those named in Connection).
 const HOP_BY_HOP: [&str; 9] = [
@@ -110,8 +109,8 @@ pub async fn forward(
         intercepted: false,
         upstream_protocol: None,
         headers: Some(Headers {
-            request: redact::headers(req.headers(), state.config.include_secrets),
-            response: Vec::new(),
+            request: HeaderList::wire(req.headers().clone(), state.config.include_secrets),
+            response: HeaderList::default(),
         }),
         failure: None,
         findings: Vec::new(),

@@ -26,9 +26,9 @@ use super::{answer, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{
-    ClientRejectedEvent, Downstream, Event, Headers, RequestEvent, Timings, TunnelEnd, TunnelEvent,
+    ClientRejectedEvent, Downstream, Event, HeaderList, Headers, RequestEvent, Timings, TunnelEnd,
+    TunnelEvent,
 };
-use crate::session::redact;
 use crate::shutdown::Shutdown;
 use crate::tls::chain::TlsVerdict;
 
@@ -244,8 +244,8 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         intercepted: true,
         upstream_protocol: None,
         headers: Some(Headers {
-            request: redact::headers(req.headers(), state.config.include_secrets),
-            response: Vec::new(),
+            request: HeaderList::wire(req.headers().clone(), state.config.include_secrets),
+            response: HeaderList::default(),
         }),
         failure: None,
         findings: Vec::new(),

@@ -51,18 +51,18 @@ pub fn events() -> Vec<Event> {
         intercepted: true,
         upstream_protocol: Some("h2".into()),
         headers: Some(Headers {
-            request: vec![
+            request: HeaderList::from(vec![
                 ("authorization".into(), "Bearer sk-live-very-secret".into()),
                 (
                     "cookie".into(),
                     "__Secure-next-auth.session-token=abc123".into(),
                 ),
                 ("content-type".into(), "application/json".into()),
-            ],
-            response: vec![
+            ]),
+            response: HeaderList::from(vec![
                 ("set-cookie".into(), "__cf_bm=xyz".into()),
                 ("content-type".into(), "text/event-stream".into()),
-            ],
+            ]),
         }),
         findings: Vec::new(),
         failure: None,

@@ -66,8 +66,11 @@ fn request_entry(
         _ => "HTTP/1.1",
     };
     let (req_headers, resp_headers) = match &r.headers {
-        Some(h) if include_secrets => (h.request.clone(), h.response.clone()),
-        Some(h) => (redact::pairs(&h.request), redact::pairs(&h.response)),
+        Some(h) if include_secrets => (h.request.to_pairs(), h.response.to_pairs()),
+        Some(h) => (
+            redact::pairs(&h.request.to_pairs()),
+            redact::pairs(&h.response.to_pairs()),
+        ),
         None => (Vec::new(), Vec::new()),
     };
     let location = resp_headers

@@ -201,8 +201,87 @@ fn tunnel_mode() -> String {
 /// Header lists as `[name, value]` pairs, in order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Headers {
-    pub request: Vec<(String, String)>,
-    pub response: Vec<(String, String)>,
+    pub request: HeaderList,
+    pub response: HeaderList,
+}
+
+/// One header list. On the hot path it keeps the headers as they came off the wire (a cheap
+/// copy) and credentials are redacted while the writer thread serialises them; read back
+/// from `events.jsonl` it is the recorded pairs. Either way it is written as
+/// `[["name", "value"], …]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeaderList {
+    Wire {
+        map: hyper::HeaderMap,
+        /// `--include-secrets`: write credentials as they are.
+        include_secrets: bool,
+    },
+    Pairs(Vec<(String, String)>),
+}
+
+impl Default for HeaderList {
+    fn default() -> Self {
+        HeaderList::Pairs(Vec::new())
+    }
+}
+
+impl HeaderList {
+    pub fn wire(map: hyper::HeaderMap, include_secrets: bool) -> HeaderList {
+        HeaderList::Wire {
+            map,
+            include_secrets,
+        }
+    }
+
+    /// The pairs as recorded (credentials already redacted unless the user opted in).
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        match self {
+            HeaderList::Pairs(pairs) => pairs.clone(),
+            HeaderList::Wire {
+                map,
+                include_secrets,
+            } => map
+                .iter()
+                .map(|(n, v)| {
+                    let value = crate::session::redact::value(n.as_str(), v, *include_secrets);
+                    (n.as_str().to_string(), value.into_owned())
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<Vec<(String, String)>> for HeaderList {
+    fn from(pairs: Vec<(String, String)>) -> Self {
+        HeaderList::Pairs(pairs)
+    }
+}
+
+impl Serialize for HeaderList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self {
+            HeaderList::Pairs(pairs) => pairs.serialize(s),
+            HeaderList::Wire {
+                map,
+                include_secrets,
+            } => {
+                let mut seq = s.serialize_seq(Some(map.len()))?;
+                for (name, value) in map {
+                    let value =
+                        crate::session::redact::value(name.as_str(), value, *include_secrets);
+                    seq.serialize_element(&(name.as_str(), &*value))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<(String, String)>::deserialize(d).map(HeaderList::Pairs)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

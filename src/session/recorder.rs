@@ -2,6 +2,10 @@
 //! channel; one thread appends them to `events.jsonl` (flushed after every batch, so a kill
 //! loses nothing already written), folds them into the shared [`Summary`] and prints the live
 //! log. At the end it writes `summary.json`.
+//!
+//! The writer batches: after writing what it found it waits [`BATCH_WINDOW`] before looking
+//! again, so a busy proxy wakes it about a hundred times a second, not once per request (a
+//! wake-up is a futex call and a context switch on the core the proxy needs).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -14,6 +18,12 @@ use super::event::{Event, SessionEnd, SessionInfo};
 use super::livelog::{self, Style};
 use super::summary::Summary;
 use crate::profile::Profile;
+
+/// How long the writer lets events gather after each batch: what the live log and
+/// `events.jsonl` may lag behind the traffic.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+/// The most events taken off the channel at once.
+const BATCH_MAX: usize = 1024;
 
 /// The summary as the recorder keeps it, readable by the status page.
 pub type SharedSummary = Arc<Mutex<Summary>>;
@@ -89,8 +99,8 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
-        let mut batch = Vec::with_capacity(256);
-        while rx.blocking_recv_many(&mut batch, 256) > 0 {
+        let mut batch = Vec::with_capacity(BATCH_MAX);
+        while rx.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
             for msg in batch.drain(..) {
                 match msg {
                     Msg::Event(event) => {
@@ -107,6 +117,7 @@ impl Writer {
             if let Err(e) = self.events.flush() {
                 tracing::error!("cannot write events.jsonl: {e}");
             }
+            std::thread::sleep(BATCH_WINDOW);
         }
     }
 

@@ -16,25 +16,31 @@ pub const REDACTED: &str = "REDACTED";
 
 /// Whether a header's value is a credential (by name).
 pub fn is_secret_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_HEADERS.contains(&name.as_str())
+    // Names off the wire (`HeaderName`) are lower case already: no copy for them.
+    let lower;
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = name.to_ascii_lowercase();
+        lower.as_str()
+    } else {
+        name
+    };
+    SECRET_HEADERS.contains(&name)
         || name.contains("token")
         || name.contains("secret")
         || name.contains("session")
 }
 
-/// The header list as recorded: `[name, value]` pairs, credentials redacted.
-pub fn headers(map: &hyper::HeaderMap, include_secrets: bool) -> Vec<(String, String)> {
-    map.iter()
-        .map(|(name, value)| {
-            let value = if !include_secrets && is_secret_header(name.as_str()) {
-                REDACTED.to_string()
-            } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
-            };
-            (name.as_str().to_string(), value)
-        })
-        .collect()
+/// One header as recorded: its value, or `REDACTED` for a credential.
+pub fn value<'a>(
+    name: &str,
+    value: &'a hyper::header::HeaderValue,
+    include_secrets: bool,
+) -> std::borrow::Cow<'a, str> {
+    if !include_secrets && is_secret_header(name) {
+        std::borrow::Cow::Borrowed(REDACTED)
+    } else {
+        String::from_utf8_lossy(value.as_bytes())
+    }
 }
 
 /// Query parameters whose values are credentials (by name, case-insensitive substring).
@@ -116,15 +122,23 @@ mod tests {
         );
         map.insert("x-csrf-token", HeaderValue::from_static("t0k"));
         map.insert("content-type", HeaderValue::from_static("application/json"));
-        let shown = headers(&map, false);
+        // As the writer thread records them: serialised straight from the wire headers.
+        let recorded = |include_secrets| {
+            let list = crate::session::event::HeaderList::wire(map.clone(), include_secrets);
+            let json = serde_json::to_string(&list).expect("headers serialise");
+            let pairs: Vec<(String, String)> = serde_json::from_str(&json).expect("pairs");
+            assert_eq!(pairs, list.to_pairs());
+            (json, pairs)
+        };
+        let (json, shown) = recorded(false);
         assert!(
             shown
                 .iter()
                 .all(|(n, v)| n == "content-type" || v == REDACTED),
             "{shown:?}"
         );
-        assert!(!format!("{shown:?}").contains("sk-live"));
-        let all = headers(&map, true);
+        assert!(!json.contains("sk-live") && !json.contains("t0k"), "{json}");
+        let (_, all) = recorded(true);
         assert!(all.iter().any(|(_, v)| v == "Bearer sk-live-123"));
     }
 

@@ -7,9 +7,14 @@ fn profile() -> Profile {
     Profile::builtin()
 }
 
-fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
+fn headers(list: &[(&str, &str)]) -> HeaderMap {
     list.iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+        .map(|(n, v)| {
+            (
+                HeaderName::from_bytes(n.as_bytes()).expect("fixture header name"),
+                HeaderValue::from_str(v).expect("fixture header value"),
+            )
+        })
         .collect()
 }
 
