@@ -66,7 +66,8 @@ const STEPS: usize = 10;
 /// Pins this process to the load generator's cores, builds its runtime (one worker per
 /// core it has) and runs the benchmark.
 pub fn run(options: Options) -> Result<Report, String> {
-    let cores = Cores::split(&pin::usable());
+    let usable = pin::usable();
+    let cores = Cores::split(&usable);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(cores) = &cores {
         // Only this thread exists yet: the runtime's workers inherit its affinity.
@@ -74,7 +75,9 @@ pub fn run(options: Options) -> Result<Report, String> {
         runtime.worker_threads(cores.load.len());
     }
     let runtime = runtime.enable_all().build().map_err(|e| e.to_string())?;
-    runtime.block_on(run_pinned(options, cores))
+    let mut report = runtime.block_on(run_pinned(options, cores))?;
+    report.cores = usable.len().max(1);
+    Ok(report)
 }
 
 async fn run_pinned(options: Options, cores: Option<Cores>) -> Result<Report, String> {

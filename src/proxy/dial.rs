@@ -32,9 +32,26 @@ pub struct Dialed {
     pub connect: Duration,
 }
 
+/// A tunnel's upstream byte stream.
+pub enum Stream {
+    /// A TCP connection to the origin: the relay can splice it.
+    Tcp(TcpStream),
+    /// Anything else (a tunnel through the corporate proxy).
+    Other(Box<dyn Io>),
+}
+
+impl Stream {
+    pub fn into_io(self) -> Box<dyn Io> {
+        match self {
+            Stream::Tcp(tcp) => Box::new(tcp),
+            Stream::Other(io) => io,
+        }
+    }
+}
+
 /// A tunnel's upstream side, ready for bytes.
 pub struct Upstream {
-    pub io: Box<dyn Io>,
+    pub io: Stream,
     /// The address dialled (the corporate proxy's when chaining).
     pub addr: SocketAddr,
     pub dns: Option<Duration>,
@@ -174,7 +191,7 @@ pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstr
     let Some(proxy) = &config.upstream_proxy else {
         let d = dial(host, port, config, Side::Upstream).await?;
         return Ok(Upstream {
-            io: Box::new(d.stream),
+            io: Stream::Tcp(d.stream),
             addr: d.addr,
             dns: d.dns,
             dns_answer: d.dns_answer,
@@ -201,7 +218,7 @@ pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstr
         }
     };
     Ok(Upstream {
-        io,
+        io: Stream::Other(io),
         addr: d.addr,
         dns: d.dns,
         dns_answer: Vec::new(),

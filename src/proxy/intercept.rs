@@ -349,12 +349,12 @@ async fn upgrade(
     tokio::spawn(async move {
         let _open = guard;
         if let (Ok(down), Ok(up)) = tokio::join!(on_downstream, on_upstream) {
-            let spliced = super::tunnel::splice(
+            let spliced = super::relay::streams(
                 TokioIo::new(down),
                 TokioIo::new(up),
                 state.config.idle_timeout,
-                |_| {},
-                |_| {},
+                |_| false,
+                |_| false,
             )
             .await;
             event.bytes_up = spliced.bytes_up;

@@ -17,8 +17,10 @@ pub mod intercept;
 pub mod origin;
 pub mod pages;
 pub mod pool;
+pub mod relay;
 pub mod service;
 pub mod tunnel;
+pub mod zerocopy;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

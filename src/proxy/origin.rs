@@ -217,13 +217,16 @@ impl Origin {
         })?;
         let handshake_started = Instant::now();
         let connector = tokio_rustls::TlsConnector::from(probe::look_only_config(offer_h2));
-        let tls = connector.connect(name, upstream.io).await.map_err(|e| {
-            Failure::new(
-                FailureKind::TlsFailed,
-                Side::Upstream,
-                format!("TLS handshake with {}:{}: {e}", self.host, self.port),
-            )
-        })?;
+        let tls = connector
+            .connect(name, upstream.io.into_io())
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    FailureKind::TlsFailed,
+                    Side::Upstream,
+                    format!("TLS handshake with {}:{}: {e}", self.host, self.port),
+                )
+            })?;
         event.timings.ssl_ms = Some(ms(handshake_started.elapsed()));
         let chain: Vec<_> = tls
             .get_ref()

@@ -2,17 +2,17 @@
 //! relay bytes unchanged both ways, half-close honoured. The downstream's first bytes are
 //! read as they pass to record the ClientHello's SNI and ALPN; nothing is held back.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::body::{empty, Body};
-use super::dial::{self, Io};
-use super::{answer, OpenGuard, Shared};
+use super::dial::{self, Stream};
+use super::{answer, relay, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::findings::{self, TunnelSight};
@@ -119,14 +119,7 @@ pub async fn connect(
             Ok(upgraded) => {
                 let (host, port) = (record.host.clone(), record.port);
                 let on_hello = |sni: Option<&str>| check_chain(&state, &host, port, sni);
-                relay(
-                    TokioIo::new(upgraded),
-                    upstream.io,
-                    &mut record,
-                    &state,
-                    on_hello,
-                )
-                .await
+                relay(upgraded, upstream.io, &mut record, &state, on_hello).await
             }
             Err(e) => {
                 record.failure = Some(Failure::new(
@@ -186,26 +179,12 @@ fn check_chain(state: &Shared, host: &str, port: u16, sni: Option<&str>) {
     });
 }
 
-/// Byte counts and clocks both directions of a tunnel update.
-struct Meter {
-    start: Instant,
-    up: AtomicU64,
-    down: AtomicU64,
-    /// Milliseconds from `start` to the last byte moved either way.
-    last_activity_ms: AtomicU64,
-    /// Microseconds from `start` to the first upstream byte, plus one (0: none yet).
-    first_down_us: AtomicU64,
-    /// Which side closed first (a `Closer` code), 0 while both are open.
-    first_close: AtomicU8,
-}
-
-const CLOSED_BY_DOWNSTREAM: u8 = 1;
-const CLOSED_BY_UPSTREAM: u8 = 2;
-
-/// Relays until both sides are done, one resets, or nothing moves for `idle`.
+/// Relays until both sides are done, one resets, or nothing moves for `idle`; watches the
+/// start of each direction for the sniffer and the detectors. Two TCP sockets (the usual
+/// case) are relayed with splice(2) once the start has been seen.
 async fn relay(
-    downstream: impl Io,
-    upstream: Box<dyn Io>,
+    downstream: Upgraded,
+    upstream: Stream,
     record: &mut TunnelEvent,
     state: &Shared,
     on_hello: impl FnOnce(Option<&str>),
@@ -213,27 +192,34 @@ async fn relay(
     let mut sniffer = Sniffer::default();
     let mut on_hello = Some(on_hello);
     let mut first_upstream = Vec::new();
-    let on_up = |chunk: &[u8]| {
+    let watch_up = |chunk: &[u8]| {
         if let Some(Sniff::Hello(hello)) = sniffer.feed(chunk) {
             if let Some(callback) = on_hello.take() {
                 callback(hello.sni.as_deref());
             }
         }
+        !sniffer.decided()
     };
-    let on_down = |chunk: &[u8]| {
-        if first_upstream.len() < FIRST_UPSTREAM_KEPT {
-            let take = chunk.len().min(FIRST_UPSTREAM_KEPT - first_upstream.len());
-            first_upstream.extend_from_slice(&chunk[..take]);
+    let watch_down = |chunk: &[u8]| {
+        let take = chunk
+            .len()
+            .min(FIRST_UPSTREAM_KEPT.saturating_sub(first_upstream.len()));
+        first_upstream.extend_from_slice(&chunk[..take]);
+        first_upstream.len() < FIRST_UPSTREAM_KEPT
+    };
+    let idle = state.config.idle_timeout;
+    let outcome = match upstream {
+        Stream::Tcp(up) => match downstream.downcast::<TokioIo<TcpStream>>() {
+            Ok(down) => {
+                let down_tcp = down.io.into_inner();
+                relay::tcp(down_tcp, down.read_buf, up, idle, watch_up, watch_down).await
+            }
+            Err(down) => relay::streams(TokioIo::new(down), up, idle, watch_up, watch_down).await,
+        },
+        Stream::Other(up) => {
+            relay::streams(TokioIo::new(downstream), up, idle, watch_up, watch_down).await
         }
     };
-    let outcome = splice(
-        downstream,
-        upstream,
-        state.config.idle_timeout,
-        on_up,
-        on_down,
-    )
-    .await;
     if let Some(e) = &outcome.upstream_error {
         record.failure = Some(Failure::new(
             FailureKind::Reset,
@@ -270,147 +256,8 @@ async fn relay(
     );
 }
 
-/// A tunnel direction's first read buffer, and what it grows to under bulk transfer.
-const SMALL_BUFFER: usize = 4 * 1024;
-const LARGE_BUFFER: usize = 64 * 1024;
-
 /// How much of the upstream's first bytes a tunnel keeps for the detectors.
 const FIRST_UPSTREAM_KEPT: usize = 4096;
-
-/// What a spliced pair of streams did.
-pub struct Spliced {
-    pub bytes_up: u64,
-    pub bytes_down: u64,
-    /// From the start to the first upstream byte.
-    pub first_down: Option<Duration>,
-    pub end: TunnelEnd,
-    /// The upstream's error, when it broke the connection.
-    pub upstream_error: Option<std::io::Error>,
-}
-
-/// Copies bytes both ways until both sides are done (half-close honoured), one side
-/// fails, or nothing moves for `idle`. `on_up_chunk` sees every downstream chunk as it
-/// passes. Used by tunnels and by intercepted WebSocket upgrades.
-pub async fn splice(
-    downstream: impl Io,
-    upstream: impl Io,
-    idle: Duration,
-    on_up_chunk: impl FnMut(&[u8]),
-    on_down_chunk: impl FnMut(&[u8]),
-) -> Spliced {
-    let meter = Meter {
-        start: Instant::now(),
-        up: AtomicU64::new(0),
-        down: AtomicU64::new(0),
-        last_activity_ms: AtomicU64::new(0),
-        first_down_us: AtomicU64::new(0),
-        first_close: AtomicU8::new(0),
-    };
-    let (mut down_read, mut down_write) = tokio::io::split(downstream);
-    let (mut up_read, mut up_write) = tokio::io::split(upstream);
-    let upward = pump(
-        &mut down_read,
-        &mut up_write,
-        Side::Downstream,
-        &meter,
-        on_up_chunk,
-    );
-    let downward = pump(
-        &mut up_read,
-        &mut down_write,
-        Side::Upstream,
-        &meter,
-        on_down_chunk,
-    );
-    let mut upstream_error = None;
-    let end = tokio::select! {
-        result = async { tokio::try_join!(upward, downward) } => match result {
-            Ok(_) if meter.first_close.load(Ordering::Relaxed) == CLOSED_BY_UPSTREAM => TunnelEnd::UpstreamClosed,
-            Ok(_) => TunnelEnd::DownstreamClosed,
-            Err((Side::Downstream, _)) => TunnelEnd::DownstreamReset,
-            Err((_, e)) => {
-                upstream_error = Some(e);
-                TunnelEnd::UpstreamReset
-            }
-        },
-        () = idle_deadline(&meter, idle) => TunnelEnd::IdleTimeout,
-    };
-    let first = meter.first_down_us.load(Ordering::Relaxed);
-    Spliced {
-        bytes_up: meter.up.load(Ordering::Relaxed),
-        bytes_down: meter.down.load(Ordering::Relaxed),
-        first_down: (first > 0).then(|| Duration::from_micros(first - 1)),
-        end,
-        upstream_error,
-    }
-}
-
-/// Copies one direction. `from` is the side whose read errors are its own; write errors
-/// belong to the other side. EOF is passed on as a half-close.
-async fn pump<R, W>(
-    reader: &mut R,
-    writer: &mut W,
-    from: Side,
-    meter: &Meter,
-    mut on_chunk: impl FnMut(&[u8]),
-) -> Result<(), (Side, std::io::Error)>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let to = if from == Side::Downstream {
-        Side::Upstream
-    } else {
-        Side::Downstream
-    };
-    let (count, closed_code) = if from == Side::Downstream {
-        (&meter.up, CLOSED_BY_DOWNSTREAM)
-    } else {
-        (&meter.down, CLOSED_BY_UPSTREAM)
-    };
-    // Idle tunnels are the common case (browsers keep many open), so start small and grow
-    // only when a read fills the buffer: bulk transfers get 64 KiB reads after a few rounds.
-    let mut buf = vec![0u8; SMALL_BUFFER];
-    loop {
-        let n = reader.read(&mut buf).await.map_err(|e| (from, e))?;
-        if n == buf.len() && buf.len() < LARGE_BUFFER {
-            buf.resize(LARGE_BUFFER, 0);
-        }
-        if n == 0 {
-            let _ = meter.first_close.compare_exchange(
-                0,
-                closed_code,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            let _ = writer.shutdown().await;
-            return Ok(());
-        }
-        if from == Side::Upstream && meter.first_down_us.load(Ordering::Relaxed) == 0 {
-            meter.first_down_us.store(
-                meter.start.elapsed().as_micros() as u64 + 1,
-                Ordering::Relaxed,
-            );
-        }
-        on_chunk(&buf[..n]);
-        writer.write_all(&buf[..n]).await.map_err(|e| (to, e))?;
-        count.fetch_add(n as u64, Ordering::Relaxed);
-        meter
-            .last_activity_ms
-            .store(meter.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-async fn idle_deadline(meter: &Meter, idle: Duration) {
-    loop {
-        let last = Duration::from_millis(meter.last_activity_ms.load(Ordering::Relaxed));
-        let deadline = meter.start + last + idle;
-        if Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep_until(deadline.into()).await;
-    }
-}
 
 /// Watches the first bytes of the downstream's stream until it can say what they are.
 #[derive(Default)]
@@ -434,6 +281,11 @@ impl Sniffer {
             Sniff::NeedMore => Some(&*self.verdict.insert(Sniff::Malformed)),
             other => Some(&*self.verdict.insert(other)),
         }
+    }
+
+    /// Whether it has said what the stream is (and needs no more bytes).
+    fn decided(&self) -> bool {
+        self.verdict.is_some()
     }
 
     fn finish(self, record: &mut TunnelEvent) {

@@ -32,7 +32,7 @@ pub async fn presented_chain(
             .map_err(|_| format!("{sni:?} is not a server name"))?;
         let connector = tokio_rustls::TlsConnector::from(look_only_config(true));
         let tls = connector
-            .connect(name, upstream.io)
+            .connect(name, upstream.io.into_io())
             .await
             .map_err(|e| format!("TLS handshake with {host}:{port}: {e}"))?;
         let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
