@@ -210,13 +210,16 @@ fn run(args: &RunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
     };
-    match runtime.block_on(serve(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&*e),
+    // The accept loop runs on a worker, not on this thread: a new connection's task then
+    // starts on the thread that accepted it, without waking another.
+    match runtime.block_on(async { tokio::spawn(serve(config)).await }) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => fail(&*e),
+        Err(e) => fail(&e),
     }
 }
 
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

@@ -29,6 +29,8 @@ pub struct Rate {
     pub p50_us: f64,
     pub p99_us: f64,
     pub mean_us: f64,
+    /// Every latency (µs, sorted), so results of several slices can be merged.
+    latencies: Vec<u32>,
 }
 
 impl Rate {
@@ -38,6 +40,12 @@ impl Rate {
         } else {
             0.0
         }
+    }
+
+    /// Two slices of the same measurement as one.
+    pub fn merge(mut self, other: Rate) -> Rate {
+        self.latencies.extend(other.latencies);
+        Rate::from(self.latencies, self.secs + other.secs)
     }
 
     fn from(mut latencies: Vec<u32>, secs: f64) -> Rate {
@@ -59,6 +67,7 @@ impl Rate {
             p50_us: at(0.5),
             p99_us: at(0.99),
             mean_us: mean,
+            latencies,
         }
     }
 }

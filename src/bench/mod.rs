@@ -132,27 +132,24 @@ async fn measure(
     let idle_rss = pid.and_then(load::rss_kib);
 
     step(1, "forward c=1");
-    rows.push(rate_row(
-        "forward HTTP/1.1 keep-alive c=1",
-        load::forward(world.http, Via::Direct, 1, d).await?,
-        load::forward(world.http, via, 1, d).await?,
-    ));
+    let (direct, through) = paired(via, d, |v, t| load::forward(world.http, v, 1, t)).await?;
+    rows.push(rate_row("forward HTTP/1.1 keep-alive c=1", direct, through));
     step(2, &format!("forward c={}", o.connections));
-    let (direct, through) = (
-        load::forward(world.http, Via::Direct, o.connections, d).await?,
-        load::forward(world.http, via, o.connections, d).await?,
-    );
+    let c = o.connections;
+    let (direct, through) = paired(via, d, |v, t| load::forward(world.http, v, c, t)).await?;
     rows.push(rate_row(
-        &format!("forward HTTP/1.1 keep-alive c={}", o.connections),
+        &format!("forward HTTP/1.1 keep-alive c={c}"),
         direct,
         through,
     ));
 
     step(3, "tunnel throughput");
-    let (direct, through) = (
-        load::tunnel_throughput(world.http, Via::Direct, d).await?,
-        load::tunnel_throughput(world.http, via, d).await?,
-    );
+    let (mut direct, mut through) = (0.0, 0.0);
+    for _ in 0..ROUNDS {
+        let slice = d / ROUNDS as u32;
+        direct += load::tunnel_throughput(world.http, Via::Direct, slice).await? / ROUNDS as f64;
+        through += load::tunnel_throughput(world.http, via, slice).await? / ROUNDS as f64;
+    }
     rows.push(Row {
         mode: "tunnel bulk throughput".into(),
         unit: "MB/s".into(),
@@ -164,10 +161,7 @@ async fn measure(
         p99_us: None,
     });
     step(4, "tunnel setup");
-    let (direct, through) = (
-        load::tunnel_setup(world.http, Via::Direct, d).await?,
-        load::tunnel_setup(world.http, via, d).await?,
-    );
+    let (direct, through) = paired(via, d, |v, t| load::tunnel_setup(world.http, v, t)).await?;
     rows.push(time_row("tunnel setup (CONNECT → 200)", direct, through));
 
     let trust_proxy = match (&o.proxy, &o.proxy_ca) {
@@ -179,9 +173,14 @@ async fn measure(
     if let Some(trust) = trust_proxy {
         for (i, c) in [(5, 1), (6, 16)] {
             step(i, &format!("intercept c={c}"));
-            let direct =
-                load::https(world.https, HOST, trust_direct.clone(), Via::Direct, c, d).await?;
-            let through = load::https(world.https, HOST, trust.clone(), via, c, d).await?;
+            let (direct, through) = paired(via, d, |v, t| {
+                let trust = match v {
+                    Via::Direct => trust_direct.clone(),
+                    Via::Proxy(_) => trust.clone(),
+                };
+                load::https(world.https, HOST, trust, v, c, t)
+            })
+            .await?;
             rows.push(rate_row(
                 &format!("intercept HTTPS keep-alive c={c}"),
                 direct,
@@ -189,10 +188,14 @@ async fn measure(
             ));
         }
         step(7, "new TLS connection per request");
-        let direct =
-            load::new_connections(world.https, HOST, trust_direct.clone(), Via::Direct, 4, d)
-                .await?;
-        let through = load::new_connections(world.https, HOST, trust.clone(), via, 4, d).await?;
+        let (direct, through) = paired(via, d, |v, t| {
+            let trust = match v {
+                Via::Direct => trust_direct.clone(),
+                Via::Proxy(_) => trust.clone(),
+            };
+            load::new_connections(world.https, HOST, trust, v, 4, t)
+        })
+        .await?;
         rows.push(rate_row(
             "intercept new TLS connection per request c=4",
             direct,
@@ -217,6 +220,24 @@ async fn measure(
         rows.push(tunnel_memory(world.http, via, pid, o.tunnels).await?);
     }
     Ok(rows)
+}
+
+/// Each measurement runs direct and through the proxy in alternating slices, so a machine
+/// that speeds up or slows down during the run (a shared VM does) affects both alike.
+const ROUNDS: usize = 4;
+
+async fn paired<F, Fut>(via: Via, d: Duration, run: F) -> Result<(Rate, Rate), String>
+where
+    F: Fn(Via, Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<Rate, String>>,
+{
+    let slice = d / ROUNDS as u32;
+    let (mut direct, mut through) = (Rate::default(), Rate::default());
+    for _ in 0..ROUNDS {
+        direct = direct.merge(run(Via::Direct, slice).await?);
+        through = through.merge(run(via, slice).await?);
+    }
+    Ok((direct, through))
 }
 
 /// The first request to a host never seen (a leaf is minted) against a new connection to a

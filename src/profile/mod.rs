@@ -196,11 +196,19 @@ impl Profile {
 
     /// The most specific entry covering `host`, if any.
     pub fn match_host(&self, host: &str) -> Option<&Entry> {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(&i) = self.exact.get(&host) {
+        // Runs for every request: copy the name only when it has upper case in it.
+        let host = host.trim_end_matches('.');
+        let lower;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            host
+        };
+        if let Some(&i) = self.exact.get(host) {
             return Some(&self.entries[i]);
         }
-        let mut suffix = host.as_str();
+        let mut suffix = host;
         loop {
             if let Some(&i) = self.wildcard.get(suffix) {
                 return Some(&self.entries[i]);
