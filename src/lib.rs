@@ -12,14 +12,16 @@
 //! - [`cli`]: clap types only; [`config`]: `Config::from_run_args`, every check before binding.
 //! - [`profile`]: the allowlist, what each host is for and the remedies, as data.
 //! - [`proxy`]: [`proxy::run`] (the accept loop), then per connection `service`, which sends
-//!   CONNECT to `tunnel`, absolute-form requests to `forward` and the rest to `pages`.
+//!   CONNECT to `tunnel`, absolute-form requests to `forward` and the rest to `pages`;
+//!   `relay` moves a tunnel's bytes both ways (with `zerocopy`'s splice(2) for bulk).
 //! - [`sniff`]: the ClientHello's SNI and ALPN, parsed from a tunnel's first bytes (pure).
 //! - [`tls`]: trust stores, the verdict on a presented chain (pure), the side handshake.
 //! - [`session`]: the events, the single writer of the session folder, the summary, the live log.
 //! - [`failure`]: named failure kinds and whose side failed.
 //! - [`inspect`]: the detectors that turn observations into findings (pure).
 //! - [`report`]: HAR, HTML, Markdown and compare, from `events.jsonl` alone.
-//! - [`bench`]: `diagproxy bench`, the overhead measurements.
+//! - [`bench`]: `diagproxy bench`, the overhead measurements (load generator and proxy
+//!   pinned to their own cores).
 //! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
 
 pub mod bench;

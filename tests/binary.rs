@@ -226,6 +226,13 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["proxy"].as_str().unwrap().starts_with("diagproxy "));
     assert_eq!(report["duration_s"], 1.0);
+    assert!(report["cores"].as_u64().unwrap() >= 1);
+    // Either how the cores were shared out, or why they were not.
+    let pinning = report["pinning"].as_str().unwrap();
+    assert!(
+        pinning.contains("proxy on core") || pinning.contains("not pinned"),
+        "{pinning}"
+    );
     let rows = report["rows"].as_array().unwrap();
     let modes: Vec<&str> = rows.iter().map(|r| r["mode"].as_str().unwrap()).collect();
     for expected in [
@@ -238,6 +245,7 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
         "intercept new TLS connection per request",
         "first request to a new host",
         "idle memory (RSS)",
+        "  of which private to the proxy (RssAnon)",
         "memory per idle tunnel (100 open)",
     ] {
         assert!(

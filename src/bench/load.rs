@@ -341,12 +341,13 @@ pub fn trusting(pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Resident memory of a process, in KiB (Linux `/proc`).
-pub fn rss_kib(pid: u32) -> Option<u64> {
+/// One memory figure of a process from Linux `/proc/PID/status`, in KiB: `VmRSS:` (resident,
+/// including the shared pages of the binary and libraries) or `RssAnon:` (private memory).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }

@@ -129,12 +129,28 @@ async fn measure(
     let via = Via::Proxy(proxy);
     let d = o.duration;
     let mut rows = Vec::new();
-    let idle_rss = pid.and_then(load::rss_kib);
+    // Memory first, while the proxy's heap holds nothing left over from the load tests
+    // (freed memory stays in the heap and would hide what idle tunnels cost).
+    let mut memory = Vec::new();
+    if let Some(pid) = pid {
+        step(1, "memory");
+        // Let the proxy finish starting (threads, first allocations) before reading it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mib = |field| load::status_kib(pid, field).map(|k| k as f64 / 1024.0);
+        memory.push(memory_row("idle memory (RSS)", "MiB", mib("VmRSS:")));
+        memory.push(memory_row(
+            "  of which private to the proxy (RssAnon)",
+            "MiB",
+            mib("RssAnon:"),
+        ));
+        step(2, &format!("{} idle tunnels", o.tunnels));
+        memory.push(tunnel_memory(world.http, via, pid, o.tunnels).await?);
+    }
 
-    step(1, "forward c=1");
+    step(3, "forward c=1");
     let (direct, through) = paired(via, d, |v, t| load::forward(world.http, v, 1, t)).await?;
     rows.push(rate_row("forward HTTP/1.1 keep-alive c=1", direct, through));
-    step(2, &format!("forward c={}", o.connections));
+    step(4, &format!("forward c={}", o.connections));
     let c = o.connections;
     let (direct, through) = paired(via, d, |v, t| load::forward(world.http, v, c, t)).await?;
     rows.push(rate_row(
@@ -143,7 +159,7 @@ async fn measure(
         through,
     ));
 
-    step(3, "tunnel throughput");
+    step(5, "tunnel throughput");
     let (mut direct, mut through) = (0.0, 0.0);
     for _ in 0..ROUNDS {
         let slice = d / ROUNDS as u32;
@@ -160,7 +176,7 @@ async fn measure(
         p50_us: None,
         p99_us: None,
     });
-    step(4, "tunnel setup");
+    step(6, "tunnel setup");
     let (direct, through) = paired(via, d, |v, t| load::tunnel_setup(world.http, v, t)).await?;
     rows.push(time_row("tunnel setup (CONNECT → 200)", direct, through));
 
@@ -171,7 +187,7 @@ async fn measure(
     };
     let trust_direct = load::trusting(&world.origin_root)?;
     if let Some(trust) = trust_proxy {
-        for (i, c) in [(5, 1), (6, 16)] {
+        for (i, c) in [(7, 1), (8, 16)] {
             step(i, &format!("intercept c={c}"));
             let (direct, through) = paired(via, d, |v, t| {
                 let trust = match v {
@@ -187,7 +203,7 @@ async fn measure(
                 through,
             ));
         }
-        step(7, "new TLS connection per request");
+        step(9, "new TLS connection per request");
         let (direct, through) = paired(via, d, |v, t| {
             let trust = match v {
                 Via::Direct => trust_direct.clone(),
@@ -201,24 +217,10 @@ async fn measure(
             direct,
             through,
         ));
-        step(8, "first request to a new host");
+        step(10, "first request to a new host");
         rows.push(first_request(world, via, &trust, &trust_direct).await?);
     }
-    step(9, "memory");
-    if let Some(pid) = pid {
-        rows.push(Row {
-            mode: "idle memory (RSS)".into(),
-            unit: "MiB".into(),
-            direct: None,
-            proxy: idle_rss.map(|k| k as f64 / 1024.0),
-            ratio: None,
-            added_us: None,
-            p50_us: None,
-            p99_us: None,
-        });
-        step(10, &format!("{} idle tunnels", o.tunnels));
-        rows.push(tunnel_memory(world.http, via, pid, o.tunnels).await?);
-    }
+    rows.extend(memory);
     Ok(rows)
 }
 
@@ -273,13 +275,13 @@ async fn first_request(
 /// RSS per idle tunnel: open `n` tunnels, let them settle, read the proxy's RSS.
 async fn tunnel_memory(origin: SocketAddr, via: Via, pid: u32, n: usize) -> Result<Row, String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = load::rss_kib(pid).unwrap_or(0);
+    let before = load::status_kib(pid, "VmRSS:").unwrap_or(0);
     let mut open = Vec::with_capacity(n);
     for _ in 0..n {
         open.push(load::open_tunnel(origin, via).await?);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = load::rss_kib(pid).unwrap_or(before);
+    let after = load::status_kib(pid, "VmRSS:").unwrap_or(before);
     drop(open);
     let per = after.saturating_sub(before) as f64 / n as f64;
     Ok(Row {
@@ -292,6 +294,19 @@ async fn tunnel_memory(origin: SocketAddr, via: Via, pid: u32, n: usize) -> Resu
         p50_us: None,
         p99_us: None,
     })
+}
+
+fn memory_row(mode: &str, unit: &str, proxy: Option<f64>) -> Row {
+    Row {
+        mode: mode.into(),
+        unit: unit.into(),
+        direct: None,
+        proxy,
+        ratio: None,
+        added_us: None,
+        p50_us: None,
+        p99_us: None,
+    }
 }
 
 fn rate_row(mode: &str, direct: Rate, through: Rate) -> Row {

@@ -5,6 +5,7 @@
 //!             ├─ request for the proxy itself ─► pages (status, summary.json, proxy.pac)
 //!             ├─ absolute-form request ───────► forward ─► pool ─► origin / corporate proxy
 //!             └─ CONNECT ─────────────────────► tunnel  ─► dial ─► origin / corporate proxy
+//!                                                  └─ relay (copy; splice(2) for bulk)
 //! every step ─► session::Event ─► the recorder (events.jsonl, summary, live log)
 //! ```
 

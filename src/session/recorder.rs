@@ -69,7 +69,10 @@ impl Recorder {
         writer.events.flush()?;
         std::thread::Builder::new()
             .name("diagproxy-recorder".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || {
+                yield_to_traffic();
+                writer.run(rx)
+            })?;
         Ok((Recorder { tx }, summary))
     }
 
@@ -143,6 +146,17 @@ impl Writer {
         };
         write_atomically(&self.dir.join("summary.json"), summary.to_json().as_bytes())?;
         Ok(summary)
+    }
+}
+
+/// Lowers this thread's priority (nice 10, Linux): when it shares a core with the proxy's
+/// workers, a batch being written waits for traffic instead of delaying it. It still gets
+/// its share of the core, so the event log keeps up under load.
+fn yield_to_traffic() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority takes plain integers; `who` 0 is the calling thread on Linux.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 
