@@ -145,6 +145,9 @@ async fn pump_tcp(
         write_all(to, &early).await.map_err(|e| (to_side, e))?;
         meter.moved(from_side, early.len());
     }
+    // `early` can be a view of the HTTP parser's whole read buffer (8 KiB or more); an idle
+    // tunnel must not keep that alive for hours.
+    drop(early);
     let mut buf = Vec::new();
     let mut pipe: Option<Pipe> = None;
     loop {
