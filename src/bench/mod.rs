@@ -101,8 +101,8 @@ async fn run_pinned(options: Options, cores: Option<Cores>) -> Result<Report, St
             Err(e) => format!("proxy not pinned ({e})"),
         },
         (Some(cores), None) => format!(
-            "load generator on {}; the other proxy is not pinned by diagproxy",
-            cores.describe().split(", proxy").next().unwrap_or_default()
+            "{}; the other proxy is not pinned by diagproxy",
+            cores.describe_load()
         ),
     };
     let result = measure(&world, proxy, child.as_ref().map(|c| c.id()), &options).await;

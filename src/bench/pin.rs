@@ -28,11 +28,12 @@ impl Cores {
 
     /// "load generator on core 0, proxy on core 1", for the table's heading.
     pub fn describe(&self) -> String {
-        format!(
-            "load generator on {}, proxy on {}",
-            list(&self.load),
-            list(&self.proxy)
-        )
+        format!("{}, proxy on {}", self.describe_load(), list(&self.proxy))
+    }
+
+    /// "load generator on core 0", when the proxy is not ours to pin.
+    pub fn describe_load(&self) -> String {
+        format!("load generator on {}", list(&self.load))
     }
 }
 
@@ -121,6 +122,7 @@ mod tests {
             cores.describe(),
             "load generator on core 0, proxy on core 1"
         );
+        assert_eq!(cores.describe_load(), "load generator on core 0");
     }
 
     #[test]
