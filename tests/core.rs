@@ -259,6 +259,23 @@ async fn tunnel_honours_half_close() {
 /// this checks that path end to end — every byte in order, half-close, and the counts.
 #[tokio::test]
 async fn bulk_tunnel_moves_every_byte_intact_both_ways() {
+    bulk_both_ways(&[]).await;
+}
+
+/// The same through the corporate proxy: the tunnel it opens is spliced too.
+#[tokio::test]
+async fn bulk_tunnel_through_the_corporate_proxy_is_intact() {
+    let (corp, log) = corporate_proxy(CorpMode::Allow).await;
+    let upstream = format!("http://{corp}");
+    bulk_both_ways(&["--upstream-proxy", &upstream]).await;
+    let seen = log.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|l| l.starts_with("CONNECT 127.0.0.1:")),
+        "{seen:?}"
+    );
+}
+
+async fn bulk_both_ways(proxy_args: &[&str]) {
     const SIZE: usize = 8 << 20;
     let pattern = |seed: u64| -> Vec<u8> {
         let mut x = seed;
@@ -290,7 +307,7 @@ async fn bulk_tunnel_moves_every_byte_intact_both_ways() {
         write.write_all(digest.as_ref()).await.unwrap();
         write.shutdown().await.unwrap();
     });
-    let proxy = Proxy::start(&[]).await;
+    let proxy = Proxy::start(proxy_args).await;
     let (stream, head) = raw_connect(proxy.addr, &upstream.to_string(), "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let up_data = pattern(11);

@@ -34,18 +34,68 @@ pub struct Dialed {
 
 /// A tunnel's upstream byte stream.
 pub enum Stream {
-    /// A TCP connection to the origin: the relay can splice it.
-    Tcp(TcpStream),
-    /// Anything else (a tunnel through the corporate proxy).
+    /// A TCP connection (to the origin, or a tunnel through the corporate proxy): the relay
+    /// can splice it. `early`: bytes that already arrived with the corporate proxy's answer.
+    Tcp { stream: TcpStream, early: Bytes },
+    /// Anything else.
     Other(Box<dyn Io>),
 }
 
 impl Stream {
     pub fn into_io(self) -> Box<dyn Io> {
         match self {
-            Stream::Tcp(tcp) => Box::new(tcp),
+            Stream::Tcp { stream, early } if early.is_empty() => Box::new(stream),
+            Stream::Tcp { stream, early } => Box::new(Prefixed {
+                early,
+                inner: stream,
+            }),
             Stream::Other(io) => io,
         }
+    }
+}
+
+/// A stream whose first bytes were already read: they are read again first.
+struct Prefixed {
+    early: Bytes,
+    inner: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.early.is_empty() {
+            return std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.early.len().min(buf.remaining());
+        buf.put_slice(&self.early.split_to(n));
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -191,7 +241,10 @@ pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstr
     let Some(proxy) = &config.upstream_proxy else {
         let d = dial(host, port, config, Side::Upstream).await?;
         return Ok(Upstream {
-            io: Stream::Tcp(d.stream),
+            io: Stream::Tcp {
+                stream: d.stream,
+                early: Bytes::new(),
+            },
             addr: d.addr,
             dns: d.dns,
             dns_answer: d.dns_answer,
@@ -218,7 +271,7 @@ pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstr
         }
     };
     Ok(Upstream {
-        io: Stream::Other(io),
+        io,
         addr: d.addr,
         dns: d.dns,
         dns_answer: Vec::new(),
@@ -232,7 +285,7 @@ async fn connect_through(
     proxy: &UpstreamProxy,
     host: &str,
     port: u16,
-) -> Result<Box<dyn Io>, Failure> {
+) -> Result<Stream, Failure> {
     let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::UpstreamProxy);
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
@@ -266,7 +319,14 @@ async fn connect_through(
     let response = sender.send_request(request).await.map_err(fail)?;
     if response.status().is_success() {
         let upgraded = hyper::upgrade::on(response).await.map_err(fail)?;
-        return Ok(Box::new(TokioIo::new(upgraded)));
+        // Back to the TCP connection underneath, so the relay can splice it.
+        return Ok(match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => Stream::Tcp {
+                stream: parts.io.into_inner(),
+                early: parts.read_buf,
+            },
+            Err(upgraded) => Stream::Other(Box::new(TokioIo::new(upgraded))),
+        });
     }
     Err(proxy_refusal(response, &format!("CONNECT {target}")).await)
 }

@@ -33,31 +33,33 @@ pub struct Spliced {
     pub upstream_error: Option<io::Error>,
 }
 
+/// The two TCP sockets of a tunnel, with bytes each side sent that an HTTP parser already
+/// read (the downstream's with its CONNECT, the corporate proxy's with its answer).
+pub struct Ends {
+    pub downstream: TcpStream,
+    /// Already read from the downstream; goes upstream first.
+    pub early_up: Bytes,
+    pub upstream: TcpStream,
+    /// Already read from the upstream; goes downstream first.
+    pub early_down: Bytes,
+}
+
 /// Relays between two TCP sockets until both sides are done, one fails, or nothing moves for
-/// `idle`. `early` are bytes the downstream already sent (read by the HTTP parser with the
-/// CONNECT); they go first. `watch_up` / `watch_down` see each direction's chunks for as long
-/// as they return true; after that, bulk transfer is spliced (Linux) instead of copied.
+/// `idle`. `watch_up` / `watch_down` see each direction's chunks for as long as they return
+/// true; after that, bulk transfer is spliced (Linux) instead of copied.
 pub async fn tcp(
-    downstream: TcpStream,
-    early: Bytes,
-    upstream: TcpStream,
+    ends: Ends,
     idle: Duration,
     watch_up: impl FnMut(&[u8]) -> bool,
     watch_down: impl FnMut(&[u8]) -> bool,
 ) -> Spliced {
     let meter = Meter::new();
-    let upward = pump_tcp(
-        &downstream,
-        &upstream,
-        early,
-        Side::Downstream,
-        &meter,
-        watch_up,
-    );
+    let (down, up) = (&ends.downstream, &ends.upstream);
+    let upward = pump_tcp(down, up, ends.early_up, Side::Downstream, &meter, watch_up);
     let downward = pump_tcp(
-        &upstream,
-        &downstream,
-        Bytes::new(),
+        up,
+        down,
+        ends.early_down,
         Side::Upstream,
         &meter,
         watch_down,

@@ -209,12 +209,20 @@ async fn relay(
     };
     let idle = state.config.idle_timeout;
     let outcome = match upstream {
-        Stream::Tcp(up) => match downstream.downcast::<TokioIo<TcpStream>>() {
+        Stream::Tcp { stream, early } => match downstream.downcast::<TokioIo<TcpStream>>() {
             Ok(down) => {
-                let down_tcp = down.io.into_inner();
-                relay::tcp(down_tcp, down.read_buf, up, idle, watch_up, watch_down).await
+                let ends = relay::Ends {
+                    downstream: down.io.into_inner(),
+                    early_up: down.read_buf,
+                    upstream: stream,
+                    early_down: early,
+                };
+                relay::tcp(ends, idle, watch_up, watch_down).await
             }
-            Err(down) => relay::streams(TokioIo::new(down), up, idle, watch_up, watch_down).await,
+            Err(down) => {
+                let up = Stream::Tcp { stream, early }.into_io();
+                relay::streams(TokioIo::new(down), up, idle, watch_up, watch_down).await
+            }
         },
         Stream::Other(up) => {
             relay::streams(TokioIo::new(downstream), up, idle, watch_up, watch_down).await
