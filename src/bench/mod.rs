@@ -274,7 +274,7 @@ async fn first_request(
 
 /// RSS per idle tunnel: open `n` tunnels, let them settle, read the proxy's RSS.
 async fn tunnel_memory(origin: SocketAddr, via: Via, pid: u32, n: usize) -> Result<Row, String> {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The caller has already let the proxy settle (the idle reading).
     let before = load::status_kib(pid, "VmRSS:").unwrap_or(0);
     let mut open = Vec::with_capacity(n);
     for _ in 0..n {
@@ -284,16 +284,8 @@ async fn tunnel_memory(origin: SocketAddr, via: Via, pid: u32, n: usize) -> Resu
     let after = load::status_kib(pid, "VmRSS:").unwrap_or(before);
     drop(open);
     let per = after.saturating_sub(before) as f64 / n as f64;
-    Ok(Row {
-        mode: format!("memory per idle tunnel ({n} open)"),
-        unit: "KiB".into(),
-        direct: None,
-        proxy: Some(per),
-        ratio: None,
-        added_us: None,
-        p50_us: None,
-        p99_us: None,
-    })
+    let mode = format!("memory per idle tunnel ({n} open)");
+    Ok(memory_row(&mode, "KiB", Some(per)))
 }
 
 fn memory_row(mode: &str, unit: &str, proxy: Option<f64>) -> Row {

@@ -5,20 +5,20 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::Response;
+use hyper::{Request, Response};
 
 use super::body::{Body, BodyEnd, Watched};
 use super::forward::strip_hop_by_hop;
 use super::{OpenGuard, Shared};
-use crate::clock::ms;
+use crate::clock::{self, ms};
 use crate::failure::{Failure, Side};
 use crate::inspect::findings::{self, Answer};
-use crate::session::event::{Event, HeaderList, RequestEvent};
+use crate::session::event::{Downstream, Event, HeaderList, Headers, RequestEvent, Timings};
 use crate::session::redact;
 
 /// The most of a body kept for the detectors.
@@ -53,11 +53,8 @@ pub fn relay(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     // The detectors read the headers when the body ends, after `parts` went downstream: a
-    // copy of the map (values are shared, not copied).
+    // copy of the map (values are shared, not copied), which then goes into the event.
     let head = parts.headers.clone();
-    if let Some(headers) = event.headers.as_mut() {
-        headers.response = HeaderList::wire(head.clone(), state.config.include_secrets);
-    }
     let declared: Option<u64> = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -100,6 +97,9 @@ pub fn relay(
             intercepted: asked.intercepted,
         };
         let found = findings::answer_findings(&answer, &state.config.profile);
+        if let Some(headers) = event.headers.as_mut() {
+            headers.response = HeaderList::wire(head, state.config.include_secrets);
+        }
         if !found.is_empty() {
             let reproduce = state.reproduce(&event.url, &event.host, event.port);
             event.findings.extend(
@@ -111,6 +111,53 @@ pub fn relay(
         state.recorder.record(Event::Request(Box::new(event)));
     });
     Response::from_parts(parts, watched.boxed())
+}
+
+/// Who asked for what: the parts of a request event each path knows in its own way.
+pub struct RequestLine<'a> {
+    pub method: String,
+    /// The full URL, before redaction.
+    pub url: &'a str,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A request's event as it begins, forwarded or intercepted: when, who asked for what, the
+/// allowlist entry, and the request's headers (redacted when written); the rest is filled in
+/// as the exchange happens.
+pub fn begin_event(
+    state: &Shared,
+    req: &Request<Incoming>,
+    line: RequestLine<'_>,
+    downstream: Downstream,
+    intercepted: bool,
+) -> RequestEvent {
+    let profile = &state.config.profile;
+    RequestEvent {
+        ts: clock::rfc3339(SystemTime::now()),
+        method: line.method,
+        url: recorded_url(line.url, state),
+        allowlist: profile.match_host(&line.host).map(|e| e.pattern.clone()),
+        host: line.host,
+        port: line.port,
+        server_ip: None,
+        downstream,
+        status: None,
+        content_type: None,
+        reused: false,
+        timings: Timings::default(),
+        bytes_up: 0,
+        bytes_down: 0,
+        complete: false,
+        intercepted,
+        upstream_protocol: None,
+        headers: Some(Headers {
+            request: HeaderList::wire(req.headers().clone(), state.config.include_secrets),
+            response: HeaderList::default(),
+        }),
+        failure: None,
+        findings: Vec::new(),
+    }
 }
 
 /// The URL as recorded: query-string credentials redacted unless `--include-secrets`.

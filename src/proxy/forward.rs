@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -19,9 +19,9 @@ use super::body::{Body, Counted};
 use super::exchange::{self, Asked};
 use super::pool::PoolKey;
 use super::{answer, dial, OpenGuard, Shared};
-use crate::clock::{self, ms};
+use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
-use crate::session::event::{Downstream, Event, HeaderList, Headers, RequestEvent, Timings};
+use crate::session::event::{Downstream, Event, RequestEvent};
 
 /// Headers that belong to one connection, never forwarded (plus those named in Connection).
 /// Parsed once, at compile time: removing by `&str` would parse each name on every request.
@@ -87,35 +87,13 @@ pub async fn forward(
         );
     }
     let guard = OpenGuard::new(&state);
-    let mut event = RequestEvent {
-        ts: clock::rfc3339(SystemTime::now()),
+    let request_line = exchange::RequestLine {
         method,
-        url: super::exchange::recorded_url(&url, &state),
-        allowlist: state
-            .config
-            .profile
-            .match_host(&host)
-            .map(|e| e.pattern.clone()),
+        url: &url,
         host,
         port,
-        server_ip: None,
-        downstream,
-        status: None,
-        content_type: None,
-        reused: false,
-        timings: Timings::default(),
-        bytes_up: 0,
-        bytes_down: 0,
-        complete: false,
-        intercepted: false,
-        upstream_protocol: None,
-        headers: Some(Headers {
-            request: HeaderList::wire(req.headers().clone(), state.config.include_secrets),
-            response: HeaderList::default(),
-        }),
-        failure: None,
-        findings: Vec::new(),
     };
+    let mut event = exchange::begin_event(&state, &req, request_line, downstream, false);
     let bytes_up = Arc::new(AtomicU64::new(0));
     let (request, key) = upstream_request(req, &authority, &state, bytes_up.clone());
     let exchange = exchange(request, &key, &state, &mut event);

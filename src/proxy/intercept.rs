@@ -19,15 +19,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
 use super::body::{empty, full, Body, Counted};
-use super::exchange::{self, recorded_url, Asked};
+use super::exchange::{self, Asked};
 use super::forward::strip_hop_by_hop;
 use super::origin::{Origin, SendError};
 use super::{answer, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{
-    ClientRejectedEvent, Downstream, Event, HeaderList, Headers, RequestEvent, Timings, TunnelEnd,
-    TunnelEvent,
+    ClientRejectedEvent, Downstream, Event, RequestEvent, Timings, TunnelEnd, TunnelEvent,
 };
 use crate::shutdown::Shutdown;
 use crate::tls::chain::TlsVerdict;
@@ -221,35 +220,14 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     }
     let accept = super::forward::accept_of(&req);
     let wants_html = accept.as_deref().is_some_and(|a| a.contains("text/html"));
-    let mut event = RequestEvent {
-        ts: clock::rfc3339(SystemTime::now()),
+    let url = format!("https://{}{path}", ctx.origin.authority());
+    let request_line = exchange::RequestLine {
         method: req.method().to_string(),
-        url: recorded_url(&format!("https://{}{path}", ctx.origin.authority()), state),
+        url: &url,
         host: ctx.origin.host.clone(),
         port: ctx.origin.port,
-        allowlist: state
-            .config
-            .profile
-            .match_host(&ctx.origin.host)
-            .map(|e| e.pattern.clone()),
-        server_ip: None,
-        downstream,
-        status: None,
-        content_type: None,
-        reused: false,
-        timings: Timings::default(),
-        bytes_up: 0,
-        bytes_down: 0,
-        complete: false,
-        intercepted: true,
-        upstream_protocol: None,
-        headers: Some(Headers {
-            request: HeaderList::wire(req.headers().clone(), state.config.include_secrets),
-            response: HeaderList::default(),
-        }),
-        failure: None,
-        findings: Vec::new(),
     };
+    let mut event = exchange::begin_event(state, &req, request_line, downstream, true);
     if is_upgrade(&req) {
         let on_downstream = hyper::upgrade::on(&mut req);
         return upgrade(req, on_downstream, ctx.clone(), event, started, wants_html).await;
