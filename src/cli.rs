@@ -48,9 +48,25 @@ pub struct BenchArgs {
     /// The other proxy's CA certificate (PEM), to measure its interception too.
     #[arg(long, value_name = "PEM")]
     pub proxy_ca: Option<PathBuf>,
+    /// Run only these groups of measurements (comma-separated) [default: all].
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "GROUP")]
+    pub only: Vec<BenchGroup>,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The groups of `diagproxy bench` measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchGroup {
+    /// Idle RSS and memory per idle tunnel.
+    Memory,
+    /// Plain HTTP/1.1 keep-alive requests.
+    Forward,
+    /// CONNECT bulk throughput and set-up time.
+    Tunnel,
+    /// HTTPS through interception.
+    Intercept,
 }
 
 #[derive(Debug, Args)]

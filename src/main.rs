@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use diagproxy::cli::{
-    BenchArgs, CaCommand, CertFormat, Cli, Command, CompareArgs, ReportArgs, RunArgs,
+    BenchArgs, BenchGroup, CaCommand, CertFormat, Cli, Command, CompareArgs, ReportArgs, RunArgs,
 };
 use diagproxy::config::Config;
 use diagproxy::profile::Profile;
@@ -109,6 +109,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         tunnels: args.tunnels,
         proxy,
         proxy_ca,
+        only: args.only.iter().map(|g| bench_group(*g)).collect(),
         json: args.json,
     };
     let report = diagproxy::bench::run(options)?;
@@ -121,6 +122,16 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         print!("{}", diagproxy::bench::table(&report));
     }
     Ok(())
+}
+
+fn bench_group(group: BenchGroup) -> diagproxy::bench::Group {
+    use diagproxy::bench::Group;
+    match group {
+        BenchGroup::Memory => Group::Memory,
+        BenchGroup::Forward => Group::Forward,
+        BenchGroup::Tunnel => Group::Tunnel,
+        BenchGroup::Intercept => Group::Intercept,
+    }
 }
 
 fn compare(args: &CompareArgs) -> Result<(), String> {

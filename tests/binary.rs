@@ -267,3 +267,51 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
         }
     }
 }
+
+/// `--only` runs the groups asked for and no other.
+#[test]
+fn bench_only_runs_the_groups_asked_for() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--duration",
+            "0.4",
+            "--json",
+            "--only",
+            "tunnel,memory",
+            "--tunnels",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let modes: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            "tunnel bulk throughput",
+            "tunnel setup (CONNECT → 200)",
+            "idle memory (RSS)",
+            "  of which private to the proxy (RssAnon)",
+            "memory per idle tunnel (10 open)",
+        ]
+    );
+
+    let wrong = Command::new(BIN)
+        .args(["bench", "--only", "everything"])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("forward"), "{stderr}");
+}

@@ -124,6 +124,8 @@ async fn intercepts_http2_and_http1_and_records_each_request() {
         .iter()
         .find(|r| r["url"].as_str().unwrap().ends_with("/hello"))
         .unwrap();
+    // An HTTP/1.1-only client: the origin is offered HTTP/1.1 too, as without diagproxy.
+    assert_eq!(hello["upstream_protocol"], "http/1.1");
     let headers = hello["headers"]["request"].to_string();
     assert!(
         headers.contains("REDACTED") && !headers.contains("sk-test-secret"),
@@ -354,7 +356,7 @@ async fn curl_through_interception_over_http1_and_http2() {
     let ca = write_file(s._dir.path(), "diagproxy-ca.pem", &s.ca_pem);
     let proxy_url = format!("http://{}", s.proxy.addr);
     let url = format!("https://chatgpt.com:{}/proto", s.origin.port());
-    for (flag, expected) in [("--http1.1", "HTTP/2.0"), ("--http2", "HTTP/2.0")] {
+    for (flag, expected) in [("--http1.1", "HTTP/1.1"), ("--http2", "HTTP/2.0")] {
         let args = [
             "-sS",
             "--max-time",
@@ -382,7 +384,7 @@ async fn curl_through_interception_over_http1_and_http2() {
             "curl {flag}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // The origin side is chosen independently: diagproxy speaks h2 to it either way.
+        // The origin is offered what the client chose (the /proto answer names it).
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             expected,

@@ -32,7 +32,28 @@ pub struct Options {
     pub proxy: Option<SocketAddr>,
     /// The other proxy's CA (PEM), to measure its interception too.
     pub proxy_ca: Option<String>,
+    /// The groups of measurements to run (all of them unless `--only`).
+    pub only: Vec<Group>,
     pub json: bool,
+}
+
+/// A group of measurements `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Idle RSS and memory per idle tunnel (diagproxy only: another proxy is not our child).
+    Memory,
+    /// Plain HTTP/1.1 keep-alive at concurrency 1 and `--connections`.
+    Forward,
+    /// CONNECT bulk throughput and set-up time.
+    Tunnel,
+    /// HTTPS through interception: keep-alive, new connections, first request to a new host.
+    Intercept,
+}
+
+impl Options {
+    fn runs(&self, group: Group) -> bool {
+        self.only.is_empty() || self.only.contains(&group)
+    }
 }
 
 /// One line of the table.
@@ -60,8 +81,6 @@ pub struct Report {
     pub pinning: String,
     pub rows: Vec<Row>,
 }
-
-const STEPS: usize = 10;
 
 /// Pins this process to the load generator's cores, builds its runtime (one worker per
 /// core it has) and runs the benchmark.
@@ -129,11 +148,24 @@ async fn measure(
     let via = Via::Proxy(proxy);
     let d = o.duration;
     let mut rows = Vec::new();
+    let trust_proxy = match (&o.proxy, &o.proxy_ca) {
+        (None, _) => Some(load::trusting(&world.ca_pem)?),
+        (Some(_), Some(pem)) => Some(load::trusting(pem)?),
+        (Some(_), None) => None,
+    };
+    let memory_pid = pid.filter(|_| o.runs(Group::Memory));
+    let intercept = trust_proxy.clone().filter(|_| o.runs(Group::Intercept));
+    let mut progress = Progress::new(
+        2 * usize::from(memory_pid.is_some())
+            + 2 * usize::from(o.runs(Group::Forward))
+            + 2 * usize::from(o.runs(Group::Tunnel))
+            + 4 * usize::from(intercept.is_some()),
+    );
     // Memory first, while the proxy's heap holds nothing left over from the load tests
     // (freed memory stays in the heap and would hide what idle tunnels cost).
     let mut memory = Vec::new();
-    if let Some(pid) = pid {
-        step(1, "memory");
+    if let Some(pid) = memory_pid {
+        progress.step("memory");
         // Let the proxy finish starting (threads, first allocations) before reading it.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mib = |field| load::status_kib(pid, field).map(|k| k as f64 / 1024.0);
@@ -143,14 +175,34 @@ async fn measure(
             "MiB",
             mib("RssAnon:"),
         ));
-        step(2, &format!("{} idle tunnels", o.tunnels));
+        progress.step(&format!("{} idle tunnels", o.tunnels));
         memory.push(tunnel_memory(world.http, via, pid, o.tunnels).await?);
     }
+    if o.runs(Group::Forward) {
+        forward(world, via, o, &mut progress, &mut rows).await?;
+    }
+    if o.runs(Group::Tunnel) {
+        tunnel(world, via, d, &mut progress, &mut rows).await?;
+    }
+    if let Some(trust) = intercept {
+        intercept_rows(world, via, d, &trust, &mut progress, &mut rows).await?;
+    }
+    rows.extend(memory);
+    Ok(rows)
+}
 
-    step(3, "forward c=1");
+async fn forward(
+    world: &World,
+    via: Via,
+    o: &Options,
+    progress: &mut Progress,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
+    let d = o.duration;
+    progress.step("forward c=1");
     let (direct, through) = paired(via, d, |v, t| load::forward(world.http, v, 1, t)).await?;
     rows.push(rate_row("forward HTTP/1.1 keep-alive c=1", direct, through));
-    step(4, &format!("forward c={}", o.connections));
+    progress.step(&format!("forward c={}", o.connections));
     let c = o.connections;
     let (direct, through) = paired(via, d, |v, t| load::forward(world.http, v, c, t)).await?;
     rows.push(rate_row(
@@ -158,8 +210,17 @@ async fn measure(
         direct,
         through,
     ));
+    Ok(())
+}
 
-    step(5, "tunnel throughput");
+async fn tunnel(
+    world: &World,
+    via: Via,
+    d: Duration,
+    progress: &mut Progress,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
+    progress.step("tunnel throughput");
     let (mut direct, mut through) = (0.0, 0.0);
     for _ in 0..ROUNDS {
         let slice = d / ROUNDS as u32;
@@ -176,52 +237,54 @@ async fn measure(
         p50_us: None,
         p99_us: None,
     });
-    step(6, "tunnel setup");
+    progress.step("tunnel setup");
     let (direct, through) = paired(via, d, |v, t| load::tunnel_setup(world.http, v, t)).await?;
     rows.push(time_row("tunnel setup (CONNECT → 200)", direct, through));
+    Ok(())
+}
 
-    let trust_proxy = match (&o.proxy, &o.proxy_ca) {
-        (None, _) => Some(load::trusting(&world.ca_pem)?),
-        (Some(_), Some(pem)) => Some(load::trusting(pem)?),
-        (Some(_), None) => None,
-    };
+async fn intercept_rows(
+    world: &World,
+    via: Via,
+    d: Duration,
+    trust: &Arc<rustls::ClientConfig>,
+    progress: &mut Progress,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
     let trust_direct = load::trusting(&world.origin_root)?;
-    if let Some(trust) = trust_proxy {
-        for (i, c) in [(7, 1), (8, 16)] {
-            step(i, &format!("intercept c={c}"));
-            let (direct, through) = paired(via, d, |v, t| {
-                let trust = match v {
-                    Via::Direct => trust_direct.clone(),
-                    Via::Proxy(_) => trust.clone(),
-                };
-                load::https(world.https, HOST, trust, v, c, t)
-            })
-            .await?;
-            rows.push(rate_row(
-                &format!("intercept HTTPS keep-alive c={c}"),
-                direct,
-                through,
-            ));
-        }
-        step(9, "new TLS connection per request");
+    for c in [1, 16] {
+        progress.step(&format!("intercept c={c}"));
         let (direct, through) = paired(via, d, |v, t| {
             let trust = match v {
                 Via::Direct => trust_direct.clone(),
                 Via::Proxy(_) => trust.clone(),
             };
-            load::new_connections(world.https, HOST, trust, v, 4, t)
+            load::https(world.https, HOST, trust, v, c, t)
         })
         .await?;
         rows.push(rate_row(
-            "intercept new TLS connection per request c=4",
+            &format!("intercept HTTPS keep-alive c={c}"),
             direct,
             through,
         ));
-        step(10, "first request to a new host");
-        rows.push(first_request(world, via, &trust, &trust_direct).await?);
     }
-    rows.extend(memory);
-    Ok(rows)
+    progress.step("new TLS connection per request");
+    let (direct, through) = paired(via, d, |v, t| {
+        let trust = match v {
+            Via::Direct => trust_direct.clone(),
+            Via::Proxy(_) => trust.clone(),
+        };
+        load::new_connections(world.https, HOST, trust, v, 4, t)
+    })
+    .await?;
+    rows.push(rate_row(
+        "intercept new TLS connection per request c=4",
+        direct,
+        through,
+    ));
+    progress.step("first request to a new host");
+    rows.push(first_request(world, via, trust, &trust_direct).await?);
+    Ok(())
 }
 
 /// Each measurement runs direct and through the proxy in alternating slices, so a machine
@@ -362,10 +425,24 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-fn step(i: usize, what: &str) {
-    let filled = "#".repeat(i * 20 / STEPS);
-    eprint!("\r[{filled:<20}] {i:>2}/{STEPS} {what:<40}");
-    let _ = std::io::stderr().flush();
+/// The progress bar on stderr: one step per measurement.
+struct Progress {
+    done: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        Progress { done: 0, total }
+    }
+
+    fn step(&mut self, what: &str) {
+        self.done += 1;
+        let (i, total) = (self.done, self.total.max(1));
+        let filled = "#".repeat(i * 20 / total);
+        eprint!("\r[{filled:<20}] {i:>2}/{total} {what:<40}");
+        let _ = std::io::stderr().flush();
+    }
 }
 
 fn progress_done() {

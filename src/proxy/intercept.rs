@@ -1,6 +1,6 @@
 //! Interception (`--intercept`): the CONNECT is answered 200, the downstream's TLS is
-//! accepted with a leaf minted for the host, and each request inside (HTTP/1.1 or HTTP/2,
-//! chosen by the client independently of the origin) is sent to the origin over diagproxy's
+//! accepted with a leaf minted for the host, and each request inside (HTTP/1.1 or HTTP/2, as
+//! the client chose; the origin is offered the same) is sent to the origin over diagproxy's
 //! own TLS and recorded. Bodies stream both ways (event streams arrive as they are sent);
 //! WebSocket upgrades are relayed. A client that refuses the certificate is recorded as
 //! `client_rejected_ca` and, unless `--no-auto-passthrough`, tunnelled untouched afterwards.
@@ -102,7 +102,12 @@ pub async fn connect(
             .into_iter()
             .collect();
         let ctx = Arc::new(Ctx {
-            origin: Origin::new(host.clone(), port, state.clone()),
+            origin: Origin::new(
+                host.clone(),
+                port,
+                alpn.iter().any(|p| p == "h2"),
+                state.clone(),
+            ),
             state: state.clone(),
             downstream: downstream.clone(),
             served: AtomicU64::new(0),

@@ -1,6 +1,6 @@
 //! One intercepted tunnel's connections to the origin, over diagproxy's own TLS: HTTP/2 when
-//! the origin offers it (one multiplexed connection), else a small pool of HTTP/1.1
-//! connections. Every new connection's chain is judged; an untrusted chain is refused as a
+//! the client chose h2 and the origin offers it (one multiplexed connection), else a small
+//! pool of HTTP/1.1 connections. Every new connection's chain is judged; an untrusted chain is refused as a
 //! browser on this machine would refuse it (public ∪ machine roots).
 
 use std::sync::{Arc, Mutex};
@@ -41,6 +41,9 @@ pub struct Origin {
     /// `host` or `host:port`, as the Host header and `:authority`.
     authority: String,
     state: Shared,
+    /// Offer h2 to the origin only when the downstream chose h2 with us: the origin then
+    /// speaks the protocol the client would have spoken without diagproxy.
+    offer_h2: bool,
     /// The multiplexed HTTP/2 connection, once the origin chose h2.
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     /// Idle HTTP/1.1 connections.
@@ -56,7 +59,7 @@ enum Fresh {
 }
 
 impl Origin {
-    pub fn new(host: String, port: u16, state: Shared) -> Origin {
+    pub fn new(host: String, port: u16, offer_h2: bool, state: Shared) -> Origin {
         let authority = if port == 443 {
             host.clone()
         } else {
@@ -67,6 +70,7 @@ impl Origin {
             port,
             authority,
             state,
+            offer_h2,
             h2: Mutex::default(),
             idle: Mutex::default(),
         }
@@ -116,7 +120,7 @@ impl Origin {
             }
         }
         let sent = Instant::now();
-        let result = match self.connect(event, true).await? {
+        let result = match self.connect(event, self.offer_h2).await? {
             Fresh::H2(mut sender) => {
                 if let Ok(mut h2) = self.h2.lock() {
                     *h2 = Some(sender.clone());
