@@ -45,22 +45,25 @@ impl Stream {
     pub fn into_io(self) -> Box<dyn Io> {
         match self {
             Stream::Tcp { stream, early } if early.is_empty() => Box::new(stream),
-            Stream::Tcp { stream, early } => Box::new(Prefixed {
-                early,
-                inner: stream,
-            }),
+            Stream::Tcp { stream, early } => Box::new(Prefixed::new(early, stream)),
             Stream::Other(io) => io,
         }
     }
 }
 
 /// A stream whose first bytes were already read: they are read again first.
-struct Prefixed {
+pub struct Prefixed<S> {
     early: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl tokio::io::AsyncRead for Prefixed {
+impl<S> Prefixed<S> {
+    pub fn new(early: Bytes, inner: S) -> Prefixed<S> {
+        Prefixed { early, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -75,7 +78,7 @@ impl tokio::io::AsyncRead for Prefixed {
     }
 }
 
-impl tokio::io::AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

@@ -9,10 +9,10 @@ use std::time::{Instant, SystemTime};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Request, Response};
+use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::Response;
 
-use super::body::{Body, BodyEnd, Watched};
+use super::body::{Body, BodyEnd, Received, Watched};
 use super::forward::strip_hop_by_hop;
 use super::{OpenGuard, Shared};
 use crate::clock::{self, ms};
@@ -60,19 +60,10 @@ pub fn relay(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let keep = if may_be_a_page(event.content_type.as_deref(), event.status) {
-        KEEP
-    } else {
-        0
-    };
+    let keep = keep_for(event.content_type.as_deref(), event.status);
     let state = state.clone();
     let watched = Watched::new(body, keep, move |received, how| {
         let _open = guard;
-        event.bytes_down = received.bytes;
-        event.bytes_up = asked.bytes_up.load(Ordering::Relaxed);
-        event.timings.first_byte_ms = received.first_data.map(|t| ms(t - asked.started));
-        event.timings.receive_ms = Some(ms(head_at.elapsed()));
-        event.timings.total_ms = ms(asked.started.elapsed());
         match how {
             BodyEnd::Complete => {
                 event.complete = true;
@@ -83,34 +74,65 @@ pub fn relay(
             }
             BodyEnd::Abandoned => {}
         }
-        let answer = Answer {
-            host: &event.host,
-            path: &asked.path,
-            status: event.status.unwrap_or(0),
-            headers: &head,
-            body: &received.prefix,
-            accept: asked.accept.as_deref(),
-            // HEAD answers declare a length they never send; a body cut by the downstream
-            // leaving is no finding, one cut by the upstream is.
-            declared_length: declared.filter(|_| event.method != "HEAD"),
-            received: event.failure.is_some().then_some(received.bytes),
-            intercepted: asked.intercepted,
+        let answered = Answered {
+            head,
+            declared,
+            head_at,
         };
-        let found = findings::answer_findings(&answer, &state.config.profile);
-        if let Some(headers) = event.headers.as_mut() {
-            headers.response = HeaderList::wire(head, state.config.include_secrets);
-        }
-        if !found.is_empty() {
-            let reproduce = state.reproduce(&event.url, &event.host, event.port);
-            event.findings.extend(
-                found
-                    .into_iter()
-                    .map(|f| f.with_reproduce(Some(reproduce.clone()))),
-            );
-        }
-        state.recorder.record(Event::Request(Box::new(event)));
+        finish(&state, event, &asked, answered, received);
     });
     Response::from_parts(parts, watched.boxed())
+}
+
+/// The upstream's answer head, as the detectors need it when the body has ended.
+pub struct Answered {
+    pub head: HeaderMap,
+    /// Content-Length as declared.
+    pub declared: Option<u64>,
+    /// When the head arrived.
+    pub head_at: Instant,
+}
+
+/// Records a request whose answer body has ended (`event.complete` / `event.failure` say
+/// how): byte counts, timings, the detectors' findings on the answer, its headers.
+pub fn finish(
+    state: &Shared,
+    mut event: RequestEvent,
+    asked: &Asked,
+    answered: Answered,
+    received: Received,
+) {
+    event.bytes_down = received.bytes;
+    event.bytes_up = asked.bytes_up.load(Ordering::Relaxed);
+    event.timings.first_byte_ms = received.first_data.map(|t| ms(t - asked.started));
+    event.timings.receive_ms = Some(ms(answered.head_at.elapsed()));
+    event.timings.total_ms = ms(asked.started.elapsed());
+    let answer = Answer {
+        host: &event.host,
+        path: &asked.path,
+        status: event.status.unwrap_or(0),
+        headers: &answered.head,
+        body: &received.prefix,
+        accept: asked.accept.as_deref(),
+        // HEAD answers declare a length they never send; a body cut by the downstream
+        // leaving is no finding, one cut by the upstream is.
+        declared_length: answered.declared.filter(|_| event.method != "HEAD"),
+        received: event.failure.is_some().then_some(received.bytes),
+        intercepted: asked.intercepted,
+    };
+    let found = findings::answer_findings(&answer, &state.config.profile);
+    if let Some(headers) = event.headers.as_mut() {
+        headers.response = HeaderList::wire(answered.head, state.config.include_secrets);
+    }
+    if !found.is_empty() {
+        let reproduce = state.reproduce(&event.url, &event.host, event.port);
+        event.findings.extend(
+            found
+                .into_iter()
+                .map(|f| f.with_reproduce(Some(reproduce.clone()))),
+        );
+    }
+    state.recorder.record(Event::Request(Box::new(event)));
 }
 
 /// Who asked for what: the parts of a request event each path knows in its own way.
@@ -127,7 +149,7 @@ pub struct RequestLine<'a> {
 /// as the exchange happens.
 pub fn begin_event(
     state: &Shared,
-    req: &Request<Incoming>,
+    request_headers: HeaderMap,
     line: RequestLine<'_>,
     downstream: Downstream,
     intercepted: bool,
@@ -152,7 +174,7 @@ pub fn begin_event(
         intercepted,
         upstream_protocol: None,
         headers: Some(Headers {
-            request: HeaderList::wire(req.headers().clone(), state.config.include_secrets),
+            request: HeaderList::wire(request_headers, state.config.include_secrets),
             response: HeaderList::default(),
         }),
         failure: None,
@@ -166,6 +188,15 @@ pub fn recorded_url(url: &str, state: &Shared) -> String {
         url.to_string()
     } else {
         redact::url(url)
+    }
+}
+
+/// How much of an answer's body the detectors keep.
+pub fn keep_for(content_type: Option<&str>, status: Option<u16>) -> usize {
+    if may_be_a_page(content_type, status) {
+        KEEP
+    } else {
+        0
     }
 }
 

@@ -25,7 +25,7 @@ use crate::session::event::{Downstream, Event, RequestEvent};
 
 /// Headers that belong to one connection, never forwarded (plus those named in Connection).
 /// Parsed once, at compile time: removing by `&str` would parse each name on every request.
-const HOP_BY_HOP: [HeaderName; 9] = [
+pub const HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static("connection"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -93,7 +93,13 @@ pub async fn forward(
         host,
         port,
     };
-    let mut event = exchange::begin_event(&state, &req, request_line, downstream, false);
+    let mut event = exchange::begin_event(
+        &state,
+        req.headers().clone(),
+        request_line,
+        downstream,
+        false,
+    );
     let bytes_up = Arc::new(AtomicU64::new(0));
     let (request, key) = upstream_request(req, &authority, &state, bytes_up.clone());
     let exchange = exchange(request, &key, &state, &mut event);
@@ -235,7 +241,7 @@ fn side_of(state: &Shared) -> Side {
     }
 }
 
-fn fail(
+pub(super) fn fail(
     state: &Shared,
     mut event: RequestEvent,
     failure: Failure,

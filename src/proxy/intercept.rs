@@ -232,7 +232,8 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         host: ctx.origin.host.clone(),
         port: ctx.origin.port,
     };
-    let mut event = exchange::begin_event(state, &req, request_line, downstream, true);
+    let mut event =
+        exchange::begin_event(state, req.headers().clone(), request_line, downstream, true);
     if is_upgrade(&req) {
         let on_downstream = hyper::upgrade::on(&mut req);
         return upgrade(req, on_downstream, ctx.clone(), event, started, wants_html).await;

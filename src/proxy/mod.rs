@@ -1,11 +1,13 @@
 //! The proxy: the accept loop and the state every connection shares.
 //!
 //! ```text
-//! accept ─► service (one task per downstream connection)
-//!             ├─ request for the proxy itself ─► pages (status, summary.json, proxy.pac)
-//!             ├─ absolute-form request ───────► forward ─► pool ─► origin / corporate proxy
-//!             └─ CONNECT ─────────────────────► tunnel  ─► dial ─► origin / corporate proxy
-//!                                                  └─ relay (copy; splice(2) for bulk)
+//! accept ─► h1 (one task per downstream connection)
+//!   ├─ simple plain-HTTP request ─────► forwarded by h1 itself ─► dial ─► origin
+//!   └─ anything else ─► service (hyper, for the rest of the connection)
+//!        ├─ request for the proxy itself ─► pages (status, summary.json, proxy.pac)
+//!        ├─ absolute-form request ───────► forward ─► pool ─► origin / corporate proxy
+//!        └─ CONNECT ─────────────────────► tunnel  ─► dial ─► origin / corporate proxy
+//!                                             └─ relay (copy; splice(2) for bulk)
 //! every step ─► session::Event ─► the recorder (events.jsonl, summary, live log)
 //! ```
 
@@ -14,6 +16,7 @@ pub mod body;
 pub mod dial;
 pub mod exchange;
 pub mod forward;
+pub mod h1;
 pub mod intercept;
 pub mod origin;
 pub mod pages;
@@ -131,7 +134,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(service::serve(stream, peer, state.clone(), controller.handle()));
+                    tokio::spawn(h1::serve(stream, peer, state.clone(), controller.handle()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: say so, breathe, go on.

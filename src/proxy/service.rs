@@ -1,5 +1,6 @@
-//! One task per downstream connection: HTTP/1.1 with upgrades, each request sent where it
-//! belongs (CONNECT → tunnel, absolute-form → forward, anything else → the proxy's pages).
+//! The hyper path of a downstream connection: HTTP/1.1 with upgrades, each request sent where
+//! it belongs (CONNECT → tunnel, absolute-form → forward, anything else → the proxy's pages).
+//! Connections come here from [`super::h1`], which forwards simple requests itself.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,14 +14,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::Body;
 use super::{answer, forward, pages, tunnel, Shared};
 use crate::session::event::Downstream;
 use crate::shutdown::Shutdown;
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutdown: Shutdown) {
+/// Serves the rest of a downstream connection. `stream` is the raw `TcpStream` when nothing
+/// was read from it yet (tunnels then splice it), else the bytes read followed by the socket.
+pub async fn serve<S>(stream: S, peer: SocketAddr, state: Shared, mut shutdown: Shutdown)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let for_requests = (state.clone(), shutdown.clone());
     let service = service_fn(move |req| {
         let (state, shutdown) = for_requests.clone();

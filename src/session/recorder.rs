@@ -64,9 +64,10 @@ impl Recorder {
             summary: summary.clone(),
             profile,
             style,
+            live: String::new(),
         };
         writer.write(&Event::SessionStarted(info))?;
-        writer.events.flush()?;
+        writer.flush()?;
         std::thread::Builder::new()
             .name("diagproxy-recorder".into())
             .spawn(move || {
@@ -98,6 +99,9 @@ struct Writer {
     summary: SharedSummary,
     profile: Arc<Profile>,
     style: Style,
+    /// The batch's live-log lines, written to stderr at once (one write per batch, not
+    /// one or two per request on the proxy's core).
+    live: String,
 }
 
 impl Writer {
@@ -117,7 +121,7 @@ impl Writer {
                     }
                 }
             }
-            if let Err(e) = self.events.flush() {
+            if let Err(e) = self.flush() {
                 tracing::error!("cannot write events.jsonl: {e}");
             }
             std::thread::sleep(BATCH_WINDOW);
@@ -131,14 +135,24 @@ impl Writer {
             summary.apply(event);
         }
         if let Some(line) = livelog::line(event, &self.profile, self.style) {
-            let _ = writeln!(io::stderr().lock(), "{line}");
+            self.live.push_str(&line);
+            self.live.push('\n');
         }
         Ok(())
     }
 
+    /// Ends a batch: the live log's lines, then the events file.
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.live.is_empty() {
+            let _ = io::stderr().lock().write_all(self.live.as_bytes());
+            self.live.clear();
+        }
+        self.events.flush()
+    }
+
     fn finish(&mut self, end: SessionEnd) -> io::Result<Summary> {
         self.write(&Event::SessionEnded(end))?;
-        self.events.flush()?;
+        self.flush()?;
         self.events.get_ref().sync_data()?;
         let summary = match self.summary.lock() {
             Ok(s) => s.clone(),

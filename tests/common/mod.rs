@@ -1087,3 +1087,69 @@ pub fn run_binary(args: &[&std::ffi::OsStr]) -> Running {
         .to_string();
     Running { child, addr, lines }
 }
+
+/// What a [`scripted_origin`] received: each request's head and body, as text.
+pub type Received = Arc<Mutex<Vec<String>>>;
+
+/// An origin that answers each request with the next reply of the script, byte for byte
+/// (so a test controls framing and header case), closing the connection after a reply whose
+/// flag says so. Requests are read as head plus Content-Length body.
+pub async fn scripted_origin(script: Vec<(&'static str, bool)>) -> (SocketAddr, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
+    let received: Received = Arc::default();
+    let seen = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (script, seen) = (script.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = read_until_head_end(&mut stream, &mut buf).await else {
+                        return;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|n| n.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + length {
+                        let mut more = [0u8; 4096];
+                        match stream.read(&mut more).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&more[..n]),
+                        }
+                    }
+                    let body = String::from_utf8_lossy(&buf[end..end + length]).into_owned();
+                    buf.drain(..end + length);
+                    seen.lock().unwrap().push(head + &body);
+                    let next = script.lock().unwrap().pop_front();
+                    let Some((reply, close)) = next else { return };
+                    if stream.write_all(reply.as_bytes()).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+/// Reads until `buf` holds a whole head; returns where it ends.
+async fn read_until_head_end(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(at + 4);
+        }
+        let mut more = [0u8; 4096];
+        match stream.read(&mut more).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&more[..n]),
+        }
+    }
+}

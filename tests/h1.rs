@@ -1,0 +1,188 @@
+//! The lean HTTP/1.1 forward path (`proxy::h1`): what it sends the origin and the client,
+//! byte for byte, and how it follows each kind of answer framing.
+
+mod common;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `request` on a new connection to the proxy and reads until the proxy closes.
+async fn exchange_until_close(proxy: std::net::SocketAddr, request: &str) -> String {
+    raw_exchange(proxy, request.as_bytes()).await
+}
+
+#[tokio::test]
+async fn header_case_and_order_are_kept_and_hop_by_hop_headers_dropped() {
+    let (origin, received) = scripted_origin(vec![(
+        "HTTP/1.1 200 OK\r\nX-Reply-Case: R\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    )])
+    .await;
+    let proxy = Proxy::start(&[]).await;
+    let answer = exchange_until_close(
+        proxy.addr,
+        &format!(
+            "GET http://{origin}/x?q=1 HTTP/1.1\r\nHost: {origin}\r\nX-Mixed-Case: A\r\n\
+             Proxy-Connection: keep-alive\r\nConnection: X-Hop, close\r\nX-Hop: 1\r\n\
+             x-lower: b\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("X-Reply-Case: R\r\n"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("keep-alive"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+    assert_eq!(
+        received.lock().unwrap()[0],
+        format!("GET /x?q=1 HTTP/1.1\r\nHost: {origin}\r\nX-Mixed-Case: A\r\nx-lower: b\r\n\r\n")
+    );
+    let session = proxy.stop().await;
+    let request = &session.events_of("request")[0];
+    assert_eq!(request["status"], 200);
+    assert_eq!(request["complete"], true);
+    assert_eq!(request["bytes_down"], 2);
+    assert_eq!(request["url"], format!("http://{origin}/x?q=1"));
+}
+
+#[tokio::test]
+async fn chunked_answers_pass_through_and_the_connection_is_kept() {
+    const CHUNKED: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+        Content-Type: text/plain\r\n\r\n5\r\nhello\r\n6;ext\r\n world\r\n0\r\nX-T: 1\r\n\r\n";
+    let (origin, received) = scripted_origin(vec![(CHUNKED, false), (CHUNKED, false)]).await;
+    let proxy = Proxy::start(&[]).await;
+    let mut client = Client::connect(proxy.addr).await;
+    for _ in 0..2 {
+        let reply = client.get(&format!("http://{origin}/chunks")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "hello world");
+    }
+    assert_eq!(received.lock().unwrap().len(), 2);
+    let session = proxy.stop().await;
+    let requests = session.events_of("request");
+    for request in &requests {
+        assert_eq!(request["complete"], true, "{request}");
+        assert_eq!(
+            request["bytes_down"], 11,
+            "payload bytes, not chunk framing"
+        );
+    }
+    assert_eq!(requests[1]["reused"], true);
+    assert_eq!(session.host("127.0.0.1", origin.port())["connections"], 1);
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_while_idle_is_replaced() {
+    // The origin closes after each answer without saying so: the kept connection is dead
+    // when the second request comes, which must still be answered.
+    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let (origin, received) = scripted_origin(vec![(ok, true), (ok, true)]).await;
+    let proxy = Proxy::start(&[]).await;
+    let mut client = Client::connect(proxy.addr).await;
+    for _ in 0..2 {
+        let reply = client.get(&format!("http://{origin}/again")).await;
+        assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(received.lock().unwrap().len(), 2);
+    let session = proxy.stop().await;
+    let requests = session.events_of("request");
+    assert!(
+        requests.iter().all(|r| r["failure"].is_null()),
+        "{requests:?}"
+    );
+    assert_eq!(requests[1]["reused"], false, "answered on a new connection");
+}
+
+#[tokio::test]
+async fn an_answer_delimited_by_close_is_relayed_whole() {
+    let (origin, _) = scripted_origin(vec![(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+        true,
+    )])
+    .await;
+    let proxy = Proxy::start(&[]).await;
+    let answer = exchange_until_close(
+        proxy.addr,
+        &format!("GET http://{origin}/ HTTP/1.1\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.contains("Connection: close\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nuntil the end"), "{answer}");
+    let session = proxy.stop().await;
+    let request = &session.events_of("request")[0];
+    assert_eq!(request["complete"], true);
+    assert_eq!(request["bytes_down"], 13);
+}
+
+#[tokio::test]
+async fn an_answer_cut_short_is_recorded_as_the_origins_failure() {
+    let (origin, _) = scripted_origin(vec![(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nonly 13 bytes",
+        true,
+    )])
+    .await;
+    let proxy = Proxy::start(&[]).await;
+    let answer = exchange_until_close(
+        proxy.addr,
+        &format!("GET http://{origin}/ HTTP/1.1\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.ends_with("only 13 bytes"), "{answer}");
+    let session = proxy.stop().await;
+    let request = &session.events_of("request")[0];
+    assert_eq!(request["complete"], false);
+    assert_eq!(request["failure"]["kind"], "http_error");
+    assert_eq!(request["failure"]["side"], "upstream");
+    let detail = request["failure"]["detail"].as_str().unwrap();
+    assert!(detail.contains("after 13 body bytes"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_garbled_answer_gets_a_502_naming_it() {
+    let (origin, _) = scripted_origin(vec![("SMTP ready\r\n\r\n", true)]).await;
+    let proxy = Proxy::start(&[]).await;
+    let reply = get(proxy.addr, &format!("http://{origin}/")).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.header("x-diagproxy-error"), Some("http_error"));
+    assert!(
+        reply.text().contains("not valid HTTP/1.1"),
+        "{}",
+        reply.text()
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_connect_after_a_forwarded_request_on_one_connection_still_tunnels() {
+    let (origin, _) = scripted_origin(vec![(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    )])
+    .await;
+    let echo = echo_server().await;
+    let proxy = Proxy::start(&[]).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let get = format!("GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+    stream.write_all(get.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut ok = [0u8; 2];
+    stream.read_exact(&mut ok).await.unwrap();
+    assert_eq!(&ok, b"ok");
+    let connect = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n");
+    stream.write_all(connect.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream.write_all(b"ping").await.unwrap();
+    let mut pong = [0u8; 4];
+    stream.read_exact(&mut pong).await.unwrap();
+    assert_eq!(&pong, b"ping");
+    drop(stream);
+    let session = proxy.stop().await;
+    assert_eq!(session.events_of("request").len(), 1);
+    assert_eq!(session.events_of("tunnel").len(), 1);
+}
