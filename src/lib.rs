@@ -11,7 +11,8 @@
 //! The map:
 //! - [`cli`]: clap types only; [`config`]: `Config::from_run_args`, every check before binding.
 //! - [`profile`]: the allowlist, what each host is for and the remedies, as data.
-//! - [`proxy`]: [`proxy::run`] (the accept loop), then per connection `service`, which sends
+//! - [`proxy`]: [`proxy::run`] (the accept loop), then per connection `h1`, which forwards
+//!   simple plain-HTTP requests itself and hands the rest to `service` (hyper), which sends
 //!   CONNECT to `tunnel`, absolute-form requests to `forward` and the rest to `pages`;
 //!   `relay` moves a tunnel's bytes both ways (with `zerocopy`'s splice(2) for bulk).
 //! - [`sniff`]: the ClientHello's SNI and ALPN, parsed from a tunnel's first bytes (pure).
