@@ -12,6 +12,18 @@ async fn exchange_until_close(proxy: std::net::SocketAddr, request: &str) -> Str
     raw_exchange(proxy, request.as_bytes()).await
 }
 
+/// One GET through a new proxy to an origin that sends `reply` and closes: what the client
+/// read, and the request's event.
+async fn one_answer_then_close(reply: &'static str) -> (String, serde_json::Value) {
+    let (origin, _) = scripted_origin(vec![(reply, true)]).await;
+    let proxy = Proxy::start(&[]).await;
+    let request = format!("GET http://{origin}/ HTTP/1.1\r\n\r\n");
+    let answer = exchange_until_close(proxy.addr, &request).await;
+    let session = proxy.stop().await;
+    let event = session.events_of("request")[0].clone();
+    (answer, event)
+}
+
 #[tokio::test]
 async fn header_case_and_order_are_kept_and_hop_by_hop_headers_dropped() {
     let (origin, received) = scripted_origin(vec![(
@@ -99,41 +111,22 @@ async fn an_upstream_connection_closed_while_idle_is_replaced() {
 
 #[tokio::test]
 async fn an_answer_delimited_by_close_is_relayed_whole() {
-    let (origin, _) = scripted_origin(vec![(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
-        true,
-    )])
-    .await;
-    let proxy = Proxy::start(&[]).await;
-    let answer = exchange_until_close(
-        proxy.addr,
-        &format!("GET http://{origin}/ HTTP/1.1\r\n\r\n"),
-    )
-    .await;
+    let (answer, request) =
+        one_answer_then_close("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+            .await;
     assert!(answer.contains("Connection: close\r\n"), "{answer}");
     assert!(answer.ends_with("\r\n\r\nuntil the end"), "{answer}");
-    let session = proxy.stop().await;
-    let request = &session.events_of("request")[0];
     assert_eq!(request["complete"], true);
     assert_eq!(request["bytes_down"], 13);
 }
 
 #[tokio::test]
 async fn an_answer_cut_short_is_recorded_as_the_origins_failure() {
-    let (origin, _) = scripted_origin(vec![(
+    let (answer, request) = one_answer_then_close(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nonly 13 bytes",
-        true,
-    )])
-    .await;
-    let proxy = Proxy::start(&[]).await;
-    let answer = exchange_until_close(
-        proxy.addr,
-        &format!("GET http://{origin}/ HTTP/1.1\r\n\r\n"),
     )
     .await;
     assert!(answer.ends_with("only 13 bytes"), "{answer}");
-    let session = proxy.stop().await;
-    let request = &session.events_of("request")[0];
     assert_eq!(request["complete"], false);
     assert_eq!(request["failure"]["kind"], "http_error");
     assert_eq!(request["failure"]["side"], "upstream");

@@ -231,17 +231,21 @@ pub async fn read_head(stream: &mut TcpStream) -> String {
     if head.starts_with("HTTP/1.1 200") {
         return head;
     }
-    let length = head
-        .lines()
+    let length = content_length_of(&head);
+    let mut rest = vec![0u8; length];
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut rest)).await;
+    head + &String::from_utf8_lossy(&rest)
+}
+
+/// The Content-Length a head declares (0 without one).
+pub fn content_length_of(head: &str) -> usize {
+    head.lines()
         .find_map(|l| {
             l.to_ascii_lowercase()
                 .strip_prefix("content-length:")
                 .map(|n| n.trim().parse::<usize>().unwrap_or(0))
         })
-        .unwrap_or(0);
-    let mut rest = vec![0u8; length];
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut rest)).await;
-    head + &String::from_utf8_lossy(&rest)
+        .unwrap_or(0)
 }
 
 /// Writes raw bytes to the proxy and returns everything it answers until it closes.
@@ -1110,14 +1114,7 @@ pub async fn scripted_origin(script: Vec<(&'static str, bool)>) -> (SocketAddr, 
                         return;
                     };
                     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                    let length = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|n| n.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
+                    let length = content_length_of(&head);
                     while buf.len() < end + length {
                         let mut more = [0u8; 4096];
                         match stream.read(&mut more).await {
