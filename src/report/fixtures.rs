@@ -165,7 +165,11 @@ fn tunnel(ts: &str, host: &str, failure: Option<Failure>, findings: Vec<Finding>
 }
 
 pub fn events_jsonl() -> String {
-    events()
+    jsonl(&events())
+}
+
+fn jsonl(events: &[Event]) -> String {
+    events
         .iter()
         .map(|e| serde_json::to_string(e).unwrap() + "\n")
         .collect()
@@ -173,7 +177,12 @@ pub fn events_jsonl() -> String {
 
 /// A loaded session of the fixture events.
 pub fn session() -> super::Session {
+    session_of(&events())
+}
+
+/// A loaded session of `events`.
+pub fn session_of(events: &[Event]) -> super::Session {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("events.jsonl"), events_jsonl()).unwrap();
+    std::fs::write(dir.path().join("events.jsonl"), jsonl(events)).unwrap();
     super::Session::load(dir.path()).unwrap()
 }

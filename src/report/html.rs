@@ -225,9 +225,12 @@ fn findings(out: &mut String, session: &Session) {
 
 /// One row per request or tunnel: DNS, connect, TLS, wait and receive bars on the session's
 /// time axis.
+/// A browser renders a few thousand waterfall rows comfortably; a long session has more.
+const WATERFALL_ROWS: usize = 2000;
+
 fn waterfall(out: &mut String, session: &Session) {
     let start = session.start_ms();
-    let rows: Vec<(f64, String, [f64; 5], f64, bool)> = session
+    let mut rows: Vec<(f64, String, [f64; 5], f64, bool)> = session
         .events
         .iter()
         .filter_map(|e| match e {
@@ -269,6 +272,17 @@ fn waterfall(out: &mut String, session: &Session) {
     if rows.is_empty() {
         out.push_str("<p>No requests or tunnels were recorded.</p>");
         return;
+    }
+    let recorded = rows.len();
+    if recorded > WATERFALL_ROWS {
+        // The failed ones first, then the earliest; shown in time order.
+        rows.sort_by_key(|row| !row.4);
+        rows.truncate(WATERFALL_ROWS);
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let _ = write!(
+            out,
+            "<p>{WATERFALL_ROWS} of {recorded} requests and tunnels shown (every failed one first, then the earliest); all are in <code>session.har</code> and <code>events.jsonl</code>.</p>"
+        );
     }
     let span = rows
         .iter()
@@ -345,6 +359,40 @@ fn chains(out: &mut String, session: &Session) {
 mod tests {
     use super::*;
     use crate::report::fixtures;
+
+    #[test]
+    fn a_long_session_shows_a_bounded_waterfall_with_every_failure() {
+        use crate::failure::{Failure, FailureKind, Side};
+        let mut events = fixtures::events();
+        let request = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Request(r) if r.failure.is_none() => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let late = WATERFALL_ROWS + 400;
+        for i in 0..WATERFALL_ROWS + 500 {
+            let mut r = request.clone();
+            r.url = format!("http://example.test/n{i}/");
+            if i == late {
+                r.failure = Some(Failure::new(FailureKind::Reset, Side::Upstream, "late"));
+            }
+            events.push(Event::Request(r));
+        }
+        let html = render(&fixtures::session_of(&events));
+        let recorded = events
+            .iter()
+            .filter(|e| matches!(e, Event::Request(_) | Event::Tunnel(_)))
+            .count();
+        assert!(html.contains(&format!("{WATERFALL_ROWS} of {recorded} requests")));
+        assert_eq!(html.matches("class=\"wf-row\"").count(), WATERFALL_ROWS);
+        assert!(
+            html.contains(&format!("example.test/n{late}/")),
+            "the late failure"
+        );
+        assert!(!html.contains(&format!("example.test/n{}/", late + 1)));
+    }
 
     #[test]
     fn report_has_verdict_tables_findings_waterfall_and_no_external_resources() {

@@ -8,13 +8,13 @@ pub mod har;
 pub mod html;
 pub mod markdown;
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::profile::Profile;
 use crate::session::event::{Event, SessionInfo};
-use crate::session::recorder::write_atomically;
 use crate::session::summary::Summary;
 
 /// A session read back from its folder.
@@ -107,21 +107,39 @@ impl Outputs {
 /// Writes the requested artefacts; returns the paths written.
 pub fn write(session: &Session, outputs: &Outputs) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
-    let mut put = |path: &Option<PathBuf>, contents: String| -> Result<(), String> {
+    let mut put = |path: &Option<PathBuf>,
+                   fill: &dyn Fn(&mut BufWriter<File>) -> io::Result<()>|
+     -> Result<(), String> {
         if let Some(path) = path {
-            write_atomically(path, contents.as_bytes())
+            write_streamed(path, fill)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             written.push(path.clone());
         }
         Ok(())
     };
-    put(
-        &outputs.har,
-        har::to_string(session, outputs.include_secrets),
-    )?;
-    put(&outputs.html, html::render(session))?;
-    put(&outputs.markdown, markdown::render(session))?;
+    put(&outputs.har, &|out| {
+        har::write(session, outputs.include_secrets, out)
+    })?;
+    put(&outputs.html, &|out| {
+        out.write_all(html::render(session).as_bytes())
+    })?;
+    put(&outputs.markdown, &|out| {
+        out.write_all(markdown::render(session).as_bytes())
+    })?;
     Ok(written)
+}
+
+/// Writes `path` through a temporary file renamed into place, so a reader never sees half.
+fn write_streamed(
+    path: &Path,
+    fill: &dyn Fn(&mut BufWriter<File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut out = BufWriter::with_capacity(256 * 1024, File::create(&tmp)?);
+    fill(&mut out)?;
+    out.flush()?;
+    drop(out);
+    fs::rename(&tmp, path)
 }
 
 /// `2026-11-27T18:30:01.123Z` → ms since the epoch.
