@@ -179,3 +179,20 @@ async fn a_connect_after_a_forwarded_request_on_one_connection_still_tunnels() {
     assert_eq!(session.events_of("request").len(), 1);
     assert_eq!(session.events_of("tunnel").len(), 1);
 }
+
+#[tokio::test]
+async fn idle_client_connections_do_not_hold_up_the_end_of_the_session() {
+    let (origin, _) = scripted_origin(vec![(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    )])
+    .await;
+    let proxy = Proxy::start(&["--grace", "2s"]).await;
+    // One connection that never sent a byte, one idle after a keep-alive exchange.
+    let silent = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut client = Client::connect(proxy.addr).await;
+    assert_eq!(client.get(&format!("http://{origin}/")).await.text(), "ok");
+    let session = proxy.stop().await;
+    assert!(session.outcome.drained, "idle connections were waited for");
+    drop(silent);
+}

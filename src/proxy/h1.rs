@@ -46,9 +46,15 @@ const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Serves one downstream connection: simple requests here, the rest through hyper.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Shared, shutdown: Shutdown) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutdown: Shutdown) {
     let lean = state.config.upstream_proxy.is_none() && state.config.proxy_auth.is_none();
-    if !lean || starts_with_c(&stream).await {
+    let to_hyper = !lean
+        || tokio::select! {
+            c = starts_with_c(&stream) => c,
+            // A connection that never sent a byte does not hold up the end of the session.
+            () = shutdown.recv() => return,
+        };
+    if to_hyper {
         return service::serve(stream, peer, state, shutdown).await;
     }
     // Boxed: a tunnel's task then holds only the hyper path's state, not this one's too
