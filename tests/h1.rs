@@ -196,3 +196,27 @@ async fn idle_client_connections_do_not_hold_up_the_end_of_the_session() {
     assert!(session.outcome.drained, "idle connections were waited for");
     drop(silent);
 }
+
+#[tokio::test]
+async fn a_large_upload_with_a_length_streams_through_and_is_counted() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&[]).await;
+    let size = 8 * 1024 * 1024;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST http://{origin}/count HTTP/1.1\r\nHost: {origin}\r\nContent-Length: {size}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let body = vec![7u8; 64 * 1024];
+    for _ in 0..size / body.len() {
+        stream.write_all(&body).await.unwrap();
+    }
+    let answer = read_head(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut count = vec![0u8; content_length_of(&answer)];
+    stream.read_exact(&mut count).await.unwrap();
+    assert_eq!(String::from_utf8(count).unwrap(), size.to_string());
+    drop(stream);
+    let session = proxy.stop().await;
+    assert_eq!(session.events_of("request")[0]["bytes_up"], size);
+}
