@@ -452,3 +452,54 @@ async fn an_inspected_origin_is_named_and_still_served() {
     assert_eq!(host["tls"]["vendor"], "Zscaler");
     assert_eq!(host["findings"][0]["kind"], "tls_inspection");
 }
+
+#[tokio::test]
+async fn intercepted_http1_requests_keep_one_origin_connection_and_its_host() {
+    let s = setup(&[]).await;
+    let tls = intercepted_tls(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.ca_pem,
+        &["http/1.1"],
+    )
+    .await;
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut answers = Vec::new();
+    for (path, host) in [
+        ("/host", "elsewhere.example"),
+        ("/peer", "chatgpt.com"),
+        ("/peer", "chatgpt.com"),
+    ] {
+        let request = Request::get(path)
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        h1.ready().await.unwrap();
+        let response = h1.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        answers.push(String::from_utf8(body.to_vec()).unwrap());
+    }
+    // The origin sees the tunnel's host, whatever the client wrote.
+    assert_eq!(answers[0], format!("chatgpt.com:{}", s.origin.port()));
+    assert_eq!(answers[1], answers[2], "one origin connection for both");
+    s.proxy.wait_events("request", 3).await;
+    let session = s.proxy.stop().await;
+    let requests = session.events_of("request");
+    assert_eq!(requests.len(), 3);
+    for request in &requests {
+        assert_eq!(request["intercepted"], true);
+        assert_eq!(request["upstream_protocol"], "http/1.1");
+        assert_eq!(request["complete"], true);
+    }
+    assert_eq!(
+        requests[2]["url"],
+        format!("https://chatgpt.com:{}/peer", s.origin.port())
+    );
+    assert_eq!(requests[2]["reused"], true);
+    assert!(requests[0]["timings"]["ssl_ms"].as_f64().is_some());
+}

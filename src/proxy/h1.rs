@@ -1,16 +1,18 @@
-//! The lean HTTP/1.1 forward path: one task per downstream connection that relays simple
-//! plain-HTTP requests itself. hyper's server and client cost ~30 µs of CPU per request (two
-//! tasks, a channel, the head parsed and rebuilt on each side), about half of what forwarding
-//! cost; here the head is parsed once with httparse, rewritten (origin-form, hop-by-hop
-//! headers gone, every other header as sent, in its case and order) and bodies are relayed
-//! as they arrive (a chunked answer passes through as the origin chunked it).
+//! The lean HTTP/1.1 path: one task per downstream connection that relays simple requests
+//! itself — plain HTTP (absolute-form, to any origin) and HTTP/1.1 inside an intercepted
+//! tunnel (origin-form, to the tunnel's origin over diagproxy's own TLS). hyper's server and
+//! client cost ~30 µs of CPU per request (two tasks, a channel, the head parsed and rebuilt on
+//! each side), about half of what forwarding cost; here the head is parsed once with
+//! httparse, rewritten (origin-form, hop-by-hop headers gone, every other header as sent, in
+//! its case and order) and bodies are relayed as they arrive (a chunked answer passes
+//! through as the origin chunked it).
 //!
-//! Anything else goes to the hyper path ([`super::service`]) with the bytes already read,
-//! and the connection stays there: CONNECT (a connection that starts with one is handed over
-//! before a byte is read, so its tunnel can splice the socket), upgrades, `Expect`, chunked
-//! uploads, HTTP/1.0, the proxy's own pages, requests for the proxy itself, heads hyper
-//! should reject with 400/431, and every request when `--upstream-proxy` or `--proxy-auth`
-//! is set.
+//! Anything else goes to the hyper path ([`super::service`], or [`super::intercept::serve`]
+//! inside a tunnel) with the bytes already read, and the connection stays there: CONNECT (a
+//! connection that starts with one is handed over before a byte is read, so its tunnel can
+//! splice the socket), upgrades, `Expect`, chunked uploads, HTTP/1.0, the proxy's own pages,
+//! requests for the proxy itself, heads hyper should reject with 400/431, and every plain
+//! request when `--upstream-proxy` or `--proxy-auth` is set.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -25,13 +27,15 @@ use hyper::header::{
     HOST, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
 };
 use hyper::{Method, Response, Uri};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::body::{Body, Received};
-use super::dial::{self, Prefixed};
+use super::dial::{self, Io, Prefixed};
 use super::exchange::{self, Answered, Asked};
 use super::forward::HOP_BY_HOP;
+use super::intercept::{self, Ctx};
+use super::origin::{Origin, SendError};
 use super::{service, OpenGuard, Shared};
 use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
@@ -63,35 +67,28 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutd
 }
 
 async fn serve_lean(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutdown: Shutdown) {
-    let mut conn = Conn {
-        down: stream,
-        buf: BytesMut::with_capacity(4096),
-        upstream: None,
-        peer,
-        state,
-    };
-    loop {
-        let next = tokio::select! {
-            next = conn.next_request() => next,
-            () = shutdown.recv() => return,
-        };
-        let head = match next {
-            Next::Lean(head) => head,
-            Next::Other => break,
-            Next::Closed => return,
-        };
-        if conn.forward(*head).await == After::Close {
-            return;
-        }
+    let mut conn = Conn::new(stream, state, Route::Forward { peer });
+    if !conn.run(&mut shutdown).await {
+        return;
     }
     let Conn {
-        down,
-        buf,
-        peer,
-        state,
-        ..
+        down, buf, state, ..
     } = conn;
     service::serve(Prefixed::new(buf.freeze(), down), peer, state, shutdown).await;
+}
+
+/// Serves an intercepted HTTP/1.1 connection (the client's TLS already accepted): simple
+/// requests here, over the origin's own HTTP/1.1 connection, the rest through hyper.
+pub async fn serve_intercepted<D>(tls: D, ctx: Arc<Ctx>, mut shutdown: Shutdown)
+where
+    D: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let mut conn = Conn::new(tls, ctx.state.clone(), Route::Intercept(ctx.clone()));
+    if !Box::pin(conn.run(&mut shutdown)).await {
+        return;
+    }
+    let early = conn.buf.freeze();
+    intercept::serve(Prefixed::new(early, conn.down), ctx, shutdown).await;
 }
 
 /// Whether the connection's first byte is a `C` (CONNECT, most likely): such connections go
@@ -102,23 +99,33 @@ async fn starts_with_c(stream: &TcpStream) -> bool {
 }
 
 /// One downstream connection on the lean path.
-struct Conn {
-    down: TcpStream,
+struct Conn<D> {
+    down: D,
     /// Bytes read from the downstream and not yet used (the next request's head).
     buf: BytesMut,
     /// The upstream connection of the last request, kept open for the next one to the same
     /// host (a browser's keep-alive matched by ours).
     upstream: Option<Upstream>,
-    peer: SocketAddr,
     state: Shared,
+    route: Route,
+}
+
+/// Where a connection's requests go.
+enum Route {
+    /// Plain HTTP: absolute-form requests to any origin, dialled by name.
+    Forward { peer: SocketAddr },
+    /// Inside an intercepted tunnel: origin-form requests to the tunnel's origin, over
+    /// diagproxy's own TLS (its chain judged as on the hyper path).
+    Intercept(Arc<Ctx>),
 }
 
 /// An open connection to an origin.
 struct Upstream {
     host: String,
     port: u16,
-    addr: SocketAddr,
-    stream: TcpStream,
+    /// The origin's address, when diagproxy dialled it itself.
+    addr: Option<SocketAddr>,
+    stream: Box<dyn Io>,
     /// Bytes read from the origin and not yet relayed.
     buf: BytesMut,
 }
@@ -137,19 +144,52 @@ enum After {
     Close,
 }
 
-/// Why a request could not be exchanged.
-struct SendError {
+/// Why a request could not be exchanged on an open connection.
+struct ExchangeError {
     failure: Failure,
     /// Nothing was received on a reused connection: it was closed while idle, so the
     /// request may be sent again on a new one.
     stale: bool,
 }
 
-impl Conn {
+impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
+    fn new(down: D, state: Shared, route: Route) -> Conn<D> {
+        Conn {
+            down,
+            buf: BytesMut::with_capacity(4096),
+            upstream: None,
+            state,
+            route,
+        }
+    }
+
+    /// Serves requests until the connection ends (false) or one needs hyper (true; its
+    /// bytes are in `buf`).
+    async fn run(&mut self, shutdown: &mut Shutdown) -> bool {
+        loop {
+            let next = tokio::select! {
+                next = self.next_request() => next,
+                () = shutdown.recv() => return false,
+            };
+            let head = match next {
+                Next::Lean(head) => head,
+                Next::Other => return true,
+                Next::Closed => return false,
+            };
+            if self.forward(*head).await == After::Close {
+                return false;
+            }
+        }
+    }
+
     async fn next_request(&mut self) -> Next {
+        let origin = match &self.route {
+            Route::Forward { .. } => None,
+            Route::Intercept(ctx) => Some(&ctx.origin),
+        };
         loop {
             if !self.buf.is_empty() {
-                match parse_request(&self.buf) {
+                match parse_request(&self.buf, origin) {
                     Parse::Done(head) if !self.state.is_self(&head.host, head.port) => {
                         self.buf.advance(head.raw.len());
                         return Next::Lean(Box::new(head));
@@ -174,10 +214,21 @@ impl Conn {
         let started = Instant::now();
         let state = self.state.clone();
         let _open = OpenGuard::new(&state);
-        let downstream = Downstream {
-            addr: self.peer.to_string(),
-            user_agent: header_str(&head.headers, &USER_AGENT),
+        let user_agent = header_str(&head.headers, &USER_AGENT);
+        let downstream = match &self.route {
+            Route::Forward { peer } => Downstream {
+                addr: peer.to_string(),
+                user_agent,
+            },
+            Route::Intercept(ctx) => {
+                ctx.served.fetch_add(1, Ordering::Relaxed);
+                Downstream {
+                    user_agent: user_agent.or_else(|| ctx.downstream.user_agent.clone()),
+                    ..ctx.downstream.clone()
+                }
+            }
         };
+        let intercepted = matches!(self.route, Route::Intercept(_));
         let line = exchange::RequestLine {
             method: head.method.to_string(),
             url: &head.url,
@@ -187,12 +238,12 @@ impl Conn {
         let asked = Asked {
             path: head.path().to_string(),
             accept: header_str(&head.headers, &ACCEPT),
-            intercepted: false,
+            intercepted,
             started,
             bytes_up: Arc::new(AtomicU64::new(0)),
         };
         let headers = std::mem::take(&mut head.headers);
-        let mut event = exchange::begin_event(&state, headers, line, downstream, false);
+        let mut event = exchange::begin_event(&state, headers, line, downstream, intercepted);
         let sent = tokio::time::timeout(
             state.config.response_timeout,
             self.send(&head, &mut event, &asked.bytes_up),
@@ -203,13 +254,23 @@ impl Conn {
                 "no response head within {:?}",
                 state.config.response_timeout
             );
-            Err(Failure::new(FailureKind::Timeout, Side::Upstream, detail))
+            Err(Failure::new(FailureKind::Timeout, Side::Upstream, detail).into())
         });
         let (mut up, answer) = match result {
             Ok(ok) => ok,
-            Err(failure) => {
-                let response =
-                    super::forward::fail(&state, event, failure, started, &asked.bytes_up);
+            Err(error) => {
+                let response = match &self.route {
+                    Route::Forward { .. } => {
+                        super::forward::fail(&state, event, error.failure, started, &asked.bytes_up)
+                    }
+                    Route::Intercept(ctx) => {
+                        let wants_html = asked
+                            .accept
+                            .as_deref()
+                            .is_some_and(|a| a.contains("text/html"));
+                        intercept::fail(ctx, event, error, started, &asked.bytes_up, wants_html)
+                    }
+                };
                 let written = write_response(&mut self.down, response).await;
                 // The request's body may be half read: only a bodiless one leaves the
                 // connection in a known state.
@@ -274,7 +335,7 @@ impl Conn {
         head: &RequestHead,
         event: &mut RequestEvent,
         bytes_up: &AtomicU64,
-    ) -> Result<(Upstream, ResponseHead), Failure> {
+    ) -> Result<(Upstream, ResponseHead), SendError> {
         let wire = head.upstream_head();
         let kept = self
             .upstream
@@ -285,39 +346,23 @@ impl Conn {
             match self.exchange(&mut up, head, &wire, bytes_up).await {
                 Ok(answer) => {
                     event.reused = true;
-                    event.server_ip = Some(up.addr.ip().to_string());
+                    event.server_ip = up.addr.map(|a| a.ip().to_string());
+                    if matches!(self.route, Route::Intercept(_)) {
+                        event.upstream_protocol = Some("http/1.1".into());
+                    }
                     event.timings.wait_ms = Some(ms(sent.elapsed()));
                     return Ok((up, answer));
                 }
                 Err(e) if e.stale && head.body_len == 0 => {}
-                Err(e) => return Err(e.failure),
+                Err(e) => return Err(e.failure.into()),
             }
         }
-        let side = Side::Upstream;
-        let dialed = dial::dial(&head.host, head.port, &self.state.config, side).await?;
-        let profile = &self.state.config.profile;
-        event
-            .findings
-            .extend(crate::inspect::findings::dns_sinkhole(
-                &head.host,
-                &dialed.dns_answer,
-                profile,
-            ));
-        event.server_ip = Some(dialed.addr.ip().to_string());
-        event.timings.dns_ms = dialed.dns.map(ms);
-        event.timings.connect_ms = Some(ms(dialed.connect));
-        let mut up = Upstream {
-            host: head.host.clone(),
-            port: head.port,
-            addr: dialed.addr,
-            stream: dialed.stream,
-            buf: BytesMut::new(),
-        };
+        let mut up = open(&self.route, &self.state, head, event).await?;
         let sent = Instant::now();
         let answer = self
             .exchange(&mut up, head, &wire, bytes_up)
             .await
-            .map_err(|e| e.failure)?;
+            .map_err(|e| SendError::from(e.failure))?;
         event.timings.wait_ms = Some(ms(sent.elapsed()));
         Ok((up, answer))
     }
@@ -329,8 +374,8 @@ impl Conn {
         head: &RequestHead,
         wire: &[u8],
         bytes_up: &AtomicU64,
-    ) -> Result<ResponseHead, SendError> {
-        let broke = |e: std::io::Error, stale: bool| SendError {
+    ) -> Result<ResponseHead, ExchangeError> {
+        let broke = |e: std::io::Error, stale: bool| ExchangeError {
             failure: Failure::from_exchange_error(&e, Side::Upstream),
             stale,
         };
@@ -338,6 +383,9 @@ impl Conn {
             .write_all(wire)
             .await
             .map_err(|e| broke(e, true))?;
+        if head.body_len == 0 {
+            up.stream.flush().await.map_err(|e| broke(e, true))?;
+        }
         let mut left = head.body_len;
         while left > 0 {
             if self.buf.is_empty() {
@@ -348,7 +396,7 @@ impl Conn {
                         "the client stopped sending the request body {} bytes short",
                         left
                     );
-                    return Err(SendError {
+                    return Err(ExchangeError {
                         failure: Failure::new(FailureKind::HttpError, Side::Downstream, detail),
                         stale: false,
                     });
@@ -365,6 +413,9 @@ impl Conn {
             self.buf.advance(take);
             left -= take as u64;
             bytes_up.fetch_add(take as u64, Ordering::Relaxed);
+            if left == 0 {
+                up.stream.flush().await.map_err(|e| broke(e, false))?;
+            }
         }
         loop {
             match parse_response(&up.buf, head.method == Method::HEAD) {
@@ -378,7 +429,7 @@ impl Conn {
                 Ok(None) => {}
                 Err(problem) => {
                     let detail = format!("the origin's answer is not valid HTTP/1.1: {problem}");
-                    return Err(SendError {
+                    return Err(ExchangeError {
                         failure: Failure::new(FailureKind::HttpError, Side::Upstream, detail),
                         stale: false,
                     });
@@ -393,7 +444,7 @@ impl Conn {
                     } else {
                         "the origin closed the connection in the middle of its answer's head"
                     };
-                    return Err(SendError {
+                    return Err(ExchangeError {
                         failure: Failure::new(FailureKind::HttpError, Side::Upstream, detail),
                         stale: nothing_yet,
                     });
@@ -403,6 +454,47 @@ impl Conn {
             }
         }
     }
+}
+
+/// A new connection to the request's origin: dialled by name, or the intercepted
+/// tunnel's origin over TLS (DNS, connect and TLS timings go into the event).
+async fn open(
+    route: &Route,
+    state: &Shared,
+    head: &RequestHead,
+    event: &mut RequestEvent,
+) -> Result<Upstream, SendError> {
+    let (addr, stream): (Option<SocketAddr>, Box<dyn Io>) = match route {
+        Route::Forward { .. } => {
+            let side = Side::Upstream;
+            let dialed = dial::dial(&head.host, head.port, &state.config, side).await?;
+            let profile = &state.config.profile;
+            event
+                .findings
+                .extend(crate::inspect::findings::dns_sinkhole(
+                    &head.host,
+                    &dialed.dns_answer,
+                    profile,
+                ));
+            event.server_ip = Some(dialed.addr.ip().to_string());
+            event.timings.dns_ms = dialed.dns.map(ms);
+            event.timings.connect_ms = Some(ms(dialed.connect));
+            (Some(dialed.addr), Box::new(dialed.stream))
+        }
+        Route::Intercept(ctx) => (None, ctx.origin.open_h1(event).await?),
+    };
+    Ok(Upstream {
+        host: head.host.clone(),
+        port: head.port,
+        addr: addr.or_else(|| {
+            event
+                .server_ip
+                .as_deref()
+                .and_then(|ip| Some(SocketAddr::new(ip.parse().ok()?, head.port)))
+        }),
+        stream,
+        buf: BytesMut::new(),
+    })
 }
 
 /// How an answer's body ended early.
@@ -417,7 +509,7 @@ enum Cut {
 /// first `keep` bytes for the detectors.
 async fn relay_body(
     up: &mut Upstream,
-    down: &mut TcpStream,
+    down: &mut (impl AsyncWrite + Unpin),
     mut framing: Framing,
     mut out: Vec<u8>,
     keep: usize,
@@ -440,6 +532,7 @@ async fn relay_body(
             down.write_all(&out).await.map_err(|_| Cut::Downstream)?;
             out = Vec::new();
         }
+        down.flush().await.map_err(|_| Cut::Downstream)?;
         up.buf.advance(take);
         if done {
             return Ok(());
@@ -485,7 +578,7 @@ fn note(received: &mut Received, keep: usize, data: &[u8]) {
 }
 
 /// Writes one of diagproxy's own answers (a 502 and the like, whole bodies) as HTTP/1.1.
-async fn write_response(down: &mut TcpStream, response: Response<Body>) -> bool {
+async fn write_response(down: &mut (impl AsyncWrite + Unpin), response: Response<Body>) -> bool {
     let (parts, body) = response.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -509,7 +602,7 @@ async fn write_response(down: &mut TcpStream, response: Response<Body>) -> bool 
     );
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&body);
-    down.write_all(&out).await.is_ok()
+    down.write_all(&out).await.is_ok() && down.flush().await.is_ok()
 }
 
 fn push_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -586,7 +679,9 @@ impl RequestHead {
     }
 }
 
-fn parse_request(buf: &[u8]) -> Parse<RequestHead> {
+/// `origin`: the intercepted tunnel's origin (origin-form targets), or `None` for plain
+/// HTTP (absolute-form `http://` targets).
+fn parse_request(buf: &[u8], origin: Option<&Origin>) -> Parse<RequestHead> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     let len = match req.parse(buf) {
@@ -597,21 +692,13 @@ fn parse_request(buf: &[u8]) -> Parse<RequestHead> {
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Parse::Other;
     };
-    if method == "CONNECT" || !target.starts_with("http://") {
-        return Parse::Other;
-    }
-    let (Ok(method), Ok(uri)) = (Method::from_bytes(method.as_bytes()), target.parse::<Uri>())
-    else {
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Parse::Other;
     };
-    let Some(authority) = uri.authority() else {
+    let Some(target) = Target::of(target, origin) else {
         return Parse::Other;
     };
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if host.is_empty() {
+    if method == Method::CONNECT {
         return Parse::Other;
     }
     let raw = Bytes::copy_from_slice(&buf[..len]);
@@ -628,23 +715,71 @@ fn parse_request(buf: &[u8]) -> Parse<RequestHead> {
     let Ok(body_len) = content_length(&fields.headers) else {
         return Parse::Other;
     };
+    // Inside a tunnel the Host is the tunnel's origin, whatever the client wrote.
+    let drop: &[&HeaderName] = if origin.is_some() { &[&HOST] } else { &[] };
     Parse::Done(RequestHead {
         method,
-        url: target.to_string(),
-        host: host.to_string(),
-        port: authority.port_u16().unwrap_or(80),
-        authority: authority.as_str().to_string(),
-        origin_form: uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string(),
-        has_host: fields.headers.contains_key(HOST),
+        has_host: origin.is_none() && fields.headers.contains_key(HOST),
         body_len: body_len.unwrap_or(0),
         close: fields.close,
-        lines: fields.forwarded(&[]),
+        lines: fields.forwarded(&[], drop),
         headers: fields.headers,
         raw,
+        url: target.url,
+        host: target.host,
+        port: target.port,
+        authority: target.authority,
+        origin_form: target.origin_form,
     })
+}
+
+/// Where a request goes, from its target.
+struct Target {
+    url: String,
+    host: String,
+    port: u16,
+    authority: String,
+    origin_form: String,
+}
+
+impl Target {
+    /// An absolute `http://` URL for plain HTTP; an origin-form path inside a tunnel.
+    fn of(target: &str, origin: Option<&Origin>) -> Option<Target> {
+        if let Some(origin) = origin {
+            if !target.starts_with('/') {
+                return None;
+            }
+            return Some(Target {
+                url: format!("https://{}{target}", origin.authority()),
+                host: origin.host.clone(),
+                port: origin.port,
+                authority: origin.authority().to_string(),
+                origin_form: target.to_string(),
+            });
+        }
+        if !target.starts_with("http://") {
+            return None;
+        }
+        let uri = target.parse::<Uri>().ok()?;
+        let authority = uri.authority()?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return None;
+        }
+        Some(Target {
+            url: target.to_string(),
+            host: host.to_string(),
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().to_string(),
+            origin_form: uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string(),
+        })
+    }
 }
 
 /// An answer head, as read from the origin.
@@ -728,7 +863,7 @@ fn parse_response(buf: &[u8], to_head: bool) -> Result<Option<ResponseHead>, Str
         } else {
             reason_start..reason_start + reason.len()
         },
-        lines: fields.forwarded(keep),
+        lines: fields.forwarded(keep, &[]),
         reusable: version == 1 && !fields.close && framing != Framing::UntilClose,
         framing,
         declared,
@@ -786,12 +921,19 @@ impl Fields {
         })
     }
 
-    /// The lines to pass on: all but hop-by-hop ones (those in `keep` excepted).
-    fn forwarded(&self, keep: &[&HeaderName]) -> Vec<(Range<usize>, Range<usize>)> {
+    /// The lines to pass on: all but hop-by-hop ones (those in `keep` excepted) and those
+    /// in `drop`.
+    fn forwarded(
+        &self,
+        keep: &[&HeaderName],
+        drop: &[&HeaderName],
+    ) -> Vec<(Range<usize>, Range<usize>)> {
         self.lines
             .iter()
             .filter(|(name, ..)| {
-                keep.contains(&name) || !(HOP_BY_HOP.contains(name) || self.named.contains(name))
+                !drop.contains(&name)
+                    && (keep.contains(&name)
+                        || !(HOP_BY_HOP.contains(name) || self.named.contains(name)))
             })
             .map(|(_, name, value)| (name.clone(), value.clone()))
             .collect()
@@ -966,7 +1108,7 @@ mod tests {
     use super::*;
 
     fn request(text: &str) -> RequestHead {
-        match parse_request(text.as_bytes()) {
+        match parse_request(text.as_bytes(), None) {
             Parse::Done(head) => head,
             other => panic!("{other:?}"),
         }
@@ -1026,19 +1168,19 @@ mod tests {
             "GET http://example.test/ HTTP/1.1\r\nBad Header\r\n\r\n",
         ] {
             assert!(
-                matches!(parse_request(text.as_bytes()), Parse::Other),
+                matches!(parse_request(text.as_bytes(), None), Parse::Other),
                 "{text:?}"
             );
         }
         assert!(matches!(
-            parse_request(b"GET http://example.test/ HTTP/1.1\r\nHost: exa"),
+            parse_request(b"GET http://example.test/ HTTP/1.1\r\nHost: exa", None),
             Parse::Partial
         ));
         let huge = format!(
             "GET http://example.test/ HTTP/1.1\r\nX: {}",
             "a".repeat(MAX_HEAD)
         );
-        assert!(matches!(parse_request(huge.as_bytes()), Parse::Other));
+        assert!(matches!(parse_request(huge.as_bytes(), None), Parse::Other));
     }
 
     #[test]

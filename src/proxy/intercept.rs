@@ -1,6 +1,7 @@
 //! Interception (`--intercept`): the CONNECT is answered 200, the downstream's TLS is
 //! accepted with a leaf minted for the host, and each request inside (HTTP/1.1 or HTTP/2, as
-//! the client chose; the origin is offered the same) is sent to the origin over diagproxy's
+//! the client chose; the origin is offered the same; simple HTTP/1.1 requests take the lean
+//! path in `h1`) is sent to the origin over diagproxy's
 //! own TLS and recorded. Bodies stream both ways (event streams arrive as they are sent);
 //! WebSocket upgrades are relayed. A client that refuses the certificate is recorded as
 //! `client_rejected_ca` and, unless `--no-auto-passthrough`, tunnelled untouched afterwards.
@@ -17,6 +18,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::{empty, full, Body, Counted};
 use super::exchange::{self, Asked};
@@ -36,12 +38,12 @@ use crate::tls::chain::TlsVerdict;
 const QUICK_CLOSE: Duration = Duration::from_secs(2);
 
 /// What every request of one intercepted connection shares.
-struct Ctx {
-    state: Shared,
-    origin: Origin,
-    downstream: Downstream,
+pub struct Ctx {
+    pub state: Shared,
+    pub origin: Origin,
+    pub downstream: Downstream,
     /// Requests served on this connection (0 at close means the client gave up).
-    served: AtomicU64,
+    pub served: AtomicU64,
 }
 
 pub async fn connect(
@@ -112,7 +114,11 @@ pub async fn connect(
             downstream: downstream.clone(),
             served: AtomicU64::new(0),
         });
-        serve(tls, ctx.clone(), shutdown).await;
+        if alpn.iter().any(|p| p == "h2") {
+            serve(tls, ctx.clone(), shutdown).await;
+        } else {
+            super::h1::serve_intercepted(tls, ctx.clone(), shutdown).await;
+        }
         let served = ctx.served.load(Ordering::Relaxed);
         if served == 0 && started.elapsed() < QUICK_CLOSE {
             rejected(&state, &host, port, &downstream, "closed the connection right after the TLS handshake, without a request (certificate pinning?)".into());
@@ -148,11 +154,12 @@ pub async fn connect(
     Response::new(empty())
 }
 
-async fn serve(
-    tls: tokio_rustls::server::TlsStream<TokioIo<hyper::upgrade::Upgraded>>,
-    ctx: Arc<Ctx>,
-    mut shutdown: Shutdown,
-) {
+/// Serves the rest of an intercepted connection with hyper (HTTP/2, and HTTP/1.1 requests the
+/// lean path leaves: upgrades, chunked uploads, …).
+pub async fn serve<S>(tls: S, ctx: Arc<Ctx>, mut shutdown: Shutdown)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(handle(req, ctx).await) }
@@ -359,7 +366,7 @@ async fn upgrade(
     Response::from_parts(parts, empty())
 }
 
-fn fail(
+pub fn fail(
     ctx: &Ctx,
     mut event: RequestEvent,
     error: SendError,

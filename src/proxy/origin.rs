@@ -14,7 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{ServerName, UnixTime};
 
 use super::body::Body;
-use super::{dial, Shared};
+use super::dial::{self, Io};
+use super::Shared;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Event, RequestEvent, TlsCheckEvent};
@@ -199,6 +200,46 @@ impl Origin {
     }
 
     async fn connect(&self, event: &mut RequestEvent, offer_h2: bool) -> Result<Fresh, SendError> {
+        let tls = self.open(event, offer_h2).await?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(tls);
+        let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::Upstream);
+        if h2 {
+            event.upstream_protocol = Some("h2".into());
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(fail)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("h2 origin connection ended: {e}");
+                }
+            });
+            return Ok(Fresh::H2(sender));
+        }
+        event.upstream_protocol = Some("http/1.1".into());
+        let (sender, conn) = http1::handshake(io).await.map_err(fail)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("origin connection ended: {e}");
+            }
+        });
+        Ok(Fresh::H1(sender))
+    }
+
+    /// A new HTTP/1.1 connection as a byte stream, for the lean path (`super::h1`).
+    pub async fn open_h1(&self, event: &mut RequestEvent) -> Result<Box<dyn Io>, SendError> {
+        let tls = self.open(event, false).await?;
+        event.upstream_protocol = Some("http/1.1".into());
+        Ok(Box::new(tls))
+    }
+
+    /// Dials (directly or through the corporate proxy), shakes hands over TLS and judges the
+    /// chain; an untrusted chain is refused.
+    async fn open(
+        &self,
+        event: &mut RequestEvent,
+        offer_h2: bool,
+    ) -> Result<tokio_rustls::client::TlsStream<Box<dyn Io>>, SendError> {
         let config = &self.state.config;
         let upstream = dial::open_tunnel(&self.host, self.port, config).await?;
         event.server_ip = Some(upstream.addr.ip().to_string());
@@ -257,29 +298,7 @@ impl Origin {
                 tls: Some(Box::new(verdict)),
             });
         }
-        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(tls);
-        let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::Upstream);
-        if h2 {
-            event.upstream_protocol = Some("h2".into());
-            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
-                .await
-                .map_err(fail)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("h2 origin connection ended: {e}");
-                }
-            });
-            return Ok(Fresh::H2(sender));
-        }
-        event.upstream_protocol = Some("http/1.1".into());
-        let (sender, conn) = http1::handshake(io).await.map_err(fail)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!("origin connection ended: {e}");
-            }
-        });
-        Ok(Fresh::H1(sender))
+        Ok(tls)
     }
 
     /// Judges the chain (reusing the verdict when the leaf is the one judged last), and

@@ -746,7 +746,8 @@ pub fn sse_gate() -> Arc<tokio::sync::Notify> {
 }
 
 /// An HTTPS origin speaking HTTP/1.1 and HTTP/2 (ALPN), with the routes of [`origin`] plus
-/// `/proto` (the HTTP version it saw), `/sse` (an event stream held open by [`sse_gate`]) and
+/// `/proto` (the HTTP version it saw), `/peer` (the connection's remote address), `/host`
+/// (the Host header), `/sse` (an event stream held open by [`sse_gate`]) and
 /// `/ws` (a WebSocket-style upgrade that echoes bytes).
 pub async fn https_origin(
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -791,6 +792,11 @@ async fn secure_route(
     };
     match req.uri().path() {
         "/proto" => Ok(Response::new(full(format!("{:?}", req.version())))),
+        "/peer" => Ok(Response::new(full(peer.to_string()))),
+        "/host" => {
+            let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+            Ok(Response::new(full(host.unwrap_or("-").to_string())))
+        }
         "/sse" => {
             let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
             tokio::spawn(async move {
