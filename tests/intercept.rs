@@ -503,3 +503,26 @@ async fn intercepted_http1_requests_keep_one_origin_connection_and_its_host() {
     assert_eq!(requests[2]["reused"], true);
     assert!(requests[0]["timings"]["ssl_ms"].as_f64().is_some());
 }
+
+#[tokio::test]
+async fn an_intercepted_connection_the_client_closes_ends_with_close_notify() {
+    let s = setup(&[]).await;
+    let mut tls = intercepted_tls(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.ca_pem,
+        &["http/1.1"],
+    )
+    .await;
+    tls.write_all(b"GET /hello HTTP/1.1\r\nHost: chatgpt.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // rustls reports a close without close_notify as an error: the read must end cleanly.
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("hello"), "{answer}");
+    s.proxy.stop().await;
+}

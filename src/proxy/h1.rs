@@ -169,7 +169,10 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         loop {
             let next = tokio::select! {
                 next = self.next_request() => next,
-                () = shutdown.recv() => return false,
+                () = shutdown.recv() => {
+                    let _ = self.down.shutdown().await;
+                    return false;
+                }
             };
             let head = match next {
                 Next::Lean(head) => head,
@@ -177,6 +180,9 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
                 Next::Closed => return false,
             };
             if self.forward(*head).await == After::Close {
+                // Ends the connection properly: a TLS client needs close_notify to trust
+                // that an answer delimited by the close is whole.
+                let _ = self.down.shutdown().await;
                 return false;
             }
         }
