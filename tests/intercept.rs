@@ -456,18 +456,8 @@ async fn an_inspected_origin_is_named_and_still_served() {
 #[tokio::test]
 async fn intercepted_http1_requests_keep_one_origin_connection_and_its_host() {
     let s = setup(&[]).await;
-    let tls = intercepted_tls(
-        s.proxy.addr,
-        "chatgpt.com",
-        s.origin.port(),
-        &s.ca_pem,
-        &["http/1.1"],
-    )
-    .await;
-    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let port = s.origin.port();
+    let mut h1 = intercepted_h1_client(s.proxy.addr, "chatgpt.com", port, &s.ca_pem).await;
     let mut answers = Vec::new();
     for (path, host) in [
         ("/host", "elsewhere.example"),

@@ -154,7 +154,7 @@ async fn measure(
         (Some(_), None) => None,
     };
     let memory_pid = pid.filter(|_| o.runs(Group::Memory));
-    let intercept = trust_proxy.clone().filter(|_| o.runs(Group::Intercept));
+    let intercept = trust_proxy.filter(|_| o.runs(Group::Intercept));
     let mut progress = Progress::new(
         2 * usize::from(memory_pid.is_some())
             + 2 * usize::from(o.runs(Group::Forward))
@@ -252,14 +252,15 @@ async fn intercept_rows(
     rows: &mut Vec<Row>,
 ) -> Result<(), String> {
     let trust_direct = load::trusting(&world.origin_root)?;
+    // Direct, the client trusts the origin's root; through the proxy, the proxy's CA.
+    let trust_for = |v: Via| match v {
+        Via::Direct => trust_direct.clone(),
+        Via::Proxy(_) => trust.clone(),
+    };
     for c in [1, 16] {
         progress.step(&format!("intercept c={c}"));
         let (direct, through) = paired(via, d, |v, t| {
-            let trust = match v {
-                Via::Direct => trust_direct.clone(),
-                Via::Proxy(_) => trust.clone(),
-            };
-            load::https(world.https, HOST, trust, v, c, t)
+            load::https(world.https, HOST, trust_for(v), v, c, t)
         })
         .await?;
         rows.push(rate_row(
@@ -270,11 +271,7 @@ async fn intercept_rows(
     }
     progress.step("new TLS connection per request");
     let (direct, through) = paired(via, d, |v, t| {
-        let trust = match v {
-            Via::Direct => trust_direct.clone(),
-            Via::Proxy(_) => trust.clone(),
-        };
-        load::new_connections(world.https, HOST, trust, v, 4, t)
+        load::new_connections(world.https, HOST, trust_for(v), v, 4, t)
     })
     .await?;
     rows.push(rate_row(

@@ -196,15 +196,8 @@ impl Profile {
 
     /// The most specific entry covering `host`, if any.
     pub fn match_host(&self, host: &str) -> Option<&Entry> {
-        // Runs for every request: copy the name only when it has upper case in it.
-        let host = host.trim_end_matches('.');
-        let lower;
-        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = host.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            host
-        };
+        let host = ascii_lowercase(host.trim_end_matches('.'));
+        let host = host.as_ref();
         if let Some(&i) = self.exact.get(host) {
             return Some(&self.entries[i]);
         }
@@ -241,6 +234,16 @@ impl Profile {
     /// What a failure kind means and what to check, if the profile says.
     pub fn hint(&self, kind: FailureKind) -> Option<&FailureHint> {
         self.failures.get(&kind)
+    }
+}
+
+/// `name` in ASCII lower case, copied only when it has upper case in it (names off the wire
+/// rarely do, and this runs for every request).
+pub fn ascii_lowercase(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
     }
 }
 

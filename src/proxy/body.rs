@@ -81,6 +81,7 @@ pub enum BodyEnd {
 }
 
 /// What a watched body delivered.
+#[derive(Default)]
 pub struct Received {
     pub bytes: u64,
     /// When the first data byte passed (an event stream's first event).
@@ -89,13 +90,29 @@ pub struct Received {
     pub prefix: Vec<u8>,
 }
 
+impl Received {
+    /// Counts a piece of the body as it passes, notes when the first arrived, keeps the
+    /// body's first `keep` bytes.
+    pub fn note(&mut self, keep: usize, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.bytes += data.len() as u64;
+        if self.first_data.is_none() {
+            self.first_data = Some(Instant::now());
+        }
+        if self.prefix.len() < keep {
+            let take = data.len().min(keep - self.prefix.len());
+            self.prefix.extend_from_slice(&data[..take]);
+        }
+    }
+}
+
 /// Calls `on_end` exactly once, with the byte count, when the body ends however it ends.
 pub struct Watched<B, F: FnOnce(Received, BodyEnd)> {
     inner: B,
-    bytes: u64,
-    first_data: Option<Instant>,
-    /// Up to `keep` first bytes, for the detectors; the body streams on regardless.
-    prefix: Vec<u8>,
+    received: Received,
+    /// How many first bytes to keep for the detectors; the body streams on regardless.
     keep: usize,
     on_end: Option<F>,
     /// The body had nothing to send (HEAD, 204, 304): dropping it unread is not abandoning it.
@@ -108,9 +125,7 @@ impl<B: HttpBody, F: FnOnce(Received, BodyEnd)> Watched<B, F> {
         let empty = inner.is_end_stream();
         Watched {
             inner,
-            bytes: 0,
-            first_data: None,
-            prefix: Vec::new(),
+            received: Received::default(),
             keep,
             on_end: Some(on_end),
             empty,
@@ -121,14 +136,7 @@ impl<B: HttpBody, F: FnOnce(Received, BodyEnd)> Watched<B, F> {
 impl<B, F: FnOnce(Received, BodyEnd)> Watched<B, F> {
     fn end(&mut self, how: BodyEnd) {
         if let Some(f) = self.on_end.take() {
-            f(
-                Received {
-                    bytes: self.bytes,
-                    first_data: self.first_data,
-                    prefix: std::mem::take(&mut self.prefix),
-                },
-                how,
-            );
+            f(std::mem::take(&mut self.received), how);
         }
     }
 }
@@ -154,14 +162,8 @@ where
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.bytes += data.len() as u64;
-                    if self.first_data.is_none() && !data.is_empty() {
-                        self.first_data = Some(Instant::now());
-                    }
-                    if self.prefix.len() < self.keep {
-                        let take = data.len().min(self.keep - self.prefix.len());
-                        self.prefix.extend_from_slice(&data[..take]);
-                    }
+                    let keep = self.keep;
+                    self.received.note(keep, data);
                 }
                 if self.inner.is_end_stream() {
                     self.end(BodyEnd::Complete);

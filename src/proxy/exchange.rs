@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderName, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Response;
 
 use super::body::{Body, BodyEnd, Received, Watched};
@@ -133,6 +133,14 @@ pub fn finish(
         );
     }
     state.recorder.record(Event::Request(Box::new(event)));
+}
+
+/// A header's value as text, if it is present and printable.
+pub fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Who asked for what: the parts of a request event each path knows in its own way.

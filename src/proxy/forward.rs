@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, EXPECT, HOST, PROXY_AUTHORIZATION,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONNECTION, EXPECT, HOST, PROXY_AUTHORIZATION,
 };
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
@@ -46,7 +46,7 @@ pub async fn forward(
     let method = req.method().to_string();
     let url = req.uri().to_string();
     let path = req.uri().path().to_string();
-    let accept = accept_of(&req);
+    let accept = exchange::header_string(req.headers(), &ACCEPT);
     if req.uri().scheme_str() != Some("http") {
         let reason =
             format!("only http:// URLs are forwarded; send https through CONNECT (got {url})");
@@ -259,14 +259,6 @@ pub(super) fn fail(
     response
 }
 
-/// The request's Accept header, for the detectors.
-pub fn accept_of<B>(req: &Request<B>) -> Option<String> {
-    req.headers()
-        .get(hyper::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
 /// Removes hop-by-hop headers, including every header the Connection header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(CONNECTION) {
@@ -278,16 +270,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn remove_named_in_connection(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
+    for name in named_in_connection(headers) {
         headers.remove(name);
     }
+}
+
+/// The names the Connection header lists (lower case; `close` among them when it says so).
+pub fn named_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
+        .collect()
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT,
-    HOST, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST,
+    TRANSFER_ENCODING, UPGRADE, USER_AGENT,
 };
 use hyper::{Method, Response, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -32,8 +32,8 @@ use tokio::net::TcpStream;
 
 use super::body::{Body, Received};
 use super::dial::{self, Io, Prefixed};
-use super::exchange::{self, Answered, Asked};
-use super::forward::HOP_BY_HOP;
+use super::exchange::{self, header_string, Answered, Asked};
+use super::forward::{named_in_connection, HOP_BY_HOP};
 use super::intercept::{self, Ctx};
 use super::origin::{Origin, SendError};
 use super::{service, OpenGuard, Shared};
@@ -46,6 +46,8 @@ use crate::shutdown::Shutdown;
 const MAX_HEAD: usize = 64 * 1024;
 /// More header fields than this go to hyper too.
 const MAX_HEADERS: usize = 100;
+/// The Connection token that asks to close after this message.
+const CLOSE: HeaderName = HeaderName::from_static("close");
 /// Room made in a read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -123,8 +125,10 @@ enum Route {
 struct Upstream {
     host: String,
     port: u16,
-    /// The origin's address, when diagproxy dialled it itself.
-    addr: Option<SocketAddr>,
+    /// What the event of the request that opened it recorded (`server_ip`,
+    /// `upstream_protocol`), for the events of the requests that reuse it.
+    server_ip: Option<String>,
+    protocol: Option<String>,
     stream: Box<dyn Io>,
     /// Bytes read from the origin and not yet relayed.
     buf: BytesMut,
@@ -220,19 +224,12 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         let started = Instant::now();
         let state = self.state.clone();
         let _open = OpenGuard::new(&state);
-        let user_agent = header_str(&head.headers, &USER_AGENT);
         let downstream = match &self.route {
             Route::Forward { peer } => Downstream {
                 addr: peer.to_string(),
-                user_agent,
+                user_agent: header_string(&head.headers, &USER_AGENT),
             },
-            Route::Intercept(ctx) => {
-                ctx.served.fetch_add(1, Ordering::Relaxed);
-                Downstream {
-                    user_agent: user_agent.or_else(|| ctx.downstream.user_agent.clone()),
-                    ..ctx.downstream.clone()
-                }
-            }
+            Route::Intercept(ctx) => ctx.begin_request(&head.headers),
         };
         let intercepted = matches!(self.route, Route::Intercept(_));
         let line = exchange::RequestLine {
@@ -243,7 +240,7 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         };
         let asked = Asked {
             path: head.path().to_string(),
-            accept: header_str(&head.headers, &ACCEPT),
+            accept: header_string(&head.headers, &ACCEPT),
             intercepted,
             started,
             bytes_up: Arc::new(AtomicU64::new(0)),
@@ -270,10 +267,7 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
                         super::forward::fail(&state, event, error.failure, started, &asked.bytes_up)
                     }
                     Route::Intercept(ctx) => {
-                        let wants_html = asked
-                            .accept
-                            .as_deref()
-                            .is_some_and(|a| a.contains("text/html"));
+                        let wants_html = intercept::wants_html(asked.accept.as_deref());
                         intercept::fail(ctx, event, error, started, &asked.bytes_up, wants_html)
                     }
                 };
@@ -289,13 +283,9 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         };
         let head_at = Instant::now();
         event.status = Some(answer.status);
-        event.content_type = header_str(&answer.headers, &CONTENT_TYPE);
+        event.content_type = header_string(&answer.headers, &CONTENT_TYPE);
         let keep = exchange::keep_for(event.content_type.as_deref(), event.status);
-        let mut received = Received {
-            bytes: 0,
-            first_data: None,
-            prefix: Vec::new(),
-        };
+        let mut received = Received::default();
         let out = answer.downstream_head();
         let until_close = answer.framing == Framing::UntilClose;
         let relayed = relay_body(
@@ -352,10 +342,8 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
             match self.exchange(&mut up, head, &wire, bytes_up).await {
                 Ok(answer) => {
                     event.reused = true;
-                    event.server_ip = up.addr.map(|a| a.ip().to_string());
-                    if matches!(self.route, Route::Intercept(_)) {
-                        event.upstream_protocol = Some("http/1.1".into());
-                    }
+                    event.server_ip = up.server_ip.clone();
+                    event.upstream_protocol = up.protocol.clone();
                     event.timings.wait_ms = Some(ms(sent.elapsed()));
                     return Ok((up, answer));
                 }
@@ -470,7 +458,7 @@ async fn open(
     head: &RequestHead,
     event: &mut RequestEvent,
 ) -> Result<Upstream, SendError> {
-    let (addr, stream): (Option<SocketAddr>, Box<dyn Io>) = match route {
+    let stream: Box<dyn Io> = match route {
         Route::Forward { .. } => {
             let side = Side::Upstream;
             let dialed = dial::dial(&head.host, head.port, &state.config, side).await?;
@@ -485,19 +473,15 @@ async fn open(
             event.server_ip = Some(dialed.addr.ip().to_string());
             event.timings.dns_ms = dialed.dns.map(ms);
             event.timings.connect_ms = Some(ms(dialed.connect));
-            (Some(dialed.addr), Box::new(dialed.stream))
+            Box::new(dialed.stream)
         }
-        Route::Intercept(ctx) => (None, ctx.origin.open_h1(event).await?),
+        Route::Intercept(ctx) => ctx.origin.open_h1(event).await?,
     };
     Ok(Upstream {
         host: head.host.clone(),
         port: head.port,
-        addr: addr.or_else(|| {
-            event
-                .server_ip
-                .as_deref()
-                .and_then(|ip| Some(SocketAddr::new(ip.parse().ok()?, head.port)))
-        }),
+        server_ip: event.server_ip.clone(),
+        protocol: event.upstream_protocol.clone(),
         stream,
         buf: BytesMut::new(),
     })
@@ -524,7 +508,7 @@ async fn relay_body(
     let mut ended = false;
     loop {
         let (take, done) = framing
-            .take(&up.buf, ended, |data| note(received, keep, data))
+            .take(&up.buf, ended, |data| received.note(keep, data))
             .map_err(|problem| {
                 let detail = format!("the origin's chunked body is malformed: {problem}");
                 Cut::Upstream(Failure::new(FailureKind::HttpError, Side::Upstream, detail))
@@ -568,21 +552,6 @@ async fn relay_body(
     }
 }
 
-/// Counts body bytes, notes when the first arrived, keeps the first `keep`.
-fn note(received: &mut Received, keep: usize, data: &[u8]) {
-    if data.is_empty() {
-        return;
-    }
-    received.bytes += data.len() as u64;
-    if received.first_data.is_none() {
-        received.first_data = Some(Instant::now());
-    }
-    if received.prefix.len() < keep {
-        let take = data.len().min(keep - received.prefix.len());
-        received.prefix.extend_from_slice(&data[..take]);
-    }
-}
-
 /// Writes one of diagproxy's own answers (a 502 and the like, whole bodies) as HTTP/1.1.
 async fn write_response(down: &mut (impl AsyncWrite + Unpin), response: Response<Body>) -> bool {
     let (parts, body) = response.into_parts();
@@ -616,13 +585,6 @@ fn push_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-fn header_str(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 // ---- Parsing (no I/O) ----
@@ -905,20 +867,8 @@ impl Fields {
             lines.push((name.clone(), at..at + field.name.len(), value_range));
             headers.append(name, value);
         }
-        let mut named = Vec::new();
-        let mut close = false;
-        for token in headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-        {
-            if token.eq_ignore_ascii_case(b"close") {
-                close = true;
-            } else if let Ok(name) = HeaderName::from_bytes(token) {
-                named.push(name);
-            }
-        }
+        let named = named_in_connection(&headers);
+        let close = named.contains(&CLOSE);
         Some(Fields {
             headers,
             lines,

@@ -1,10 +1,10 @@
 //! Interception (`--intercept`): the CONNECT is answered 200, the downstream's TLS is
 //! accepted with a leaf minted for the host, and each request inside (HTTP/1.1 or HTTP/2, as
 //! the client chose; the origin is offered the same; simple HTTP/1.1 requests take the lean
-//! path in `h1`) is sent to the origin over diagproxy's
-//! own TLS and recorded. Bodies stream both ways (event streams arrive as they are sent);
-//! WebSocket upgrades are relayed. A client that refuses the certificate is recorded as
-//! `client_rejected_ca` and, unless `--no-auto-passthrough`, tunnelled untouched afterwards.
+//! path in `h1`) is sent to the origin over diagproxy's own TLS and recorded. Bodies stream
+//! both ways (event streams arrive as they are sent); WebSocket upgrades are relayed. A
+//! client that refuses the certificate is recorded as `client_rejected_ca` and, unless
+//! `--no-auto-passthrough`, tunnelled untouched afterwards.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT, CONNECTION, CONTENT_TYPE, UPGRADE, USER_AGENT,
+};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -44,6 +46,24 @@ pub struct Ctx {
     pub downstream: Downstream,
     /// Requests served on this connection (0 at close means the client gave up).
     pub served: AtomicU64,
+}
+
+impl Ctx {
+    /// Counts a request on this connection and says who asked: the connection's client,
+    /// with the request's User-Agent when it has one.
+    pub fn begin_request(&self, headers: &HeaderMap) -> Downstream {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        let mut downstream = self.downstream.clone();
+        if let Some(agent) = exchange::header_string(headers, &USER_AGENT) {
+            downstream.user_agent = Some(agent);
+        }
+        downstream
+    }
+}
+
+/// Whether a failure should be answered with an HTML page (a browser navigating).
+pub fn wants_html(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("text/html"))
 }
 
 pub async fn connect(
@@ -103,18 +123,14 @@ pub async fn connect(
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .into_iter()
             .collect();
+        let h2 = alpn.iter().any(|p| p == "h2");
         let ctx = Arc::new(Ctx {
-            origin: Origin::new(
-                host.clone(),
-                port,
-                alpn.iter().any(|p| p == "h2"),
-                state.clone(),
-            ),
+            origin: Origin::new(host.clone(), port, h2, state.clone()),
             state: state.clone(),
             downstream: downstream.clone(),
             served: AtomicU64::new(0),
         });
-        if alpn.iter().any(|p| p == "h2") {
+        if h2 {
             serve(tls, ctx.clone(), shutdown).await;
         } else {
             super::h1::serve_intercepted(tls, ctx.clone(), shutdown).await;
@@ -214,7 +230,7 @@ fn rejected(state: &Shared, host: &str, port: u16, downstream: &Downstream, deta
 }
 
 async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
-    ctx.served.fetch_add(1, Ordering::Relaxed);
+    let downstream = ctx.begin_request(req.headers());
     let started = Instant::now();
     let state = &ctx.state;
     let path = req
@@ -222,16 +238,8 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_string();
-    let mut downstream = ctx.downstream.clone();
-    if let Some(ua) = req
-        .headers()
-        .get(hyper::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-    {
-        downstream.user_agent = Some(ua.to_string());
-    }
-    let accept = super::forward::accept_of(&req);
-    let wants_html = accept.as_deref().is_some_and(|a| a.contains("text/html"));
+    let accept = exchange::header_string(req.headers(), &ACCEPT);
+    let wants_html = wants_html(accept.as_deref());
     let url = format!("https://{}{path}", ctx.origin.authority());
     let request_line = exchange::RequestLine {
         method: req.method().to_string(),

@@ -1,7 +1,7 @@
 //! One intercepted tunnel's connections to the origin, over diagproxy's own TLS: HTTP/2 when
 //! the client chose h2 and the origin offers it (one multiplexed connection), else a small
-//! pool of HTTP/1.1 connections. Every new connection's chain is judged; an untrusted chain is refused as a
-//! browser on this machine would refuse it (public ∪ machine roots).
+//! pool of HTTP/1.1 connections. Every new connection's chain is judged; an untrusted chain
+//! is refused as a browser on this machine would refuse it (public ∪ machine roots).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -16,14 +16,8 @@ pub const REDACTED: &str = "REDACTED";
 
 /// Whether a header's value is a credential (by name).
 pub fn is_secret_header(name: &str) -> bool {
-    // Names off the wire (`HeaderName`) are lower case already: no copy for them.
-    let lower;
-    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        lower = name.to_ascii_lowercase();
-        lower.as_str()
-    } else {
-        name
-    };
+    let name = crate::profile::ascii_lowercase(name);
+    let name = name.as_ref();
     SECRET_HEADERS.contains(&name)
         || name.contains("token")
         || name.contains("secret")

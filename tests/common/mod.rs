@@ -1052,12 +1052,23 @@ pub async fn intercepted_h1(
     ca_pem: &str,
     request: Request<Full<Bytes>>,
 ) -> Response<Incoming> {
+    let mut h1 = intercepted_h1_client(proxy, name, port, ca_pem).await;
+    h1.send_request(request).await.expect("response")
+}
+
+/// An HTTP/1.1 client connection inside an intercepted tunnel to `name:port`.
+pub async fn intercepted_h1_client(
+    proxy: SocketAddr,
+    name: &str,
+    port: u16,
+    ca_pem: &str,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let tls = intercepted_tls(proxy, name, port, ca_pem, &["http/1.1"]).await;
-    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    let (h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .expect("handshake");
     tokio::spawn(conn.with_upgrades());
-    h1.send_request(request).await.expect("response")
+    h1
 }
 
 /// The built binary running `diagproxy run --listen 127.0.0.1:0 ARGS`: the child, the
