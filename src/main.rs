@@ -103,12 +103,20 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         ),
         None => None,
     };
+    if let Some(pid) = args.proxy_pid {
+        if diagproxy::bench::load::cpu_time(pid).is_none() {
+            return Err(format!(
+                "--proxy-pid {pid}: cannot read that process's CPU time (/proc/{pid}/stat); is it running, and is this Linux?"
+            ));
+        }
+    }
     let options = diagproxy::bench::Options {
         duration: std::time::Duration::from_secs_f64(args.duration),
         connections: args.connections,
         tunnels: args.tunnels,
         proxy,
         proxy_ca,
+        proxy_pid: args.proxy_pid,
         only: args.only.iter().map(|g| bench_group(*g)).collect(),
         json: args.json,
     };

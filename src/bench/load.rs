@@ -215,12 +215,13 @@ pub async fn one_request(
     Ok(t.elapsed().as_micros() as u32)
 }
 
-/// Bytes per second of an endless body read through a tunnel (or directly) for `duration`.
+/// Bytes of an endless body read through a tunnel (or directly) for `duration`, and the
+/// seconds that took.
 pub async fn tunnel_throughput(
     origin: SocketAddr,
     via: Via,
     duration: Duration,
-) -> Result<f64, String> {
+) -> Result<(u64, f64), String> {
     let mut stream = open_tunnel(origin, via).await?;
     stream
         .write_all(b"GET /endless HTTP/1.1\r\nHost: bench\r\n\r\n")
@@ -236,7 +237,7 @@ pub async fn tunnel_throughput(
         }
         bytes += n as u64;
     }
-    Ok(bytes as f64 / started.elapsed().as_secs_f64())
+    Ok((bytes, started.elapsed().as_secs_f64()))
 }
 
 /// Mean time to an open tunnel (CONNECT answered 200), or to a TCP connect when direct, in µs.
@@ -355,6 +356,30 @@ pub fn trusting(pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// CPU time a process has used so far (user + system, all its threads, also those that
+/// ended), from Linux `/proc/PID/stat`; the kernel counts it in clock ticks (10 ms on most
+/// systems), so it is read around measurements that last seconds.
+#[cfg(target_os = "linux")]
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers:
+    // state is field 3, utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_sec = u64::try_from(per_sec).ok().filter(|&t| t > 0)?;
+    Some(Duration::from_secs_f64((utime + stime) as f64 / per_sec as f64))
+}
+
+/// Elsewhere the proxy's CPU time is not measured.
+#[cfg(not(target_os = "linux"))]
+pub fn cpu_time(_pid: u32) -> Option<Duration> {
+    None
 }
 
 /// One memory figure of a process from Linux `/proc/PID/status`, in KiB: `VmRSS:` (resident,

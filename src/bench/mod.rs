@@ -32,6 +32,8 @@ pub struct Options {
     pub proxy: Option<SocketAddr>,
     /// The other proxy's CA (PEM), to measure its interception too.
     pub proxy_ca: Option<String>,
+    /// The other proxy's process, to read its CPU time and memory as diagproxy's are read.
+    pub proxy_pid: Option<u32>,
     /// The groups of measurements to run (all of them unless `--only`).
     pub only: Vec<Group>,
     pub json: bool,
@@ -40,7 +42,7 @@ pub struct Options {
 /// A group of measurements `--only` can pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
-    /// Idle RSS and memory per idle tunnel (diagproxy only: another proxy is not our child).
+    /// Idle RSS and memory per idle tunnel (another proxy's only with `--proxy-pid`).
     Memory,
     /// Plain HTTP/1.1 keep-alive at concurrency 1 and `--connections`.
     Forward,
@@ -70,6 +72,10 @@ pub struct Row {
     pub added_us: Option<f64>,
     pub p50_us: Option<[f64; 2]>,
     pub p99_us: Option<[f64; 2]>,
+    /// CPU time the proxy process used (user + system, all threads, the recorder's too) per
+    /// unit of the row: per request (req/s rows), per MB (MB/s), per tunnel set up (µs). Steadier
+    /// than the ratio on a shared machine, and what the proxy costs the computer it runs on.
+    pub proxy_cpu_us: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,7 +130,8 @@ async fn run_pinned(options: Options, cores: Option<Cores>) -> Result<Report, St
             cores.describe_load()
         ),
     };
-    let result = measure(&world, proxy, child.as_ref().map(|c| c.id()), &options).await;
+    let pid = child.as_ref().map(|c| c.id()).or(options.proxy_pid);
+    let result = measure(&world, Proxy { addr: proxy, pid }, &options).await;
     if let Some(child) = child.as_mut() {
         let _ = child.kill();
         let _ = child.wait();
@@ -139,13 +146,16 @@ async fn run_pinned(options: Options, cores: Option<Cores>) -> Result<Report, St
     })
 }
 
-async fn measure(
-    world: &World,
-    proxy: SocketAddr,
+/// The proxy under test: where to send the load, and (when known) its process, whose CPU
+/// time and memory are read.
+#[derive(Debug, Clone, Copy)]
+struct Proxy {
+    addr: SocketAddr,
     pid: Option<u32>,
-    o: &Options,
-) -> Result<Vec<Row>, String> {
-    let via = Via::Proxy(proxy);
+}
+
+async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, String> {
+    let via = Via::Proxy(proxy.addr);
     let d = o.duration;
     let mut rows = Vec::new();
     let trust_proxy = match (&o.proxy, &o.proxy_ca) {
@@ -153,7 +163,7 @@ async fn measure(
         (Some(_), Some(pem)) => Some(load::trusting(pem)?),
         (Some(_), None) => None,
     };
-    let memory_pid = pid.filter(|_| o.runs(Group::Memory));
+    let memory_pid = proxy.pid.filter(|_| o.runs(Group::Memory));
     let intercept = trust_proxy.filter(|_| o.runs(Group::Intercept));
     let mut progress = Progress::new(
         2 * usize::from(memory_pid.is_some())
@@ -179,13 +189,13 @@ async fn measure(
         memory.push(tunnel_memory(world.http, via, pid, o.tunnels).await?);
     }
     if o.runs(Group::Forward) {
-        forward(world, via, o, &mut progress, &mut rows).await?;
+        forward(world, proxy, o, &mut progress, &mut rows).await?;
     }
     if o.runs(Group::Tunnel) {
-        tunnel(world, via, d, &mut progress, &mut rows).await?;
+        tunnel(world, proxy, d, &mut progress, &mut rows).await?;
     }
     if let Some(trust) = intercept {
-        intercept_rows(world, via, d, &trust, &mut progress, &mut rows).await?;
+        intercept_rows(world, proxy, d, &trust, &mut progress, &mut rows).await?;
     }
     rows.extend(memory);
     Ok(rows)
@@ -193,59 +203,79 @@ async fn measure(
 
 async fn forward(
     world: &World,
-    via: Via,
+    proxy: Proxy,
     o: &Options,
     progress: &mut Progress,
     rows: &mut Vec<Row>,
 ) -> Result<(), String> {
     let d = o.duration;
     progress.step("forward c=1");
-    let (direct, through) = paired(via, d, |v, t| load::forward(world.http, v, 1, t)).await?;
-    rows.push(rate_row("forward HTTP/1.1 keep-alive c=1", direct, through));
+    let run = paired(proxy, d, |v, t| load::forward(world.http, v, 1, t)).await?;
+    rows.push(rate_row("forward HTTP/1.1 keep-alive c=1", run));
     progress.step(&format!("forward c={}", o.connections));
     let c = o.connections;
-    let (direct, through) = paired(via, d, |v, t| load::forward(world.http, v, c, t)).await?;
-    rows.push(rate_row(
-        &format!("forward HTTP/1.1 keep-alive c={c}"),
-        direct,
-        through,
-    ));
+    let run = paired(proxy, d, |v, t| load::forward(world.http, v, c, t)).await?;
+    rows.push(rate_row(&format!("forward HTTP/1.1 keep-alive c={c}"), run));
     Ok(())
 }
 
 async fn tunnel(
     world: &World,
-    via: Via,
+    proxy: Proxy,
     d: Duration,
     progress: &mut Progress,
     rows: &mut Vec<Row>,
 ) -> Result<(), String> {
     progress.step("tunnel throughput");
-    let (mut direct, mut through) = (0.0, 0.0);
+    let via = Via::Proxy(proxy.addr);
+    let (mut direct, mut through) = (Bulk::default(), Bulk::default());
+    let mut cpu = CpuMeter::new(proxy.pid);
     for _ in 0..ROUNDS {
         let slice = d / ROUNDS as u32;
-        direct += load::tunnel_throughput(world.http, Via::Direct, slice).await? / ROUNDS as f64;
-        through += load::tunnel_throughput(world.http, via, slice).await? / ROUNDS as f64;
+        direct.add(load::tunnel_throughput(world.http, Via::Direct, slice).await?);
+        cpu.start();
+        through.add(load::tunnel_throughput(world.http, via, slice).await?);
+        cpu.stop();
     }
+    let mb = through.bytes as f64 / 1e6;
     rows.push(Row {
         mode: "tunnel bulk throughput".into(),
         unit: "MB/s".into(),
-        direct: Some(direct / 1e6),
-        proxy: Some(through / 1e6),
-        ratio: Some(through / direct),
+        direct: Some(direct.per_sec() / 1e6),
+        proxy: Some(through.per_sec() / 1e6),
+        ratio: Some(through.per_sec() / direct.per_sec().max(f64::MIN_POSITIVE)),
         added_us: None,
         p50_us: None,
         p99_us: None,
+        proxy_cpu_us: cpu.per(mb),
     });
     progress.step("tunnel setup");
-    let (direct, through) = paired(via, d, |v, t| load::tunnel_setup(world.http, v, t)).await?;
-    rows.push(time_row("tunnel setup (CONNECT → 200)", direct, through));
+    let run = paired(proxy, d, |v, t| load::tunnel_setup(world.http, v, t)).await?;
+    rows.push(time_row("tunnel setup (CONNECT → 200)", run));
     Ok(())
+}
+
+/// Bytes moved and the time they took, over the slices of a throughput measurement.
+#[derive(Debug, Default)]
+struct Bulk {
+    bytes: u64,
+    secs: f64,
+}
+
+impl Bulk {
+    fn add(&mut self, (bytes, secs): (u64, f64)) {
+        self.bytes += bytes;
+        self.secs += secs;
+    }
+
+    fn per_sec(&self) -> f64 {
+        self.bytes as f64 / self.secs.max(f64::MIN_POSITIVE)
+    }
 }
 
 async fn intercept_rows(
     world: &World,
-    via: Via,
+    proxy: Proxy,
     d: Duration,
     trust: &Arc<rustls::ClientConfig>,
     progress: &mut Progress,
@@ -259,27 +289,20 @@ async fn intercept_rows(
     };
     for c in [1, 16] {
         progress.step(&format!("intercept c={c}"));
-        let (direct, through) = paired(via, d, |v, t| {
+        let run = paired(proxy, d, |v, t| {
             load::https(world.https, HOST, trust_for(v), v, c, t)
         })
         .await?;
-        rows.push(rate_row(
-            &format!("intercept HTTPS keep-alive c={c}"),
-            direct,
-            through,
-        ));
+        rows.push(rate_row(&format!("intercept HTTPS keep-alive c={c}"), run));
     }
     progress.step("new TLS connection per request");
-    let (direct, through) = paired(via, d, |v, t| {
+    let run = paired(proxy, d, |v, t| {
         load::new_connections(world.https, HOST, trust_for(v), v, 4, t)
     })
     .await?;
-    rows.push(rate_row(
-        "intercept new TLS connection per request c=4",
-        direct,
-        through,
-    ));
+    rows.push(rate_row("intercept new TLS connection per request c=4", run));
     progress.step("first request to a new host");
+    let via = Via::Proxy(proxy.addr);
     rows.push(first_request(world, via, trust, &trust_direct).await?);
     Ok(())
 }
@@ -288,18 +311,68 @@ async fn intercept_rows(
 /// that speeds up or slows down during the run (a shared VM does) affects both alike.
 const ROUNDS: usize = 4;
 
-async fn paired<F, Fut>(via: Via, d: Duration, run: F) -> Result<(Rate, Rate), String>
+async fn paired<F, Fut>(proxy: Proxy, d: Duration, run: F) -> Result<Paired, String>
 where
     F: Fn(Via, Duration) -> Fut,
     Fut: std::future::Future<Output = Result<Rate, String>>,
 {
     let slice = d / ROUNDS as u32;
     let (mut direct, mut through) = (Rate::default(), Rate::default());
+    let mut cpu = CpuMeter::new(proxy.pid);
     for _ in 0..ROUNDS {
         direct = direct.merge(run(Via::Direct, slice).await?);
-        through = through.merge(run(via, slice).await?);
+        cpu.start();
+        through = through.merge(run(Via::Proxy(proxy.addr), slice).await?);
+        cpu.stop();
     }
-    Ok((direct, through))
+    Ok(Paired {
+        direct,
+        through,
+        cpu,
+    })
+}
+
+/// One measurement, direct and through the proxy, and the proxy's CPU time in its share.
+struct Paired {
+    direct: Rate,
+    through: Rate,
+    cpu: CpuMeter,
+}
+
+/// The proxy process's CPU time, added up over the slices that go through it (it idles
+/// while the direct slices run, but is not charged for them either way).
+struct CpuMeter {
+    pid: Option<u32>,
+    started: Option<Duration>,
+    spent: Option<Duration>,
+}
+
+impl CpuMeter {
+    fn new(pid: Option<u32>) -> CpuMeter {
+        CpuMeter {
+            pid,
+            started: None,
+            spent: Some(Duration::ZERO),
+        }
+    }
+
+    fn start(&mut self) {
+        self.started = self.pid.and_then(load::cpu_time);
+    }
+
+    fn stop(&mut self) {
+        let now = self.pid.and_then(load::cpu_time);
+        self.spent = match (self.spent, self.started.take(), now) {
+            (Some(spent), Some(started), Some(now)) => Some(spent + now.saturating_sub(started)),
+            _ => None,
+        };
+    }
+
+    /// µs of CPU per unit of work (`units` requests, MB, tunnels) done in the metered slices.
+    fn per(&self, units: f64) -> Option<f64> {
+        let spent = self.spent?;
+        (units > 0.0).then(|| spent.as_secs_f64() * 1e6 / units)
+    }
 }
 
 /// The first request to a host never seen (a leaf is minted) against a new connection to a
@@ -329,6 +402,7 @@ async fn first_request(
         added_us: Some(first - again),
         p50_us: None,
         p99_us: None,
+        proxy_cpu_us: None,
     })
 }
 
@@ -358,10 +432,11 @@ fn memory_row(mode: &str, unit: &str, proxy: Option<f64>) -> Row {
         added_us: None,
         p50_us: None,
         p99_us: None,
+        proxy_cpu_us: None,
     }
 }
 
-fn rate_row(mode: &str, direct: Rate, through: Rate) -> Row {
+fn rate_row(mode: &str, Paired { direct, through, cpu }: Paired) -> Row {
     Row {
         mode: mode.into(),
         unit: "req/s".into(),
@@ -371,10 +446,11 @@ fn rate_row(mode: &str, direct: Rate, through: Rate) -> Row {
         added_us: Some(through.mean_us - direct.mean_us),
         p50_us: Some([direct.p50_us, through.p50_us]),
         p99_us: Some([direct.p99_us, through.p99_us]),
+        proxy_cpu_us: cpu.per(through.requests as f64),
     }
 }
 
-fn time_row(mode: &str, direct: Rate, through: Rate) -> Row {
+fn time_row(mode: &str, Paired { direct, through, cpu }: Paired) -> Row {
     Row {
         mode: mode.into(),
         unit: "µs".into(),
@@ -384,6 +460,7 @@ fn time_row(mode: &str, direct: Rate, through: Rate) -> Row {
         added_us: Some(through.mean_us - direct.mean_us),
         p50_us: Some([direct.p50_us, through.p50_us]),
         p99_us: Some([direct.p99_us, through.p99_us]),
+        proxy_cpu_us: cpu.per(through.requests as f64),
     }
 }
 
@@ -394,8 +471,15 @@ pub fn table(report: &Report) -> String {
         report.proxy, report.cores, report.pinning, report.duration_s
     );
     out.push_str(&format!(
-        "{:<52} {:>8} {:>12} {:>12} {:>8} {:>11} {:>19}\n",
-        "mode", "unit", "direct", "via proxy", "ratio", "added/req", "p99 µs direct/proxy"
+        "{:<52} {:>8} {:>12} {:>12} {:>8} {:>11} {:>19} {:>12}\n",
+        "mode",
+        "unit",
+        "direct",
+        "via proxy",
+        "ratio",
+        "added/req",
+        "p99 µs direct/proxy",
+        "proxy CPU µs"
     ));
     let num = |v: Option<f64>| {
         v.map_or("-".to_string(), |v| {
@@ -408,7 +492,7 @@ pub fn table(report: &Report) -> String {
     };
     for r in &report.rows {
         out.push_str(&format!(
-            "{:<52} {:>8} {:>12} {:>12} {:>8} {:>11} {:>19}\n",
+            "{:<52} {:>8} {:>12} {:>12} {:>8} {:>11} {:>19} {:>12}\n",
             r.mode,
             r.unit,
             num(r.direct),
@@ -416,7 +500,8 @@ pub fn table(report: &Report) -> String {
             r.ratio.map_or("-".into(), |x| format!("{x:.2}×")),
             r.added_us.map_or("-".into(), |a| format!("{a:+.0} µs")),
             r.p99_us
-                .map_or("-".into(), |[a, b]| format!("{a:.0}/{b:.0}"))
+                .map_or("-".into(), |[a, b]| format!("{a:.0}/{b:.0}")),
+            num(r.proxy_cpu_us),
         ));
     }
     out
