@@ -48,7 +48,7 @@ pub struct BenchArgs {
     /// The other proxy's CA certificate (PEM), to measure its interception too.
     #[arg(long, value_name = "PEM")]
     pub proxy_ca: Option<PathBuf>,
-    /// The other proxy's process ID, to read its CPU time and memory as diagproxy's are read.
+    /// The other proxy's process ID: pinned to the proxy core, its CPU time and memory read, as for diagproxy.
     #[arg(long, value_name = "PID", requires = "proxy")]
     pub proxy_pid: Option<u32>,
     /// Run only these groups of measurements (comma-separated) [default: all].

@@ -258,6 +258,10 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
             .as_f64()
             .unwrap_or_else(|| panic!("no proxy figure in {row}"));
         assert!(proxy >= 0.0, "{row}");
+        // The proxy's CPU time per request is read for every rate row (Linux /proc).
+        if cfg!(target_os = "linux") && row["unit"] == "req/s" {
+            assert!(row["proxy_cpu_us"].as_f64().unwrap() > 0.0, "{row}");
+        }
         if row["unit"] == "req/s" || row["unit"] == "MB/s" {
             assert!(
                 row["direct"].as_f64().unwrap() > 0.0 && proxy > 0.0,
@@ -314,4 +318,69 @@ fn bench_only_runs_the_groups_asked_for() {
     assert!(!wrong.status.success());
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     assert!(stderr.contains("forward"), "{stderr}");
+}
+
+/// `--proxy` with `--proxy-pid`: another proxy (here a second diagproxy, as a user would run
+/// squid or mitmproxy) gets its CPU time per request and its memory read like ours.
+#[cfg(target_os = "linux")]
+#[test]
+fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("session");
+    let common::Running {
+        mut child, addr, ..
+    } = common::run_binary(&["--session-dir".as_ref(), session.as_os_str()]);
+    let pid = child.id().to_string();
+    let url = format!("http://{addr}");
+    let bench = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["bench", "--duration", "0.4", "--json", "--tunnels", "10"])
+            .args(["--only", "forward,memory", "--connections", "4", "--proxy", &url])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["proxy"], url.as_str());
+        report["rows"].as_array().unwrap().clone()
+    };
+    let rows = bench(&["--proxy-pid", &pid]);
+    let row = |mode: &str| {
+        rows.iter()
+            .find(|r| r["mode"].as_str().unwrap().starts_with(mode))
+            .unwrap_or_else(|| panic!("{mode} missing from {rows:?}"))
+    };
+    for mode in [
+        "forward HTTP/1.1 keep-alive c=1",
+        "forward HTTP/1.1 keep-alive c=4",
+    ] {
+        assert!(row(mode)["proxy_cpu_us"].as_f64().unwrap() > 0.0, "{rows:?}");
+    }
+    assert!(row("idle memory (RSS)")["proxy"].as_f64().unwrap() > 1.0);
+    assert!(row("memory per idle tunnel (10 open)")["proxy"].as_f64().is_some());
+
+    // Without --proxy-pid the other proxy's process is unknown: no CPU figure, no memory.
+    let rows = bench(&[]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["proxy_cpu_us"].is_null()), "{rows:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let wrong = Command::new(BIN)
+        .args(["bench", "--proxy", &url, "--proxy-pid", "4000000000"])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("--proxy-pid 4000000000"), "{stderr}");
+    let alone = Command::new(BIN)
+        .args(["bench", "--proxy-pid", &pid])
+        .output()
+        .unwrap();
+    assert!(!alone.status.success());
+    assert!(String::from_utf8_lossy(&alone.stderr).contains("--proxy"));
 }

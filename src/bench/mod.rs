@@ -32,7 +32,7 @@ pub struct Options {
     pub proxy: Option<SocketAddr>,
     /// The other proxy's CA (PEM), to measure its interception too.
     pub proxy_ca: Option<String>,
-    /// The other proxy's process, to read its CPU time and memory as diagproxy's are read.
+    /// The other proxy's process: pinned, and its CPU time and memory read, as diagproxy's are.
     pub proxy_pid: Option<u32>,
     /// The groups of measurements to run (all of them unless `--only`).
     pub only: Vec<Group>,
@@ -119,18 +119,19 @@ async fn run_pinned(options: Options, cores: Option<Cores>) -> Result<Report, St
             )
         }
     };
-    let pinning = match (&cores, &child) {
+    // Ours is our child; another proxy's process is known when the user gives --proxy-pid.
+    let pid = child.as_ref().map(|c| c.id()).or(options.proxy_pid);
+    let pinning = match (&cores, pid) {
         (None, _) => "not pinned (one usable core)".to_string(),
-        (Some(cores), Some(child)) => match pin::pin_process(child.id(), &cores.proxy) {
+        (Some(cores), Some(pid)) => match pin::pin_process(pid, &cores.proxy) {
             Ok(()) => cores.describe(),
             Err(e) => format!("proxy not pinned ({e})"),
         },
         (Some(cores), None) => format!(
-            "{}; the other proxy is not pinned by diagproxy",
+            "{}; the other proxy is not pinned (give --proxy-pid to pin it and read its CPU and memory)",
             cores.describe_load()
         ),
     };
-    let pid = child.as_ref().map(|c| c.id()).or(options.proxy_pid);
     let result = measure(&world, Proxy { addr: proxy, pid }, &options).await;
     if let Some(child) = child.as_mut() {
         let _ = child.kill();
