@@ -2,22 +2,29 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `2026-11-27T18:30:01.123Z`
+/// `2026-11-27T18:30:01.123Z`. Every recorded event carries one, so it is written digit by
+/// digit into one string rather than through `format!`.
 pub fn rfc3339(t: SystemTime) -> String {
-    let (date, (h, m, s), ms) = parts(t);
-    format!("{date}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+    let p = Parts::of(t);
+    let mut out = String::with_capacity(24);
+    p.date(&mut out, "-");
+    out.push('T');
+    p.time(&mut out, ":");
+    out.push('.');
+    digits(&mut out, u64::from(p.millis), 3);
+    out.push('Z');
+    out
 }
 
 /// `20261127T183001Z`, for folder names.
 pub fn compact(t: SystemTime) -> String {
-    let (date, (h, m, s), _) = parts(t);
-    format!("{}T{h:02}{m:02}{s:02}Z", date.replace('-', ""))
-}
-
-/// `18:30:01.123`, for the live log.
-pub fn time_of_day(t: SystemTime) -> String {
-    let (_, (h, m, s), ms) = parts(t);
-    format!("{h:02}:{m:02}:{s:02}.{ms:03}")
+    let p = Parts::of(t);
+    let mut out = String::with_capacity(16);
+    p.date(&mut out, "");
+    out.push('T');
+    p.time(&mut out, "");
+    out.push('Z');
+    out
 }
 
 /// Milliseconds as a float, the unit of every timing in the session files.
@@ -25,17 +32,64 @@ pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-fn parts(t: SystemTime) -> (String, (u64, u64, u64), u32) {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, mo, d) = civil_from_days(days);
-    (
-        format!("{y:04}-{mo:02}-{d:02}"),
-        (rem / 3600, rem % 3600 / 60, rem % 60),
-        since.subsec_millis(),
-    )
+/// A UTC instant taken apart into calendar fields.
+struct Parts {
+    year: i64,
+    month: u32,
+    day: u32,
+    /// Seconds since midnight.
+    second_of_day: u64,
+    millis: u32,
+}
+
+impl Parts {
+    fn of(t: SystemTime) -> Parts {
+        let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+        Parts {
+            year,
+            month,
+            day,
+            second_of_day: secs % 86_400,
+            millis: since.subsec_millis(),
+        }
+    }
+
+    fn date(&self, out: &mut String, sep: &str) {
+        digits(out, self.year.unsigned_abs(), 4);
+        out.push_str(sep);
+        digits(out, u64::from(self.month), 2);
+        out.push_str(sep);
+        digits(out, u64::from(self.day), 2);
+    }
+
+    fn time(&self, out: &mut String, sep: &str) {
+        let s = self.second_of_day;
+        digits(out, s / 3600, 2);
+        out.push_str(sep);
+        digits(out, s % 3600 / 60, 2);
+        out.push_str(sep);
+        digits(out, s % 60, 2);
+    }
+}
+
+/// `n` in decimal, zero-padded to at least `width` digits.
+fn digits(out: &mut String, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let (mut i, mut n) = (buf.len(), n);
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len() - width.min(buf.len()));
+    for &b in &buf[start..] {
+        out.push(char::from(b));
+    }
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -61,11 +115,13 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_804_201_123);
         assert_eq!(rfc3339(t), "2026-11-27T18:30:01.123Z");
         assert_eq!(compact(t), "20261127T183001Z");
-        assert_eq!(time_of_day(t), "18:30:01.123");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         // A leap day.
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+        let late = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
+        assert_eq!(rfc3339(late), "9999-12-31T23:59:59.999Z");
+        assert_eq!(compact(late), "99991231T235959Z");
     }
 
     #[test]

@@ -69,7 +69,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutd
 }
 
 async fn serve_lean(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutdown: Shutdown) {
-    let mut conn = Conn::new(stream, state, Route::Forward { peer });
+    let route = Route::Forward {
+        peer: peer.to_string(),
+    };
+    let mut conn = Conn::new(stream, state, route);
     if !conn.run(&mut shutdown).await {
         return;
     }
@@ -114,8 +117,9 @@ struct Conn<D> {
 
 /// Where a connection's requests go.
 enum Route {
-    /// Plain HTTP: absolute-form requests to any origin, dialled by name.
-    Forward { peer: SocketAddr },
+    /// Plain HTTP: absolute-form requests to any origin, dialled by name. `peer` is the
+    /// client's address as every request's event names it (formatted once per connection).
+    Forward { peer: String },
     /// Inside an intercepted tunnel: origin-form requests to the tunnel's origin, over
     /// diagproxy's own TLS (its chain judged as on the hyper path).
     Intercept(Arc<Ctx>),
@@ -226,7 +230,7 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         let _open = OpenGuard::new(&state);
         let downstream = match &self.route {
             Route::Forward { peer } => Downstream {
-                addr: peer.to_string(),
+                addr: peer.clone(),
                 user_agent: header_string(&head.headers, &USER_AGENT),
             },
             Route::Intercept(ctx) => ctx.begin_request(&head.headers),
