@@ -335,7 +335,14 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
     let bench = |extra: &[&str]| {
         let out = Command::new(BIN)
             .args(["bench", "--duration", "0.4", "--json", "--tunnels", "10"])
-            .args(["--only", "forward,memory", "--connections", "4", "--proxy", &url])
+            .args([
+                "--only",
+                "forward,memory",
+                "--connections",
+                "4",
+                "--proxy",
+                &url,
+            ])
             .args(extra)
             .output()
             .unwrap();
@@ -358,10 +365,15 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
         "forward HTTP/1.1 keep-alive c=1",
         "forward HTTP/1.1 keep-alive c=4",
     ] {
-        assert!(row(mode)["proxy_cpu_us"].as_f64().unwrap() > 0.0, "{rows:?}");
+        assert!(
+            row(mode)["proxy_cpu_us"].as_f64().unwrap() > 0.0,
+            "{rows:?}"
+        );
     }
     assert!(row("idle memory (RSS)")["proxy"].as_f64().unwrap() > 1.0);
-    assert!(row("memory per idle tunnel (10 open)")["proxy"].as_f64().is_some());
+    assert!(row("memory per idle tunnel (10 open)")["proxy"]
+        .as_f64()
+        .is_some());
 
     // Without --proxy-pid the other proxy's process is unknown: no CPU figure, no memory.
     let rows = bench(&[]);

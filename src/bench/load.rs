@@ -373,7 +373,9 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     // SAFETY: sysconf only reads a system constant.
     let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let per_sec = u64::try_from(per_sec).ok().filter(|&t| t > 0)?;
-    Some(Duration::from_secs_f64((utime + stime) as f64 / per_sec as f64))
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / per_sec as f64,
+    ))
 }
 
 /// Elsewhere the proxy's CPU time is not measured.

@@ -301,7 +301,10 @@ async fn intercept_rows(
         load::new_connections(world.https, HOST, trust_for(v), v, 4, t)
     })
     .await?;
-    rows.push(rate_row("intercept new TLS connection per request c=4", run));
+    rows.push(rate_row(
+        "intercept new TLS connection per request c=4",
+        run,
+    ));
     progress.step("first request to a new host");
     let via = Via::Proxy(proxy.addr);
     rows.push(first_request(world, via, trust, &trust_direct).await?);
@@ -437,7 +440,12 @@ fn memory_row(mode: &str, unit: &str, proxy: Option<f64>) -> Row {
     }
 }
 
-fn rate_row(mode: &str, Paired { direct, through, cpu }: Paired) -> Row {
+fn rate_row(mode: &str, run: Paired) -> Row {
+    let Paired {
+        direct,
+        through,
+        cpu,
+    } = run;
     Row {
         mode: mode.into(),
         unit: "req/s".into(),
@@ -451,7 +459,12 @@ fn rate_row(mode: &str, Paired { direct, through, cpu }: Paired) -> Row {
     }
 }
 
-fn time_row(mode: &str, Paired { direct, through, cpu }: Paired) -> Row {
+fn time_row(mode: &str, run: Paired) -> Row {
+    let Paired {
+        direct,
+        through,
+        cpu,
+    } = run;
     Row {
         mode: mode.into(),
         unit: "µs".into(),
