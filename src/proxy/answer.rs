@@ -59,14 +59,14 @@ pub fn refuse(
     status: StatusCode,
     reason: &str,
 ) -> Response<Body> {
-    state.recorder.record(Event::Refused(RefusedEvent {
+    state.recorder.record(Event::Refused(Box::new(RefusedEvent {
         ts: clock::rfc3339(SystemTime::now()),
         downstream,
         method: method.to_string(),
         target: target.to_string(),
         status: status.as_u16(),
         reason: reason.to_string(),
-    }));
+    })));
     let mut response = plain(status, format!("diagproxy: {reason}\n"));
     let kind = match status {
         StatusCode::BAD_REQUEST => "bad_request",

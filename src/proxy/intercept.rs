@@ -226,7 +226,9 @@ fn rejected(state: &Shared, host: &str, port: u16, downstream: &Downstream, deta
         detail,
         passthrough,
     };
-    state.recorder.record(Event::ClientRejectedCa(event));
+    state
+        .recorder
+        .record(Event::ClientRejectedCa(Box::new(event)));
 }
 
 async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {

@@ -113,15 +113,15 @@ pub fn events() -> Vec<Event> {
         error: None,
     };
     vec![
-        Event::SessionStarted(info),
+        Event::SessionStarted(Box::new(info)),
         Event::Request(Box::new(request)),
         Event::TlsCheck(Box::new(check)),
         Event::Tunnel(Box::new(upload)),
         Event::Tunnel(Box::new(clean)),
-        Event::SessionEnded(SessionEnd {
+        Event::SessionEnded(Box::new(SessionEnd {
             ended_at: "2026-11-27T18:00:10.000Z".into(),
             unfinished: 0,
-        }),
+        })),
     ]
 }
 

@@ -42,7 +42,7 @@ impl Session {
             }
         }
         let info = events.iter().find_map(|e| match e {
-            Event::SessionStarted(info) => Some(info.clone()),
+            Event::SessionStarted(info) => Some((**info).clone()),
             _ => None,
         });
         let info = info.ok_or_else(|| {

@@ -90,7 +90,7 @@ impl Summary {
 
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::SessionStarted(info) => self.session = info.clone(),
+            Event::SessionStarted(info) => self.session = (**info).clone(),
             Event::SessionEnded(end) => self.ended_at = Some(end.ended_at.clone()),
             Event::Refused(_) => self.refused += 1,
             Event::ClientRejectedCa(r) => {
