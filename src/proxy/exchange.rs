@@ -212,9 +212,30 @@ pub fn keep_for(content_type: Option<&str>, status: Option<u16>) -> usize {
 /// answer that is not a success.
 fn may_be_a_page(content_type: Option<&str>, status: Option<u16>) -> bool {
     let status_says = status.is_some_and(|s| !(200..300).contains(&s));
+    // Compared without lower-casing a copy: this runs for every answer.
     let type_says = content_type.is_none_or(|t| {
-        let t = t.to_ascii_lowercase();
-        t.contains("html") || t.starts_with("text/plain")
+        let t = t.as_bytes();
+        t.windows(4).any(|w| w.eq_ignore_ascii_case(b"html"))
+            || t.get(..10)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"text/plain"))
     });
     status_says || type_says
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_told_by_type_in_any_case_or_by_status() {
+        assert!(may_be_a_page(Some("text/html; charset=utf-8"), Some(200)));
+        assert!(may_be_a_page(Some("Application/XHTML+xml"), Some(200)));
+        assert!(may_be_a_page(Some("TEXT/PLAIN"), Some(200)));
+        assert!(may_be_a_page(None, Some(200)));
+        assert!(may_be_a_page(Some("application/json"), Some(403)));
+        assert!(!may_be_a_page(Some("application/json"), Some(200)));
+        assert!(!may_be_a_page(Some("text/css"), Some(204)));
+        assert!(!may_be_a_page(Some("htm"), Some(200)));
+        assert!(!may_be_a_page(Some("text/plai"), Some(200)));
+    }
 }

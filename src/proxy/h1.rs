@@ -774,7 +774,15 @@ impl ResponseHead {
     /// The head as the downstream gets it.
     fn downstream_head(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.raw.len() + 32);
-        out.extend_from_slice(format!("HTTP/1.1 {} ", self.status).as_bytes());
+        // httparse reads exactly three digits, so the status is 100..=999.
+        let s = self.status;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(&[
+            b'0' + (s / 100 % 10) as u8,
+            b'0' + (s / 10 % 10) as u8,
+            b'0' + (s % 10) as u8,
+            b' ',
+        ]);
         out.extend_from_slice(&self.raw[self.reason.clone()]);
         out.extend_from_slice(b"\r\n");
         for (name, value) in &self.lines {
