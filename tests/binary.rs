@@ -205,25 +205,7 @@ fn ca_init_writes_a_name_constrained_ca_openssl_can_read() {
 /// The shape of `diagproxy bench --json`, never its speed (speed lives in the benchmarks).
 #[test]
 fn bench_json_has_every_mode_direct_and_through_the_proxy() {
-    let out = Command::new(BIN)
-        .args([
-            "bench",
-            "--duration",
-            "1",
-            "--json",
-            "--connections",
-            "8",
-            "--tunnels",
-            "100",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = bench_json(&["--duration", "1", "--connections", "8", "--tunnels", "100"]);
     assert!(report["proxy"].as_str().unwrap().starts_with("diagproxy "));
     assert_eq!(report["duration_s"], 1.0);
     assert!(report["cores"].as_u64().unwrap() >= 1);
@@ -275,25 +257,14 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
 /// `--only` runs the groups asked for and no other.
 #[test]
 fn bench_only_runs_the_groups_asked_for() {
-    let out = Command::new(BIN)
-        .args([
-            "bench",
-            "--duration",
-            "0.4",
-            "--json",
-            "--only",
-            "tunnel,memory",
-            "--tunnels",
-            "10",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = bench_json(&[
+        "--duration",
+        "0.4",
+        "--only",
+        "tunnel,memory",
+        "--tunnels",
+        "10",
+    ]);
     let modes: Vec<&str> = report["rows"]
         .as_array()
         .unwrap()
@@ -333,25 +304,17 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
     let pid = child.id().to_string();
     let url = format!("http://{addr}");
     let bench = |extra: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["bench", "--duration", "0.4", "--json", "--tunnels", "10"])
-            .args([
-                "--only",
-                "forward,memory",
-                "--connections",
-                "4",
-                "--proxy",
-                &url,
-            ])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut args = vec![
+            "--duration",
+            "0.4",
+            "--tunnels",
+            "10",
+            "--only",
+            "forward,memory",
+        ];
+        args.extend(["--connections", "4", "--proxy", &url]);
+        args.extend(extra);
+        let report = bench_json(&args);
         assert_eq!(report["proxy"], url.as_str());
         report["rows"].as_array().unwrap().clone()
     };
@@ -395,4 +358,19 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
         .unwrap();
     assert!(!alone.status.success());
     assert!(String::from_utf8_lossy(&alone.stderr).contains("--proxy"));
+}
+
+/// Runs `diagproxy bench --json` with `args`, checks it succeeded and returns its report.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["bench", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
