@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-
 use crate::cli::{LogFormat, RunArgs};
 use crate::profile::Profile;
 use crate::tls::roots::TrustRoots;
+use crate::upstream::route::{basic, parse_upstream_proxy, UpstreamProxy};
 
 /// The checked configuration of one `diagproxy run`.
 #[derive(Debug, Clone)]
@@ -113,27 +112,6 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     }
 }
 
-/// The corporate proxy: where it is and what to tell it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamProxy {
-    pub host: String,
-    pub port: u16,
-    /// `Basic …`, sent as `Proxy-Authorization`.
-    pub authorization: Option<String>,
-}
-
-impl UpstreamProxy {
-    /// `http://host:port`, or `http://user:***@host:port`: safe to log and record.
-    pub fn display(&self) -> String {
-        let creds = if self.authorization.is_some() {
-            "***@"
-        } else {
-            ""
-        };
-        format!("http://{creds}{}", host_port(&self.host, self.port))
-    }
-}
-
 /// A command-line problem; `main` prints it and exits 64.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -177,7 +155,7 @@ impl Config {
         let upstream_proxy = args
             .upstream_proxy
             .as_deref()
-            .map(parse_upstream_proxy)
+            .map(|url| parse_upstream_proxy(url).map_err(ConfigError))
             .transpose()?;
         let mut resolve = HashMap::new();
         for pin in &args.resolve {
@@ -233,50 +211,6 @@ fn parse_proxy_auth(text: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn basic(user_pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(user_pass)
-    )
-}
-
-/// `http://[user:pass@]host[:port][/]`; user and password may be percent-encoded.
-pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, ConfigError> {
-    let err = |why: &str| {
-        bad(format!(
-            "--upstream-proxy {url:?}: {why}; expected http://[user:pass@]host:port"
-        ))
-    };
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| err("only http:// proxies are supported"))?;
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('/') {
-        return Err(err("a proxy URL has no path"));
-    }
-    let (userinfo, hostport) = match rest.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, rest),
-    };
-    let authorization = match userinfo {
-        Some(u) => {
-            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-            Some(basic(&format!(
-                "{}:{}",
-                percent_decode(user),
-                percent_decode(pass)
-            )))
-        }
-        None => None,
-    };
-    let (host, port) = split_host_port(hostport, 80).ok_or_else(|| err("bad host or port"))?;
-    Ok(UpstreamProxy {
-        host,
-        port,
-        authorization,
-    })
-}
-
 /// `HOST:PORT:ADDR`, ADDR being IPv4, IPv6 or `[IPv6]`.
 fn parse_resolve(pin: &str) -> Result<(String, u16, IpAddr), ConfigError> {
     let err = || {
@@ -316,58 +250,6 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
         return Err(err());
     }
     Ok(Duration::from_secs_f64(secs))
-}
-
-/// `host:port` or `[v6]:port` → (host without brackets, port); `default` when no port.
-pub fn split_host_port(text: &str, default: u16) -> Option<(String, u16)> {
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        match after.strip_prefix(':') {
-            Some(p) => (host, p.parse().ok()?),
-            None if after.is_empty() => (host, default),
-            None => return None,
-        }
-    } else {
-        match text.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().ok()?),
-            None => (text, default),
-        }
-    };
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
-        return None;
-    }
-    Some((host.to_string(), port))
-}
-
-/// `host:port`, with brackets around IPv6 literals.
-pub fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -414,26 +296,6 @@ mod tests {
         .unwrap();
         assert_eq!(c.proxy_auth.as_deref(), Some("Basic bWU6c2VjcmV0"));
         assert!(config(&["--listen", "[::1]:8080"]).is_ok());
-    }
-
-    #[test]
-    fn upstream_proxy_urls() {
-        let p = parse_upstream_proxy("http://corp:3128").unwrap();
-        assert_eq!(
-            (p.host.as_str(), p.port, p.authorization),
-            ("corp", 3128, None)
-        );
-        let p = parse_upstream_proxy("http://u%40x:p%3Aw@10.1.2.3:8080/").unwrap();
-        let expected = basic("u@x:p:w");
-        assert_eq!(p.authorization.as_deref(), Some(expected.as_str()));
-        assert_eq!(p.display(), "http://***@10.1.2.3:8080");
-        assert_eq!(
-            parse_upstream_proxy("http://[::1]:3128").unwrap().host,
-            "::1"
-        );
-        assert!(parse_upstream_proxy("https://corp:3128").is_err());
-        assert!(parse_upstream_proxy("corp:3128").is_err());
-        assert!(parse_upstream_proxy("http://corp:notaport").is_err());
     }
 
     #[test]
@@ -492,14 +354,5 @@ mod tests {
             .contains("IP:PORT"));
         let e = config(&["--profile", "/nonexistent/profile.json"]).unwrap_err();
         assert!(e.0.contains("cannot read"), "{e}");
-    }
-
-    #[test]
-    fn host_port_splitting() {
-        assert_eq!(split_host_port("a.b:443", 80), Some(("a.b".into(), 443)));
-        assert_eq!(split_host_port("a.b", 80), Some(("a.b".into(), 80)));
-        assert_eq!(split_host_port("[::1]:8", 80), Some(("::1".into(), 8)));
-        assert_eq!(split_host_port(":443", 80), None);
-        assert_eq!(host_port("::1", 8), "[::1]:8");
     }
 }

@@ -38,5 +38,6 @@ pub mod session;
 pub mod shutdown;
 pub mod sniff;
 pub mod tls;
+pub mod upstream;
 
 pub use proxy::run;

@@ -88,7 +88,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     }
     let proxy = match &args.proxy {
         Some(url) => {
-            let p = diagproxy::config::parse_upstream_proxy(url).map_err(|e| e.to_string())?;
+            let p = diagproxy::upstream::route::parse_upstream_proxy(url)?;
             let addr = format!("{}:{}", p.host, p.port).parse().map_err(|_| {
                 format!("--proxy {url}: give an IP address and port, e.g. http://127.0.0.1:8081")
             })?;

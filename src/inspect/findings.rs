@@ -490,7 +490,7 @@ fn location_target(location: &str) -> Option<(String, Option<u16>)> {
     let rest = location.split_once("://").map(|(_, r)| r)?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let (host, port) = crate::config::split_host_port(authority, 0)?;
+    let crate::upstream::HostPort { host, port } = crate::upstream::HostPort::parse(authority, 0)?;
     Some((host.to_ascii_lowercase(), (port != 0).then_some(port)))
 }
 

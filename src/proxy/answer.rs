@@ -9,11 +9,11 @@ use hyper::{Response, StatusCode};
 use super::body::{full, Body};
 use super::Shared;
 use crate::clock;
-use crate::config::host_port;
 use crate::failure::Failure;
 use crate::profile::Profile;
 use crate::session::event::{Downstream, Event, RefusedEvent};
 use crate::session::summary::finding_for;
+use crate::upstream::addr::join as host_port;
 
 /// The header that names the failure kind for scripts.
 pub const ERROR_HEADER: &str = "x-diagproxy-error";

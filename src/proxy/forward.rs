@@ -17,11 +17,12 @@ use hyper_util::rt::TokioIo;
 
 use super::body::{Body, Counted};
 use super::exchange::{self, Asked};
-use super::pool::PoolKey;
-use super::{answer, dial, OpenGuard, Shared};
+use super::{answer, OpenGuard, Shared};
 use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Downstream, Event, RequestEvent};
+use crate::upstream::dial;
+use crate::upstream::pool::PoolKey;
 
 /// Headers that belong to one connection, never forwarded (plus those named in Connection).
 /// Parsed once, at compile time: removing by `&str` would parse each name on every request.
@@ -69,11 +70,7 @@ pub async fn forward(
             "the URL has no host",
         );
     };
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let host = crate::upstream::addr::unbracket(authority.host()).to_string();
     let port = authority.port_u16().unwrap_or(80);
     if state.is_self(&host, port) {
         let reason = format!("{url} is this proxy itself; refusing to loop");
@@ -170,10 +167,7 @@ fn upstream_request(
             parts.uri = origin_form
                 .parse()
                 .unwrap_or_else(|_| Uri::from_static("/"));
-            let host = authority
-                .host()
-                .trim_start_matches('[')
-                .trim_end_matches(']');
+            let host = crate::upstream::addr::unbracket(authority.host());
             (host.to_string(), authority.port_u16().unwrap_or(80))
         }
     };

@@ -31,7 +31,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::body::{Body, Received};
-use super::dial::{self, Io, Prefixed};
 use super::exchange::{self, header_string, Answered, Asked};
 use super::forward::{named_in_connection, HOP_BY_HOP};
 use super::intercept::{self, Ctx};
@@ -41,6 +40,7 @@ use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Downstream, RequestEvent};
 use crate::shutdown::Shutdown;
+use crate::upstream::dial::{self, Io, Prefixed};
 
 /// A head longer than this goes to hyper, which answers 431.
 const MAX_HEAD: usize = 64 * 1024;
@@ -734,10 +734,7 @@ impl Target {
         }
         let uri = target.parse::<Uri>().ok()?;
         let authority = uri.authority()?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
+        let host = crate::upstream::addr::unbracket(authority.host());
         if host.is_empty() {
             return None;
         }

@@ -13,14 +13,12 @@
 
 pub mod answer;
 pub mod body;
-pub mod dial;
 pub mod exchange;
 pub mod forward;
 pub mod h1;
 pub mod intercept;
 pub mod origin;
 pub mod pages;
-pub mod pool;
 pub mod relay;
 pub mod service;
 pub mod tunnel;
@@ -29,7 +27,7 @@ pub mod zerocopy;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +45,7 @@ use crate::session::Recorder;
 use crate::shutdown::ShutdownController;
 use crate::tls::chain::TlsVerdict;
 use crate::tls::mint::Minter;
+use crate::upstream::resolve::targets;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -58,7 +57,7 @@ pub struct State {
     /// The live summary, for the status page.
     pub summary: SharedSummary,
     /// Idle keep-alive connections to upstreams, for plain HTTP.
-    pub pool: pool::Pool,
+    pub pool: crate::upstream::pool::Pool<body::Body>,
     /// Tunnels and requests in flight, for the status page and the session end.
     pub open: AtomicUsize,
     /// The (name, port) pairs whose chain has been checked: once per session each.
@@ -230,7 +229,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         listen,
         recorder,
         summary,
-        pool: pool::Pool::default(),
+        pool: Default::default(),
         open: AtomicUsize::new(0),
         tls_checked: Mutex::default(),
         minter,
@@ -240,28 +239,13 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
     Ok((state, ShutdownController::new()))
 }
 
-/// Whether `host:port` is the proxy itself (so forwarding there would loop).
-pub fn targets(listen: SocketAddr, host: &str, port: u16) -> bool {
-    if port != listen.port() {
-        return false;
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<IpAddr>() {
-        Ok(ip) => {
-            ip == listen.ip()
-                || (ip.is_loopback() && (listen.ip().is_loopback() || listen.ip().is_unspecified()))
-        }
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
 impl State {
     /// The curl command that shows what happened to `url` without diagproxy, through the
     /// same corporate proxy and `--resolve` pin.
     pub fn reproduce(&self, url: &str, host: &str, port: u16) -> String {
         let proxy = self.config.upstream_proxy.as_ref().map(|p| {
             (
-                format!("http://{}", crate::config::host_port(&p.host, p.port)),
+                format!("http://{}", crate::upstream::addr::join(&p.host, p.port)),
                 p.authorization.is_some(),
             )
         });
@@ -332,22 +316,5 @@ impl OpenGuard {
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn self_targets() {
-        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert!(targets(listen, "127.0.0.1", 8080));
-        assert!(targets(listen, "localhost", 8080));
-        assert!(targets(listen, "127.0.0.2", 8080));
-        assert!(!targets(listen, "127.0.0.1", 8081));
-        assert!(!targets(listen, "chatgpt.com", 8080));
-        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        assert!(targets(any, "[::1]", 8080));
     }
 }

@@ -14,13 +14,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{ServerName, UnixTime};
 
 use super::body::Body;
-use super::dial::{self, Io};
 use super::Shared;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Event, RequestEvent, TlsCheckEvent};
 use crate::tls::chain::{self, TlsVerdict, Verdict};
 use crate::tls::probe;
+use crate::upstream::dial::{self, Io};
 
 /// Why a request could not be sent upstream: the failure, and the verdict when the chain
 /// was the reason (for the page the browser gets).
@@ -64,7 +64,7 @@ impl Origin {
         let authority = if port == 443 {
             host.clone()
         } else {
-            crate::config::host_port(&host, port)
+            crate::upstream::addr::join(&host, port)
         };
         Origin {
             host,

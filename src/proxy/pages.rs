@@ -8,9 +8,9 @@ use hyper::{Request, Response, StatusCode};
 use super::answer::plain;
 use super::body::{full, Body};
 use super::Shared;
-use crate::config::host_port;
 use crate::profile::Profile;
 use crate::session::livelog::bytes;
+use crate::upstream::addr::join as host_port;
 
 pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
     match req.uri().path() {

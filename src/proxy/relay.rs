@@ -11,10 +11,10 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::dial::Io;
 use super::zerocopy::{Broke, Pipe};
 use crate::failure::Side;
 use crate::session::event::TunnelEnd;
+use crate::upstream::dial::Io;
 
 /// A direction's first read buffer, and what it grows to under bulk transfer. Idle tunnels
 /// are the common case (browsers keep many open), so buffers start small, and between TCP

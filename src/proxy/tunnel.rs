@@ -11,7 +11,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::{empty, Body};
-use super::dial::{self, Stream};
 use super::{answer, relay, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
@@ -20,6 +19,7 @@ use crate::session::event::{Downstream, Event, Timings, TlsCheckEvent, TunnelEnd
 use crate::shutdown::Shutdown;
 use crate::sniff::{self, Sniff};
 use crate::tls::{chain, probe};
+use crate::upstream::dial::{self, Stream};
 use rustls::pki_types::UnixTime;
 
 pub async fn connect(
@@ -32,10 +32,7 @@ pub async fn connect(
     let target = req.uri().to_string();
     let parsed = req.uri().authority().and_then(|a| {
         Some((
-            a.host()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            crate::upstream::addr::unbracket(a.host()).to_string(),
             a.port_u16()?,
         ))
     });
@@ -94,7 +91,10 @@ pub async fn connect(
         Ok(upstream) => upstream,
         Err(failure) => {
             let response = answer::failure(&failure, &record.host, port, &state.config.profile);
-            let url = format!("https://{}/", crate::config::host_port(&record.host, port));
+            let url = format!(
+                "https://{}/",
+                crate::upstream::addr::join(&record.host, port)
+            );
             record.findings = state.failure_findings(&record.host, &failure, &url, port);
             record.failure = Some(failure);
             record.timings.total_ms = ms(started.elapsed());
@@ -254,7 +254,7 @@ async fn relay(
     }
     let url = format!(
         "https://{}/",
-        crate::config::host_port(record.host_name(), record.port)
+        crate::upstream::addr::join(record.host_name(), record.port)
     );
     let reproduce = state.reproduce(&url, record.host_name(), record.port);
     record.findings.extend(

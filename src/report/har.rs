@@ -150,7 +150,7 @@ fn request_entry(
 }
 
 fn tunnel_entry(t: &TunnelEvent, tls: Option<&Option<crate::tls::chain::TlsVerdict>>) -> Value {
-    let host = crate::config::host_port(t.host_name(), t.port);
+    let host = crate::upstream::addr::join(t.host_name(), t.port);
     let status = match &t.failure {
         Some(f) if t.end == crate::session::event::TunnelEnd::Failed => f.kind.status(),
         _ => 200,

@@ -181,7 +181,7 @@ impl Summary {
     fn record_failure(&mut self, host: &str, port: u16, failure: Option<&Failure>) {
         let Some(failure) = failure else { return };
         let scheme = if port == 80 { "http" } else { "https" };
-        let url = format!("{scheme}://{}/", crate::config::host_port(host, port));
+        let url = format!("{scheme}://{}/", crate::upstream::addr::join(host, port));
         // The session knows the corporate proxy (credentials masked), not the --resolve pins.
         let proxy = self
             .session

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::config::Config;
-use crate::proxy::dial;
+use crate::upstream::dial;
 
 /// How long a side handshake may take, connect included.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,7 +14,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::config::{host_port, Config, UpstreamProxy};
+use super::addr::join as host_port;
+use super::resolve;
+use super::route::UpstreamProxy;
+use crate::config::Config;
 use crate::failure::{Failure, FailureKind, Side};
 
 /// A byte stream to the upstream, direct or through the corporate proxy.
@@ -121,7 +124,7 @@ const PROXY_BODY_LIMIT: usize = 4096;
 /// Resolves and connects to `host:port`; `side` says whose failure a failure is.
 pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<Dialed, Failure> {
     let deadline = Instant::now() + config.connect_timeout;
-    let (addrs, dns) = resolve(host, port, config, side).await?;
+    let (addrs, dns) = resolve::resolve(host, port, config, side).await?;
     let mut last = None;
     let started = Instant::now();
     for addr in &addrs {
@@ -180,63 +183,6 @@ pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<
         failure.dns_answer = addrs.iter().map(|a| a.ip()).collect();
     }
     Err(failure)
-}
-
-async fn resolve(
-    host: &str,
-    port: u16,
-    config: &Config,
-    side: Side,
-) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok((vec![SocketAddr::new(ip, port)], None));
-    }
-    if let Some(ip) = config.resolve.get(&(bare.to_ascii_lowercase(), port)) {
-        return Ok((vec![SocketAddr::new(*ip, port)], None));
-    }
-    let lower = bare.trim_end_matches('.').to_ascii_lowercase();
-    if lower == "invalid" || lower.ends_with(".invalid") {
-        // RFC 6761 §6.4: resolvers answer .invalid negatively without asking anyone.
-        return Err(Failure::new(
-            FailureKind::DnsFailed,
-            side,
-            format!("DNS lookup of {bare}: a reserved name that never resolves (RFC 6761)"),
-        ));
-    }
-    let started = Instant::now();
-    let looked_up = tokio::time::timeout(
-        config.connect_timeout,
-        tokio::net::lookup_host((bare, port)),
-    )
-    .await;
-    let took = started.elapsed();
-    match looked_up {
-        Ok(Ok(addrs)) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            if addrs.is_empty() {
-                return Err(Failure::new(
-                    FailureKind::DnsFailed,
-                    side,
-                    format!("DNS lookup of {bare}: no addresses"),
-                ));
-            }
-            Ok((addrs, Some(took)))
-        }
-        Ok(Err(e)) => Err(Failure::new(
-            FailureKind::DnsFailed,
-            side,
-            format!("DNS lookup of {bare}: {e}"),
-        )),
-        Err(_) => Err(Failure::new(
-            FailureKind::DnsFailed,
-            side,
-            format!(
-                "DNS lookup of {bare}: no answer in {:?}",
-                config.connect_timeout
-            ),
-        )),
-    }
 }
 
 /// Opens a tunnel's upstream side: directly, or by CONNECT through the corporate proxy.

@@ -6,22 +6,29 @@ use std::sync::Mutex;
 
 use hyper::client::conn::http1::SendRequest;
 
-use super::body::Body;
-
 /// Where a pooled connection goes: the TCP peer (origin or corporate proxy).
 pub type PoolKey = (String, u16);
 
 /// At most this many idle connections are kept per peer.
 const MAX_IDLE_PER_PEER: usize = 32;
 
-#[derive(Debug, Default)]
-pub struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<Body>>>>,
+/// Idle senders per peer; `B` is the request body type of the caller.
+#[derive(Debug)]
+pub struct Pool<B> {
+    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<B>>>>,
 }
 
-impl Pool {
+impl<B> Default for Pool<B> {
+    fn default() -> Self {
+        Pool {
+            idle: Mutex::default(),
+        }
+    }
+}
+
+impl<B> Pool<B> {
     /// An idle connection to `key` that is still open, if any.
-    pub fn take(&self, key: &PoolKey) -> Option<SendRequest<Body>> {
+    pub fn take(&self, key: &PoolKey) -> Option<SendRequest<B>> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(key)?;
         while let Some(sender) = list.pop() {
@@ -33,7 +40,7 @@ impl Pool {
     }
 
     /// Returns a connection whose exchange finished cleanly.
-    pub fn put(&self, key: PoolKey, sender: SendRequest<Body>) {
+    pub fn put(&self, key: PoolKey, sender: SendRequest<B>) {
         if sender.is_closed() {
             return;
         }
