@@ -1,18 +1,21 @@
 //! The answers diagproxy gives itself: the 502/504 that explains a failure, and the
 //! 400/407/508 refusals. Every one names the problem and is recorded.
 
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
 
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
 use super::body::{full, Body};
+use super::origin::{Ctx, SendError};
 use super::Shared;
-use crate::clock;
+use crate::clock::{self, ms};
 use crate::failure::Failure;
 use crate::profile::Profile;
-use crate::session::event::{Downstream, Event, RefusedEvent};
+use crate::session::event::{Downstream, Event, RefusedEvent, RequestEvent};
 use crate::session::summary::finding_for;
+use crate::tls::chain::TlsVerdict;
 use crate::upstream::addr::join as host_port;
 
 /// The header that names the failure kind for scripts.
@@ -43,6 +46,85 @@ pub fn failure(failure: &Failure, host: &str, port: u16, profile: &Profile) -> R
     }
     let status = StatusCode::from_u16(failure.kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = plain(status, text);
+    response.headers_mut().insert(
+        ERROR_HEADER,
+        HeaderValue::from_static(failure.kind.as_str()),
+    );
+    response
+}
+
+/// Whether a failure should be answered with an HTML page (a browser navigating).
+pub fn wants_html(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("text/html"))
+}
+
+/// Answers an intercepted request that failed upstream (HTML for a browser navigating,
+/// plain text otherwise) and records the failure.
+pub fn intercepted_failure(
+    ctx: &Ctx,
+    mut event: RequestEvent,
+    error: SendError,
+    started: Instant,
+    bytes_up: &AtomicU64,
+    wants_html: bool,
+) -> Response<Body> {
+    let profile = &ctx.state.config.profile;
+    let response = if wants_html {
+        html_failure(
+            &error.failure,
+            &ctx.origin.host,
+            error.tls.as_deref(),
+            profile,
+        )
+    } else {
+        failure(&error.failure, &ctx.origin.host, ctx.origin.port, profile)
+    };
+    event.failure = Some(error.failure);
+    event.bytes_up = bytes_up.load(Ordering::Relaxed);
+    event.timings.total_ms = ms(started.elapsed());
+    ctx.state.recorder.record(Event::Request(Box::new(event)));
+    response
+}
+
+/// The page a browser shows instead of a bare reset: host, failure, issuer, verdict, remedy.
+fn html_failure(
+    failure: &Failure,
+    host: &str,
+    tls: Option<&TlsVerdict>,
+    profile: &crate::profile::Profile,
+) -> Response<Body> {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut rows = format!("<tr><th>host</th><td>{}</td></tr><tr><th>failure</th><td>{} ({})</td></tr><tr><th>detail</th><td>{}</td></tr>", esc(host), failure.kind, failure.side, esc(&failure.detail));
+    let mut remedy = crate::session::summary::finding_for(profile, host, failure).remedy;
+    if let Some(t) = tls {
+        rows.push_str(&format!(
+            "<tr><th>verdict</th><td>{} ({})</td></tr><tr><th>issuer</th><td>{}</td></tr><tr><th>vendor</th><td>{}</td></tr>",
+            t.verdict.as_str(),
+            esc(t.reason.as_deref().unwrap_or("-")),
+            esc(&t.issuer),
+            esc(t.vendor.as_deref().unwrap_or("unknown"))
+        ));
+        if let Some(f) = crate::session::summary::tls_finding(profile, host, 443, t) {
+            remedy = f.remedy;
+        }
+    }
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>diagproxy: {host} failed</title></head><body style=\"font:15px system-ui,sans-serif;margin:2em\">\
+         <h1>diagproxy could not reach {host}</h1><table>{rows}</table><h2>What to change</h2><p>{}</p></body></html>\n",
+        esc(&remedy),
+        host = esc(host)
+    );
+    let status = StatusCode::from_u16(failure.kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::new(full(page));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     response.headers_mut().insert(
         ERROR_HEADER,
         HeaderValue::from_static(failure.kind.as_str()),

@@ -13,7 +13,7 @@ use hyper::header::{HeaderMap, HeaderName, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Response;
 
 use super::body::{Body, BodyEnd, Received, Watched};
-use super::forward::strip_hop_by_hop;
+use super::hop::strip_hop_by_hop;
 use super::{OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, Side};

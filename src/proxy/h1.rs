@@ -7,8 +7,8 @@
 //! its case and order) and bodies are relayed as they arrive (a chunked answer passes
 //! through as the origin chunked it).
 //!
-//! Anything else goes to the hyper path ([`super::service`], or [`super::intercept::serve`]
-//! inside a tunnel) with the bytes already read, and the connection stays there: CONNECT (a
+//! Anything else is handed back to the caller for the hyper path (`service`, or
+//! `intercept::serve` inside a tunnel) with the bytes already read, and the connection stays there: CONNECT (a
 //! connection that starts with one is handed over before a byte is read, so its tunnel can
 //! splice the socket), upgrades, `Expect`, chunked uploads, HTTP/1.0, the proxy's own pages,
 //! requests for the proxy itself, heads hyper should reject with 400/431, and every plain
@@ -30,12 +30,12 @@ use hyper::{Method, Response, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::answer;
 use super::body::{Body, Received};
 use super::exchange::{self, header_string, Answered, Asked};
-use super::forward::{named_in_connection, HOP_BY_HOP};
-use super::intercept::{self, Ctx};
-use super::origin::{Origin, SendError};
-use super::{service, OpenGuard, Shared};
+use super::hop::{named_in_connection, HOP_BY_HOP};
+use super::origin::{Ctx, Origin, SendError};
+use super::{OpenGuard, Shared};
 use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Downstream, RequestEvent};
@@ -51,49 +51,72 @@ const CLOSE: HeaderName = HeaderName::from_static("close");
 /// Room made in a read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Serves one downstream connection: simple requests here, the rest through hyper.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutdown: Shutdown) {
+/// What the lean path leaves for the hyper path: the connection, with the bytes already
+/// read from it put back in front. The caller serves it there for the rest of its life.
+pub type Rest<D> = Prefixed<D>;
+
+/// A plain downstream connection as the lean path leaves it.
+pub enum Handoff {
+    /// Served to the end here (or shut down).
+    Done,
+    /// Not for the lean path from its first byte (CONNECT, or a configuration the lean
+    /// path does not do): the bare socket, so a tunnel can splice it.
+    Untouched(TcpStream),
+    /// Lean for a while, then something unusual: the rest goes to hyper.
+    Rest(Rest<TcpStream>),
+}
+
+/// Serves one downstream connection's simple requests, and hands back what it does not
+/// serve (see [`Handoff`]).
+pub async fn serve(
+    stream: TcpStream,
+    state: Shared,
+    peer: SocketAddr,
+    shutdown: &mut Shutdown,
+) -> Handoff {
     let lean = state.config.upstream_proxy.is_none() && state.config.proxy_auth.is_none();
     let to_hyper = !lean
         || tokio::select! {
             c = starts_with_c(&stream) => c,
             // A connection that never sent a byte does not hold up the end of the session.
-            () = shutdown.recv() => return,
+            () = shutdown.recv() => return Handoff::Done,
         };
     if to_hyper {
-        return service::serve(stream, peer, state, shutdown).await;
+        return Handoff::Untouched(stream);
     }
     // Boxed: a tunnel's task then holds only the hyper path's state, not this one's too
     // (an idle tunnel costs ~2 KiB less).
-    Box::pin(serve_lean(stream, peer, state, shutdown)).await;
+    Box::pin(serve_lean(stream, peer, state, shutdown)).await
 }
 
-async fn serve_lean(stream: TcpStream, peer: SocketAddr, state: Shared, mut shutdown: Shutdown) {
+async fn serve_lean(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Shared,
+    shutdown: &mut Shutdown,
+) -> Handoff {
     let route = Route::Forward {
         peer: peer.to_string(),
     };
     let mut conn = Conn::new(stream, state, route);
-    if !conn.run(&mut shutdown).await {
-        return;
+    if !conn.run(shutdown).await {
+        return Handoff::Done;
     }
-    let Conn {
-        down, buf, state, ..
-    } = conn;
-    service::serve(Prefixed::new(buf.freeze(), down), peer, state, shutdown).await;
+    Handoff::Rest(Prefixed::new(conn.buf.freeze(), conn.down))
 }
 
-/// Serves an intercepted HTTP/1.1 connection (the client's TLS already accepted): simple
-/// requests here, over the origin's own HTTP/1.1 connection, the rest through hyper.
-pub async fn serve_intercepted<D>(tls: D, ctx: Arc<Ctx>, mut shutdown: Shutdown)
+/// Serves an intercepted HTTP/1.1 connection's simple requests (the client's TLS already
+/// accepted), over the origin's own HTTP/1.1 connection; the rest, if any, is handed back
+/// for the hyper path.
+pub async fn serve_intercepted<D>(tls: D, ctx: Arc<Ctx>, shutdown: &mut Shutdown) -> Option<Rest<D>>
 where
     D: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let mut conn = Conn::new(tls, ctx.state.clone(), Route::Intercept(ctx.clone()));
-    if !Box::pin(conn.run(&mut shutdown)).await {
-        return;
+    if !Box::pin(conn.run(shutdown)).await {
+        return None;
     }
-    let early = conn.buf.freeze();
-    intercept::serve(Prefixed::new(early, conn.down), ctx, shutdown).await;
+    Some(Prefixed::new(conn.buf.freeze(), conn.down))
 }
 
 /// Whether the connection's first byte is a `C` (CONNECT, most likely): such connections go
@@ -271,8 +294,15 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
                         super::forward::fail(&state, event, error.failure, started, &asked.bytes_up)
                     }
                     Route::Intercept(ctx) => {
-                        let wants_html = intercept::wants_html(asked.accept.as_deref());
-                        intercept::fail(ctx, event, error, started, &asked.bytes_up, wants_html)
+                        let wants_html = answer::wants_html(asked.accept.as_deref());
+                        answer::intercepted_failure(
+                            ctx,
+                            event,
+                            error,
+                            started,
+                            &asked.bytes_up,
+                            wants_html,
+                        )
                     }
                 };
                 let written = write_response(&mut self.down, response).await;

@@ -13,19 +13,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{
-    HeaderMap, HeaderValue, ACCEPT, CONNECTION, CONTENT_TYPE, UPGRADE, USER_AGENT,
-};
+use hyper::header::{ACCEPT, CONNECTION, UPGRADE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::body::{empty, full, Body, Counted};
+use super::body::{empty, Body, Counted};
 use super::exchange::{self, Asked};
-use super::forward::strip_hop_by_hop;
-use super::origin::{Origin, SendError};
+use super::hop::strip_hop_by_hop;
+use super::origin::{Ctx, Origin};
 use super::{answer, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
@@ -33,38 +31,10 @@ use crate::session::event::{
     ClientRejectedEvent, Downstream, Event, RequestEvent, Timings, TunnelEnd, TunnelEvent,
 };
 use crate::shutdown::Shutdown;
-use crate::tls::chain::TlsVerdict;
 
 /// A client that closes this soon after the handshake without a request most likely
 /// rejected the certificate (pinning apps do this instead of sending an alert).
 const QUICK_CLOSE: Duration = Duration::from_secs(2);
-
-/// What every request of one intercepted connection shares.
-pub struct Ctx {
-    pub state: Shared,
-    pub origin: Origin,
-    pub downstream: Downstream,
-    /// Requests served on this connection (0 at close means the client gave up).
-    pub served: AtomicU64,
-}
-
-impl Ctx {
-    /// Counts a request on this connection and says who asked: the connection's client,
-    /// with the request's User-Agent when it has one.
-    pub fn begin_request(&self, headers: &HeaderMap) -> Downstream {
-        self.served.fetch_add(1, Ordering::Relaxed);
-        let mut downstream = self.downstream.clone();
-        if let Some(agent) = exchange::header_string(headers, &USER_AGENT) {
-            downstream.user_agent = Some(agent);
-        }
-        downstream
-    }
-}
-
-/// Whether a failure should be answered with an HTML page (a browser navigating).
-pub fn wants_html(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| a.contains("text/html"))
-}
 
 pub async fn connect(
     req: Request<Incoming>,
@@ -72,7 +42,7 @@ pub async fn connect(
     host: String,
     port: u16,
     state: Shared,
-    shutdown: Shutdown,
+    mut shutdown: Shutdown,
 ) -> Response<Body> {
     let Some(minter) = state.minter.clone() else {
         return answer::plain(
@@ -133,7 +103,10 @@ pub async fn connect(
         if h2 {
             serve(tls, ctx.clone(), shutdown).await;
         } else {
-            super::h1::serve_intercepted(tls, ctx.clone(), shutdown).await;
+            if let Some(rest) = super::h1::serve_intercepted(tls, ctx.clone(), &mut shutdown).await
+            {
+                serve(rest, ctx.clone(), shutdown).await;
+            }
         }
         let served = ctx.served.load(Ordering::Relaxed);
         if served == 0 && started.elapsed() < QUICK_CLOSE {
@@ -241,7 +214,7 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         .map_or("/", |pq| pq.as_str())
         .to_string();
     let accept = exchange::header_string(req.headers(), &ACCEPT);
-    let wants_html = wants_html(accept.as_deref());
+    let wants_html = answer::wants_html(accept.as_deref());
     let url = format!("https://{}{path}", ctx.origin.authority());
     let request_line = exchange::RequestLine {
         method: req.method().to_string(),
@@ -268,7 +241,9 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     .await;
     let (response, reusable) = match sent {
         Ok(Ok(ok)) => ok,
-        Ok(Err(e)) => return fail(&ctx, event, e, started, &bytes_up, wants_html),
+        Ok(Err(e)) => {
+            return answer::intercepted_failure(&ctx, event, e, started, &bytes_up, wants_html)
+        }
         Err(_) => {
             let failure = Failure::new(
                 FailureKind::Timeout,
@@ -278,7 +253,14 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
                     state.config.response_timeout
                 ),
             );
-            return fail(&ctx, event, failure.into(), started, &bytes_up, wants_html);
+            return answer::intercepted_failure(
+                &ctx,
+                event,
+                failure.into(),
+                started,
+                &bytes_up,
+                wants_html,
+            );
         }
     };
     let asked = Asked {
@@ -317,7 +299,16 @@ async fn upgrade(
 ) -> Response<Body> {
     let mut sender = match ctx.origin.connect_for_upgrade(&mut event).await {
         Ok(sender) => sender,
-        Err(e) => return fail(&ctx, event, e, started, &AtomicU64::new(0), wants_html),
+        Err(e) => {
+            return answer::intercepted_failure(
+                &ctx,
+                event,
+                e,
+                started,
+                &AtomicU64::new(0),
+                wants_html,
+            )
+        }
     };
     let (parts, body) = req.into_parts();
     let upstream_req = ctx.origin.shape(
@@ -327,7 +318,7 @@ async fn upgrade(
     let mut response = match sender.send_request(upstream_req).await {
         Ok(response) => response,
         Err(e) => {
-            return fail(
+            return answer::intercepted_failure(
                 &ctx,
                 event,
                 Failure::from_exchange_error(&e, Side::Upstream).into(),
@@ -374,78 +365,6 @@ async fn upgrade(
     });
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, empty())
-}
-
-pub fn fail(
-    ctx: &Ctx,
-    mut event: RequestEvent,
-    error: SendError,
-    started: Instant,
-    bytes_up: &AtomicU64,
-    wants_html: bool,
-) -> Response<Body> {
-    let profile = &ctx.state.config.profile;
-    let response = if wants_html {
-        html_failure(
-            &error.failure,
-            &ctx.origin.host,
-            error.tls.as_deref(),
-            profile,
-        )
-    } else {
-        answer::failure(&error.failure, &ctx.origin.host, ctx.origin.port, profile)
-    };
-    event.failure = Some(error.failure);
-    event.bytes_up = bytes_up.load(Ordering::Relaxed);
-    event.timings.total_ms = ms(started.elapsed());
-    ctx.state.recorder.record(Event::Request(Box::new(event)));
-    response
-}
-
-/// The page a browser shows instead of a bare reset: host, failure, issuer, verdict, remedy.
-fn html_failure(
-    failure: &Failure,
-    host: &str,
-    tls: Option<&TlsVerdict>,
-    profile: &crate::profile::Profile,
-) -> Response<Body> {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let mut rows = format!("<tr><th>host</th><td>{}</td></tr><tr><th>failure</th><td>{} ({})</td></tr><tr><th>detail</th><td>{}</td></tr>", esc(host), failure.kind, failure.side, esc(&failure.detail));
-    let mut remedy = crate::session::summary::finding_for(profile, host, failure).remedy;
-    if let Some(t) = tls {
-        rows.push_str(&format!(
-            "<tr><th>verdict</th><td>{} ({})</td></tr><tr><th>issuer</th><td>{}</td></tr><tr><th>vendor</th><td>{}</td></tr>",
-            t.verdict.as_str(),
-            esc(t.reason.as_deref().unwrap_or("-")),
-            esc(&t.issuer),
-            esc(t.vendor.as_deref().unwrap_or("unknown"))
-        ));
-        if let Some(f) = crate::session::summary::tls_finding(profile, host, 443, t) {
-            remedy = f.remedy;
-        }
-    }
-    let page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>diagproxy: {host} failed</title></head><body style=\"font:15px system-ui,sans-serif;margin:2em\">\
-         <h1>diagproxy could not reach {host}</h1><table>{rows}</table><h2>What to change</h2><p>{}</p></body></html>\n",
-        esc(&remedy),
-        host = esc(host)
-    );
-    let status = StatusCode::from_u16(failure.kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response = Response::new(full(page));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response.headers_mut().insert(
-        answer::ERROR_HEADER,
-        HeaderValue::from_static(failure.kind.as_str()),
-    );
-    response
 }
 
 /// `Incoming` → the proxy's body type, for bodies passed along unwatched.

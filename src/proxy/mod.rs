@@ -16,6 +16,7 @@ pub mod body;
 pub mod exchange;
 pub mod forward;
 pub mod h1;
+pub mod hop;
 pub mod intercept;
 pub mod origin;
 pub mod pages;
@@ -133,7 +134,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(h1::serve(stream, peer, state.clone(), controller.handle()));
+                    tokio::spawn(serve(stream, peer, state.clone(), controller.handle()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: say so, breathe, go on.
@@ -163,6 +164,20 @@ pub async fn run(
         dir: state.config.session_dir.clone(),
         drained,
     })
+}
+
+/// One downstream connection: the lean HTTP/1.1 path first, hyper for what it hands back.
+async fn serve(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: Shared,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
+    match h1::serve(stream, state.clone(), peer, &mut shutdown).await {
+        h1::Handoff::Done => {}
+        h1::Handoff::Untouched(stream) => service::serve(stream, peer, state, shutdown).await,
+        h1::Handoff::Rest(rest) => service::serve(rest, peer, state, shutdown).await,
+    }
 }
 
 /// `session.har`, `report.html` and `report.md` from the finished session's events. A

@@ -3,21 +3,23 @@
 //! pool of HTTP/1.1 connections. Every new connection's chain is judged; an untrusted chain
 //! is refused as a browser on this machine would refuse it (public ∪ machine roots).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper::header::{HeaderValue, HOST};
+use hyper::header::{HeaderMap, HeaderValue, HOST, USER_AGENT};
 use hyper::{Request, Response, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{ServerName, UnixTime};
 
 use super::body::Body;
+use super::exchange;
 use super::Shared;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
-use crate::session::event::{Event, RequestEvent, TlsCheckEvent};
+use crate::session::event::{Downstream, Event, RequestEvent, TlsCheckEvent};
 use crate::tls::chain::{self, TlsVerdict, Verdict};
 use crate::tls::probe;
 use crate::upstream::dial::{self, Io};
@@ -32,6 +34,28 @@ pub struct SendError {
 impl From<Failure> for SendError {
     fn from(failure: Failure) -> SendError {
         SendError { failure, tls: None }
+    }
+}
+
+/// What every request of one intercepted connection shares.
+pub struct Ctx {
+    pub state: Shared,
+    pub origin: Origin,
+    pub downstream: Downstream,
+    /// Requests served on this connection (0 at close means the client gave up).
+    pub served: AtomicU64,
+}
+
+impl Ctx {
+    /// Counts a request on this connection and says who asked: the connection's client,
+    /// with the request's User-Agent when it has one.
+    pub fn begin_request(&self, headers: &HeaderMap) -> Downstream {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        let mut downstream = self.downstream.clone();
+        if let Some(agent) = exchange::header_string(headers, &USER_AGENT) {
+            downstream.user_agent = Some(agent);
+        }
+        downstream
     }
 }
 
@@ -226,7 +250,7 @@ impl Origin {
         Ok(Fresh::H1(sender))
     }
 
-    /// A new HTTP/1.1 connection as a byte stream, for the lean path (`super::h1`).
+    /// A new HTTP/1.1 connection as a byte stream, for the lean path (`h1`).
     pub async fn open_h1(&self, event: &mut RequestEvent) -> Result<Box<dyn Io>, SendError> {
         let tls = self.open(event, false).await?;
         event.upstream_protocol = Some("http/1.1".into());

@@ -1,6 +1,6 @@
 //! The hyper path of a downstream connection: HTTP/1.1 with upgrades, each request sent where
 //! it belongs (CONNECT → tunnel, absolute-form → forward, anything else → the proxy's pages).
-//! Connections come here from [`super::h1`], which forwards simple requests itself.
+//! Connections come here from the lean path (`h1`), which forwards simple requests itself.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! Moving a tunnel's bytes from one TCP socket to another without copying them through this
 //! process: socket → pipe → socket with `splice(2)` (Linux). Only the system calls live here;
-//! [`super::relay`] decides when to use them. Elsewhere [`Pipe::new`] fails and the relay
+//! the relay decides when to use them. Elsewhere [`Pipe::new`] fails and the relay
 //! keeps copying through a buffer.
 
 use std::io;
