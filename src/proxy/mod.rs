@@ -106,7 +106,7 @@ impl std::error::Error for RunError {
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains open work for the grace period
-/// and writes the session's summary.
+/// and writes the session's summary (the caller writes the reports from it).
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -158,7 +158,6 @@ pub async fn run(
             what: "cannot write the session summary".into(),
             source,
         })?;
-    write_reports(state.config.session_dir.clone()).await;
     Ok(SessionOutcome {
         summary,
         dir: state.config.session_dir.clone(),
@@ -177,25 +176,6 @@ async fn serve(
         h1::Handoff::Done => {}
         h1::Handoff::Untouched(stream) => service::serve(stream, peer, state, shutdown).await,
         h1::Handoff::Rest(rest) => service::serve(rest, peer, state, shutdown).await,
-    }
-}
-
-/// `session.har`, `report.html` and `report.md` from the finished session's events. A
-/// failure here is reported but loses nothing: `diagproxy report` can rebuild them.
-async fn write_reports(dir: PathBuf) {
-    let written = tokio::task::spawn_blocking(move || {
-        let session = crate::report::Session::load(&dir)?;
-        crate::report::write(&session, &crate::report::Outputs::in_folder(&dir))
-    })
-    .await;
-    match written {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!("could not write the reports ({e}); `diagproxy report` can rebuild them")
-        }
-        Err(e) => {
-            tracing::warn!("could not write the reports ({e}); `diagproxy report` can rebuild them")
-        }
     }
 }
 

@@ -104,6 +104,13 @@ impl Outputs {
     }
 }
 
+/// `session.har`, `report.html` and `report.md` of a finished session, into its folder
+/// (what `run` does at shutdown; `diagproxy report` rebuilds them the same way).
+pub fn write_in_folder(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let session = Session::load(dir)?;
+    write(&session, &Outputs::in_folder(dir))
+}
+
 /// Writes the requested artefacts; returns the paths written.
 pub fn write(session: &Session, outputs: &Outputs) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();

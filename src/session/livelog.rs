@@ -6,14 +6,22 @@ use std::fmt::Write;
 
 use super::event::{Event, TunnelEnd};
 use super::summary::{finding_for, tls_finding, Summary};
-use crate::cli::LogFormat;
 use crate::profile::Profile;
 use crate::tls::chain::Verdict;
+
+/// The live log's format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One aligned line per tunnel and request.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
 
 /// How the live log looks.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
-    pub format: LogFormat,
+    pub format: Format,
     /// ANSI colours (stderr is a terminal).
     pub color: bool,
     /// Failures only.
@@ -36,7 +44,7 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
     if style.quiet && !failed {
         return None;
     }
-    if style.format == LogFormat::Json {
+    if style.format == Format::Json {
         return serde_json::to_string(event).ok();
     }
     let text = match event {
@@ -295,7 +303,7 @@ mod tests {
     #[test]
     fn failures_carry_the_remedy_and_survive_quiet() {
         let style = Style {
-            format: LogFormat::Human,
+            format: Format::Human,
             color: false,
             quiet: true,
         };
@@ -311,7 +319,7 @@ mod tests {
     #[test]
     fn json_lines_are_events() {
         let style = Style {
-            format: LogFormat::Json,
+            format: Format::Json,
             color: false,
             quiet: false,
         };

@@ -105,6 +105,8 @@ impl Proxy {
         }
         let dir = folder.path().join("session");
         let outcome = task.await.expect("join").expect("run");
+        // What `diagproxy run` does after the session: the reports from its events.
+        diagproxy::report::write_in_folder(&dir).expect("reports");
         let summary: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"),
         )

@@ -1,9 +1,60 @@
-//! The command line, as clap types only. `config::Config::from_run_args` turns these into the
-//! checked configuration before anything binds; nothing else in the crate sees clap.
+//! The command line. This file: the clap types. Beside it, one file per command that turns
+//! its arguments into the library's own types and calls in (`config` builds the run's
+//! `Config` before anything binds). Only `cli/` and `main.rs` see clap.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub mod bench;
+pub mod ca;
+pub mod config;
+pub mod report;
+pub mod run;
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug)]
+pub enum Failed {
+    /// A bad flag or value: exit 64 (EX_USAGE).
+    Usage(String),
+    /// Anything else: exit 1.
+    Error(String),
+}
+
+impl Failed {
+    /// An error with its whole chain of causes.
+    pub fn error(e: &(dyn std::error::Error + 'static)) -> Failed {
+        Failed::Error(crate::failure::error_chain(e))
+    }
+
+    /// The process exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            Failed::Usage(_) => 64,
+            Failed::Error(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Usage(e) | Failed::Error(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<&str> for Failed {
+    fn from(e: &str) -> Failed {
+        Failed::Error(e.to_string())
+    }
+}
+
+impl From<String> for Failed {
+    fn from(e: String) -> Failed {
+        Failed::Error(e)
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(

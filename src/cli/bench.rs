@@ -1,0 +1,70 @@
+//! `diagproxy bench`: its flags checked, then the measurements run.
+
+use super::{BenchArgs, BenchGroup, Failed};
+use crate::bench::Group;
+
+pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
+    if !(0.1..=60.0).contains(&args.duration)
+        || args.connections == 0
+        || args.connections > 1024
+        || args.tunnels > 5000
+    {
+        return Err(
+            "bench: --duration is 0.1 to 60 s, --connections 1 to 1024, --tunnels at most 5000"
+                .into(),
+        );
+    }
+    let proxy = match &args.proxy {
+        Some(url) => {
+            let p = crate::upstream::route::parse_upstream_proxy(url)?;
+            let addr = format!("{}:{}", p.host, p.port).parse().map_err(|_| {
+                format!("--proxy {url}: give an IP address and port, e.g. http://127.0.0.1:8081")
+            })?;
+            Some(addr)
+        }
+        None => None,
+    };
+    let proxy_ca = match &args.proxy_ca {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--proxy-ca {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(pid) = args.proxy_pid {
+        if crate::bench::load::cpu_time(pid).is_none() {
+            return Err(Failed::Error(format!(
+                "--proxy-pid {pid}: cannot read that process's CPU time (/proc/{pid}/stat); is it running, and is this Linux?"
+            )));
+        }
+    }
+    let options = crate::bench::Options {
+        duration: std::time::Duration::from_secs_f64(args.duration),
+        connections: args.connections,
+        tunnels: args.tunnels,
+        proxy,
+        proxy_ca,
+        proxy_pid: args.proxy_pid,
+        only: args.only.iter().map(|g| bench_group(*g)).collect(),
+        json: args.json,
+    };
+    let report = crate::bench::run(options)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", crate::bench::table(&report));
+    }
+    Ok(())
+}
+
+fn bench_group(group: BenchGroup) -> Group {
+    match group {
+        BenchGroup::Memory => Group::Memory,
+        BenchGroup::Forward => Group::Forward,
+        BenchGroup::Tunnel => Group::Tunnel,
+        BenchGroup::Intercept => Group::Intercept,
+    }
+}

@@ -1,0 +1,210 @@
+//! `RunArgs` → `Config`: every check on the command line, before anything binds.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::{LogFormat, RunArgs};
+use crate::config::{
+    bad, parse_duration, parse_proxy_auth, parse_resolve, Config, ConfigError, Intercept,
+};
+use crate::profile::Profile;
+use crate::session::livelog::Format;
+use crate::tls::roots::TrustRoots;
+use crate::upstream::route::parse_upstream_proxy;
+
+impl From<LogFormat> for Format {
+    fn from(format: LogFormat) -> Format {
+        match format {
+            LogFormat::Human => Format::Human,
+            LogFormat::Json => Format::Json,
+        }
+    }
+}
+
+/// The command line → the checked configuration (ripgrep's low-level args → high-level
+/// config).
+impl Config {
+    pub fn from_run_args(args: &RunArgs) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = args.listen.parse().map_err(|_| {
+            bad(format!(
+                "--listen {:?}: expected IP:PORT, e.g. 127.0.0.1:8080",
+                args.listen
+            ))
+        })?;
+        let proxy_auth = args
+            .proxy_auth
+            .as_deref()
+            .map(parse_proxy_auth)
+            .transpose()?;
+        if !listen.ip().is_loopback() {
+            if !args.allow_remote {
+                return Err(bad(format!(
+                    "--listen {listen} is not a loopback address: other machines could use this proxy. \
+                     Add --allow-remote --proxy-auth USER:PASS to accept them (e.g. a phone on the LAN)"
+                )));
+            }
+            if proxy_auth.is_none() {
+                return Err(bad("--allow-remote requires --proxy-auth USER:PASS: an open proxy on the LAN is not safe"));
+            }
+        }
+        let upstream_proxy = args
+            .upstream_proxy
+            .as_deref()
+            .map(|url| parse_upstream_proxy(url).map_err(ConfigError))
+            .transpose()?;
+        let mut resolve = HashMap::new();
+        for pin in &args.resolve {
+            let (host, port, addr) = parse_resolve(pin)?;
+            resolve.insert((host, port), addr);
+        }
+        let (profile, profile_name) = match &args.profile {
+            Some(path) => {
+                let p = Profile::load(path)
+                    .map_err(|e| bad(format!("--profile {}: {e}", path.display())))?;
+                (p, path.display().to_string())
+            }
+            None => {
+                let p = Profile::builtin();
+                let name = format!("built-in:{}", p.name);
+                (p, name)
+            }
+        };
+        let session_dir = match &args.session_dir {
+            Some(dir) => dir.clone(),
+            None => PathBuf::from("sessions").join(crate::clock::compact(SystemTime::now())),
+        };
+        let roots = TrustRoots::load(args.public_roots.as_deref(), args.system_roots.as_deref())
+            .map_err(bad)?;
+        Ok(Config {
+            roots,
+            intercept: Intercept::parse(&args.intercept)?,
+            ca_dir: args.ca_dir.clone(),
+            auto_passthrough: !args.no_auto_passthrough,
+            include_secrets: args.include_secrets,
+            listen,
+            proxy_auth,
+            upstream_proxy,
+            resolve,
+            session_dir,
+            profile: Arc::new(profile),
+            profile_name,
+            log_format: args.log_format.into(),
+            verbosity: args.verbose.min(3) as i8 - args.quiet.min(3) as i8,
+            connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
+            response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
+            idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
+            grace: parse_duration("--grace", &args.grace)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::config::glob_match;
+    use clap::Parser;
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["diagproxy", "run"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| bad(e.to_string()))?
+            .command
+        {
+            Command::Run(run) => Config::from_run_args(&run),
+            _ => Err(bad("not a run command")),
+        }
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(c.proxy_auth.is_none());
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert!(c.session_dir.starts_with("sessions"));
+        assert_eq!(c.profile_name, "built-in:chatgpt");
+    }
+
+    #[test]
+    fn remote_listen_needs_allow_remote_and_auth() {
+        let e = config(&["--listen", "0.0.0.0:8080"]).unwrap_err();
+        assert!(e.0.contains("--allow-remote"), "{e}");
+        let e = config(&["--listen", "0.0.0.0:8080", "--allow-remote"]).unwrap_err();
+        assert!(e.0.contains("--proxy-auth"), "{e}");
+        let c = config(&[
+            "--listen",
+            "0.0.0.0:8080",
+            "--allow-remote",
+            "--proxy-auth",
+            "me:secret",
+        ])
+        .unwrap();
+        assert_eq!(c.proxy_auth.as_deref(), Some("Basic bWU6c2VjcmV0"));
+        assert!(config(&["--listen", "[::1]:8080"]).is_ok());
+    }
+
+    #[test]
+    fn resolve_pins() {
+        assert_eq!(
+            parse_resolve("ChatGPT.com:443:127.0.0.1").unwrap(),
+            ("chatgpt.com".to_string(), 443, "127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_resolve("a:80:[::1]").unwrap().2,
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        assert!(parse_resolve("a:80").is_err());
+        assert!(parse_resolve("a:x:127.0.0.1").is_err());
+        assert!(config(&["--resolve", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn intercept_rules() {
+        let p = Profile::builtin();
+        assert!(!Intercept::parse("none").unwrap().covers("chatgpt.com", &p));
+        assert!(Intercept::parse("profile")
+            .unwrap()
+            .covers("ws.chatgpt.com", &p));
+        assert!(!Intercept::parse("profile")
+            .unwrap()
+            .covers("example.org", &p));
+        assert!(Intercept::parse("all").unwrap().covers("example.org", &p));
+        let globs = Intercept::parse("*.chatgpt.com, files.oaiusercontent.com").unwrap();
+        assert!(globs.covers("ab.chatgpt.com", &p) && globs.covers("FILES.oaiusercontent.com", &p));
+        assert!(!globs.covers("chatgpt.com", &p) && !globs.covers("x.oaiusercontent.com", &p));
+        assert!(glob_match("a*b*c", "aXXbYc") && !glob_match("a*b", "ab-"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("f", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_duration("f", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("f", "1.5").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert!(parse_duration("f", "soon").is_err());
+        assert!(parse_duration("f", "-1s").is_err());
+        assert!(parse_duration("f", "5h").is_err());
+    }
+
+    #[test]
+    fn bad_listen_and_profile_are_errors() {
+        assert!(config(&["--listen", "localhost"])
+            .unwrap_err()
+            .0
+            .contains("IP:PORT"));
+        let e = config(&["--profile", "/nonexistent/profile.json"]).unwrap_err();
+        assert!(e.0.contains("cannot read"), "{e}");
+    }
+}

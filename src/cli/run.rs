@@ -1,0 +1,97 @@
+//! `diagproxy run`: the configuration checked, the listener bound, the session served until
+//! a signal, then the exit table and the reports.
+
+use super::{Failed, RunArgs};
+use crate::config::Config;
+
+pub fn run(args: &RunArgs) -> Result<(), Failed> {
+    let config = Config::from_run_args(args).map_err(|e| Failed::Usage(e.to_string()))?;
+    init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::error(&e))?;
+    // The accept loop runs on a worker, not on this thread: a new connection's task then
+    // starts on the thread that accepted it, without waking another.
+    match runtime.block_on(async { tokio::spawn(serve(config)).await }) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failed::error(&*e)),
+        Err(e) => Err(Failed::error(&e)),
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "diagproxy listening on http://{addr} (session folder {}); point your proxy settings here, \
+         or use the PAC file http://{addr}/proxy.pac. Ctrl-C ends the session.",
+        config.session_dir.display()
+    );
+    let signals = shutdown_signals()?;
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = crate::run(listener, config, signals).await?;
+    write_reports(outcome.dir.clone()).await;
+    eprint!(
+        "{}",
+        crate::session::livelog::exit_table(&outcome.summary, color)
+    );
+    if !outcome.drained {
+        eprintln!("(some tunnels were still open when the grace period ended; they are recorded as far as they got)");
+    }
+    eprintln!("session files: {}", outcome.dir.display());
+    Ok(())
+}
+
+/// Resolves at the first SIGINT or SIGTERM; a second one exits at once (the event log is
+/// flushed after every batch, so it is complete up to that moment).
+fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("diagproxy: finishing open work (press Ctrl-C again to stop now)");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            eprintln!("diagproxy: stopped at once; events.jsonl is complete up to now, summary.json was not written");
+            std::process::exit(130);
+        });
+    })
+}
+
+fn init_tracing(config: &Config) {
+    let level = match config.verbosity {
+        i8::MIN..=-1 => "error",
+        0 => "warn",
+        1 => "diagproxy=debug,warn",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// `session.har`, `report.html` and `report.md` from the finished session's events. A
+/// failure here is reported but loses nothing: `diagproxy report` can rebuild them.
+async fn write_reports(dir: std::path::PathBuf) {
+    let written = tokio::task::spawn_blocking(move || crate::report::write_in_folder(&dir)).await;
+    let error = match written {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => e,
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!("could not write the reports ({error}); `diagproxy report` can rebuild them");
+}
