@@ -37,6 +37,25 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [FailureKind; 10] = [
+        FailureKind::DnsFailed,
+        FailureKind::ConnectRefused,
+        FailureKind::ConnectTimeout,
+        FailureKind::ConnectFailed,
+        FailureKind::Reset,
+        FailureKind::UpstreamProxyRefused,
+        FailureKind::UpstreamProxyAuth,
+        FailureKind::TlsFailed,
+        FailureKind::HttpError,
+        FailureKind::Timeout,
+    ];
+
+    /// The kind whose contract name is `name`.
+    pub fn parse(name: &str) -> Option<FailureKind> {
+        FailureKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The contract name, as in `summary.json` and `X-Diagproxy-Error`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -12,9 +12,9 @@ use super::origin::{Ctx, SendError};
 use super::Shared;
 use crate::clock::{self, ms};
 use crate::failure::Failure;
+use crate::inspect::explain::finding_for;
 use crate::profile::Profile;
 use crate::session::event::{Downstream, Event, RefusedEvent, RequestEvent};
-use crate::session::summary::finding_for;
 use crate::tls::chain::TlsVerdict;
 use crate::upstream::addr::join as host_port;
 
@@ -99,7 +99,7 @@ fn html_failure(
             .replace('>', "&gt;")
     };
     let mut rows = format!("<tr><th>host</th><td>{}</td></tr><tr><th>failure</th><td>{} ({})</td></tr><tr><th>detail</th><td>{}</td></tr>", esc(host), failure.kind, failure.side, esc(&failure.detail));
-    let mut remedy = crate::session::summary::finding_for(profile, host, failure).remedy;
+    let mut remedy = crate::inspect::explain::finding_for(profile, host, failure).remedy;
     if let Some(t) = tls {
         rows.push_str(&format!(
             "<tr><th>verdict</th><td>{} ({})</td></tr><tr><th>issuer</th><td>{}</td></tr><tr><th>vendor</th><td>{}</td></tr>",
@@ -108,7 +108,7 @@ fn html_failure(
             esc(&t.issuer),
             esc(t.vendor.as_deref().unwrap_or("unknown"))
         ));
-        if let Some(f) = crate::session::summary::tls_finding(profile, host, 443, t) {
+        if let Some(f) = crate::inspect::explain::tls_finding(profile, host, 443, t) {
             remedy = f.remedy;
         }
     }

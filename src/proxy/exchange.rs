@@ -17,7 +17,7 @@ use super::hop::strip_hop_by_hop;
 use super::{OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, Side};
-use crate::inspect::findings::{self, Answer};
+use crate::inspect::detect::{self, Answer};
 use crate::session::event::{Downstream, Event, HeaderList, Headers, RequestEvent, Timings};
 use crate::session::redact;
 
@@ -120,7 +120,7 @@ pub fn finish(
         received: event.failure.is_some().then_some(received.bytes),
         intercepted: asked.intercepted,
     };
-    let found = findings::answer_findings(&answer, &state.config.profile);
+    let found = detect::answer_findings(&answer, &state.config.profile);
     if let Some(headers) = event.headers.as_mut() {
         headers.response = HeaderList::wire(answered.head, state.config.include_secrets);
     }

@@ -186,13 +186,11 @@ async fn exchange(
         }
     }
     let dialed = dial::dial(&key.0, key.1, &state.config, side).await?;
-    event
-        .findings
-        .extend(crate::inspect::findings::dns_sinkhole(
-            &key.0,
-            &dialed.dns_answer,
-            &state.config.profile,
-        ));
+    event.findings.extend(crate::inspect::detect::dns_sinkhole(
+        &key.0,
+        &dialed.dns_answer,
+        &state.config.profile,
+    ));
     event.server_ip = Some(dialed.addr.ip().to_string());
     event.timings.dns_ms = dialed.dns.map(ms);
     event.timings.connect_ms = Some(ms(dialed.connect));

@@ -497,13 +497,11 @@ async fn open(
             let side = Side::Upstream;
             let dialed = dial::dial(&head.host, head.port, &state.config, side).await?;
             let profile = &state.config.profile;
-            event
-                .findings
-                .extend(crate::inspect::findings::dns_sinkhole(
-                    &head.host,
-                    &dialed.dns_answer,
-                    profile,
-                ));
+            event.findings.extend(crate::inspect::detect::dns_sinkhole(
+                &head.host,
+                &dialed.dns_answer,
+                profile,
+            ));
             event.server_ip = Some(dialed.addr.ip().to_string());
             event.timings.dns_ms = dialed.dns.map(ms);
             event.timings.connect_ms = Some(ms(dialed.connect));

@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 
 use crate::clock;
 use crate::config::{Config, Intercept};
+use crate::inspect::{explain, reproduce};
 use crate::session::event::{SessionEnd, SessionInfo};
 use crate::session::livelog::Style;
 use crate::session::recorder::SharedSummary;
@@ -235,25 +236,35 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
 }
 
 impl State {
-    /// The curl command that shows what happened to `url` without diagproxy, through the
-    /// same corporate proxy and `--resolve` pin.
+    /// The command that shows what happened to `url` without diagproxy, through the same
+    /// corporate proxy and `--resolve` pin.
     pub fn reproduce(&self, url: &str, host: &str, port: u16) -> String {
-        let proxy = self.config.upstream_proxy.as_ref().map(|p| {
-            (
-                format!("http://{}", crate::upstream::addr::join(&p.host, p.port)),
-                p.authorization.is_some(),
-            )
-        });
-        let pin = self
-            .config
-            .resolve
-            .get(&(host.to_ascii_lowercase(), port))
-            .map(|ip| (host, port, *ip));
-        crate::inspect::findings::reproduce(url, proxy.as_ref().map(|(p, c)| (p.as_str(), *c)), pin)
+        let proxy = self.proxy_url();
+        reproduce::command(url, &self.path(proxy.as_ref(), host, port))
     }
 
-    /// Findings that a failure itself shows: a sinkhole DNS answer, a block page in the
-    /// corporate proxy's refusal.
+    /// The corporate proxy's URL without credentials, and whether it takes some.
+    fn proxy_url(&self) -> Option<(String, bool)> {
+        let p = self.config.upstream_proxy.as_ref()?;
+        let url = format!("http://{}", crate::upstream::addr::join(&p.host, p.port));
+        Some((url, p.authorization.is_some()))
+    }
+
+    /// The way out of this session for `host:port`, as a reproduce command takes it.
+    fn path<'a>(
+        &'a self,
+        proxy: Option<&'a (String, bool)>,
+        host: &'a str,
+        port: u16,
+    ) -> reproduce::Path<'a> {
+        let pin = self.config.resolve.get(&(host.to_ascii_lowercase(), port));
+        reproduce::Path {
+            proxy: proxy.map(|(p, c)| (p.as_str(), *c)),
+            pin: pin.map(|ip| (host, port, *ip)),
+        }
+    }
+
+    /// Findings that a failure itself shows (see [`explain::failure_findings`]).
     pub fn failure_findings(
         &self,
         host: &str,
@@ -261,21 +272,9 @@ impl State {
         url: &str,
         port: u16,
     ) -> Vec<crate::inspect::Finding> {
-        let profile = &self.config.profile;
-        let mut found: Vec<_> =
-            crate::inspect::findings::dns_sinkhole(host, &failure.dns_answer, profile)
-                .into_iter()
-                .collect();
-        if let (Some(status), Some(body)) = (failure.proxy_status, failure.proxy_body.as_deref()) {
-            found.extend(crate::inspect::findings::proxy_refusal(
-                host, status, body, profile,
-            ));
-        }
-        let reproduce = self.reproduce(url, host, port);
-        found
-            .into_iter()
-            .map(|f| f.with_reproduce(Some(reproduce.clone())))
-            .collect()
+        let proxy = self.proxy_url();
+        let path = self.path(proxy.as_ref(), host, port);
+        explain::failure_findings(&self.config.profile, host, failure, url, &path)
     }
 
     /// Whether a CONNECT to `host` is intercepted rather than tunnelled.

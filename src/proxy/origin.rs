@@ -267,13 +267,11 @@ impl Origin {
         let config = &self.state.config;
         let upstream = dial::open_tunnel(&self.host, self.port, config).await?;
         event.server_ip = Some(upstream.addr.ip().to_string());
-        event
-            .findings
-            .extend(crate::inspect::findings::dns_sinkhole(
-                &self.host,
-                &upstream.dns_answer,
-                &config.profile,
-            ));
+        event.findings.extend(crate::inspect::detect::dns_sinkhole(
+            &self.host,
+            &upstream.dns_answer,
+            &config.profile,
+        ));
         event.timings.dns_ms = upstream.dns.map(ms);
         event.timings.connect_ms = Some(ms(upstream.connect));
         event.timings.proxy_connect_ms = upstream.proxy_connect.map(ms);

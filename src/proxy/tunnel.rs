@@ -14,7 +14,7 @@ use super::body::{empty, Body};
 use super::{answer, relay, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
-use crate::inspect::findings::{self, TunnelSight};
+use crate::inspect::detect::{self, TunnelSight};
 use crate::session::event::{Downstream, Event, Timings, TlsCheckEvent, TunnelEnd, TunnelEvent};
 use crate::shutdown::Shutdown;
 use crate::sniff::{self, Sniff};
@@ -103,13 +103,11 @@ pub async fn connect(
         }
     };
     record.server_ip = Some(upstream.addr.ip().to_string());
-    record
-        .findings
-        .extend(crate::inspect::findings::dns_sinkhole(
-            &record.host,
-            &upstream.dns_answer,
-            &state.config.profile,
-        ));
+    record.findings.extend(crate::inspect::detect::dns_sinkhole(
+        &record.host,
+        &upstream.dns_answer,
+        &state.config.profile,
+    ));
     record.timings.dns_ms = upstream.dns.map(ms);
     record.timings.connect_ms = Some(ms(upstream.connect));
     record.timings.proxy_connect_ms = upstream.proxy_connect.map(ms);
@@ -248,7 +246,7 @@ async fn relay(
         upstream_died: record.end == TunnelEnd::UpstreamReset
             || (record.end == TunnelEnd::UpstreamClosed && record.bytes_down == 0),
     };
-    let found = findings::tunnel_findings(&sight, &state.config.profile);
+    let found = detect::tunnel_findings(&sight, &state.config.profile);
     if found.is_empty() {
         return;
     }

@@ -63,9 +63,9 @@ fn outcome(h: Option<&HostStats>) -> Option<(bool, String)> {
     for f in &h.findings {
         let label = match &f.vendor {
             Some(v) => format!("{} ({v})", f.kind),
-            None => f.kind.clone(),
+            None => f.kind.to_string(),
         };
-        if !problems.contains(&f.kind) && !problems.contains(&label) {
+        if !problems.contains(&f.kind.to_string()) && !problems.contains(&label) {
             problems.push(label);
         }
     }

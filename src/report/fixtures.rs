@@ -74,7 +74,7 @@ pub fn events() -> Vec<Event> {
     );
     blocked.proxy_status = Some(403);
     blocked.proxy_body = Some("<html><title>Web Filter Violation</title></html>".into());
-    let block_finding = Finding::new(&profile, "block_page", "files.oaiusercontent.com", Some("Fortinet FortiGuard".into()), "status 403 with body marker \"<title>Web Filter Violation</title>\"".into(), "Fortinet FortiGuard answered files.oaiusercontent.com with its block page instead of the server".into())
+    let block_finding = Finding::new(&profile, crate::inspect::FindingKind::BlockPage, "files.oaiusercontent.com", Some("Fortinet FortiGuard".into()), "status 403 with body marker \"<title>Web Filter Violation</title>\"".into(), "Fortinet FortiGuard answered files.oaiusercontent.com with its block page instead of the server".into())
         .with_reproduce(Some("curl -sv -o /dev/null -x http://corp.example:3128 --proxy-user USER:PASS 'https://files.oaiusercontent.com:443/'".into()));
     let upload = tunnel(
         "2026-11-27T18:00:02.000Z",

@@ -83,7 +83,7 @@ fn entry_state(hosts: &[&HostStats]) -> (&'static str, String) {
     kinds.extend(
         hosts
             .iter()
-            .flat_map(|h| h.findings.iter().map(|f| f.kind.clone())),
+            .flat_map(|h| h.findings.iter().map(|f| f.kind.to_string())),
     );
     kinds.sort();
     kinds.dedup();
@@ -205,7 +205,7 @@ fn findings(out: &mut String, session: &Session) {
             let _ = writeln!(
                 out,
                 "<div class=\"finding\"><h3><span class=\"tag fail\">{}</span> {}:{}{}</h3><p>{}</p><p><b>Evidence:</b> {}</p>{}<p><b>Change:</b> {}</p>{}</div>",
-                esc(&f.kind),
+                esc(f.kind.as_str()),
                 esc(&h.host),
                 h.port,
                 f.vendor.as_deref().map_or(String::new(), |v| format!(" — {}", esc(v))),

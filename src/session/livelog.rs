@@ -5,7 +5,8 @@
 use std::fmt::Write;
 
 use super::event::{Event, TunnelEnd};
-use super::summary::{finding_for, tls_finding, Summary};
+use super::summary::Summary;
+use crate::inspect::explain::{finding_for, tls_finding};
 use crate::profile::Profile;
 use crate::tls::chain::Verdict;
 

@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use super::event::{Event, SessionInfo, TunnelEnd};
 use crate::failure::{Failure, FailureKind};
-use crate::inspect::Finding;
+use crate::inspect::explain::{self, finding_for, tls_finding};
+use crate::inspect::{reproduce, verdict, Finding};
 use crate::profile::Profile;
-use crate::tls::chain::{TlsVerdict, Verdict};
+use crate::tls::chain::TlsVerdict;
 
 /// The running aggregate of one session.
 #[derive(Debug, Clone)]
@@ -94,23 +95,8 @@ impl Summary {
             Event::SessionEnded(end) => self.ended_at = Some(end.ended_at.clone()),
             Event::Refused(_) => self.refused += 1,
             Event::ClientRejectedCa(r) => {
-                let client = r
-                    .downstream
-                    .user_agent
-                    .as_deref()
-                    .unwrap_or("unknown client");
-                let detail = format!(
-                    "the client ({client}) refused diagproxy's certificate for {}",
-                    r.host
-                );
-                let finding = Finding::new(
-                    &self.profile,
-                    "client_rejected_ca",
-                    &r.host,
-                    None,
-                    r.detail.clone(),
-                    detail,
-                );
+                let agent = r.downstream.user_agent.as_deref();
+                let finding = explain::client_rejected(&self.profile, &r.host, agent, &r.detail);
                 self.host(&r.host, r.port).add_finding(finding);
             }
             Event::TlsCheck(check) => {
@@ -191,11 +177,11 @@ impl Summary {
                 Some((scheme, rest)) => (format!("{scheme}{rest}"), true),
                 None => (p.to_string(), false),
             });
-        let reproduce = crate::inspect::findings::reproduce(
-            &url,
-            proxy.as_ref().map(|(p, c)| (p.as_str(), *c)),
-            None,
-        );
+        let path = reproduce::Path {
+            proxy: proxy.as_ref().map(|(p, c)| (p.as_str(), *c)),
+            pin: None,
+        };
+        let reproduce = reproduce::command(&url, &path);
         let finding = finding_for(&self.profile, host, failure).with_reproduce(Some(reproduce));
         let stats = self.host(host, port);
         *stats.failures.entry(failure.kind).or_insert(0) += 1;
@@ -250,65 +236,13 @@ impl Summary {
         }
     }
 
-    /// One sentence that answers "is the network the cause?", led by the most serious
-    /// finding on an allowlisted host ("Zscaler blocks files.oaiusercontent.com: …").
+    /// One sentence that answers "is the network the cause?" (see [`verdict::sentence`]).
     pub fn verdict(&self) -> String {
-        let mut worst: Option<(u8, &HostStats, &Finding)> = None;
-        let mut count = 0;
-        for host in self.hosts.values() {
-            for f in &host.findings {
-                count += 1;
-                let rank = severity(&f.kind) + if host.allowlist.is_some() { 0 } else { 10 };
-                if worst.is_none_or(|(r, _, _)| rank < r) {
-                    worst = Some((rank, host, f));
-                }
-            }
-        }
-        let Some((_, host, f)) = worst else {
-            let touched = self
-                .hosts
-                .values()
-                .filter(|h| h.allowlist.is_some())
-                .count();
-            return if touched == 0 {
-                "No ChatGPT host went through the proxy in this session: point the client at it and reproduce the problem.".to_string()
-            } else {
-                format!("No problem seen: {touched} allowlisted host(s) answered normally through this network.")
-            };
-        };
-        let who = f
-            .vendor
-            .clone()
-            .unwrap_or_else(|| "The network".to_string());
-        let what = match f.kind.as_str() {
-            "block_page" => "blocks".to_string(),
-            "dns_sinkhole" => "sinkholes the DNS name of".to_string(),
-            "reset_after_client_hello" => "resets TLS connections to".to_string(),
-            "non_tls_in_tunnel" => "answers in plain HTTP for".to_string(),
-            "redirect_off_allowlist" => "redirects".to_string(),
-            "tls_inspection" => "re-signs TLS for".to_string(),
-            "untrusted_certificate" => "presents an untrusted certificate for".to_string(),
-            "client_rejected_ca" => {
-                "(diagproxy's interception) was refused by the client for".to_string()
-            }
-            kind => format!("fails ({kind}) for"),
-        };
-        let feature = f
-            .feature
-            .as_deref()
-            .map_or(String::new(), |b| format!(": {b}"));
-        let remedy = f
-            .remedy
-            .split(". ")
-            .next()
-            .unwrap_or("")
-            .trim_end_matches('.');
-        let more = if count > 1 {
-            format!(" ({} more finding(s) below)", count - 1)
-        } else {
-            String::new()
-        };
-        format!("{who} {what} {}{feature} — {remedy}.{more}", host.host)
+        verdict::sentence(self.hosts.values().map(|h| verdict::HostView {
+            host: &h.host,
+            allowlisted: h.allowlist.is_some(),
+            findings: &h.findings,
+        }))
     }
 
     pub fn to_json(&self) -> String {
@@ -340,80 +274,6 @@ impl HostStats {
             self.max_connect_ms = Some(self.max_connect_ms.map_or(ms, |m: f64| m.max(ms)));
         }
     }
-}
-
-/// Lower is more serious: what stops ChatGPT outright comes first.
-fn severity(kind: &str) -> u8 {
-    match kind {
-        "block_page" | "dns_sinkhole" | "reset_after_client_hello" | "non_tls_in_tunnel" => 0,
-        "upstream_proxy_refused" | "upstream_proxy_auth" | "redirect_off_allowlist" => 1,
-        "untrusted_certificate" | "tls_inspection" => 2,
-        "dns_failed" | "connect_refused" | "connect_timeout" | "connect_failed" | "reset"
-        | "tls_failed" | "timeout" => 3,
-        "unexpected_content" | "cloudflare_challenge" | "client_rejected_ca" => 4,
-        _ => 5,
-    }
-}
-
-/// The finding a failure becomes: what failed, and the profile's next check and remedy.
-pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding {
-    let mut remedy = String::new();
-    if let Some(hint) = profile.hint(failure.kind) {
-        remedy.push_str(&hint.check.replace("HOST", host));
-    }
-    if let Some(entry) = profile.match_host(host) {
-        if !remedy.is_empty() {
-            remedy.push_str(". ");
-        }
-        remedy.push_str(&format!(
-            "{} ({}): {}",
-            entry.pattern, entry.breaks, entry.remedy
-        ));
-    }
-    let evidence = match failure.proxy_status {
-        Some(status) => format!("{} (the corporate proxy answered {status})", failure.detail),
-        None => failure.detail.clone(),
-    };
-    let mut finding = Finding::new(
-        profile,
-        failure.kind.as_str(),
-        host,
-        None,
-        evidence,
-        failure.to_string(),
-    );
-    finding.remedy = remedy;
-    finding
-}
-
-/// `tls_inspection` or `untrusted_certificate` for a chain that is not public.
-pub fn tls_finding(profile: &Profile, host: &str, port: u16, tls: &TlsVerdict) -> Option<Finding> {
-    let kind = match tls.verdict {
-        Verdict::Public => return None,
-        Verdict::Inspected => "tls_inspection",
-        Verdict::Untrusted => "untrusted_certificate",
-    };
-    let by = tls
-        .vendor
-        .as_deref()
-        .map_or(String::new(), |v| format!(" ({v})"));
-    let why = tls.reason.as_deref().unwrap_or("-");
-    let detail = match tls.verdict {
-        Verdict::Inspected => format!(
-            "TLS for {host}:{port} is re-signed by {}{by}: the public roots reject it ({why}) but this machine's trust store accepts it",
-            tls.issuer
-        ),
-        _ => format!("TLS for {host}:{port} is signed by {}{by}, which neither the public roots nor this machine trust ({why})", tls.issuer),
-    };
-    let evidence = format!("issuer {}; root {}", tls.issuer, tls.root);
-    Some(Finding::new(
-        profile,
-        kind,
-        host,
-        tls.vendor.clone(),
-        evidence,
-        detail,
-    ))
 }
 
 #[cfg(test)]

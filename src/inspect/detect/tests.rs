@@ -556,17 +556,3 @@ fn dns_sinkholes() {
     assert!(dns_sinkhole("chatgpt.com", &["146.112.62.1".parse().unwrap()], &p).is_none());
     assert!(dns_sinkhole("localhost", &["127.0.0.1".parse().unwrap()], &p).is_none());
 }
-
-#[test]
-fn reproduce_commands_follow_the_same_path() {
-    assert_eq!(
-        reproduce("https://chatgpt.com/", None, None),
-        "curl -sv -o /dev/null 'https://chatgpt.com/'"
-    );
-    let pinned = reproduce(
-        "https://chatgpt.com:8443/",
-        Some(("http://corp:3128", true)),
-        Some(("chatgpt.com", 8443, "127.0.0.1".parse().unwrap())),
-    );
-    assert_eq!(pinned, "curl -sv -o /dev/null -x http://corp:3128 --proxy-user USER:PASS --resolve chatgpt.com:8443:127.0.0.1 'https://chatgpt.com:8443/'");
-}

@@ -1,67 +1,13 @@
-//! The detectors. Each returns at most one [`Finding`]; the I/O code around them only
-//! collects what they need.
+//! The detectors: a response head and the first bytes of its body, a tunnel's first
+//! upstream bytes, a DNS answer or a corporate proxy's refusal → findings. Each returns at
+//! most one [`Finding`]; the I/O code around them only collects what they need.
 
 use std::net::IpAddr;
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
-use serde::{Deserialize, Serialize};
-
+use super::finding::{Finding, FindingKind};
 use crate::profile::Profile;
-
-/// An observation, the product responsible when known, the evidence, what breaks, what to
-/// change, and how to see the same thing without diagproxy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    pub kind: String,
-    pub host: String,
-    pub vendor: Option<String>,
-    /// The status, header or marker that matched.
-    pub evidence: String,
-    /// What breaks for the user (from the profile entry), when the host is in the profile.
-    pub feature: Option<String>,
-    /// One sentence saying what was seen.
-    pub detail: String,
-    pub remedy: String,
-    /// The curl command that shows the same thing through the same path.
-    pub reproduce: Option<String>,
-}
-
-impl Finding {
-    /// A finding of `kind` for `host`, with the feature and remedy from the profile
-    /// (`HOST` and `VENDOR` in the remedy are filled in).
-    pub fn new(
-        profile: &Profile,
-        kind: &str,
-        host: &str,
-        vendor: Option<String>,
-        evidence: String,
-        detail: String,
-    ) -> Finding {
-        let vendor_name = vendor.as_deref().unwrap_or("the security product");
-        let remedy = profile.finding(kind).map_or_else(String::new, |h| {
-            h.remedy
-                .replace("HOST", host)
-                .replace("VENDOR", vendor_name)
-        });
-        let feature = profile.match_host(host).map(|e| e.breaks.clone());
-        Finding {
-            kind: kind.to_string(),
-            host: host.to_string(),
-            vendor,
-            evidence,
-            feature,
-            detail,
-            remedy,
-            reproduce: None,
-        }
-    }
-
-    pub fn with_reproduce(mut self, command: Option<String>) -> Finding {
-        self.reproduce = command;
-        self
-    }
-}
 
 /// A response as the detectors see it. Header names are lower case.
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +97,7 @@ pub fn block_page(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
         );
         return Some(Finding::new(
             profile,
-            "block_page",
+            FindingKind::BlockPage,
             a.host,
             Some(sig.vendor.clone()),
             evidence,
@@ -186,7 +132,7 @@ pub fn redirect_off_allowlist(a: &Answer<'_>, profile: &Profile) -> Option<Findi
     let detail = format!("{}{} redirected to {why} ({target_host})", a.host, a.path);
     Some(Finding::new(
         profile,
-        "redirect_off_allowlist",
+        FindingKind::RedirectOffAllowlist,
         a.host,
         None,
         evidence,
@@ -205,7 +151,7 @@ pub fn unexpected_content(a: &Answer<'_>, profile: &Profile) -> Option<Finding> 
             );
             return Some(Finding::new(
                 profile,
-                "unexpected_content",
+                FindingKind::UnexpectedContent,
                 a.host,
                 None,
                 evidence,
@@ -235,7 +181,7 @@ pub fn unexpected_content(a: &Answer<'_>, profile: &Profile) -> Option<Finding> 
     );
     Some(Finding::new(
         profile,
-        "unexpected_content",
+        FindingKind::UnexpectedContent,
         a.host,
         None,
         evidence,
@@ -261,7 +207,7 @@ pub fn proxy_header(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
             let detail = format!("the answer for {} passed through {}", a.host, known.vendor);
             return Some(Finding::new(
                 profile,
-                "proxy_header",
+                FindingKind::ProxyHeader,
                 a.host,
                 Some(known.vendor.clone()),
                 evidence,
@@ -301,7 +247,7 @@ pub fn cloudflare_challenge(a: &Answer<'_>, profile: &Profile) -> Option<Finding
     }
     Some(Finding::new(
         profile,
-        "cloudflare_challenge",
+        FindingKind::CloudflareChallenge,
         a.host,
         Some("Cloudflare".into()),
         evidence,
@@ -318,7 +264,7 @@ pub fn upstream_error(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
     let detail = format!("{}{} answered {}", a.host, a.path, a.status);
     Some(Finding::new(
         profile,
-        "upstream_error",
+        FindingKind::UpstreamError,
         a.host,
         None,
         evidence,
@@ -350,7 +296,7 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
         let detail = format!("a gateway answered the TLS handshake for {} in plain HTTP (clients report \"wrong version number\")", t.host);
         found.push(Finding::new(
             profile,
-            "non_tls_in_tunnel",
+            FindingKind::NonTlsInTunnel,
             t.host,
             None,
             evidence,
@@ -386,7 +332,7 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
         );
         found.push(Finding::new(
             profile,
-            "reset_after_client_hello",
+            FindingKind::ResetAfterClientHello,
             t.host,
             None,
             evidence,
@@ -427,7 +373,7 @@ pub fn dns_sinkhole(host: &str, addresses: &[IpAddr], profile: &Profile) -> Opti
                     format!("the DNS answer for {host} is a block address, not the real server");
                 return Some(Finding::new(
                     profile,
-                    "dns_sinkhole",
+                    FindingKind::DnsSinkhole,
                     host,
                     sink.vendor.clone(),
                     evidence,
@@ -437,31 +383,6 @@ pub fn dns_sinkhole(host: &str, addresses: &[IpAddr], profile: &Profile) -> Opti
         }
     }
     None
-}
-
-/// `curl` that shows the same thing without diagproxy, through the same path.
-pub fn reproduce(
-    url: &str,
-    upstream_proxy: Option<(&str, bool)>,
-    pin: Option<(&str, u16, IpAddr)>,
-) -> String {
-    let mut cmd = String::from("curl -sv -o /dev/null");
-    if let Some((proxy, has_credentials)) = upstream_proxy {
-        cmd.push_str(&format!(" -x {proxy}"));
-        if has_credentials {
-            cmd.push_str(" --proxy-user USER:PASS");
-        }
-    }
-    if let Some((host, port, ip)) = pin {
-        let ip = if ip.is_ipv6() {
-            format!("[{ip}]")
-        } else {
-            ip.to_string()
-        };
-        cmd.push_str(&format!(" --resolve {host}:{port}:{ip}"));
-    }
-    cmd.push_str(&format!(" '{url}'"));
-    cmd
 }
 
 /// The header lines of a plaintext answer (lines that are not valid headers are skipped).

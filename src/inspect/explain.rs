@@ -1,0 +1,112 @@
+//! Findings that are not detected in bytes but follow from what the proxy already named: a
+//! failure, a chain verdict, a client's refusal of diagproxy's certificate, and the findings
+//! a failure itself carries (a sinkhole DNS answer, a block page in a proxy's refusal).
+
+use super::detect;
+use super::finding::{Finding, FindingKind};
+use super::reproduce;
+use crate::failure::Failure;
+use crate::profile::Profile;
+use crate::tls::chain::{TlsVerdict, Verdict};
+
+/// The finding a failure becomes: what failed, and the profile's next check and remedy.
+pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding {
+    let mut remedy = String::new();
+    if let Some(hint) = profile.hint(failure.kind) {
+        remedy.push_str(&hint.check.replace("HOST", host));
+    }
+    if let Some(entry) = profile.match_host(host) {
+        if !remedy.is_empty() {
+            remedy.push_str(". ");
+        }
+        remedy.push_str(&format!(
+            "{} ({}): {}",
+            entry.pattern, entry.breaks, entry.remedy
+        ));
+    }
+    let evidence = match failure.proxy_status {
+        Some(status) => format!("{} (the corporate proxy answered {status})", failure.detail),
+        None => failure.detail.clone(),
+    };
+    let mut finding = Finding::new(
+        profile,
+        FindingKind::Failure(failure.kind),
+        host,
+        None,
+        evidence,
+        failure.to_string(),
+    );
+    finding.remedy = remedy;
+    finding
+}
+
+/// `tls_inspection` or `untrusted_certificate` for a chain that is not public.
+pub fn tls_finding(profile: &Profile, host: &str, port: u16, tls: &TlsVerdict) -> Option<Finding> {
+    let kind = match tls.verdict {
+        Verdict::Public => return None,
+        Verdict::Inspected => FindingKind::TlsInspection,
+        Verdict::Untrusted => FindingKind::UntrustedCertificate,
+    };
+    let by = tls
+        .vendor
+        .as_deref()
+        .map_or(String::new(), |v| format!(" ({v})"));
+    let why = tls.reason.as_deref().unwrap_or("-");
+    let detail = match tls.verdict {
+        Verdict::Inspected => format!(
+            "TLS for {host}:{port} is re-signed by {}{by}: the public roots reject it ({why}) but this machine's trust store accepts it",
+            tls.issuer
+        ),
+        _ => format!("TLS for {host}:{port} is signed by {}{by}, which neither the public roots nor this machine trust ({why})", tls.issuer),
+    };
+    let evidence = format!("issuer {}; root {}", tls.issuer, tls.root);
+    Some(Finding::new(
+        profile,
+        kind,
+        host,
+        tls.vendor.clone(),
+        evidence,
+        detail,
+    ))
+}
+
+/// The client refused diagproxy's own certificate (`client_rejected_ca`).
+pub fn client_rejected(
+    profile: &Profile,
+    host: &str,
+    user_agent: Option<&str>,
+    evidence: &str,
+) -> Finding {
+    let client = user_agent.unwrap_or("unknown client");
+    let detail = format!("the client ({client}) refused diagproxy's certificate for {host}");
+    Finding::new(
+        profile,
+        FindingKind::ClientRejectedCa,
+        host,
+        None,
+        evidence.to_string(),
+        detail,
+    )
+}
+
+/// Findings that a failure itself shows: a sinkhole DNS answer, a block page in the
+/// corporate proxy's refusal; each with the command that reproduces it along `path`.
+pub fn failure_findings(
+    profile: &Profile,
+    host: &str,
+    failure: &Failure,
+    url: &str,
+    path: &reproduce::Path<'_>,
+) -> Vec<Finding> {
+    let mut found: Vec<_> = detect::dns_sinkhole(host, &failure.dns_answer, profile)
+        .into_iter()
+        .collect();
+    if let (Some(status), Some(body)) = (failure.proxy_status, failure.proxy_body.as_deref()) {
+        found.extend(detect::proxy_refusal(host, status, body, profile));
+    }
+    let command = reproduce::command(url, path);
+    found
+        .into_iter()
+        .map(|f| f.with_reproduce(Some(command.clone())))
+        .collect()
+}

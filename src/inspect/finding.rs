@@ -1,0 +1,235 @@
+//! A [`Finding`]: one observation an administrator can act on, and its [`FindingKind`], whose
+//! order of seriousness is defined here once and used by the verdict, the tables and the
+//! reports.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::failure::FailureKind;
+use crate::profile::Profile;
+
+/// What a finding is about. Serialised as its snake_case name (`block_page`, or a failure
+/// kind such as `dns_failed`), the same strings `summary.json` has always carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FindingKind {
+    /// The network re-signs TLS with a locally installed root.
+    TlsInspection,
+    /// A chain that neither the public roots nor this machine trust.
+    UntrustedCertificate,
+    /// The client refused diagproxy's own certificate (interception).
+    ClientRejectedCa,
+    /// A security product's block page instead of the server's answer.
+    BlockPage,
+    /// A redirect from an allowlisted host to one outside the allowlist.
+    RedirectOffAllowlist,
+    /// HTML where JSON or an event stream was expected, or a body cut short.
+    UnexpectedContent,
+    /// A header a proxy product adds (Via, X-Cache, a vendor header).
+    ProxyHeader,
+    /// Cloudflare's bot challenge instead of the answer.
+    CloudflareChallenge,
+    /// Plaintext (often a block page) where a TLS server hello was due.
+    NonTlsInTunnel,
+    /// A reset right after the ClientHello: SNI filtering.
+    ResetAfterClientHello,
+    /// A DNS answer in a filter's block range.
+    DnsSinkhole,
+    /// An error answer from the origin or a gateway in front of it.
+    UpstreamError,
+    /// A connection or exchange that failed, named by its failure kind.
+    Failure(FailureKind),
+}
+
+/// Every kind a detector can produce (failures aside), for tables and tests.
+pub const DETECTED: [FindingKind; 12] = [
+    FindingKind::TlsInspection,
+    FindingKind::UntrustedCertificate,
+    FindingKind::ClientRejectedCa,
+    FindingKind::BlockPage,
+    FindingKind::RedirectOffAllowlist,
+    FindingKind::UnexpectedContent,
+    FindingKind::ProxyHeader,
+    FindingKind::CloudflareChallenge,
+    FindingKind::NonTlsInTunnel,
+    FindingKind::ResetAfterClientHello,
+    FindingKind::DnsSinkhole,
+    FindingKind::UpstreamError,
+];
+
+impl FindingKind {
+    /// The contract name, as in `summary.json` and the profile's `findings` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::TlsInspection => "tls_inspection",
+            FindingKind::UntrustedCertificate => "untrusted_certificate",
+            FindingKind::ClientRejectedCa => "client_rejected_ca",
+            FindingKind::BlockPage => "block_page",
+            FindingKind::RedirectOffAllowlist => "redirect_off_allowlist",
+            FindingKind::UnexpectedContent => "unexpected_content",
+            FindingKind::ProxyHeader => "proxy_header",
+            FindingKind::CloudflareChallenge => "cloudflare_challenge",
+            FindingKind::NonTlsInTunnel => "non_tls_in_tunnel",
+            FindingKind::ResetAfterClientHello => "reset_after_client_hello",
+            FindingKind::DnsSinkhole => "dns_sinkhole",
+            FindingKind::UpstreamError => "upstream_error",
+            FindingKind::Failure(kind) => kind.as_str(),
+        }
+    }
+
+    /// The kind named `name`, a detector's or a failure's.
+    pub fn parse(name: &str) -> Option<FindingKind> {
+        Some(match name {
+            "tls_inspection" => FindingKind::TlsInspection,
+            "untrusted_certificate" => FindingKind::UntrustedCertificate,
+            "client_rejected_ca" => FindingKind::ClientRejectedCa,
+            "block_page" => FindingKind::BlockPage,
+            "redirect_off_allowlist" => FindingKind::RedirectOffAllowlist,
+            "unexpected_content" => FindingKind::UnexpectedContent,
+            "proxy_header" => FindingKind::ProxyHeader,
+            "cloudflare_challenge" => FindingKind::CloudflareChallenge,
+            "non_tls_in_tunnel" => FindingKind::NonTlsInTunnel,
+            "reset_after_client_hello" => FindingKind::ResetAfterClientHello,
+            "dns_sinkhole" => FindingKind::DnsSinkhole,
+            "upstream_error" => FindingKind::UpstreamError,
+            other => FindingKind::Failure(FailureKind::parse(other)?),
+        })
+    }
+
+    /// Lower is more serious: what stops ChatGPT outright comes first.
+    pub fn severity(self) -> u8 {
+        use FailureKind as F;
+        use FindingKind as K;
+        match self {
+            K::BlockPage | K::DnsSinkhole | K::ResetAfterClientHello | K::NonTlsInTunnel => 0,
+            K::Failure(F::UpstreamProxyRefused | F::UpstreamProxyAuth)
+            | K::RedirectOffAllowlist => 1,
+            K::UntrustedCertificate | K::TlsInspection => 2,
+            K::Failure(
+                F::DnsFailed
+                | F::ConnectRefused
+                | F::ConnectTimeout
+                | F::ConnectFailed
+                | F::Reset
+                | F::TlsFailed
+                | F::Timeout,
+            ) => 3,
+            K::UnexpectedContent | K::CloudflareChallenge | K::ClientRejectedCa => 4,
+            K::ProxyHeader | K::UpstreamError | K::Failure(F::HttpError) => 5,
+        }
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for FindingKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for FindingKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FindingKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        FindingKind::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown finding kind {name:?}")))
+    }
+}
+
+/// An observation, the product responsible when known, the evidence, what breaks, what to
+/// change, and how to see the same thing without diagproxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub host: String,
+    pub vendor: Option<String>,
+    /// The status, header or marker that matched.
+    pub evidence: String,
+    /// What breaks for the user (from the profile entry), when the host is in the profile.
+    pub feature: Option<String>,
+    /// One sentence saying what was seen.
+    pub detail: String,
+    pub remedy: String,
+    /// The curl command that shows the same thing through the same path.
+    pub reproduce: Option<String>,
+}
+
+impl Finding {
+    /// A finding of `kind` for `host`, with the feature and remedy from the profile
+    /// (`HOST` and `VENDOR` in the remedy are filled in).
+    pub fn new(
+        profile: &Profile,
+        kind: FindingKind,
+        host: &str,
+        vendor: Option<String>,
+        evidence: String,
+        detail: String,
+    ) -> Finding {
+        let vendor_name = vendor.as_deref().unwrap_or("the security product");
+        let remedy = profile
+            .finding(kind.as_str())
+            .map_or_else(String::new, |h| {
+                h.remedy
+                    .replace("HOST", host)
+                    .replace("VENDOR", vendor_name)
+            });
+        let feature = profile.match_host(host).map(|e| e.breaks.clone());
+        Finding {
+            kind,
+            host: host.to_string(),
+            vendor,
+            evidence,
+            feature,
+            detail,
+            remedy,
+            reproduce: None,
+        }
+    }
+
+    pub fn with_reproduce(mut self, command: Option<String>) -> Finding {
+        self.reproduce = command;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in DETECTED {
+            assert_eq!(FindingKind::parse(kind.as_str()), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<FindingKind>(&json).unwrap(), kind);
+        }
+        let failure = FindingKind::Failure(FailureKind::DnsFailed);
+        assert_eq!(serde_json::to_string(&failure).unwrap(), "\"dns_failed\"");
+        assert_eq!(FindingKind::parse("dns_failed"), Some(failure));
+        assert_eq!(FindingKind::parse("no_such_kind"), None);
+    }
+
+    #[test]
+    fn what_stops_chatgpt_outright_is_most_serious() {
+        assert!(FindingKind::BlockPage.severity() < FindingKind::TlsInspection.severity());
+        assert!(
+            FindingKind::TlsInspection.severity()
+                < FindingKind::Failure(FailureKind::ConnectTimeout).severity()
+        );
+        assert!(
+            FindingKind::Failure(FailureKind::UpstreamProxyAuth).severity()
+                < FindingKind::UnexpectedContent.severity()
+        );
+    }
+}

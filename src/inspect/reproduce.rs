@@ -1,0 +1,54 @@
+//! The `curl` command that shows what happened without diagproxy, along the same path (the
+//! corporate proxy and the `--resolve` pin the session used).
+
+use std::net::IpAddr;
+
+/// The way out a reproduce command takes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<'a> {
+    /// The corporate proxy's URL without credentials, and whether it needs some (they are
+    /// never printed: the command says `USER:PASS`).
+    pub proxy: Option<(&'a str, bool)>,
+    /// A `--resolve` pin: host, port, address.
+    pub pin: Option<(&'a str, u16, IpAddr)>,
+}
+
+/// `curl` that shows the same thing as `url` did, through `path`.
+pub fn command(url: &str, path: &Path<'_>) -> String {
+    let mut cmd = String::from("curl -sv -o /dev/null");
+    if let Some((proxy, has_credentials)) = path.proxy {
+        cmd.push_str(&format!(" -x {proxy}"));
+        if has_credentials {
+            cmd.push_str(" --proxy-user USER:PASS");
+        }
+    }
+    if let Some((host, port, ip)) = path.pin {
+        let ip = if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        cmd.push_str(&format!(" --resolve {host}:{port}:{ip}"));
+    }
+    cmd.push_str(&format!(" '{url}'"));
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reproduce_commands_follow_the_same_path() {
+        assert_eq!(
+            command("https://chatgpt.com/", &Path::default()),
+            "curl -sv -o /dev/null 'https://chatgpt.com/'"
+        );
+        let path = Path {
+            proxy: Some(("http://corp:3128", true)),
+            pin: Some(("chatgpt.com", 8443, "127.0.0.1".parse().unwrap())),
+        };
+        let pinned = command("https://chatgpt.com:8443/", &path);
+        assert_eq!(pinned, "curl -sv -o /dev/null -x http://corp:3128 --proxy-user USER:PASS --resolve chatgpt.com:8443:127.0.0.1 'https://chatgpt.com:8443/'");
+    }
+}
