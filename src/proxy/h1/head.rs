@@ -1,0 +1,516 @@
+//! Request and answer heads on the lean path, parsed once with httparse and rewritten for
+//! the other side (origin-form, hop-by-hop headers gone, every other header as sent, in its
+//! case and order). Pure: no I/O.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE,
+};
+use hyper::{Method, Uri};
+
+use super::framing::{Chunks, Framing};
+use crate::proxy::hop::{named_in_connection, HOP_BY_HOP};
+use crate::proxy::origin::Origin;
+
+/// A head longer than this goes to hyper, which answers 431.
+const MAX_HEAD: usize = 64 * 1024;
+/// More header fields than this go to hyper too.
+const MAX_HEADERS: usize = 100;
+/// The Connection token that asks to close after this message.
+const CLOSE: HeaderName = HeaderName::from_static("close");
+
+/// What a buffer holds.
+#[derive(Debug)]
+pub(super) enum Parse<T> {
+    Done(T),
+    Partial,
+    /// Not for this path.
+    Other,
+}
+
+/// A request head this path forwards itself.
+#[derive(Debug)]
+pub(super) struct RequestHead {
+    /// The head as received (its length is how much of the buffer it took).
+    pub(super) raw: Bytes,
+    pub(super) method: Method,
+    /// The absolute-form target, as sent.
+    pub(super) url: String,
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// `host[:port]` from the URL, for a Host header when the request has none.
+    pub(super) authority: String,
+    /// Path and query, the origin-form target.
+    pub(super) origin_form: String,
+    pub(super) headers: HeaderMap,
+    /// The header lines to forward (name and value ranges in `raw`), as sent.
+    pub(super) lines: Vec<(Range<usize>, Range<usize>)>,
+    pub(super) has_host: bool,
+    /// The body's length (Content-Length; 0 without).
+    pub(super) body_len: u64,
+    /// The downstream asked to close after this request.
+    pub(super) close: bool,
+}
+
+impl RequestHead {
+    pub(super) fn path(&self) -> &str {
+        self.origin_form
+            .split_once('?')
+            .map_or(self.origin_form.as_str(), |(path, _)| path)
+    }
+
+    /// The head as the origin gets it.
+    pub(super) fn upstream_head(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.raw.len() + 32);
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.origin_form.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        if !self.has_host {
+            push_line(&mut out, b"Host", self.authority.as_bytes());
+        }
+        for (name, value) in &self.lines {
+            push_line(&mut out, &self.raw[name.clone()], &self.raw[value.clone()]);
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+/// `origin`: the intercepted tunnel's origin (origin-form targets), or `None` for plain
+/// HTTP (absolute-form `http://` targets).
+pub(super) fn parse_request(buf: &[u8], origin: Option<&Origin>) -> Parse<RequestHead> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Parse::Partial,
+        _ => return Parse::Other,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Parse::Other;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parse::Other;
+    };
+    let Some(target) = Target::of(target, origin) else {
+        return Parse::Other;
+    };
+    if method == Method::CONNECT {
+        return Parse::Other;
+    }
+    let raw = Bytes::copy_from_slice(&buf[..len]);
+    let Some(fields) = Fields::read(req.headers, buf, &raw) else {
+        return Parse::Other;
+    };
+    let forbidden = [&UPGRADE, &EXPECT, &TRANSFER_ENCODING];
+    if forbidden
+        .iter()
+        .any(|name| fields.headers.contains_key(*name))
+    {
+        return Parse::Other;
+    }
+    let Ok(body_len) = content_length(&fields.headers) else {
+        return Parse::Other;
+    };
+    // Inside a tunnel the Host is the tunnel's origin, whatever the client wrote.
+    let drop: &[&HeaderName] = if origin.is_some() { &[&HOST] } else { &[] };
+    Parse::Done(RequestHead {
+        method,
+        has_host: origin.is_none() && fields.headers.contains_key(HOST),
+        body_len: body_len.unwrap_or(0),
+        close: fields.close,
+        lines: fields.forwarded(&[], drop),
+        headers: fields.headers,
+        raw,
+        url: target.url,
+        host: target.host,
+        port: target.port,
+        authority: target.authority,
+        origin_form: target.origin_form,
+    })
+}
+
+/// Where a request goes, from its target.
+pub(super) struct Target {
+    pub(super) url: String,
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) authority: String,
+    pub(super) origin_form: String,
+}
+
+impl Target {
+    /// An absolute `http://` URL for plain HTTP; an origin-form path inside a tunnel.
+    pub(super) fn of(target: &str, origin: Option<&Origin>) -> Option<Target> {
+        if let Some(origin) = origin {
+            if !target.starts_with('/') {
+                return None;
+            }
+            return Some(Target {
+                url: format!("https://{}{target}", origin.authority()),
+                host: origin.host.clone(),
+                port: origin.port,
+                authority: origin.authority().to_string(),
+                origin_form: target.to_string(),
+            });
+        }
+        if !target.starts_with("http://") {
+            return None;
+        }
+        let uri = target.parse::<Uri>().ok()?;
+        let authority = uri.authority()?;
+        let host = crate::upstream::addr::unbracket(authority.host());
+        if host.is_empty() {
+            return None;
+        }
+        Some(Target {
+            url: target.to_string(),
+            host: host.to_string(),
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().to_string(),
+            origin_form: uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string(),
+        })
+    }
+}
+
+/// An answer head, as read from the origin.
+#[derive(Debug)]
+pub(super) struct ResponseHead {
+    pub(super) raw: Bytes,
+    pub(super) status: u16,
+    pub(super) reason: Range<usize>,
+    pub(super) headers: HeaderMap,
+    /// The header lines the downstream gets, as sent.
+    pub(super) lines: Vec<(Range<usize>, Range<usize>)>,
+    pub(super) framing: Framing,
+    /// Content-Length as declared.
+    pub(super) declared: Option<u64>,
+    /// The connection can carry another request once the body is through.
+    pub(super) reusable: bool,
+}
+
+impl ResponseHead {
+    /// The head as the downstream gets it.
+    pub(super) fn downstream_head(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.raw.len() + 32);
+        // httparse reads exactly three digits, so the status is 100..=999.
+        let s = self.status;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(&[
+            b'0' + (s / 100 % 10) as u8,
+            b'0' + (s / 10 % 10) as u8,
+            b'0' + (s % 10) as u8,
+            b' ',
+        ]);
+        out.extend_from_slice(&self.raw[self.reason.clone()]);
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &self.lines {
+            push_line(&mut out, &self.raw[name.clone()], &self.raw[value.clone()]);
+        }
+        if self.framing == Framing::UntilClose {
+            push_line(&mut out, b"Connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+/// `Ok(None)`: more bytes needed; `Err`: what is wrong with the head.
+pub(super) fn parse_response(buf: &[u8], to_head: bool) -> Result<Option<ResponseHead>, String> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(httparse::Status::Partial) => return Err("a head over 64 KiB".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let (Some(status), Some(version)) = (res.code, res.version) else {
+        return Err("no status".into());
+    };
+    let reason = res.reason.unwrap_or("");
+    let raw = Bytes::copy_from_slice(&buf[..len]);
+    let reason_start = reason.as_ptr() as usize - buf.as_ptr() as usize;
+    let fields = Fields::read(res.headers, buf, &raw).ok_or("an invalid header field")?;
+    let declared =
+        content_length(&fields.headers).map_err(|()| "an invalid Content-Length".to_string())?;
+    let framing = if to_head || (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::Empty
+    } else if let Some(codings) = fields.headers.get(TRANSFER_ENCODING) {
+        let last = codings
+            .as_bytes()
+            .rsplit(|&b| b == b',')
+            .next()
+            .unwrap_or(b"");
+        if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked(Chunks::default())
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        declared.map_or(Framing::UntilClose, Framing::Length)
+    };
+    // A chunked body is relayed as the origin chunked it, so its Transfer-Encoding stays.
+    let keep: &[&HeaderName] = match framing {
+        Framing::Chunked(_) => &[&TRANSFER_ENCODING],
+        _ => &[],
+    };
+    Ok(Some(ResponseHead {
+        status,
+        reason: if reason.is_empty() {
+            0..0
+        } else {
+            reason_start..reason_start + reason.len()
+        },
+        lines: fields.forwarded(keep, &[]),
+        reusable: version == 1 && !fields.close && framing != Framing::UntilClose,
+        framing,
+        declared,
+        headers: fields.headers,
+        raw,
+    }))
+}
+
+/// A head's header fields: as a map (for the event and the detectors) and as lines.
+pub(super) struct Fields {
+    pub(super) headers: HeaderMap,
+    /// Each field's name and (name, value) ranges in the head, in order.
+    pub(super) lines: Vec<(HeaderName, Range<usize>, Range<usize>)>,
+    /// Names listed in Connection: hop-by-hop for this message.
+    pub(super) named: Vec<HeaderName>,
+    /// Connection: close.
+    pub(super) close: bool,
+}
+
+impl Fields {
+    /// `parsed` are httparse's fields borrowing `buf`; `raw` is `buf`'s head, shared by the
+    /// header values. `None` when a field is not valid for the `http` crate.
+    pub(super) fn read(parsed: &[httparse::Header<'_>], buf: &[u8], raw: &Bytes) -> Option<Fields> {
+        let base = buf.as_ptr() as usize;
+        let mut headers = HeaderMap::with_capacity(parsed.len());
+        let mut lines = Vec::with_capacity(parsed.len());
+        for field in parsed {
+            let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+            let at = field.name.as_ptr() as usize - base;
+            let value_at = field.value.as_ptr() as usize - base;
+            let value_range = value_at..value_at + field.value.len();
+            let value = HeaderValue::from_maybe_shared(raw.slice(value_range.clone())).ok()?;
+            lines.push((name.clone(), at..at + field.name.len(), value_range));
+            headers.append(name, value);
+        }
+        let named = named_in_connection(&headers);
+        let close = named.contains(&CLOSE);
+        Some(Fields {
+            headers,
+            lines,
+            named,
+            close,
+        })
+    }
+
+    /// The lines to pass on: all but hop-by-hop ones (those in `keep` excepted) and those
+    /// in `drop`.
+    pub(super) fn forwarded(
+        &self,
+        keep: &[&HeaderName],
+        drop: &[&HeaderName],
+    ) -> Vec<(Range<usize>, Range<usize>)> {
+        self.lines
+            .iter()
+            .filter(|(name, ..)| {
+                !drop.contains(&name)
+                    && (keep.contains(&name)
+                        || !(HOP_BY_HOP.contains(name) || self.named.contains(name)))
+            })
+            .map(|(_, name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
+}
+
+/// Content-Length, if any; `Err` when it is not one number (several must agree).
+pub(super) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
+    let mut found = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let text = std::str::from_utf8(part.trim_ascii()).map_err(|_| ())?;
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(());
+            }
+            let n: u64 = text.parse().map_err(|_| ())?;
+            if found.is_some_and(|f| f != n) {
+                return Err(());
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// One header line.
+pub(super) fn push_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> RequestHead {
+        match parse_request(text.as_bytes(), None) {
+            Parse::Done(head) => head,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_simple_request_goes_origin_form_without_hop_by_hop_headers() {
+        let head = request(
+            "GET http://example.test:8081/a/b?q=1 HTTP/1.1\r\nHost: example.test:8081\r\n\
+             X-Custom-Case: Kept\r\nProxy-Connection: keep-alive\r\nConnection: X-Drop\r\n\
+             X-Drop: 1\r\nAccept: */*\r\n\r\n",
+        );
+        assert_eq!((head.host.as_str(), head.port), ("example.test", 8081));
+        assert_eq!(head.path(), "/a/b");
+        assert_eq!(head.body_len, 0);
+        assert!(!head.close);
+        assert_eq!(
+            String::from_utf8(head.upstream_head()).unwrap(),
+            "GET /a/b?q=1 HTTP/1.1\r\nHost: example.test:8081\r\nX-Custom-Case: Kept\r\n\
+             Accept: */*\r\n\r\n"
+        );
+        assert_eq!(
+            head.headers.get("x-drop").unwrap(),
+            "1",
+            "recorded as received"
+        );
+    }
+
+    #[test]
+    fn a_request_without_host_gets_one_from_the_url() {
+        let head = request("POST http://[::1]:9000/up HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(head.host, "::1");
+        assert_eq!(head.body_len, 5);
+        assert_eq!(
+            head.raw.len(),
+            "POST http://[::1]:9000/up HTTP/1.1\r\nContent-Length: 5\r\n\r\n".len()
+        );
+        let wire = String::from_utf8(head.upstream_head()).unwrap();
+        assert!(
+            wire.starts_with("POST /up HTTP/1.1\r\nHost: [::1]:9000\r\n"),
+            "{wire}"
+        );
+    }
+
+    #[test]
+    fn requests_the_lean_path_leaves_to_hyper() {
+        for text in [
+            "CONNECT example.test:443 HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: diagproxy\r\n\r\n",
+            "GET http://example.test/ HTTP/1.0\r\n\r\n",
+            "GET https://example.test/ HTTP/1.1\r\n\r\n",
+            "GET http://example.test/ HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "POST http://example.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST http://example.test/ HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+            "POST http://example.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "POST http://example.test/ HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "GET http://example.test/ HTTP/1.1\r\nBad Header\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_request(text.as_bytes(), None), Parse::Other),
+                "{text:?}"
+            );
+        }
+        assert!(matches!(
+            parse_request(b"GET http://example.test/ HTTP/1.1\r\nHost: exa", None),
+            Parse::Partial
+        ));
+        let huge = format!(
+            "GET http://example.test/ HTTP/1.1\r\nX: {}",
+            "a".repeat(MAX_HEAD)
+        );
+        assert!(matches!(parse_request(huge.as_bytes(), None), Parse::Other));
+    }
+
+    #[test]
+    fn connection_close_is_noted() {
+        let head = request("GET http://example.test/ HTTP/1.1\r\nConnection: Close\r\n\r\n");
+        assert!(head.close);
+    }
+
+    fn response(text: &str, to_head: bool) -> ResponseHead {
+        parse_response(text.as_bytes(), to_head).unwrap().unwrap()
+    }
+
+    #[test]
+    fn answer_framing_follows_rfc_9112() {
+        let cases: [(&str, bool, Framing); 6] = [
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+                false,
+                Framing::Length(12),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+                true,
+                Framing::Empty,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 12\r\n\r\n",
+                false,
+                Framing::Empty,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
+                false,
+                Framing::Chunked(Chunks::default()),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                Framing::UntilClose,
+            ),
+            ("HTTP/1.0 200 OK\r\n\r\n", false, Framing::UntilClose),
+        ];
+        for (text, to_head, framing) in cases {
+            assert_eq!(response(text, to_head).framing, framing, "{text:?}");
+        }
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
+        assert!(parse_response(b"NOT HTTP\r\n\r\n", false).is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-", false)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn the_downstream_gets_the_answer_head_as_sent_less_hop_by_hop() {
+        let chunked = response(
+            "HTTP/1.1 200 Fine\r\nX-Case: Kept\r\nTransfer-Encoding: chunked\r\nKeep-Alive: 5\r\n\r\n",
+            false,
+        );
+        assert!(chunked.reusable);
+        assert_eq!(
+            String::from_utf8(chunked.downstream_head()).unwrap(),
+            "HTTP/1.1 200 Fine\r\nX-Case: Kept\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let until_close = response("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false);
+        assert!(!until_close.reusable);
+        assert_eq!(
+            String::from_utf8(until_close.downstream_head()).unwrap(),
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        );
+        let closing = response(
+            "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+            false,
+        );
+        assert!(!closing.reusable, "the origin said close");
+    }
+}
