@@ -28,7 +28,8 @@ use super::{answer, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{
-    ClientRejectedEvent, Downstream, Event, RequestEvent, Timings, TunnelEnd, TunnelEvent,
+    ClientRejectedEvent, Downstream, Event, Payload, RequestEvent, Timings, TunnelEnd, TunnelEvent,
+    TunnelMode,
 };
 use crate::shutdown::Shutdown;
 
@@ -114,7 +115,7 @@ pub async fn connect(
         }
         let record = TunnelEvent {
             ts,
-            mode: "intercept".into(),
+            mode: TunnelMode::Intercept,
             allowlist: state
                 .config
                 .profile
@@ -124,7 +125,7 @@ pub async fn connect(
             host,
             port,
             alpn,
-            payload: "tls".into(),
+            payload: Payload::Tls,
             first_bytes: None,
             server_ip: None,
             downstream,

@@ -19,7 +19,7 @@ use super::exchange;
 use super::Shared;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
-use crate::session::event::{Downstream, Event, RequestEvent, TlsCheckEvent};
+use crate::session::event::{ChainSource, Downstream, Event, RequestEvent, TlsCheckEvent};
 use crate::tls::chain::{self, TlsVerdict, Verdict};
 use crate::tls::probe;
 use crate::upstream::dial::{self, Io};
@@ -362,7 +362,7 @@ impl Origin {
                 ts: clock::rfc3339(std::time::SystemTime::now()),
                 host: key.0,
                 port: key.1,
-                via: "interception".into(),
+                via: ChainSource::Interception,
                 tls: Some(verdict.clone()),
                 error: None,
             };

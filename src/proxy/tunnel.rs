@@ -15,7 +15,10 @@ use super::{answer, relay, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, TunnelSight};
-use crate::session::event::{Downstream, Event, Timings, TlsCheckEvent, TunnelEnd, TunnelEvent};
+use crate::session::event::{
+    ChainSource, Downstream, Event, Payload, Timings, TlsCheckEvent, TunnelEnd, TunnelEvent,
+    TunnelMode,
+};
 use crate::shutdown::Shutdown;
 use crate::sniff::{self, Sniff};
 use crate::tls::{chain, probe};
@@ -66,7 +69,7 @@ pub async fn connect(
     let guard = OpenGuard::new(&state);
     let mut record = TunnelEvent {
         ts: clock::rfc3339(SystemTime::now()),
-        mode: "tunnel".into(),
+        mode: TunnelMode::Tunnel,
         allowlist: state
             .config
             .profile
@@ -76,7 +79,7 @@ pub async fn connect(
         port,
         sni: None,
         alpn: Vec::new(),
-        payload: "none".into(),
+        payload: Payload::None,
         first_bytes: None,
         server_ip: None,
         downstream,
@@ -169,7 +172,7 @@ fn check_chain(state: &Shared, host: &str, port: u16, sni: Option<&str>) {
             ts,
             host: name,
             port,
-            via: "side_handshake".into(),
+            via: ChainSource::SideHandshake,
             tls,
             error,
         };
@@ -240,7 +243,7 @@ async fn relay(
     sniffer.finish(record);
     let sight = TunnelSight {
         host: record.host_name(),
-        client_hello: record.payload == "tls",
+        client_hello: record.payload == Payload::Tls,
         first_upstream: &first_upstream,
         bytes_down: record.bytes_down,
         upstream_died: record.end == TunnelEnd::UpstreamReset
@@ -299,17 +302,16 @@ impl Sniffer {
             Some(Sniff::Hello(hello)) => {
                 record.sni = hello.sni;
                 record.alpn = hello.alpn;
-                "tls"
+                Payload::Tls
             }
             Some(Sniff::NotTls) => {
                 let shown = &self.buf[..self.buf.len().min(64)];
                 record.first_bytes = Some(String::from_utf8_lossy(shown).into_owned());
-                "not_tls"
+                Payload::NotTls
             }
-            Some(Sniff::Malformed) => "malformed",
-            Some(Sniff::NeedMore) | None if self.buf.is_empty() => "none",
-            Some(Sniff::NeedMore) | None => "partial",
-        }
-        .to_string();
+            Some(Sniff::Malformed) => Payload::Malformed,
+            Some(Sniff::NeedMore) | None if self.buf.is_empty() => Payload::None,
+            Some(Sniff::NeedMore) | None => Payload::Partial,
+        };
     }
 }

@@ -108,7 +108,7 @@ pub fn events() -> Vec<Event> {
         ts: "2026-11-27T18:00:01.500Z".into(),
         host: "chatgpt.com".into(),
         port: 443,
-        via: "interception".into(),
+        via: ChainSource::Interception,
         tls: Some(verdict),
         error: None,
     };
@@ -129,12 +129,12 @@ fn tunnel(ts: &str, host: &str, failure: Option<Failure>, findings: Vec<Finding>
     let failed = failure.is_some();
     TunnelEvent {
         ts: ts.into(),
-        mode: "tunnel".into(),
+        mode: TunnelMode::Tunnel,
         host: host.into(),
         port: 443,
         sni: Some(host.into()),
         alpn: vec!["h2".into(), "http/1.1".into()],
-        payload: if failed { "none" } else { "tls" }.into(),
+        payload: if failed { Payload::None } else { Payload::Tls },
         first_bytes: None,
         allowlist: Profile::builtin()
             .match_host(host)

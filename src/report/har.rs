@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use serde_json::{json, Value};
 
 use super::Session;
-use crate::session::event::{Event, RequestEvent, TunnelEvent};
+use crate::session::event::{Event, RequestEvent, TunnelEvent, TunnelMode};
 use crate::session::redact;
 
 /// The HAR document, whole (for tests and small sessions; [`write`] streams it).
@@ -67,7 +67,7 @@ fn entries(session: &Session, include_secrets: bool) -> impl Iterator<Item = Val
             include_secrets,
             tls.get(&(r.host.clone(), r.port)),
         )),
-        Event::Tunnel(t) if t.mode == "tunnel" => Some(tunnel_entry(
+        Event::Tunnel(t) if t.mode == TunnelMode::Tunnel => Some(tunnel_entry(
             t,
             tls.get(&(t.host_name().to_string(), t.port)),
         )),

@@ -7,10 +7,18 @@ use super::Session;
 use crate::session::event::Event;
 
 pub fn render(session: &Session) -> String {
-    let info = session.info();
     let mut md = String::new();
     let _ = writeln!(md, "# ChatGPT network diagnosis (diagproxy)\n");
     let _ = writeln!(md, "**Verdict:** {}\n", session.summary.verdict());
+    environment(&mut md, session);
+    failing(&mut md, session);
+    tried(&mut md, session);
+    md
+}
+
+/// Machine, path out and session times.
+fn environment(md: &mut String, session: &Session) {
+    let info = session.info();
     let _ = writeln!(md, "## Environment\n");
     let os = if info.os.is_empty() {
         "unknown"
@@ -44,7 +52,10 @@ pub fn render(session: &Session) -> String {
         info.started_at,
         ended.as_deref().unwrap_or("(cut off, no clean end)")
     );
+}
 
+/// Every finding per host, then the commands that reproduce them.
+fn failing(md: &mut String, session: &Session) {
     let failing: Vec<_> = session
         .summary
         .hosts()
@@ -77,22 +88,31 @@ pub fn render(session: &Session) -> String {
             }
         }
         let _ = writeln!(md);
-        let commands: Vec<&str> = failing
-            .iter()
-            .flat_map(|h| h.findings.iter().filter_map(|f| f.reproduce.as_deref()))
-            .collect();
-        if !commands.is_empty() {
-            let _ = writeln!(md, "## Reproduce without diagproxy\n\n```sh");
-            let mut seen = Vec::new();
-            for c in commands {
-                if !seen.contains(&c) {
-                    let _ = writeln!(md, "{c}");
-                    seen.push(c);
-                }
-            }
-            let _ = writeln!(md, "```\n");
-        }
+        reproduce(md, &failing);
     }
+}
+
+/// The reproduce commands of `failing`'s findings, each once.
+fn reproduce(md: &mut String, failing: &[&crate::session::summary::HostStats]) {
+    let commands: Vec<&str> = failing
+        .iter()
+        .flat_map(|h| h.findings.iter().filter_map(|f| f.reproduce.as_deref()))
+        .collect();
+    if !commands.is_empty() {
+        let _ = writeln!(md, "## Reproduce without diagproxy\n\n```sh");
+        let mut seen = Vec::new();
+        for c in commands {
+            if !seen.contains(&c) {
+                let _ = writeln!(md, "{c}");
+                seen.push(c);
+            }
+        }
+        let _ = writeln!(md, "```\n");
+    }
+}
+
+/// What went through diagproxy: counts, allowlist coverage, clients.
+fn tried(md: &mut String, session: &Session) {
     let _ = writeln!(md, "## What was tried\n");
     let tunnels = session
         .events
@@ -134,7 +154,6 @@ pub fn render(session: &Session) -> String {
         );
     }
     let _ = writeln!(md, "- OpenAI's status page should be checked first; the isolation test is `diagproxy compare <this session> <a session on a mobile hotspot>`.");
-    md
 }
 
 /// Keeps a table cell on one line.

@@ -1,6 +1,8 @@
 //! The `Event` type: one line of `events.jsonl`. The schema is documented in README.md; a
 //! field is only ever added, never renamed.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::failure::Failure;
@@ -107,9 +109,9 @@ pub enum TunnelEnd {
 pub struct TunnelEvent {
     /// When the CONNECT arrived.
     pub ts: String,
-    /// `tunnel` (bytes relayed), `intercept` (TLS terminated, requests recorded one by one).
-    #[serde(default = "tunnel_mode")]
-    pub mode: String,
+    /// Bytes relayed, or TLS terminated and requests recorded one by one.
+    #[serde(default)]
+    pub mode: TunnelMode,
     /// The CONNECT target.
     pub host: String,
     pub port: u16,
@@ -117,8 +119,8 @@ pub struct TunnelEvent {
     pub sni: Option<String>,
     /// The ALPN protocols the ClientHello offered.
     pub alpn: Vec<String>,
-    /// `tls`, `not_tls` (with the first bytes in `first_bytes`), `malformed` or `none`.
-    pub payload: String,
+    /// What the downstream's first bytes were.
+    pub payload: Payload,
     /// The first bytes of a non-TLS payload, as text (for the `non_tls_in_tunnel` finding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_bytes: Option<String>,
@@ -189,15 +191,57 @@ pub struct TlsCheckEvent {
     /// The name the host is filed under (the SNI).
     pub host: String,
     pub port: u16,
-    /// How the chain was learnt: `side_handshake` (tunnel mode).
-    pub via: String,
+    /// How the chain was learnt.
+    pub via: ChainSource,
     pub tls: Option<TlsVerdict>,
     /// Why no verdict could be reached (the side handshake failed).
     pub error: Option<String>,
 }
 
-fn tunnel_mode() -> String {
-    "tunnel".into()
+/// What diagproxy did with a CONNECT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelMode {
+    /// Bytes relayed unchanged (older sessions have no `mode`: they were tunnels).
+    #[default]
+    Tunnel,
+    /// TLS terminated with a minted leaf; requests recorded one by one.
+    Intercept,
+}
+
+/// What a tunnel's downstream bytes began with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    /// A TLS ClientHello (its SNI and ALPN are recorded).
+    Tls,
+    /// Something else (the first bytes are in `first_bytes`).
+    NotTls,
+    /// A TLS record that does not parse as a ClientHello.
+    Malformed,
+    /// The start of a ClientHello, cut off.
+    Partial,
+    /// No byte at all.
+    None,
+}
+
+/// How a chain was learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainSource {
+    /// diagproxy's own handshake beside a tunnel.
+    SideHandshake,
+    /// diagproxy's upstream handshake of an intercepted connection.
+    Interception,
+}
+
+impl fmt::Display for TunnelMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TunnelMode::Tunnel => "tunnel",
+            TunnelMode::Intercept => "intercept",
+        })
+    }
 }
 
 /// Header lists as `[name, value]` pairs, in order.

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::event::{Event, TunnelEnd};
+use super::event::{Event, RequestEvent, TlsCheckEvent, TunnelEnd, TunnelEvent};
 use super::summary::Summary;
 use crate::inspect::explain::{finding_for, tls_finding};
 use crate::profile::Profile;
@@ -66,25 +66,7 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
                 ""
             }
         ),
-        Event::TlsCheck(c) => {
-            let mut s = format!("{} TLS {}:{} ", time(&c.ts), c.host, c.port);
-            match (&c.tls, &c.error) {
-                (Some(t), _) => {
-                    let _ = write!(s, "{} issuer {}", t.verdict.as_str(), t.issuer);
-                    if let Some(v) = &t.vendor {
-                        let _ = write!(s, " vendor {v}");
-                    }
-                    if let Some(finding) = tls_finding(profile, &c.host, c.port, t) {
-                        let _ = write!(s, "\n    -> {}", finding.remedy);
-                    }
-                }
-                (None, Some(e)) => {
-                    let _ = write!(s, "not checked: {e}");
-                }
-                (None, None) => s.push_str("not checked"),
-            }
-            s
-        }
+        Event::TlsCheck(c) => tls_line(c, profile),
         Event::Refused(r) => format!(
             "{} {} {} refused {}: {}",
             time(&r.ts),
@@ -93,62 +75,89 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
             r.status,
             r.reason
         ),
-        Event::Tunnel(t) => {
-            let mut s = format!("{} CONNECT {}:{}", time(&t.ts), t.host, t.port);
-            if let Some(sni) = t.sni.as_deref().filter(|sni| *sni != t.host) {
-                let _ = write!(s, " (sni {sni})");
-            }
-            match &t.failure {
-                Some(f) => {
-                    let _ = write!(s, " FAILED {} [{}]", f, allow(t.allowlist.as_deref()));
-                }
-                None => {
-                    let _ = write!(
-                        s,
-                        " {} {} {} up {} down {} [{}]",
-                        end(t.end),
-                        timing("connect", t.timings.connect_ms),
-                        duration(t.timings.total_ms),
-                        bytes(t.bytes_up),
-                        bytes(t.bytes_down),
-                        allow(t.allowlist.as_deref())
-                    );
-                }
-            }
-            if let Some(ua) = &t.downstream.user_agent {
-                let _ = write!(s, " {ua}");
-            }
-            let s = with_remedy(s, profile, t.host_name(), t.failure.as_ref());
-            with_findings(s, &t.findings)
-        }
-        Event::Request(r) => {
-            let mut s = format!("{} {} {}", time(&r.ts), r.method, r.url);
-            match (&r.failure, r.status) {
-                (Some(f), _) => {
-                    let _ = write!(s, " FAILED {} [{}]", f, allow(r.allowlist.as_deref()));
-                }
-                (None, status) => {
-                    let cut = if r.complete { "" } else { " (body cut off)" };
-                    let _ = write!(
-                        s,
-                        " {}{cut} {} {} down {} [{}]",
-                        status.map_or("-".to_string(), |c| c.to_string()),
-                        timing("wait", r.timings.wait_ms),
-                        duration(r.timings.total_ms),
-                        bytes(r.bytes_down),
-                        allow(r.allowlist.as_deref())
-                    );
-                }
-            }
-            let s = with_remedy(s, profile, &r.host, r.failure.as_ref());
-            with_findings(s, &r.findings)
-        }
+        Event::Tunnel(t) => tunnel_line(t, profile),
+        Event::Request(r) => request_line(r, profile),
     };
     Some(if failed && style.color {
         format!("{RED}{text}{RESET}")
     } else {
         text
     })
+}
+
+/// A side handshake's verdict, with the remedy when the chain is not public.
+fn tls_line(c: &TlsCheckEvent, profile: &Profile) -> String {
+    let mut s = format!("{} TLS {}:{} ", time(&c.ts), c.host, c.port);
+    match (&c.tls, &c.error) {
+        (Some(t), _) => {
+            let _ = write!(s, "{} issuer {}", t.verdict.as_str(), t.issuer);
+            if let Some(v) = &t.vendor {
+                let _ = write!(s, " vendor {v}");
+            }
+            if let Some(finding) = tls_finding(profile, &c.host, c.port, t) {
+                let _ = write!(s, "\n    -> {}", finding.remedy);
+            }
+        }
+        (None, Some(e)) => {
+            let _ = write!(s, "not checked: {e}");
+        }
+        (None, None) => s.push_str("not checked"),
+    }
+    s
+}
+
+/// A tunnel: how it ended, timings and bytes, or its failure; findings below.
+fn tunnel_line(t: &TunnelEvent, profile: &Profile) -> String {
+    let mut s = format!("{} CONNECT {}:{}", time(&t.ts), t.host, t.port);
+    if let Some(sni) = t.sni.as_deref().filter(|sni| *sni != t.host) {
+        let _ = write!(s, " (sni {sni})");
+    }
+    match &t.failure {
+        Some(f) => {
+            let _ = write!(s, " FAILED {} [{}]", f, allow(t.allowlist.as_deref()));
+        }
+        None => {
+            let _ = write!(
+                s,
+                " {} {} {} up {} down {} [{}]",
+                end(t.end),
+                timing("connect", t.timings.connect_ms),
+                duration(t.timings.total_ms),
+                bytes(t.bytes_up),
+                bytes(t.bytes_down),
+                allow(t.allowlist.as_deref())
+            );
+        }
+    }
+    if let Some(ua) = &t.downstream.user_agent {
+        let _ = write!(s, " {ua}");
+    }
+    let s = with_remedy(s, profile, t.host_name(), t.failure.as_ref());
+    with_findings(s, &t.findings)
+}
+
+/// A request: status, timings and bytes, or its failure; findings below.
+fn request_line(r: &RequestEvent, profile: &Profile) -> String {
+    let mut s = format!("{} {} {}", time(&r.ts), r.method, r.url);
+    match (&r.failure, r.status) {
+        (Some(f), _) => {
+            let _ = write!(s, " FAILED {} [{}]", f, allow(r.allowlist.as_deref()));
+        }
+        (None, status) => {
+            let cut = if r.complete { "" } else { " (body cut off)" };
+            let _ = write!(
+                s,
+                " {}{cut} {} {} down {} [{}]",
+                status.map_or("-".to_string(), |c| c.to_string()),
+                timing("wait", r.timings.wait_ms),
+                duration(r.timings.total_ms),
+                bytes(r.bytes_down),
+                allow(r.allowlist.as_deref())
+            );
+        }
+    }
+    let s = with_remedy(s, profile, &r.host, r.failure.as_ref());
+    with_findings(s, &r.findings)
 }
 
 fn with_remedy(
@@ -274,16 +283,17 @@ mod tests {
     use super::*;
     use crate::failure::{Failure, FailureKind, Side};
     use crate::session::event::{Downstream, Timings, TunnelEvent};
+    use crate::session::event::{Payload, TunnelMode};
 
     fn failed_tunnel() -> Event {
         Event::Tunnel(Box::new(TunnelEvent {
-            mode: "tunnel".into(),
+            mode: TunnelMode::Tunnel,
             ts: "2026-11-27T18:30:01.123Z".into(),
             host: "files.oaiusercontent.com".into(),
             port: 443,
             sni: None,
             alpn: vec![],
-            payload: "none".into(),
+            payload: Payload::None,
             first_bytes: None,
             allowlist: Some("files.oaiusercontent.com".into()),
             server_ip: None,

@@ -281,6 +281,7 @@ mod tests {
     use super::*;
     use crate::failure::Side;
     use crate::session::event::{Downstream, RequestEvent, Timings, TunnelEvent};
+    use crate::session::event::{Payload, TunnelMode};
 
     fn info() -> SessionInfo {
         SessionInfo {
@@ -296,13 +297,13 @@ mod tests {
 
     fn tunnel(host: &str, failure: Option<Failure>) -> Event {
         Event::Tunnel(Box::new(TunnelEvent {
-            mode: "tunnel".into(),
+            mode: TunnelMode::Tunnel,
             ts: "t".into(),
             host: host.into(),
             port: 443,
             sni: None,
             alpn: vec![],
-            payload: "tls".into(),
+            payload: Payload::Tls,
             first_bytes: None,
             allowlist: None,
             server_ip: None,
