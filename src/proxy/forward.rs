@@ -33,41 +33,12 @@ pub async fn forward(
     let url = req.uri().to_string();
     let path = req.uri().path().to_string();
     let accept = exchange::header_string(req.headers(), &ACCEPT);
-    if req.uri().scheme_str() != Some("http") {
-        let reason =
-            format!("only http:// URLs are forwarded; send https through CONNECT (got {url})");
-        return answer::refuse(
-            &state,
-            downstream,
-            &method,
-            &url,
-            StatusCode::BAD_REQUEST,
-            &reason,
-        );
-    }
-    let Some(authority) = req.uri().authority().cloned() else {
-        return answer::refuse(
-            &state,
-            downstream,
-            &method,
-            &url,
-            StatusCode::BAD_REQUEST,
-            "the URL has no host",
-        );
+    let (authority, host, port) = match target(&req, &url, &state) {
+        Ok(target) => target,
+        Err((status, reason)) => {
+            return answer::refuse(&state, downstream, &method, &url, status, &reason)
+        }
     };
-    let host = crate::upstream::addr::unbracket(authority.host()).to_string();
-    let port = authority.port_u16().unwrap_or(80);
-    if state.is_self(&host, port) {
-        let reason = format!("{url} is this proxy itself; refusing to loop");
-        return answer::refuse(
-            &state,
-            downstream,
-            &method,
-            &url,
-            StatusCode::LOOP_DETECTED,
-            &reason,
-        );
-    }
     let guard = OpenGuard::new(&state);
     let request_line = exchange::RequestLine {
         method,
@@ -117,6 +88,30 @@ pub async fn forward(
     exchange::relay(&state, response, event, asked, guard, move || {
         pool_state.pool.put(key, sender)
     })
+}
+
+/// Where an absolute-form request goes, or why it is refused (400 for a URL diagproxy
+/// does not forward, 508 for this proxy itself).
+fn target(
+    req: &Request<Incoming>,
+    url: &str,
+    state: &Shared,
+) -> Result<(hyper::http::uri::Authority, String, u16), (StatusCode, String)> {
+    if req.uri().scheme_str() != Some("http") {
+        let reason =
+            format!("only http:// URLs are forwarded; send https through CONNECT (got {url})");
+        return Err((StatusCode::BAD_REQUEST, reason));
+    }
+    let Some(authority) = req.uri().authority().cloned() else {
+        return Err((StatusCode::BAD_REQUEST, "the URL has no host".into()));
+    };
+    let host = crate::upstream::addr::unbracket(authority.host()).to_string();
+    let port = authority.port_u16().unwrap_or(80);
+    if state.is_self(&host, port) {
+        let reason = format!("{url} is this proxy itself; refusing to loop");
+        return Err((StatusCode::LOOP_DETECTED, reason));
+    }
+    Ok((authority, host, port))
 }
 
 /// The request as the upstream gets it, and the pool key of the peer it goes to.

@@ -43,7 +43,7 @@ pub async fn connect(
     host: String,
     port: u16,
     state: Shared,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> Response<Body> {
     let Some(minter) = state.minter.clone() else {
         return answer::plain(
@@ -68,80 +68,123 @@ pub async fn connect(
     let guard = OpenGuard::new(&state);
     tokio::spawn(async move {
         let _open = guard;
-        let started = Instant::now();
-        let ts = clock::rfc3339(SystemTime::now());
-        let Ok(upgraded) = hyper::upgrade::on(req).await else {
-            return;
-        };
-        let accepted = tokio_rustls::TlsAcceptor::from(server_config)
-            .accept(TokioIo::new(upgraded))
-            .await;
-        let tls = match accepted {
-            Ok(tls) => tls,
-            Err(e) => {
-                if let Some(detail) = rejection(&e) {
-                    rejected(&state, &host, port, &downstream, detail);
-                } else {
-                    tracing::debug!("TLS from the client for {host} failed: {e}");
-                }
-                return;
-            }
-        };
-        let alpn: Vec<String> = tls
-            .get_ref()
-            .1
-            .alpn_protocol()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .into_iter()
-            .collect();
-        let h2 = alpn.iter().any(|p| p == "h2");
-        let ctx = Arc::new(Ctx {
-            origin: Origin::new(host.clone(), port, h2, state.clone()),
-            state: state.clone(),
-            downstream: downstream.clone(),
-            served: AtomicU64::new(0),
-        });
-        if h2 {
-            serve(tls, ctx.clone(), shutdown).await;
-        } else {
-            if let Some(rest) = super::h1::serve_intercepted(tls, ctx.clone(), &mut shutdown).await
-            {
-                serve(rest, ctx.clone(), shutdown).await;
-            }
-        }
-        let served = ctx.served.load(Ordering::Relaxed);
-        if served == 0 && started.elapsed() < QUICK_CLOSE {
-            rejected(&state, &host, port, &downstream, "closed the connection right after the TLS handshake, without a request (certificate pinning?)".into());
-        }
-        let record = TunnelEvent {
-            ts,
-            mode: TunnelMode::Intercept,
-            allowlist: state
-                .config
-                .profile
-                .match_host(&host)
-                .map(|e| e.pattern.clone()),
-            sni: Some(host.clone()),
-            host,
-            port,
-            alpn,
-            payload: Payload::Tls,
-            first_bytes: None,
-            server_ip: None,
-            downstream,
-            timings: Timings {
-                total_ms: ms(started.elapsed()),
-                ..Timings::default()
-            },
-            bytes_up: 0,
-            bytes_down: 0,
-            end: TunnelEnd::DownstreamClosed,
-            failure: None,
-            findings: Vec::new(),
-        };
-        state.recorder.record(Event::Tunnel(Box::new(record)));
+        accept(req, server_config, host, port, state, downstream, shutdown).await;
     });
     Response::new(empty())
+}
+
+/// The client's TLS accepted with the minted leaf, its requests served, the tunnel recorded.
+async fn accept(
+    req: Request<Incoming>,
+    server_config: Arc<rustls::ServerConfig>,
+    host: String,
+    port: u16,
+    state: Shared,
+    downstream: Downstream,
+    shutdown: Shutdown,
+) {
+    let started = Instant::now();
+    let ts = clock::rfc3339(SystemTime::now());
+    let Ok(upgraded) = hyper::upgrade::on(req).await else {
+        return;
+    };
+    let accepted = tokio_rustls::TlsAcceptor::from(server_config)
+        .accept(TokioIo::new(upgraded))
+        .await;
+    let tls = match accepted {
+        Ok(tls) => tls,
+        Err(e) => {
+            if let Some(detail) = rejection(&e) {
+                rejected(&state, &host, port, &downstream, detail);
+            } else {
+                tracing::debug!("TLS from the client for {host} failed: {e}");
+            }
+            return;
+        }
+    };
+    let alpn: Vec<String> = tls
+        .get_ref()
+        .1
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .into_iter()
+        .collect();
+    let ctx = serve_connection(tls, &alpn, &host, port, &state, &downstream, shutdown).await;
+    let served = ctx.served.load(Ordering::Relaxed);
+    if served == 0 && started.elapsed() < QUICK_CLOSE {
+        rejected(&state, &host, port, &downstream, "closed the connection right after the TLS handshake, without a request (certificate pinning?)".into());
+    }
+    let record = intercepted_record(&state, ts, host, port, alpn, downstream, started);
+    state.recorder.record(Event::Tunnel(Box::new(record)));
+}
+
+/// Serves one accepted connection (HTTP/2, or HTTP/1.1 on the lean path first) until it
+/// ends; returns what its requests shared.
+async fn serve_connection<S>(
+    tls: S,
+    alpn: &[String],
+    host: &str,
+    port: u16,
+    state: &Shared,
+    downstream: &Downstream,
+    mut shutdown: Shutdown,
+) -> Arc<Ctx>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let h2 = alpn.iter().any(|p| p == "h2");
+    let ctx = Arc::new(Ctx {
+        origin: Origin::new(host.to_string(), port, h2, state.clone()),
+        state: state.clone(),
+        downstream: downstream.clone(),
+        served: AtomicU64::new(0),
+    });
+    if h2 {
+        serve(tls, ctx.clone(), shutdown).await;
+    } else {
+        if let Some(rest) = super::h1::serve_intercepted(tls, ctx.clone(), &mut shutdown).await {
+            serve(rest, ctx.clone(), shutdown).await;
+        }
+    }
+    ctx
+}
+
+/// The intercepted tunnel's event, once its connection is over.
+fn intercepted_record(
+    state: &Shared,
+    ts: String,
+    host: String,
+    port: u16,
+    alpn: Vec<String>,
+    downstream: Downstream,
+    started: Instant,
+) -> TunnelEvent {
+    TunnelEvent {
+        ts,
+        mode: TunnelMode::Intercept,
+        allowlist: state
+            .config
+            .profile
+            .match_host(&host)
+            .map(|e| e.pattern.clone()),
+        sni: Some(host.clone()),
+        host,
+        port,
+        alpn,
+        payload: Payload::Tls,
+        first_bytes: None,
+        server_ip: None,
+        downstream,
+        timings: Timings {
+            total_ms: ms(started.elapsed()),
+            ..Timings::default()
+        },
+        bytes_up: 0,
+        bytes_down: 0,
+        end: TunnelEnd::DownstreamClosed,
+        failure: None,
+        findings: Vec::new(),
+    }
 }
 
 /// Serves the rest of an intercepted connection with hyper (HTTP/2, and HTTP/1.1 requests the

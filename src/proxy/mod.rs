@@ -13,6 +13,7 @@
 
 pub mod answer;
 pub mod body;
+pub mod connect;
 pub mod exchange;
 pub mod forward;
 pub mod h1;

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::Body;
-use super::{answer, forward, pages, tunnel, Shared};
+use super::{answer, connect, forward, pages, Shared};
 use crate::session::event::Downstream;
 use crate::shutdown::Shutdown;
 
@@ -74,7 +74,7 @@ async fn handle(
         }
     }
     if req.method() == Method::CONNECT {
-        return tunnel::connect(req, downstream, state, shutdown).await;
+        return connect::connect(req, downstream, state, shutdown).await;
     }
     if is_proxy_request {
         return forward::forward(req, downstream, state).await;

@@ -1,4 +1,4 @@
-//! CONNECT: dial the upstream first (so a failure is a 502 that names it), answer 200, then
+//! A byte tunnel for a CONNECT: dial the upstream first (so a failure is a 502 that names it), answer 200, then
 //! relay bytes unchanged both ways, half-close honoured. The downstream's first bytes are
 //! read as they pass to record the ClientHello's SNI and ALPN; nothing is held back.
 
@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -25,85 +25,22 @@ use crate::tls::{chain, probe};
 use crate::upstream::dial::{self, Stream};
 use rustls::pki_types::UnixTime;
 
-pub async fn connect(
+/// Dials the upstream, answers 200 and relays the tunnel in its own task; a dial failure
+/// is the 502/504 that names it.
+pub async fn open(
     req: Request<Incoming>,
     downstream: Downstream,
+    host: String,
+    port: u16,
     state: Shared,
     shutdown: Shutdown,
 ) -> Response<Body> {
     let started = Instant::now();
-    let target = req.uri().to_string();
-    let parsed = req.uri().authority().and_then(|a| {
-        Some((
-            crate::upstream::addr::unbracket(a.host()).to_string(),
-            a.port_u16()?,
-        ))
-    });
-    let Some((host, port)) = parsed else {
-        let reason = format!(
-            "CONNECT needs a host:port target, e.g. CONNECT chatgpt.com:443 (got {target:?})"
-        );
-        return answer::refuse(
-            &state,
-            downstream,
-            "CONNECT",
-            &target,
-            StatusCode::BAD_REQUEST,
-            &reason,
-        );
-    };
-    if state.is_self(&host, port) {
-        let reason = format!("{target} is this proxy itself; refusing to loop");
-        return answer::refuse(
-            &state,
-            downstream,
-            "CONNECT",
-            &target,
-            StatusCode::LOOP_DETECTED,
-            &reason,
-        );
-    }
-    if state.intercepts(&host) {
-        return super::intercept::connect(req, downstream, host, port, state, shutdown).await;
-    }
     let guard = OpenGuard::new(&state);
-    let mut record = TunnelEvent {
-        ts: clock::rfc3339(SystemTime::now()),
-        mode: TunnelMode::Tunnel,
-        allowlist: state
-            .config
-            .profile
-            .match_host(&host)
-            .map(|e| e.pattern.clone()),
-        host,
-        port,
-        sni: None,
-        alpn: Vec::new(),
-        payload: Payload::None,
-        first_bytes: None,
-        server_ip: None,
-        downstream,
-        timings: Timings::default(),
-        bytes_up: 0,
-        bytes_down: 0,
-        end: TunnelEnd::Failed,
-        failure: None,
-        findings: Vec::new(),
-    };
+    let mut record = new_record(&state, downstream, host, port);
     let upstream = match dial::open_tunnel(&record.host, port, &state.config).await {
         Ok(upstream) => upstream,
-        Err(failure) => {
-            let response = answer::failure(&failure, &record.host, port, &state.config.profile);
-            let url = format!(
-                "https://{}/",
-                crate::upstream::addr::join(&record.host, port)
-            );
-            record.findings = state.failure_findings(&record.host, &failure, &url, port);
-            record.failure = Some(failure);
-            record.timings.total_ms = ms(started.elapsed());
-            state.recorder.record(Event::Tunnel(Box::new(record)));
-            return response;
-        }
+        Err(failure) => return dial_failed(&state, record, failure, started),
     };
     record.server_ip = Some(upstream.addr.ip().to_string());
     record.findings.extend(crate::inspect::detect::dns_sinkhole(
@@ -134,6 +71,53 @@ pub async fn connect(
         state.recorder.record(Event::Tunnel(Box::new(record)));
     });
     Response::new(empty())
+}
+
+/// The tunnel's event as it starts: nothing relayed yet, `Failed` until it is established.
+fn new_record(state: &Shared, downstream: Downstream, host: String, port: u16) -> TunnelEvent {
+    TunnelEvent {
+        ts: clock::rfc3339(SystemTime::now()),
+        mode: TunnelMode::Tunnel,
+        allowlist: state
+            .config
+            .profile
+            .match_host(&host)
+            .map(|e| e.pattern.clone()),
+        host,
+        port,
+        sni: None,
+        alpn: Vec::new(),
+        payload: Payload::None,
+        first_bytes: None,
+        server_ip: None,
+        downstream,
+        timings: Timings::default(),
+        bytes_up: 0,
+        bytes_down: 0,
+        end: TunnelEnd::Failed,
+        failure: None,
+        findings: Vec::new(),
+    }
+}
+
+/// Records a tunnel that could not be dialled and answers with the failure.
+fn dial_failed(
+    state: &Shared,
+    mut record: TunnelEvent,
+    failure: Failure,
+    started: Instant,
+) -> Response<Body> {
+    let port = record.port;
+    let response = answer::failure(&failure, &record.host, port, &state.config.profile);
+    let url = format!(
+        "https://{}/",
+        crate::upstream::addr::join(&record.host, port)
+    );
+    record.findings = state.failure_findings(&record.host, &failure, &url, port);
+    record.failure = Some(failure);
+    record.timings.total_ms = ms(started.elapsed());
+    state.recorder.record(Event::Tunnel(Box::new(record)));
+    response
 }
 
 /// Starts the side handshake for the name the client asked for (its SNI, else the CONNECT
@@ -241,10 +225,16 @@ async fn relay(
     record.bytes_down = outcome.bytes_down;
     record.timings.wait_ms = outcome.first_down.map(ms);
     sniffer.finish(record);
+    judge(record, &first_upstream, state);
+}
+
+/// The detectors on a finished tunnel (what came back, how it ended), each finding with the
+/// command that reproduces it.
+fn judge(record: &mut TunnelEvent, first_upstream: &[u8], state: &Shared) {
     let sight = TunnelSight {
         host: record.host_name(),
         client_hello: record.payload == Payload::Tls,
-        first_upstream: &first_upstream,
+        first_upstream,
         bytes_down: record.bytes_down,
         upstream_died: record.end == TunnelEnd::UpstreamReset
             || (record.end == TunnelEnd::UpstreamClosed && record.bytes_down == 0),

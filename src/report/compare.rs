@@ -122,37 +122,7 @@ pub fn compare(a: &Session, b: &Session) -> Comparison {
             }),
             _ => {}
         }
-        if let (Some(ta), Some(tb)) = (
-            ha.and_then(|h| h.tls.as_ref()),
-            hb.and_then(|h| h.tls.as_ref()),
-        ) {
-            let cas = |t: &crate::tls::chain::TlsVerdict| {
-                t.chain
-                    .iter()
-                    .skip(1)
-                    .map(|c| c.spki_sha256.clone())
-                    .collect::<Vec<_>>()
-            };
-            let ca_key_differs = cas(ta) != cas(tb);
-            if ta.issuer != tb.issuer || ca_key_differs || ta.verdict != tb.verdict {
-                let show = |t: &crate::tls::chain::TlsVerdict| {
-                    format!(
-                        "{} by {}{}",
-                        t.verdict.as_str(),
-                        t.issuer,
-                        t.vendor
-                            .as_deref()
-                            .map_or(String::new(), |v| format!(" ({v})"))
-                    )
-                };
-                chains.push(ChainDiff {
-                    host: name.clone(),
-                    a: show(ta),
-                    b: show(tb),
-                    ca_key_differs,
-                });
-            }
-        }
+        chains.extend(chain_diff(name, ha, hb));
     }
     let resigned_a = chains
         .iter()
@@ -180,6 +150,38 @@ pub fn compare(a: &Session, b: &Session) -> Comparison {
         responses: responses(a, b),
         latency: latency(a, b),
     }
+}
+
+/// How the chain presented for one host differs between the sessions, if it does.
+fn chain_diff(name: &str, ha: Option<&HostStats>, hb: Option<&HostStats>) -> Option<ChainDiff> {
+    let (ta, tb) = (ha?.tls.as_ref()?, hb?.tls.as_ref()?);
+    let cas = |t: &crate::tls::chain::TlsVerdict| {
+        t.chain
+            .iter()
+            .skip(1)
+            .map(|c| c.spki_sha256.clone())
+            .collect::<Vec<_>>()
+    };
+    let ca_key_differs = cas(ta) != cas(tb);
+    if ta.issuer != tb.issuer || ca_key_differs || ta.verdict != tb.verdict {
+        let show = |t: &crate::tls::chain::TlsVerdict| {
+            format!(
+                "{} by {}{}",
+                t.verdict.as_str(),
+                t.issuer,
+                t.vendor
+                    .as_deref()
+                    .map_or(String::new(), |v| format!(" ({v})"))
+            )
+        };
+        return Some(ChainDiff {
+            host: name.to_string(),
+            a: show(ta),
+            b: show(tb),
+            ca_key_differs,
+        });
+    }
+    None
 }
 
 fn answer(

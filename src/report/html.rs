@@ -228,9 +228,13 @@ fn findings(out: &mut String, session: &Session) {
 /// A browser renders a few thousand waterfall rows comfortably; a long session has more.
 const WATERFALL_ROWS: usize = 2000;
 
-fn waterfall(out: &mut String, session: &Session) {
-    let start = session.start_ms();
-    let mut rows: Vec<(f64, String, [f64; 5], f64, bool)> = session
+/// One waterfall row: start (ms after the session's), label, phase lengths (DNS, connect,
+/// TLS, wait, receive), total, failed.
+type Row = (f64, String, [f64; 5], f64, bool);
+
+/// The rows of every request and tunnel, in event order.
+fn waterfall_rows(session: &Session, start: f64) -> Vec<Row> {
+    session
         .events
         .iter()
         .filter_map(|e| match e {
@@ -267,7 +271,12 @@ fn waterfall(out: &mut String, session: &Session) {
             }
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+fn waterfall(out: &mut String, session: &Session) {
+    let start = session.start_ms();
+    let mut rows = waterfall_rows(session, start);
     out.push_str("<h2>Waterfall</h2><p class=\"legend\"><span class=\"w-dns\"></span>DNS<span class=\"w-connect\"></span>connect<span class=\"w-ssl\"></span>TLS<span class=\"w-wait\"></span>wait<span class=\"w-receive\"></span>receive / open<span class=\"w-fail\"></span>failed</p>");
     if rows.is_empty() {
         out.push_str("<p>No requests or tunnels were recorded.</p>");

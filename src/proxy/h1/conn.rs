@@ -128,6 +128,27 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         let started = Instant::now();
         let state = self.state.clone();
         let _open = OpenGuard::new(&state);
+        let (mut event, asked) = self.begin(&mut head, started);
+        let sent = tokio::time::timeout(
+            state.config.response_timeout,
+            self.send(&head, &mut event, &asked.bytes_up),
+        )
+        .await;
+        let result = sent.unwrap_or_else(|_| {
+            let detail = format!(
+                "no response head within {:?}",
+                state.config.response_timeout
+            );
+            Err(Failure::new(FailureKind::Timeout, Side::Upstream, detail).into())
+        });
+        match result {
+            Ok((up, answer)) => self.relay_answer(&head, event, &asked, up, answer).await,
+            Err(error) => self.answer_failure(&head, event, &asked, error).await,
+        }
+    }
+
+    /// The request's event and what the answer will be judged against.
+    fn begin(&self, head: &mut RequestHead, started: Instant) -> (RequestEvent, Asked) {
         let downstream = match &self.route {
             Route::Forward { peer } => Downstream {
                 addr: peer.clone(),
@@ -150,52 +171,48 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
             bytes_up: Arc::new(AtomicU64::new(0)),
         };
         let headers = std::mem::take(&mut head.headers);
-        let mut event = exchange::begin_event(&state, headers, line, downstream, intercepted);
-        let sent = tokio::time::timeout(
-            state.config.response_timeout,
-            self.send(&head, &mut event, &asked.bytes_up),
-        )
-        .await;
-        let result = sent.unwrap_or_else(|_| {
-            let detail = format!(
-                "no response head within {:?}",
-                state.config.response_timeout
-            );
-            Err(Failure::new(FailureKind::Timeout, Side::Upstream, detail).into())
-        });
-        let (mut up, answer) = match result {
-            Ok(ok) => ok,
-            Err(error) => {
-                let response = match &self.route {
-                    Route::Forward { .. } => crate::proxy::forward::fail(
-                        &state,
-                        event,
-                        error.failure,
-                        started,
-                        &asked.bytes_up,
-                    ),
-                    Route::Intercept(ctx) => {
-                        let wants_html = answer::wants_html(asked.accept.as_deref());
-                        answer::intercepted_failure(
-                            ctx,
-                            event,
-                            error,
-                            started,
-                            &asked.bytes_up,
-                            wants_html,
-                        )
-                    }
-                };
-                let written = write_response(&mut self.down, response).await;
-                // The request's body may be half read: only a bodiless one leaves the
-                // connection in a known state.
-                return if written && head.body_len == 0 && !head.close {
-                    After::KeepAlive
-                } else {
-                    After::Close
-                };
+        let event = exchange::begin_event(&self.state, headers, line, downstream, intercepted);
+        (event, asked)
+    }
+
+    /// Answers a request that failed upstream with diagproxy's explanation, and records it.
+    async fn answer_failure(
+        &mut self,
+        head: &RequestHead,
+        event: RequestEvent,
+        asked: &Asked,
+        error: SendError,
+    ) -> After {
+        let (state, started, up) = (&self.state, asked.started, &asked.bytes_up);
+        let response = match &self.route {
+            Route::Forward { .. } => {
+                crate::proxy::forward::fail(state, event, error.failure, started, up)
+            }
+            Route::Intercept(ctx) => {
+                let wants_html = answer::wants_html(asked.accept.as_deref());
+                answer::intercepted_failure(ctx, event, error, started, up, wants_html)
             }
         };
+        let written = write_response(&mut self.down, response).await;
+        // The request's body may be half read: only a bodiless one leaves the
+        // connection in a known state.
+        if written && head.body_len == 0 && !head.close {
+            After::KeepAlive
+        } else {
+            After::Close
+        }
+    }
+
+    /// Relays the answer's head and body, keeps the origin connection when it can be
+    /// reused, and records the exchange.
+    async fn relay_answer(
+        &mut self,
+        head: &RequestHead,
+        mut event: RequestEvent,
+        asked: &Asked,
+        mut up: Upstream,
+        answer: ResponseHead,
+    ) -> After {
         let head_at = Instant::now();
         event.status = Some(answer.status);
         event.content_type = header_string(&answer.headers, &CONTENT_TYPE);
@@ -203,15 +220,8 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         let mut received = Received::default();
         let out = answer.downstream_head();
         let until_close = answer.framing == Framing::UntilClose;
-        let relayed = relay_body(
-            &mut up,
-            &mut self.down,
-            answer.framing,
-            out,
-            keep,
-            &mut received,
-        )
-        .await;
+        let down = &mut self.down;
+        let relayed = relay_body(&mut up, down, answer.framing, out, keep, &mut received).await;
         let after = match relayed {
             Ok(()) => {
                 event.complete = true;
@@ -235,7 +245,7 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
             declared: answer.declared,
             head_at,
         };
-        exchange::finish(&state, event, &asked, answered, received);
+        exchange::finish(&self.state, event, asked, answered, received);
         after
     }
 

@@ -60,7 +60,23 @@ pub(super) async fn exchange(
     if head.body_len == 0 {
         up.stream.flush().await.map_err(|e| broke(e, true))?;
     }
-    let mut left = head.body_len;
+    send_body(down, buf, up, head.body_len, bytes_up).await?;
+    read_answer_head(up, head.method == Method::HEAD).await
+}
+
+/// Relays a request body of `len` bytes (`Content-Length`) from the downstream.
+async fn send_body(
+    down: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    up: &mut Upstream,
+    len: u64,
+    bytes_up: &AtomicU64,
+) -> Result<(), ExchangeError> {
+    let broke = |e: std::io::Error| ExchangeError {
+        failure: Failure::from_exchange_error(&e, Side::Upstream),
+        stale: false,
+    };
+    let mut left = len;
     while left > 0 {
         if buf.is_empty() {
             buf.reserve(READ_CHUNK);
@@ -80,16 +96,25 @@ pub(super) async fn exchange(
         up.stream
             .write_all(&buf[..take])
             .await
-            .map_err(|e| broke(e, false))?;
+            .map_err(&broke)?;
         buf.advance(take);
         left -= take as u64;
         bytes_up.fetch_add(take as u64, Ordering::Relaxed);
         if left == 0 {
-            up.stream.flush().await.map_err(|e| broke(e, false))?;
+            up.stream.flush().await.map_err(&broke)?;
         }
     }
+    Ok(())
+}
+
+/// Reads the answer's head, skipping 1xx heads (101 aside).
+async fn read_answer_head(up: &mut Upstream, to_head: bool) -> Result<ResponseHead, ExchangeError> {
+    let broke = |e: std::io::Error, stale: bool| ExchangeError {
+        failure: Failure::from_exchange_error(&e, Side::Upstream),
+        stale,
+    };
     loop {
-        match parse_response(&up.buf, head.method == Method::HEAD) {
+        match parse_response(&up.buf, to_head) {
             Ok(Some(answer)) => {
                 up.buf.advance(answer.raw.len());
                 if (100..200).contains(&answer.status) && answer.status != 101 {

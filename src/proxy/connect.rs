@@ -1,0 +1,42 @@
+//! A CONNECT, before anything is dialled: its target parsed, a loop to this proxy refused,
+//! and the choice between a byte tunnel and interception.
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use super::body::Body;
+use super::{answer, intercept, tunnel, Shared};
+use crate::session::event::Downstream;
+use crate::shutdown::Shutdown;
+use crate::upstream::addr::unbracket;
+
+/// Answers a CONNECT: 400 for a bad target, 508 for this proxy itself, else a tunnel or an
+/// interception, as `--intercept` says for the host.
+pub async fn connect(
+    req: Request<Incoming>,
+    downstream: Downstream,
+    state: Shared,
+    shutdown: Shutdown,
+) -> Response<Body> {
+    let target = req.uri().to_string();
+    let parsed = req
+        .uri()
+        .authority()
+        .and_then(|a| Some((unbracket(a.host()).to_string(), a.port_u16()?)));
+    let Some((host, port)) = parsed else {
+        let reason = format!(
+            "CONNECT needs a host:port target, e.g. CONNECT chatgpt.com:443 (got {target:?})"
+        );
+        let status = StatusCode::BAD_REQUEST;
+        return answer::refuse(&state, downstream, "CONNECT", &target, status, &reason);
+    };
+    if state.is_self(&host, port) {
+        let reason = format!("{target} is this proxy itself; refusing to loop");
+        let status = StatusCode::LOOP_DETECTED;
+        return answer::refuse(&state, downstream, "CONNECT", &target, status, &reason);
+    }
+    if state.intercepts(&host) {
+        return intercept::connect(req, downstream, host, port, state, shutdown).await;
+    }
+    tunnel::open(req, downstream, host, port, state, shutdown).await
+}
