@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::profile::Profile;
 use crate::session::livelog::Format;
 use crate::tls::roots::TrustRoots;
-use crate::upstream::route::{basic, UpstreamProxy};
+use crate::upstream::route::{basic, Route, UpstreamProxy};
 
 /// The checked configuration of one `diagproxy run`.
 #[derive(Debug, Clone)]
@@ -50,6 +50,14 @@ pub struct Config {
     pub auto_passthrough: bool,
     /// Keep credentials in the session files (opt-in).
     pub include_secrets: bool,
+}
+
+impl Config {
+    /// How diagproxy reaches `host`: today every host takes the one `--upstream-proxy` (or
+    /// goes direct); a PAC file will choose per host here.
+    pub fn route(&self, _host: &str) -> Route<'_> {
+        Route::fixed(self.upstream_proxy.as_ref())
+    }
 }
 
 /// `--intercept`: which hosts get a minted certificate instead of a byte tunnel.

@@ -22,6 +22,7 @@ use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Downstream, Event, RequestEvent};
 use crate::upstream::dial;
 use crate::upstream::pool::PoolKey;
+use crate::upstream::route::Route;
 
 pub async fn forward(
     req: Request<Incoming>,
@@ -131,8 +132,8 @@ fn upstream_request(
         }
     }
     parts.version = Version::HTTP_11;
-    let key = match &state.config.upstream_proxy {
-        Some(proxy) => {
+    let key = match state.config.route(authority.host()) {
+        Route::Proxy(proxy) => {
             if let Some(auth) = proxy
                 .authorization
                 .as_deref()
@@ -142,7 +143,7 @@ fn upstream_request(
             }
             (proxy.host.clone(), proxy.port)
         }
-        None => {
+        Route::Direct => {
             let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             parts.uri = origin_form
                 .parse()

@@ -11,20 +11,20 @@
 //! every step ─► session::Event ─► the recorder (events.jsonl, summary, live log)
 //! ```
 
-pub mod answer;
-pub mod body;
-pub mod connect;
-pub mod exchange;
-pub mod forward;
-pub mod h1;
-pub mod hop;
-pub mod intercept;
-pub mod origin;
-pub mod pages;
-pub mod relay;
-pub mod service;
-pub mod tunnel;
-pub mod zerocopy;
+mod answer;
+mod body;
+mod connect;
+mod exchange;
+mod forward;
+mod h1;
+mod hop;
+mod intercept;
+mod origin;
+mod pages;
+mod relay;
+mod service;
+mod tunnel;
+mod zerocopy;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -4,7 +4,7 @@
 //! is refused as a browser on this machine would refuse it (public ∪ machine roots).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use hyper::body::Incoming;
@@ -371,6 +371,3 @@ impl Origin {
         Ok(verdict)
     }
 }
-
-/// Shared so the service closure of one connection can hold it.
-pub type SharedOrigin = Arc<Origin>;

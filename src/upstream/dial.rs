@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::addr::join as host_port;
 use super::resolve;
-use super::route::UpstreamProxy;
+use super::route::{Route, UpstreamProxy};
 use crate::config::Config;
 use crate::failure::{Failure, FailureKind, Side};
 
@@ -187,7 +187,7 @@ pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<
 
 /// Opens a tunnel's upstream side: directly, or by CONNECT through the corporate proxy.
 pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstream, Failure> {
-    let Some(proxy) = &config.upstream_proxy else {
+    let Route::Proxy(proxy) = config.route(host) else {
         let d = dial(host, port, config, Side::Upstream).await?;
         return Ok(Upstream {
             io: Stream::Tcp {

@@ -93,10 +93,7 @@ async fn send_body(
             }
         }
         let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        up.stream
-            .write_all(&buf[..take])
-            .await
-            .map_err(&broke)?;
+        up.stream.write_all(&buf[..take]).await.map_err(&broke)?;
         buf.advance(take);
         left -= take as u64;
         bytes_up.fetch_add(take as u64, Ordering::Relaxed);
