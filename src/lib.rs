@@ -8,18 +8,22 @@
 //! - **upstream**: what diagproxy talks to on their behalf, the origin server or the
 //!   corporate proxy (`--upstream-proxy`).
 //!
-//! The map:
-//! - [`cli`]: clap types only; [`config`]: `Config::from_run_args`, every check before binding.
+//! The map (ARCHITECTURE.md walks a request through it):
+//! - [`cli`]: the command line (clap types, `RunArgs` → [`config::Config`], one file per
+//!   command); [`config`]: the checked configuration, no clap.
 //! - [`profile`]: the allowlist, what each host is for and the remedies, as data.
-//! - [`proxy`]: [`proxy::run`] (the accept loop), then per connection `h1`, which forwards
-//!   simple plain-HTTP requests itself and hands the rest to `service` (hyper), which sends
-//!   CONNECT to `tunnel`, absolute-form requests to `forward` and the rest to `pages`;
-//!   `relay` moves a tunnel's bytes both ways (with `zerocopy`'s splice(2) for bulk).
+//! - [`upstream`]: reaching the other side (addresses, resolution and pins, the route,
+//!   dialling and CONNECT through the corporate proxy, the idle pool).
+//! - [`proxy`]: the downstream side. [`proxy::run`] (the accept loop), then per connection
+//!   the lean HTTP/1.1 path (`h1`), which hands what it does not do to `service` (hyper):
+//!   `connect` (tunnel or intercept), `forward`, `pages`; `answer` explains failures.
 //! - [`sniff`]: the ClientHello's SNI and ALPN, parsed from a tunnel's first bytes (pure).
-//! - [`tls`]: trust stores, the verdict on a presented chain (pure), the side handshake.
-//! - [`session`]: the events, the single writer of the session folder, the summary, the live log.
+//! - [`tls`]: trust stores, the verdict on a presented chain (pure), the side handshake, the
+//!   CA and the leaf minter.
+//! - [`inspect`]: all diagnosis, pure: findings, detectors, the verdict, reproduce commands.
+//! - [`session`]: the events, the single writer of the session folder, the summary (a fold
+//!   that calls `inspect`), the live log.
 //! - [`failure`]: named failure kinds and whose side failed.
-//! - [`inspect`]: the detectors that turn observations into findings (pure).
 //! - [`report`]: HAR, HTML, Markdown and compare, from `events.jsonl` alone.
 //! - [`bench`]: `diagproxy bench`, the overhead measurements (load generator and proxy
 //!   pinned to their own cores).

@@ -249,6 +249,17 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         after
     }
 
+    /// One request and its answer's head on `up` (see [`wire::exchange`]).
+    async fn exchange(
+        &mut self,
+        up: &mut Upstream,
+        head: &RequestHead,
+        wire: &[u8],
+        bytes_up: &AtomicU64,
+    ) -> Result<ResponseHead, wire::ExchangeError> {
+        wire::exchange(&mut self.down, &mut self.buf, up, head, wire, bytes_up).await
+    }
+
     /// Sends the request on the kept connection when it goes to the same host (again on a
     /// new one if that was closed while idle), else on a new one; returns the answer's head.
     pub(super) async fn send(
@@ -264,16 +275,7 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
             .filter(|u| u.port == head.port && u.host == head.host);
         if let Some(mut up) = kept {
             let sent = Instant::now();
-            match wire::exchange(
-                &mut self.down,
-                &mut self.buf,
-                &mut up,
-                head,
-                &wire,
-                bytes_up,
-            )
-            .await
-            {
+            match self.exchange(&mut up, head, &wire, bytes_up).await {
                 Ok(answer) => {
                     event.reused = true;
                     event.server_ip = up.server_ip.clone();
@@ -287,16 +289,10 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         }
         let mut up = open(&self.route, &self.state, head, event).await?;
         let sent = Instant::now();
-        let answer = wire::exchange(
-            &mut self.down,
-            &mut self.buf,
-            &mut up,
-            head,
-            &wire,
-            bytes_up,
-        )
-        .await
-        .map_err(|e| SendError::from(e.failure))?;
+        let answer = self
+            .exchange(&mut up, head, &wire, bytes_up)
+            .await
+            .map_err(|e| SendError::from(e.failure))?;
         event.timings.wait_ms = Some(ms(sent.elapsed()));
         Ok((up, answer))
     }
