@@ -27,6 +27,7 @@
 //! - [`report`]: HAR, HTML, Markdown and compare, from `events.jsonl` alone.
 //! - [`bench`]: `diagproxy bench`, the overhead measurements (load generator and proxy
 //!   pinned to their own cores).
+//! - [`text`]: text made safe for a terminal, a shell or Markdown (pure).
 //! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
 
 pub mod bench;
@@ -41,6 +42,7 @@ pub mod report;
 pub mod session;
 pub mod shutdown;
 pub mod sniff;
+pub mod text;
 pub mod tls;
 pub mod upstream;
 

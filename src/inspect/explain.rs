@@ -13,7 +13,7 @@ use crate::tls::chain::{TlsVerdict, Verdict};
 pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding {
     let mut remedy = String::new();
     if let Some(hint) = profile.hint(failure.kind) {
-        remedy.push_str(&hint.check.replace("HOST", host));
+        remedy.push_str(&hint.check.replace("HOST", &crate::text::shell(host)));
     }
     if let Some(entry) = profile.match_host(host) {
         if !remedy.is_empty() {

@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use crate::text::shell;
+
 /// The way out a reproduce command takes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Path<'a> {
@@ -17,7 +19,7 @@ pub struct Path<'a> {
 pub fn command(url: &str, path: &Path<'_>) -> String {
     let mut cmd = String::from("curl -sv -o /dev/null");
     if let Some((proxy, has_credentials)) = path.proxy {
-        cmd.push_str(&format!(" -x {proxy}"));
+        cmd.push_str(&format!(" -x {}", shell(proxy)));
         if has_credentials {
             cmd.push_str(" --proxy-user USER:PASS");
         }
@@ -28,9 +30,13 @@ pub fn command(url: &str, path: &Path<'_>) -> String {
         } else {
             ip.to_string()
         };
-        cmd.push_str(&format!(" --resolve {host}:{port}:{ip}"));
+        cmd.push_str(&format!(
+            " --resolve {}",
+            shell(&format!("{host}:{port}:{ip}"))
+        ));
     }
-    cmd.push_str(&format!(" '{url}'"));
+    // Always quoted, as before, so a URL reads the same whether or not it needs it.
+    cmd.push_str(&format!(" '{}'", url.replace('\'', r"'\''")));
     cmd
 }
 
@@ -50,5 +56,23 @@ mod tests {
         };
         let pinned = command("https://chatgpt.com:8443/", &path);
         assert_eq!(pinned, "curl -sv -o /dev/null -x http://corp:3128 --proxy-user USER:PASS --resolve chatgpt.com:8443:127.0.0.1 'https://chatgpt.com:8443/'");
+    }
+
+    #[test]
+    fn a_hostile_url_stays_one_shell_word() {
+        let url = "http://chatgpt.com/x'$(touch${IFS}/tmp/p)'err";
+        let cmd = command(url, &Path::default());
+        assert_eq!(
+            cmd,
+            r"curl -sv -o /dev/null 'http://chatgpt.com/x'\''$(touch${IFS}/tmp/p)'\''err'"
+        );
+        let Ok(out) = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd.replace("curl -sv -o /dev/null", "printf %s"))
+            .output()
+        else {
+            return; // no sh here: the string comparison above still holds
+        };
+        assert_eq!(String::from_utf8_lossy(&out.stdout), url);
     }
 }

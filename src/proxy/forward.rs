@@ -31,7 +31,7 @@ pub async fn forward(
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let url = req.uri().to_string();
+    let url = crate::session::redact::strip_userinfo(&req.uri().to_string()).into_owned();
     let path = req.uri().path().to_string();
     let accept = exchange::header_string(req.headers(), &ACCEPT);
     let (authority, host, port) = match target(&req, &url, &state) {
@@ -108,6 +108,9 @@ fn target(
     };
     let host = crate::upstream::addr::unbracket(authority.host()).to_string();
     let port = authority.port_u16().unwrap_or(80);
+    if !crate::text::is_host(&host) {
+        return Err((StatusCode::BAD_REQUEST, super::connect::not_a_host(&host)));
+    }
     if state.is_self(&host, port) {
         let reason = format!("{url} is this proxy itself; refusing to loop");
         return Err((StatusCode::LOOP_DETECTED, reason));
@@ -126,10 +129,11 @@ fn upstream_request(
     strip_hop_by_hop(&mut parts.headers);
     // diagproxy already answered any Expect: 100-continue itself by reading the body.
     parts.headers.remove(EXPECT);
-    if !parts.headers.contains_key(HOST) {
-        if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
-            parts.headers.insert(HOST, value);
-        }
+    // RFC 9112 §3.2.2: the Host is the URL's authority (never its userinfo), whatever the
+    // client wrote.
+    let hostport = crate::upstream::addr::without_userinfo(authority.as_str());
+    if let Ok(value) = HeaderValue::from_str(hostport) {
+        parts.headers.insert(HOST, value);
     }
     parts.version = Version::HTTP_11;
     let key = match state.config.route(authority.host()) {

@@ -180,7 +180,8 @@ async fn relay(
     let watch_up = |chunk: &[u8]| {
         if let Some(Sniff::Hello(hello)) = sniffer.feed(chunk) {
             if let Some(callback) = on_hello.take() {
-                callback(hello.sni.as_deref());
+                let sni = hello.sni.as_deref().filter(|s| crate::text::is_dns_name(s));
+                callback(sni);
             }
         }
         !sniffer.decided()
@@ -290,7 +291,8 @@ impl Sniffer {
     fn finish(self, record: &mut TunnelEvent) {
         record.payload = match self.verdict {
             Some(Sniff::Hello(hello)) => {
-                record.sni = hello.sni;
+                // Recorded (and the tunnel filed under it) only when it is a DNS name.
+                record.sni = hello.sni.filter(|sni| crate::text::is_dns_name(sni));
                 record.alpn = hello.alpn;
                 Payload::Tls
             }

@@ -9,7 +9,7 @@ use crate::session::event::Event;
 pub fn render(session: &Session) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# ChatGPT network diagnosis (diagproxy)\n");
-    let _ = writeln!(md, "**Verdict:** {}\n", session.summary.verdict());
+    let _ = writeln!(md, "**Verdict:** {}\n", cell(&session.summary.verdict()));
     environment(&mut md, session);
     failing(&mut md, session);
     tried(&mut md, session);
@@ -74,11 +74,11 @@ fn failing(md: &mut String, session: &Session) {
                 let vendor = f
                     .vendor
                     .as_deref()
-                    .map_or(String::new(), |v| format!(" ({v})"));
+                    .map_or(String::new(), |v| format!(" ({})", cell(v)));
                 let _ = writeln!(
                     md,
                     "| {}:{} | {}{vendor} | {} | {} | {} |",
-                    h.host,
+                    cell(&h.host),
                     h.port,
                     f.kind,
                     cell(&f.evidence),
@@ -99,15 +99,16 @@ fn reproduce(md: &mut String, failing: &[&crate::session::summary::HostStats]) {
         .flat_map(|h| h.findings.iter().filter_map(|f| f.reproduce.as_deref()))
         .collect();
     if !commands.is_empty() {
-        let _ = writeln!(md, "## Reproduce without diagproxy\n\n```sh");
+        // An indented code block: nothing in a command (backticks included) can end it.
+        let _ = writeln!(md, "## Reproduce without diagproxy\n");
         let mut seen = Vec::new();
         for c in commands {
             if !seen.contains(&c) {
-                let _ = writeln!(md, "{c}");
+                let _ = writeln!(md, "    {}", crate::text::terminal(c, false));
                 seen.push(c);
             }
         }
-        let _ = writeln!(md, "```\n");
+        let _ = writeln!(md);
     }
 }
 
@@ -150,15 +151,15 @@ fn tried(md: &mut String, session: &Session) {
         let _ = writeln!(
             md,
             "- Clients: {}.",
-            user_agents.into_iter().collect::<Vec<_>>().join("; ")
+            cell(&user_agents.into_iter().collect::<Vec<_>>().join("; "))
         );
     }
     let _ = writeln!(md, "- OpenAI's status page should be checked first; the isolation test is `diagproxy compare <this session> <a session on a mobile hotspot>`.");
 }
 
-/// Keeps a table cell on one line.
+/// Keeps a table cell on one line, with no markup from the network in it.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    crate::text::markdown(&text.replace('\n', " "))
 }
 
 #[cfg(test)]
@@ -187,5 +188,27 @@ mod tests {
         );
         assert!(!md.contains("sk-live-very-secret") && !md.contains("sk-query-secret"));
         assert!(md.lines().count() < 60, "short enough to paste");
+    }
+
+    #[test]
+    fn network_text_carries_no_markup_or_escapes() {
+        use crate::session::event::Event;
+        let mut events = fixtures::events();
+        for e in &mut events {
+            let findings = match e {
+                Event::Request(r) => &mut r.findings,
+                Event::Tunnel(t) => &mut t.findings,
+                _ => continue,
+            };
+            for f in findings {
+                f.evidence = "Location: <script>alert(1)</script> `x` \x1b[31m".into();
+            }
+        }
+        let md = render(&fixtures::session_of(&events));
+        assert!(
+            md.contains("&lt;script&gt;alert(1)&lt;/script&gt; &#96;x&#96; \\x1b[31m"),
+            "{md}"
+        );
+        assert!(!md.contains("<script>") && !md.contains('\x1b'), "{md}");
     }
 }

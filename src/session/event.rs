@@ -31,7 +31,7 @@ pub enum Event {
     SessionEnded(Box<SessionEnd>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub id: String,
     pub started_at: String,

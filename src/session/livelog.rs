@@ -78,6 +78,9 @@ pub fn line(event: &Event, profile: &Profile, style: Style) -> Option<String> {
         Event::Tunnel(t) => tunnel_line(t, profile),
         Event::Request(r) => request_line(r, profile),
     };
+    // Certificate names, SNI, URLs and headers come from the network: shown, never
+    // interpreted by the terminal (the only newlines are the line's own finding lines).
+    let text = crate::text::terminal(&text, true).into_owned();
     Some(if failed && style.color {
         format!("{RED}{text}{RESET}")
     } else {
@@ -195,7 +198,8 @@ fn with_findings(mut s: String, findings: &[crate::inspect::Finding]) -> String 
 pub fn exit_table(summary: &Summary, color: bool) -> String {
     let mut out = String::new();
     let (on, off) = if color { (RED, RESET) } else { ("", "") };
-    let _ = writeln!(out, "\n{on}{}{off}", summary.verdict());
+    let verdict = summary.verdict();
+    let _ = writeln!(out, "\n{on}{}{off}", crate::text::terminal(&verdict, false));
     let _ = writeln!(out, "\nsession {} — hosts seen:", summary.session().id);
     let _ = writeln!(
         out,
@@ -220,6 +224,7 @@ pub fn exit_table(summary: &Summary, color: bool) -> String {
                 failures.join(" ")
             }
         );
+        let row = crate::text::terminal(&row, false).into_owned();
         let row = if color && !h.failures.is_empty() {
             format!("{RED}{row}{RESET}")
         } else {
@@ -347,5 +352,35 @@ mod tests {
         assert_eq!(bytes(3 * 1_048_576), "3.0 MiB");
         assert_eq!(duration(12.34), "12.3ms");
         assert_eq!(duration(1500.0), "1.50s");
+    }
+
+    #[test]
+    fn network_text_cannot_drive_the_terminal() {
+        let evil = "EVIL\x1b]0;PWNED\x07\x1b[31m\u{9b}";
+        let mut event = failed_tunnel();
+        if let Event::Tunnel(t) = &mut event {
+            t.downstream.user_agent = Some(evil.into());
+            t.failure = Some(Failure::new(FailureKind::TlsFailed, Side::Upstream, evil));
+        }
+        for color in [false, true] {
+            let style = Style {
+                format: Format::Human,
+                color,
+                quiet: false,
+            };
+            let text = line(&event, &Profile::builtin(), style).unwrap();
+            let text = text.replace(RED, "").replace(RESET, "");
+            assert!(text.contains("EVIL\\x1b]0;PWNED\\x07"), "{text}");
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| c != '\n' && (c.is_control() || ('\u{80}'..='\u{9f}').contains(&c))),
+                "{text:?}"
+            );
+        }
+        let mut summary = Summary::new(Default::default(), std::sync::Arc::new(Profile::builtin()));
+        summary.apply(&event);
+        let table = exit_table(&summary, false);
+        assert!(!table.contains('\x1b'), "{table:?}");
     }
 }

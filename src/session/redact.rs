@@ -37,6 +37,18 @@ pub fn value<'a>(
     }
 }
 
+/// `url` without the `user:pass@` of its authority (a credential, never recorded).
+pub fn strip_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return std::borrow::Cow::Borrowed(url);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => std::borrow::Cow::Owned(format!("{scheme}://{}", &rest[at + 1..])),
+        None => std::borrow::Cow::Borrowed(url),
+    }
+}
+
 /// Query parameters whose values are credentials (by name, case-insensitive substring).
 const SECRET_PARAMS: [&str; 12] = [
     "token",

@@ -67,6 +67,13 @@ pub fn unbracket(host: &str) -> &str {
         .unwrap_or(host)
 }
 
+/// An authority (`user:pass@host:port`) without its userinfo, which is never forwarded.
+pub fn without_userinfo(authority: &str) -> &str {
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hostport)| hostport)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +98,7 @@ mod tests {
         assert_eq!(unbracket("[::1]"), "::1");
         assert_eq!(unbracket("a.b"), "a.b");
         assert_eq!(unbracket("[x"), "[x");
+        assert_eq!(without_userinfo("u:p@a.b:80"), "a.b:80");
+        assert_eq!(without_userinfo("a.b:80"), "a.b:80");
     }
 }

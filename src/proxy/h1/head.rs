@@ -47,7 +47,6 @@ pub(super) struct RequestHead {
     pub(super) headers: HeaderMap,
     /// The header lines to forward (name and value ranges in `raw`), as sent.
     pub(super) lines: Vec<(Range<usize>, Range<usize>)>,
-    pub(super) has_host: bool,
     /// The body's length (Content-Length; 0 without).
     pub(super) body_len: u64,
     /// The downstream asked to close after this request.
@@ -68,9 +67,8 @@ impl RequestHead {
         out.push(b' ');
         out.extend_from_slice(self.origin_form.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        if !self.has_host {
-            push_line(&mut out, b"Host", self.authority.as_bytes());
-        }
+        // RFC 9112 §3.2.2: the Host is the target's authority, whatever the client wrote.
+        push_line(&mut out, b"Host", self.authority.as_bytes());
         for (name, value) in &self.lines {
             push_line(&mut out, &self.raw[name.clone()], &self.raw[value.clone()]);
         }
@@ -115,11 +113,11 @@ pub(super) fn parse_request(buf: &[u8], origin: Option<&Origin>) -> Parse<Reques
     let Ok(body_len) = content_length(&fields.headers) else {
         return Parse::Other;
     };
-    // Inside a tunnel the Host is the tunnel's origin, whatever the client wrote.
-    let drop: &[&HeaderName] = if origin.is_some() { &[&HOST] } else { &[] };
+    // The Host sent is the target's authority (the tunnel's origin inside a tunnel),
+    // whatever the client wrote.
+    let drop: &[&HeaderName] = &[&HOST];
     Parse::Done(RequestHead {
         method,
-        has_host: origin.is_none() && fields.headers.contains_key(HOST),
         body_len: body_len.unwrap_or(0),
         close: fields.close,
         lines: fields.forwarded(&[], drop),
@@ -163,14 +161,15 @@ impl Target {
         let uri = target.parse::<Uri>().ok()?;
         let authority = uri.authority()?;
         let host = crate::upstream::addr::unbracket(authority.host());
-        if host.is_empty() {
-            return None;
+        if !crate::text::is_host(host) {
+            return None; // hyper's path refuses it with a 400 that says why
         }
         Some(Target {
-            url: target.to_string(),
+            url: crate::session::redact::strip_userinfo(target).into_owned(),
             host: host.to_string(),
             port: authority.port_u16().unwrap_or(80),
-            authority: authority.as_str().to_string(),
+            // Without any userinfo (`user:pass@`): that is never forwarded.
+            authority: crate::upstream::addr::without_userinfo(authority.as_str()).to_string(),
             origin_form: uri
                 .path_and_query()
                 .map_or("/", |pq| pq.as_str())

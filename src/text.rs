@@ -1,0 +1,170 @@
+//! Text that crosses a trust boundary, made safe for where it goes. Pure.
+//!
+//! - [`terminal`]: network-controlled text (certificate names, SNI, URLs, headers) on a
+//!   terminal: C0, DEL and C1 control characters are shown escaped (`\x1b`), never
+//!   interpreted, so a certificate cannot retitle or recolour the engineer's terminal.
+//! - [`shell`]: a value pasted into a POSIX shell: single-quoted when it is not plainly safe.
+//! - [`markdown`]: a value inside a Markdown table cell or line.
+//! - [`is_host`]: whether a host is a DNS name or an IP literal (anything else is refused
+//!   before it can reach a command, a hint or a file name).
+
+use std::borrow::Cow;
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// `text` with every control character (C0 but `\n` when `keep_newlines`, DEL, C1) written
+/// as a visible escape. Borrowed when there is nothing to escape (the common case).
+pub fn terminal(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let bad = |c: char| is_control(c) && !(keep_newlines && c == '\n');
+    if !text.chars().any(bad) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if bad(c) {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// C0 (U+0000–U+001F), DEL (U+007F) and C1 (U+0080–U+009F).
+fn is_control(c: char) -> bool {
+    let c = c as u32;
+    c < 0x20 || (0x7f..=0x9f).contains(&c)
+}
+
+/// `value` as one POSIX shell word: as it is when it holds only characters no shell
+/// treats specially, else in single quotes (a `'` inside becomes `'\''`).
+pub fn shell(value: &str) -> Cow<'_, str> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "._-:/@%+=,".contains(c);
+    if !value.is_empty() && value.chars().all(safe) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(format!("'{}'", value.replace('\'', r"'\''")))
+}
+
+/// `text` for a Markdown line or table cell: one line, `|` escaped, and the characters that
+/// start HTML or code (`<`, `>`, `&`, backticks) written as entities; control characters
+/// escaped as on a terminal.
+pub fn markdown(text: &str) -> String {
+    let text = terminal(text, false);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '`' => out.push_str("&#96;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether `host` (brackets allowed around IPv6) is an IP literal or a DNS name: labels of
+/// letters, digits, `-` and `_`, 1–63 characters each, at most 253 in all, an optional
+/// final dot.
+pub fn is_host(host: &str) -> bool {
+    let bare = crate::upstream::addr::unbracket(host);
+    if bare.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    is_dns_name(host)
+}
+
+/// Whether `name` is a DNS name (see [`is_host`]); an IP literal is not one.
+pub fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    name.split('.').all(|label| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escapes_are_shown_not_interpreted() {
+        let evil = "CN=EVIL\x1b]0;PWNED\x07\x1b[31m\u{9b}2J\x7f";
+        let shown = terminal(evil, false);
+        assert_eq!(shown, "CN=EVIL\\x1b]0;PWNED\\x07\\x1b[31m\\x9b2J\\x7f");
+        assert!(!shown.chars().any(is_control));
+        assert_eq!(terminal("a\nb", true), "a\nb");
+        assert_eq!(terminal("a\nb", false), "a\\x0ab");
+        assert!(matches!(terminal("chatgpt.com é", false), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn shell_words_cannot_run_anything() {
+        assert_eq!(shell("https://chatgpt.com/x"), "https://chatgpt.com/x");
+        let url = "http://chatgpt.com/x'$(touch${IFS}/tmp/p)'err";
+        let quoted = shell(url);
+        assert_eq!(
+            quoted,
+            r"'http://chatgpt.com/x'\''$(touch${IFS}/tmp/p)'\''err'"
+        );
+        assert_eq!(shell("a b"), "'a b'");
+        assert_eq!(shell(""), "''");
+        assert_eq!(shell("[::1]:443"), "'[::1]:443'");
+    }
+
+    #[test]
+    fn shell_quoting_round_trips_through_sh() {
+        let Ok(out) = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell("x'$(id)`id`\"y\\ z")))
+            .output()
+        else {
+            return; // no sh on this machine: the string test above still holds
+        };
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "x'$(id)`id`\"y\\ z");
+    }
+
+    #[test]
+    fn markdown_cells_carry_no_markup() {
+        assert_eq!(
+            markdown("<script>a|b</script> `x` & y\nz"),
+            "&lt;script&gt;a\\|b&lt;/script&gt; &#96;x&#96; &amp; y\\x0az"
+        );
+    }
+
+    #[test]
+    fn hosts_are_names_or_addresses() {
+        for ok in [
+            "chatgpt.com",
+            "chatgpt.com.",
+            "a-b_c.d",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "x",
+        ] {
+            assert!(is_host(ok), "{ok}");
+        }
+        let long = format!("{}.com", "a".repeat(64));
+        for bad in [
+            "",
+            "x$(id)'y.invalid",
+            "a..b",
+            "a b",
+            "a/b",
+            "é.com",
+            long.as_str(),
+            ".",
+        ] {
+            assert!(!is_host(bad), "{bad:?}");
+        }
+        assert!(!is_dns_name("127.0.0.1:80"));
+    }
+}
