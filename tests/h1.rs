@@ -110,6 +110,38 @@ async fn an_upstream_connection_closed_while_idle_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_post_on_a_connection_closed_while_idle_is_not_sent_twice() {
+    // RFC 9110 §9.2.2: only idempotent requests are repeated on a new connection; a POST
+    // may have been acted on, so it fails with the origin named instead.
+    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let (origin, received) = scripted_origin(vec![(ok, true), (ok, true)]).await;
+    let proxy = Proxy::start(&[]).await;
+    let mut client = Client::connect(proxy.addr).await;
+    let reply = client.get(&format!("http://{origin}/first")).await;
+    assert_eq!(reply.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let post = hyper::Request::post(format!("http://{origin}/order"))
+        .header("content-length", "0")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let reply = client.send(post).await;
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "the POST reached the origin once at most"
+    );
+    let session = proxy.stop().await;
+    let requests = session.events_of("request");
+    assert_eq!(requests[1]["method"], "POST");
+    assert_eq!(
+        requests[1]["failure"]["kind"], "http_error",
+        "{:?}",
+        requests[1]
+    );
+}
+
+#[tokio::test]
 async fn an_answer_delimited_by_close_is_relayed_whole() {
     let (answer, request) =
         one_answer_then_close("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")

@@ -53,7 +53,7 @@ async fn a_host_that_is_neither_a_name_nor_an_address_is_refused_with_400() {
     );
     let plain = raw_exchange(
         proxy.addr,
-        b"GET http://x$(id)y.invalid/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET http://x$(id)y.invalid/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(plain.starts_with("HTTP/1.1 400"), "{plain}");
@@ -112,4 +112,87 @@ async fn an_sni_that_is_not_a_dns_name_is_not_recorded_as_one() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     let session = proxy.stop().await;
     assert!(session.events_of("tls_check").is_empty());
+}
+
+#[test]
+fn usage_errors_never_echo_a_password_and_bad_days_exit_64() {
+    let bin = env!("CARGO_BIN_EXE_diagproxy");
+    let out = std::process::Command::new(bin)
+        .args([
+            "run",
+            "--upstream-proxy",
+            "http://u:PW-s3cret@corp:notaport",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("bad host or port"), "{stderr}");
+    assert!(!stderr.contains("PW-s3cret"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    for days in ["3000000", "0"] {
+        let out = std::process::Command::new(bin)
+            .args(["ca", "init", "--days", days, "--ca-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "--days {days}: {stderr}");
+        assert!(stderr.contains("3650"), "{stderr}");
+    }
+    assert!(!dir.path().join("ca.pem").exists());
+}
+
+#[test]
+fn sighup_ends_the_session_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("session");
+    let Running { mut child, .. } = run_binary(&["--session-dir".as_ref(), session.as_os_str()]);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let summary = std::fs::read_to_string(session.join("summary.json")).unwrap();
+    assert!(summary.contains("\"ended_at\": \""), "{summary}");
+    assert!(session.join("report.html").exists());
+}
+
+#[tokio::test]
+async fn the_proxys_pages_refuse_a_rebinding_host() {
+    let proxy = Proxy::start(&[]).await;
+    for (host, expected) in [
+        ("rebind.attacker.test".to_string(), "HTTP/1.1 421"),
+        (proxy.addr.to_string(), "HTTP/1.1 200"),
+        (format!("localhost:{}", proxy.addr.port()), "HTTP/1.1 200"),
+    ] {
+        for path in ["/", "/summary.json"] {
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            let answer = raw_exchange(proxy.addr, request.as_bytes()).await;
+            assert!(answer.starts_with(expected), "{host} {path}: {answer}");
+        }
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_credentials_take_the_scheme_in_any_case() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&["--proxy-auth", "user:pass"]).await;
+    for (auth, expected) in [
+        ("basic dXNlcjpwYXNz", "HTTP/1.1 200"),
+        ("BASIC dXNlcjpwYXNz", "HTTP/1.1 200"),
+        ("Basic dXNlcjpwYXNa", "HTTP/1.1 407"),
+    ] {
+        let request = format!(
+            "GET http://{origin}/hello HTTP/1.1\r\nProxy-Authorization: {auth}\r\nConnection: close\r\n\r\n"
+        );
+        let answer = raw_exchange(proxy.addr, request.as_bytes()).await;
+        assert!(answer.starts_with(expected), "{auth}: {answer}");
+    }
+    proxy.stop().await;
 }

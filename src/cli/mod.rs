@@ -176,8 +176,8 @@ pub struct CaDirArgs {
 pub struct CaInitArgs {
     #[command(flatten)]
     pub dir: CaDirArgs,
-    /// Validity in days.
-    #[arg(long, default_value_t = 365)]
+    /// Validity in days (1 to 3650).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
     /// Do not restrict the CA to the profile's domains (it could then impersonate any site).
     #[arg(long)]

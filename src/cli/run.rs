@@ -25,12 +25,13 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    // Handlers first: a signal sent as soon as the banner is read ends the session cleanly.
+    let signals = shutdown_signals()?;
     eprintln!(
         "diagproxy listening on http://{addr} (session folder {}); point your proxy settings here, \
          or use the PAC file http://{addr}/proxy.pac. Ctrl-C ends the session.",
         config.session_dir.display()
     );
-    let signals = shutdown_signals()?;
     let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let outcome = crate::run(listener, config, signals).await?;
     write_reports(outcome.dir.clone()).await;
@@ -45,16 +46,19 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
     Ok(())
 }
 
-/// Resolves at the first SIGINT or SIGTERM; a second one exits at once (the event log is
+/// Resolves at the first SIGINT, SIGTERM or SIGHUP; a second one exits at once (the event log is
 /// flushed after every batch, so it is complete up to that moment).
 fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    // A closed terminal (SIGHUP) ends the session cleanly too, reports and all.
+    let mut hangup = signal(SignalKind::hangup())?;
     Ok(async move {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
         }
         eprintln!("diagproxy: finishing open work (press Ctrl-C again to stop now)");
         tokio::spawn(async move {

@@ -13,6 +13,15 @@ use crate::session::livelog::bytes;
 use crate::upstream::addr::join as host_port;
 
 pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
+    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
+    if !host.is_none_or(|h| addresses_us(h, state.listen)) {
+        // DNS rebinding: a web page that made its own name point at 127.0.0.1 must not
+        // read the session through the browser.
+        return plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "diagproxy: its pages answer only to an IP address, localhost or the listen address in Host\n".into(),
+        );
+    }
     match req.uri().path() {
         "/" => page(status_html(state), "text/html; charset=utf-8"),
         "/summary.json" => page(summary_json(state), "application/json"),
@@ -32,6 +41,20 @@ pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
                 state.listen
             ),
         ),
+    }
+}
+
+/// Whether a `Host` names this proxy as only a local user would: an IP literal,
+/// `localhost`, or the listen address.
+fn addresses_us(host: &str, listen: std::net::SocketAddr) -> bool {
+    let name = crate::upstream::HostPort::parse(host, listen.port()).map(|hp| hp.host);
+    match name {
+        Some(name) => {
+            name.parse::<std::net::IpAddr>().is_ok()
+                || name.eq_ignore_ascii_case("localhost")
+                || name == listen.ip().to_string()
+        }
+        None => false,
     }
 }
 
@@ -164,5 +187,22 @@ mod tests {
             escape("<a href=\"x\">&</a>"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn pages_answer_only_to_local_names() {
+        let listen: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "[::1]:8080",
+            "192.168.1.5:8080",
+        ] {
+            assert!(addresses_us(ok, listen), "{ok}");
+        }
+        for bad in ["evil.example:8080", "rebind.attacker.test", "", "a b"] {
+            assert!(!addresses_us(bad, listen), "{bad}");
+        }
     }
 }

@@ -103,7 +103,7 @@ fn check_auth(
         (AUTHORIZATION, StatusCode::UNAUTHORIZED, WWW_AUTHENTICATE)
     };
     let given = req.headers().get(&header).map(|v| v.as_bytes());
-    if given == Some(expected.as_bytes()) {
+    if given.is_some_and(|g| credentials_match(g, expected)) {
         return None;
     }
     let reason = if given.is_some() {
@@ -125,4 +125,47 @@ fn check_auth(
         HeaderValue::from_static("Basic realm=\"diagproxy\""),
     );
     Some(response)
+}
+
+/// Whether a `Basic …` credential matches the expected one: the scheme name in any case
+/// (RFC 9110 §11.1), the token compared in constant time (no timing hint of how much of a
+/// guessed password was right).
+fn credentials_match(given: &[u8], expected: &str) -> bool {
+    let split = |value: &[u8]| -> Option<(Vec<u8>, Vec<u8>)> {
+        let text = value.trim_ascii();
+        let at = text.iter().position(|&b| b == b' ')?;
+        let (scheme, token) = text.split_at(at);
+        Some((scheme.to_ascii_lowercase(), token.trim_ascii().to_vec()))
+    };
+    let (Some((scheme, token)), Some((want_scheme, want_token))) =
+        (split(given), split(expected.as_bytes()))
+    else {
+        return false;
+    };
+    if scheme != want_scheme || token.len() != want_token.len() {
+        return false;
+    }
+    token
+        .iter()
+        .zip(&want_token)
+        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_compare_by_scheme_in_any_case_and_token() {
+        let expected = "Basic dXNlcjpwYXNz";
+        assert!(credentials_match(b"Basic dXNlcjpwYXNz", expected));
+        assert!(credentials_match(b"basic dXNlcjpwYXNz", expected));
+        assert!(credentials_match(b"BASIC   dXNlcjpwYXNz ", expected));
+        assert!(!credentials_match(b"Basic dXNlcjpwYXNa", expected));
+        assert!(!credentials_match(b"Basic dXNlcjpwYXN", expected));
+        assert!(!credentials_match(b"Bearer dXNlcjpwYXNz", expected));
+        assert!(!credentials_match(b"dXNlcjpwYXNz", expected));
+        assert!(!credentials_match(b"", expected));
+    }
 }

@@ -43,6 +43,9 @@ impl std::fmt::Debug for LocalCa {
     }
 }
 
+/// The longest validity `ca init --days` takes (ten years).
+pub const MAX_DAYS: u32 = 3650;
+
 /// Creates the CA files; refuses to overwrite without `force`.
 pub fn init(options: &InitOptions, profile: &Profile) -> Result<PathBuf, String> {
     let cert_path = options.dir.join(CERT_FILE);
@@ -87,7 +90,7 @@ pub fn generate(
     ];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(i64::from(days.max(1)));
+    params.not_after = now + time::Duration::days(i64::from(days.clamp(1, MAX_DAYS)));
     if constrained {
         params.name_constraints = Some(constraints(profile));
     }

@@ -54,8 +54,16 @@ pub fn basic(user_pass: &str) -> String {
 
 /// `http://[user:pass@]host[:port][/]`; user and password may be percent-encoded.
 pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, String> {
+    // Never echo a password: the userinfo, if any, is shown as `***`.
+    let shown = match url
+        .split_once("://")
+        .and_then(|(s, r)| Some((s, r.rsplit_once('@')?.1)))
+    {
+        Some((scheme, rest)) => format!("{scheme}://***@{rest}"),
+        None => url.to_string(),
+    };
     let err = |why: &str| {
-        format!("--upstream-proxy {url:?}: {why}; expected http://[user:pass@]host:port")
+        format!("--upstream-proxy {shown:?}: {why}; expected http://[user:pass@]host:port")
     };
     let rest = url
         .strip_prefix("http://")
@@ -132,5 +140,7 @@ mod tests {
         assert!(parse_upstream_proxy("https://corp:3128").is_err());
         assert!(parse_upstream_proxy("corp:3128").is_err());
         assert!(parse_upstream_proxy("http://corp:notaport").is_err());
+        let e = parse_upstream_proxy("http://u:PW@corp:notaport").unwrap_err();
+        assert!(!e.contains("PW") && e.contains("***@corp:notaport"), "{e}");
     }
 }

@@ -283,7 +283,9 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
                     event.timings.wait_ms = Some(ms(sent.elapsed()));
                     return Ok((up, answer));
                 }
-                Err(e) if e.stale && head.body_len == 0 => {}
+                // Closed while idle: sent again on a new connection, but only a request
+                // that may be repeated (RFC 9110 §9.2.2) and had no body.
+                Err(e) if e.stale && head.body_len == 0 && head.method.is_idempotent() => {}
                 Err(e) => return Err(e.failure.into()),
             }
         }

@@ -233,12 +233,14 @@ pub(super) fn parse_response(buf: &[u8], to_head: bool) -> Result<Option<Respons
     let (Some(status), Some(version)) = (res.code, res.version) else {
         return Err("no status".into());
     };
-    let reason = res.reason.unwrap_or("");
+    let reason = reason_range(res.reason, buf, len);
     let raw = Bytes::copy_from_slice(&buf[..len]);
-    let reason_start = reason.as_ptr() as usize - buf.as_ptr() as usize;
     let fields = Fields::read(res.headers, buf, &raw).ok_or("an invalid header field")?;
+    let encoded = fields.headers.contains_key(TRANSFER_ENCODING);
     let declared =
         content_length(&fields.headers).map_err(|()| "an invalid Content-Length".to_string())?;
+    // RFC 9112 §6.3: with a Transfer-Encoding, a Content-Length means nothing and goes.
+    let declared = declared.filter(|_| !encoded);
     let framing = if to_head || (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Empty
     } else if let Some(codings) = fields.headers.get(TRANSFER_ENCODING) {
@@ -260,20 +262,30 @@ pub(super) fn parse_response(buf: &[u8], to_head: bool) -> Result<Option<Respons
         Framing::Chunked(_) => &[&TRANSFER_ENCODING],
         _ => &[],
     };
+    let drop: &[&HeaderName] = if encoded { &[&CONTENT_LENGTH] } else { &[] };
     Ok(Some(ResponseHead {
         status,
-        reason: if reason.is_empty() {
-            0..0
-        } else {
-            reason_start..reason_start + reason.len()
-        },
-        lines: fields.forwarded(keep, &[]),
+        reason,
+        lines: fields.forwarded(keep, drop),
         reusable: version == 1 && !fields.close && framing != Framing::UntilClose,
         framing,
         declared,
         headers: fields.headers,
         raw,
     }))
+}
+
+/// Where httparse's reason phrase lies in `buf` (within the head's `len` bytes); empty when
+/// there is none (`HTTP/1.1 200\r\n`).
+fn reason_range(reason: Option<&str>, buf: &[u8], len: usize) -> Range<usize> {
+    let Some(reason) = reason.filter(|r| !r.is_empty()) else {
+        return 0..0;
+    };
+    let start = (reason.as_ptr() as usize).checked_sub(buf.as_ptr() as usize);
+    match start {
+        Some(start) if start + reason.len() <= len => start..start + reason.len(),
+        _ => 0..0,
+    }
 }
 
 /// A head's header fields: as a map (for the event and the detectors) and as lines.
@@ -511,5 +523,48 @@ mod tests {
             false,
         );
         assert!(!closing.reusable, "the origin said close");
+    }
+
+    #[test]
+    fn a_status_line_without_a_reason_is_parsed_safely() {
+        let head = response("HTTP/1.1 200\r\ncontent-length: 0\r\n\r\n", false);
+        assert_eq!(head.reason, 0..0);
+        let out = String::from_utf8(head.downstream_head()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 \r\n"), "{out:?}");
+        let head = response("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", false);
+        let out = String::from_utf8(head.downstream_head()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"), "{out:?}");
+    }
+
+    #[test]
+    fn content_length_beside_transfer_encoding_is_dropped() {
+        let text =
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\nx-a: 1\r\n\r\n";
+        let head = response(text, false);
+        assert!(matches!(head.framing, Framing::Chunked(_)));
+        assert_eq!(head.declared, None);
+        let out = String::from_utf8(head.downstream_head())
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(!out.contains("content-length"), "{out}");
+        assert!(
+            out.contains("transfer-encoding: chunked") && out.contains("x-a: 1"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_host_sent_is_the_urls_authority() {
+        let head =
+            request("GET http://u:p@a.example:8080/x HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+        let out = String::from_utf8(head.upstream_head())
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(out.contains("host: a.example:8080\r\n"), "{out}");
+        assert!(
+            !out.contains("evil.example") && !out.contains("u:p@"),
+            "{out}"
+        );
+        assert_eq!(head.url, "http://a.example:8080/x");
     }
 }
