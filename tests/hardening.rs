@@ -196,3 +196,88 @@ async fn proxy_credentials_take_the_scheme_in_any_case() {
     }
     proxy.stop().await;
 }
+
+/// Waits (at most 10 s) for the proxy to close `stream`.
+async fn closed_by_proxy(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue, // an answer to an earlier request: read on
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed_after_the_header_timeout() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&["--header-timeout", "300ms"]).await;
+    // Lean path: half a head, then nothing (slowloris).
+    let mut slow = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    slow.write_all(b"GET http://127.0.0.1/ HTTP/1.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // hyper path (a connection that starts with C): half a CONNECT.
+    let mut connect = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    connect
+        .write_all(b"CONNECT chatgpt.com:443 HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    // Keep-alive: one whole request answered, then idle.
+    let mut idle = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let request = format!("GET http://{origin}/hello HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+    idle.write_all(request.as_bytes()).await.unwrap();
+    for (name, stream) in [
+        ("slow", &mut slow),
+        ("connect", &mut connect),
+        ("idle", &mut idle),
+    ] {
+        assert!(closed_by_proxy(stream).await, "{name} connection left open");
+    }
+    let session = proxy.stop().await;
+    assert_eq!(session.summary["session"]["header_timeouts"], 3);
+    assert_eq!(session.events_of("request").len(), 1);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_with_503_and_counted() {
+    let proxy = Proxy::start(&["--max-connections", "2"]).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        held.push(stream);
+    }
+    // The accept loop admits connections in the order they arrive, so the third is the
+    // one refused. It reads without writing: a request the proxy never reads would turn
+    // its close into a reset that can swallow the 503.
+    let mut third = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut third, &mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("X-Diagproxy-Error: overloaded"), "{answer}");
+    drop(held);
+    // Room again once they are gone.
+    let mut served = String::new();
+    for _ in 0..100 {
+        served = raw_exchange(
+            proxy.addr,
+            b"GET /summary.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if served.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    let session = proxy.stop().await;
+    assert!(session.summary["session"]["connections_refused"].as_u64() >= Some(1));
+}

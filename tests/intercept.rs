@@ -516,3 +516,21 @@ async fn an_intercepted_connection_the_client_closes_ends_with_close_notify() {
     assert!(answer.ends_with("hello"), "{answer}");
     s.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_tls_handshake_is_closed() {
+    let s = setup(&["--header-timeout", "300ms"]).await;
+    let target = format!("chatgpt.com:{}", s.origin.port());
+    let (mut stream, head) = raw_connect(s.proxy.addr, &target, "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Say nothing: the proxy closes the connection once --header-timeout has passed.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut stream, &mut byte),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    let session = s.proxy.stop().await;
+    assert_eq!(session.summary["session"]["header_timeouts"], 1);
+}

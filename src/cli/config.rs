@@ -96,9 +96,23 @@ impl Config {
             connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
             response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
             idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
+            header_timeout: positive("--header-timeout", &args.header_timeout)?,
+            max_connections: match args.max_connections {
+                0 => return Err(bad("--max-connections: at least 1")),
+                n => n,
+            },
             grace: parse_duration("--grace", &args.grace)?,
         })
     }
+}
+
+/// A duration that must not be zero (a zero timeout would close every connection).
+fn positive(flag: &str, text: &str) -> Result<std::time::Duration, ConfigError> {
+    let d = parse_duration(flag, text)?;
+    if d.is_zero() {
+        return Err(bad(format!("{flag} {text:?}: must be more than zero")));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -257,6 +257,16 @@ pub struct RunArgs {
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub response_timeout: String,
 
+    /// Close a downstream connection that has not sent a whole request head (or, when
+    /// intercepted, finished its TLS handshake) this long after it opened or after its last
+    /// answer (an idle keep-alive connection included).
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub header_timeout: String,
+
+    /// Refuse new downstream connections beyond this many open at once (503 `overloaded`).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_connections: usize,
+
     /// Close a tunnel after no byte moved either way for this long.
     #[arg(long, default_value = "300s", value_name = "DURATION")]
     pub idle_timeout: String,

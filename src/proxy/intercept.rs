@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::header::{ACCEPT, CONNECTION, UPGRADE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -88,9 +88,12 @@ async fn accept(
     let Ok(upgraded) = hyper::upgrade::on(req).await else {
         return;
     };
-    let accepted = tokio_rustls::TlsAcceptor::from(server_config)
-        .accept(TokioIo::new(upgraded))
-        .await;
+    let accepting = tokio_rustls::TlsAcceptor::from(server_config).accept(TokioIo::new(upgraded));
+    let Ok(accepted) = tokio::time::timeout(state.config.header_timeout, accepting).await else {
+        // A client that never finishes its handshake holds nothing for long.
+        state.limits.header_timed_out();
+        return;
+    };
     let tls = match accepted {
         Ok(tls) => tls,
         Err(e) => {
@@ -193,11 +196,16 @@ pub async fn serve<S>(tls: S, ctx: Arc<Ctx>, mut shutdown: Shutdown)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let ctx_timeout = ctx.state.config.header_timeout;
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(handle(req, ctx).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx_timeout);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(conn);
     let result = tokio::select! {

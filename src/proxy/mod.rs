@@ -19,6 +19,7 @@ mod forward;
 mod h1;
 mod hop;
 mod intercept;
+mod limits;
 mod origin;
 mod pages;
 mod relay;
@@ -72,6 +73,8 @@ pub struct State {
     /// The last verdict per (host, port), keyed by the leaf it judged, so a new upstream
     /// connection presenting the same leaf is not judged again.
     pub verdicts: Mutex<VerdictCache>,
+    /// `--max-connections` and `--header-timeout`, and what they did.
+    pub limits: limits::Limits,
 }
 
 pub type Shared = Arc<State>;
@@ -134,6 +137,8 @@ pub async fn run(
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
+                // `admit` counts the connection in when it is under the limit.
+                Ok((stream, _)) if !state.limits.admit() => state.limits.refuse(stream),
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     tokio::spawn(serve(stream, peer, state.clone(), controller.handle()));
@@ -151,6 +156,7 @@ pub async fn run(
     let end = SessionEnd {
         ended_at: clock::rfc3339(SystemTime::now()),
         unfinished: state.open.load(Ordering::Relaxed),
+        limits: state.limits.counts(),
     };
     let summary = state
         .recorder
@@ -174,6 +180,7 @@ async fn serve(
     state: Shared,
     mut shutdown: crate::shutdown::Shutdown,
 ) {
+    let _slot = Slot(state.clone());
     match h1::serve(stream, state.clone(), peer, &mut shutdown).await {
         h1::Handoff::Done => {}
         h1::Handoff::Untouched(stream) => service::serve(stream, peer, state, shutdown).await,
@@ -221,6 +228,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
                 source,
             },
         )?;
+    let config_max = config.max_connections;
     let state = Arc::new(State {
         config,
         listen,
@@ -232,6 +240,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         minter,
         passthrough: Mutex::default(),
         verdicts: Mutex::default(),
+        limits: limits::Limits::new(config_max),
     });
     Ok((state, ShutdownController::new()))
 }
@@ -295,6 +304,15 @@ impl State {
         }
         let pinned = self.config.resolve.get(&(host.to_ascii_lowercase(), port));
         pinned.is_some_and(|ip| targets(self.listen, &ip.to_string(), port))
+    }
+}
+
+/// A downstream connection's place under `--max-connections`, given back when it ends.
+struct Slot(Shared);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.limits.release();
     }
 }
 

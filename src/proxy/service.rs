@@ -13,7 +13,7 @@ use hyper::header::{
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::Body;
@@ -33,6 +33,8 @@ where
         async move { Ok::<_, Infallible>(handle(req, peer, state, shutdown).await) }
     });
     let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -44,6 +46,9 @@ where
         }
     };
     if let Err(e) = result {
+        if e.is_timeout() {
+            state.limits.header_timed_out();
+        }
         if e.is_parse() || e.is_parse_too_large() {
             // hyper has already answered 400/431; say what was wrong in our log.
             tracing::warn!("malformed request from {peer}: {e}");

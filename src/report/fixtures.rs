@@ -121,6 +121,7 @@ pub fn events() -> Vec<Event> {
         Event::SessionEnded(Box::new(SessionEnd {
             ended_at: "2026-11-27T18:00:10.000Z".into(),
             unfinished: 0,
+            limits: LimitCounts::default(),
         })),
     ]
 }

@@ -52,6 +52,19 @@ pub struct SessionEnd {
     pub ended_at: String,
     /// Tunnels and requests still open when the grace period ran out.
     pub unfinished: usize,
+    /// What the limits did (`--header-timeout`, `--max-connections`).
+    #[serde(default)]
+    pub limits: LimitCounts,
+}
+
+/// How often a limit acted during the session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitCounts {
+    /// Downstream connections closed for not sending a whole head (or finishing the TLS
+    /// handshake of an intercepted tunnel) within `--header-timeout`, idle ones included.
+    pub header_timeouts: u64,
+    /// Downstream connections refused beyond `--max-connections`.
+    pub connections_refused: u64,
 }
 
 /// Who asked: the downstream's address and User-Agent.

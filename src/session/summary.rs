@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::event::{Event, SessionInfo, TunnelEnd};
+use super::event::{Event, LimitCounts, SessionInfo, TunnelEnd};
 use crate::failure::{Failure, FailureKind};
 use crate::inspect::explain::{self, finding_for, tls_finding};
 use crate::inspect::{reproduce, verdict, Finding};
@@ -18,6 +18,8 @@ use crate::tls::chain::TlsVerdict;
 pub struct Summary {
     session: SessionInfo,
     ended_at: Option<String>,
+    /// What the limits did, from the session's last line.
+    limits: LimitCounts,
     profile: Arc<Profile>,
     /// (host, port) → what happened there. BTreeMap keeps the output stable.
     hosts: BTreeMap<(String, u16), HostStats>,
@@ -68,6 +70,9 @@ pub struct SessionDoc<'a> {
     pub listen: &'a str,
     pub upstream_proxy: Option<&'a str>,
     pub profile: &'a str,
+    /// Connections closed or refused by a limit (see `LimitCounts`).
+    pub header_timeouts: u64,
+    pub connections_refused: u64,
 }
 
 /// Profile entries by what the session saw of them.
@@ -83,6 +88,7 @@ impl Summary {
         Summary {
             session,
             ended_at: None,
+            limits: LimitCounts::default(),
             profile,
             hosts: BTreeMap::new(),
             refused: 0,
@@ -92,7 +98,10 @@ impl Summary {
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::SessionStarted(info) => self.session = (**info).clone(),
-            Event::SessionEnded(end) => self.ended_at = Some(end.ended_at.clone()),
+            Event::SessionEnded(end) => {
+                self.ended_at = Some(end.ended_at.clone());
+                self.limits = end.limits;
+            }
             Event::Refused(_) => self.refused += 1,
             Event::ClientRejectedCa(r) => {
                 let agent = r.downstream.user_agent.as_deref();
@@ -226,6 +235,8 @@ impl Summary {
                 id: &self.session.id,
                 started_at: &self.session.started_at,
                 ended_at: self.ended_at.as_deref(),
+                header_timeouts: self.limits.header_timeouts,
+                connections_refused: self.limits.connections_refused,
                 listen: &self.session.listen,
                 upstream_proxy: self.session.upstream_proxy.as_deref(),
                 profile: &self.session.profile,

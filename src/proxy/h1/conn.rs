@@ -75,8 +75,17 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
     /// bytes are in `buf`).
     pub(super) async fn run(&mut self, shutdown: &mut Shutdown) -> bool {
         loop {
+            let wait = self.state.config.header_timeout;
             let next = tokio::select! {
-                next = self.next_request() => next,
+                next = tokio::time::timeout(wait, self.next_request()) => match next {
+                    Ok(next) => next,
+                    Err(_) => {
+                        // No whole head in time (slow, or idle between requests): closed.
+                        self.state.limits.header_timed_out();
+                        let _ = self.down.shutdown().await;
+                        return false;
+                    }
+                },
                 () = shutdown.recv() => {
                     let _ = self.down.shutdown().await;
                     return false;
