@@ -1,6 +1,7 @@
 //! `diagproxy`: parse the command line, run one command, map its error to an exit code
 //! (64 for bad usage, 1 for anything else). Each command lives in `cli/`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,7 +29,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("diagproxy: {e}");
+            // Not eprintln!: with stderr closed (`2>&1 | head`) it would panic.
+            let _ = writeln!(std::io::stderr(), "diagproxy: {e}");
             ExitCode::from(e.code())
         }
     }

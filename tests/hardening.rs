@@ -281,3 +281,160 @@ async fn connections_beyond_the_limit_are_refused_with_503_and_counted() {
     let session = proxy.stop().await;
     assert!(session.summary["session"]["connections_refused"].as_u64() >= Some(1));
 }
+
+/// Starts the binary with stderr on a pipe this test controls; returns it and the address
+/// from the banner.
+fn spawn_with_stderr(
+    session: &std::path::Path,
+) -> (std::process::Child, std::process::ChildStderr, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--grace",
+            "1s",
+            "--session-dir",
+        ])
+        .arg(session)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut banner = Vec::new();
+    let mut byte = [0u8; 1];
+    while !banner.ends_with(b"\n") && stderr.read(&mut byte).unwrap_or(0) == 1 {
+        banner.push(byte[0]);
+    }
+    let banner = String::from_utf8_lossy(&banner).into_owned();
+    let addr = banner
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    (child, stderr, addr)
+}
+
+/// Sends `n` requests that fail (each one a live-log line and a finding) through `addr`.
+fn failing_requests(addr: &str, n: usize) {
+    use std::io::{Read, Write};
+    for _ in 0..n {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET http://files.oaiusercontent.invalid/upload HTTP/1.1\r\nHost: files.oaiusercontent.invalid\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+}
+
+fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap()
+}
+
+#[test]
+fn a_closed_stderr_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("session");
+    let (mut child, stderr, addr) = spawn_with_stderr(&session);
+    drop(stderr); // `diagproxy run 2>&1 | head -1`: the reader is gone
+    failing_requests(&addr, 20);
+    let exit = sigterm_and_wait(&mut child);
+    assert!(exit.success(), "{exit:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(session.join("summary.json")).unwrap())
+            .unwrap();
+    assert!(summary["session"]["ended_at"].is_string());
+    let events = std::fs::read_to_string(session.join("events.jsonl")).unwrap();
+    assert_eq!(events.matches("\"type\":\"request\"").count(), 20);
+    assert!(session.join("report.html").exists());
+}
+
+#[test]
+fn a_stalled_stderr_neither_freezes_the_events_nor_hangs_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("session");
+    // Never read: the pipe fills (64 KiB) and every write to it would block.
+    let (mut child, _stderr, addr) = spawn_with_stderr(&session);
+    // About 400 bytes of live log each: several times what the pipe and the live log's
+    // queue (1 MiB) hold together.
+    failing_requests(&addr, 4000);
+    // events.jsonl keeps up although the live log cannot.
+    let events = session.join("events.jsonl");
+    let mut written = 0;
+    for _ in 0..500 {
+        written = std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .matches("\"type\":\"request\"")
+            .count();
+        if written == 4000 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(written, 4000, "events.jsonl froze with stderr");
+    let exit = sigterm_and_wait(&mut child);
+    assert!(exit.success(), "{exit:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(session.join("summary.json")).unwrap())
+            .unwrap();
+    assert!(
+        summary["session"]["live_log_dropped"].as_u64() > Some(0),
+        "{}",
+        summary["session"]
+    );
+}
+
+#[test]
+fn a_used_session_folder_is_refused_unless_forced_and_a_new_one_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = env!("CARGO_BIN_EXE_diagproxy");
+    let dir = tempfile::tempdir().unwrap();
+    let used = dir.path().join("used");
+    std::fs::create_dir(&used).unwrap();
+    std::fs::write(used.join("events.jsonl"), "keep me\n").unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["run", "--listen", "127.0.0.1:0", "--session-dir"])
+        .arg(&used)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(used.join("events.jsonl")).unwrap(),
+        "keep me\n"
+    );
+
+    let session = dir.path().join("new");
+    let Running { mut child, .. } = run_binary(&["--session-dir".as_ref(), session.as_os_str()]);
+    assert!(sigterm_and_wait(&mut child).success());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&session), 0o700);
+    for file in [
+        "events.jsonl",
+        "summary.json",
+        "session.har",
+        "report.html",
+        "report.md",
+    ] {
+        assert_eq!(mode(&session.join(file)), 0o600, "{file}");
+    }
+
+    let Running { mut child, .. } = run_binary(&[
+        "--session-dir".as_ref(),
+        used.as_os_str(),
+        "--force".as_ref(),
+    ]);
+    assert!(sigterm_and_wait(&mut child).success());
+    assert!(std::fs::read_to_string(used.join("events.jsonl"))
+        .unwrap()
+        .contains("session_started"));
+}

@@ -74,8 +74,19 @@ impl Config {
         };
         let session_dir = match &args.session_dir {
             Some(dir) => dir.clone(),
-            None => PathBuf::from("sessions").join(crate::clock::compact(SystemTime::now())),
+            // The process id makes two sessions started in the same second differ.
+            None => PathBuf::from("sessions").join(format!(
+                "{}-{}",
+                crate::clock::compact(SystemTime::now()),
+                std::process::id()
+            )),
         };
+        if !args.force && holds_files(&session_dir) {
+            return Err(bad(format!(
+                "--session-dir {}: the folder exists and is not empty; pick another or add --force to replace its files",
+                session_dir.display()
+            )));
+        }
         let roots = TrustRoots::load(args.public_roots.as_deref(), args.system_roots.as_deref())
             .map_err(bad)?;
         Ok(Config {
@@ -104,6 +115,11 @@ impl Config {
             grace: parse_duration("--grace", &args.grace)?,
         })
     }
+}
+
+/// Whether `dir` exists and has anything in it.
+fn holds_files(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
 }
 
 /// A duration that must not be zero (a zero timeout would close every connection).

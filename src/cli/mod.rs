@@ -229,9 +229,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<String>,
 
-    /// Session folder [default: sessions/<UTC timestamp>]
+    /// Session folder [default: sessions/<UTC timestamp>-<process id>]
     #[arg(long, value_name = "DIR")]
     pub session_dir: Option<PathBuf>,
+
+    /// Write into an existing, non-empty --session-dir (its files are replaced).
+    #[arg(long)]
+    pub force: bool,
 
     /// Profile file [default: the built-in ChatGPT profile]
     #[arg(long, value_name = "FILE")]

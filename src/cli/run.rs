@@ -1,8 +1,15 @@
 //! `diagproxy run`: the configuration checked, the listener bound, the session served until
 //! a signal, then the exit table and the reports.
 
+use std::time::Duration;
+
 use super::{Failed, RunArgs};
 use crate::config::Config;
+use crate::session::stderr;
+
+/// How long the exit waits for stderr to take the exit table (a paused terminal cannot
+/// hold the process past it).
+const EXIT_FLUSH: Duration = Duration::from_secs(2);
 
 pub fn run(args: &RunArgs) -> Result<(), Failed> {
     let config = Config::from_run_args(args).map_err(|e| Failed::Usage(e.to_string()))?;
@@ -13,11 +20,13 @@ pub fn run(args: &RunArgs) -> Result<(), Failed> {
         .map_err(|e| Failed::error(&e))?;
     // The accept loop runs on a worker, not on this thread: a new connection's task then
     // starts on the thread that accepted it, without waking another.
-    match runtime.block_on(async { tokio::spawn(serve(config)).await }) {
+    let result = match runtime.block_on(async { tokio::spawn(serve(config)).await }) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Failed::error(&*e)),
         Err(e) => Err(Failed::error(&e)),
-    }
+    };
+    stderr::get().flush(EXIT_FLUSH);
+    result
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -27,22 +36,20 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
     let addr = listener.local_addr()?;
     // Handlers first: a signal sent as soon as the banner is read ends the session cleanly.
     let signals = shutdown_signals()?;
-    eprintln!(
+    stderr::get().say(format!(
         "diagproxy listening on http://{addr} (session folder {}); point your proxy settings here, \
-         or use the PAC file http://{addr}/proxy.pac. Ctrl-C ends the session.",
+         or use the PAC file http://{addr}/proxy.pac. Ctrl-C ends the session.\n",
         config.session_dir.display()
-    );
+    ));
     let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let outcome = crate::run(listener, config, signals).await?;
     write_reports(outcome.dir.clone()).await;
-    eprint!(
-        "{}",
-        crate::session::livelog::exit_table(&outcome.summary, color)
-    );
+    let mut text = crate::session::livelog::exit_table(&outcome.summary, color);
     if !outcome.drained {
-        eprintln!("(some tunnels were still open when the grace period ended; they are recorded as far as they got)");
+        text.push_str("(some tunnels were still open when the grace period ended; they are recorded as far as they got)\n");
     }
-    eprintln!("session files: {}", outcome.dir.display());
+    text.push_str(&format!("session files: {}\n", outcome.dir.display()));
+    stderr::get().say(text);
     Ok(())
 }
 
@@ -60,13 +67,15 @@ fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> 
             _ = terminate.recv() => {}
             _ = hangup.recv() => {}
         }
-        eprintln!("diagproxy: finishing open work (press Ctrl-C again to stop now)");
+        stderr::get()
+            .say("diagproxy: finishing open work (press Ctrl-C again to stop now)\n".into());
         tokio::spawn(async move {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
-            eprintln!("diagproxy: stopped at once; events.jsonl is complete up to now, summary.json was not written");
+            stderr::get().say("diagproxy: stopped at once; events.jsonl is complete up to now, summary.json was not written\n".into());
+            stderr::get().flush(EXIT_FLUSH);
             std::process::exit(130);
         });
     })
@@ -83,7 +92,7 @@ fn init_tracing(config: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(stderr::get().clone())
         .with_target(false)
         .init();
 }

@@ -82,6 +82,8 @@ impl Limits {
         LimitCounts {
             header_timeouts: self.header_timeouts.load(Ordering::Relaxed),
             connections_refused: self.refused.load(Ordering::Relaxed),
+            // The recorder fills these in when it writes the session's end.
+            ..LimitCounts::default()
         }
     }
 }

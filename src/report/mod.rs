@@ -142,7 +142,8 @@ fn write_streamed(
     fill: &dyn Fn(&mut BufWriter<File>) -> io::Result<()>,
 ) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut out = BufWriter::with_capacity(256 * 1024, File::create(&tmp)?);
+    let file = crate::session::recorder::create_private(&tmp)?;
+    let mut out = BufWriter::with_capacity(256 * 1024, file);
     fill(&mut out)?;
     out.flush()?;
     drop(out);

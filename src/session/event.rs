@@ -65,6 +65,13 @@ pub struct LimitCounts {
     pub header_timeouts: u64,
     /// Downstream connections refused beyond `--max-connections`.
     pub connections_refused: u64,
+    /// Events dropped because the recorder's queue was full (the writer fell behind).
+    #[serde(default)]
+    pub events_dropped: u64,
+    /// Pieces of live log (a batch of lines, a log line) dropped because stderr did not
+    /// keep up (a paused terminal, a full pipe).
+    #[serde(default)]
+    pub live_log_dropped: u64,
 }
 
 /// Who asked: the downstream's address and User-Agent.
@@ -355,7 +362,7 @@ pub struct ClientRejectedEvent {
     pub passthrough: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RefusedEvent {
     pub ts: String,
     pub downstream: Downstream,

@@ -1,11 +1,12 @@
 //! The session: what happened, as events (`event`), folded into a per-host summary
 //! (`summary`), written by one task that owns the session files (`recorder`) and printed as
-//! the live log (`livelog`).
+//! the live log (`livelog`) through the one stderr writer that never blocks (`stderr`).
 
 pub mod event;
 pub mod livelog;
 pub mod recorder;
 pub mod redact;
+pub mod stderr;
 pub mod summary;
 
 pub use event::Event;

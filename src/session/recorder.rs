@@ -10,6 +10,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +25,10 @@ use crate::profile::Profile;
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 /// The most events taken off the channel at once.
 const BATCH_MAX: usize = 1024;
+/// The most events that may wait for the writer. Beyond it (a writer that cannot keep up
+/// for seconds) events are dropped and counted (`summary.session.events_dropped`) instead
+/// of growing memory without bound.
+pub const QUEUE: usize = 1 << 16;
 
 /// The summary as the recorder keeps it, readable by the status page.
 pub type SharedSummary = Arc<Mutex<Summary>>;
@@ -37,7 +42,9 @@ enum Msg {
 /// The cheap, cloneable handle every connection task records through.
 #[derive(Clone, Debug)]
 pub struct Recorder {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
+    /// Events dropped because the queue was full.
+    dropped: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -54,10 +61,21 @@ impl Recorder {
         profile: Arc<Profile>,
         style: Style,
     ) -> io::Result<(Recorder, SharedSummary)> {
-        fs::create_dir_all(dir)?;
-        let file = File::create(dir.join("events.jsonl"))?;
+        Recorder::start_with_queue(dir, info, profile, style, QUEUE)
+    }
+
+    /// [`Recorder::start`] with another queue length (tests make it small).
+    fn start_with_queue(
+        dir: &Path,
+        info: SessionInfo,
+        profile: Arc<Profile>,
+        style: Style,
+        queue: usize,
+    ) -> io::Result<(Recorder, SharedSummary)> {
+        create_private_dir(dir)?;
+        let file = create_private(&dir.join("events.jsonl"))?;
         let summary = Arc::new(Mutex::new(Summary::new(info.clone(), profile.clone())));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(queue);
         let mut writer = Writer {
             events: BufWriter::with_capacity(64 * 1024, file),
             dir: dir.to_path_buf(),
@@ -74,19 +92,33 @@ impl Recorder {
                 yield_to_traffic();
                 writer.run(rx)
             })?;
-        Ok((Recorder { tx }, summary))
+        let dropped = Arc::default();
+        Ok((Recorder { tx, dropped }, summary))
     }
 
-    /// Queues an event; never blocks. After `finish` events are dropped.
+    /// Queues an event; never blocks. Dropped (and counted) when the queue is full; after
+    /// `finish`, dropped.
     pub fn record(&self, event: Event) {
-        let _ = self.tx.send(Msg::Event(event));
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Msg::Event(event)) {
+            if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!("the session writer is behind: events are being dropped (counted in summary.json as events_dropped)");
+            }
+        }
+    }
+
+    /// Events dropped so far because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Writes the end of the session and `summary.json`; returns the final summary.
-    pub async fn finish(&self, end: SessionEnd) -> io::Result<Summary> {
+    pub async fn finish(&self, mut end: SessionEnd) -> io::Result<Summary> {
         let (tx, rx) = oneshot::channel();
+        end.limits.events_dropped = self.dropped();
+        end.limits.live_log_dropped = super::stderr::get().dropped();
         self.tx
             .send(Msg::Finish(Box::new(end), tx))
+            .await
             .map_err(|_| io::Error::other("the session recorder stopped early"))?;
         rx.await
             .map_err(|_| io::Error::other("the session recorder stopped early"))?
@@ -105,7 +137,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut batch = Vec::with_capacity(BATCH_MAX);
         while rx.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
             for msg in batch.drain(..) {
@@ -144,8 +176,8 @@ impl Writer {
     /// Ends a batch: the live log's lines, then the events file.
     fn flush(&mut self) -> io::Result<()> {
         if !self.live.is_empty() {
-            let _ = io::stderr().lock().write_all(self.live.as_bytes());
-            self.live.clear();
+            // Never waits: a paused terminal drops live-log lines, not events.
+            super::stderr::get().say(std::mem::take(&mut self.live));
         }
         self.events.flush()
     }
@@ -174,11 +206,37 @@ fn yield_to_traffic() {
     }
 }
 
-/// Writes to a temporary file and renames it, so a reader never sees half a file.
+/// Writes to a temporary file (mode 0600) and renames it, so a reader never sees half a file.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, contents)?;
+    create_private(&tmp)?.write_all(contents)?;
     fs::rename(&tmp, path)
+}
+
+/// A new (or truncated) file only its owner can read (0600 on Unix): session files hold
+/// URLs, and credentials with `--include-secrets`.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    // An existing file keeps its mode through open(2): set it.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// The session folder, only its owner can enter (0700 on Unix).
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -193,5 +251,40 @@ mod tests {
     fn messages_are_three_words_at_most() {
         assert!(std::mem::size_of::<Event>() <= 16);
         assert!(std::mem::size_of::<Msg>() <= 24);
+    }
+
+    #[test]
+    fn a_writer_that_falls_behind_drops_and_counts_and_loses_count_of_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let style = Style {
+            format: super::super::livelog::Format::Human,
+            color: false,
+            quiet: true,
+        };
+        let profile = Arc::new(Profile::builtin());
+        let (recorder, _) =
+            Recorder::start_with_queue(dir.path(), SessionInfo::default(), profile, style, 4)
+                .unwrap();
+        let sent = 2000;
+        for _ in 0..sent {
+            recorder.record(Event::Refused(Box::default()));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let end = SessionEnd {
+            ended_at: "x".into(),
+            unfinished: 0,
+            limits: Default::default(),
+        };
+        let summary = runtime.block_on(recorder.finish(end)).unwrap();
+        let dropped = recorder.dropped();
+        assert!(dropped > 0, "a queue of 4 cannot take 2000 at once");
+        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        let written = text.matches("\"type\":\"refused\"").count() as u64;
+        assert_eq!(written + dropped, sent, "every event is written or counted");
+        assert!(summary
+            .to_json()
+            .contains(&format!("\"events_dropped\": {dropped}")));
     }
 }

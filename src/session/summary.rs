@@ -73,6 +73,8 @@ pub struct SessionDoc<'a> {
     /// Connections closed or refused by a limit (see `LimitCounts`).
     pub header_timeouts: u64,
     pub connections_refused: u64,
+    pub events_dropped: u64,
+    pub live_log_dropped: u64,
 }
 
 /// Profile entries by what the session saw of them.
@@ -237,6 +239,8 @@ impl Summary {
                 ended_at: self.ended_at.as_deref(),
                 header_timeouts: self.limits.header_timeouts,
                 connections_refused: self.limits.connections_refused,
+                events_dropped: self.limits.events_dropped,
+                live_log_dropped: self.limits.live_log_dropped,
                 listen: &self.session.listen,
                 upstream_proxy: self.session.upstream_proxy.as_deref(),
                 profile: &self.session.profile,
