@@ -50,7 +50,10 @@ async fn header_case_and_order_are_kept_and_hop_by_hop_headers_dropped() {
     assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
     assert_eq!(
         received.lock().unwrap()[0],
-        format!("GET /x?q=1 HTTP/1.1\r\nHost: {origin}\r\nX-Mixed-Case: A\r\nx-lower: b\r\n\r\n")
+        format!(
+            "GET /x?q=1 HTTP/1.1\r\nHost: {origin}\r\nVia: {}\r\nX-Mixed-Case: A\r\nx-lower: b\r\n\r\n",
+            diagproxy::upstream::route::via()
+        )
     );
     let session = proxy.stop().await;
     let request = &session.events_of("request")[0];

@@ -438,3 +438,56 @@ fn a_used_session_folder_is_refused_unless_forced_and_a_new_one_is_private() {
         .unwrap()
         .contains("session_started"));
 }
+
+#[tokio::test]
+async fn a_request_that_already_went_through_this_proxy_is_a_loop() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&[]).await;
+    // The proxy runs in this process, so its Via entry is this process's.
+    let via = diagproxy::upstream::route::via();
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let request = format!(
+            "GET http://{origin}/hello {version}\r\nVia: 1.0 other, {via}\r\nConnection: close\r\n\r\n"
+        );
+        let answer = raw_exchange(proxy.addr, request.as_bytes()).await;
+        assert!(answer.contains(" 508 Loop Detected"), "{version}: {answer}");
+    }
+    let (_, head) = raw_connect(proxy.addr, &origin.to_string(), &format!("Via: {via}\r\n")).await;
+    assert!(head.starts_with("HTTP/1.1 508"), "{head}");
+    // Every other spelling of the proxy's own address is a loop too.
+    let port = proxy.addr.port();
+    for spelling in ["127.1", "2130706433", "[::ffff:127.0.0.1]", "0.0.0.0"] {
+        let request =
+            format!("GET http://{spelling}:{port}/ HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let answer = raw_exchange(proxy.addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 508"), "{spelling}: {answer}");
+    }
+    // A forwarded request carries the Via entry on to the origin.
+    let request = format!("GET http://{origin}/headers HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let answer = raw_exchange(proxy.addr, request.as_bytes()).await;
+    assert!(
+        answer.to_ascii_lowercase().contains(&format!("via: {via}")),
+        "{answer}"
+    );
+    proxy.stop().await;
+}
+
+#[test]
+fn an_upstream_proxy_that_is_this_proxy_in_another_spelling_is_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream-proxy", &format!("http://2130706433:{port}")])
+        .arg("--session-dir")
+        .arg(dir.path().join("s"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is this proxy itself"), "{stderr}");
+}

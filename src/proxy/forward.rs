@@ -135,6 +135,9 @@ fn upstream_request(
     if let Ok(value) = HeaderValue::from_str(hostport) {
         parts.headers.insert(HOST, value);
     }
+    if let Ok(value) = HeaderValue::from_str(crate::upstream::route::via()) {
+        parts.headers.append(hyper::header::VIA, value);
+    }
     parts.version = Version::HTTP_11;
     let key = match state.config.route(authority.host()) {
         Route::Proxy(proxy) => {

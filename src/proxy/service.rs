@@ -78,6 +78,19 @@ async fn handle(
             return response;
         }
     }
+    if is_proxy_request && crate::upstream::route::came_through_us(req.headers()) {
+        let target = req.uri().to_string();
+        let reason = "this request already went through this diagproxy (its own Via): a proxy setting or PAC points back here";
+        let status = StatusCode::LOOP_DETECTED;
+        return answer::refuse(
+            &state,
+            downstream,
+            req.method().as_str(),
+            &target,
+            status,
+            reason,
+        );
+    }
     if req.method() == Method::CONNECT {
         return connect::connect(req, downstream, state, shutdown).await;
     }

@@ -14,14 +14,31 @@ const SECRET_HEADERS: [&str; 7] = [
 
 pub const REDACTED: &str = "REDACTED";
 
-/// Whether a header's value is a credential (by name).
+/// Stems that make a header name's word a credential (`X-Auth-Token`, `X-Goog-Api-Key`,
+/// `Apikey`, `X-Session-Id`, `Proxy-Authorization`).
+const SECRET_WORDS: [&str; 9] = [
+    "auth",
+    "key",
+    "token",
+    "secret",
+    "passw",
+    "credential",
+    "session",
+    "cookie",
+    "jwt",
+];
+
+/// Headers whose value is a URL: their query tokens and userinfo are redacted as a URL's.
+const URL_HEADERS: [&str; 4] = ["referer", "location", "content-location", "origin"];
+
+/// Whether a header's value is a credential (by name, word by word).
 pub fn is_secret_header(name: &str) -> bool {
     let name = crate::profile::ascii_lowercase(name);
     let name = name.as_ref();
     SECRET_HEADERS.contains(&name)
-        || name.contains("token")
-        || name.contains("secret")
-        || name.contains("session")
+        || name
+            .split(['-', '_'])
+            .any(|word| SECRET_WORDS.iter().any(|stem| word.contains(stem)))
 }
 
 /// One header as recorded: its value, or `REDACTED` for a credential.
@@ -30,11 +47,21 @@ pub fn value<'a>(
     value: &'a hyper::header::HeaderValue,
     include_secrets: bool,
 ) -> std::borrow::Cow<'a, str> {
-    if !include_secrets && is_secret_header(name) {
-        std::borrow::Cow::Borrowed(REDACTED)
-    } else {
-        String::from_utf8_lossy(value.as_bytes())
+    if include_secrets {
+        return String::from_utf8_lossy(value.as_bytes());
     }
+    if is_secret_header(name) {
+        return std::borrow::Cow::Borrowed(REDACTED);
+    }
+    let text = String::from_utf8_lossy(value.as_bytes());
+    if is_url_header(name) {
+        return std::borrow::Cow::Owned(url(&text));
+    }
+    text
+}
+
+fn is_url_header(name: &str) -> bool {
+    URL_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// `url` without the `user:pass@` of its authority (a credential, never recorded).
@@ -65,10 +92,12 @@ const SECRET_PARAMS: [&str; 12] = [
     "otp",
 ];
 
-/// `url` with the values of credential-like query parameters replaced by `REDACTED`.
+/// `url` without userinfo, and with the values of credential-like query parameters
+/// replaced by `REDACTED`.
 pub fn url(url: &str) -> String {
+    let url = strip_userinfo(url);
     let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
+        return url.into_owned();
     };
     let (query, fragment) = match query.split_once('#') {
         Some((q, f)) => (q, Some(f)),
@@ -98,14 +127,14 @@ pub fn is_secret_param(name: &str) -> bool {
 pub fn pairs(list: &[(String, String)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(n, v)| {
-            (
-                n.clone(),
-                if is_secret_header(n) {
-                    REDACTED.to_string()
-                } else {
-                    v.clone()
-                },
-            )
+            let value = if is_secret_header(n) {
+                REDACTED.to_string()
+            } else if is_url_header(n) {
+                url(v)
+            } else {
+                v.clone()
+            };
+            (n.clone(), value)
         })
         .collect()
 }
@@ -155,5 +184,56 @@ mod tests {
             "https://x/cb?code=REDACTED&state=1&access_token=REDACTED#f"
         );
         assert_eq!(url("https://x/plain"), "https://x/plain");
+    }
+
+    #[test]
+    fn header_names_are_read_word_by_word() {
+        for secret in [
+            "X-Goog-Api-Key",
+            "Apikey",
+            "X-Auth-Token",
+            "X-Session-Id",
+            "X-Client-Secret",
+            "X-Password",
+            "X-Amz-Credential",
+            "Set-Cookie",
+            "Proxy-Authorization",
+        ] {
+            assert!(is_secret_header(secret), "{secret}");
+        }
+        for plain in [
+            "Content-Type",
+            "Keep-Alive",
+            "Cache-Control",
+            "User-Agent",
+            "Accept",
+        ] {
+            assert!(!is_secret_header(plain), "{plain}");
+        }
+    }
+
+    #[test]
+    fn url_valued_headers_lose_tokens_and_userinfo() {
+        let cases = [
+            (
+                "Location",
+                "https://u:p@chatgpt.com/cb?code=abc&x=1",
+                "https://chatgpt.com/cb?code=REDACTED&x=1",
+            ),
+            (
+                "Referer",
+                "https://chatgpt.com/?access_token=sk-1",
+                "https://chatgpt.com/?access_token=REDACTED",
+            ),
+            ("Content-Location", "/a?session=s", "/a?session=REDACTED"),
+        ];
+        for (name, raw, shown) in cases {
+            let v = HeaderValue::from_str(raw).unwrap();
+            assert_eq!(value(name, &v, false), shown, "{name}");
+            assert_eq!(value(name, &v, true), raw, "{name} with --include-secrets");
+            let listed = pairs(&[(name.to_string(), raw.to_string())]);
+            assert_eq!(listed[0].1, shown);
+        }
+        assert_eq!(url("http://user:pass@h/x?y=1"), "http://h/x?y=1");
     }
 }

@@ -258,6 +258,9 @@ async fn connect_through(
     if let Ok(value) = HeaderValue::from_str(&target) {
         request.headers_mut().insert(HOST, value);
     }
+    if let Ok(value) = HeaderValue::from_str(super::route::via()) {
+        request.headers_mut().insert(hyper::header::VIA, value);
+    }
     if let Some(auth) = proxy
         .authorization
         .as_deref()

@@ -73,14 +73,58 @@ pub fn targets(listen: SocketAddr, host: &str, port: u16) -> bool {
     if port != listen.port() {
         return false;
     }
-    let host = unbracket(host);
-    match host.parse::<IpAddr>() {
-        Ok(ip) => {
-            ip == listen.ip()
-                || (ip.is_loopback() && (listen.ip().is_loopback() || listen.ip().is_unspecified()))
-        }
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    let host = unbracket(host).trim_end_matches('.');
+    let Some(ip) = canonical_ip(host) else {
+        return host.eq_ignore_ascii_case("localhost")
+            || host.to_ascii_lowercase().ends_with(".localhost");
+    };
+    let local = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified();
+    ip == listen.ip() || (local(ip) && local(listen.ip()))
+}
+
+/// An address in any spelling a client would connect to: IPv4 as `inet_aton` reads it
+/// (`127.1`, `2130706433`, `0x7f.1`), IPv6, and an IPv4-mapped IPv6 address as its IPv4.
+pub fn canonical_ip(host: &str) -> Option<IpAddr> {
+    let ip = match host.parse::<IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) => IpAddr::V4(inet_aton(host)?),
+    };
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    })
+}
+
+/// IPv4 as `inet_aton(3)` reads it: one to four parts, each decimal, octal (`0…`) or hex
+/// (`0x…`), the last filling the remaining bytes.
+fn inet_aton(text: &str) -> Option<std::net::Ipv4Addr> {
+    let parts: Vec<u32> = text.split('.').map(aton_part).collect::<Option<_>>()?;
+    let (last, head) = parts.split_last()?;
+    if head.len() > 3 || head.iter().any(|&p| p > 255) {
+        return None;
     }
+    let room = 8 * (4 - head.len() as u32);
+    if room < 32 && *last >> room != 0 {
+        return None;
+    }
+    let high = head
+        .iter()
+        .enumerate()
+        .fold(0u32, |acc, (i, &p)| acc | p << (24 - 8 * i as u32));
+    Some(std::net::Ipv4Addr::from(high | last))
+}
+
+fn aton_part(part: &str) -> Option<u32> {
+    if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+        return u32::from_str_radix(hex, 16).ok();
+    }
+    if part.len() > 1 && part.starts_with('0') {
+        return u32::from_str_radix(&part[1..], 8).ok();
+    }
+    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    part.parse().ok()
 }
 
 #[cfg(test)]
@@ -97,5 +141,24 @@ mod tests {
         assert!(!targets(listen, "chatgpt.com", 8080));
         let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         assert!(targets(any, "[::1]", 8080));
+        for spelling in [
+            "127.1",
+            "2130706433",
+            "0x7f.1",
+            "0177.0.0.1",
+            "0.0.0.0",
+            "[::ffff:127.0.0.1]",
+            "[::]",
+            "LOCALHOST.",
+            "a.localhost",
+        ] {
+            assert!(targets(listen, spelling, 8080), "{spelling}");
+        }
+        for other in ["10.1", "256.0.0.1", "1.2.3.4.5", "0x", "chatgpt.com"] {
+            assert!(!targets(listen, other, 8080), "{other}");
+        }
+        assert_eq!(inet_aton("10.1"), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(inet_aton("1.2.65535"), Some("1.2.255.255".parse().unwrap()));
+        assert_eq!(inet_aton("1.2.65536"), None);
     }
 }

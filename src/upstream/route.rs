@@ -5,6 +5,24 @@ use base64::Engine;
 
 use super::addr::HostPort;
 
+/// This diagproxy's `Via` entry (RFC 9110 §7.6.3), added to every request it forwards and
+/// every CONNECT it sends a corporate proxy. A request that already carries it has come
+/// round in a loop (a proxy setting or a PAC that points back here) and is refused.
+pub fn via() -> &'static str {
+    static VIA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VIA.get_or_init(|| format!("1.1 diagproxy-{}", std::process::id()))
+}
+
+/// Whether `headers` carry this diagproxy's own `Via` entry.
+pub fn came_through_us(headers: &hyper::HeaderMap) -> bool {
+    let ours = via().as_bytes();
+    headers.get_all(hyper::header::VIA).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|entry| entry.trim_ascii() == ours)
+    })
+}
+
 /// How diagproxy reaches one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {

@@ -69,6 +69,10 @@ impl RequestHead {
         out.extend_from_slice(b" HTTP/1.1\r\n");
         // RFC 9112 §3.2.2: the Host is the target's authority, whatever the client wrote.
         push_line(&mut out, b"Host", self.authority.as_bytes());
+        if self.url.starts_with("http://") {
+            // Plain HTTP only: an intercepted request reaches its origin as the client sent it.
+            push_line(&mut out, b"Via", crate::upstream::route::via().as_bytes());
+        }
         for (name, value) in &self.lines {
             push_line(&mut out, &self.raw[name.clone()], &self.raw[value.clone()]);
         }
@@ -103,6 +107,9 @@ pub(super) fn parse_request(buf: &[u8], origin: Option<&Origin>) -> Parse<Reques
     let Some(fields) = Fields::read(req.headers, buf, &raw) else {
         return Parse::Other;
     };
+    if crate::upstream::route::came_through_us(&fields.headers) {
+        return Parse::Other; // a loop: the hyper path refuses it with a 508
+    }
     let forbidden = [&UPGRADE, &EXPECT, &TRANSFER_ENCODING];
     if forbidden
         .iter()
@@ -395,8 +402,11 @@ mod tests {
         assert!(!head.close);
         assert_eq!(
             String::from_utf8(head.upstream_head()).unwrap(),
-            "GET /a/b?q=1 HTTP/1.1\r\nHost: example.test:8081\r\nX-Custom-Case: Kept\r\n\
-             Accept: */*\r\n\r\n"
+            format!(
+                "GET /a/b?q=1 HTTP/1.1\r\nHost: example.test:8081\r\nVia: {}\r\n\
+                 X-Custom-Case: Kept\r\nAccept: */*\r\n\r\n",
+                crate::upstream::route::via()
+            )
         );
         assert_eq!(
             head.headers.get("x-drop").unwrap(),
