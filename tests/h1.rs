@@ -255,3 +255,27 @@ async fn a_large_upload_with_a_length_streams_through_and_is_counted() {
     let session = proxy.stop().await;
     assert_eq!(session.events_of("request")[0]["bytes_up"], size);
 }
+
+#[tokio::test]
+async fn a_head_that_arrives_four_bytes_at_a_time_is_forwarded_whole() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&[]).await;
+    let filler = "x".repeat(4000);
+    let request = format!(
+        "GET http://{origin}/headers HTTP/1.1\r\nX-Filler: {filler}\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    for piece in request.as_bytes().chunks(4) {
+        stream.write_all(piece).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(&filler),
+        "the whole head reached the origin"
+    );
+    proxy.stop().await;
+}

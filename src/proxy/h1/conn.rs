@@ -11,7 +11,7 @@ use hyper::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::framing::Framing;
-use super::head::{parse_request, Parse, RequestHead, ResponseHead};
+use super::head::{parse_request, HeadEnd, Parse, RequestHead, ResponseHead};
 use super::wire::{self, relay_body, write_response, Cut, Upstream};
 use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
@@ -110,8 +110,9 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
             Route::Forward { .. } => None,
             Route::Intercept(ctx) => Some(&ctx.origin),
         };
+        let mut end = HeadEnd::default();
         loop {
-            if !self.buf.is_empty() {
+            if !self.buf.is_empty() && end.worth_parsing(&self.buf) {
                 match parse_request(&self.buf, origin) {
                     Parse::Done(head) if !self.state.is_self(&head.host, head.port) => {
                         self.buf.advance(head.raw.len());

@@ -81,6 +81,37 @@ impl RequestHead {
     }
 }
 
+/// How far a growing buffer has been searched for the blank line that ends a head, so each
+/// byte is looked at once however the head arrives (63 KB in 4-byte writes is not parsed
+/// 16,000 times).
+#[derive(Debug, Default)]
+pub(super) struct HeadEnd {
+    scanned: usize,
+}
+
+impl HeadEnd {
+    /// Whether `buf`, grown since the last call, is worth parsing now: it holds a blank
+    /// line, or these are its first bytes (garbage fails fast), or it reached the limit.
+    pub(super) fn worth_parsing(&mut self, buf: &[u8]) -> bool {
+        let first = self.scanned == 0;
+        let from = self.scanned.saturating_sub(2).min(buf.len());
+        self.scanned = buf.len();
+        first || buf.len() >= MAX_HEAD || has_blank_line(&buf[from..])
+    }
+}
+
+/// `\n\n` or `\n\r\n`: where a head ends.
+fn has_blank_line(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .any(|(i, _)| match &bytes[i + 1..] {
+            [b'\n', ..] | [b'\r', b'\n', ..] => true,
+            _ => false,
+        })
+}
+
 /// `origin`: the intercepted tunnel's origin (origin-form targets), or `None` for plain
 /// HTTP (absolute-form `http://` targets).
 pub(super) fn parse_request(buf: &[u8], origin: Option<&Origin>) -> Parse<RequestHead> {
@@ -576,5 +607,27 @@ mod tests {
             "{out}"
         );
         assert_eq!(head.url, "http://a.example:8080/x");
+    }
+
+    #[test]
+    fn a_head_in_tiny_pieces_is_parsed_once_it_is_whole() {
+        let text =
+            b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\nX-Long: 123456789\r\n\r\n";
+        let mut end = HeadEnd::default();
+        let mut parses = 0;
+        let mut done = None;
+        for cut in (4..=text.len()).step_by(4).chain([text.len()]) {
+            if end.worth_parsing(&text[..cut]) {
+                parses += 1;
+                if let Parse::Done(head) = parse_request(&text[..cut], None) {
+                    done = Some(head);
+                    break;
+                }
+            }
+        }
+        assert_eq!(done.map(|h| h.host), Some("a.example".to_string()));
+        assert_eq!(parses, 2, "the first bytes, then the whole head");
+        assert!(has_blank_line(b"a\n\n") && has_blank_line(b"a\r\n\r\n"));
+        assert!(!has_blank_line(b"a\r\nb\r\n"));
     }
 }

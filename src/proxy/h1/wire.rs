@@ -11,7 +11,7 @@ use hyper::{Method, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::framing::Framing;
-use super::head::{parse_response, push_line, RequestHead, ResponseHead};
+use super::head::{parse_response, push_line, HeadEnd, RequestHead, ResponseHead};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::proxy::body::{Body, Received};
 use crate::upstream::dial::Io;
@@ -110,11 +110,18 @@ async fn read_answer_head(up: &mut Upstream, to_head: bool) -> Result<ResponseHe
         failure: Failure::from_exchange_error(&e, Side::Upstream),
         stale,
     };
+    let mut end = HeadEnd::default();
     loop {
-        match parse_response(&up.buf, to_head) {
+        let parsed = if !up.buf.is_empty() && end.worth_parsing(&up.buf) {
+            parse_response(&up.buf, to_head)
+        } else {
+            Ok(None)
+        };
+        match parsed {
             Ok(Some(answer)) => {
                 up.buf.advance(answer.raw.len());
                 if (100..200).contains(&answer.status) && answer.status != 101 {
+                    end = HeadEnd::default();
                     continue;
                 }
                 return Ok(answer);
