@@ -106,10 +106,7 @@ fn has_blank_line(bytes: &[u8]) -> bool {
         .iter()
         .enumerate()
         .filter(|&(_, &b)| b == b'\n')
-        .any(|(i, _)| match &bytes[i + 1..] {
-            [b'\n', ..] | [b'\r', b'\n', ..] => true,
-            _ => false,
-        })
+        .any(|(i, _)| matches!(&bytes[i + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
 }
 
 /// `origin`: the intercepted tunnel's origin (origin-form targets), or `None` for plain
