@@ -41,6 +41,8 @@ pub struct Config {
     /// How long a downstream may take to send a whole request head (or finish the TLS
     /// handshake of an intercepted tunnel), and how long it may sit idle between requests.
     pub header_timeout: Duration,
+    /// Host:port rows outside the profile beyond this many share one summary row.
+    pub max_hosts: usize,
     /// At most this many downstream connections open at once; more are refused.
     pub max_connections: usize,
     /// How long open work may finish after a shutdown signal.

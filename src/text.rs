@@ -30,6 +30,21 @@ pub fn terminal(text: &str, keep_newlines: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The most bytes of a URL or request target kept in the session files.
+pub const MAX_RECORDED: usize = 8 * 1024;
+
+/// `text` cut to [`MAX_RECORDED`] bytes (at a character boundary), saying how much went.
+pub fn bounded(text: String) -> String {
+    if text.len() <= MAX_RECORDED {
+        return text;
+    }
+    let mut end = MAX_RECORDED;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…(truncated, {} bytes in all)", &text[..end], text.len())
+}
+
 /// C0 (U+0000–U+001F), DEL (U+007F) and C1 (U+0080–U+009F).
 fn is_control(c: char) -> bool {
     let c = c as u32;
@@ -137,6 +152,15 @@ mod tests {
             markdown("<script>a|b</script> `x` & y\nz"),
             "&lt;script&gt;a\\|b&lt;/script&gt; &#96;x&#96; &amp; y\\x0az"
         );
+    }
+
+    #[test]
+    fn long_targets_are_cut_and_say_so() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = format!("http://a/{}", "é".repeat(10_000));
+        let cut = bounded(long.clone());
+        assert!(cut.len() < MAX_RECORDED + 64, "{}", cut.len());
+        assert!(cut.ends_with(&format!("…(truncated, {} bytes in all)", long.len())));
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl Config {
             response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
             idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
             header_timeout: positive("--header-timeout", &args.header_timeout)?,
+            max_hosts: args.max_hosts,
             max_connections: match args.max_connections {
                 0 => return Err(bad("--max-connections: at least 1")),
                 n => n,

@@ -267,6 +267,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub header_timeout: String,
 
+    /// Fold host:port rows outside the profile beyond this many into one `other hosts` row.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub max_hosts: usize,
+
     /// Refuse new downstream connections beyond this many open at once (503 `overloaded`).
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_connections: usize,

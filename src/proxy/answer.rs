@@ -145,7 +145,7 @@ pub fn refuse(
         ts: clock::rfc3339(SystemTime::now()),
         downstream,
         method: method.to_string(),
-        target: target.to_string(),
+        target: crate::text::bounded(crate::session::redact::url(target)),
         status: status.as_u16(),
         reason: reason.to_string(),
     })));

@@ -190,13 +190,14 @@ pub fn begin_event(
     }
 }
 
-/// The URL as recorded: query-string credentials redacted unless `--include-secrets`.
+/// The URL as recorded: query-string credentials redacted unless `--include-secrets`, and
+/// at most 8 KiB.
 pub fn recorded_url(url: &str, state: &Shared) -> String {
-    if state.config.include_secrets {
+    crate::text::bounded(if state.config.include_secrets {
         url.to_string()
     } else {
         redact::url(url)
-    }
+    })
 }
 
 /// How much of an answer's body the detectors keep.

@@ -27,7 +27,7 @@ mod service;
 mod tunnel;
 mod zerocopy;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -64,8 +64,9 @@ pub struct State {
     pub pool: crate::upstream::pool::Pool<body::Body>,
     /// Tunnels and requests in flight, for the status page and the session end.
     pub open: AtomicUsize,
-    /// The (name, port) pairs whose chain has been checked: once per session each.
-    pub tls_checked: Mutex<HashSet<(String, u16)>>,
+    /// The (name, port) pairs whose chain has been checked: once per session each, for at
+    /// most [`MAX_CHECKED`] of them (see [`State::first_check`]).
+    tls_checked: Mutex<HashSet<(String, u16)>>,
     /// The leaf minter, when `--intercept` is on.
     pub minter: Option<Arc<Minter>>,
     /// Hosts whose clients rejected our certificate: tunnelled untouched from then on.
@@ -79,8 +80,11 @@ pub struct State {
 
 pub type Shared = Arc<State>;
 
-/// (host, port) → (the leaf judged, its verdict).
-pub type VerdictCache = HashMap<(String, u16), (Vec<u8>, TlsVerdict)>;
+/// (host, port) → (the leaf judged, its verdict), for the 1,000 most recently used.
+pub type VerdictCache = crate::lru::LruMap<(String, u16), (Vec<u8>, TlsVerdict)>;
+
+/// The most host:port chains checked (side handshakes started) in one session.
+pub const MAX_CHECKED: usize = 2000;
 
 /// What `run` hands back when the session is over.
 #[derive(Debug)]
@@ -212,6 +216,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         profile: config.profile_name.clone(),
         diagproxy: env!("CARGO_PKG_VERSION").to_string(),
         os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        max_hosts: config.max_hosts,
     };
     let style = Style {
         format: config.log_format,
@@ -285,6 +290,15 @@ impl State {
         let proxy = self.proxy_url();
         let path = self.path(proxy.as_ref(), host, port);
         explain::failure_findings(&self.config.profile, host, failure, url, &path)
+    }
+
+    /// Whether `name:port`'s chain should be checked now: the first time it is seen, while
+    /// fewer than [`MAX_CHECKED`] have been.
+    pub fn first_check(&self, name: &str, port: u16) -> bool {
+        let Ok(mut seen) = self.tls_checked.lock() else {
+            return false;
+        };
+        seen.len() < MAX_CHECKED && seen.insert((name.to_string(), port))
     }
 
     /// Whether a CONNECT to `host` is intercepted rather than tunnelled.

@@ -331,11 +331,12 @@ impl Origin {
     ) -> Result<TlsVerdict, SendError> {
         let key = (self.host.to_ascii_lowercase(), self.port);
         let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
-        let cached = self.state.verdicts.lock().ok().and_then(|v| {
-            v.get(&key)
-                .filter(|(l, _)| *l == leaf)
-                .map(|(_, v)| v.clone())
-        });
+        let cached = self
+            .state
+            .verdicts
+            .lock()
+            .ok()
+            .and_then(|mut v| v.get(&key).filter(|(l, _)| *l == leaf).map(|(_, v)| v));
         if let Some(verdict) = cached {
             return Ok(verdict);
         }
@@ -351,12 +352,7 @@ impl Origin {
         if let Ok(mut verdicts) = self.state.verdicts.lock() {
             verdicts.insert(key.clone(), (leaf, verdict.clone()));
         }
-        let first = self
-            .state
-            .tls_checked
-            .lock()
-            .map(|mut seen| seen.insert(key.clone()))
-            .unwrap_or(false);
+        let first = self.state.first_check(&key.0, key.1);
         if first {
             let check = TlsCheckEvent {
                 ts: clock::rfc3339(std::time::SystemTime::now()),

@@ -117,10 +117,37 @@ pub fn pac(profile: &Profile, proxy: &str) -> String {
 }
 
 fn status_html(state: &Shared) -> String {
-    let summary = match state.summary.lock() {
-        Ok(s) => s.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
+    // Rendered under the summary's lock instead of cloning the summary (bounded by
+    // --max-hosts rows); the recorder waits that long at most.
+    let (mut rows, id, started, listen) = {
+        let summary = match state.summary.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let s = summary.session();
+        let head = (escape(&s.id), escape(&s.started_at), escape(&s.listen));
+        (host_rows(&summary), head.0, head.1, head.2)
     };
+    if rows.is_empty() {
+        rows.push_str("<tr><td colspan=\"7\">No traffic yet. Point a browser or <code>curl -x</code> at this proxy.</td></tr>");
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>diagproxy</title>\
+         <meta http-equiv=\"refresh\" content=\"5\"><style>body{{font:14px system-ui,sans-serif;margin:2em}}\
+         table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}\
+         tr.fail{{background:#fde2e2}}</style></head><body>\
+         <h1>diagproxy</h1><p>Session <code>{}</code> since {} on {} — {} open now. \
+         <a href=\"/summary.json\">summary.json</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\
+         <table><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th><th>up</th><th>down</th><th>failures</th></tr>\n{rows}</table></body></html>\n",
+        id,
+        started,
+        listen,
+        state.open.load(std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// One table row per host.
+fn host_rows(summary: &crate::session::summary::Summary) -> String {
     let mut rows = String::new();
     for h in summary.hosts() {
         let failures: Vec<String> = h
@@ -141,27 +168,12 @@ fn status_html(state: &Shared) -> String {
             escape(&failures.join(", "))
         ));
     }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"7\">No traffic yet. Point a browser or <code>curl -x</code> at this proxy.</td></tr>");
-    }
-    let session = summary.session();
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>diagproxy</title>\
-         <meta http-equiv=\"refresh\" content=\"5\"><style>body{{font:14px system-ui,sans-serif;margin:2em}}\
-         table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}\
-         tr.fail{{background:#fde2e2}}</style></head><body>\
-         <h1>diagproxy</h1><p>Session <code>{}</code> since {} on {} — {} open now. \
-         <a href=\"/summary.json\">summary.json</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\
-         <table><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th><th>up</th><th>down</th><th>failures</th></tr>\n{rows}</table></body></html>\n",
-        escape(&session.id),
-        escape(&session.started_at),
-        escape(&session.listen),
-        state.open.load(std::sync::atomic::Ordering::Relaxed)
-    )
+    rows
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
+    crate::text::terminal(text, false)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

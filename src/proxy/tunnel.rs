@@ -128,12 +128,7 @@ fn check_chain(state: &Shared, host: &str, port: u16, sni: Option<&str>) {
         return;
     };
     let name = name.to_ascii_lowercase();
-    let first_time = state
-        .tls_checked
-        .lock()
-        .map(|mut seen| seen.insert((name.clone(), port)))
-        .unwrap_or(false);
-    if !first_time {
+    if !state.first_check(&name, port) {
         return;
     }
     let (state, host) = (state.clone(), host.to_string());

@@ -18,6 +18,7 @@ pub fn events() -> Vec<Event> {
         profile: "built-in:chatgpt".into(),
         diagproxy: "0.1.0".into(),
         os: "macos aarch64".into(),
+        max_hosts: crate::session::event::MAX_HOSTS,
     };
     let request = RequestEvent {
         ts: "2026-11-27T18:00:01.000Z".into(),

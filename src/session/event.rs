@@ -31,7 +31,7 @@ pub enum Event {
     SessionEnded(Box<SessionEnd>),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub id: String,
     pub started_at: String,
@@ -45,6 +45,32 @@ pub struct SessionInfo {
     /// The machine the session ran on (`linux x86_64`), for the ticket.
     #[serde(default)]
     pub os: String,
+    /// `--max-hosts`: host:port rows outside the profile beyond it share one row (kept
+    /// here so `diagproxy report` folds the same way).
+    #[serde(default = "default_max_hosts")]
+    pub max_hosts: usize,
+}
+
+/// `--max-hosts`'s default.
+pub const MAX_HOSTS: usize = 2000;
+
+fn default_max_hosts() -> usize {
+    MAX_HOSTS
+}
+
+impl Default for SessionInfo {
+    fn default() -> Self {
+        SessionInfo {
+            id: String::new(),
+            started_at: String::new(),
+            listen: String::new(),
+            upstream_proxy: None,
+            profile: String::new(),
+            diagproxy: String::new(),
+            os: String::new(),
+            max_hosts: MAX_HOSTS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,9 @@ use crate::tls::chain::TlsVerdict;
 pub struct Summary {
     session: SessionInfo,
     ended_at: Option<String>,
+    /// The distinct host:port pairs folded into the [`OTHER_HOSTS`] row (at most
+    /// [`MAX_FOLDED_TRACKED`] remembered; past that only counted).
+    folded: Folded,
     /// What the limits did, from the session's last line.
     limits: LimitCounts,
     profile: Arc<Profile>,
@@ -70,6 +73,8 @@ pub struct SessionDoc<'a> {
     pub listen: &'a str,
     pub upstream_proxy: Option<&'a str>,
     pub profile: &'a str,
+    /// Host:port pairs outside the profile folded into the `other hosts` row (`--max-hosts`).
+    pub hosts_folded: u64,
     /// Connections closed or refused by a limit (see `LimitCounts`).
     pub header_timeouts: u64,
     pub connections_refused: u64,
@@ -85,11 +90,39 @@ pub struct AllowlistDoc {
     pub untouched: Vec<String>,
 }
 
+/// The row that hosts outside the profile share past `--max-hosts`.
+pub const OTHER_HOSTS: &str = "other hosts";
+/// How many folded host:port pairs are remembered to count them once each.
+pub const MAX_FOLDED_TRACKED: usize = 100_000;
+
+/// The host:port pairs folded into [`OTHER_HOSTS`], counted once each.
+#[derive(Debug, Clone, Default)]
+struct Folded {
+    seen: std::collections::HashSet<(String, u16)>,
+    /// Folded after `seen` was full (counted, possibly twice).
+    beyond: u64,
+}
+
+impl Folded {
+    fn insert(&mut self, key: (String, u16)) {
+        if self.seen.len() < MAX_FOLDED_TRACKED {
+            self.seen.insert(key);
+        } else if !self.seen.contains(&key) {
+            self.beyond += 1;
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.seen.len() as u64 + self.beyond
+    }
+}
+
 impl Summary {
     pub fn new(session: SessionInfo, profile: Arc<Profile>) -> Summary {
         Summary {
             session,
             ended_at: None,
+            folded: Folded::default(),
             limits: LimitCounts::default(),
             profile,
             hosts: BTreeMap::new(),
@@ -154,7 +187,17 @@ impl Summary {
     }
 
     fn host(&mut self, host: &str, port: u16) -> &mut HostStats {
-        let host = host.to_ascii_lowercase();
+        let mut host = host.to_ascii_lowercase();
+        let mut port = port;
+        let known = self.hosts.contains_key(&(host.clone(), port));
+        if !known
+            && self.profile.match_host(&host).is_none()
+            && self.hosts.len() >= self.max_hosts()
+        {
+            // Past --max-hosts, hosts outside the profile share one row.
+            self.folded.insert((host, port));
+            (host, port) = (OTHER_HOSTS.to_string(), 0);
+        }
         let profile = &self.profile;
         self.hosts
             .entry((host.clone(), port))
@@ -173,6 +216,11 @@ impl Summary {
                 tls: None,
                 tls_error: None,
             })
+    }
+
+    /// `--max-hosts`, as the session recorded it.
+    fn max_hosts(&self) -> usize {
+        self.session.max_hosts
     }
 
     fn record_failure(&mut self, host: &str, port: u16, failure: Option<&Failure>) {
@@ -237,6 +285,7 @@ impl Summary {
                 id: &self.session.id,
                 started_at: &self.session.started_at,
                 ended_at: self.ended_at.as_deref(),
+                hosts_folded: self.folded.count(),
                 header_timeouts: self.limits.header_timeouts,
                 connections_refused: self.limits.connections_refused,
                 events_dropped: self.limits.events_dropped,
@@ -307,7 +356,26 @@ mod tests {
             profile: "built-in:chatgpt".into(),
             diagproxy: "0".into(),
             os: String::new(),
+            max_hosts: 100,
         }
+    }
+
+    #[test]
+    fn hosts_past_the_limit_share_one_row_and_profile_hosts_never_do() {
+        let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+        let failed = || Some(Failure::new(FailureKind::DnsFailed, Side::Upstream, "x"));
+        for i in 0..3000 {
+            s.apply(&tunnel(&format!("h{i}.invalid"), failed()));
+        }
+        s.apply(&tunnel("h2999.invalid", failed())); // folded again: counted once
+        s.apply(&tunnel("chatgpt.com", None));
+        let doc = s.doc();
+        assert_eq!(doc.session.hosts_folded, 2900);
+        assert_eq!(doc.hosts.len(), 102, "100 rows, `other hosts`, chatgpt.com");
+        let other = doc.hosts.iter().find(|h| h.host == OTHER_HOSTS).unwrap();
+        assert_eq!(other.failures.get(&FailureKind::DnsFailed), Some(&2901));
+        assert!(doc.hosts.iter().any(|h| h.host == "chatgpt.com"));
+        assert!(s.to_json().len() < 200_000, "{}", s.to_json().len());
     }
 
     fn tunnel(host: &str, failure: Option<Failure>) -> Event {

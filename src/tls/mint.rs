@@ -2,7 +2,6 @@
 //! each host's server config is made once and cached, so only the first request to a new
 //! host pays for a signature.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -11,14 +10,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 
 use super::ca::LocalCa;
+use crate::lru::LruMap;
+
+/// How many hosts' leaves are kept (a new host beyond it forgets the least recently used).
+pub const CACHED: usize = 1000;
 
 /// Mints and caches per-host server configs.
 pub struct Minter {
     ca: LocalCa,
     /// The one leaf key of this run.
     leaf_key: KeyPair,
-    /// host → server config with a leaf for it.
-    cache: Mutex<HashMap<String, Arc<ServerConfig>>>,
+    /// host → server config with a leaf for it; the [`CACHED`] most recently used.
+    cache: Mutex<LruMap<String, Arc<ServerConfig>>>,
 }
 
 impl std::fmt::Debug for Minter {
@@ -34,7 +37,7 @@ impl Minter {
         Ok(Minter {
             ca,
             leaf_key,
-            cache: Mutex::default(),
+            cache: Mutex::new(LruMap::new(CACHED)),
         })
     }
 
@@ -45,7 +48,7 @@ impl Minter {
     /// The server config presenting a leaf for `host` (a DNS name or an IP address).
     pub fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, String> {
         let host = host.to_ascii_lowercase();
-        if let Some(config) = self.cache.lock().ok().and_then(|c| c.get(&host).cloned()) {
+        if let Some(config) = self.cache.lock().ok().and_then(|mut c| c.get(&host)) {
             return Ok(config);
         }
         let leaf = self.mint(&host)?;
