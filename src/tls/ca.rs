@@ -57,8 +57,7 @@ pub fn init(options: &InitOptions, profile: &Profile) -> Result<PathBuf, String>
     fs::create_dir_all(&options.dir)
         .map_err(|e| format!("cannot create {}: {e}", options.dir.display()))?;
     write_private(&key_path, key_pem.as_bytes())?;
-    fs::write(&cert_path, cert_pem)
-        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    write_atomically(&cert_path, cert_pem.as_bytes(), 0o644)?;
     Ok(cert_path)
 }
 
@@ -132,6 +131,9 @@ pub fn load(dir: &Path) -> Result<LocalCa, String> {
     })?;
     let key_pem = fs::read_to_string(&key_path)
         .map_err(|e| format!("cannot read {}: {e}", key_path.display()))?;
+    if let Some(warning) = key_exposure(&key_path) {
+        tracing::warn!("{warning}");
+    }
     let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", key_path.display()))?;
     let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
         .map_err(|e| format!("{}: {e}", cert_path.display()))?;
@@ -224,21 +226,56 @@ pub fn trust_instructions(cert_path: &Path) -> String {
     )
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+/// Writes `contents` to a new temporary file in the same folder (mode `mode`, created
+/// exclusively, so no symlink or other file is followed) and renames it over `path`: a
+/// reader sees the old file or the new one, never half of one. `path` itself may not be a
+/// symlink (another user could point it at a file of theirs).
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!(
+            "{} is a symbolic link; refusing to write the CA through it",
+            path.display()
+        ));
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let written = options
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()));
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    Ok(())
+}
+
+/// The CA key: only its owner may read it.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    write_atomically(path, contents, 0o600)
+}
+
+/// A warning when the CA key at `path` can be read by others (its group or everyone).
+pub fn key_exposure(path: &Path) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+        let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Some(format!(
+                "{} is readable by others (mode {mode:o}): anyone who reads it can impersonate the hosts it may sign; run chmod 600 on it",
+                path.display()
+            ));
+        }
     }
-    file.write_all(contents)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    #[cfg(not(unix))]
+    let _ = path;
+    None
 }
 
 fn machine_name() -> String {
@@ -277,6 +314,40 @@ mod tests {
             .unwrap()
             .der()
             .clone()
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn the_key_is_never_written_through_a_symlink_and_exposure_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("someone-elses-file");
+        fs::write(&elsewhere, "theirs").unwrap();
+        let ca_dir = dir.path().join("ca");
+        fs::create_dir(&ca_dir).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, ca_dir.join(KEY_FILE)).unwrap();
+        let options = InitOptions {
+            dir: ca_dir.clone(),
+            days: 30,
+            unconstrained: false,
+            force: true,
+        };
+        let e = init(&options, &Profile::builtin()).unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "theirs");
+        fs::remove_file(ca_dir.join(KEY_FILE)).unwrap();
+        init(&options, &Profile::builtin()).unwrap();
+        let leftovers: Vec<_> = fs::read_dir(&ca_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let key = ca_dir.join(KEY_FILE);
+        assert_eq!(key_exposure(&key), None);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = key_exposure(&key).unwrap();
+        assert!(warning.contains("chmod 600"), "{warning}");
     }
 
     #[test]
