@@ -36,6 +36,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod failure;
+#[cfg(test)]
+mod fuzz;
 pub mod inspect;
 pub mod lru;
 pub mod profile;

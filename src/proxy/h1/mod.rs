@@ -20,6 +20,8 @@
 
 mod conn;
 mod framing;
+#[cfg(test)]
+mod fuzz;
 mod head;
 mod wire;
 
