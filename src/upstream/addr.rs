@@ -36,7 +36,9 @@ impl HostPort<String> {
                 None => (text, default),
             }
         };
-        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        let bracketed = text.starts_with('[');
+        let bad = |c: char| c.is_whitespace() || "/@[]".contains(c) || (c == ':' && !bracketed);
+        if host.is_empty() || host.contains(bad) {
             return None;
         }
         Some(HostPort::new(host.to_string(), port))
@@ -89,6 +91,10 @@ mod tests {
         assert_eq!(HostPort::parse("a b:1", 80), None);
         assert_eq!(HostPort::parse("u@h:1", 80), None);
         assert_eq!(HostPort::parse("[::1]x", 80), None);
+        // Found by the fuzzer: a bracket or colon outside the bracket form is no host.
+        assert_eq!(HostPort::parse("]::0", 0), None);
+        assert_eq!(HostPort::parse("::1:80", 0), None);
+        assert_eq!(HostPort::parse("a]:80", 0), None);
     }
 
     #[test]
