@@ -89,13 +89,24 @@ impl Intercept {
                     "--intercept: expected none, profile, all or GLOB[,GLOB…]",
                 ))
             }
-            globs => Intercept::Globs(
-                globs
+            globs => {
+                let globs: Vec<String> = globs
                     .split(',')
                     .map(|g| g.trim().to_ascii_lowercase())
                     .filter(|g| !g.is_empty())
-                    .collect(),
-            ),
+                    .collect();
+                // A glob is a host name with `*` in it: anything else can never match.
+                let name_like = |g: &String| {
+                    g.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"*.-_:[]".contains(&b))
+                };
+                if let Some(bad_glob) = globs.iter().find(|g| !name_like(g)) {
+                    return Err(bad(format!(
+                        "--intercept {bad_glob:?}: a glob is a host name with * in it (e.g. *.chatgpt.com)"
+                    )));
+                }
+                Intercept::Globs(globs)
+            }
         })
     }
 

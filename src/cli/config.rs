@@ -28,12 +28,7 @@ impl From<LogFormat> for Format {
 /// config).
 impl Config {
     pub fn from_run_args(args: &RunArgs) -> Result<Config, ConfigError> {
-        let listen: SocketAddr = args.listen.parse().map_err(|_| {
-            bad(format!(
-                "--listen {:?}: expected IP:PORT, e.g. 127.0.0.1:8080",
-                args.listen
-            ))
-        })?;
+        let listen = parse_listen(&args.listen)?;
         let proxy_auth = args
             .proxy_auth
             .as_deref()
@@ -104,8 +99,8 @@ impl Config {
             profile_name,
             log_format: args.log_format.into(),
             verbosity: args.verbose.min(3) as i8 - args.quiet.min(3) as i8,
-            connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
-            response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
+            connect_timeout: positive("--connect-timeout", &args.connect_timeout)?,
+            response_timeout: positive("--response-timeout", &args.response_timeout)?,
             idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
             header_timeout: positive("--header-timeout", &args.header_timeout)?,
             max_hosts: args.max_hosts,
@@ -116,6 +111,23 @@ impl Config {
             grace: parse_duration("--grace", &args.grace)?,
         })
     }
+}
+
+/// `IP:PORT`, or `localhost:PORT` (which listens on 127.0.0.1).
+fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    let err = || {
+        bad(format!(
+            "--listen {text:?}: expected IP:PORT, e.g. 127.0.0.1:8080"
+        ))
+    };
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let hp = crate::upstream::HostPort::parse(text, 0).ok_or_else(err)?;
+    if hp.host.eq_ignore_ascii_case("localhost") && text.contains(':') {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], hp.port)));
+    }
+    Err(err())
 }
 
 /// Whether `dir` exists and has anything in it.
@@ -151,6 +163,24 @@ mod tests {
             Command::Run(run) => Config::from_run_args(&run),
             _ => Err(bad("not a run command")),
         }
+    }
+
+    #[test]
+    fn zero_timeouts_bad_globs_and_localhost() {
+        for args in [
+            &["--connect-timeout", "0"][..],
+            &["--response-timeout", "0s"],
+            &["--header-timeout", "0ms"],
+            &["--intercept", "*.chatgpt.com,a b"],
+            &["--intercept", "https://chatgpt.com/"],
+            &["--max-connections", "0"],
+            &["--listen", "example.com:8080"],
+        ] {
+            assert!(config(args).is_err(), "{args:?}");
+        }
+        let c = config(&["--listen", "localhost:8081"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8081".parse().unwrap());
+        assert!(config(&["--intercept", "*.chatgpt.com,cdn.oaistatic.com"]).is_ok());
     }
 
     #[test]
