@@ -307,13 +307,7 @@ fn spawn_with_stderr(
     while !banner.ends_with(b"\n") && stderr.read(&mut byte).unwrap_or(0) == 1 {
         banner.push(byte[0]);
     }
-    let banner = String::from_utf8_lossy(&banner).into_owned();
-    let addr = banner
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
+    let addr = banner_addr(&String::from_utf8_lossy(&banner));
     (child, stderr, addr)
 }
 

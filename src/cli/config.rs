@@ -55,33 +55,8 @@ impl Config {
             let (host, port, addr) = parse_resolve(pin)?;
             resolve.insert((host, port), addr);
         }
-        let (profile, profile_name) = match &args.profile {
-            Some(path) => {
-                let p = Profile::load(path)
-                    .map_err(|e| bad(format!("--profile {}: {e}", path.display())))?;
-                (p, path.display().to_string())
-            }
-            None => {
-                let p = Profile::builtin();
-                let name = format!("built-in:{}", p.name);
-                (p, name)
-            }
-        };
-        let session_dir = match &args.session_dir {
-            Some(dir) => dir.clone(),
-            // The process id makes two sessions started in the same second differ.
-            None => PathBuf::from("sessions").join(format!(
-                "{}-{}",
-                crate::clock::compact(SystemTime::now()),
-                std::process::id()
-            )),
-        };
-        if !args.force && holds_files(&session_dir) {
-            return Err(bad(format!(
-                "--session-dir {}: the folder exists and is not empty; pick another or add --force to replace its files",
-                session_dir.display()
-            )));
-        }
+        let (profile, profile_name) = load_profile(args)?;
+        let session_dir = session_dir(args)?;
         let roots = TrustRoots::load(args.public_roots.as_deref(), args.system_roots.as_deref())
             .map_err(bad)?;
         Ok(Config {
@@ -111,6 +86,42 @@ impl Config {
             grace: parse_duration("--grace", &args.grace)?,
         })
     }
+}
+
+/// `--profile FILE`, or the built-in profile; and how the summary names it.
+fn load_profile(args: &RunArgs) -> Result<(Profile, String), ConfigError> {
+    Ok(match &args.profile {
+        Some(path) => {
+            let p = Profile::load(path)
+                .map_err(|e| bad(format!("--profile {}: {e}", path.display())))?;
+            (p, path.display().to_string())
+        }
+        None => {
+            let p = Profile::builtin();
+            let name = format!("built-in:{}", p.name);
+            (p, name)
+        }
+    })
+}
+
+/// `--session-dir`, or a new name; a used folder only with `--force`.
+fn session_dir(args: &RunArgs) -> Result<PathBuf, ConfigError> {
+    let session_dir = match &args.session_dir {
+        Some(dir) => dir.clone(),
+        // The process id makes two sessions started in the same second differ.
+        None => PathBuf::from("sessions").join(format!(
+            "{}-{}",
+            crate::clock::compact(SystemTime::now()),
+            std::process::id()
+        )),
+    };
+    if !args.force && holds_files(&session_dir) {
+        return Err(bad(format!(
+            "--session-dir {}: the folder exists and is not empty; pick another or add --force to replace its files",
+            session_dir.display()
+        )));
+    }
+    Ok(session_dir)
 }
 
 /// `IP:PORT`, or `localhost:PORT` (which listens on 127.0.0.1).

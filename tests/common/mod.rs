@@ -1102,13 +1102,18 @@ pub fn run_binary(args: &[&std::ffi::OsStr]) -> Running {
     let banner = lines
         .recv_timeout(Duration::from_secs(20))
         .expect("a banner line");
-    let addr = banner
+    let addr = banner_addr(&banner);
+    Running { child, addr, lines }
+}
+
+/// The address in the "diagproxy listening on http://ADDR …" banner.
+pub fn banner_addr(banner: &str) -> String {
+    banner
         .split("listening on http://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
-    Running { child, addr, lines }
+        .to_string()
 }
 
 /// What a [`scripted_origin`] received: each request's head and body, as text.
