@@ -485,3 +485,22 @@ fn an_upstream_proxy_that_is_this_proxy_in_another_spelling_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is this proxy itself"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_ca_certificate_is_served_without_proxy_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_dir, ca_pem) = local_ca(dir.path());
+    let ca_arg = ca_dir.to_str().unwrap();
+    let proxy = Proxy::start(&["--proxy-auth", "user:pass", "--ca-dir", ca_arg]).await;
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let pem = raw_exchange(proxy.addr, get("/ca.pem").as_bytes()).await;
+    assert!(pem.starts_with("HTTP/1.1 200"), "{pem}");
+    assert!(pem.contains(ca_pem.trim()), "{pem}");
+    let page = raw_exchange(proxy.addr, get("/summary.json").as_bytes()).await;
+    assert!(
+        page.starts_with("HTTP/1.1 401"),
+        "the other pages still want credentials: {page}"
+    );
+    proxy.stop().await;
+}

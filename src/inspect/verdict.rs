@@ -25,13 +25,14 @@ pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
             }
         }
     }
+    let touched = hosts.iter().filter(|h| h.allowlisted).count();
+    if touched == 0 {
+        return nothing_of_chatgpt(&hosts, worst.map(|(_, h, f)| (h, f)));
+    }
     let Some((_, host, f)) = worst else {
-        let touched = hosts.iter().filter(|h| h.allowlisted).count();
-        return if touched == 0 {
-            "No ChatGPT host went through the proxy in this session: point the client at it and reproduce the problem.".to_string()
-        } else {
-            format!("No problem seen: {touched} allowlisted host(s) answered normally through this network.")
-        };
+        return format!(
+            "No problem seen: {touched} allowlisted host(s) answered normally through this network."
+        );
     };
     let who = f
         .vendor
@@ -61,9 +62,91 @@ pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
         .unwrap_or("")
         .trim_end_matches('.');
     let more = if count > 1 {
-        format!(" ({} more finding(s) below)", count - 1)
+        format!(
+            " ({} more finding(s) in summary.json and the reports)",
+            count - 1
+        )
     } else {
         String::new()
     };
     format!("{who} {what} {}{feature} — {remedy}.{more}", host.host)
+}
+
+/// The verdict when no profile host went through: say so, and what did (a failure on some
+/// other host is not "the network fails ChatGPT").
+fn nothing_of_chatgpt(hosts: &[HostView<'_>], worst: Option<(&HostView<'_>, &Finding)>) -> String {
+    let lead = "No ChatGPT host went through the proxy in this session";
+    let hint = "point the client at it and reproduce the problem.";
+    if hosts.is_empty() {
+        return format!("{lead}: {hint}");
+    }
+    let seen = match worst {
+        Some((host, f)) => format!(" (worst: {} {})", host.host, f.kind),
+        None => String::new(),
+    };
+    format!(
+        "{lead}; {} other host(s) did{seen}. To test ChatGPT, {hint}",
+        hosts.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::FailureKind;
+    use crate::profile::Profile;
+
+    fn finding(kind: FindingKind, host: &str) -> Finding {
+        Finding::new(
+            &Profile::builtin(),
+            kind,
+            host,
+            None,
+            "e".into(),
+            "d".into(),
+        )
+    }
+
+    #[test]
+    fn a_failure_outside_the_profile_is_not_the_networks_verdict_on_chatgpt() {
+        let dns = [finding(
+            FindingKind::Failure(FailureKind::DnsFailed),
+            "example.invalid",
+        )];
+        let hosts = [HostView {
+            host: "example.invalid",
+            allowlisted: false,
+            findings: &dns,
+        }];
+        let text = sentence(hosts.into_iter());
+        assert!(
+            text.starts_with("No ChatGPT host went through the proxy"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 other host(s) did (worst: example.invalid dns_failed)"),
+            "{text}"
+        );
+        assert!(!text.contains("The network fails"), "{text}");
+        assert!(sentence(std::iter::empty()).ends_with("reproduce the problem."));
+    }
+
+    #[test]
+    fn more_findings_point_where_they_are_listed() {
+        let two = [
+            finding(FindingKind::BlockPage, "chatgpt.com"),
+            finding(FindingKind::TlsInspection, "chatgpt.com"),
+        ];
+        let hosts = [HostView {
+            host: "chatgpt.com",
+            allowlisted: true,
+            findings: &two,
+        }];
+        let text = sentence(hosts.into_iter());
+        assert!(text.starts_with("The network blocks chatgpt.com"), "{text}");
+        assert!(
+            text.ends_with("(1 more finding(s) in summary.json and the reports)"),
+            "{text}"
+        );
+    }
 }

@@ -101,7 +101,7 @@ async fn handle(
 }
 
 /// With `--proxy-auth`, proxy requests need `Proxy-Authorization` (407 otherwise) and the
-/// proxy's own pages need `Authorization` (401), except the PAC file browsers fetch blindly.
+/// proxy's own pages need `Authorization` (401), except the PAC file and the CA certificate.
 fn check_auth(
     req: &Request<Incoming>,
     expected: &str,
@@ -115,7 +115,9 @@ fn check_auth(
             StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             PROXY_AUTHENTICATE,
         )
-    } else if req.uri().path() == "/proxy.pac" {
+    } else if matches!(req.uri().path(), "/proxy.pac" | "/ca.pem") {
+        // Public by nature: a phone needs the CA (and browsers the PAC) before it can
+        // authenticate.
         return None;
     } else {
         (AUTHORIZATION, StatusCode::UNAUTHORIZED, WWW_AUTHENTICATE)

@@ -136,9 +136,12 @@ impl Proxy {
     }
 }
 
+/// The events written so far. Only whole lines count: the writer may be in the middle of
+/// the last one while a test polls.
 pub fn read_events(dir: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("events.jsonl"))
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect()
