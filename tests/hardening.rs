@@ -148,7 +148,12 @@ fn usage_errors_never_echo_a_password_and_bad_days_exit_64() {
 fn sighup_ends_the_session_like_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let session = dir.path().join("session");
-    let Running { mut child, .. } = run_binary(&["--session-dir".as_ref(), session.as_os_str()]);
+    let Running {
+        mut child,
+        addr,
+        lines,
+    } = run_binary(&["--session-dir".as_ref(), session.as_os_str()]);
+    failing_requests(&addr, 1);
     let status = std::process::Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()
@@ -159,6 +164,14 @@ fn sighup_ends_the_session_like_sigterm() {
     let summary = std::fs::read_to_string(session.join("summary.json")).unwrap();
     assert!(summary.contains("\"ended_at\": \""), "{summary}");
     assert!(session.join("report.html").exists());
+    // stderr is a pipe here, not a terminal: no colour codes in the live log or the table.
+    let log: Vec<String> = lines.iter().collect();
+    let log = log.join("\n");
+    assert!(
+        log.contains("FAILED dns_failed") && log.contains("hosts seen"),
+        "{log}"
+    );
+    assert!(!log.contains('\x1b'), "{log:?}");
 }
 
 #[tokio::test]

@@ -199,6 +199,7 @@ mod tests {
             escape("<a href=\"x\">&</a>"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
         );
+        assert_eq!(escape("CN=EVIL\x1b]0;x\x07"), "CN=EVIL\\x1b]0;x\\x07");
     }
 
     #[test]
