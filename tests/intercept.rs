@@ -534,3 +534,77 @@ async fn a_client_that_never_finishes_its_tls_handshake_is_closed() {
     let session = s.proxy.stop().await;
     assert_eq!(session.summary["session"]["header_timeouts"], 1);
 }
+
+/// A client that trusts diagproxy's CA, completes the handshake and closes without a
+/// request — as a browser's spare (preconnect) connection does.
+async fn spare_connection(s: &Setup) {
+    let mut tls = intercepted_tls(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.ca_pem,
+        &["h2", "http/1.1"],
+    )
+    .await;
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+}
+
+#[tokio::test]
+async fn a_browsers_spare_connections_do_not_turn_interception_off() {
+    let s = setup(&[]).await;
+    for _ in 0..2 {
+        spare_connection(&s).await;
+    }
+    s.proxy.wait_events("tunnel", 2).await;
+    let answer = https_through(s.proxy.addr, "chatgpt.com", s.origin.port(), &s.ca_pem).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 "),
+        "intercepted as before: {answer}"
+    );
+    s.proxy.wait_events("tunnel", 3).await;
+    // Where requests were served, any number of spare connections is no refusal.
+    for _ in 0..5 {
+        spare_connection(&s).await;
+    }
+    s.proxy.wait_events("tunnel", 8).await;
+    let session = s.proxy.stop().await;
+    assert!(session.events_of("client_rejected_ca").is_empty());
+    let tunnels = session.events_of("tunnel");
+    assert!(
+        tunnels.iter().all(|t| t["mode"] == "intercept"),
+        "{tunnels:?}"
+    );
+    assert!(!session.summary["verdict"]
+        .as_str()
+        .unwrap()
+        .contains("refused by the client"));
+}
+
+#[tokio::test]
+async fn quiet_closes_in_a_row_where_nothing_was_served_are_a_refusal_of_that_port_only() {
+    let s = setup(&[]).await;
+    for _ in 0..3 {
+        spare_connection(&s).await;
+    }
+    let rejected = s.proxy.wait_events("client_rejected_ca", 1).await;
+    let detail = rejected[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("3 connections in a row"), "{detail}");
+    assert_eq!(rejected[0]["passthrough"], true);
+    // That host:port is tunnelled untouched now: the client sees the origin's certificate.
+    let answer = https_through(
+        s.proxy.addr,
+        "chatgpt.com",
+        s.origin.port(),
+        &s.public.pem(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    let session = s.proxy.stop().await;
+    assert!(session
+        .events_of("tunnel")
+        .iter()
+        .any(|t| t["mode"] == "tunnel"));
+    // The client's refusal of diagproxy's own CA is not the network's verdict.
+    let verdict = session.summary["verdict"].as_str().unwrap();
+    assert!(!verdict.contains("refused by the client"), "{verdict}");
+}

@@ -17,7 +17,13 @@ pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
     let mut worst: Option<(u8, &HostView<'_>, &Finding)> = None;
     let mut count = 0;
     for host in &hosts {
-        for f in host.findings {
+        // A client refusing diagproxy's own CA is about this tool's set-up, not the network:
+        // listed in the tables and reports, never the verdict.
+        for f in host
+            .findings
+            .iter()
+            .filter(|f| f.kind != FindingKind::ClientRejectedCa)
+        {
             count += 1;
             let rank = f.kind.severity() + if host.allowlisted { 0 } else { 10 };
             if worst.is_none_or(|(r, _, _)| rank < r) {
@@ -46,9 +52,6 @@ pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
         FindingKind::RedirectOffAllowlist => "redirects".to_string(),
         FindingKind::TlsInspection => "re-signs TLS for".to_string(),
         FindingKind::UntrustedCertificate => "presents an untrusted certificate for".to_string(),
-        FindingKind::ClientRejectedCa => {
-            "(diagproxy's interception) was refused by the client for".to_string()
-        }
         kind => format!("fails ({kind}) for"),
     };
     let feature = f

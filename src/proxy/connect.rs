@@ -48,7 +48,7 @@ pub async fn connect(
         let status = StatusCode::LOOP_DETECTED;
         return answer::refuse(&state, downstream, "CONNECT", &target, status, &reason);
     }
-    if state.intercepts(&host) {
+    if state.intercepts(&host, port) {
         return intercept::connect(req, downstream, host, port, state, shutdown).await;
     }
     tunnel::open(req, downstream, host, port, state, shutdown).await

@@ -97,10 +97,12 @@ async fn accept(
     let tls = match accepted {
         Ok(tls) => tls,
         Err(e) => {
-            if let Some(detail) = rejection(&e) {
-                rejected(&state, &host, port, &downstream, detail);
-            } else {
-                tracing::debug!("TLS from the client for {host} failed: {e}");
+            match rejection(&e) {
+                Some(detail) => rejected(&state, &host, port, &downstream, detail),
+                None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    quiet_close(&state, &host, port, &downstream, "during the TLS handshake")
+                }
+                None => tracing::debug!("TLS from the client for {host} failed: {e}"),
             }
             return;
         }
@@ -114,8 +116,16 @@ async fn accept(
         .collect();
     let ctx = serve_connection(tls, &alpn, &host, port, &state, &downstream, shutdown).await;
     let served = ctx.served.load(Ordering::Relaxed);
-    if served == 0 && started.elapsed() < QUICK_CLOSE {
-        rejected(&state, &host, port, &downstream, "closed the connection right after the TLS handshake, without a request (certificate pinning?)".into());
+    if served > 0 {
+        state.trust.served(&host, port);
+    } else if started.elapsed() < QUICK_CLOSE {
+        quiet_close(
+            &state,
+            &host,
+            port,
+            &downstream,
+            "right after the TLS handshake",
+        );
     }
     let record = intercepted_record(&state, ts, host, port, alpn, downstream, started);
     state.recorder.record(Event::Tunnel(Box::new(record)));
@@ -221,27 +231,35 @@ where
 }
 
 /// An alert or early close during the handshake that means "I do not trust you".
+/// A certificate alert from the client during the handshake (see `trust`).
 fn rejection(e: &std::io::Error) -> Option<String> {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        return Some("closed the connection during the TLS handshake".into());
-    }
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(rustls::Error::AlertReceived(alert)) => {
+        Some(rustls::Error::AlertReceived(alert)) if super::trust::refuses_certificate(alert) => {
             Some(format!("TLS alert {alert:?} during the handshake"))
         }
         _ => None,
     }
 }
 
+/// A quick close without a request: a refusal only when it is the `QUIET_CLOSES`th in a
+/// row on a host:port that never served one (a browser's spare connections close so too).
+fn quiet_close(state: &Shared, host: &str, port: u16, downstream: &Downstream, when: &str) {
+    if state.trust.quiet_close(host, port) {
+        let detail = format!(
+            "closed {} connections in a row {when}, without a request, and none ever sent one (certificate pinning?)",
+            super::trust::QUIET_CLOSES
+        );
+        rejected(state, host, port, downstream, detail);
+    }
+}
+
 fn rejected(state: &Shared, host: &str, port: u16, downstream: &Downstream, detail: String) {
     let passthrough = state.config.auto_passthrough;
     if passthrough {
-        if let Ok(mut hosts) = state.passthrough.lock() {
-            hosts.insert(host.to_ascii_lowercase());
-        }
+        state.trust.pass_through(host, port);
     }
     let event = ClientRejectedEvent {
         ts: clock::rfc3339(SystemTime::now()),

@@ -24,6 +24,7 @@ mod origin;
 mod pages;
 mod relay;
 mod service;
+mod trust;
 mod tunnel;
 mod zerocopy;
 
@@ -69,8 +70,9 @@ pub struct State {
     tls_checked: Mutex<HashSet<(String, u16)>>,
     /// The leaf minter, when `--intercept` is on.
     pub minter: Option<Arc<Minter>>,
-    /// Hosts whose clients rejected our certificate: tunnelled untouched from then on.
-    pub passthrough: Mutex<HashSet<String>>,
+    /// Whether clients refuse our certificate, per host:port, and which are tunnelled
+    /// untouched since one did.
+    pub trust: trust::ClientTrust,
     /// The last verdict per (host, port), keyed by the leaf it judged, so a new upstream
     /// connection presenting the same leaf is not judged again.
     pub verdicts: Mutex<VerdictCache>,
@@ -243,7 +245,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         open: AtomicUsize::new(0),
         tls_checked: Mutex::default(),
         minter,
-        passthrough: Mutex::default(),
+        trust: trust::ClientTrust::default(),
         verdicts: Mutex::default(),
         limits: limits::Limits::new(config_max),
     });
@@ -301,14 +303,11 @@ impl State {
         seen.len() < MAX_CHECKED && seen.insert((name.to_string(), port))
     }
 
-    /// Whether a CONNECT to `host` is intercepted rather than tunnelled.
-    pub fn intercepts(&self, host: &str) -> bool {
+    /// Whether a CONNECT to `host:port` is intercepted rather than tunnelled.
+    pub fn intercepts(&self, host: &str, port: u16) -> bool {
         self.minter.is_some()
             && self.config.intercept.covers(host, &self.config.profile)
-            && !self
-                .passthrough
-                .lock()
-                .is_ok_and(|p| p.contains(&host.to_ascii_lowercase()))
+            && !self.trust.passes_through(host, port)
     }
 
     /// Whether forwarding to `host:port` would come back to this proxy (pins included).
