@@ -28,6 +28,7 @@
 //! - [`bench`]: `diagproxy bench`, the overhead measurements (load generator and proxy
 //!   pinned to their own cores).
 //! - [`text`]: text made safe for a terminal, a shell or Markdown (pure).
+//! - [`files`]: private files, replaced whole (session files, reports, the CA).
 //! - [`lru`]: the bounded map the host-keyed caches use.
 //! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
 
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod failure;
+pub mod files;
 #[cfg(test)]
 mod fuzz;
 pub mod inspect;

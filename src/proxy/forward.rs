@@ -31,7 +31,11 @@ pub async fn forward(
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let url = crate::session::redact::strip_userinfo(&req.uri().to_string()).into_owned();
+    let mut url = req.uri().to_string();
+    // Copied only when there is userinfo to drop.
+    if let Some(bare) = crate::session::redact::without_userinfo_changed(&url) {
+        url = bare;
+    }
     let path = req.uri().path().to_string();
     let accept = exchange::header_string(req.headers(), &ACCEPT);
     let (authority, host, port) = match target(&req, &url, &state) {

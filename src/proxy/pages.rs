@@ -125,8 +125,12 @@ fn status_html(state: &Shared) -> String {
             Err(poisoned) => poisoned.into_inner(),
         };
         let s = summary.session();
-        let head = (escape(&s.id), escape(&s.started_at), escape(&s.listen));
-        (host_rows(&summary), head.0, head.1, head.2)
+        (
+            host_rows(&summary),
+            escape(&s.id),
+            escape(&s.started_at),
+            escape(&s.listen),
+        )
     };
     if rows.is_empty() {
         rows.push_str("<tr><td colspan=\"7\">No traffic yet. Point a browser or <code>curl -x</code> at this proxy.</td></tr>");

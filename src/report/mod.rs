@@ -115,7 +115,7 @@ pub fn write_in_folder(dir: &Path) -> Result<Vec<PathBuf>, String> {
 pub fn write(session: &Session, outputs: &Outputs) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
     let mut put = |path: &Option<PathBuf>,
-                   fill: &dyn Fn(&mut BufWriter<File>) -> io::Result<()>|
+                   fill: &dyn Fn(&mut BufWriter<&mut File>) -> io::Result<()>|
      -> Result<(), String> {
         if let Some(path) = path {
             write_streamed(path, fill)
@@ -136,18 +136,16 @@ pub fn write(session: &Session, outputs: &Outputs) -> Result<Vec<PathBuf>, Strin
     Ok(written)
 }
 
-/// Writes `path` through a temporary file renamed into place, so a reader never sees half.
+/// Writes `path` (0600) through a large buffer, replacing it whole (see `files::replace`).
 fn write_streamed(
     path: &Path,
-    fill: &dyn Fn(&mut BufWriter<File>) -> io::Result<()>,
+    fill: &dyn Fn(&mut BufWriter<&mut File>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let file = crate::session::recorder::create_private(&tmp)?;
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
-    fill(&mut out)?;
-    out.flush()?;
-    drop(out);
-    fs::rename(&tmp, path)
+    crate::files::replace(path, 0o600, |file| {
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        fill(&mut out)?;
+        out.flush()
+    })
 }
 
 /// `2026-11-27T18:30:01.123Z` → ms since the epoch.

@@ -7,7 +7,7 @@
 //! again, so a busy proxy wakes it about a hundred times a second, not once per request (a
 //! wake-up is a futex call and a context switch on the core the proxy needs).
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,8 +72,8 @@ impl Recorder {
         style: Style,
         queue: usize,
     ) -> io::Result<(Recorder, SharedSummary)> {
-        create_private_dir(dir)?;
-        let file = create_private(&dir.join("events.jsonl"))?;
+        crate::files::create_private_dir(dir)?;
+        let file = crate::files::create_private(&dir.join("events.jsonl"))?;
         let summary = Arc::new(Mutex::new(Summary::new(info.clone(), profile.clone())));
         let (tx, rx) = mpsc::channel(queue);
         let mut writer = Writer {
@@ -190,7 +190,10 @@ impl Writer {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        write_atomically(&self.dir.join("summary.json"), summary.to_json().as_bytes())?;
+        let json = summary.to_json();
+        crate::files::replace(&self.dir.join("summary.json"), 0o600, |file| {
+            file.write_all(json.as_bytes())
+        })?;
         Ok(summary)
     }
 }
@@ -204,39 +207,6 @@ fn yield_to_traffic() {
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
-}
-
-/// Writes to a temporary file (mode 0600) and renames it, so a reader never sees half a file.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    create_private(&tmp)?.write_all(contents)?;
-    fs::rename(&tmp, path)
-}
-
-/// A new (or truncated) file only its owner can read (0600 on Unix): session files hold
-/// URLs, and credentials with `--include-secrets`.
-pub fn create_private(path: &Path) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(path)?;
-    // An existing file keeps its mode through open(2): set it.
-    #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    Ok(file)
-}
-
-/// The session folder, only its owner can enter (0700 on Unix).
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)?;
-    #[cfg(unix)]
-    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -66,14 +66,19 @@ fn is_url_header(name: &str) -> bool {
 
 /// `url` without the `user:pass@` of its authority (a credential, never recorded).
 pub fn strip_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return std::borrow::Cow::Borrowed(url);
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => std::borrow::Cow::Owned(format!("{scheme}://{}", &rest[at + 1..])),
+    match without_userinfo_changed(url) {
+        Some(bare) => std::borrow::Cow::Owned(bare),
         None => std::borrow::Cow::Borrowed(url),
     }
+}
+
+/// `url` without its authority's userinfo, or `None` when it has none (nothing to copy).
+pub fn without_userinfo_changed(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let hostport = crate::upstream::addr::without_userinfo(authority);
+    (hostport.len() != authority.len()).then(|| format!("{scheme}://{hostport}{tail}"))
 }
 
 /// Query parameters whose values are credentials (by name, case-insensitive substring).

@@ -189,10 +189,10 @@ impl Summary {
     fn host(&mut self, host: &str, port: u16) -> &mut HostStats {
         let mut host = host.to_ascii_lowercase();
         let mut port = port;
-        let known = self.hosts.contains_key(&(host.clone(), port));
-        if !known
+        // Only at the limit is it worth asking whether this is a new row.
+        if self.hosts.len() >= self.max_hosts()
+            && !self.hosts.contains_key(&(host.clone(), port))
             && self.profile.match_host(&host).is_none()
-            && self.hosts.len() >= self.max_hosts()
         {
             // Past --max-hosts, hosts outside the profile share one row.
             self.folded.insert((host, port));

@@ -226,33 +226,20 @@ pub fn trust_instructions(cert_path: &Path) -> String {
     )
 }
 
-/// Writes `contents` to a new temporary file in the same folder (mode `mode`, created
-/// exclusively, so no symlink or other file is followed) and renames it over `path`: a
-/// reader sees the old file or the new one, never half of one. `path` itself may not be a
-/// symlink (another user could point it at a file of theirs).
+/// Replaces `path` with `contents` (mode `mode`), synced, through `files::replace`; `path`
+/// itself may not be a symlink (another user could point it at a file of theirs).
 fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
     if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(format!(
             "{} is a symbolic link; refusing to write the CA through it",
             path.display()
         ));
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    let written = options
-        .open(&tmp)
-        .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()));
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(err(e));
-    }
-    Ok(())
+    crate::files::replace(path, mode, |file| {
+        file.write_all(contents)?;
+        file.sync_all()
+    })
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The CA key: only its owner may read it.
