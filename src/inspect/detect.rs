@@ -27,7 +27,29 @@ pub struct Answer<'a> {
     pub intercepted: bool,
 }
 
-impl Answer<'_> {
+impl<'a> Answer<'a> {
+    /// A page read outside an exchange (a gateway's plaintext answer, a proxy's refusal):
+    /// nothing asked of it, no length to check, not intercepted.
+    fn page(
+        host: &'a str,
+        path: &'a str,
+        status: u16,
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Answer<'a> {
+        Answer {
+            host,
+            path,
+            status,
+            headers,
+            body,
+            accept: None,
+            declared_length: None,
+            received: None,
+            intercepted: false,
+        }
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -309,17 +331,7 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
                 .nth(1)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let answer = Answer {
-                host: t.host,
-                path: "/",
-                status,
-                headers: &headers,
-                body: body.as_bytes(),
-                accept: None,
-                declared_length: None,
-                received: None,
-                intercepted: false,
-            };
+            let answer = Answer::page(t.host, "/", status, &headers, body.as_bytes());
             found.extend(block_page(&answer, profile));
         }
     }
@@ -345,17 +357,7 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
 /// A block page in the body of a corporate proxy's refusal (of a CONNECT or a request).
 pub fn proxy_refusal(host: &str, status: u16, body: &str, profile: &Profile) -> Option<Finding> {
     let headers = HeaderMap::new();
-    let answer = Answer {
-        host,
-        path: "",
-        status,
-        headers: &headers,
-        body: body.as_bytes(),
-        accept: None,
-        declared_length: None,
-        received: None,
-        intercepted: false,
-    };
+    let answer = Answer::page(host, "", status, &headers, body.as_bytes());
     block_page(&answer, profile)
 }
 
