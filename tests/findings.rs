@@ -134,7 +134,7 @@ async fn block_pages_redirects_and_rewrites_over_plain_http() {
     let finding = &forti["findings"][0];
     assert_eq!(
         finding["evidence"],
-        "status 403 with body marker \"<title>Web Filter Violation</title>\""
+        "status 403 page that names \"FortiGuard\""
     );
     assert_eq!(
         finding["feature"],

@@ -162,6 +162,10 @@ pub struct Finding {
     pub remedy: String,
     /// The curl command that shows the same thing through the same path.
     pub reproduce: Option<String>,
+    /// What the user saw, for a block page: its title and first 300 characters of text
+    /// (tags stripped, control characters and URL secrets removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
 }
 
 impl Finding {
@@ -193,6 +197,7 @@ impl Finding {
             detail,
             remedy,
             reproduce: None,
+            excerpt: None,
         }
     }
 

@@ -11,6 +11,7 @@
 pub mod detect;
 pub mod explain;
 pub mod finding;
+pub mod page;
 pub mod reproduce;
 pub mod verdict;
 

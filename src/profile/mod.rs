@@ -36,6 +36,9 @@ pub struct Profile {
     /// What each finding kind (`tls_inspection`, …) means and its remedy.
     #[serde(default)]
     pub findings: BTreeMap<String, FindingHint>,
+    /// The generic rule for block pages no signature names.
+    #[serde(default)]
+    pub block_rule: BlockRule,
     /// Block pages of security products: body, header and redirect markers.
     #[serde(default)]
     pub block_signatures: Vec<BlockSignature>,
@@ -91,20 +94,48 @@ pub struct Vendor {
     pub source: String,
 }
 
-/// How one product's block page looks.
+/// How one product's block page looks. A match on `body`, `titles`, `location`, a header
+/// or a name identifies the product; a match on `generic` alone only says "possibly".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockSignature {
     pub vendor: String,
     pub source: String,
-    /// Case-insensitive substrings of the body (the first 64 KiB).
+    /// Strings only this product's pages carry (phrases, asset paths, its own hosts),
+    /// matched in any case against the decoded markup and the visible text.
     #[serde(default)]
     pub body: Vec<String>,
-    /// `[header, substring]`; an empty substring means "present at all".
+    /// Page titles only this product uses (whole title, any case).
+    #[serde(default)]
+    pub titles: Vec<String>,
+    /// Titles or phrases other products use too: alone, they make the vendor a guess.
+    #[serde(default)]
+    pub generic: Vec<String>,
+    /// The product's names as its pages print them ("Zscaler"): on a refusal, or a page
+    /// that reads as a block (see [`BlockRule`]), they name the vendor.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// `[header, substring]`; an empty substring means "present at all". Counts on an HTML
+    /// refusal or an HTML page that reads as a block.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
     /// Case-insensitive substrings of a redirect's Location.
     #[serde(default)]
     pub location: Vec<String>,
+}
+
+/// The generic block-page rule: an HTML answer from an allowlisted host with one of these
+/// statuses (or a 200 where JSON or an event stream was expected), whose title or first text
+/// has one of these words, is a block page by an unknown product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BlockRule {
+    pub source: String,
+    pub statuses: Vec<u16>,
+    /// Lower-case words or phrases that make a page read as a block.
+    pub words: Vec<String>,
+    /// `[header, substring]` of an answer from the origin's own CDN, which the rule leaves
+    /// alone (Cloudflare's own error pages carry `cf-ray`).
+    #[serde(default)]
+    pub origin_headers: Vec<(String, String)>,
 }
 
 /// A header a security product adds.

@@ -18,6 +18,8 @@ use super::{OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, Side};
 use crate::inspect::detect::{self, Answer};
+use crate::inspect::page::Page;
+use crate::inspect::FindingKind;
 use crate::session::event::{Downstream, Event, HeaderList, Headers, RequestEvent, Timings};
 use crate::session::redact;
 
@@ -121,6 +123,9 @@ pub fn finish(
         intercepted: asked.intercepted,
     };
     let found = detect::answer_findings(&answer, &state.config.profile);
+    if found.iter().any(|f| f.kind == FindingKind::BlockPage) {
+        event.block_page_body = Some(Page::read(&received.prefix, &answered.head).source);
+    }
     if let Some(headers) = event.headers.as_mut() {
         headers.response = HeaderList::wire(answered.head, state.config.include_secrets);
     }
@@ -187,6 +192,7 @@ pub fn begin_event(
         }),
         failure: None,
         findings: Vec::new(),
+        block_page_body: None,
     }
 }
 

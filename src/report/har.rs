@@ -127,7 +127,7 @@ fn request_entry(
             "httpVersion": version,
             "cookies": [],
             "headers": header_list(&resp_headers),
-            "content": { "size": r.bytes_down, "mimeType": r.content_type.clone().unwrap_or_else(|| "x-unknown".into()) },
+            "content": content(r),
             "redirectURL": location,
             "headersSize": -1,
             "bodySize": if r.status.is_some() { r.bytes_down as i64 } else { -1 },
@@ -147,6 +147,16 @@ fn request_entry(
         entry["serverIPAddress"] = json!(ip);
     }
     entry
+}
+
+/// The response's `content`: a block page's decoded body as `text` (diagproxy keeps no other
+/// body), else its size and type only.
+fn content(r: &RequestEvent) -> Value {
+    let mime = r.content_type.clone().unwrap_or_else(|| "x-unknown".into());
+    match &r.block_page_body {
+        Some(text) => json!({ "size": r.bytes_down, "mimeType": mime, "text": text }),
+        None => json!({ "size": r.bytes_down, "mimeType": mime }),
+    }
 }
 
 fn tunnel_entry(t: &TunnelEvent, tls: Option<&Option<crate::tls::chain::TlsVerdict>>) -> Value {

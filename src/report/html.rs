@@ -204,13 +204,14 @@ fn findings(out: &mut String, session: &Session) {
             any = true;
             let _ = writeln!(
                 out,
-                "<div class=\"finding\"><h3><span class=\"tag fail\">{}</span> {}:{}{}</h3><p>{}</p><p><b>Evidence:</b> {}</p>{}<p><b>Change:</b> {}</p>{}</div>",
+                "<div class=\"finding\"><h3><span class=\"tag fail\">{}</span> {}:{}{}</h3><p>{}</p><p><b>Evidence:</b> {}</p>{}{}<p><b>Change:</b> {}</p>{}</div>",
                 esc(f.kind.as_str()),
                 esc(&h.host),
                 h.port,
                 f.vendor.as_deref().map_or(String::new(), |v| format!(" — {}", esc(v))),
                 esc(&f.detail),
                 esc(&f.evidence),
+                f.excerpt.as_deref().map_or(String::new(), |e| format!("<p><b>What the user saw:</b> <q>{}</q></p>", esc(e))),
                 f.feature.as_deref().map_or(String::new(), |b| format!("<p><b>What breaks:</b> {}</p>", esc(b))),
                 esc(&f.remedy),
                 f.reproduce.as_deref().map_or(String::new(), |r| format!("<p><b>Reproduce without diagproxy:</b> <code>{}</code></p>", esc(r)))

@@ -81,7 +81,10 @@ fn failing(md: &mut String, session: &Session) {
                     cell(&h.host),
                     h.port,
                     f.kind,
-                    cell(&f.evidence),
+                    cell(&match &f.excerpt {
+                        Some(saw) => format!("{}; the user saw: \"{saw}\"", f.evidence),
+                        None => f.evidence.clone(),
+                    }),
                     cell(f.feature.as_deref().unwrap_or("-")),
                     cell(&f.remedy)
                 );

@@ -229,6 +229,10 @@ pub struct RequestEvent {
     #[serde(default)]
     pub findings: Vec<Finding>,
     pub failure: Option<Failure>,
+    /// The answer's body, decoded, when it was a block page (at most 64 KiB): what the user
+    /// saw, for the HAR's `content.text`. Never kept for any other answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_page_body: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -187,9 +187,13 @@ fn with_findings(mut s: String, findings: &[crate::inspect::Finding]) -> String 
             .map_or(String::new(), |v| format!(" ({v})"));
         let _ = write!(
             s,
-            "\n    !! {}{vendor}: {} [{}]\n    -> {}",
-            f.kind, f.detail, f.evidence, f.remedy
+            "\n    !! {}{vendor}: {} [{}]",
+            f.kind, f.detail, f.evidence
         );
+        if let Some(excerpt) = &f.excerpt {
+            let _ = write!(s, "\n    saw: {:?}", crate::text::terminal(excerpt, false));
+        }
+        let _ = write!(s, "\n    -> {}", f.remedy);
     }
     s
 }

@@ -506,6 +506,7 @@ mod tests {
                 upstream_protocol: None,
                 headers: None,
                 failure: None,
+                block_page_body: None,
                 findings: Vec::new(),
             }))
         };

@@ -58,9 +58,7 @@ fn mcafee_web_gateway() {
         ("block_page", Some("McAfee / Skyhigh Web Gateway"))
     );
     assert!(
-        found[0]
-            .evidence
-            .contains("McAfee Web Gateway - Notification"),
+        found[0].evidence.contains("McAfee Web Gateway"),
         "{}",
         found[0].evidence
     );
@@ -220,7 +218,13 @@ fn cisco_wsa_forcepoint_cloudflare_gateway() {
         &[],
         "<html><head><title>Access to this site is blocked</title></head></html>",
     );
-    assert_eq!(only(&forcepoint), ("block_page", Some("Forcepoint")));
+    // A title other products use too: the vendor is a guess, and says so.
+    assert_eq!(
+        only(&forcepoint),
+        ("block_page", Some("possibly Forcepoint"))
+    );
+    assert!(forcepoint[0].detail.contains("possibly Forcepoint"));
+    assert!(forcepoint[0].remedy.contains("(possibly Forcepoint)"));
     let gateway = check(
         "chatgpt.com",
         "/",
