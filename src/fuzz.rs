@@ -104,6 +104,7 @@ proptest! {
             first_upstream: &first,
             bytes_down: first.len() as u64,
             upstream_died: first.is_empty(),
+            silent_for: None,
         };
         let _ = tunnel_findings(&sight, profile());
     }

@@ -168,17 +168,26 @@ async fn a_corporate_proxy_refusing_connect_with_a_block_page() {
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     let session = proxy.stop().await;
     let host = session.host("files.oaiusercontent.com", 443);
-    assert!(
-        kinds(host).contains(&("block_page".into(), "Fortinet FortiGuard".into())),
-        "{:?}",
-        kinds(host)
+    // One observation, one finding: the refusal is the block page's evidence, and the
+    // failure is still counted.
+    assert_eq!(
+        kinds(host),
+        vec![("block_page".to_string(), "Fortinet FortiGuard".to_string())]
     );
+    assert_eq!(host["failures"]["upstream_proxy_refused"], 1, "{host:#}");
     let block = host["findings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|f| f["kind"] == "block_page")
         .unwrap();
+    assert!(
+        block["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("the corporate proxy refused with status 403"),
+        "{block:#}"
+    );
     assert_eq!(
         block["feature"],
         "Uploads fail with \"a network problem was identified\""

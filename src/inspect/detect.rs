@@ -456,17 +456,27 @@ pub fn upstream_error(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
     ))
 }
 
-/// What a tunnel showed the detectors.
+/// How much of an upstream's first bytes the tunnel and the intercepted handshake keep for
+/// the detectors (a plaintext block page can be long).
+pub const FIRST_UPSTREAM_KEPT: usize = 16 * 1024;
+
+/// How long a silence after the ClientHello makes a `no_server_hello` (a server answers in
+/// milliseconds; a firewall that drops by SNI never does).
+pub const NO_SERVER_HELLO: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a tunnel (or diagproxy's own upstream handshake) showed the detectors.
 #[derive(Debug, Clone, Copy)]
 pub struct TunnelSight<'a> {
     pub host: &'a str,
     /// The downstream sent a TLS ClientHello.
     pub client_hello: bool,
-    /// The first bytes the upstream sent (up to 4 KiB).
+    /// The first bytes the upstream sent (up to [`FIRST_UPSTREAM_KEPT`]).
     pub first_upstream: &'a [u8],
     pub bytes_down: u64,
     /// The upstream reset, or closed, before sending anything.
     pub upstream_died: bool,
+    /// How long the upstream has said nothing since the ClientHello (`None` once it spoke).
+    pub silent_for: Option<std::time::Duration>,
 }
 
 /// Findings for a tunnel: a plaintext answer to a ClientHello (often a block page), or a
@@ -497,6 +507,23 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
             found.extend(block_page(&answer, profile));
         }
     }
+    let silent = t.silent_for.is_some_and(|s| s >= NO_SERVER_HELLO);
+    if t.client_hello && t.bytes_down == 0 && !t.upstream_died && silent {
+        let seconds = t.silent_for.unwrap_or_default().as_secs();
+        let evidence = format!("0 bytes from the upstream in {seconds} s after the ClientHello");
+        let detail = format!(
+            "the server for {} never answered the ClientHello that named it: a firewall drops it silently (SNI filtering)",
+            t.host
+        );
+        found.push(Finding::new(
+            profile,
+            FindingKind::NoServerHello,
+            t.host,
+            None,
+            evidence,
+            detail,
+        ));
+    }
     if t.client_hello && t.bytes_down == 0 && t.upstream_died {
         let evidence =
             "0 bytes from the upstream after the ClientHello, then the connection died".to_string();
@@ -520,7 +547,9 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
 pub fn proxy_refusal(host: &str, status: u16, body: &str, profile: &Profile) -> Option<Finding> {
     let headers = HeaderMap::new();
     let answer = Answer::page(host, "", status, &headers, body.as_bytes());
-    block_page(&answer, profile)
+    let mut finding = block_page(&answer, profile)?;
+    finding.evidence = format!("the corporate proxy refused with {}", finding.evidence);
+    Some(finding)
 }
 
 /// A DNS answer inside a filter's sinkhole range (Umbrella's 146.112.61.0/24), or loopback /

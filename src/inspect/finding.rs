@@ -33,6 +33,8 @@ pub enum FindingKind {
     NonTlsInTunnel,
     /// A reset right after the ClientHello: SNI filtering.
     ResetAfterClientHello,
+    /// Silence after the ClientHello: a firewall that drops by SNI instead of resetting.
+    NoServerHello,
     /// A DNS answer in a filter's block range.
     DnsSinkhole,
     /// An error answer from the origin or a gateway in front of it.
@@ -42,7 +44,7 @@ pub enum FindingKind {
 }
 
 /// Every kind a detector can produce (failures aside), for tables and tests.
-pub const DETECTED: [FindingKind; 12] = [
+pub const DETECTED: [FindingKind; 13] = [
     FindingKind::TlsInspection,
     FindingKind::UntrustedCertificate,
     FindingKind::ClientRejectedCa,
@@ -53,6 +55,7 @@ pub const DETECTED: [FindingKind; 12] = [
     FindingKind::CloudflareChallenge,
     FindingKind::NonTlsInTunnel,
     FindingKind::ResetAfterClientHello,
+    FindingKind::NoServerHello,
     FindingKind::DnsSinkhole,
     FindingKind::UpstreamError,
 ];
@@ -71,6 +74,7 @@ impl FindingKind {
             FindingKind::CloudflareChallenge => "cloudflare_challenge",
             FindingKind::NonTlsInTunnel => "non_tls_in_tunnel",
             FindingKind::ResetAfterClientHello => "reset_after_client_hello",
+            FindingKind::NoServerHello => "no_server_hello",
             FindingKind::DnsSinkhole => "dns_sinkhole",
             FindingKind::UpstreamError => "upstream_error",
             FindingKind::Failure(kind) => kind.as_str(),
@@ -90,6 +94,7 @@ impl FindingKind {
             "cloudflare_challenge" => FindingKind::CloudflareChallenge,
             "non_tls_in_tunnel" => FindingKind::NonTlsInTunnel,
             "reset_after_client_hello" => FindingKind::ResetAfterClientHello,
+            "no_server_hello" => FindingKind::NoServerHello,
             "dns_sinkhole" => FindingKind::DnsSinkhole,
             "upstream_error" => FindingKind::UpstreamError,
             other => FindingKind::Failure(FailureKind::parse(other)?),
@@ -101,7 +106,11 @@ impl FindingKind {
         use FailureKind as F;
         use FindingKind as K;
         match self {
-            K::BlockPage | K::DnsSinkhole | K::ResetAfterClientHello | K::NonTlsInTunnel => 0,
+            K::BlockPage
+            | K::DnsSinkhole
+            | K::ResetAfterClientHello
+            | K::NoServerHello
+            | K::NonTlsInTunnel => 0,
             K::Failure(F::UpstreamProxyRefused | F::UpstreamProxyAuth)
             | K::RedirectOffAllowlist => 1,
             K::UntrustedCertificate | K::TlsInspection => 2,

@@ -417,6 +417,7 @@ async fn upgrade(
                 state.config.idle_timeout,
                 |_| false,
                 |_| false,
+                std::future::pending(),
             )
             .await;
             event.bytes_up = spliced.bytes_up;

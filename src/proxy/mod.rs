@@ -24,6 +24,7 @@ mod origin;
 mod pages;
 mod relay;
 mod service;
+mod sighted;
 mod trust;
 mod tunnel;
 mod zerocopy;

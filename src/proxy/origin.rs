@@ -16,9 +16,11 @@ use rustls::pki_types::{ServerName, UnixTime};
 
 use super::body::Body;
 use super::exchange;
+use super::sighted::Watch;
 use super::Shared;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
+use crate::inspect::detect::{self, TunnelSight};
 use crate::session::event::{ChainSource, Downstream, Event, RequestEvent, TlsCheckEvent};
 use crate::tls::chain::{self, TlsVerdict, Verdict};
 use crate::tls::probe;
@@ -265,7 +267,19 @@ impl Origin {
         offer_h2: bool,
     ) -> Result<tokio_rustls::client::TlsStream<Box<dyn Io>>, SendError> {
         let config = &self.state.config;
-        let upstream = dial::open_tunnel(&self.host, self.port, config).await?;
+        let upstream = match dial::open_tunnel(&self.host, self.port, config).await {
+            Ok(upstream) => upstream,
+            Err(failure) => {
+                // A block page in the corporate proxy's refusal, a sinkhole answer: named
+                // as in tunnel mode.
+                let url = format!("https://{}/", self.authority());
+                let found = self
+                    .state
+                    .failure_findings(&self.host, &failure, &url, self.port);
+                event.findings.extend(found);
+                return Err(failure.into());
+            }
+        };
         event.server_ip = Some(upstream.addr.ip().to_string());
         event.findings.extend(crate::inspect::detect::dns_sinkhole(
             &self.host,
@@ -284,16 +298,15 @@ impl Origin {
         })?;
         let handshake_started = Instant::now();
         let connector = tokio_rustls::TlsConnector::from(probe::look_only_config(offer_h2));
-        let tls = connector
-            .connect(name, upstream.io.into_io())
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    FailureKind::TlsFailed,
-                    Side::Upstream,
-                    format!("TLS handshake with {}:{}: {e}", self.host, self.port),
-                )
-            })?;
+        let watch = Watch::default();
+        let io: Box<dyn Io> = Box::new(watch.wrap(upstream.io.into_io()));
+        let handshake = connector.connect(name, io);
+        let tls = match tokio::time::timeout(detect::NO_SERVER_HELLO, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(self.handshake_failed(event, &watch, Some(e)).into()),
+            Err(_) => return Err(self.handshake_failed(event, &watch, None).into()),
+        };
+        watch.finish();
         event.timings.ssl_ms = Some(ms(handshake_started.elapsed()));
         let chain: Vec<_> = tls
             .get_ref()
@@ -321,6 +334,67 @@ impl Origin {
             });
         }
         Ok(tls)
+    }
+
+    /// Names a failed upstream handshake as a tunnel would (reset right after the
+    /// ClientHello, plaintext answer, silence), with the tunnel detectors' findings on what
+    /// the upstream sent; `error` is `None` when it said nothing for
+    /// [`detect::NO_SERVER_HELLO`].
+    fn handshake_failed(
+        &self,
+        event: &mut RequestEvent,
+        watch: &Watch,
+        error: Option<std::io::Error>,
+    ) -> Failure {
+        let (first, died) = watch.seen();
+        let sight = TunnelSight {
+            host: &self.host,
+            client_hello: true,
+            first_upstream: &first,
+            bytes_down: first.len() as u64,
+            upstream_died: died && first.is_empty(),
+            silent_for: (error.is_none() && first.is_empty()).then_some(detect::NO_SERVER_HELLO),
+        };
+        let found = detect::tunnel_findings(&sight, &self.state.config.profile);
+        let url = format!("https://{}/", self.authority());
+        let reproduce = self.state.reproduce(&url, &self.host, self.port);
+        event.findings.extend(
+            found
+                .into_iter()
+                .map(|f| f.with_reproduce(Some(reproduce.clone()))),
+        );
+        let at = self.authority();
+        let (kind, detail) = match error {
+            None => (
+                FailureKind::Timeout,
+                format!(
+                    "no answer to the TLS ClientHello for {at} in {} s",
+                    detect::NO_SERVER_HELLO.as_secs()
+                ),
+            ),
+            Some(_) if first.starts_with(b"HTTP/") => {
+                let line = String::from_utf8_lossy(
+                    first.split(|b| *b == b'\r').next().unwrap_or_default(),
+                )
+                .into_owned();
+                let line = crate::text::terminal(&line, false).into_owned();
+                (
+                    FailureKind::TlsFailed,
+                    format!("the upstream answered the TLS ClientHello for {at} in plain HTTP ({line:?})"),
+                )
+            }
+            Some(e) if first.is_empty() && died => (
+                FailureKind::Reset,
+                format!(
+                    "the upstream dropped the connection to {at} right after the ClientHello: {e}"
+                ),
+            ),
+            Some(e) => (
+                FailureKind::TlsFailed,
+                format!("TLS handshake with {at}: {e}"),
+            ),
+        };
+        Failure::new(kind, Side::Upstream, detail)
     }
 
     /// Judges the chain (reusing the verdict when the leaf is the one judged last), and

@@ -52,6 +52,7 @@ pub async fn tcp(
     idle: Duration,
     watch_up: impl FnMut(&[u8]) -> bool,
     watch_down: impl FnMut(&[u8]) -> bool,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Spliced {
     let meter = Meter::new();
     let (down, up) = (&ends.downstream, &ends.upstream);
@@ -64,7 +65,7 @@ pub async fn tcp(
         &meter,
         watch_down,
     );
-    drive(upward, downward, &meter, idle).await
+    drive(upward, downward, &meter, idle, stop).await
 }
 
 /// The same for any two byte streams (a corporate proxy's tunnel, an intercepted
@@ -75,6 +76,7 @@ pub async fn streams(
     idle: Duration,
     watch_up: impl FnMut(&[u8]) -> bool,
     watch_down: impl FnMut(&[u8]) -> bool,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Spliced {
     let meter = Meter::new();
     let (mut down_read, mut down_write) = tokio::io::split(downstream);
@@ -93,7 +95,7 @@ pub async fn streams(
         &meter,
         watch_down,
     );
-    drive(upward, downward, &meter, idle).await
+    drive(upward, downward, &meter, idle, stop).await
 }
 
 type Pumped = Result<(), (Side, io::Error)>;
@@ -104,6 +106,7 @@ async fn drive(
     downward: impl std::future::Future<Output = Pumped>,
     meter: &Meter,
     idle: Duration,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Spliced {
     let mut upstream_error = None;
     let end = tokio::select! {
@@ -117,6 +120,7 @@ async fn drive(
             }
         },
         () = idle_deadline(meter, idle) => TunnelEnd::IdleTimeout,
+        () = stop => TunnelEnd::OpenAtShutdown,
     };
     let first = meter.first_down_us.load(Ordering::Relaxed);
     Spliced {

@@ -52,12 +52,21 @@ pub async fn open(
     record.timings.connect_ms = Some(ms(upstream.connect));
     record.timings.proxy_connect_ms = upstream.proxy_connect.map(ms);
     tokio::spawn(async move {
-        let _open = (guard, shutdown); // open work until the tunnel closes
+        let _open = guard; // open work until the tunnel closes
+        let mut shutdown = shutdown;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let (host, port) = (record.host.clone(), record.port);
                 let on_hello = |sni: Option<&str>| check_chain(&state, &host, port, sni);
-                relay(upgraded, upstream.io, &mut record, &state, on_hello).await
+                let ends = (upgraded, upstream.io);
+                // At shutdown the tunnel keeps relaying for most of the grace period, then
+                // is recorded as still open, before the session's files close.
+                let grace = state.config.grace * 3 / 4;
+                let stop = async move {
+                    shutdown.recv().await;
+                    tokio::time::sleep(grace).await;
+                };
+                relay(ends, &mut record, &state, on_hello, stop).await
             }
             Err(e) => {
                 record.failure = Some(Failure::new(
@@ -159,21 +168,24 @@ fn check_chain(state: &Shared, host: &str, port: u16, sni: Option<&str>) {
     });
 }
 
-/// Relays until both sides are done, one resets, or nothing moves for `idle`; watches the
-/// start of each direction for the sniffer and the detectors. Two TCP sockets (the usual
-/// case) are relayed with splice(2) once the start has been seen.
+/// Relays until both sides are done, one resets, nothing moves for `idle`, or the session
+/// ends (`stop`: the tunnel is then recorded as still open); watches the start of each
+/// direction for the sniffer and the detectors. Two TCP sockets (the usual case) are relayed
+/// with splice(2) once the start has been seen.
 async fn relay(
-    downstream: Upgraded,
-    upstream: Stream,
+    (downstream, upstream): (Upgraded, Stream),
     record: &mut TunnelEvent,
     state: &Shared,
     on_hello: impl FnOnce(Option<&str>),
+    stop: impl std::future::Future<Output = ()>,
 ) {
     let mut sniffer = Sniffer::default();
     let mut on_hello = Some(on_hello);
     let mut first_upstream = Vec::new();
+    let mut hello_at = None;
     let watch_up = |chunk: &[u8]| {
         if let Some(Sniff::Hello(hello)) = sniffer.feed(chunk) {
+            hello_at = Some(Instant::now());
             if let Some(callback) = on_hello.take() {
                 let sni = hello.sni.as_deref().filter(|s| crate::text::is_dns_name(s));
                 callback(sni);
@@ -198,15 +210,23 @@ async fn relay(
                     upstream: stream,
                     early_down: early,
                 };
-                relay::tcp(ends, idle, watch_up, watch_down).await
+                relay::tcp(ends, idle, watch_up, watch_down, stop).await
             }
             Err(down) => {
                 let up = Stream::Tcp { stream, early }.into_io();
-                relay::streams(TokioIo::new(down), up, idle, watch_up, watch_down).await
+                relay::streams(TokioIo::new(down), up, idle, watch_up, watch_down, stop).await
             }
         },
         Stream::Other(up) => {
-            relay::streams(TokioIo::new(downstream), up, idle, watch_up, watch_down).await
+            relay::streams(
+                TokioIo::new(downstream),
+                up,
+                idle,
+                watch_up,
+                watch_down,
+                stop,
+            )
+            .await
         }
     };
     if let Some(e) = &outcome.upstream_error {
@@ -221,12 +241,18 @@ async fn relay(
     record.bytes_down = outcome.bytes_down;
     record.timings.wait_ms = outcome.first_down.map(ms);
     sniffer.finish(record);
-    judge(record, &first_upstream, state);
+    let silent_for = hello_at.map(|at| at.elapsed());
+    judge(record, &first_upstream, silent_for, state);
 }
 
 /// The detectors on a finished tunnel (what came back, how it ended), each finding with the
 /// command that reproduces it.
-fn judge(record: &mut TunnelEvent, first_upstream: &[u8], state: &Shared) {
+fn judge(
+    record: &mut TunnelEvent,
+    first_upstream: &[u8],
+    silent_for: Option<std::time::Duration>,
+    state: &Shared,
+) {
     let sight = TunnelSight {
         host: record.host_name(),
         client_hello: record.payload == Payload::Tls,
@@ -234,6 +260,7 @@ fn judge(record: &mut TunnelEvent, first_upstream: &[u8], state: &Shared) {
         bytes_down: record.bytes_down,
         upstream_died: record.end == TunnelEnd::UpstreamReset
             || (record.end == TunnelEnd::UpstreamClosed && record.bytes_down == 0),
+        silent_for: silent_for.filter(|_| record.bytes_down == 0),
     };
     let found = detect::tunnel_findings(&sight, &state.config.profile);
     if found.is_empty() {
@@ -251,8 +278,9 @@ fn judge(record: &mut TunnelEvent, first_upstream: &[u8], state: &Shared) {
     );
 }
 
-/// How much of the upstream's first bytes a tunnel keeps for the detectors.
-const FIRST_UPSTREAM_KEPT: usize = 4096;
+/// How much of the upstream's first bytes a tunnel keeps for the detectors: enough for a
+/// plaintext block page whose marker sits past its CSS.
+const FIRST_UPSTREAM_KEPT: usize = detect::FIRST_UPSTREAM_KEPT;
 
 /// Watches the first bytes of the downstream's stream until it can say what they are.
 #[derive(Default)]

@@ -147,6 +147,8 @@ pub enum TunnelEnd {
     UpstreamReset,
     /// No byte moved for `--idle-timeout`.
     IdleTimeout,
+    /// Still open when the session ended: recorded with what was known then.
+    OpenAtShutdown,
     /// The tunnel was never established (see `failure`).
     Failed,
 }

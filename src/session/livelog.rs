@@ -263,6 +263,7 @@ fn end(end: TunnelEnd) -> &'static str {
         TunnelEnd::DownstreamReset => "RESET by client",
         TunnelEnd::UpstreamReset => "RESET by server",
         TunnelEnd::IdleTimeout => "idle timeout",
+        TunnelEnd::OpenAtShutdown => "still open at shutdown",
         TunnelEnd::Failed => "failed",
     }
 }

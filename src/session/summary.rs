@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::event::{Event, LimitCounts, SessionInfo, TunnelEnd};
 use crate::failure::{Failure, FailureKind};
 use crate::inspect::explain::{self, finding_for, tls_finding};
-use crate::inspect::{reproduce, verdict, Finding};
+use crate::inspect::{reproduce, verdict, Finding, FindingKind};
 use crate::profile::Profile;
 use crate::tls::chain::TlsVerdict;
 
@@ -167,7 +167,7 @@ impl Summary {
                     stats.add_finding(finding.clone());
                 }
                 let failure = t.failure.clone();
-                self.record_failure(t.host_name(), t.port, failure.as_ref());
+                self.record_failure(t.host_name(), t.port, failure.as_ref(), &t.findings);
             }
             Event::Request(r) => {
                 let stats = self.host(&r.host, r.port);
@@ -181,7 +181,7 @@ impl Summary {
                 for finding in &r.findings {
                     stats.add_finding(finding.clone());
                 }
-                self.record_failure(&r.host, r.port, r.failure.as_ref());
+                self.record_failure(&r.host, r.port, r.failure.as_ref(), &r.findings);
             }
         }
     }
@@ -223,8 +223,29 @@ impl Summary {
         self.session.max_hosts
     }
 
-    fn record_failure(&mut self, host: &str, port: u16, failure: Option<&Failure>) {
+    /// Counts a failure, and makes it a finding unless the event's own findings already
+    /// name the same observation as seriously (a block page in a proxy's refusal, a reset
+    /// right after the ClientHello): one observation is one finding.
+    fn record_failure(
+        &mut self,
+        host: &str,
+        port: u16,
+        failure: Option<&Failure>,
+        named: &[Finding],
+    ) {
         let Some(failure) = failure else { return };
+        let as_finding = FindingKind::Failure(failure.kind);
+        let explained = named.iter().any(|f| {
+            !matches!(f.kind, FindingKind::Failure(_)) && f.kind.severity() <= as_finding.severity()
+        });
+        if explained {
+            *self
+                .host(host, port)
+                .failures
+                .entry(failure.kind)
+                .or_insert(0) += 1;
+            return;
+        }
         let scheme = if port == 80 { "http" } else { "https" };
         let url = format!("{scheme}://{}/", crate::upstream::addr::join(host, port));
         // The session knows the corporate proxy (credentials masked), not the --resolve pins.

@@ -484,6 +484,7 @@ fn plaintext_in_a_tunnel_with_a_block_page_inside() {
         first_upstream: bytes,
         bytes_down: bytes.len() as u64,
         upstream_died: false,
+        silent_for: None,
     };
     let found = tunnel_findings(&sight, &profile());
     let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
@@ -500,6 +501,7 @@ fn reset_right_after_the_client_hello() {
         first_upstream: b"",
         bytes_down: 0,
         upstream_died: true,
+        silent_for: None,
     };
     assert_eq!(
         only(&tunnel_findings(&sight, &profile())),
@@ -511,6 +513,7 @@ fn reset_right_after_the_client_hello() {
         first_upstream: b"\x16\x03\x03",
         bytes_down: 3,
         upstream_died: true,
+        silent_for: None,
     };
     assert!(tunnel_findings(&fine, &profile()).is_empty());
     let no_tls = TunnelSight {
@@ -519,8 +522,31 @@ fn reset_right_after_the_client_hello() {
         first_upstream: b"",
         bytes_down: 0,
         upstream_died: true,
+        silent_for: None,
     };
     assert!(tunnel_findings(&no_tls, &profile()).is_empty());
+}
+
+#[test]
+fn silence_after_the_client_hello() {
+    let silent = |secs: u64, died: bool, down: u64| TunnelSight {
+        host: "chatgpt.com",
+        client_hello: true,
+        first_upstream: b"",
+        bytes_down: down,
+        upstream_died: died,
+        silent_for: Some(std::time::Duration::from_secs(secs)),
+    };
+    let found = tunnel_findings(&silent(12, false, 0), &profile());
+    assert_eq!(only(&found), ("no_server_hello", None));
+    assert!(found[0].evidence.contains("12 s"), "{}", found[0].evidence);
+    assert!(tunnel_findings(&silent(9, false, 0), &profile()).is_empty());
+    assert!(tunnel_findings(&silent(30, false, 5), &profile()).is_empty());
+    // A silence that ends in a reset is the reset's finding, not two.
+    assert_eq!(
+        only(&tunnel_findings(&silent(12, true, 0), &profile())),
+        ("reset_after_client_hello", None)
+    );
 }
 
 #[test]
