@@ -73,7 +73,7 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
     let proxy_url = format!("http://{proxy}");
 
     let curl = |args: &[&str]| {
-        let out = Command::new("curl")
+        let out = common::curl()
             .args(["-sS", "--max-time", "20", "-x", &proxy_url])
             .args(args)
             .output()
@@ -93,7 +93,7 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
         "{failed_plain}"
     );
 
-    std::thread::sleep(Duration::from_millis(200)); // let the tunnel close be recorded
+    common::wait_for_events(&session, "tunnel", 2); // the two CONNECTs, recorded as they closed
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -101,7 +101,8 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
-    let log: Vec<String> = lines.try_iter().collect();
+    // The reader thread ends at the child's EOF: every line, the exit table included.
+    let log: Vec<String> = lines.iter().collect();
     let log = log.join("\n");
     assert!(log.contains("CONNECT chatgpt.com:"), "{log}");
     assert!(log.contains("FAILED dns_failed"), "{log}");

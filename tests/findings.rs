@@ -92,6 +92,21 @@ async fn block_pages_redirects_and_rewrites_over_plain_http() {
     )
     .await;
     proxy.wait_events("request", 8).await;
+    // The live status page leads each host with its most serious finding.
+    let status = raw_exchange(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let row = status
+        .lines()
+        .find(|l| l.contains(&format!("<td>chatgpt.com:{}</td>", gateway.port())))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(row.starts_with("<tr class=\"fail\">"), "{row}");
+    assert!(
+        row.contains("<td>block_page (Fortinet FortiGuard)</td>"),
+        "{row}"
+    );
     let session = proxy.stop().await;
 
     let found = kinds(session.host("chatgpt.com", gateway.port()));

@@ -370,12 +370,7 @@ async fn curl_through_interception_over_http1_and_http2() {
         ];
         let out = tokio::task::spawn_blocking({
             let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-            move || {
-                std::process::Command::new("curl")
-                    .args(args)
-                    .output()
-                    .unwrap()
-            }
+            move || curl().args(args).output().unwrap()
         })
         .await
         .unwrap();

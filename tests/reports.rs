@@ -134,6 +134,25 @@ async fn the_har_of_an_intercepted_session_is_valid_and_redacted() {
                 .unwrap()
         )
     );
+    // Redacted, not dropped: the headers are there, with the value REDACTED (a cookie
+    // keeps its name, so support can see which one was sent).
+    let header = |name: &str| {
+        me["request"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"].as_str().unwrap().eq_ignore_ascii_case(name))
+            .unwrap_or_else(|| panic!("{name} dropped from the HAR: {me:#}"))["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(header("authorization"), "REDACTED");
+    assert!(
+        header("cookie").contains("REDACTED"),
+        "{}",
+        header("cookie")
+    );
     assert!(me["timings"]["ssl"].as_f64().unwrap() >= 0.0);
     let blocked = entries
         .iter()
@@ -409,7 +428,7 @@ fn report_rebuilds_a_session_cut_off_by_sigkill() {
     .unwrap();
     let mut buf = [0u8; 64];
     let _ = std::io::Read::read(&mut stream, &mut buf);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    common::wait_for_events(&session, "tunnel", 1);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(

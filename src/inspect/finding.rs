@@ -129,6 +129,35 @@ impl FindingKind {
     }
 }
 
+impl FindingKind {
+    /// Whether the kind means ChatGPT (or part of it) fails on this network — a block,
+    /// inspection, a reset, a silent drop, a failed connection — rather than a warning
+    /// (unexpected content, a challenge, a proxy's header, a 5xx) or the client's own doing.
+    pub fn is_error(self) -> bool {
+        self.severity() <= 3
+    }
+}
+
+/// The most serious of `findings` (the first seen among equals).
+pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Option<&'a Finding> {
+    findings
+        .into_iter()
+        .fold(None, |worst: Option<&Finding>, f| match worst {
+            Some(w) if w.kind.severity() <= f.kind.severity() => Some(w),
+            _ => Some(f),
+        })
+}
+
+impl Finding {
+    /// `kind (vendor)`, as tables show a finding in one cell.
+    pub fn label(&self) -> String {
+        match &self.vendor {
+            Some(v) => format!("{} ({v})", self.kind),
+            None => self.kind.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for FindingKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -232,6 +261,42 @@ mod tests {
         assert_eq!(serde_json::to_string(&failure).unwrap(), "\"dns_failed\"");
         assert_eq!(FindingKind::parse("dns_failed"), Some(failure));
         assert_eq!(FindingKind::parse("no_such_kind"), None);
+    }
+
+    #[test]
+    fn worst_is_the_most_serious_and_the_first_among_equals() {
+        let p = Profile::builtin();
+        let f = |kind, vendor: &str| {
+            Finding::new(
+                &p,
+                kind,
+                "chatgpt.com",
+                Some(vendor.into()),
+                String::new(),
+                String::new(),
+            )
+        };
+        let found = [
+            f(FindingKind::ProxyHeader, "a"),
+            f(FindingKind::TlsInspection, "b"),
+            f(FindingKind::BlockPage, "c"),
+            f(FindingKind::NoServerHello, "d"),
+        ];
+        assert_eq!(
+            worst(&found).map(|w| w.label()),
+            Some("block_page (c)".into())
+        );
+        assert_eq!(
+            worst(&found[..2]).map(|w| w.kind),
+            Some(FindingKind::TlsInspection)
+        );
+        assert!(worst(&[]).is_none());
+        assert!(FindingKind::TlsInspection.is_error());
+        assert!(FindingKind::NoServerHello.is_error());
+        assert!(FindingKind::Failure(FailureKind::ConnectTimeout).is_error());
+        assert!(!FindingKind::ProxyHeader.is_error());
+        assert!(!FindingKind::ClientRejectedCa.is_error());
+        assert!(!FindingKind::UpstreamError.is_error());
     }
 
     #[test]

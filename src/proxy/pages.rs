@@ -139,10 +139,10 @@ fn status_html(state: &Shared) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>diagproxy</title>\
          <meta http-equiv=\"refresh\" content=\"5\"><style>body{{font:14px system-ui,sans-serif;margin:2em}}\
          table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}\
-         tr.fail{{background:#fde2e2}}</style></head><body>\
+         tr.fail{{background:#fde2e2}}tr.warn{{background:#fff4d6}}</style></head><body>\
          <h1>diagproxy</h1><p>Session <code>{}</code> since {} on {} — {} open now. \
          <a href=\"/summary.json\">summary.json</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\
-         <table><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th><th>up</th><th>down</th><th>failures</th></tr>\n{rows}</table></body></html>\n",
+         <table><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th><th>up</th><th>down</th><th>finding</th><th>failures</th></tr>\n{rows}</table></body></html>\n",
         id,
         started,
         listen,
@@ -159,9 +159,14 @@ fn host_rows(summary: &crate::session::summary::Summary) -> String {
             .iter()
             .map(|(k, n)| format!("{k} × {n}"))
             .collect();
-        let class = if failures.is_empty() { "ok" } else { "fail" };
+        let worst = h.worst();
+        let class = match (h.is_failing(), worst.is_some()) {
+            (true, _) => "fail",
+            (false, true) => "warn",
+            (false, false) => "ok",
+        };
         rows.push_str(&format!(
-            "<tr class=\"{class}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr class=\"{class}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             escape(&h.host),
             h.port,
             escape(h.allowlist.as_deref().unwrap_or("other")),
@@ -169,6 +174,7 @@ fn host_rows(summary: &crate::session::summary::Summary) -> String {
             h.requests,
             bytes(h.bytes_up),
             bytes(h.bytes_down),
+            escape(&worst.map_or_else(|| "-".to_string(), |f| f.label())),
             escape(&failures.join(", "))
         ));
     }

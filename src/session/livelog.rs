@@ -31,6 +31,7 @@ pub struct Style {
 
 const RED: &str = "\x1b[1;31m";
 const DIM: &str = "\x1b[2m";
+const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
 /// The live-log line for an event, or `None` when the style leaves it out.
@@ -207,21 +208,23 @@ pub fn exit_table(summary: &Summary, color: bool) -> String {
     let _ = writeln!(out, "\nsession {} — hosts seen:", summary.session().id);
     let _ = writeln!(
         out,
-        "{:<40} {:<26} {:>5} {:>5} {:>9} {:>9}  failures",
-        "host:port", "allowlist", "conns", "reqs", "up", "down"
+        "{:<40} {:<26} {:>5} {:>5} {:>9} {:>9}  {:<40} failures",
+        "host:port", "allowlist", "conns", "reqs", "up", "down", "finding"
     );
     let mut any = false;
     for h in summary.hosts() {
         any = true;
         let failures: Vec<String> = h.failures.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+        let worst = h.worst().map_or_else(|| "-".to_string(), |f| f.label());
         let row = format!(
-            "{:<40} {:<26} {:>5} {:>5} {:>9} {:>9}  {}",
+            "{:<40} {:<26} {:>5} {:>5} {:>9} {:>9}  {:<40} {}",
             format!("{}:{}", h.host, h.port),
             allow(h.allowlist.as_deref()),
             h.connections,
             h.requests,
             bytes(h.bytes_up),
             bytes(h.bytes_down),
+            worst,
             if failures.is_empty() {
                 "-".to_string()
             } else {
@@ -229,10 +232,10 @@ pub fn exit_table(summary: &Summary, color: bool) -> String {
             }
         );
         let row = crate::text::terminal(&row, false).into_owned();
-        let row = if color && !h.failures.is_empty() {
-            format!("{RED}{row}{RESET}")
-        } else {
-            row
+        let row = match (color, h.is_failing(), h.worst().is_some()) {
+            (true, true, _) => format!("{RED}{row}{RESET}"),
+            (true, false, true) => format!("{YELLOW}{row}{RESET}"),
+            _ => row,
         };
         let _ = writeln!(out, "{row}");
     }

@@ -287,7 +287,7 @@ impl Summary {
             let mut failing = false;
             for h in matching.by_ref() {
                 touched = true;
-                failing |= !h.failures.is_empty();
+                failing |= h.is_failing();
             }
             let list = if !touched {
                 &mut allowlist.untouched
@@ -338,6 +338,17 @@ impl Summary {
 }
 
 impl HostStats {
+    /// The most serious finding on this host, for the tables' finding column.
+    pub fn worst(&self) -> Option<&Finding> {
+        crate::inspect::finding::worst(&self.findings)
+    }
+
+    /// Whether ChatGPT fails here: a failure, or a finding that is an error (a block page,
+    /// inspection, a reset, a silent drop), not only a warning.
+    pub fn is_failing(&self) -> bool {
+        !self.failures.is_empty() || self.findings.iter().any(|f| f.kind.is_error())
+    }
+
     /// Keeps one finding per kind and vendor: the first one seen, with its evidence.
     fn add_finding(&mut self, finding: Finding) {
         if !self
@@ -452,6 +463,73 @@ mod tests {
         assert_eq!(
             doc.allowlist.untouched.len(),
             Profile::builtin().entries.len() - 1
+        );
+    }
+
+    #[test]
+    fn findings_that_are_errors_make_a_host_failing_and_lead_the_exit_table() {
+        let profile = Arc::new(Profile::builtin());
+        let mut s = Summary::new(info(), profile.clone());
+        let finding = |kind, host: &str, vendor: &str| {
+            Finding::new(
+                &profile,
+                kind,
+                host,
+                Some(vendor.into()),
+                "e".into(),
+                "d".into(),
+            )
+        };
+        let with = |host: &str, found: Vec<Finding>| match tunnel(host, None) {
+            Event::Tunnel(mut t) => {
+                t.findings = found;
+                Event::Tunnel(t)
+            }
+            other => other,
+        };
+        s.apply(&with(
+            "chatgpt.com",
+            vec![
+                finding(FindingKind::ProxyHeader, "chatgpt.com", "Zscaler"),
+                finding(FindingKind::TlsInspection, "chatgpt.com", "Zscaler"),
+            ],
+        ));
+        s.apply(&with(
+            "cdn.oaistatic.com",
+            vec![finding(
+                FindingKind::ProxyHeader,
+                "cdn.oaistatic.com",
+                "Zscaler",
+            )],
+        ));
+        let doc = s.doc();
+        // No transport failure anywhere, yet inspection is an error and a header is not.
+        assert_eq!(doc.allowlist.failing, vec!["*.chatgpt.com".to_string()]);
+        let table = crate::session::livelog::exit_table(&s, false);
+        let row = |host: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(host))
+                .unwrap_or_else(|| panic!("{table}"))
+                .to_string()
+        };
+        assert!(
+            row("chatgpt.com:443").contains("tls_inspection (Zscaler)"),
+            "{table}"
+        );
+        assert!(
+            row("cdn.oaistatic.com:443").contains("proxy_header (Zscaler)"),
+            "{table}"
+        );
+        assert!(
+            table.lines().nth(4).unwrap_or("").contains("finding"),
+            "{table}"
+        );
+        let colored = crate::session::livelog::exit_table(&s, true);
+        assert!(colored.contains("\x1b[1;31mchatgpt.com:443"), "{colored}");
+        assert!(
+            colored.contains("\x1b[33mcdn.oaistatic.com:443"),
+            "{colored}"
         );
     }
 

@@ -147,6 +147,36 @@ pub fn read_events(dir: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// Polls `dir/events.jsonl` (whole lines only) until `n` events of `kind` are written, for
+/// tests that run the binary; panics after 10 s.
+pub fn wait_for_events(dir: &std::path::Path, kind: &str, n: usize) -> Vec<Value> {
+    for _ in 0..500 {
+        let found: Vec<Value> = read_events(dir)
+            .into_iter()
+            .filter(|e| e["type"] == kind)
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("fewer than {n} {kind} events in {}", dir.display());
+}
+
+/// curl that can only go where the test sends it: an inherited `NO_PROXY`/`no_proxy` would
+/// let it bypass diagproxy (or, with `*`, resolve names in real DNS), so both are cleared
+/// and `--noproxy ''` makes every host go through `-x`.
+pub fn curl() -> std::process::Command {
+    let mut command = std::process::Command::new("curl");
+    command
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .args(["--noproxy", ""]);
+    command
+}
+
 /// A plain response from the proxy or an origin.
 #[derive(Debug)]
 pub struct Reply {
