@@ -172,6 +172,20 @@ async fn block_pages_redirects_and_rewrites_over_plain_http() {
         verdict.starts_with("Fortinet FortiGuard blocks chatgpt.com: Everything"),
         "{verdict}"
     );
+    // Each finding's command, run as pasted, shows the same status without diagproxy.
+    for event in session.events_of("request") {
+        for finding in event["findings"].as_array().unwrap() {
+            let command = finding["reproduce"].as_str().unwrap();
+            assert!(
+                command.contains("'http://"),
+                "the original scheme: {command}"
+            );
+            let Some(status) = reproduce_status(command, "").await else {
+                return;
+            };
+            assert_eq!(status, event["status"].to_string(), "{command}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -342,6 +356,20 @@ async fn block_pages_and_challenges_seen_through_interception() {
         .iter()
         .find(|f| f["kind"] == "cloudflare_challenge")
         .unwrap();
+    // The intercepted host's commands keep the path and the pin, and show the same status.
+    for event in session.events_of("request") {
+        let finding = &event["findings"][0];
+        let command = finding["reproduce"].as_str().unwrap();
+        assert!(command.contains(&format!("--resolve {pin}")), "{command}");
+        assert!(
+            command.ends_with(&format!("{}'", event["url"].as_str().unwrap())),
+            "{command}"
+        );
+        let Some(status) = reproduce_status(command, &format!("--cacert {roots}")).await else {
+            break;
+        };
+        assert_eq!(status, event["status"].to_string(), "{command}");
+    }
     assert!(
         challenge["detail"]
             .as_str()

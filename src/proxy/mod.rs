@@ -220,6 +220,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         diagproxy: env!("CARGO_PKG_VERSION").to_string(),
         os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
         max_hosts: config.max_hosts,
+        resolve: pins(&config.resolve),
     };
     let style = Style {
         format: config.log_format,
@@ -251,6 +252,19 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         limits: limits::Limits::new(config_max),
     });
     Ok((state, ShutdownController::new()))
+}
+
+/// The `--resolve` pins as `host:port:address`, sorted (IPv6 addresses in brackets).
+fn pins(resolve: &std::collections::HashMap<(String, u16), std::net::IpAddr>) -> Vec<String> {
+    let mut pins: Vec<String> = resolve
+        .iter()
+        .map(|((host, port), ip)| match ip {
+            std::net::IpAddr::V6(v6) => format!("{host}:{port}:[{v6}]"),
+            std::net::IpAddr::V4(v4) => format!("{host}:{port}:{v4}"),
+        })
+        .collect();
+    pins.sort();
+    pins
 }
 
 impl State {

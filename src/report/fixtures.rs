@@ -19,6 +19,7 @@ pub fn events() -> Vec<Event> {
         diagproxy: "0.1.0".into(),
         os: "macos aarch64".into(),
         max_hosts: crate::session::event::MAX_HOSTS,
+        resolve: Vec::new(),
     };
     let request = RequestEvent {
         ts: "2026-11-27T18:00:01.000Z".into(),

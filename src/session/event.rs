@@ -49,6 +49,10 @@ pub struct SessionInfo {
     /// here so `diagproxy report` folds the same way).
     #[serde(default = "default_max_hosts")]
     pub max_hosts: usize,
+    /// The `--resolve` pins as `host:port:address`, so reproduce commands built from the
+    /// files take the same path as the session did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolve: Vec<String>,
 }
 
 /// `--max-hosts`'s default.
@@ -69,7 +73,22 @@ impl Default for SessionInfo {
             diagproxy: String::new(),
             os: String::new(),
             max_hosts: MAX_HOSTS,
+            resolve: Vec::new(),
         }
+    }
+}
+
+impl SessionInfo {
+    /// The address `host:port` was pinned to with `--resolve`, if it was.
+    pub fn pin(&self, host: &str, port: u16) -> Option<std::net::IpAddr> {
+        self.resolve.iter().find_map(|pin| {
+            let (name, rest) = pin.split_once(':')?;
+            let (p, addr) = rest.split_once(':')?;
+            let addr = addr.trim_start_matches('[').trim_end_matches(']');
+            (name.eq_ignore_ascii_case(host) && p.parse() == Ok(port))
+                .then(|| addr.parse().ok())
+                .flatten()
+        })
     }
 }
 

@@ -167,7 +167,11 @@ impl Summary {
                     stats.add_finding(finding.clone());
                 }
                 let failure = t.failure.clone();
-                self.record_failure(t.host_name(), t.port, failure.as_ref(), &t.findings);
+                let url = format!(
+                    "https://{}/",
+                    crate::upstream::addr::join(t.host_name(), t.port)
+                );
+                self.record_failure((t.host_name(), t.port, &url), failure.as_ref(), &t.findings);
             }
             Event::Request(r) => {
                 let stats = self.host(&r.host, r.port);
@@ -181,7 +185,7 @@ impl Summary {
                 for finding in &r.findings {
                     stats.add_finding(finding.clone());
                 }
-                self.record_failure(&r.host, r.port, r.failure.as_ref(), &r.findings);
+                self.record_failure((&r.host, r.port, &r.url), r.failure.as_ref(), &r.findings);
             }
         }
     }
@@ -228,8 +232,7 @@ impl Summary {
     /// right after the ClientHello): one observation is one finding.
     fn record_failure(
         &mut self,
-        host: &str,
-        port: u16,
+        (host, port, url): (&str, u16, &str),
         failure: Option<&Failure>,
         named: &[Finding],
     ) {
@@ -246,9 +249,7 @@ impl Summary {
                 .or_insert(0) += 1;
             return;
         }
-        let scheme = if port == 80 { "http" } else { "https" };
-        let url = format!("{scheme}://{}/", crate::upstream::addr::join(host, port));
-        // The session knows the corporate proxy (credentials masked), not the --resolve pins.
+        // The session knows the corporate proxy (credentials masked) and the --resolve pins.
         let proxy = self
             .session
             .upstream_proxy
@@ -257,11 +258,12 @@ impl Summary {
                 Some((scheme, rest)) => (format!("{scheme}{rest}"), true),
                 None => (p.to_string(), false),
             });
+        let pin = self.session.pin(host, port);
         let path = reproduce::Path {
             proxy: proxy.as_ref().map(|(p, c)| (p.as_str(), *c)),
-            pin: None,
+            pin: pin.map(|ip| (host, port, ip)),
         };
-        let reproduce = reproduce::command(&url, &path);
+        let reproduce = reproduce::command(url, &path);
         let finding = finding_for(&self.profile, host, failure).with_reproduce(Some(reproduce));
         let stats = self.host(host, port);
         *stats.failures.entry(failure.kind).or_insert(0) += 1;
@@ -389,7 +391,36 @@ mod tests {
             diagproxy: "0".into(),
             os: String::new(),
             max_hosts: 100,
+            resolve: vec![
+                "chatgpt.com:8443:127.0.0.1".into(),
+                "x.test:443:[::1]".into(),
+            ],
         }
+    }
+
+    #[test]
+    fn pins_are_read_back_for_reproduce_commands() {
+        let info = info();
+        assert_eq!(
+            info.pin("ChatGPT.com", 8443),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(info.pin("x.test", 443), Some("::1".parse().unwrap()));
+        assert_eq!(info.pin("chatgpt.com", 443), None);
+        let mut s = Summary::new(info, Arc::new(Profile::builtin()));
+        let f = Failure::new(FailureKind::ConnectRefused, Side::Upstream, "refused");
+        match tunnel("chatgpt.com", Some(f)) {
+            Event::Tunnel(mut t) => {
+                t.port = 8443;
+                s.apply(&Event::Tunnel(t));
+            }
+            _ => unreachable!(),
+        }
+        let doc = s.doc();
+        assert_eq!(
+            doc.hosts[0].findings[0].reproduce.as_deref(),
+            Some("curl -sv -o /dev/null --resolve chatgpt.com:8443:127.0.0.1 'https://chatgpt.com:8443/'")
+        );
     }
 
     #[test]

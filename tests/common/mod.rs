@@ -177,6 +177,43 @@ pub fn curl() -> std::process::Command {
     command
 }
 
+/// Runs a finding's `reproduce` command (as a user would paste it) with curl, `extra`
+/// options added (a `--cacert` for a test CA), and returns the HTTP status curl saw
+/// (`000` when it got none). `None` when curl or sh is missing (the caller decides).
+pub fn run_reproduce(command: &str, extra: &str) -> Option<String> {
+    if !require_tool("curl") {
+        return None;
+    }
+    let prefix = "curl -sv -o /dev/null";
+    assert!(command.starts_with(prefix), "{command}");
+    let command = command.replacen(
+        prefix,
+        &format!("curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 --noproxy '' {extra}"),
+        1,
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &command])
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// [`run_reproduce`] off the test's runtime thread, so the test's own origins keep answering.
+pub async fn reproduce_status(command: &str, extra: &str) -> Option<String> {
+    let (command, extra) = (command.to_string(), extra.to_string());
+    tokio::task::spawn_blocking(move || run_reproduce(&command, &extra))
+        .await
+        .expect("reproduce thread")
+}
+
 /// A plain response from the proxy or an origin.
 #[derive(Debug)]
 pub struct Reply {
