@@ -63,6 +63,7 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
         mut child,
         addr: proxy,
         lines,
+        ..
     } = common::run_binary(&[
         "--resolve".as_ref(),
         pin.as_ref(),
@@ -373,4 +374,154 @@ fn bench_json(args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn json_log_format_puts_only_json_on_stderr_and_the_banner_names_the_ca() {
+    if !common::require_tool("kill") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let init = Command::new(BIN)
+        .args(["ca", "init", "--ca-dir"])
+        .arg(&ca_dir)
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let shown = String::from_utf8_lossy(&init.stdout).into_owned();
+    let fingerprint = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("SHA-256:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let session = dir.path().join("session");
+    let common::Running {
+        mut child,
+        before,
+        lines,
+        ..
+    } = common::run_binary(&[
+        "--log-format".as_ref(),
+        "json".as_ref(),
+        "--intercept".as_ref(),
+        "all".as_ref(),
+        "--ca-dir".as_ref(),
+        ca_dir.as_os_str(),
+        "--session-dir".as_ref(),
+        session.as_os_str(),
+    ]);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    let all: Vec<String> = before.into_iter().chain(lines.iter()).collect();
+    let parsed: Vec<serde_json::Value> = all
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l:?}")))
+        .collect();
+    let of = |kind: &str| parsed.iter().find(|v| v["type"] == kind);
+    let banner = of("listening").expect("a JSON banner");
+    assert_eq!(banner["interception"]["hosts"], "every host");
+    assert_eq!(banner["interception"]["sha256"], fingerprint.as_str());
+    assert_eq!(banner["interception"]["ca_dir"], ca_dir.to_str().unwrap());
+    assert!(
+        banner["interception"]["permitted"]
+            .as_array()
+            .unwrap()
+            .len()
+            > 10
+    );
+    // The warning that --intercept all cannot reach past the CA's constraints, as JSON.
+    assert!(
+        parsed.iter().any(|v| v["level"] == "WARN"
+            && v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("name-constrained CA"))),
+        "{all:#?}"
+    );
+    let exit = of("exit_summary").expect("the exit summary as JSON");
+    assert!(
+        exit["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("No ChatGPT host"),
+        "{exit}"
+    );
+    assert!(exit["hosts"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn the_human_banner_says_what_is_intercepted_with_which_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    assert!(Command::new(BIN)
+        .args(["ca", "init", "--ca-dir"])
+        .arg(&ca_dir)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let session = dir.path().join("session");
+    let common::Running {
+        mut child,
+        before,
+        lines,
+        ..
+    } = common::run_binary(&[
+        "--intercept".as_ref(),
+        "profile".as_ref(),
+        "--ca-dir".as_ref(),
+        ca_dir.as_os_str(),
+        "--session-dir".as_ref(),
+        session.as_os_str(),
+    ]);
+    let banner = before.last().unwrap().clone();
+    let interception = lines
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        banner.contains("diagproxy listening on http://127.0.0.1:"),
+        "{banner}"
+    );
+    let expected = format!(
+        "interception: the profile's hosts ({} entries) with the CA in {} (SHA-256 ",
+        diagproxy::profile::Profile::builtin().entries.len(),
+        ca_dir.display()
+    );
+    assert!(interception.starts_with(&expected), "{interception}");
+    assert!(
+        interception.contains("the CA may sign for"),
+        "{interception}"
+    );
+    // The folder exists when the banner is printed: the start-up checks ran first.
+    assert!(session.is_dir());
+}
+
+#[test]
+fn no_banner_when_a_start_up_check_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--intercept",
+            "profile",
+            "--ca-dir",
+        ])
+        .arg(dir.path().join("no-ca"))
+        .arg("--session-dir")
+        .arg(dir.path().join("session"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("diagproxy ca init"), "{err}");
+    assert!(!err.contains("listening on http://"), "{err}");
 }

@@ -152,6 +152,7 @@ fn sighup_ends_the_session_like_sigterm() {
         mut child,
         addr,
         lines,
+        ..
     } = run_binary(&["--session-dir".as_ref(), session.as_os_str()]);
     failing_requests(&addr, 1);
     let status = std::process::Command::new("kill")
@@ -315,12 +316,20 @@ fn spawn_with_stderr(
         .spawn()
         .unwrap();
     let mut stderr = child.stderr.take().unwrap();
-    let mut banner = Vec::new();
+    // The banner comes after the session's first log line; read line by line up to it.
+    let mut line = Vec::new();
     let mut byte = [0u8; 1];
-    while !banner.ends_with(b"\n") && stderr.read(&mut byte).unwrap_or(0) == 1 {
-        banner.push(byte[0]);
-    }
-    let addr = banner_addr(&String::from_utf8_lossy(&banner));
+    let addr = loop {
+        line.clear();
+        while !line.ends_with(b"\n") && stderr.read(&mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        assert!(!text.is_empty(), "stderr ended before the banner");
+        if text.contains("diagproxy listening on http://") {
+            break banner_addr(&text);
+        }
+    };
     (child, stderr, addr)
 }
 

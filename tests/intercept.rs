@@ -603,3 +603,45 @@ async fn quiet_closes_in_a_row_where_nothing_was_served_are_a_refusal_of_that_po
     let verdict = session.summary["verdict"].as_str().unwrap();
     assert!(!verdict.contains("refused by the client"), "{verdict}");
 }
+
+#[tokio::test]
+async fn intercept_all_with_a_constrained_ca_tunnels_what_the_ca_cannot_sign() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_dir, ca_pem) = local_ca(dir.path());
+    let (outside, outside_pem) = tls_origin(&["example.test"]).await;
+    let (inside, _) = tls_origin(&["chatgpt.com"]).await;
+    let pins = [
+        format!("example.test:{}:127.0.0.1", outside.port()),
+        format!("chatgpt.com:{}:127.0.0.1", inside.port()),
+    ];
+    let proxy = Proxy::start(&[
+        "--intercept",
+        "all",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--resolve",
+        &pins[0],
+        "--resolve",
+        &pins[1],
+    ])
+    .await;
+    // The client trusts only the origin's own certificate: it works because the host the
+    // constrained CA may not sign for is tunnelled untouched, not intercepted.
+    let answer = https_through(proxy.addr, "example.test", outside.port(), &outside_pem).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A profile host is still intercepted (the client sees diagproxy's CA).
+    let tls = intercepted_tls(
+        proxy.addr,
+        "chatgpt.com",
+        inside.port(),
+        &ca_pem,
+        &["http/1.1"],
+    )
+    .await;
+    drop(tls);
+    let tunnels = proxy.wait_events("tunnel", 1).await;
+    let session = proxy.stop().await;
+    assert_eq!(tunnels[0]["host"], "example.test");
+    assert_eq!(tunnels[0]["mode"], "tunnel", "{:#}", tunnels[0]);
+    assert!(session.events_of("client_rejected_ca").is_empty());
+}

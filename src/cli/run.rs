@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{Failed, RunArgs};
 use crate::config::Config;
+use crate::session::livelog::Format;
 use crate::session::stderr;
 
 /// How long the exit waits for stderr to take the exit table (a paused terminal cannot
@@ -33,29 +34,106 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let json = config.log_format == Format::Json;
     // Handlers first: a signal sent as soon as the banner is read ends the session cleanly.
-    let signals = shutdown_signals()?;
-    stderr::get().say(format!(
-        "diagproxy listening on http://{addr} (session folder {}); point your proxy settings here, \
-         or use the PAC file http://{addr}/proxy.pac. Ctrl-C ends the session.\n",
-        config.session_dir.display()
-    ));
+    let signals = shutdown_signals(json)?;
     let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let outcome = crate::run(listener, config, signals).await?;
+    let banner = |ready: &crate::proxy::Ready| stderr::get().say(banner(ready, json));
+    let outcome = crate::proxy::run_announced(listener, config, signals, banner).await?;
     write_reports(outcome.dir.clone()).await;
-    let mut text = crate::session::livelog::exit_table(&outcome.summary, color);
-    if !outcome.drained {
-        text.push_str("(some tunnels were still open when the grace period ended; they are recorded as far as they got)\n");
-    }
-    text.push_str(&format!("session files: {}\n", outcome.dir.display()));
+    let text = if json {
+        exit_json(&outcome)
+    } else {
+        let mut text = crate::session::livelog::exit_table(&outcome.summary, color);
+        if !outcome.drained {
+            text.push_str("(some requests were still open when the grace period ended; they are recorded as far as they got)\n");
+        }
+        text.push_str(&format!("session files: {}\n", outcome.dir.display()));
+        text
+    };
     stderr::get().say(text);
     Ok(())
 }
 
+/// The line that says the session is ready: where to point clients, where the files go, and
+/// what is intercepted with which CA (its fingerprint, to compare with what a device trusts).
+fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
+    let addr = ready.listen;
+    if json {
+        let value = serde_json::json!({
+            "type": "listening",
+            "listen": addr.to_string(),
+            "pac": format!("http://{addr}/proxy.pac"),
+            "session_dir": ready.session_dir,
+            "interception": ready.interception.as_ref().map(|i| serde_json::json!({
+                "hosts": i.hosts,
+                "ca_dir": i.ca_dir,
+                "sha256": i.fingerprint,
+                "permitted": i.permitted,
+            })),
+        });
+        return format!("{value}\n");
+    }
+    let mut text = format!(
+        "diagproxy listening on http://{addr} (session folder {}); point your proxy settings here, \
+         or use the PAC file http://{addr}/proxy.pac. Ctrl-C ends the session.\n",
+        ready.session_dir.display()
+    );
+    match &ready.interception {
+        None => text.push_str("interception: off (tunnels only; --intercept profile to see inside the profile's hosts)\n"),
+        Some(i) => {
+            text.push_str(&format!(
+                "interception: {} with the CA in {} (SHA-256 {})",
+                i.hosts,
+                i.ca_dir.display(),
+                i.fingerprint
+            ));
+            if let Some(names) = &i.permitted {
+                text.push_str(&format!(
+                    "; the CA may sign for {} names only, other hosts are tunnelled",
+                    names.len()
+                ));
+            }
+            text.push('\n');
+        }
+    }
+    crate::text::terminal(&text, true).into_owned()
+}
+
+/// The exit summary as one JSON object: the verdict, each host with its most serious
+/// finding, and where the files are.
+fn exit_json(outcome: &crate::proxy::SessionOutcome) -> String {
+    let summary = &outcome.summary;
+    let hosts: Vec<_> = summary
+        .hosts()
+        .map(|h| {
+            serde_json::json!({
+                "host": h.host,
+                "port": h.port,
+                "allowlist": h.allowlist,
+                "connections": h.connections,
+                "requests": h.requests,
+                "bytes_up": h.bytes_up,
+                "bytes_down": h.bytes_down,
+                "finding": h.worst().map(|f| f.label()),
+                "failing": h.is_failing(),
+                "failures": h.failures,
+            })
+        })
+        .collect();
+    let value = serde_json::json!({
+        "type": "exit_summary",
+        "verdict": summary.verdict(),
+        "hosts": hosts,
+        "drained": outcome.drained,
+        "session_dir": outcome.dir,
+    });
+    format!("{value}\n")
+}
+
 /// Resolves at the first SIGINT, SIGTERM or SIGHUP; a second one exits at once (the event log is
 /// flushed after every batch, so it is complete up to that moment).
-fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+fn shutdown_signals(json: bool) -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -67,14 +145,21 @@ fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> 
             _ = terminate.recv() => {}
             _ = hangup.recv() => {}
         }
-        stderr::get()
-            .say("diagproxy: finishing open work (press Ctrl-C again to stop now)\n".into());
+        stderr::get().say(if json {
+            "{\"type\":\"stopping\",\"message\":\"finishing open work (press Ctrl-C again to stop now)\"}\n".into()
+        } else {
+            "diagproxy: finishing open work (press Ctrl-C again to stop now)\n".into()
+        });
         tokio::spawn(async move {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
-            stderr::get().say("diagproxy: stopped at once; events.jsonl is complete up to now, summary.json was not written\n".into());
+            stderr::get().say(if json {
+                "{\"type\":\"stopped\",\"message\":\"stopped at once; events.jsonl is complete up to now, summary.json was not written\"}\n".into()
+            } else {
+                "diagproxy: stopped at once; events.jsonl is complete up to now, summary.json was not written\n".into()
+            });
             stderr::get().flush(EXIT_FLUSH);
             std::process::exit(130);
         });
@@ -90,11 +175,16 @@ fn init_tracing(config: &Config) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(stderr::get().clone())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    // With --log-format json every stderr line is a JSON object, warnings included.
+    if config.log_format == Format::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 /// `session.har`, `report.html` and `report.md` from the finished session's events. A

@@ -117,12 +117,46 @@ impl std::error::Error for RunError {
     }
 }
 
+/// What a session is about to serve with, once its start-up checks passed (the CA loaded,
+/// the session folder created): what the banner tells the user.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub listen: SocketAddr,
+    pub session_dir: std::path::PathBuf,
+    /// `None` without `--intercept`.
+    pub interception: Option<Interception>,
+}
+
+/// The interception a session does.
+#[derive(Debug, Clone)]
+pub struct Interception {
+    /// Which hosts, in words ("the profile's hosts", "every host", "hosts matching …").
+    pub hosts: String,
+    pub ca_dir: std::path::PathBuf,
+    /// The CA certificate's SHA-256 fingerprint, to compare with what the device trusts.
+    pub fingerprint: String,
+    /// The names a name-constrained CA may sign for; `None` when unconstrained.
+    pub permitted: Option<Vec<String>>,
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains open work for the grace period
 /// and writes the session's summary (the caller writes the reports from it).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
+) -> Result<SessionOutcome, RunError> {
+    run_announced(listener, config, shutdown, |_| {}).await
+}
+
+/// [`run`], calling `ready` once the start-up checks passed and before the first connection
+/// is accepted (the banner: nothing says "listening" before the CA and the session folder
+/// are known to work).
+pub async fn run_announced(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(&Ready),
 ) -> Result<SessionOutcome, RunError> {
     let listen = listener.local_addr().map_err(|source| RunError {
         what: "cannot read the listening address".into(),
@@ -138,6 +172,7 @@ pub async fn run(
         }
     }
     let (state, controller) = start(listen, config)?;
+    ready(&state.ready());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -207,6 +242,15 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
                 ),
             };
             let ca = crate::tls::ca::load(&config.ca_dir).map_err(invalid)?;
+            if matches!(config.intercept, Intercept::All) && ca.permitted.is_some() {
+                tracing::warn!(
+                    "--intercept all with a name-constrained CA ({}): clients refuse its \
+                     certificates for other hosts, so those are tunnelled, not intercepted. \
+                     To intercept every host, create an unconstrained CA in its own folder \
+                     (`diagproxy ca init --unconstrained --ca-dir DIR`) and pass --ca-dir DIR",
+                    config.ca_dir.display()
+                );
+            }
             Some(Arc::new(Minter::new(ca).map_err(invalid)?))
         }
     };
@@ -268,6 +312,33 @@ fn pins(resolve: &std::collections::HashMap<(String, u16), std::net::IpAddr>) ->
 }
 
 impl State {
+    /// What the banner says about this session.
+    fn ready(&self) -> Ready {
+        let config = &self.config;
+        let interception = self.minter.as_ref().map(|minter| {
+            let hosts = match &config.intercept {
+                Intercept::All => "every host".to_string(),
+                Intercept::Profile => format!(
+                    "the profile's hosts ({} entries)",
+                    config.profile.entries.len()
+                ),
+                Intercept::Globs(globs) => format!("hosts matching {}", globs.join(", ")),
+                Intercept::None => "no host".to_string(),
+            };
+            Interception {
+                hosts,
+                ca_dir: config.ca_dir.clone(),
+                fingerprint: crate::tls::ca::fingerprint(&minter.ca().cert_der),
+                permitted: minter.ca().permitted.clone(),
+            }
+        });
+        Ready {
+            listen: self.listen,
+            session_dir: config.session_dir.clone(),
+            interception,
+        }
+    }
+
     /// The command that shows what happened to `url` without diagproxy, through the same
     /// corporate proxy and `--resolve` pin.
     pub fn reproduce(&self, url: &str, host: &str, port: u16) -> String {
@@ -319,8 +390,11 @@ impl State {
     }
 
     /// Whether a CONNECT to `host:port` is intercepted rather than tunnelled.
+    /// Whether a CONNECT to `host:port` is intercepted: asked for, not passed through
+    /// after a client refused, and a name diagproxy's CA may sign (a name-constrained CA's
+    /// leaf for another host would be refused by every client, so that host is tunnelled).
     pub fn intercepts(&self, host: &str, port: u16) -> bool {
-        self.minter.is_some()
+        self.minter.as_ref().is_some_and(|m| m.ca().can_sign(host))
             && self.config.intercept.covers(host, &self.config.profile)
             && !self.trust.passes_through(host, port)
     }

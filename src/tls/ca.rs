@@ -35,6 +35,58 @@ pub struct LocalCa {
     /// The issuer rcgen signs with (same name and key as the file).
     pub issuer: rcgen::Certificate,
     pub key: KeyPair,
+    /// The DNS names its name constraints permit (a leaf for one of them or a subdomain is
+    /// accepted by clients); `None` for an unconstrained CA.
+    pub permitted: Option<Vec<String>>,
+}
+
+impl LocalCa {
+    /// Whether a client would accept a leaf this CA signs for `host`: any name for an
+    /// unconstrained CA, else a permitted name or one of its subdomains (RFC 5280 §4.2.1.10;
+    /// IP addresses are excluded by `ca init`'s constraints).
+    pub fn can_sign(&self, host: &str) -> bool {
+        let Some(permitted) = &self.permitted else {
+            return true;
+        };
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        host.parse::<std::net::IpAddr>().is_err()
+            && permitted.iter().any(|name| {
+                let name = name.trim_start_matches('.').to_ascii_lowercase();
+                host == name || host.ends_with(&format!(".{name}"))
+            })
+    }
+}
+
+/// The certificate's SHA-256 fingerprint, as `AB:CD:…`.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, cert_der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The DNS names a CA certificate's name constraints permit; `None` when it has none.
+pub fn permitted_names(cert_der: &[u8]) -> Option<Vec<String>> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let mut names = None;
+    for ext in cert.extensions() {
+        if let ParsedExtension::NameConstraints(nc) = ext.parsed_extension() {
+            let list: &mut Vec<String> = names.get_or_insert_with(Vec::new);
+            list.extend(
+                nc.permitted_subtrees
+                    .iter()
+                    .flatten()
+                    .filter_map(|s| match &s.base {
+                        GeneralName::DNSName(d) => Some(d.to_string()),
+                        _ => None,
+                    }),
+            );
+        }
+    }
+    names
 }
 
 impl std::fmt::Debug for LocalCa {
@@ -145,11 +197,13 @@ pub fn load(dir: &Path) -> Result<LocalCa, String> {
             key_path.display()
         )
     })?;
+    let permitted = permitted_names(&cert_der);
     Ok(LocalCa {
         cert_pem,
         cert_der,
         issuer,
         key,
+        permitted,
     })
 }
 
@@ -157,12 +211,7 @@ pub fn load(dir: &Path) -> Result<LocalCa, String> {
 pub fn describe(cert_der: &CertificateDer<'_>) -> Result<String, String> {
     use x509_parser::extensions::{GeneralName, ParsedExtension};
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| e.to_string())?;
-    let fingerprint = ring::digest::digest(&ring::digest::SHA256, cert_der);
-    let fingerprint: Vec<String> = fingerprint
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
+    let fingerprint = fingerprint(cert_der);
     let mut permitted = Vec::new();
     let mut excluded = Vec::new();
     for ext in cert.extensions() {
@@ -204,7 +253,7 @@ pub fn describe(cert_der: &CertificateDer<'_>) -> Result<String, String> {
     Ok(format!(
         "subject:     {}\nSHA-256:     {}\nvalid:       {} to {}\nconstraints: {}\n",
         cert.subject(),
-        fingerprint.join(":"),
+        fingerprint,
         cert.validity().not_before,
         cert.validity().not_after,
         constraints

@@ -45,6 +45,11 @@ impl Minter {
         &self.ca.cert_pem
     }
 
+    /// The CA leaves are signed with.
+    pub fn ca(&self) -> &LocalCa {
+        &self.ca
+    }
+
     /// The server config presenting a leaf for `host` (a DNS name or an IP address).
     pub fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, String> {
         let host = host.to_ascii_lowercase();

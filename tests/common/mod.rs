@@ -1148,6 +1148,8 @@ pub async fn intercepted_h1_client(
 pub struct Running {
     pub child: std::process::Child,
     pub addr: String,
+    /// The banner and the lines before it (the session's first log line).
+    pub before: Vec<String>,
     pub lines: std::sync::mpsc::Receiver<String>,
 }
 
@@ -1169,21 +1171,41 @@ pub fn run_binary(args: &[&std::ffi::OsStr]) -> Running {
             let _ = tx.send(line);
         }
     });
-    let banner = lines
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a banner line");
-    let addr = banner_addr(&banner);
-    Running { child, addr, lines }
+    let mut before = Vec::new();
+    let addr = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no banner line after {before:?}"));
+        let addr = banner_addr_in(&line);
+        before.push(line);
+        if let Some(addr) = addr {
+            break addr;
+        }
+    };
+    Running {
+        child,
+        addr,
+        before,
+        lines,
+    }
 }
 
 /// The address in the "diagproxy listening on http://ADDR …" banner.
 pub fn banner_addr(banner: &str) -> String {
-    banner
-        .split("listening on http://")
+    banner_addr_in(banner).unwrap_or_else(|| panic!("no address in {banner:?}"))
+}
+
+/// The address in a human banner, or in the JSON one (`{"type":"listening","listen":…}`).
+fn banner_addr_in(line: &str) -> Option<String> {
+    if let Ok(value) = serde_json::from_str::<Value>(line) {
+        return (value["type"] == "listening")
+            .then(|| value["listen"].as_str().map(str::to_string))
+            .flatten();
+    }
+    line.split("diagproxy listening on http://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string()
+        .map(str::to_string)
 }
 
 /// What a [`scripted_origin`] received: each request's head and body, as text.
