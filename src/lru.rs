@@ -50,6 +50,16 @@ impl<K: Eq + Hash + Clone, V: Clone> LruMap<K, V> {
         self.map.insert(key, (value, self.tick));
     }
 
+    /// Forgets `key`; true when it was there.
+    pub fn remove(&mut self, key: &K) -> bool {
+        self.map.remove(key).is_some()
+    }
+
+    /// The keys, in no particular order (not marked as used).
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.map.keys()
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -289,6 +289,38 @@ async fn a_client_that_rejects_the_ca_is_passed_through_next_time() {
     )
     .await;
     assert!(answer.contains("404") || answer.contains("200"), "{answer}");
+
+    // The status page lists it, with a button that intercepts it again.
+    let port = s.origin.port();
+    let get_status = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let status = raw_exchange(s.proxy.addr, get_status).await;
+    let form = format!("action=\"/passthrough/reenable?host=chatgpt.com&amp;port={port}\"");
+    assert!(
+        status.contains("Tunnelled untouched") && status.contains(&form),
+        "{status}"
+    );
+    let post = |origin: &str| {
+        format!(
+            "POST /passthrough/reenable?host=chatgpt.com&port={port} HTTP/1.1\r\nHost: 127.0.0.1\r\n{origin}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let forged = raw_exchange(
+        s.proxy.addr,
+        post("Origin: http://evil.example\r\n").as_bytes(),
+    )
+    .await;
+    assert!(
+        forged.starts_with("HTTP/1.1 403"),
+        "another site cannot: {forged}"
+    );
+    let own = format!("Origin: http://{}\r\n", s.proxy.addr);
+    let done = raw_exchange(s.proxy.addr, post(&own).as_bytes()).await;
+    assert!(done.starts_with("HTTP/1.1 303"), "{done}");
+    let status = raw_exchange(s.proxy.addr, get_status).await;
+    assert!(!status.contains("Tunnelled untouched"), "{status}");
+    // Intercepted again: a client that trusts diagproxy's CA completes the handshake.
+    drop(intercepted_tls(s.proxy.addr, "chatgpt.com", port, &s.ca_pem, &["http/1.1"]).await);
+
     let session = s.proxy.stop().await;
     let host = session.host("chatgpt.com", s.origin.port());
     assert_eq!(host["findings"][0]["kind"], "client_rejected_ca");

@@ -22,6 +22,9 @@ pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
             "diagproxy: its pages answer only to an IP address, localhost or the listen address in Host\n".into(),
         );
     }
+    if req.uri().path() == REENABLE {
+        return reenable(req, state);
+    }
     match req.uri().path() {
         "/" => page(status_html(state), "text/html; charset=utf-8"),
         "/summary.json" => page(summary_json(state), "application/json"),
@@ -42,6 +45,82 @@ pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
             ),
         ),
     }
+}
+
+/// Where the status page's "intercept again" buttons post.
+const REENABLE: &str = "/passthrough/reenable";
+
+/// `POST /passthrough/reenable?host=H&port=P`: intercept a passed-through host:port again,
+/// then back to `/`. Only from this proxy's own page or a non-browser client: a request a
+/// browser sends from another site (its `Origin` or `Sec-Fetch-Site` says so) is refused.
+fn reenable(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
+    if req.method() != hyper::Method::POST {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "diagproxy: POST only\n".into(),
+        );
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let cross_site = header("origin").is_some_and(|o| {
+        let authority = o.split_once("://").map_or(o, |(_, rest)| rest);
+        !addresses_us(authority, state.listen)
+    }) || header("sec-fetch-site")
+        .is_some_and(|s| s != "same-origin" && s != "none");
+    if cross_site {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "diagproxy: not from another site\n".into(),
+        );
+    }
+    let query = req.uri().query().unwrap_or("");
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    let (Some(host), Some(port)) = (param("host"), param("port").and_then(|p| p.parse().ok()))
+    else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "diagproxy: needs ?host=H&port=P\n".into(),
+        );
+    };
+    if !state.trust.reenable(&host, port) {
+        return plain(
+            StatusCode::NOT_FOUND,
+            format!("diagproxy: {} is not passed through\n", escape(&host)),
+        );
+    }
+    let mut response = plain(StatusCode::SEE_OTHER, "intercepting again\n".into());
+    response
+        .headers_mut()
+        .insert(hyper::header::LOCATION, HeaderValue::from_static("/"));
+    response
+}
+
+/// The passed-through host:port pairs, each with a button that intercepts it again.
+fn passthrough_html(state: &Shared) -> String {
+    let list = state.trust.passthrough_list();
+    if list.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h2>Tunnelled untouched</h2><p>A client refused diagproxy's certificate for these, so they \
+         are tunnelled without interception. After installing the CA (<a href=\"/ca.pem\">ca.pem</a>), \
+         intercept them again:</p><table>",
+    );
+    for (host, port) in list {
+        // Host names here passed the CONNECT's host check: letters, digits, dots, dashes.
+        let host = escape(&host);
+        html.push_str(&format!(
+            "<tr><td>{host}:{port}</td><td><form method=\"post\" action=\"{REENABLE}?host={host}&amp;port={port}\">\
+             <button>Intercept again</button></form></td></tr>"
+        ));
+    }
+    html.push_str("</table>");
+    html
 }
 
 /// Whether a `Host` names this proxy as only a local user would: an IP literal,
@@ -142,11 +221,12 @@ fn status_html(state: &Shared) -> String {
          tr.fail{{background:#fde2e2}}tr.warn{{background:#fff4d6}}</style></head><body>\
          <h1>diagproxy</h1><p>Session <code>{}</code> since {} on {} — {} open now. \
          <a href=\"/summary.json\">summary.json</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\
-         <table><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th><th>up</th><th>down</th><th>finding</th><th>failures</th></tr>\n{rows}</table></body></html>\n",
+         <table><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th><th>up</th><th>down</th><th>finding</th><th>failures</th></tr>\n{rows}</table>{}</body></html>\n",
         id,
         started,
         listen,
-        state.open.load(std::sync::atomic::Ordering::Relaxed)
+        state.open.load(std::sync::atomic::Ordering::Relaxed),
+        passthrough_html(state)
     )
 }
 

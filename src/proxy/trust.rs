@@ -70,6 +70,27 @@ impl ClientTrust {
         }
     }
 
+    /// The host:port pairs tunnelled untouched now, sorted.
+    pub fn passthrough_list(&self) -> Vec<(String, u16)> {
+        let mut list: Vec<Key> = self
+            .passthrough
+            .lock()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        list.sort();
+        list
+    }
+
+    /// Intercepts `host:port` again (the user installed the CA, or wants to retry); its
+    /// count of quiet closes starts over. True when it was passed through.
+    pub fn reenable(&self, host: &str, port: u16) -> bool {
+        let k = key(host, port);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(&k);
+        }
+        self.passthrough.lock().is_ok_and(|mut p| p.remove(&k))
+    }
+
     /// Whether `host:port` is tunnelled untouched because a client refused the certificate.
     pub fn passes_through(&self, host: &str, port: u16) -> bool {
         self.passthrough
