@@ -57,6 +57,14 @@ pub struct Config {
     pub auto_passthrough: bool,
     /// Keep credentials in the session files (opt-in).
     pub include_secrets: bool,
+    /// Refuse to dial any address outside 127.0.0.0/8 and ::1 (`DIAGPROXY_LOOPBACK_ONLY=1`):
+    /// how the test suite guarantees that nothing it starts leaves the machine. A refused
+    /// address is a `connect_failed` that says why; no packet is sent.
+    pub loopback_only: bool,
+    /// Answers the resolver gives for these names (lower case) instead of asking DNS, judged
+    /// like real answers (unlike `--resolve` pins). Tests only: a sinkhole answer can be
+    /// injected, and with `loopback_only` it is never dialled.
+    pub dns_answers: HashMap<String, Vec<IpAddr>>,
 }
 
 impl Config {

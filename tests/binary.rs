@@ -6,11 +6,9 @@ mod common;
 
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_diagproxy");
-
 #[test]
 fn bad_usage_exits_64_with_a_clear_message() {
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .args(["run", "--listen", "0.0.0.0:0"])
         .output()
         .unwrap();
@@ -21,27 +19,27 @@ fn bad_usage_exits_64_with_a_clear_message() {
         "{err}"
     );
 
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .args(["run", "--listen", "0.0.0.0:0", "--allow-remote"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("requires --proxy-auth"));
 
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .args(["run", "--no-such-flag"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .args(["run", "--upstream-proxy", "https://corp:8443"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only http:// proxies"));
 
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = common::diagproxy().arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
 
@@ -149,7 +147,7 @@ fn curl_through_the_binary_then_sigterm_leaves_a_complete_session() {
 fn ca_init_writes_a_name_constrained_ca_openssl_can_read() {
     let dir = tempfile::tempdir().unwrap();
     let ca_dir = dir.path().join("certs");
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .args(["ca", "init", "--ca-dir"])
         .arg(&ca_dir)
         .output()
@@ -164,14 +162,14 @@ fn ca_init_writes_a_name_constrained_ca_openssl_can_read() {
         shown.contains("SHA-256:") && shown.contains("macOS:") && shown.contains("iOS:"),
         "{shown}"
     );
-    let again = Command::new(BIN)
+    let again = common::diagproxy()
         .args(["ca", "init", "--ca-dir"])
         .arg(&ca_dir)
         .output()
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
-    let der = Command::new(BIN)
+    let der = common::diagproxy()
         .args(["ca", "export", "--format", "der", "--ca-dir"])
         .arg(&ca_dir)
         .output()
@@ -283,7 +281,7 @@ fn bench_only_runs_the_groups_asked_for() {
         ]
     );
 
-    let wrong = Command::new(BIN)
+    let wrong = common::diagproxy()
         .args(["bench", "--only", "everything"])
         .output()
         .unwrap();
@@ -346,14 +344,14 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
     let _ = child.kill();
     let _ = child.wait();
 
-    let wrong = Command::new(BIN)
+    let wrong = common::diagproxy()
         .args(["bench", "--proxy", &url, "--proxy-pid", "4000000000"])
         .output()
         .unwrap();
     assert!(!wrong.status.success());
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     assert!(stderr.contains("--proxy-pid 4000000000"), "{stderr}");
-    let alone = Command::new(BIN)
+    let alone = common::diagproxy()
         .args(["bench", "--proxy-pid", &pid])
         .output()
         .unwrap();
@@ -363,7 +361,7 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
 
 /// Runs `diagproxy bench --json` with `args`, checks it succeeded and returns its report.
 fn bench_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .args(["bench", "--json"])
         .args(args)
         .output()
@@ -383,7 +381,7 @@ fn json_log_format_puts_only_json_on_stderr_and_the_banner_names_the_ca() {
     }
     let dir = tempfile::tempdir().unwrap();
     let ca_dir = dir.path().join("ca");
-    let init = Command::new(BIN)
+    let init = common::diagproxy()
         .args(["ca", "init", "--ca-dir"])
         .arg(&ca_dir)
         .output()
@@ -458,7 +456,7 @@ fn json_log_format_puts_only_json_on_stderr_and_the_banner_names_the_ca() {
 fn the_human_banner_says_what_is_intercepted_with_which_ca() {
     let dir = tempfile::tempdir().unwrap();
     let ca_dir = dir.path().join("ca");
-    assert!(Command::new(BIN)
+    assert!(common::diagproxy()
         .args(["ca", "init", "--ca-dir"])
         .arg(&ca_dir)
         .output()
@@ -506,7 +504,7 @@ fn the_human_banner_says_what_is_intercepted_with_which_ca() {
 #[test]
 fn no_banner_when_a_start_up_check_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .args([
             "run",
             "--listen",

@@ -116,8 +116,7 @@ async fn an_sni_that_is_not_a_dns_name_is_not_recorded_as_one() {
 
 #[test]
 fn usage_errors_never_echo_a_password_and_bad_days_exit_64() {
-    let bin = env!("CARGO_BIN_EXE_diagproxy");
-    let out = std::process::Command::new(bin)
+    let out = diagproxy()
         .args([
             "run",
             "--upstream-proxy",
@@ -132,7 +131,7 @@ fn usage_errors_never_echo_a_password_and_bad_days_exit_64() {
 
     let dir = tempfile::tempdir().unwrap();
     for days in ["3000000", "0"] {
-        let out = std::process::Command::new(bin)
+        let out = diagproxy()
             .args(["ca", "init", "--days", days, "--ca-dir"])
             .arg(dir.path())
             .output()
@@ -302,7 +301,7 @@ fn spawn_with_stderr(
     session: &std::path::Path,
 ) -> (std::process::Child, std::process::ChildStderr, String) {
     use std::io::Read;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
+    let mut child = diagproxy()
         .args([
             "run",
             "--listen",
@@ -411,12 +410,11 @@ fn a_stalled_stderr_neither_freezes_the_events_nor_hangs_the_exit() {
 #[test]
 fn a_used_session_folder_is_refused_unless_forced_and_a_new_one_is_private() {
     use std::os::unix::fs::PermissionsExt;
-    let bin = env!("CARGO_BIN_EXE_diagproxy");
     let dir = tempfile::tempdir().unwrap();
     let used = dir.path().join("used");
     std::fs::create_dir(&used).unwrap();
     std::fs::write(used.join("events.jsonl"), "keep me\n").unwrap();
-    let out = std::process::Command::new(bin)
+    let out = diagproxy()
         .args(["run", "--listen", "127.0.0.1:0", "--session-dir"])
         .arg(&used)
         .output()
@@ -496,7 +494,7 @@ fn an_upstream_proxy_that_is_this_proxy_in_another_spelling_is_refused() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
+    let out = diagproxy()
         .args(["run", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--upstream-proxy", &format!("http://2130706433:{port}")])
         .arg("--session-dir")

@@ -15,7 +15,6 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
 
-const BIN: &str = env!("CARGO_BIN_EXE_diagproxy");
 const FORTI: &str = "<html><head><title>Web Filter Violation</title></head><body><h1>FortiGuard Intrusion Prevention - Access Blocked</h1></body></html>";
 
 /// Where test artefacts (the report screenshot) are kept.
@@ -360,7 +359,7 @@ async fn compare_tells_the_company_network_from_the_hotspot() {
     .await;
 
     let (a, b) = (company.outcome.dir.clone(), hotspot.outcome.dir.clone());
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .arg("compare")
         .arg(&a)
         .arg(&b)
@@ -379,7 +378,7 @@ async fn compare_tells_the_company_network_from_the_hotspot() {
         text.contains("inspected by CN=Zscaler") && text.contains("public by CN=Test Public Root"),
         "{text}"
     );
-    let json = Command::new(BIN)
+    let json = common::diagproxy()
         .arg("compare")
         .arg(&a)
         .arg(&b)
@@ -397,7 +396,7 @@ async fn compare_tells_the_company_network_from_the_hotspot() {
         "{responses:?}"
     );
     let html = keep.path().join("compare.html");
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .arg("compare")
         .arg(&a)
         .arg(&b)
@@ -436,7 +435,7 @@ fn report_rebuilds_a_session_cut_off_by_sigkill() {
         "a killed run writes no summary"
     );
 
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .arg("report")
         .arg(&session)
         .output()
@@ -458,7 +457,7 @@ fn report_rebuilds_a_session_cut_off_by_sigkill() {
     }
     let md = std::fs::read_to_string(session.join("report.md")).unwrap();
     assert!(md.contains("(cut off, no clean end)"), "{md}");
-    let out = Command::new(BIN)
+    let out = common::diagproxy()
         .args(["report", "/nonexistent/session"])
         .output()
         .unwrap();

@@ -128,6 +128,11 @@ pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<
     let mut last = None;
     let started = Instant::now();
     for addr in &addrs {
+        if config.loopback_only && !addr.ip().is_loopback() {
+            let why = "not dialled: DIAGPROXY_LOOPBACK_ONLY=1 allows loopback addresses only";
+            last = Some((FailureKind::ConnectFailed, *addr, why.to_string()));
+            continue;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {

@@ -65,6 +65,12 @@ impl Session {
 
 impl Proxy {
     pub async fn start(args: &[&str]) -> Proxy {
+        Proxy::start_with(args, |_| {}).await
+    }
+
+    /// [`Proxy::start`], with `configure` changing the configuration first (a test
+    /// resolver's answers, say).
+    pub async fn start_with(args: &[&str], configure: impl FnOnce(&mut Config)) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let session = dir.path().join("session");
         let session = session.to_str().expect("utf-8 path");
@@ -73,7 +79,10 @@ impl Proxy {
         let Command::Run(run) = Cli::try_parse_from(argv).expect("args").command else {
             panic!("not a run command")
         };
-        let config = Config::from_run_args(&run).expect("config");
+        let mut config = Config::from_run_args(&run).expect("config");
+        // Every in-process proxy of the suite dials loopback only.
+        config.loopback_only = true;
+        configure(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -1143,6 +1152,14 @@ pub async fn intercepted_h1_client(
     h1
 }
 
+/// The built binary, under the loopback-only guard (`DIAGPROXY_LOOPBACK_ONLY=1`): whatever a
+/// test makes it do, it dials nothing outside 127.0.0.0/8 and ::1.
+pub fn diagproxy() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"));
+    command.env("DIAGPROXY_LOOPBACK_ONLY", "1");
+    command
+}
+
 /// The built binary running `diagproxy run --listen 127.0.0.1:0 ARGS`: the child, the
 /// address it listens on (from its banner), and its remaining stderr lines.
 pub struct Running {
@@ -1155,7 +1172,7 @@ pub struct Running {
 
 pub fn run_binary(args: &[&std::ffi::OsStr]) -> Running {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
+    let mut child = diagproxy()
         .args(["run", "--listen", "127.0.0.1:0"])
         .args(args)
         .stderr(std::process::Stdio::piped())
