@@ -523,3 +523,51 @@ fn no_banner_when_a_start_up_check_fails() {
     assert!(err.contains("diagproxy ca init"), "{err}");
     assert!(!err.contains("listening on http://"), "{err}");
 }
+
+#[test]
+fn the_nss_steps_work_on_a_fresh_profile() {
+    if !common::require_tool("certutil") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let out = common::diagproxy()
+        .args(["ca", "init", "--ca-dir"])
+        .arg(&ca_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The two indented lines under the NSS item, pasted as printed into a shell whose HOME
+    // has never run a browser.
+    let steps: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.contains("(NSS"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    assert_eq!(steps.len(), 2, "{shown}");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let script = steps.join("\n");
+    let run = Command::new("sh")
+        .args(["-c", &script])
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let list = Command::new("certutil")
+        .args(["-L", "-d"])
+        .arg(format!("sql:{}", home.join(".pki/nssdb").display()))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("diagproxy") && listed.contains("C,,"),
+        "{listed}"
+    );
+}

@@ -678,3 +678,18 @@ async fn shutdown_waits_for_open_tunnels_then_writes_the_summary() {
     assert_eq!(tunnel[0]["bytes_down"], 10);
     assert_eq!(session.events.first().unwrap()["type"], "session_started");
 }
+
+#[tokio::test]
+async fn a_connect_by_ip_is_filed_under_the_name_its_client_hello_asked_for() {
+    let (origin, _) = tls_origin(&["chatgpt.com"]).await;
+    let proxy = Proxy::start(&[]).await;
+    // The handshake fails (the client trusts no root); the tunnel still saw the SNI.
+    hello_through(proxy.addr, &origin.to_string(), "chatgpt.com").await;
+    let tunnels = proxy.wait_events("tunnel", 1).await;
+    let session = proxy.stop().await;
+    assert_eq!(tunnels[0]["host"], "127.0.0.1");
+    assert_eq!(tunnels[0]["sni"], "chatgpt.com");
+    assert_eq!(tunnels[0]["allowlist"], "*.chatgpt.com");
+    let row = session.host("chatgpt.com", origin.port());
+    assert_eq!(row["allowlist"], "*.chatgpt.com");
+}

@@ -243,11 +243,26 @@ async fn websocket_upgrades_are_relayed() {
     let mut echoed = [0u8; 19];
     io.read_exact(&mut echoed).await.unwrap();
     assert_eq!(&echoed, b"ping over websocket");
+    // Held open a while: the CONNECT's line must span the WebSocket's life, not its upgrade.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     drop(io);
     let requests = s.proxy.wait_events("request", 1).await;
     assert_eq!(requests[0]["status"], 101);
     assert_eq!(requests[0]["bytes_up"], 19);
+    let tunnels = s.proxy.wait_events("tunnel", 1).await;
     s.proxy.stop().await;
+    let lived = requests[0]["timings"]["total_ms"].as_f64().unwrap();
+    assert!(lived >= 300.0, "{lived}");
+    assert!(
+        tunnels[0]["timings"]["total_ms"].as_f64().unwrap() >= lived,
+        "{:#}",
+        tunnels[0]
+    );
+    assert!(
+        tunnels[0]["bytes_up"].as_u64() > Some(19),
+        "{:#}",
+        tunnels[0]
+    );
 }
 
 #[tokio::test]
@@ -601,6 +616,13 @@ async fn a_browsers_spare_connections_do_not_turn_interception_off() {
         tunnels.iter().all(|t| t["mode"] == "intercept"),
         "{tunnels:?}"
     );
+    // Intercepted CONNECT lines count the client side's bytes, as a tunnel's do: the one
+    // that served a request carried the handshake and the exchange both ways.
+    let served = tunnels
+        .iter()
+        .find(|t| t["bytes_down"].as_u64() > Some(1000))
+        .unwrap_or_else(|| panic!("{tunnels:#?}"));
+    assert!(served["bytes_up"].as_u64() > Some(200), "{served:#}");
     assert!(!session.summary["verdict"]
         .as_str()
         .unwrap()

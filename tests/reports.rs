@@ -457,6 +457,15 @@ fn report_rebuilds_a_session_cut_off_by_sigkill() {
     }
     let md = std::fs::read_to_string(session.join("report.md")).unwrap();
     assert!(md.contains("(cut off, no clean end)"), "{md}");
+    // Asking a redacted session for its secrets says why it cannot have them.
+    let secrets = common::diagproxy()
+        .args(["report", "--include-secrets"])
+        .arg(&session)
+        .output()
+        .unwrap();
+    assert!(secrets.status.success());
+    let said = String::from_utf8_lossy(&secrets.stderr);
+    assert!(said.contains("cannot be restored"), "{said}");
     let out = common::diagproxy()
         .args(["report", "/nonexistent/session"])
         .output()

@@ -6,6 +6,12 @@ use crate::report::{self, compare, Outputs, Session};
 
 pub fn report(args: &ReportArgs) -> Result<(), Failed> {
     let session = Session::load(&args.session_dir)?;
+    if args.include_secrets && !session.info().include_secrets {
+        eprintln!(
+            "note: this session was recorded without --include-secrets: its credentials were \
+             redacted before anything was written and cannot be restored; the reports show REDACTED"
+        );
+    }
     let mut outputs = Outputs {
         har: args.har.clone(),
         html: args.html.clone(),

@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::BodyExt;
@@ -88,7 +88,9 @@ async fn accept(
     let Ok(upgraded) = hyper::upgrade::on(req).await else {
         return;
     };
-    let accepting = tokio_rustls::TlsAcceptor::from(server_config).accept(TokioIo::new(upgraded));
+    let counts = super::sighted::Counts::default();
+    let client = counts.wrap(TokioIo::new(upgraded));
+    let accepting = tokio_rustls::TlsAcceptor::from(server_config).accept(client);
     let Ok(accepted) = tokio::time::timeout(state.config.header_timeout, accepting).await else {
         // A client that never finishes its handshake holds nothing for long.
         state.limits.header_timed_out();
@@ -115,6 +117,10 @@ async fn accept(
         .into_iter()
         .collect();
     let ctx = serve_connection(tls, &alpn, &host, port, &state, &downstream, shutdown).await;
+    let websocket = ctx.upgraded.lock().ok().and_then(|mut u| u.take());
+    if let Some(closed) = websocket {
+        let _ = closed.await;
+    }
     let served = ctx.served.load(Ordering::Relaxed);
     if served > 0 {
         state.trust.served(&host, port);
@@ -127,7 +133,9 @@ async fn accept(
             "right after the TLS handshake",
         );
     }
-    let record = intercepted_record(&state, ts, host, port, alpn, downstream, started);
+    let mut record = intercepted_record(&state, ts, host, port, alpn, downstream, started);
+    // The client's side of the tunnel, TLS included, as a tunnel's line counts it.
+    (record.bytes_up, record.bytes_down) = counts.get();
     state.recorder.record(Event::Tunnel(Box::new(record)));
 }
 
@@ -151,6 +159,7 @@ where
         state: state.clone(),
         downstream: downstream.clone(),
         served: AtomicU64::new(0),
+        upgraded: Mutex::new(None),
     });
     if h2 {
         serve(tls, ctx.clone(), shutdown).await;
@@ -408,8 +417,12 @@ async fn upgrade(
     let on_upstream = hyper::upgrade::on(&mut response);
     let state = ctx.state.clone();
     let guard = OpenGuard::new(&state);
+    let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
+    if let Ok(mut upgraded) = ctx.upgraded.lock() {
+        *upgraded = Some(on_close);
+    }
     tokio::spawn(async move {
-        let _open = guard;
+        let _open = (guard, closed);
         if let (Ok(down), Ok(up)) = tokio::join!(on_downstream, on_upstream) {
             let spliced = super::relay::streams(
                 TokioIo::new(down),

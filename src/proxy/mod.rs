@@ -265,6 +265,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
         max_hosts: config.max_hosts,
         resolve: pins(&config.resolve),
+        include_secrets: config.include_secrets,
     };
     let style = Style {
         format: config.log_format,

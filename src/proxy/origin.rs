@@ -46,6 +46,9 @@ pub struct Ctx {
     pub downstream: Downstream,
     /// Requests served on this connection (0 at close means the client gave up).
     pub served: AtomicU64,
+    /// Ends when a WebSocket this connection was upgraded to closes: the tunnel's line is
+    /// written then, so its duration and bytes are the WebSocket's whole life.
+    pub upgraded: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
 
 impl Ctx {

@@ -1,6 +1,7 @@
-//! Watches what the upstream sends while diagproxy shakes hands with it (interception), so a
-//! failed handshake is named as a tunnel's would be: a reset right after the ClientHello, a
-//! plaintext answer (a gateway's block page), or silence.
+//! Streams watched as they pass: what the upstream sends while diagproxy shakes hands with
+//! it (interception), so a failed handshake is named as a tunnel's would be (a reset right
+//! after the ClientHello, a plaintext answer, silence); and the bytes an intercepted
+//! client connection carried each way, for its CONNECT line.
 
 use std::io;
 use std::pin::Pin;
@@ -109,6 +110,88 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sighted<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Bytes read from and written to a stream, shared with whoever records them.
+#[derive(Clone, Default)]
+pub struct Counts {
+    pub read: Arc<std::sync::atomic::AtomicU64>,
+    pub written: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Counts {
+    pub fn wrap<S>(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            counts: self.clone(),
+        }
+    }
+
+    /// (read, written) so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.read.load(Ordering::Relaxed),
+            self.written.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A stream that counts its bytes into [`Counts`].
+pub struct Counted<S> {
+    inner: S,
+    counts: Counts,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.counts.read.fetch_add(n, Ordering::Relaxed);
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = &result {
+            self.counts.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &result {
+            self.counts.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        result
     }
 
     fn is_write_vectored(&self) -> bool {

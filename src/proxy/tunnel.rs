@@ -241,6 +241,11 @@ async fn relay(
     record.bytes_down = outcome.bytes_down;
     record.timings.wait_ms = outcome.first_down.map(ms);
     sniffer.finish(record);
+    if let Some(sni) = record.sni.as_deref() {
+        // A CONNECT by IP address is filed under the name the client asked for.
+        let profile = &state.config.profile;
+        record.allowlist = profile.match_host(sni).map(|e| e.pattern.clone());
+    }
     let silent_for = hello_at.map(|at| at.elapsed());
     judge(record, &first_upstream, silent_for, state);
 }

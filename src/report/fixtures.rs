@@ -20,6 +20,7 @@ pub fn events() -> Vec<Event> {
         os: "macos aarch64".into(),
         max_hosts: crate::session::event::MAX_HOSTS,
         resolve: Vec::new(),
+        include_secrets: false,
     };
     let request = RequestEvent {
         ts: "2026-11-27T18:00:01.000Z".into(),

@@ -53,6 +53,10 @@ pub struct SessionInfo {
     /// files take the same path as the session did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolve: Vec<String>,
+    /// Whether credentials were recorded (`--include-secrets`); without it they were
+    /// redacted before anything was written, and no report can bring them back.
+    #[serde(default)]
+    pub include_secrets: bool,
 }
 
 /// `--max-hosts`'s default.
@@ -74,6 +78,7 @@ impl Default for SessionInfo {
             os: String::new(),
             max_hosts: MAX_HOSTS,
             resolve: Vec::new(),
+            include_secrets: false,
         }
     }
 }

@@ -395,6 +395,7 @@ mod tests {
                 "chatgpt.com:8443:127.0.0.1".into(),
                 "x.test:443:[::1]".into(),
             ],
+            include_secrets: false,
         }
     }
 

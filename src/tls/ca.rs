@@ -262,13 +262,16 @@ pub fn describe(cert_der: &CertificateDer<'_>) -> Result<String, String> {
 
 /// How to trust the CA on each platform.
 pub fn trust_instructions(cert_path: &Path) -> String {
-    let p = cert_path.display();
+    let shown = cert_path.display().to_string();
+    let p = crate::text::shell(&shown);
     format!(
         "To trust it (and to stop trusting it, remove it the same way when done):\n\
          - macOS:   sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {p}\n\
          - Windows: certutil -addstore -f Root {p}   (or double-click it → Install → Local Machine → Trusted Root)\n\
          - Linux:   sudo cp {p} /usr/local/share/ca-certificates/diagproxy-ca.crt && sudo update-ca-certificates\n\
-         - Chromium/Firefox on Linux (NSS): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n diagproxy -i {p}\n\
+         - Chromium/Firefox on Linux (NSS; certutil is in the libnss3-tools package; the first line makes the database of a fresh profile):\n\
+         \x20   mkdir -p \"$HOME/.pki/nssdb\" && [ -f \"$HOME/.pki/nssdb/cert9.db\" ] || certutil -d sql:\"$HOME/.pki/nssdb\" -N --empty-password\n\
+         \x20   certutil -d sql:\"$HOME/.pki/nssdb\" -A -t C,, -n diagproxy -i {p}\n\
          - curl:    curl --cacert {p} -x http://127.0.0.1:8080 https://chatgpt.com/\n\
          - iOS:     open http://<laptop>:8080/ca.pem in Safari, install the profile, then Settings → General → About → Certificate Trust Settings → enable it\n\
          - Android: Settings → Security → Encryption & credentials → Install a certificate → CA certificate (apps ignore user CAs unless they opt in)\n"
