@@ -40,6 +40,19 @@ pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
             "No problem seen: {touched} allowlisted host(s) answered normally through this network."
         );
     };
+    let remedy = f
+        .remedy
+        .split(". ")
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('.');
+    if !f.kind.is_error() {
+        return format!(
+            "Nothing that stops ChatGPT: {touched} allowlisted host(s) went through this network; worth a look: {} on {} — {remedy}.",
+            f.label(),
+            host.host
+        );
+    }
     let who = f
         .vendor
         .clone()
@@ -48,6 +61,7 @@ pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
         FindingKind::BlockPage => "blocks".to_string(),
         FindingKind::DnsSinkhole => "sinkholes the DNS name of".to_string(),
         FindingKind::ResetAfterClientHello => "resets TLS connections to".to_string(),
+        FindingKind::NoServerHello => "silently drops TLS connections to".to_string(),
         FindingKind::NonTlsInTunnel => "answers in plain HTTP for".to_string(),
         FindingKind::RedirectOffAllowlist => "redirects".to_string(),
         FindingKind::TlsInspection => "re-signs TLS for".to_string(),
@@ -58,12 +72,6 @@ pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
         .feature
         .as_deref()
         .map_or(String::new(), |b| format!(": {b}"));
-    let remedy = f
-        .remedy
-        .split(". ")
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('.');
     let more = if count > 1 {
         format!(
             " ({} more finding(s) in summary.json and the reports)",
@@ -149,6 +157,33 @@ mod tests {
         assert!(text.starts_with("The network blocks chatgpt.com"), "{text}");
         assert!(
             text.ends_with("(1 more finding(s) in summary.json and the reports)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_warning_is_not_called_a_failure_and_silence_is_named() {
+        let header = [finding(FindingKind::ProxyHeader, "chatgpt.com")];
+        let hosts = [HostView {
+            host: "chatgpt.com",
+            allowlisted: true,
+            findings: &header,
+        }];
+        let text = sentence(hosts.into_iter());
+        assert!(text.starts_with("Nothing that stops ChatGPT"), "{text}");
+        assert!(
+            text.contains("worth a look: proxy_header on chatgpt.com"),
+            "{text}"
+        );
+        let silent = [finding(FindingKind::NoServerHello, "chatgpt.com")];
+        let hosts = [HostView {
+            host: "chatgpt.com",
+            allowlisted: true,
+            findings: &silent,
+        }];
+        let text = sentence(hosts.into_iter());
+        assert!(
+            text.starts_with("The network silently drops TLS connections to chatgpt.com"),
             "{text}"
         );
     }
