@@ -372,7 +372,11 @@ async fn compare_tells_the_company_network_from_the_hotspot() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let first = text.lines().next().unwrap();
-    assert!(first.starts_with("Yes: the network of session A"), "{text}");
+    assert!(first.starts_with("Yes: the network of A ("), "{text}");
+    assert!(
+        first.contains("2 host(s) fail there and not in B"),
+        "{text}"
+    );
     assert!(text.contains("block_page (Fortinet FortiGuard)"), "{text}");
     assert!(
         text.contains("inspected by CN=Zscaler") && text.contains("public by CN=Test Public Root"),
@@ -407,7 +411,7 @@ async fn compare_tells_the_company_network_from_the_hotspot() {
     assert!(out.status.success());
     assert!(std::fs::read_to_string(&html)
         .unwrap()
-        .contains("Yes: the network of session A"));
+        .contains("Yes: the network of A ("));
     std::fs::write(artefacts().join("compare.txt"), text.as_bytes()).unwrap();
 }
 

@@ -16,8 +16,16 @@ use crate::session::summary::HostStats;
 pub struct Comparison {
     /// The answer, in one sentence.
     pub answer: String,
+    /// Said before the answer when the comparison cannot mean anything (a session compared
+    /// with itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// The sessions' ids.
     pub a: String,
     pub b: String,
+    /// The sessions' folder names, as the columns are labelled.
+    pub a_label: String,
+    pub b_label: String,
     pub hosts: Vec<HostDiff>,
     pub chains: Vec<ChainDiff>,
     pub responses: Vec<ResponseDiff>,
@@ -88,7 +96,7 @@ pub fn compare(a: &Session, b: &Session) -> Comparison {
     names.dedup();
     let mut hosts = Vec::new();
     let mut chains = Vec::new();
-    let (mut only_a, mut only_b, mut both) = (0, 0, 0);
+    let mut both = 0;
     for name in names {
         let (ha, hb) = (a_hosts.get(name).copied(), b_hosts.get(name).copied());
         let (oa, ob) = (outcome(ha), outcome(hb));
@@ -96,11 +104,7 @@ pub fn compare(a: &Session, b: &Session) -> Comparison {
             (Some((ok_a, text_a)), Some((ok_b, text_b)))
                 if ok_a != ok_b || (!ok_a && text_a != text_b) =>
             {
-                if !ok_a && *ok_b {
-                    only_a += 1;
-                } else if *ok_a && !ok_b {
-                    only_b += 1;
-                } else {
+                if !ok_a && !ok_b {
                     both += 1;
                 }
                 hosts.push(HostDiff {
@@ -124,27 +128,34 @@ pub fn compare(a: &Session, b: &Session) -> Comparison {
         }
         chains.extend(chain_diff(name, ha, hb));
     }
-    let resigned_a = chains
-        .iter()
-        .filter(|c| c.a.starts_with("inspected") || c.a.starts_with("untrusted"))
-        .count();
-    let resigned_b = chains
-        .iter()
-        .filter(|c| c.b.starts_with("inspected") || c.b.starts_with("untrusted"))
-        .count();
+    let worse_a = Worse::of(&hosts, &chains, |h| &h.a, |h| &h.b, |c| &c.a, |c| &c.b);
+    let worse_b = Worse::of(&hosts, &chains, |h| &h.b, |h| &h.a, |c| &c.b, |c| &c.a);
+    let (mut a_label, mut b_label) = (label(a, 1), label(b, 1));
+    if a_label == b_label {
+        (a_label, b_label) = (label(a, 2), label(b, 2));
+    }
     let answer = answer(
-        &a.info().id,
-        &b.info().id,
-        only_a + resigned_a,
-        only_b + resigned_b,
-        both,
-        &hosts,
-        &chains,
+        &a_label, &b_label, &worse_a, &worse_b, both, &hosts, &chains,
     );
+    let (ia, ib) = (a.info(), b.info());
+    let same = (ia.id == ib.id && ia.started_at == ib.started_at)
+        || a.dir
+            .canonicalize()
+            .ok()
+            .is_some_and(|d| Some(d) == b.dir.canonicalize().ok());
+    let warning = same.then(|| {
+        format!(
+            "Warning: A and B are the same session ({}): compare a session recorded on the company network with one of the same steps on another network (a mobile hotspot).",
+            a.info().id
+        )
+    });
     Comparison {
         answer,
+        warning,
         a: a.info().id.clone(),
         b: b.info().id.clone(),
+        a_label,
+        b_label,
         hosts,
         chains,
         responses: responses(a, b),
@@ -184,28 +195,84 @@ fn chain_diff(name: &str, ha: Option<&HostStats>, hb: Option<&HostStats>) -> Opt
     None
 }
 
+/// A session's label: the last `parts` components of its folder (what the user typed),
+/// else its id.
+fn label(s: &Session, parts: usize) -> String {
+    let names: Vec<String> = s
+        .dir
+        .components()
+        .rev()
+        .take(parts)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let joined: Vec<&str> = names.iter().rev().map(String::as_str).collect();
+    let label = joined.join("/");
+    if label.is_empty() || label == "." {
+        s.info().id.clone()
+    } else {
+        crate::text::terminal(&label, false).into_owned()
+    }
+}
+
+/// The hosts one session has a problem with and the other has not, each counted once.
+struct Worse {
+    /// Every such host.
+    hosts: std::collections::BTreeSet<String>,
+    /// Of those, the ones whose chain is re-signed or untrusted there and not in the other.
+    resigned: usize,
+}
+
+impl Worse {
+    fn of(
+        hosts: &[HostDiff],
+        chains: &[ChainDiff],
+        here: fn(&HostDiff) -> &String,
+        there: fn(&HostDiff) -> &String,
+        chain_here: fn(&ChainDiff) -> &String,
+        chain_there: fn(&ChainDiff) -> &String,
+    ) -> Worse {
+        let bad = |t: &str| t.starts_with("inspected") || t.starts_with("untrusted");
+        let mut set: std::collections::BTreeSet<String> = hosts
+            .iter()
+            .filter(|h| {
+                let (x, y) = (here(h), there(h));
+                x != "ok" && x != "not touched" && (y == "ok" || y == "not touched")
+            })
+            .map(|h| h.host.clone())
+            .collect();
+        let resigned: Vec<&ChainDiff> = chains
+            .iter()
+            .filter(|c| bad(chain_here(c)) && !bad(chain_there(c)))
+            .collect();
+        set.extend(resigned.iter().map(|c| c.host.clone()));
+        Worse {
+            hosts: set,
+            resigned: resigned.len(),
+        }
+    }
+}
+
 fn answer(
     a: &str,
     b: &str,
-    a_worse: usize,
-    b_worse: usize,
+    worse_a: &Worse,
+    worse_b: &Worse,
     both: usize,
     hosts: &[HostDiff],
     chains: &[ChainDiff],
 ) -> String {
-    let blocked = |pick: fn(&HostDiff) -> &String| {
-        hosts
-            .iter()
-            .filter(|h| pick(h) != "ok" && pick(h) != "not touched")
-            .count()
+    let (x, y) = (worse_a.hosts.len(), worse_b.hosts.len());
+    let resigned = |w: &Worse| match w.resigned {
+        0 => String::new(),
+        n => format!(", {n} of them because that network re-signs their TLS"),
     };
-    match (a_worse, b_worse) {
+    match (x, y) {
         (0, 0) if both > 0 => format!("No: the same {both} host(s) fail on both networks, so the network is not what differs: look at this device (local software, settings) and OpenAI's status page."),
         (0, 0) if hosts.is_empty() && chains.is_empty() => "No: the two sessions look the same; nothing in the network differs.".to_string(),
         (0, 0) => "Unclear: the sessions touched different hosts; reproduce the same steps on both networks.".to_string(),
-        (x, 0) => format!("Yes: the network of session A ({a}) is the likely cause: {x} problem(s) there ({} failing host(s), {} re-signed chain(s)) that session B ({b}) does not have.", blocked(|h| &h.a), chains.iter().filter(|c| c.a.starts_with("inspected") || c.a.starts_with("untrusted")).count()),
-        (0, y) => format!("Yes, but the other way round: session B ({b}) has {y} problem(s) that session A ({a}) does not."),
-        (x, y) => format!("Partly: session A ({a}) has {x} problem(s) B lacks, and B ({b}) has {y} A lacks."),
+        (x, 0) => format!("Yes: the network of A ({a}) is the likely cause: {x} host(s) fail there and not in B ({b}){}.", resigned(worse_a)),
+        (0, y) => format!("Yes, but the other way round: {y} host(s) fail in B ({b}) and not in A ({a}){}.", resigned(worse_b)),
+        (x, y) => format!("Partly: {x} host(s) fail only in A ({a}), {y} only in B ({b})."),
     }
 }
 
@@ -284,9 +351,17 @@ fn round(v: f64) -> f64 {
 
 /// Plain text: the answer first, then each section.
 pub fn text(c: &Comparison) -> String {
-    let mut out = format!("{}\n\nA = {}\nB = {}\n", c.answer, c.a, c.b);
+    let warning = c
+        .warning
+        .as_deref()
+        .map_or(String::new(), |w| format!("{w}\n"));
+    let mut out = format!(
+        "{warning}{}\n\nA = {} ({})\nB = {} ({})\n",
+        c.answer, c.a_label, c.a, c.b_label, c.b
+    );
     if !c.hosts.is_empty() {
-        let _ = writeln!(out, "\nhosts that differ:\n{:<40} {:<40} B", "host", "A");
+        let (a, b) = (format!("A: {}", c.a_label), format!("B: {}", c.b_label));
+        let _ = writeln!(out, "\nhosts that differ:\n{:<40} {:<40} {b}", "host", a);
         for h in &c.hosts {
             let _ = writeln!(out, "{:<40} {:<40} {}", h.host, h.a, h.b);
         }
@@ -317,8 +392,8 @@ pub fn text(c: &Comparison) -> String {
     if !c.latency.is_empty() {
         let _ = writeln!(
             out,
-            "\nlatency (connect + wait, mean):\n{:<40} {:>10} {:>10} {:>10}",
-            "host", "A ms", "B ms", "A adds"
+            "\nlatency (connect + wait, mean; A = {}, B = {}):\n{:<40} {:>10} {:>10} {:>10}",
+            c.a_label, c.b_label, "host", "A ms", "B ms", "A adds"
         );
         for l in &c.latency {
             let _ = writeln!(
@@ -370,13 +445,23 @@ pub fn html(c: &Comparison) -> String {
             l.b_ms
         );
     }
+    let warning = c.warning.as_deref().map_or(String::new(), |w| {
+        format!("<p class=\"verdict\" id=\"warning\">{}</p>", esc(w))
+    });
+    let good = c.answer.starts_with("No:");
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>diagproxy compare</title><style>body{{font:14px system-ui,sans-serif;margin:2em}}\
-         table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}.answer{{font-size:1.2em;padding:.6em;background:#f4f4f4}}</style></head>\
-         <body><h1>diagproxy compare</h1><p class=\"answer\" id=\"answer\">{}</p><table><tr><th>what</th><th>A: {}</th><th>B: {}</th></tr>{rows}</table></body></html>\n",
-        esc(&c.answer),
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>diagproxy compare</title><style>{}</style></head>\
+         <body><h1>diagproxy compare</h1><p class=\"meta\">A = <code>{}</code> ({}), B = <code>{}</code> ({})</p>{warning}\
+         <p class=\"verdict{}\" id=\"answer\">{}</p><table><thead><tr><th>what</th><th>A: {}</th><th>B: {}</th></tr></thead><tbody>{rows}</tbody></table></body></html>\n",
+        super::html::STYLE,
+        esc(&c.a_label),
         esc(&c.a),
-        esc(&c.b)
+        esc(&c.b_label),
+        esc(&c.b),
+        if good { " good" } else { "" },
+        esc(&c.answer),
+        esc(&c.a_label),
+        esc(&c.b_label)
     )
 }
 
@@ -432,11 +517,17 @@ mod tests {
     #[test]
     fn a_block_and_a_resigned_chain_on_the_company_network() {
         let c = compare(&fixtures::session(), &hotspot());
+        // Counts that add up: two hosts fail only on A, one of them by its re-signed chain.
         assert!(
-            c.answer.starts_with("Yes: the network of session A"),
+            c.answer.starts_with("Yes: the network of A (")
+                && c.answer.contains("2 host(s) fail there and not in B")
+                && c.answer
+                    .ends_with("1 of them because that network re-signs their TLS."),
             "{}",
             c.answer
         );
+        assert_eq!(c.hosts.len(), 2, "{:?}", c.hosts);
+        assert!(c.warning.is_none());
         let upload = c
             .hosts
             .iter()
@@ -458,7 +549,15 @@ mod tests {
         assert!(chain.ca_key_differs);
         let text = text(&c);
         assert_eq!(text.lines().next().unwrap(), c.answer);
-        assert!(html(&c).contains("id=\"answer\""));
+        // Columns say which folder is which.
+        let header = format!("A: {}", c.a_label);
+        assert!(
+            text.contains(&header) && text.contains(&format!("B: {}", c.b_label)),
+            "{text}"
+        );
+        let page = html(&c);
+        assert!(page.contains("id=\"answer\"") && page.contains(&format!("<th>{header}</th>")));
+        assert!(page.contains(".verdict{"), "styled like the report");
         let cdn = c
             .latency
             .iter()
@@ -474,6 +573,13 @@ mod tests {
     fn the_same_failures_on_both_networks_are_not_the_network() {
         let c = compare(&fixtures::session(), &fixtures::session());
         assert!(c.answer.starts_with("No: the same"), "{}", c.answer);
+        // The same session twice (same id) is said to be meaningless, first.
+        let warning = c.warning.as_deref().unwrap();
+        assert!(
+            warning.starts_with("Warning: A and B are the same session"),
+            "{warning}"
+        );
+        assert!(text(&c).starts_with(warning));
         assert!(c.chains.is_empty() && c.responses.is_empty());
     }
 }

@@ -11,7 +11,8 @@ use crate::session::event::Event;
 use crate::session::livelog::{bytes, duration};
 use crate::session::summary::HostStats;
 
-const STYLE: &str = "
+/// The reports' look, shared with `compare --html`.
+pub const STYLE: &str = "
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#1b1b1b}
 h1{font-size:1.5em;margin:0}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ccc}
 .meta{color:#555}.verdict{font-size:1.2em;padding:.8em 1em;border-left:6px solid #b00;background:#fdecec;margin:1em 0}
@@ -42,7 +43,7 @@ pub fn render(session: &Session) -> String {
     let mut out = String::new();
     let info = session.info();
     let verdict = session.summary.verdict();
-    let good = verdict.starts_with("No problem");
+    let good = verdict.starts_with("No problem") || verdict.starts_with("Nothing that stops");
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>diagproxy report {}</title><style>{STYLE}</style></head><body>\
