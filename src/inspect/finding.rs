@@ -136,6 +136,37 @@ impl FindingKind {
     pub fn is_error(self) -> bool {
         self.severity() <= 3
     }
+
+    /// The kind in words, for people who do not read identifiers (the report's first page).
+    pub fn in_words(self) -> &'static str {
+        use FailureKind as F;
+        use FindingKind as K;
+        match self {
+            K::TlsInspection => "TLS re-signed (inspection)",
+            K::UntrustedCertificate => "untrusted certificate",
+            K::ClientRejectedCa => "the client refused diagproxy's CA",
+            K::BlockPage => "blocked (block page)",
+            K::RedirectOffAllowlist => "redirected off the allowlist",
+            K::UnexpectedContent => "unexpected answer (rewritten or cut)",
+            K::ProxyHeader => "passes a security proxy",
+            K::CloudflareChallenge => "Cloudflare challenge",
+            K::NonTlsInTunnel => "plain-HTTP answer where TLS was due",
+            K::ResetAfterClientHello => "reset after the host was named (SNI filter)",
+            K::NoServerHello => "silently dropped after the host was named",
+            K::DnsSinkhole => "DNS answers with a block address",
+            K::UpstreamError => "server error (5xx)",
+            K::Failure(F::DnsFailed) => "name does not resolve",
+            K::Failure(F::ConnectRefused) => "connection refused",
+            K::Failure(F::ConnectTimeout) => "connection timed out",
+            K::Failure(F::ConnectFailed) => "connection failed",
+            K::Failure(F::Reset) => "connection reset",
+            K::Failure(F::UpstreamProxyRefused) => "refused by the corporate proxy",
+            K::Failure(F::UpstreamProxyAuth) => "the corporate proxy wants sign-in",
+            K::Failure(F::TlsFailed) => "TLS handshake failed",
+            K::Failure(F::HttpError) => "broken HTTP answer",
+            K::Failure(F::Timeout) => "no answer in time",
+        }
+    }
 }
 
 /// The most serious of `findings` (the first seen among equals).
@@ -149,6 +180,14 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Option<&'a 
 }
 
 impl Finding {
+    /// The kind in words, with the vendor ("blocked (block page) by Zscaler").
+    pub fn in_words(&self) -> String {
+        match &self.vendor {
+            Some(v) => format!("{} — {v}", self.kind.in_words()),
+            None => self.kind.in_words().to_string(),
+        }
+    }
+
     /// `kind (vendor)`, as tables show a finding in one cell.
     pub fn label(&self) -> String {
         match &self.vendor {

@@ -27,6 +27,10 @@ pub struct Profile {
     pub description: String,
     /// The hosts, in the order a report lists them.
     pub entries: Vec<Entry>,
+    /// What users can do with ChatGPT, each with the allowlist entries it needs: the
+    /// report's first page shows one tile per capability.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
     /// What each failure kind means and what to check next.
     #[serde(default)]
     pub failures: BTreeMap<FailureKind, FailureHint>,
@@ -72,6 +76,14 @@ pub struct Entry {
     pub remedy: String,
     /// `published` (the allowlist itself) or `guidance` (named elsewhere in the guidance).
     #[serde(default)]
+    pub source: String,
+}
+
+/// A capability ("Voice") and the allowlist entries (patterns, as in `entries`) it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capability {
+    pub name: String,
+    pub entries: Vec<String>,
     pub source: String,
 }
 
@@ -221,6 +233,18 @@ impl Profile {
                 return Err(ProfileError::BadPattern(entry.pattern.clone()));
             }
             map.entry(name).or_insert(i);
+        }
+        for capability in &profile.capabilities {
+            if let Some(missing) = capability
+                .entries
+                .iter()
+                .find(|p| !profile.entries.iter().any(|e| &e.pattern == *p))
+            {
+                return Err(ProfileError::BadPattern(format!(
+                    "{missing} (capability {:?} names it, but no entry has that pattern)",
+                    capability.name
+                )));
+            }
         }
         Ok(profile)
     }

@@ -414,14 +414,27 @@ async fn upgrade(
         ctx.state.recorder.record(Event::Request(Box::new(event)));
         return response.map(|b| b.boxed_unsync_to_box());
     }
-    let on_upstream = hyper::upgrade::on(&mut response);
+    let ends = (on_downstream, hyper::upgrade::on(&mut response));
+    tokio::spawn(relay_websocket(ends, &ctx, event, started));
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, empty())
+}
+
+/// Relays an upgraded connection (a WebSocket) both ways until it ends, then records its
+/// request with the bytes and the whole lifetime; the tunnel's line waits for it (`upgraded`).
+fn relay_websocket(
+    (on_downstream, on_upstream): (hyper::upgrade::OnUpgrade, hyper::upgrade::OnUpgrade),
+    ctx: &Arc<Ctx>,
+    mut event: RequestEvent,
+    started: Instant,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let state = ctx.state.clone();
     let guard = OpenGuard::new(&state);
     let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
     if let Ok(mut upgraded) = ctx.upgraded.lock() {
         *upgraded = Some(on_close);
     }
-    tokio::spawn(async move {
+    async move {
         let _open = (guard, closed);
         if let (Ok(down), Ok(up)) = tokio::join!(on_downstream, on_upstream) {
             let spliced = super::relay::streams(
@@ -446,9 +459,7 @@ async fn upgrade(
         }
         event.timings.total_ms = ms(started.elapsed());
         state.recorder.record(Event::Request(Box::new(event)));
-    });
-    let (parts, _) = response.into_parts();
-    Response::from_parts(parts, empty())
+    }
 }
 
 /// `Incoming` → the proxy's body type, for bodies passed along unwatched.

@@ -5,10 +5,9 @@
 
 use std::fmt::Write;
 
-use super::{esc, parse_ts, Session};
+use super::{esc, Session};
 use crate::profile::Entry;
-use crate::session::event::Event;
-use crate::session::livelog::{bytes, duration};
+use crate::session::livelog::bytes;
 use crate::session::summary::HostStats;
 
 /// The reports' look, shared with `compare --html`.
@@ -22,9 +21,16 @@ th{background:#f4f4f4;cursor:pointer}tr.ok td:first-child{border-left:5px solid 
 tr.warn td:first-child{border-left:5px solid #d4a017}tr.untouched{color:#777}tr.untouched td:first-child{border-left:5px solid #ccc}
 .tag{display:inline-block;padding:0 6px;border-radius:3px;font-size:.85em;background:#eee}.tag.fail{background:#fbd5d5}.tag.warn{background:#fbefc4}.tag.ok{background:#d3f0dc}
 .finding{border:1px solid #e3c0c0;border-radius:4px;padding:.6em 1em;margin:.6em 0}.finding h3{margin:0 0 .3em;font-size:1em}
-code{font:12px ui-monospace,Menlo,monospace;background:#f6f6f6;padding:1px 4px;word-break:break-all}
+code{font:12px ui-monospace,Menlo,monospace;background:#f6f6f6;padding:1px 4px;overflow-wrap:anywhere}
+.host,code.host{white-space:nowrap;overflow-wrap:normal}
+.counts{font-size:1.05em}.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(13em,1fr));gap:.6em;margin:.8em 0 1.5em}
+.tile{border:1px solid #ddd;border-left:6px solid #ccc;border-radius:4px;padding:.5em .8em}.tile-name{font-weight:600}
+.tile.ok{border-left-color:#1a7f37}.tile.fail{border-left-color:#b00;background:#fdecec}.tile.warn{border-left-color:#d4a017}.tile.untouched{color:#666}
+.tile-state{font-size:1.1em}.tile-detail{font-size:.85em;color:#444}details summary{cursor:pointer;margin:.5em 0}
 .wf{position:relative;height:14px;background:#f7f7f7;min-width:300px}.wf span{position:absolute;top:2px;height:10px}
 .w-dns{background:#1f8a8a}.w-connect{background:#e07b00}.w-ssl{background:#a04cd0}.w-wait{background:#2c7be5}.w-receive{background:#3aa757}.w-fail{background:#b00}
+.w-block{background:repeating-linear-gradient(45deg,#b00 0 4px,#f3b3b3 4px 8px)}.wf .w-gap{top:0;height:14px;width:3px;background:#fff;border-left:1px dashed #999;border-right:1px dashed #999}
+tr.blocked td:first-child{border-left:5px solid #b00}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
 #filter{margin:.4em 0;padding:4px;width:20em}
 @media print{#filter{display:none}body{margin:1cm}.finding{break-inside:avoid}th{cursor:auto}}
@@ -59,17 +65,19 @@ pub fn render(session: &Session) -> String {
         if good { " good" } else { "" },
         esc(&verdict)
     );
+    super::overview::render(&mut out, session);
+    findings(&mut out, session);
     out.push_str("<input id=\"filter\" placeholder=\"filter hosts…\" aria-label=\"filter hosts\">");
     allowlist_table(&mut out, session);
     other_hosts(&mut out, session);
-    findings(&mut out, session);
-    waterfall(&mut out, session);
+    super::waterfall::render(&mut out, session);
     chains(&mut out, session);
     let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
     out
 }
 
-/// The state of an allowlist entry, from the hosts it covered.
+/// The state of an allowlist entry, from the hosts it covered: its class and, in words,
+/// what happened (the same severity order as everywhere: errors fail, the rest warn).
 fn entry_state(hosts: &[&HostStats]) -> (&'static str, String) {
     if hosts.is_empty() {
         return (
@@ -77,32 +85,23 @@ fn entry_state(hosts: &[&HostStats]) -> (&'static str, String) {
             "not touched in this session (not tested)".into(),
         );
     }
-    let mut kinds: Vec<String> = hosts
-        .iter()
-        .flat_map(|h| h.failures.keys().map(|k| k.to_string()))
-        .collect();
-    kinds.extend(
-        hosts
-            .iter()
-            .flat_map(|h| h.findings.iter().map(|f| f.kind.to_string())),
-    );
-    kinds.sort();
-    kinds.dedup();
-    let blocking = kinds.iter().any(|k| {
-        !matches!(
-            k.as_str(),
-            "tls_inspection" | "proxy_header" | "cloudflare_challenge" | "client_rejected_ca"
-        )
-    });
-    match (kinds.is_empty(), blocking) {
+    let mut words: Vec<String> = Vec::new();
+    let mut found: Vec<&crate::inspect::Finding> = hosts.iter().flat_map(|h| &h.findings).collect();
+    found.sort_by_key(|f| f.kind.severity());
+    for f in found {
+        let said = f.in_words();
+        if !words.contains(&said) {
+            words.push(said);
+        }
+    }
+    match (words.is_empty(), hosts.iter().any(|h| h.is_failing())) {
         (true, _) => ("ok", "worked".into()),
-        (false, true) => ("fail", kinds.join(", ")),
-        (false, false) => ("warn", kinds.join(", ")),
+        (false, true) => ("fail", words.join("; ")),
+        (false, false) => ("warn", words.join("; ")),
     }
 }
 
 fn allowlist_table(out: &mut String, session: &Session) {
-    out.push_str("<h2>Allowlist</h2><table class=\"sortable filterable\" id=\"allowlist\"><thead><tr><th>entry</th><th>purpose</th><th>touched</th><th>outcome</th><th>TLS verdict</th><th>issuer</th><th>vendor</th></tr></thead><tbody>\n");
     type Row<'a> = (&'a Entry, Vec<&'a HostStats>, &'static str, String);
     let mut rows: Vec<Row> = session
         .profile
@@ -118,52 +117,98 @@ fn allowlist_table(out: &mut String, session: &Session) {
             (entry, hosts, class, outcome)
         })
         .collect();
-    // What needs attention first, then what worked, then what was not tested.
+    // What needs attention first, then what worked; what was not tested folds away.
     rows.sort_by_key(|(_, _, class, _)| {
         ["fail", "warn", "ok", "untouched"]
             .iter()
             .position(|c| c == class)
     });
-    for (entry, hosts, class, outcome) in rows {
-        let touched: Vec<String> = hosts
-            .iter()
-            .map(|h| format!("{}:{}", h.host, h.port))
-            .collect();
-        let tls = hosts.iter().find_map(|h| h.tls.as_ref());
-        let tls_error = hosts.iter().find_map(|h| h.tls_error.as_deref());
-        let (verdict, issuer, vendor) = match (tls, tls_error) {
-            (Some(t), _) => (
-                t.verdict.as_str().to_string(),
-                t.issuer.clone(),
-                t.vendor.clone().unwrap_or_else(|| "-".into()),
-            ),
-            (None, Some(e)) => (format!("could not check: {e}"), "-".into(), "-".into()),
-            (None, None) if hosts.is_empty() => ("not checked".into(), "-".into(), "-".into()),
-            (None, None) => (
-                "not checked (plain HTTP or no TLS seen)".into(),
-                "-".into(),
-                "-".into(),
-            ),
-        };
-        let tls_class = match verdict.as_str() {
-            "public" => "ok",
-            "inspected" => "warn",
-            "untrusted" => "fail",
-            _ => "",
-        };
-        let _ = writeln!(
-            out,
-            "<tr class=\"{class}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td><span class=\"tag {class}\">{}</span></td><td><span class=\"tag {tls_class}\">{}</span></td><td>{}</td><td>{}</td></tr>",
-            esc(&entry.pattern),
-            esc(&entry.purpose),
-            if touched.is_empty() { "no".to_string() } else { esc(&touched.join(", ")) },
-            esc(&outcome),
-            esc(&verdict),
-            esc(&issuer),
-            esc(&vendor)
-        );
+    let head = "<thead><tr><th>entry</th><th>purpose</th><th>touched</th><th>outcome</th><th>TLS verdict</th><th>issuer</th><th>vendor</th></tr></thead><tbody>\n";
+    let _ = write!(
+        out,
+        "<h2>Allowlist</h2><table class=\"sortable filterable\" id=\"allowlist\">{head}"
+    );
+    let untouched = rows.iter().filter(|r| r.2 == "untouched").count();
+    for (entry, hosts, class, outcome) in &rows {
+        if *class == "untouched" {
+            continue;
+        }
+        out.push_str(&entry_row(entry, hosts, class, outcome));
     }
     out.push_str("</tbody></table>\n");
+    if untouched > 0 {
+        let _ = write!(
+            out,
+            "<details id=\"untouched\"><summary>{untouched} allowlist entries not touched in this session (not tested)</summary><table class=\"filterable\">{head}"
+        );
+        for (entry, hosts, class, outcome) in rows.iter().filter(|r| r.2 == "untouched") {
+            out.push_str(&entry_row(entry, hosts, class, outcome));
+        }
+        out.push_str("</tbody></table></details>\n");
+    }
+}
+
+/// One allowlist row; the TLS cells name each host when the entry's hosts differ.
+fn entry_row(entry: &Entry, hosts: &[&HostStats], class: &str, outcome: &str) -> String {
+    let touched: Vec<String> = hosts
+        .iter()
+        .map(|h| format!("{}:{}", h.host, h.port))
+        .collect();
+    let (verdict, issuer, vendor) = tls_cells(hosts);
+    let tls_class = match verdict.as_str() {
+        "public" => "ok",
+        "inspected" => "warn",
+        "untrusted" => "fail",
+        _ => "",
+    };
+    format!(
+        "<tr class=\"{class}\"><td><code class=\"host\">{}</code></td><td>{}</td><td class=\"host\">{}</td><td><span class=\"tag {class}\">{}</span></td><td><span class=\"tag {tls_class}\">{}</span></td><td>{}</td><td>{}</td></tr>\n",
+        esc(&entry.pattern),
+        esc(&entry.purpose),
+        if touched.is_empty() { "no".to_string() } else { esc(&touched.join(", ")) },
+        esc(outcome),
+        esc(&verdict),
+        esc(&issuer),
+        esc(&vendor)
+    )
+}
+
+/// The TLS verdict, issuer and vendor of an entry's hosts: one value when they agree, else
+/// each host with its own.
+fn tls_cells(hosts: &[&HostStats]) -> (String, String, String) {
+    let per_host: Vec<(String, String, String, String)> = hosts
+        .iter()
+        .map(|h| {
+            let (v, i, d) = match (&h.tls, &h.tls_error) {
+                (Some(t), _) => (
+                    t.verdict.as_str().to_string(),
+                    t.issuer.clone(),
+                    t.vendor.clone().unwrap_or_else(|| "-".into()),
+                ),
+                (None, Some(e)) => (format!("could not check: {e}"), "-".into(), "-".into()),
+                (None, None) => (
+                    "not checked (plain HTTP or no TLS seen)".into(),
+                    "-".into(),
+                    "-".into(),
+                ),
+            };
+            (h.host.clone(), v, i, d)
+        })
+        .collect();
+    let Some(first) = per_host.first() else {
+        return ("not checked".into(), "-".into(), "-".into());
+    };
+    if per_host.iter().all(|p| p.1 == first.1 && p.2 == first.2) {
+        return (first.1.clone(), first.2.clone(), first.3.clone());
+    }
+    let each = |pick: fn(&(String, String, String, String)) -> &String| {
+        per_host
+            .iter()
+            .map(|p| format!("{}: {}", p.0, pick(p)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    (each(|p| &p.1), each(|p| &p.2), each(|p| &p.3))
 }
 
 fn other_hosts(out: &mut String, session: &Session) {
@@ -225,111 +270,6 @@ fn findings(out: &mut String, session: &Session) {
     out.push_str("</div>\n");
 }
 
-/// One row per request or tunnel: DNS, connect, TLS, wait and receive bars on the session's
-/// time axis.
-/// A browser renders a few thousand waterfall rows comfortably; a long session has more.
-const WATERFALL_ROWS: usize = 2000;
-
-/// One waterfall row: start (ms after the session's), label, phase lengths (DNS, connect,
-/// TLS, wait, receive), total, failed.
-type Row = (f64, String, [f64; 5], f64, bool);
-
-/// The rows of every request and tunnel, in event order.
-fn waterfall_rows(session: &Session, start: f64) -> Vec<Row> {
-    session
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Request(r) => {
-                let t = &r.timings;
-                let phases = [
-                    t.dns_ms.unwrap_or(0.0),
-                    t.connect_ms.unwrap_or(0.0),
-                    t.ssl_ms.unwrap_or(0.0),
-                    t.wait_ms.unwrap_or(0.0),
-                    t.receive_ms.unwrap_or(0.0),
-                ];
-                Some((
-                    parse_ts(&r.ts)? - start,
-                    format!("{} {}", r.method, r.url),
-                    phases,
-                    t.total_ms,
-                    r.failure.is_some(),
-                ))
-            }
-            Event::Tunnel(t) => {
-                let tm = &t.timings;
-                let setup = tm.connect_ms.unwrap_or(0.0) + tm.proxy_connect_ms.unwrap_or(0.0);
-                let wait = tm.wait_ms.unwrap_or(0.0);
-                let rest = (tm.total_ms - tm.dns_ms.unwrap_or(0.0) - setup - wait).max(0.0);
-                let phases = [tm.dns_ms.unwrap_or(0.0), setup, 0.0, wait, rest];
-                Some((
-                    parse_ts(&t.ts)? - start,
-                    format!("CONNECT {}:{} ({})", t.host_name(), t.port, t.mode),
-                    phases,
-                    tm.total_ms,
-                    t.failure.is_some(),
-                ))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-fn waterfall(out: &mut String, session: &Session) {
-    let start = session.start_ms();
-    let mut rows = waterfall_rows(session, start);
-    out.push_str("<h2>Waterfall</h2><p class=\"legend\"><span class=\"w-dns\"></span>DNS<span class=\"w-connect\"></span>connect<span class=\"w-ssl\"></span>TLS<span class=\"w-wait\"></span>wait<span class=\"w-receive\"></span>receive / open<span class=\"w-fail\"></span>failed</p>");
-    if rows.is_empty() {
-        out.push_str("<p>No requests or tunnels were recorded.</p>");
-        return;
-    }
-    let recorded = rows.len();
-    if recorded > WATERFALL_ROWS {
-        // The failed ones first, then the earliest; shown in time order.
-        rows.sort_by_key(|row| !row.4);
-        rows.truncate(WATERFALL_ROWS);
-        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let _ = write!(
-            out,
-            "<p>{WATERFALL_ROWS} of {recorded} requests and tunnels shown (every failed one first, then the earliest); all are in <code>session.har</code> and <code>events.jsonl</code>.</p>"
-        );
-    }
-    let span = rows
-        .iter()
-        .map(|(at, _, _, total, _)| at + total)
-        .fold(1.0_f64, f64::max);
-    out.push_str("<table id=\"waterfall\"><thead><tr><th>what</th><th>time</th><th style=\"width:55%\">timeline</th></tr></thead><tbody>\n");
-    for (at, label, phases, total, failed) in rows {
-        let mut bars = String::new();
-        let mut left = at;
-        for (phase, class) in phases
-            .iter()
-            .zip(["dns", "connect", "ssl", "wait", "receive"])
-        {
-            if *phase > 0.0 {
-                let class = if failed {
-                    "w-fail".to_string()
-                } else {
-                    format!("w-{class}")
-                };
-                let _ = write!(bars, "<span class=\"{class}\" title=\"{class} {}\" style=\"left:{:.3}%;width:{:.3}%\"></span>", duration(*phase), left / span * 100.0, (phase / span * 100.0).max(0.15));
-                left += phase;
-            }
-        }
-        if bars.is_empty() {
-            let _ = write!(
-                bars,
-                "<span class=\"{}\" style=\"left:{:.3}%;width:0.3%\"></span>",
-                if failed { "fail" } else { "wait" },
-                at / span * 100.0
-            );
-        }
-        let _ = writeln!(out, "<tr class=\"wf-row\"><td><code>{}</code></td><td>{}</td><td><div class=\"wf\">{bars}</div></td></tr>", esc(&label), duration(total));
-    }
-    out.push_str("</tbody></table>\n");
-}
-
 fn chains(out: &mut String, session: &Session) {
     out.push_str("<h2>Certificate chains</h2>");
     let mut any = false;
@@ -370,40 +310,7 @@ fn chains(out: &mut String, session: &Session) {
 mod tests {
     use super::*;
     use crate::report::fixtures;
-
-    #[test]
-    fn a_long_session_shows_a_bounded_waterfall_with_every_failure() {
-        use crate::failure::{Failure, FailureKind, Side};
-        let mut events = fixtures::events();
-        let request = events
-            .iter()
-            .find_map(|e| match e {
-                Event::Request(r) if r.failure.is_none() => Some(r.clone()),
-                _ => None,
-            })
-            .unwrap();
-        let late = WATERFALL_ROWS + 400;
-        for i in 0..WATERFALL_ROWS + 500 {
-            let mut r = request.clone();
-            r.url = format!("http://example.test/n{i}/");
-            if i == late {
-                r.failure = Some(Failure::new(FailureKind::Reset, Side::Upstream, "late"));
-            }
-            events.push(Event::Request(r));
-        }
-        let html = render(&fixtures::session_of(&events));
-        let recorded = events
-            .iter()
-            .filter(|e| matches!(e, Event::Request(_) | Event::Tunnel(_)))
-            .count();
-        assert!(html.contains(&format!("{WATERFALL_ROWS} of {recorded} requests")));
-        assert_eq!(html.matches("class=\"wf-row\"").count(), WATERFALL_ROWS);
-        assert!(
-            html.contains(&format!("example.test/n{late}/")),
-            "the late failure"
-        );
-        assert!(!html.contains(&format!("example.test/n{}/", late + 1)));
-    }
+    use crate::session::event::Event;
 
     #[test]
     fn report_has_verdict_tables_findings_waterfall_and_no_external_resources() {
@@ -414,19 +321,29 @@ mod tests {
             "verdict"
         );
         assert!(
-            html.contains("<code>files.oaiusercontent.com</code>")
-                && html.contains("upstream_proxy_refused"),
-            "allowlist row"
+            html.contains("<code class=\"host\">files.oaiusercontent.com</code>")
+                && html.contains("blocked (block page) — Fortinet FortiGuard"),
+            "allowlist row, its outcome in words"
         );
         assert!(
             html.contains("not touched in this session (not tested)"),
             "honest untouched state"
         );
+        // A manager's order: verdict, tiles, findings, then the allowlist with the untouched
+        // entries folded under one line.
+        let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        assert!(at("id=\"verdict\"") < at("id=\"tiles\""));
+        assert!(at("id=\"tiles\"") < at("id=\"findings\""));
+        assert!(at("id=\"findings\"") < at("id=\"allowlist\""));
+        assert!(at("id=\"allowlist\"") < at("<details id=\"untouched\">"));
+        assert!(
+            html.contains("allowlist entries not touched in this session (not tested)</summary>")
+        );
         assert!(
             html.contains("class=\"tag warn\">inspected"),
             "inspected verdict shown"
         );
-        assert!(html.contains("class=\"wf-row\""), "waterfall");
+        assert!(html.contains("<tr class=\"wf-row"), "waterfall");
         assert!(
             html.contains("Reproduce without diagproxy"),
             "reproduce command"

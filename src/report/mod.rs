@@ -7,6 +7,8 @@ pub mod compare;
 pub mod har;
 pub mod html;
 pub mod markdown;
+pub mod overview;
+pub mod waterfall;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};

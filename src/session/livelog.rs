@@ -259,7 +259,8 @@ fn allow(entry: Option<&str>) -> &str {
     entry.unwrap_or("other")
 }
 
-fn end(end: TunnelEnd) -> &'static str {
+/// How a tunnel ended, in words.
+pub fn end(end: TunnelEnd) -> &'static str {
     match end {
         TunnelEnd::DownstreamClosed => "closed by client",
         TunnelEnd::UpstreamClosed => "closed by server",
