@@ -693,3 +693,40 @@ async fn a_connect_by_ip_is_filed_under_the_name_its_client_hello_asked_for() {
     let row = session.host("chatgpt.com", origin.port());
     assert_eq!(row["allowlist"], "*.chatgpt.com");
 }
+
+#[tokio::test]
+async fn a_request_still_waiting_when_the_session_ends_is_recorded() {
+    let silent = silent_server().await;
+    let proxy = Proxy::start(&["--grace", "300ms", "--response-timeout", "60s"]).await;
+    let url = format!("http://{silent}/slow");
+    let waiting = tokio::spawn({
+        let addr = proxy.addr;
+        let url = url.clone();
+        async move { get(addr, &url).await }
+    });
+    // Poll the status page until the request is open (no sleeping on a guess).
+    let status = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut open = String::new();
+    for _ in 0..200 {
+        open = raw_exchange(proxy.addr, status).await;
+        if open.contains(" 1 open now") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(open.contains(" 1 open now"), "{open}");
+    let session = proxy.stop().await;
+    waiting.abort();
+    let requests = session.events_of("request");
+    let event = requests
+        .iter()
+        .find(|e| e["url"] == url.as_str())
+        .unwrap_or_else(|| panic!("the waiting request was lost: {requests:#?}"));
+    assert!(event["status"].is_null());
+    assert_eq!(event["complete"], false);
+    let why = event["unfinished"].as_str().unwrap();
+    assert!(
+        why.starts_with("still waiting for the answer when the session ended, after"),
+        "{why}"
+    );
+}

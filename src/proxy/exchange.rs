@@ -42,9 +42,11 @@ pub fn relay(
     response: Response<Incoming>,
     mut event: RequestEvent,
     asked: Asked,
-    guard: OpenGuard,
+    mut guard: OpenGuard,
     on_complete: impl FnOnce() + Send + Sync + Unpin + 'static,
 ) -> Response<Body> {
+    // The answer's head came: the request is no longer waiting (its body is counted open).
+    guard.answered();
     let head_at = Instant::now();
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -193,6 +195,7 @@ pub fn begin_event(
         failure: None,
         findings: Vec::new(),
         block_page_body: None,
+        unfinished: None,
     }
 }
 

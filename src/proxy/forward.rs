@@ -44,7 +44,6 @@ pub async fn forward(
             return answer::refuse(&state, downstream, &method, &url, status, &reason)
         }
     };
-    let guard = OpenGuard::new(&state);
     let request_line = exchange::RequestLine {
         method,
         url: &url,
@@ -58,6 +57,7 @@ pub async fn forward(
         downstream,
         false,
     );
+    let guard = OpenGuard::request(&state, &event);
     let bytes_up = Arc::new(AtomicU64::new(0));
     let (request, key) = upstream_request(req, &authority, &state, bytes_up.clone());
     let exchange = exchange(request, &key, &state, &mut event);

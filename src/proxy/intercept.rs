@@ -307,7 +307,7 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         let on_downstream = hyper::upgrade::on(&mut req);
         return upgrade(req, on_downstream, ctx.clone(), event, started, wants_html).await;
     }
-    let guard = OpenGuard::new(state);
+    let guard = OpenGuard::request(state, &event);
     let bytes_up = Arc::new(AtomicU64::new(0));
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);

@@ -18,6 +18,7 @@ mod exchange;
 mod forward;
 mod h1;
 mod hop;
+mod in_flight;
 mod intercept;
 mod limits;
 mod origin;
@@ -43,7 +44,7 @@ use tokio::net::TcpListener;
 use crate::clock;
 use crate::config::{Config, Intercept};
 use crate::inspect::{explain, reproduce};
-use crate::session::event::{SessionEnd, SessionInfo};
+use crate::session::event::{Event, RequestEvent, SessionEnd, SessionInfo};
 use crate::session::livelog::Style;
 use crate::session::recorder::SharedSummary;
 use crate::session::summary::Summary;
@@ -79,6 +80,8 @@ pub struct State {
     pub verdicts: Mutex<VerdictCache>,
     /// `--max-connections` and `--header-timeout`, and what they did.
     pub limits: limits::Limits,
+    /// Requests waiting for their answer, recorded as unfinished if the session ends first.
+    pub in_flight: in_flight::InFlight,
 }
 
 pub type Shared = Arc<State>;
@@ -195,6 +198,9 @@ pub async fn run_announced(
     }
     drop(listener);
     let drained = controller.shutdown(state.config.grace).await;
+    for event in state.in_flight.unfinished() {
+        state.recorder.record(Event::Request(Box::new(event)));
+    }
     let end = SessionEnd {
         ended_at: clock::rfc3339(SystemTime::now()),
         unfinished: state.open.load(Ordering::Relaxed),
@@ -295,6 +301,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         trust: trust::ClientTrust::default(),
         verdicts: Mutex::default(),
         limits: limits::Limits::new(config_max),
+        in_flight: Default::default(),
     });
     Ok((state, ShutdownController::new()))
 }
@@ -419,18 +426,41 @@ impl Drop for Slot {
     }
 }
 
-/// Counts a tunnel or request as open while it lives.
-pub struct OpenGuard(Shared);
+/// Counts a tunnel or request as open while it lives; a request's is also in flight until
+/// its answer came (or it failed), so a session that ends first can record it.
+pub struct OpenGuard {
+    state: Shared,
+    /// The request's place in `state.in_flight`, while it waits.
+    waiting: Option<u64>,
+}
 
 impl OpenGuard {
     pub fn new(state: &Shared) -> OpenGuard {
         state.open.fetch_add(1, Ordering::Relaxed);
-        OpenGuard(state.clone())
+        OpenGuard {
+            state: state.clone(),
+            waiting: None,
+        }
+    }
+
+    /// The guard of a request as it begins.
+    pub fn request(state: &Shared, event: &RequestEvent) -> OpenGuard {
+        let mut guard = OpenGuard::new(state);
+        guard.waiting = Some(state.in_flight.add(event));
+        guard
+    }
+
+    /// The answer came (or the request failed and is recorded): no longer in flight.
+    pub fn answered(&mut self) {
+        if let Some(id) = self.waiting.take() {
+            self.state.in_flight.remove(id);
+        }
     }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.answered();
+        self.state.open.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -70,6 +70,7 @@ pub fn events() -> Vec<Event> {
         findings: Vec::new(),
         failure: None,
         block_page_body: None,
+        unfinished: None,
     };
     let mut blocked = Failure::new(
         FailureKind::UpstreamProxyRefused,

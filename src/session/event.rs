@@ -259,6 +259,10 @@ pub struct RequestEvent {
     /// saw, for the HAR's `content.text`. Never kept for any other answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_page_body: Option<String>,
+    /// Set when the session ended before the answer came: what it was waiting for, and
+    /// for how long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfinished: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

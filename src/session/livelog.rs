@@ -147,6 +147,10 @@ fn request_line(r: &RequestEvent, profile: &Profile) -> String {
         (Some(f), _) => {
             let _ = write!(s, " FAILED {} [{}]", f, allow(r.allowlist.as_deref()));
         }
+        (None, None) if r.unfinished.is_some() => {
+            let why = r.unfinished.as_deref().unwrap_or_default();
+            let _ = write!(s, " UNFINISHED {why} [{}]", allow(r.allowlist.as_deref()));
+        }
         (None, status) => {
             let cut = if r.complete { "" } else { " (body cut off)" };
             let _ = write!(

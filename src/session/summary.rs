@@ -638,6 +638,7 @@ mod tests {
                 headers: None,
                 failure: None,
                 block_page_body: None,
+                unfinished: None,
                 findings: Vec::new(),
             }))
         };

@@ -137,13 +137,15 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
     pub(super) async fn forward(&mut self, mut head: RequestHead) -> After {
         let started = Instant::now();
         let state = self.state.clone();
-        let _open = OpenGuard::new(&state);
         let (mut event, asked) = self.begin(&mut head, started);
+        let mut open = OpenGuard::request(&state, &event);
         let sent = tokio::time::timeout(
             state.config.response_timeout,
             self.send(&head, &mut event, &asked.bytes_up),
         )
         .await;
+        // The answer's head came, or the request failed: either way it is recorded now.
+        open.answered();
         let result = sent.unwrap_or_else(|_| {
             let detail = format!(
                 "no response head within {:?}",
