@@ -746,6 +746,38 @@ impl TestCa {
     pub fn pem(&self) -> String {
         self.cert.pem()
     }
+
+    /// A root with a full distinguished name as products write theirs: `(type, value)` pairs.
+    pub fn root_named(dn: &[(rcgen::DnType, &str)]) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        for (kind, value) in dn {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        TestCa { cert, key }
+    }
+
+    /// A leaf for `names` shaped by `shape` (validity, extensions) before it is signed.
+    pub fn leaf_shaped(
+        &self,
+        names: &[&str],
+        shape: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> (
+        rustls::pki_types::CertificateDer<'static>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        shape(&mut params);
+        let cert = params.signed_by(&key, &self.cert, &self.key).expect("cert");
+        let der_key =
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+        (cert.der().clone(), der_key)
+    }
 }
 
 /// A TLS origin presenting exactly `chain`; answers one HTTP/1.1 request per connection.
