@@ -5,7 +5,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -22,14 +22,6 @@ pub struct Sight {
     pub died: bool,
 }
 
-/// A stream that copies the upstream's first bytes into a shared [`Sight`] until told the
-/// handshake is over (then a read costs one relaxed load more).
-pub struct Sighted<S> {
-    inner: S,
-    sight: Arc<Mutex<Sight>>,
-    done: Arc<AtomicBool>,
-}
-
 /// The watcher's handles: what was seen, and the switch that stops the watching.
 #[derive(Clone, Default)]
 pub struct Watch {
@@ -38,11 +30,12 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn wrap<S>(&self, inner: S) -> Sighted<S> {
-        Sighted {
+    /// `inner`, copying what it reads into this watch until [`Watch::finish`].
+    pub fn wrap<S>(&self, inner: S) -> Tapped<S> {
+        Tapped {
             inner,
-            sight: self.sight.clone(),
-            done: self.done.clone(),
+            watch: Some(self.clone()),
+            counts: None,
         }
     }
 
@@ -58,77 +51,39 @@ impl Watch {
             Err(_) => (Vec::new(), false),
         }
     }
-}
 
-impl<S: AsyncRead + Unpin> AsyncRead for Sighted<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+    /// Notes one read's outcome (`new`: the bytes it brought; `None`: an error).
+    fn saw(&self, new: Option<&[u8]>) {
         if self.done.load(Ordering::Relaxed) {
-            return result;
+            return;
         }
-        if let Ok(mut sight) = self.sight.lock() {
-            match &result {
-                Poll::Ready(Ok(())) if buf.filled().len() == before => sight.died = true,
-                Poll::Ready(Ok(())) => {
-                    let new = &buf.filled()[before..];
-                    let room = FIRST_UPSTREAM_KEPT.saturating_sub(sight.first.len());
-                    sight.first.extend_from_slice(&new[..new.len().min(room)]);
-                }
-                Poll::Ready(Err(_)) => sight.died = true,
-                Poll::Pending => {}
+        let Ok(mut sight) = self.sight.lock() else {
+            return;
+        };
+        match new {
+            Some([]) | None => sight.died = true,
+            Some(bytes) => {
+                let room = FIRST_UPSTREAM_KEPT.saturating_sub(sight.first.len());
+                sight.first.extend_from_slice(&bytes[..bytes.len().min(room)]);
             }
         }
-        result
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Sighted<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 
 /// Bytes read from and written to a stream, shared with whoever records them.
 #[derive(Clone, Default)]
 pub struct Counts {
-    pub read: Arc<std::sync::atomic::AtomicU64>,
-    pub written: Arc<std::sync::atomic::AtomicU64>,
+    pub read: Arc<AtomicU64>,
+    pub written: Arc<AtomicU64>,
 }
 
 impl Counts {
-    pub fn wrap<S>(&self, inner: S) -> Counted<S> {
-        Counted {
+    /// `inner`, counting its bytes into these counts.
+    pub fn wrap<S>(&self, inner: S) -> Tapped<S> {
+        Tapped {
             inner,
-            counts: self.clone(),
+            watch: None,
+            counts: Some(self.clone()),
         }
     }
 
@@ -141,13 +96,14 @@ impl Counts {
     }
 }
 
-/// A stream that counts its bytes into [`Counts`].
-pub struct Counted<S> {
+/// A stream with a tap on it: a [`Watch`] on what it reads, or [`Counts`] of its bytes.
+pub struct Tapped<S> {
     inner: S,
-    counts: Counts,
+    watch: Option<Watch>,
+    counts: Option<Counts>,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Tapped<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -155,22 +111,37 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        self.counts.read.fetch_add(n, Ordering::Relaxed);
+        let new = &buf.filled()[before..];
+        if let Some(counts) = &self.counts {
+            counts.read.fetch_add(new.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(watch) = &self.watch {
+            match &result {
+                Poll::Ready(Ok(())) => watch.saw(Some(new)),
+                Poll::Ready(Err(_)) => watch.saw(None),
+                Poll::Pending => {}
+            }
+        }
         result
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+impl<S: AsyncWrite + Unpin> Tapped<S> {
+    fn wrote(&self, result: &Poll<io::Result<usize>>) {
+        if let (Some(counts), Poll::Ready(Ok(n))) = (&self.counts, result) {
+            counts.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tapped<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = &result {
-            self.counts.written.fetch_add(*n as u64, Ordering::Relaxed);
-        }
+        self.wrote(&result);
         result
     }
 
@@ -188,9 +159,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &result {
-            self.counts.written.fetch_add(*n as u64, Ordering::Relaxed);
-        }
+        self.wrote(&result);
         result
     }
 
