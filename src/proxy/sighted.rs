@@ -64,7 +64,9 @@ impl Watch {
             Some([]) | None => sight.died = true,
             Some(bytes) => {
                 let room = FIRST_UPSTREAM_KEPT.saturating_sub(sight.first.len());
-                sight.first.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                sight
+                    .first
+                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
             }
         }
     }

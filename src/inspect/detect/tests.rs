@@ -586,3 +586,277 @@ fn dns_sinkholes() {
     assert!(dns_sinkhole("chatgpt.com", &["146.112.62.1".parse().unwrap()], &p).is_none());
     assert!(dns_sinkhole("localhost", &["127.0.0.1".parse().unwrap()], &p).is_none());
 }
+
+/// The block-page fixtures (written from each product's template, `tests/fixtures/blockpages`)
+/// with the status and headers they are served with and the vendor expected (`None`: the
+/// generic rule). The integration test serves them through the proxy; here they run
+/// straight through the detectors, so a broken rule fails the unit tests too.
+const FIXTURES: [(&str, u16, &[(&str, &str)], Option<&str>); 14] = [
+    (
+        include_str!("../../../tests/fixtures/blockpages/fortiguard.html"),
+        403,
+        &[],
+        Some("Fortinet FortiGuard"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/mcafee.html"),
+        403,
+        &[],
+        Some("McAfee / Skyhigh Web Gateway"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/umbrella.html"),
+        403,
+        &[],
+        Some("Cisco Umbrella"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/bluecoat.html"),
+        403,
+        &[],
+        Some("Broadcom Symantec / Blue Coat"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/zscaler-200.html"),
+        200,
+        &[("server", "Zscaler/6.2")],
+        Some("Zscaler"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/zscaler-web-page-blocked.html"),
+        403,
+        &[],
+        Some("Zscaler"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/barracuda.html"),
+        200,
+        &[],
+        Some("Barracuda Web Security Gateway"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/cisco-wsa.html"),
+        403,
+        &[],
+        Some("Cisco WSA"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/forcepoint.html"),
+        403,
+        &[],
+        Some("Forcepoint"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/panos.html"),
+        503,
+        &[],
+        Some("Palo Alto Networks PAN-DB"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/cloudflare-gateway.html"),
+        403,
+        &[],
+        Some("Cloudflare Gateway"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/iboss.html"),
+        403,
+        &[],
+        Some("iboss"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/sophos.html"),
+        403,
+        &[],
+        Some("Sophos Firewall"),
+    ),
+    (
+        include_str!("../../../tests/fixtures/blockpages/access-denied.html"),
+        403,
+        &[],
+        None,
+    ),
+];
+
+#[test]
+fn every_fixture_is_one_block_page_with_its_vendor_and_excerpt() {
+    for (html, status, head, vendor) in FIXTURES {
+        let mut head = head.to_vec();
+        head.push(("content-type", "text/html"));
+        let found = check("chatgpt.com", "/", status, &head, html);
+        assert_eq!(only(&found), ("block_page", vendor), "{html:.80}");
+        let excerpt = found[0].excerpt.as_deref().unwrap_or_default();
+        assert!(excerpt.len() > 20 && !excerpt.contains('<'), "{excerpt}");
+        // The same page from a host outside the profile: a vendor's page is still one, the
+        // generic rule (no vendor) only speaks for allowlisted hosts.
+        let elsewhere = check("intranet.example", "/", status, &head, html);
+        match vendor {
+            Some(v) => assert_eq!(only(&elsewhere), ("block_page", Some(v))),
+            None => assert!(elsewhere.is_empty(), "{elsewhere:#?}"),
+        }
+    }
+}
+
+#[test]
+fn the_generic_rule_needs_an_allowlisted_html_refusal_that_says_block() {
+    let html = |title: &str, text: &str| {
+        format!("<html><head><title>{title}</title></head><body><p>{text}</p></body></html>")
+    };
+    let denied = html("Access Denied", "Blocked by the security policy.");
+    let kinds = |host: &str, path: &str, status: u16, head: &[(&str, &str)], body: &str| {
+        check(host, path, status, head, body)
+            .iter()
+            .map(|f| (f.kind.as_str().to_string(), f.vendor.clone()))
+            .collect::<Vec<_>>()
+    };
+    let html_type = [("content-type", "text/html")];
+    let block = vec![("block_page".to_string(), None)];
+    for status in [401, 403, 407, 451, 503] {
+        assert_eq!(
+            kinds("chatgpt.com", "/", status, &html_type, &denied),
+            block,
+            "{status}"
+        );
+    }
+    // A 200 page only where the app expects JSON or an event stream.
+    assert_eq!(
+        kinds("chatgpt.com", "/backend-api/me", 200, &html_type, &denied)[0],
+        block[0]
+    );
+    assert!(kinds("chatgpt.com", "/", 200, &html_type, &denied).is_empty());
+    // Not from a host outside the profile, not from the origin's own CDN, not JSON, not
+    // without a word that says block, not for a status outside the rule.
+    assert!(kinds("example.org", "/", 403, &html_type, &denied).is_empty());
+    let cdn = [("content-type", "text/html"), ("cf-ray", "8f00-AMS")];
+    assert!(kinds("chatgpt.com", "/", 403, &cdn, &denied).is_empty());
+    let cloudflare = [("content-type", "text/html"), ("server", "cloudflare")];
+    assert!(kinds("chatgpt.com", "/", 403, &cloudflare, &denied).is_empty());
+    let json = [("content-type", "application/json")];
+    let api = "{\"detail\":\"Access denied: blocked by policy\"}";
+    assert!(kinds("chatgpt.com", "/x", 403, &json, api).is_empty());
+    let login = html(
+        "Log in | ChatGPT",
+        "Welcome back. Terms of use | Privacy policy",
+    );
+    assert!(kinds("chatgpt.com", "/auth/login", 401, &html_type, &login).is_empty());
+    assert!(kinds("chatgpt.com", "/", 404, &html_type, &denied).is_empty());
+}
+
+#[test]
+fn a_vendor_mark_outranks_a_shared_title_and_a_shared_title_says_possibly() {
+    let page = |title: &str, text: &str| {
+        format!("<html><head><title>{title}</title></head><body><p>{text}</p></body></html>")
+    };
+    let head = [("content-type", "text/html")];
+    let named = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &head,
+        &page("Web Page Blocked", "Policy enforced by Zscaler."),
+    );
+    assert_eq!(only(&named), ("block_page", Some("Zscaler")));
+    let shared = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &head,
+        &page("Web Page Blocked", "Go away."),
+    );
+    assert_eq!(
+        only(&shared),
+        ("block_page", Some("possibly Palo Alto Networks PAN-DB"))
+    );
+    // A product's own phrase beats another's shared title.
+    let phrase = check(
+        "chatgpt.com",
+        "/",
+        503,
+        &head,
+        &page(
+            "Access to this site is blocked",
+            "has been blocked in accordance with company policy",
+        ),
+    );
+    assert_eq!(
+        only(&phrase),
+        ("block_page", Some("Palo Alto Networks PAN-DB"))
+    );
+    // A vendor's name on a page that does not read as a block, with a 200: not a block page.
+    let mention = check(
+        "chatgpt.com",
+        "/",
+        200,
+        &head,
+        &page("Docs", "Configure Zscaler for ChatGPT."),
+    );
+    assert!(
+        mention.iter().all(|f| f.kind != FindingKind::BlockPage),
+        "{mention:#?}"
+    );
+}
+
+#[test]
+fn a_body_is_cut_only_when_fewer_bytes_came_than_declared() {
+    let headers = headers(&[("content-type", "application/json")]);
+    let answer = |received| Answer {
+        host: "chatgpt.com",
+        path: "/backend-api/me",
+        status: 200,
+        headers: &headers,
+        body: b"",
+        accept: None,
+        declared_length: Some(100),
+        received: Some(received),
+        intercepted: false,
+    };
+    assert!(unexpected_content(&answer(99), &profile()).is_some());
+    assert!(unexpected_content(&answer(100), &profile()).is_none());
+}
+
+#[test]
+fn the_app_expects_json_by_path_or_by_an_accept_without_html() {
+    let headers = headers(&[("content-type", "text/html")]);
+    let expects = |path: &str, accept: Option<&str>| {
+        let a = Answer {
+            host: "chatgpt.com",
+            path,
+            status: 200,
+            headers: &headers,
+            body: b"<html></html>",
+            accept,
+            declared_length: None,
+            received: None,
+            intercepted: false,
+        };
+        unexpected_content(&a, &profile()).is_some()
+    };
+    assert!(expects("/backend-api/x", None));
+    assert!(expects("/api/x", None));
+    assert!(expects("/v1/x", None));
+    assert!(expects("/x", Some("application/json")));
+    assert!(expects("/x", Some("text/event-stream")));
+    assert!(!expects("/x", Some("application/json, text/html")));
+    assert!(!expects("/x", Some("text/html")));
+    assert!(!expects("/x", None));
+}
+
+#[test]
+fn an_excerpt_loses_control_characters_and_url_secrets() {
+    let page = "<html><head><title>Blocked\u{1b}[31m</title></head><body><p>Denied by policy: \
+                https://chatgpt.com/c?access_token=sk-secret-1 was blocked.</p></body></html>";
+    let found = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &[("content-type", "text/html")],
+        page,
+    );
+    let excerpt = found[0].excerpt.as_deref().unwrap();
+    assert!(
+        !excerpt.contains('\u{1b}') && !excerpt.contains("sk-secret-1"),
+        "{excerpt}"
+    );
+    assert!(excerpt.contains("access_token=REDACTED"), "{excerpt}");
+    assert!(excerpt.starts_with("Blocked"), "{excerpt}");
+}
