@@ -591,7 +591,15 @@ fn dns_sinkholes() {
 /// with the status and headers they are served with and the vendor expected (`None`: the
 /// generic rule). The integration test serves them through the proxy; here they run
 /// straight through the detectors, so a broken rule fails the unit tests too.
-const FIXTURES: [(&str, u16, &[(&str, &str)], Option<&str>); 14] = [
+/// A fixture: the page, its status, extra headers, the vendor expected.
+type Fixture = (
+    &'static str,
+    u16,
+    &'static [(&'static str, &'static str)],
+    Option<&'static str>,
+);
+
+const FIXTURES: [Fixture; 14] = [
     (
         include_str!("../../../tests/fixtures/blockpages/fortiguard.html"),
         403,
