@@ -790,6 +790,16 @@ fn a_vendor_mark_outranks_a_shared_title_and_a_shared_title_says_possibly() {
         only(&phrase),
         ("block_page", Some("Palo Alto Networks PAN-DB"))
     );
+    // A refusal that names its product is that product's, block words or not (Zscaler's
+    // "Internet Security by Zscaler" 403).
+    let refusal = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &head,
+        &page("Internet Security by Zscaler", "Sorry, you don't have permission to visit this site."),
+    );
+    assert_eq!(only(&refusal), ("block_page", Some("Zscaler")));
     // A vendor's name on a page that does not read as a block, with a 200: not a block page.
     let mention = check(
         "chatgpt.com",
