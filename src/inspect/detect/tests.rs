@@ -797,7 +797,10 @@ fn a_vendor_mark_outranks_a_shared_title_and_a_shared_title_says_possibly() {
         "/",
         403,
         &head,
-        &page("Internet Security by Zscaler", "Sorry, you don't have permission to visit this site."),
+        &page(
+            "Internet Security by Zscaler",
+            "Sorry, you don't have permission to visit this site.",
+        ),
     );
     assert_eq!(only(&refusal), ("block_page", Some("Zscaler")));
     // A vendor's name on a page that does not read as a block, with a 200: not a block page.
