@@ -169,3 +169,45 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tapped<S> {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn the_watch_keeps_enough_for_a_long_plaintext_page_then_stops() {
+        // A block page whose marker sits past 12 KiB of inline CSS.
+        let mut page = b"HTTP/1.1 403 Forbidden\r\n\r\n<style>".to_vec();
+        page.extend(std::iter::repeat_n(b'x', 12 * 1024));
+        page.extend_from_slice(b"</style>Not allowed to browse");
+        page.extend(std::iter::repeat_n(b'y', 64 * 1024));
+        let watch = Watch::default();
+        let mut tapped = watch.wrap(&page[..]);
+        let mut sink = Vec::new();
+        tapped.read_to_end(&mut sink).await.unwrap();
+        let (first, died) = watch.seen();
+        assert_eq!(first.len(), FIRST_UPSTREAM_KEPT);
+        assert!(first.windows(21).any(|w| w == b"Not allowed to browse"));
+        assert!(died, "EOF is the upstream closing");
+        // After finish, nothing more is copied.
+        let watch = Watch::default();
+        watch.finish();
+        let mut tapped = watch.wrap(&page[..]);
+        tapped.read_to_end(&mut sink).await.unwrap();
+        assert!(watch.seen().0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn counts_count_both_ways() {
+        use tokio::io::AsyncWriteExt;
+        let counts = Counts::default();
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut tapped = counts.wrap(a);
+        tapped.write_all(b"hello").await.unwrap();
+        b.write_all(b"world!").await.unwrap();
+        let mut buf = [0u8; 6];
+        tapped.read_exact(&mut buf).await.unwrap();
+        assert_eq!(counts.get(), (6, 5));
+    }
+}

@@ -881,3 +881,80 @@ fn an_excerpt_loses_control_characters_and_url_secrets() {
     assert!(excerpt.contains("access_token=REDACTED"), "{excerpt}");
     assert!(excerpt.starts_with("Blocked"), "{excerpt}");
 }
+
+#[test]
+fn each_redirect_says_why_it_is_off_the_allowlist() {
+    let redirect = |to: &str| check("chatgpt.com", "/", 302, &[("location", to)], "");
+    let outside = redirect("https://sso.corp.example/login");
+    assert!(
+        outside[0]
+            .detail
+            .ends_with("a host outside the allowlist (sso.corp.example)"),
+        "{}",
+        outside[0].detail
+    );
+    let private = redirect("http://10.1.2.3/login");
+    assert!(
+        private[0].detail.contains("a private address (10.1.2.3)"),
+        "{}",
+        private[0].detail
+    );
+    let port = redirect("https://chatgpt.com:8090/ips/block");
+    assert!(
+        port[0].detail.contains("a block-page port"),
+        "{}",
+        port[0].detail
+    );
+}
+
+#[test]
+fn a_challenge_needs_cloudflare_and_a_refusal_status_or_the_header() {
+    let page = "<html><head><title>Just a moment...</title></head><body><script src=\"/cdn-cgi/challenge-platform/x\"></script></body></html>";
+    let kinds = |status: u16, head: &[(&str, &str)]| {
+        let mut head = head.to_vec();
+        head.push(("content-type", "text/html"));
+        check("chatgpt.com", "/", status, &head, page)
+            .iter()
+            .map(|f| f.kind.as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds(403, &[("server", "cloudflare")]),
+        ["cloudflare_challenge"]
+    );
+    assert!(kinds(200, &[("server", "cloudflare")]).is_empty());
+    assert!(!kinds(403, &[("server", "nginx")]).contains(&"cloudflare_challenge".to_string()));
+    assert_eq!(
+        kinds(200, &[("cf-mitigated", "challenge")]),
+        ["cloudflare_challenge"]
+    );
+}
+
+#[test]
+fn every_5xx_is_an_upstream_error_and_4xx_is_not() {
+    let json = [("content-type", "application/json")];
+    for status in [500, 502, 599] {
+        let found = check("chatgpt.com", "/backend-api/x", status, &json, "{}");
+        assert_eq!(only(&found), ("upstream_error", None), "{status}");
+    }
+    assert!(check("chatgpt.com", "/backend-api/x", 499, &json, "{}").is_empty());
+}
+
+#[test]
+fn a_plaintext_answers_headers_name_its_product() {
+    let reply = b"HTTP/1.1 403 Forbidden\r\nServer: Zscaler/6.2\r\nContent-Type: text/html\r\n\r\n<html><head><title>Blocked</title></head><body>This site is blocked.</body></html>";
+    let sight = TunnelSight {
+        host: "chatgpt.com",
+        client_hello: true,
+        first_upstream: reply,
+        bytes_down: reply.len() as u64,
+        upstream_died: false,
+        silent_for: None,
+    };
+    let found = tunnel_findings(&sight, &profile());
+    let block = found
+        .iter()
+        .find(|f| f.kind == FindingKind::BlockPage)
+        .unwrap();
+    assert_eq!(block.vendor.as_deref(), Some("Zscaler"), "{found:#?}");
+}
