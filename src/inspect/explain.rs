@@ -110,3 +110,27 @@ pub fn failure_findings(
         .map(|f| f.with_reproduce(Some(command.clone())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::{FailureKind, Side};
+
+    #[test]
+    fn a_failures_remedy_is_the_check_then_the_entrys_remedy() {
+        let profile = Profile::builtin();
+        let refused = Failure::new(FailureKind::ConnectRefused, Side::Upstream, "refused");
+        let on_chatgpt = finding_for(&profile, "chatgpt.com", &refused);
+        let check = profile
+            .hint(FailureKind::ConnectRefused)
+            .unwrap()
+            .check
+            .clone();
+        let (first, rest) = on_chatgpt.remedy.split_once(". *.chatgpt.com (").unwrap();
+        assert_eq!(first, check.replace("HOST", "chatgpt.com"));
+        assert!(rest.contains("Allowlist *.chatgpt.com"), "{rest}");
+        // Outside the profile: the check alone, nothing joined to it.
+        let elsewhere = finding_for(&profile, "example.org", &refused);
+        assert_eq!(elsewhere.remedy, check.replace("HOST", "example.org"));
+    }
+}

@@ -958,3 +958,44 @@ fn a_plaintext_answers_headers_name_its_product() {
         .unwrap();
     assert_eq!(block.vendor.as_deref(), Some("Zscaler"), "{found:#?}");
 }
+
+#[test]
+fn private_addresses_and_cidr_ranges() {
+    for ip in [
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.1.1",
+        "::1",
+        "fd12::1",
+        "fc00::2",
+    ] {
+        assert!(is_private(ip.parse().unwrap()), "{ip}");
+    }
+    for ip in ["8.8.8.8", "104.18.32.47", "2606:4700::1", "fe80::1"] {
+        assert!(!is_private(ip.parse().unwrap()), "{ip}");
+    }
+    let has = |cidr: &str, ip: &str| cidr_contains(cidr, ip.parse().unwrap());
+    assert!(has("146.112.61.0/24", "146.112.61.106"));
+    assert!(!has("146.112.61.0/24", "146.112.62.1"));
+    assert!(has("146.112.61.104/32", "146.112.61.104"));
+    assert!(!has("146.112.61.104/32", "146.112.61.105"));
+    assert!(has("0.0.0.0/0", "203.0.113.9"));
+    assert!(has("2001:db8::/32", "2001:db8:ffff::1"));
+    assert!(!has("2001:db8::/32", "2001:db9::1"));
+    assert!(has("::/0", "2606:4700::1"));
+    assert!(has("2001:db8::1/128", "2001:db8::1"));
+    assert!(!has("2001:db8::1/128", "2001:db8::2"));
+    assert!(
+        !has("1.2.3.0/33", "1.2.3.4"),
+        "a v4 prefix past 32 bits is no range"
+    );
+    assert!(
+        !has("::/129", "::1"),
+        "a v6 prefix past 128 bits is no range"
+    );
+    assert!(!has("146.112.61.0/24", "::1"), "families do not mix");
+    assert!(!has("146.112.61.0", "146.112.61.0"), "no prefix length");
+    assert!(!has("nonsense/8", "10.0.0.1"));
+}
