@@ -790,6 +790,15 @@ fn a_vendor_mark_outranks_a_shared_title_and_a_shared_title_says_possibly() {
         only(&phrase),
         ("block_page", Some("Palo Alto Networks PAN-DB"))
     );
+    // A shared phrase in the body, not the title, is a guess too.
+    let heading = check(
+        "chatgpt.com",
+        "/",
+        403,
+        &head,
+        "<html><head><title>Notice</title></head><body><h1>This Page Cannot Be Displayed</h1></body></html>",
+    );
+    assert_eq!(only(&heading), ("block_page", Some("possibly Cisco WSA")));
     // A refusal that names its product is that product's, block words or not (Zscaler's
     // "Internet Security by Zscaler" 403).
     let refusal = check(
