@@ -12,7 +12,9 @@ use std::time::Duration;
 use crate::profile::Profile;
 use crate::session::livelog::Format;
 use crate::tls::roots::TrustRoots;
-use crate::upstream::route::{basic, Route, UpstreamProxy};
+use crate::upstream::discover::Spec;
+use crate::upstream::route::{basic, Route};
+use crate::upstream::router::Router;
 
 /// The checked configuration of one `diagproxy run`.
 #[derive(Debug, Clone)]
@@ -21,8 +23,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The expected `Proxy-Authorization` value, when downstreams must authenticate.
     pub proxy_auth: Option<String>,
-    /// The corporate proxy everything is chained through.
-    pub upstream_proxy: Option<UpstreamProxy>,
+    /// Where routes come from (`--upstream-proxy`: auto, direct, a proxy, a PAC).
+    pub upstream: Spec,
+    /// The DNS domain WPAD looks in instead of the machine's search domains.
+    pub wpad_domain: Option<String>,
+    /// The route of every host, built from `upstream` when the proxy starts (DIRECT until
+    /// then).
+    pub router: Arc<Router>,
     /// `--resolve` pins: (lower-case host, port) → address.
     pub resolve: HashMap<(String, u16), IpAddr>,
     /// Where the session files go.
@@ -68,10 +75,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// How diagproxy reaches `host`: today every host takes the one `--upstream-proxy` (or
-    /// goes direct); a PAC file will choose per host here.
-    pub fn route(&self, _host: &str) -> Route<'_> {
-        Route::fixed(self.upstream_proxy.as_ref())
+    /// How diagproxy reaches `host:port` (`path`: what a PAC sees of an `http:` URL).
+    pub async fn route(&self, https: bool, host: &str, port: u16, path: &str) -> Arc<Route> {
+        self.router.route(https, host, port, path).await
     }
 }
 

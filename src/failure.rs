@@ -140,6 +140,19 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// Whether the other side was never reached (its name, its port, its route): then the
+    /// next hop of a route may be tried, and a proxy that failed so is unreachable.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self.kind,
+            FailureKind::DnsFailed
+                | FailureKind::ConnectRefused
+                | FailureKind::ConnectTimeout
+                | FailureKind::ConnectFailed
+                | FailureKind::Reset
+        ) && self.proxy_status.is_none()
+    }
+
     pub fn new(kind: FailureKind, side: Side, detail: impl Into<String>) -> Failure {
         Failure {
             kind,

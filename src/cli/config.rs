@@ -13,7 +13,8 @@ use crate::config::{
 use crate::profile::Profile;
 use crate::session::livelog::Format;
 use crate::tls::roots::TrustRoots;
-use crate::upstream::route::parse_upstream_proxy;
+use crate::upstream::discover::Spec;
+use crate::upstream::router::Router;
 
 impl From<LogFormat> for Format {
     fn from(format: LogFormat) -> Format {
@@ -45,11 +46,7 @@ impl Config {
                 return Err(bad("--allow-remote requires --proxy-auth USER:PASS: an open proxy on the LAN is not safe"));
             }
         }
-        let upstream_proxy = args
-            .upstream_proxy
-            .as_deref()
-            .map(|url| parse_upstream_proxy(url).map_err(ConfigError))
-            .transpose()?;
+        let upstream = Spec::parse(&args.upstream_proxy).map_err(ConfigError)?;
         let mut resolve = HashMap::new();
         for pin in &args.resolve {
             let (host, port, addr) = parse_resolve(pin)?;
@@ -69,7 +66,9 @@ impl Config {
             dns_answers: HashMap::new(),
             listen,
             proxy_auth,
-            upstream_proxy,
+            upstream,
+            wpad_domain: args.wpad_domain.clone(),
+            router: Arc::new(Router::direct()),
             resolve,
             session_dir,
             profile: Arc::new(profile),

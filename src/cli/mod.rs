@@ -221,9 +221,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "USER:PASS")]
     pub proxy_auth: Option<String>,
 
-    /// Chain everything through this corporate proxy: http://[user:pass@]host:port
-    #[arg(long, value_name = "URL")]
-    pub upstream_proxy: Option<String>,
+    /// The way out, as the browser takes it: auto (environment, desktop settings, WPAD,
+    /// else direct), direct, http://[user:pass@]host:port, pac:URL or pac:FILE.
+    #[arg(long, value_name = "SOURCE", default_value = "auto", env = "DIAGPROXY_UPSTREAM_PROXY")]
+    pub upstream_proxy: String,
+
+    /// Look for WPAD (http://wpad.DOMAIN/wpad.dat) in this DNS domain instead of the
+    /// machine's search domains.
+    #[arg(long, value_name = "DOMAIN")]
+    pub wpad_domain: Option<String>,
 
     /// Pin HOST:PORT to ADDR (curl's meaning); repeatable.
     #[arg(long, value_name = "HOST:PORT:ADDR")]

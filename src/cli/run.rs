@@ -71,6 +71,14 @@ fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
                 "sha256": i.fingerprint,
                 "permitted": i.permitted,
             })),
+            "route": {
+                "source": ready.routes.source,
+                "groups": ready.routes.groups.iter().map(|(route, hosts)| serde_json::json!({
+                    "route": route, "hosts": hosts,
+                })).collect::<Vec<_>>(),
+                "errors": ready.routes.errors,
+                "warnings": ready.route_warnings,
+            },
         });
         return format!("{value}\n");
     }
@@ -96,6 +104,13 @@ fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
             }
             text.push('\n');
         }
+    }
+    text.push_str(&format!("route: {}\n", ready.routes.line()));
+    for error in ready.routes.errors.iter().take(1) {
+        text.push_str(&format!("route: PAC error, these hosts go DIRECT: {error}\n"));
+    }
+    for warning in &ready.route_warnings {
+        text.push_str(&format!("route: {warning}\n"));
     }
     crate::text::terminal(&text, true).into_owned()
 }

@@ -6,6 +6,7 @@ use super::detect;
 use super::finding::{Finding, FindingKind};
 use super::reproduce;
 use crate::failure::Failure;
+use crate::upstream::route::Taken;
 use crate::profile::Profile;
 use crate::tls::chain::{TlsVerdict, Verdict};
 
@@ -38,6 +39,43 @@ pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding 
     );
     finding.remedy = remedy;
     finding
+}
+
+/// What one connection's route shows: the PAC that gave no answer (`pac_error`), proxies
+/// that could not be reached (`proxy_unreachable`, whether the connection then fell back or
+/// failed), and DIRECT failing where the network names a proxy for other hosts
+/// (`direct_blocked`).
+pub fn route_findings(
+    profile: &Profile,
+    host: &str,
+    taken: &Taken,
+    failure: Option<&Failure>,
+    names_proxies: bool,
+) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let finding = |kind, evidence: String, detail: String| {
+        Finding::new(profile, kind, host, None, evidence, detail)
+    };
+    if let Some(why) = &taken.pac_error {
+        let detail = format!("{host} went DIRECT because the PAC gave no answer");
+        found.push(finding(FindingKind::PacError, why.clone(), detail));
+    }
+    let hop = taken.hop.as_deref().unwrap_or_default();
+    for failed in taken.route_failed.iter().filter(|f| f.starts_with("PROXY ")) {
+        let detail = format!("{host}: fell back to {hop}");
+        found.push(finding(FindingKind::ProxyUnreachable, failed.clone(), detail));
+    }
+    let Some(failure) = failure.filter(|f| f.is_unreachable()) else {
+        return found;
+    };
+    if hop.starts_with("PROXY ") {
+        let detail = format!("{host}: {hop} did not answer, and no other way was left");
+        found.push(finding(FindingKind::ProxyUnreachable, format!("{hop}: {}", failure.detail), detail));
+    } else if hop == "DIRECT" && names_proxies {
+        let detail = format!("{host} went DIRECT and failed, while this network names a proxy");
+        found.push(finding(FindingKind::DirectBlocked, failure.detail.clone(), detail));
+    }
+    found
 }
 
 /// `tls_inspection` or `untrusted_certificate` for a chain that is not public.

@@ -39,12 +39,20 @@ pub enum FindingKind {
     DnsSinkhole,
     /// An error answer from the origin or a gateway in front of it.
     UpstreamError,
+    /// The PAC file could not be fetched or run, or gave no usable answer: DIRECT instead.
+    PacError,
+    /// The profile's hosts take different ways out (some via a proxy, some DIRECT).
+    SplitRoute,
+    /// DIRECT failed while the network names a proxy for other hosts.
+    DirectBlocked,
+    /// A proxy the route names could not be reached.
+    ProxyUnreachable,
     /// A connection or exchange that failed, named by its failure kind.
     Failure(FailureKind),
 }
 
 /// Every kind a detector can produce (failures aside), for tables and tests.
-pub const DETECTED: [FindingKind; 13] = [
+pub const DETECTED: [FindingKind; 17] = [
     FindingKind::TlsInspection,
     FindingKind::UntrustedCertificate,
     FindingKind::ClientRejectedCa,
@@ -58,6 +66,10 @@ pub const DETECTED: [FindingKind; 13] = [
     FindingKind::NoServerHello,
     FindingKind::DnsSinkhole,
     FindingKind::UpstreamError,
+    FindingKind::PacError,
+    FindingKind::SplitRoute,
+    FindingKind::DirectBlocked,
+    FindingKind::ProxyUnreachable,
 ];
 
 impl FindingKind {
@@ -77,6 +89,10 @@ impl FindingKind {
             FindingKind::NoServerHello => "no_server_hello",
             FindingKind::DnsSinkhole => "dns_sinkhole",
             FindingKind::UpstreamError => "upstream_error",
+            FindingKind::PacError => "pac_error",
+            FindingKind::SplitRoute => "split_route",
+            FindingKind::DirectBlocked => "direct_blocked",
+            FindingKind::ProxyUnreachable => "proxy_unreachable",
             FindingKind::Failure(kind) => kind.as_str(),
         }
     }
@@ -97,6 +113,10 @@ impl FindingKind {
             "no_server_hello" => FindingKind::NoServerHello,
             "dns_sinkhole" => FindingKind::DnsSinkhole,
             "upstream_error" => FindingKind::UpstreamError,
+            "pac_error" => FindingKind::PacError,
+            "split_route" => FindingKind::SplitRoute,
+            "direct_blocked" => FindingKind::DirectBlocked,
+            "proxy_unreachable" => FindingKind::ProxyUnreachable,
             other => FindingKind::Failure(FailureKind::parse(other)?),
         })
     }
@@ -112,8 +132,9 @@ impl FindingKind {
             | K::NoServerHello
             | K::NonTlsInTunnel => 0,
             K::Failure(F::UpstreamProxyRefused | F::UpstreamProxyAuth)
-            | K::RedirectOffAllowlist => 1,
-            K::UntrustedCertificate | K::TlsInspection => 2,
+            | K::RedirectOffAllowlist
+            | K::DirectBlocked => 1,
+            K::UntrustedCertificate | K::TlsInspection | K::ProxyUnreachable | K::PacError => 2,
             K::Failure(
                 F::DnsFailed
                 | F::ConnectRefused
@@ -123,7 +144,10 @@ impl FindingKind {
                 | F::TlsFailed
                 | F::Timeout,
             ) => 3,
-            K::UnexpectedContent | K::CloudflareChallenge | K::ClientRejectedCa => 4,
+            K::UnexpectedContent
+            | K::CloudflareChallenge
+            | K::ClientRejectedCa
+            | K::SplitRoute => 4,
             K::ProxyHeader | K::UpstreamError | K::Failure(F::HttpError) => 5,
         }
     }
@@ -155,6 +179,10 @@ impl FindingKind {
             K::NoServerHello => "silently dropped after the host was named",
             K::DnsSinkhole => "DNS answers with a block address",
             K::UpstreamError => "server error (5xx)",
+            K::PacError => "the proxy script (PAC) failed",
+            K::SplitRoute => "hosts take different ways out",
+            K::DirectBlocked => "direct connection blocked (the network wants its proxy)",
+            K::ProxyUnreachable => "a corporate proxy does not answer",
             K::Failure(F::DnsFailed) => "name does not resolve",
             K::Failure(F::ConnectRefused) => "connection refused",
             K::Failure(F::ConnectTimeout) => "connection timed out",

@@ -132,7 +132,7 @@ pub fn finish(
         headers.response = HeaderList::wire(answered.head, state.config.include_secrets);
     }
     if !found.is_empty() {
-        let reproduce = state.reproduce(&event.url, &event.host, event.port);
+        let reproduce = state.reproduce(&event.url, &event.host, event.port, event.route.hop.as_deref());
         event.findings.extend(
             found
                 .into_iter()
@@ -178,6 +178,7 @@ pub fn begin_event(
         host: line.host,
         port: line.port,
         server_ip: None,
+        route: Default::default(),
         downstream,
         status: None,
         content_type: None,

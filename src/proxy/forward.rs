@@ -22,7 +22,7 @@ use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Downstream, Event, RequestEvent};
 use crate::upstream::dial;
 use crate::upstream::pool::PoolKey;
-use crate::upstream::route::Route;
+use crate::upstream::route::{Hop, Taken};
 
 pub async fn forward(
     req: Request<Incoming>,
@@ -59,8 +59,8 @@ pub async fn forward(
     );
     let guard = OpenGuard::request(&state, &event);
     let bytes_up = Arc::new(AtomicU64::new(0));
-    let (request, key) = upstream_request(req, &authority, &state, bytes_up.clone());
-    let exchange = exchange(request, &key, &state, &mut event);
+    let request = upstream_request(req, &authority, bytes_up.clone());
+    let exchange = exchange(request, &authority, &state, &mut event);
     let result = match tokio::time::timeout(state.config.response_timeout, exchange).await {
         Ok(result) => result,
         Err(_) => {
@@ -68,15 +68,17 @@ pub async fn forward(
                 "no response head within {:?}",
                 state.config.response_timeout
             );
-            Err(Failure::new(FailureKind::Timeout, side_of(&state), detail))
+            let side = if via_proxy(&event) { Side::UpstreamProxy } else { Side::Upstream };
+            Err(Failure::new(FailureKind::Timeout, side, detail))
         }
     };
-    let (response, sender) = match result {
+    let (response, sender, key) = match result {
         Ok(ok) => ok,
         Err(failure) => return fail(&state, event, failure, started, &bytes_up),
     };
-    if state.config.upstream_proxy.is_some()
-        && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+    let on_route = state.route_findings(&event.host, &event.route, None);
+    event.findings.extend(on_route);
+    if via_proxy(&event) && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
     {
         let failure =
             dial::proxy_refusal(response, &format!("{} {}", event.method, event.url)).await;
@@ -122,13 +124,12 @@ fn target(
     Ok((authority, host, port))
 }
 
-/// The request as the upstream gets it, and the pool key of the peer it goes to.
+/// The request as any upstream gets it: absolute-form until [`shape`] fits it to a hop.
 fn upstream_request(
     req: Request<Incoming>,
     authority: &hyper::http::uri::Authority,
-    state: &Shared,
     bytes_up: Arc<AtomicU64>,
-) -> (Request<Body>, PoolKey) {
+) -> Request<Body> {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     // diagproxy already answered any Expect: 100-continue itself by reading the body.
@@ -143,65 +144,133 @@ fn upstream_request(
         parts.headers.append(hyper::header::VIA, value);
     }
     parts.version = Version::HTTP_11;
-    let key = match state.config.route(authority.host()) {
-        Route::Proxy(proxy) => {
-            if let Some(auth) = proxy
-                .authorization
-                .as_deref()
-                .and_then(|a| HeaderValue::from_str(a).ok())
-            {
-                parts.headers.insert(PROXY_AUTHORIZATION, auth);
-            }
-            (proxy.host.clone(), proxy.port)
-        }
-        Route::Direct => {
-            let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            parts.uri = origin_form
-                .parse()
-                .unwrap_or_else(|_| Uri::from_static("/"));
-            let host = crate::upstream::addr::unbracket(authority.host());
-            (host.to_string(), authority.port_u16().unwrap_or(80))
-        }
-    };
     let body = Counted::new(body, bytes_up).boxed();
-    (Request::from_parts(parts, body), key)
+    Request::from_parts(parts, body)
 }
 
-/// Sends on an idle pooled connection if one is open, else on a new one.
+/// Fits the request to `hop` and names the peer it goes to: origin-form to the origin,
+/// absolute-form (with the proxy's credentials) to a corporate proxy.
+fn shape(request: &mut Request<Body>, absolute: &Uri, hop: &Hop, authority: &hyper::http::uri::Authority) -> Option<PoolKey> {
+    let headers = request.headers_mut();
+    headers.remove(PROXY_AUTHORIZATION);
+    match hop {
+        Hop::Proxy(proxy) => {
+            if let Some(auth) = proxy.authorization.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+                headers.insert(PROXY_AUTHORIZATION, auth);
+            }
+            *request.uri_mut() = absolute.clone();
+            Some((proxy.host.clone(), proxy.port))
+        }
+        Hop::Direct => {
+            let origin_form = absolute.path_and_query().map_or("/", |pq| pq.as_str());
+            *request.uri_mut() = origin_form.parse().unwrap_or_else(|_| Uri::from_static("/"));
+            let host = crate::upstream::addr::unbracket(authority.host());
+            Some((host.to_string(), authority.port_u16().unwrap_or(80)))
+        }
+        Hop::Unsupported(_) => None,
+    }
+}
+
+/// Sends along the host's route: on an idle pooled connection to the first hop if one is
+/// open, else on a new connection, falling back hop by hop while a hop cannot be reached.
+/// Returns the answer, the connection and its pool key.
 async fn exchange(
+    request: Request<Body>,
+    authority: &hyper::http::uri::Authority,
+    state: &Shared,
+    event: &mut RequestEvent,
+) -> Result<(Response<Incoming>, SendRequest<Body>, PoolKey), Failure> {
+    let absolute = request.uri().clone();
+    let host = crate::upstream::addr::unbracket(authority.host());
+    let port = authority.port_u16().unwrap_or(80);
+    let path = absolute.path_and_query().map_or("/", |pq| pq.as_str());
+    let route = state.config.route(false, host, port, path).await;
+    event.route = Taken::from(&*route);
+    let hops = state.config.router.in_order(&route);
+    let mut request = request;
+    let mut last = None;
+    for (i, hop) in hops.iter().enumerate() {
+        event.route.hop = Some(hop.to_string());
+        let Some(key) = shape(&mut request, &absolute, hop, authority) else {
+            let failure = dial::unsupported(&hop.to_string());
+            event.route.route_failed.push(format!("{hop}: {}", failure.detail));
+            last = Some(failure);
+            continue;
+        };
+        if i == 0 {
+            match reuse(request, &key, state, event).await {
+                Ok(Ok((response, sender))) => return Ok((response, sender, key)),
+                Ok(Err(unsent)) => request = unsent,
+                Err(e) => return Err(Failure::from_exchange_error(&e, side_of(hop))),
+            }
+        }
+        let failure = match dial::dial(&key.0, key.1, &state.config, side_of(hop)).await {
+            Ok(dialed) => {
+                let (response, sender) = send_new(request, dialed, hop, state, event).await?;
+                return Ok((response, sender, key));
+            }
+            Err(failure) => failure,
+        };
+        if let (Hop::Proxy(proxy), true) = (hop, failure.is_unreachable()) {
+            state.config.router.mark_bad(proxy);
+        }
+        if !failure.is_unreachable() || i + 1 == hops.len() {
+            return Err(failure);
+        }
+        event.route.route_failed.push(format!("{hop}: {}", failure.detail));
+        last = Some(failure);
+    }
+    Err(last.unwrap_or_else(|| Failure::new(FailureKind::ConnectFailed, Side::Upstream, "no route")))
+}
+
+/// Sends on an idle pooled connection to `key`, if one is open and takes it; the request
+/// comes back unsent otherwise.
+async fn reuse(
     request: Request<Body>,
     key: &PoolKey,
     state: &Shared,
     event: &mut RequestEvent,
-) -> Result<(Response<Incoming>, SendRequest<Body>), Failure> {
-    let side = side_of(state);
-    let mut request = request;
-    if let Some(mut sender) = state.pool.take(key) {
-        if sender.ready().await.is_ok() {
-            let sent = Instant::now();
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    event.reused = true;
-                    event.timings.wait_ms = Some(ms(sent.elapsed()));
-                    return Ok((response, sender));
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(Failure::from_exchange_error(&e.into_error(), side)),
-                },
-            }
-        }
+) -> Result<Result<(Response<Incoming>, SendRequest<Body>), Request<Body>>, hyper::Error> {
+    let Some(mut sender) = state.pool.take(key) else {
+        return Ok(Err(request));
+    };
+    if sender.ready().await.is_err() {
+        return Ok(Err(request));
     }
-    let dialed = dial::dial(&key.0, key.1, &state.config, side).await?;
-    event.findings.extend(crate::inspect::detect::dns_sinkhole(
-        &key.0,
-        &dialed.dns_answer,
-        &state.config.profile,
-    ));
+    let sent = Instant::now();
+    match sender.try_send_request(request).await {
+        Ok(response) => {
+            event.reused = true;
+            event.timings.wait_ms = Some(ms(sent.elapsed()));
+            Ok(Ok((response, sender)))
+        }
+        Err(mut e) => match e.take_message() {
+            Some(unsent) => Ok(Err(unsent)),
+            None => Err(e.into_error()),
+        },
+    }
+}
+
+/// Sends on a new connection.
+async fn send_new(
+    request: Request<Body>,
+    dialed: dial::Dialed,
+    hop: &Hop,
+    state: &Shared,
+    event: &mut RequestEvent,
+) -> Result<(Response<Incoming>, SendRequest<Body>), Failure> {
+    if matches!(hop, Hop::Direct) {
+        let host = request.uri().host().unwrap_or(event.host.as_str()).to_string();
+        event.findings.extend(crate::inspect::detect::dns_sinkhole(
+            &host,
+            &dialed.dns_answer,
+            &state.config.profile,
+        ));
+    }
     event.server_ip = Some(dialed.addr.ip().to_string());
     event.timings.dns_ms = dialed.dns.map(ms);
     event.timings.connect_ms = Some(ms(dialed.connect));
-    let fail = |e: hyper::Error| Failure::from_exchange_error(&e, side);
+    let fail = |e: hyper::Error| Failure::from_exchange_error(&e, side_of(hop));
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(dialed.stream))
         .await
@@ -217,11 +286,15 @@ async fn exchange(
     Ok((response, sender))
 }
 
-fn side_of(state: &Shared) -> Side {
-    if state.config.upstream_proxy.is_some() {
-        Side::UpstreamProxy
-    } else {
-        Side::Upstream
+/// Whether the event's request went through a corporate proxy.
+fn via_proxy(event: &RequestEvent) -> bool {
+    event.route.hop.as_deref().is_some_and(|h| h.starts_with("PROXY "))
+}
+
+fn side_of(hop: &Hop) -> Side {
+    match hop {
+        Hop::Direct => Side::Upstream,
+        _ => Side::UpstreamProxy,
     }
 }
 
@@ -235,7 +308,7 @@ pub(super) fn fail(
     let response = answer::failure(&failure, &event.host, event.port, &state.config.profile);
     event
         .findings
-        .extend(state.failure_findings(&event.host, &failure, &event.url, event.port));
+        .extend(state.failure_findings(&event.host, &failure, &event.url, event.port, &event.route));
     event.failure = Some(failure);
     event.bytes_up = bytes_up.load(Ordering::Relaxed);
     event.timings.total_ms = ms(started.elapsed());

@@ -80,6 +80,7 @@ fn event_of(w: Waiting) -> RequestEvent {
         port: w.port,
         allowlist: w.allowlist,
         server_ip: None,
+        route: Default::default(),
         downstream: w.downstream,
         status: None,
         content_type: None,

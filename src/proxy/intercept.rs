@@ -196,6 +196,7 @@ fn intercepted_record(
         payload: Payload::Tls,
         first_bytes: None,
         server_ip: None,
+        route: Default::default(),
         downstream,
         timings: Timings {
             total_ms: ms(started.elapsed()),
@@ -303,6 +304,7 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     };
     let mut event =
         exchange::begin_event(state, req.headers().clone(), request_line, downstream, true);
+    event.route = ctx.origin.route();
     if is_upgrade(&req) {
         let on_downstream = hyper::upgrade::on(&mut req);
         return upgrade(req, on_downstream, ctx.clone(), event, started, wants_html).await;

@@ -41,6 +41,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 
+use crate::upstream::route::Taken;
 use crate::clock;
 use crate::config::{Config, Intercept};
 use crate::inspect::{explain, reproduce};
@@ -52,7 +53,9 @@ use crate::session::Recorder;
 use crate::shutdown::ShutdownController;
 use crate::tls::chain::TlsVerdict;
 use crate::tls::mint::Minter;
+use crate::upstream::discover::{self, Spec};
 use crate::upstream::resolve::targets;
+use crate::upstream::router::Overview;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -128,6 +131,9 @@ pub struct Ready {
     pub session_dir: std::path::PathBuf,
     /// `None` without `--intercept`.
     pub interception: Option<Interception>,
+    /// Where the profile's hosts go, and what route discovery skipped.
+    pub routes: Overview,
+    pub route_warnings: Vec<String>,
 }
 
 /// The interception a session does.
@@ -157,7 +163,7 @@ pub async fn run(
 /// are known to work).
 pub async fn run_announced(
     listener: TcpListener,
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(&Ready),
 ) -> Result<SessionOutcome, RunError> {
@@ -165,7 +171,7 @@ pub async fn run_announced(
         what: "cannot read the listening address".into(),
         source,
     })?;
-    if let Some(p) = &config.upstream_proxy {
+    if let Spec::Fixed(p) = &config.upstream {
         if targets(listen, &p.host, p.port) {
             let source = io::Error::new(io::ErrorKind::InvalidInput, "that would loop");
             return Err(RunError {
@@ -174,8 +180,14 @@ pub async fn run_announced(
             });
         }
     }
+    let router = discover::router(&config.upstream, config.wpad_domain.as_deref(), &config, listen).await;
+    config.router = Arc::new(router);
+    let routes = config.router.overview(&config.profile).await;
+    let warnings = config.router.warnings.clone();
     let (state, controller) = start(listen, config)?;
-    ready(&state.ready());
+    let mut announced = state.ready();
+    (announced.routes, announced.route_warnings) = (routes, warnings);
+    ready(&announced);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -265,7 +277,9 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         id: format!("{}-{}", clock::compact(started), std::process::id()),
         started_at: clock::rfc3339(started),
         listen: listen.to_string(),
-        upstream_proxy: config.upstream_proxy.as_ref().map(|p| p.display()),
+        upstream_proxy: config.router.fixed().map(|p| p.display()),
+        route_source: Some(config.router.source()),
+        pac: config.router.pac_file.clone(),
         profile: config.profile_name.clone(),
         diagproxy: env!("CARGO_PKG_VERSION").to_string(),
         os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
@@ -344,21 +358,24 @@ impl State {
             listen: self.listen,
             session_dir: config.session_dir.clone(),
             interception,
+            routes: Overview::default(),
+            route_warnings: Vec::new(),
         }
     }
 
-    /// The command that shows what happened to `url` without diagproxy, through the same
-    /// corporate proxy and `--resolve` pin.
-    pub fn reproduce(&self, url: &str, host: &str, port: u16) -> String {
-        let proxy = self.proxy_url();
+    /// The command that shows what happened to `url` without diagproxy, the same way out
+    /// (`hop`: the event's route) and with the same `--resolve` pin.
+    pub fn reproduce(&self, url: &str, host: &str, port: u16, hop: Option<&str>) -> String {
+        let proxy = self.proxy_url(hop);
         reproduce::command(url, &self.path(proxy.as_ref(), host, port))
     }
 
-    /// The corporate proxy's URL without credentials, and whether it takes some.
-    fn proxy_url(&self) -> Option<(String, bool)> {
-        let p = self.config.upstream_proxy.as_ref()?;
-        let url = format!("http://{}", crate::upstream::addr::join(&p.host, p.port));
-        Some((url, p.authorization.is_some()))
+    /// The proxy a hop (`PROXY host:port`) names, as a URL without credentials, and
+    /// whether it takes some.
+    fn proxy_url(&self, hop: Option<&str>) -> Option<(String, bool)> {
+        let hostport = hop?.strip_prefix("PROXY ")?;
+        let url = format!("http://{hostport}");
+        Some((url, self.config.router.has_credentials(hostport)))
     }
 
     /// The way out of this session for `host:port`, as a reproduce command takes it.
@@ -382,10 +399,24 @@ impl State {
         failure: &crate::failure::Failure,
         url: &str,
         port: u16,
+        taken: &Taken,
     ) -> Vec<crate::inspect::Finding> {
-        let proxy = self.proxy_url();
+        let proxy = self.proxy_url(taken.hop.as_deref());
         let path = self.path(proxy.as_ref(), host, port);
-        explain::failure_findings(&self.config.profile, host, failure, url, &path)
+        let mut found = explain::failure_findings(&self.config.profile, host, failure, url, &path);
+        found.extend(self.route_findings(host, taken, Some(failure)));
+        found
+    }
+
+    /// What a connection's route shows (see [`explain::route_findings`]).
+    pub fn route_findings(
+        &self,
+        host: &str,
+        taken: &Taken,
+        failure: Option<&crate::failure::Failure>,
+    ) -> Vec<crate::inspect::Finding> {
+        let names_proxies = self.config.router.names_proxies();
+        explain::route_findings(&self.config.profile, host, taken, failure, names_proxies)
     }
 
     /// Whether `name:port`'s chain should be checked now: the first time it is seen, while

@@ -18,6 +18,7 @@ use super::body::Body;
 use super::exchange;
 use super::sighted::Watch;
 use super::Shared;
+use crate::upstream::route::Taken;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, TunnelSight};
@@ -78,6 +79,8 @@ pub struct Origin {
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     /// Idle HTTP/1.1 connections.
     idle: Mutex<Vec<http1::SendRequest<Body>>>,
+    /// The way out the last connection took: each request's event carries it.
+    route: Mutex<Taken>,
 }
 
 /// An HTTP/1.1 connection to hand back when its response body is done.
@@ -103,7 +106,13 @@ impl Origin {
             offer_h2,
             h2: Mutex::default(),
             idle: Mutex::default(),
+            route: Mutex::default(),
         }
+    }
+
+    /// The way out the last connection to the origin took.
+    pub fn route(&self) -> Taken {
+        self.route.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     pub fn authority(&self) -> &str {
@@ -270,19 +279,26 @@ impl Origin {
         offer_h2: bool,
     ) -> Result<tokio_rustls::client::TlsStream<Box<dyn Io>>, SendError> {
         let config = &self.state.config;
-        let upstream = match dial::open_tunnel(&self.host, self.port, config).await {
+        let (taken, opened) = dial::open_tunnel(&self.host, self.port, config).await;
+        if let Ok(mut route) = self.route.lock() {
+            route.clone_from(&taken);
+        }
+        event.route = taken;
+        let upstream = match opened {
             Ok(upstream) => upstream,
             Err(failure) => {
                 // A block page in the corporate proxy's refusal, a sinkhole answer: named
                 // as in tunnel mode.
                 let url = format!("https://{}/", self.authority());
-                let found = self
-                    .state
-                    .failure_findings(&self.host, &failure, &url, self.port);
+                let found =
+                    self.state
+                        .failure_findings(&self.host, &failure, &url, self.port, &event.route);
                 event.findings.extend(found);
                 return Err(failure.into());
             }
         };
+        let on_route = self.state.route_findings(&self.host, &event.route, None);
+        event.findings.extend(on_route);
         event.server_ip = Some(upstream.addr.ip().to_string());
         event.findings.extend(crate::inspect::detect::dns_sinkhole(
             &self.host,
@@ -360,7 +376,7 @@ impl Origin {
         };
         let found = detect::tunnel_findings(&sight, &self.state.config.profile);
         let url = format!("https://{}/", self.authority());
-        let reproduce = self.state.reproduce(&url, &self.host, self.port);
+        let reproduce = self.state.reproduce(&url, &self.host, self.port, event.route.hop.as_deref());
         event.findings.extend(
             found
                 .into_iter()

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 
 use super::body::{empty, Body};
 use super::{answer, relay, OpenGuard, Shared};
+use crate::upstream::route::Taken;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, TunnelSight};
@@ -38,10 +39,14 @@ pub async fn open(
     let started = Instant::now();
     let guard = OpenGuard::new(&state);
     let mut record = new_record(&state, downstream, host, port);
-    let upstream = match dial::open_tunnel(&record.host, port, &state.config).await {
+    let (taken, opened) = dial::open_tunnel(&record.host, port, &state.config).await;
+    record.route = taken;
+    let upstream = match opened {
         Ok(upstream) => upstream,
         Err(failure) => return dial_failed(&state, record, failure, started),
     };
+    let on_route = state.route_findings(&record.host, &record.route, None);
+    record.findings.extend(on_route);
     record.server_ip = Some(upstream.addr.ip().to_string());
     record.findings.extend(crate::inspect::detect::dns_sinkhole(
         &record.host,
@@ -99,6 +104,7 @@ fn new_record(state: &Shared, downstream: Downstream, host: String, port: u16) -
         payload: Payload::None,
         first_bytes: None,
         server_ip: None,
+        route: Taken::default(),
         downstream,
         timings: Timings::default(),
         bytes_up: 0,
@@ -122,7 +128,7 @@ fn dial_failed(
         "https://{}/",
         crate::upstream::addr::join(&record.host, port)
     );
-    record.findings = state.failure_findings(&record.host, &failure, &url, port);
+    record.findings = state.failure_findings(&record.host, &failure, &url, port, &record.route);
     record.failure = Some(failure);
     record.timings.total_ms = ms(started.elapsed());
     state.recorder.record(Event::Tunnel(Box::new(record)));
@@ -275,7 +281,7 @@ fn judge(
         "https://{}/",
         crate::upstream::addr::join(record.host_name(), record.port)
     );
-    let reproduce = state.reproduce(&url, record.host_name(), record.port);
+    let reproduce = state.reproduce(&url, record.host_name(), record.port, record.route.hop.as_deref());
     record.findings.extend(
         found
             .into_iter()

@@ -15,6 +15,8 @@ pub fn events() -> Vec<Event> {
         started_at: "2026-11-27T18:00:00.000Z".into(),
         listen: "127.0.0.1:8080".into(),
         upstream_proxy: Some("http://***@corp.example:3128".into()),
+        route_source: None,
+        pac: None,
         profile: "built-in:chatgpt".into(),
         diagproxy: "0.1.0".into(),
         os: "macos aarch64".into(),
@@ -31,6 +33,7 @@ pub fn events() -> Vec<Event> {
         port: 443,
         allowlist: Some("*.chatgpt.com".into()),
         server_ip: Some("104.18.32.47".into()),
+        route: Default::default(),
         downstream: Downstream {
             addr: "127.0.0.1:50000".into(),
             user_agent: Some("Mozilla/5.0 Chrome/131".into()),
@@ -146,6 +149,7 @@ fn tunnel(ts: &str, host: &str, failure: Option<Failure>, findings: Vec<Finding>
             .match_host(host)
             .map(|e| e.pattern.clone()),
         server_ip: Some("10.0.0.3".into()),
+        route: Default::default(),
         downstream: Downstream {
             addr: "127.0.0.1:50001".into(),
             user_agent: Some("ChatGPT/1.2025 (Macintosh)".into()),

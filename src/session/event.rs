@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::upstream::pac::PacFile;
+use crate::upstream::route::Taken;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::Failure;
@@ -39,6 +41,12 @@ pub struct SessionInfo {
     pub listen: String,
     /// The corporate proxy, credentials masked.
     pub upstream_proxy: Option<String>,
+    /// Where routes came from (`PAC http://pac.corp/proxy.pac (GNOME settings)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_source: Option<String>,
+    /// The PAC file the session used: URL, status, type, size, SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pac: Option<PacFile>,
     pub profile: String,
     /// diagproxy's version, so a report knows what wrote the file.
     pub diagproxy: String,
@@ -73,6 +81,8 @@ impl Default for SessionInfo {
             started_at: String::new(),
             listen: String::new(),
             upstream_proxy: None,
+            route_source: None,
+            pac: None,
             profile: String::new(),
             diagproxy: String::new(),
             os: String::new(),
@@ -200,6 +210,9 @@ pub struct TunnelEvent {
     pub allowlist: Option<String>,
     /// The address dialled.
     pub server_ip: Option<String>,
+    /// The way out taken (`route`, `route_source`, `route_failed`, `pac_error`).
+    #[serde(flatten, default)]
+    pub route: Taken,
     pub downstream: Downstream,
     pub timings: Timings,
     pub bytes_up: u64,
@@ -230,6 +243,9 @@ pub struct RequestEvent {
     pub port: u16,
     pub allowlist: Option<String>,
     pub server_ip: Option<String>,
+    /// The way out taken (`route`, `route_source`, `route_failed`, `pac_error`).
+    #[serde(flatten, default)]
+    pub route: Taken,
     pub downstream: Downstream,
     /// The upstream's status, `None` when no response came.
     pub status: Option<u16>,

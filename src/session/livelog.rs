@@ -315,6 +315,7 @@ mod tests {
             first_bytes: None,
             allowlist: Some("files.oaiusercontent.com".into()),
             server_ip: None,
+            route: Default::default(),
             downstream: Downstream::default(),
             timings: Timings::default(),
             bytes_up: 0,

@@ -27,6 +27,7 @@ pub async fn presented_chain(
     let work = async {
         let upstream = dial::open_tunnel(host, port, config)
             .await
+            .1
             .map_err(|f| f.to_string())?;
         let name = ServerName::try_from(sni.to_string())
             .map_err(|_| format!("{sni:?} is not a server name"))?;

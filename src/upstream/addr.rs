@@ -62,6 +62,15 @@ pub fn join(host: &str, port: u16) -> String {
     HostPort::new(host, port).to_string()
 }
 
+/// A host as a URL authority writes it: an IPv6 literal in brackets.
+pub fn bracket(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]").into()
+    } else {
+        host.into()
+    }
+}
+
 /// A host as it may appear in a URL authority (`[::1]`) without its brackets.
 pub fn unbracket(host: &str) -> &str {
     host.strip_prefix('[')

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::addr::join as host_port;
 use super::resolve;
-use super::route::{Route, UpstreamProxy};
+use super::route::{Hop, Taken, UpstreamProxy};
 use crate::config::Config;
 use crate::failure::{Failure, FailureKind, Side};
 
@@ -190,22 +190,65 @@ pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<
     Err(failure)
 }
 
-/// Opens a tunnel's upstream side: directly, or by CONNECT through the corporate proxy.
-pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> Result<Upstream, Failure> {
-    let Route::Proxy(proxy) = config.route(host) else {
-        let d = dial(host, port, config, Side::Upstream).await?;
-        return Ok(Upstream {
-            io: Stream::Tcp {
-                stream: d.stream,
-                early: Bytes::new(),
-            },
-            addr: d.addr,
-            dns: d.dns,
-            dns_answer: d.dns_answer,
-            connect: d.connect,
-            proxy_connect: None,
-        });
-    };
+/// Opens a tunnel's upstream side along the host's route: each hop in turn (DIRECT, or
+/// CONNECT through a corporate proxy) until one connects. A hop that cannot be reached
+/// (DNS, refused, timed out, reset, unsupported) falls back to the next, and a proxy that
+/// did so is skipped for five minutes (Chromium's rule); a proxy's refusal of the CONNECT
+/// itself (403, 407) is its answer and ends the attempt. `taken` says which way was taken
+/// and what failed before it, for the event.
+pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> (Taken, Result<Upstream, Failure>) {
+    let route = config.route(port != 80, host, port, "").await;
+    let mut taken = Taken::from(&*route);
+    let hops = config.router.in_order(&route);
+    let mut result = Err(Failure::new(FailureKind::ConnectFailed, Side::Upstream, "no route"));
+    for (i, hop) in hops.iter().enumerate() {
+        result = match hop {
+            Hop::Direct => direct(host, port, config).await,
+            Hop::Proxy(proxy) => through(proxy, host, port, config).await,
+            Hop::Unsupported(what) => Err(unsupported(what)),
+        };
+        let Err(failure) = &result else {
+            taken.hop = Some(hop.to_string());
+            return (taken, result);
+        };
+        let unreachable = failure.is_unreachable();
+        if let (Hop::Proxy(proxy), true) = (hop, unreachable) {
+            config.router.mark_bad(proxy);
+        }
+        taken.hop = Some(hop.to_string());
+        if !unreachable || i + 1 == hops.len() {
+            break;
+        }
+        taken.route_failed.push(format!("{hop}: {}", failure.detail));
+    }
+    (taken, result)
+}
+
+/// The failure for a hop diagproxy cannot take (`SOCKS5 s:1080`).
+pub fn unsupported(what: &str) -> Failure {
+    Failure::new(
+        FailureKind::ConnectFailed,
+        Side::UpstreamProxy,
+        format!("{what}: diagproxy does not speak this proxy protocol (only PROXY/HTTP)"),
+    )
+}
+
+async fn direct(host: &str, port: u16, config: &Config) -> Result<Upstream, Failure> {
+    let d = dial(host, port, config, Side::Upstream).await?;
+    Ok(Upstream {
+        io: Stream::Tcp {
+            stream: d.stream,
+            early: Bytes::new(),
+        },
+        addr: d.addr,
+        dns: d.dns,
+        dns_answer: d.dns_answer,
+        connect: d.connect,
+        proxy_connect: None,
+    })
+}
+
+async fn through(proxy: &UpstreamProxy, host: &str, port: u16, config: &Config) -> Result<Upstream, Failure> {
     let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
     let started = Instant::now();
     let exchange = connect_through(d.stream, proxy, host, port);

@@ -72,6 +72,18 @@ pub async fn resolve(
     }
 }
 
+/// A `--resolve` pin for `host` on any port (the lowest port first, so the answer does not
+/// depend on the map's order): what a PAC script's `dnsResolve` sees.
+pub fn pinned_any_port(config: &Config, host: &str) -> Option<IpAddr> {
+    let host = unbracket(host).trim_end_matches('.').to_ascii_lowercase();
+    config
+        .resolve
+        .iter()
+        .filter(|((h, _), _)| *h == host)
+        .min_by_key(|((_, port), _)| *port)
+        .map(|(_, ip)| *ip)
+}
+
 /// Whether `host:port` is the proxy itself (so forwarding there would loop).
 pub fn targets(listen: SocketAddr, host: &str, port: u16) -> bool {
     if port != listen.port() {

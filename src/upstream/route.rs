@@ -1,5 +1,8 @@
-//! The route to a host: direct, or through the corporate proxy. Where the route source
-//! (a fixed proxy today; PAC and system settings next) is parsed and consulted.
+//! The route to a host: the ways out to try in order ([`Hop`]: DIRECT, a corporate proxy),
+//! as one `--upstream-proxy` URL or a PAC result names them, and this diagproxy's `Via`.
+
+use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine;
 
@@ -23,20 +26,132 @@ pub fn came_through_us(headers: &hyper::HeaderMap) -> bool {
     })
 }
 
-/// How diagproxy reaches one host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route<'a> {
+/// One way out, as a PAC result names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hop {
     /// A TCP connection straight to the host.
     Direct,
     /// CONNECT (or an absolute-form request) through this corporate proxy.
-    Proxy(&'a UpstreamProxy),
+    Proxy(Arc<UpstreamProxy>),
+    /// A way diagproxy cannot take (`SOCKS`, `HTTPS` proxies), kept so it can say so and
+    /// go on to the next one.
+    Unsupported(String),
 }
 
-impl<'a> Route<'a> {
-    /// The route for every host when the source is one fixed proxy, or none.
-    pub fn fixed(proxy: Option<&'a UpstreamProxy>) -> Route<'a> {
-        proxy.map_or(Route::Direct, Route::Proxy)
+impl fmt::Display for Hop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hop::Direct => f.write_str("DIRECT"),
+            Hop::Proxy(p) => write!(f, "PROXY {}", HostPort::new(p.host.as_str(), p.port)),
+            Hop::Unsupported(text) => f.write_str(text),
+        }
     }
+}
+
+/// How diagproxy reaches one host: the ways to try, in order, and who said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Never empty: the first that connects is taken (Chromium's fallback).
+    pub hops: Vec<Hop>,
+    /// Where the route came from: `--upstream-proxy`, `environment (HTTPS_PROXY)`,
+    /// `PAC http://pac.corp/proxy.pac (GNOME settings)`.
+    pub source: Arc<str>,
+    /// Why the route source gave no answer for this host (a `pac_error`); the route is
+    /// then DIRECT, as browsers do.
+    pub error: Option<String>,
+}
+
+impl Route {
+    pub fn direct(source: Arc<str>) -> Route {
+        Route {
+            hops: vec![Hop::Direct],
+            source,
+            error: None,
+        }
+    }
+
+    pub fn via(proxy: Arc<UpstreamProxy>, source: Arc<str>) -> Route {
+        Route {
+            hops: vec![Hop::Proxy(proxy)],
+            source,
+            error: None,
+        }
+    }
+
+    /// The hops as a PAC result spells them: `PROXY a:3128; DIRECT`.
+    pub fn describe(&self) -> String {
+        let hops: Vec<String> = self.hops.iter().map(Hop::to_string).collect();
+        hops.join("; ")
+    }
+}
+
+/// Which way one connection took, as its event records it: the hop, the route's source,
+/// the hops that failed before it, and why a PAC gave no answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Taken {
+    /// `DIRECT` or `PROXY host:port`.
+    #[serde(rename = "route", default, skip_serializing_if = "Option::is_none")]
+    pub hop: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_source: Option<String>,
+    /// Hops tried first that could not be reached (`PROXY a:3128: connection refused`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_failed: Vec<String>,
+    /// The PAC script's failure for this host (the route is then DIRECT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pac_error: Option<String>,
+}
+
+impl From<&Route> for Taken {
+    fn from(route: &Route) -> Taken {
+        Taken {
+            hop: None,
+            route_source: Some(route.source.to_string()),
+            route_failed: Vec::new(),
+            pac_error: route.error.clone(),
+        }
+    }
+}
+
+/// A PAC result (`PROXY a:3128; PROXY b:3128; DIRECT`) as hops. `HTTP` is `PROXY`;
+/// `HTTPS`, `SOCKS`, `SOCKS4` and `SOCKS5` are kept as unsupported hops; an entry that is
+/// none of these, or a proxy without a port, is an error (Chromium skips such entries; we
+/// say so). An empty result is DIRECT.
+pub fn parse_pac_result(text: &str) -> Result<Vec<Hop>, String> {
+    let mut hops = Vec::new();
+    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let mut words = entry.split_whitespace();
+        let scheme = words.next().unwrap_or_default().to_ascii_uppercase();
+        let target = words.next();
+        if words.next().is_some() {
+            return Err(format!("{entry:?}: one scheme and one host:port per entry"));
+        }
+        let hop = match (scheme.as_str(), target) {
+            ("DIRECT", None) => Hop::Direct,
+            ("PROXY" | "HTTP", Some(target)) => Hop::Proxy(Arc::new(pac_proxy(entry, target)?)),
+            ("HTTPS" | "SOCKS" | "SOCKS4" | "SOCKS5", Some(target)) => {
+                pac_proxy(entry, target)?;
+                Hop::Unsupported(format!("{scheme} {target}"))
+            }
+            _ => return Err(format!("{entry:?}: not DIRECT, PROXY, HTTPS or SOCKS host:port")),
+        };
+        hops.push(hop);
+    }
+    if hops.is_empty() {
+        hops.push(Hop::Direct);
+    }
+    Ok(hops)
+}
+
+fn pac_proxy(entry: &str, target: &str) -> Result<UpstreamProxy, String> {
+    let HostPort { host, port } = HostPort::parse(target, 0)
+        .filter(|hp| hp.port != 0)
+        .ok_or_else(|| format!("{entry:?}: a proxy needs host:port"))?;
+    Ok(UpstreamProxy {
+        host,
+        port,
+        authorization: None,
+    })
 }
 
 /// The corporate proxy: where it is and what to tell it.
@@ -139,6 +254,23 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pac_results_become_hops_in_order() {
+        let hops = parse_pac_result("PROXY a.corp:3128; proxy [::1]:8080 ;DIRECT").unwrap();
+        let shown: Vec<String> = hops.iter().map(Hop::to_string).collect();
+        assert_eq!(shown, ["PROXY a.corp:3128", "PROXY [::1]:8080", "DIRECT"]);
+        assert_eq!(parse_pac_result("").unwrap(), [Hop::Direct]);
+        assert_eq!(parse_pac_result(" ; ").unwrap(), [Hop::Direct]);
+        let socks = parse_pac_result("SOCKS5 s:1080; HTTP h:80").unwrap();
+        assert_eq!(socks[0], Hop::Unsupported("SOCKS5 s:1080".into()));
+        assert_eq!(socks[1].to_string(), "PROXY h:80");
+        for bad in ["PROXY corp", "PROXY", "DIRECT x:1", "FTP f:21", "PROXY a:1 b:2"] {
+            assert!(parse_pac_result(bad).is_err(), "{bad}");
+        }
+        let e = parse_pac_result("DIRECT; PROXY corp").unwrap_err();
+        assert!(e.contains("host:port"), "{e}");
+    }
 
     #[test]
     fn upstream_proxy_urls() {

@@ -80,8 +80,12 @@ impl Proxy {
             panic!("not a run command")
         };
         let mut config = Config::from_run_args(&run).expect("config");
-        // Every in-process proxy of the suite dials loopback only.
+        // Every in-process proxy of the suite dials loopback only, and goes DIRECT unless
+        // the test names a route: no test follows this machine's proxy settings.
         config.loopback_only = true;
+        if !args.iter().any(|a| a.starts_with("--upstream-proxy")) {
+            config.upstream = diagproxy::upstream::discover::Spec::Direct;
+        }
         configure(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -1186,11 +1190,30 @@ pub async fn intercepted_h1_client(
 
 /// The built binary, under the loopback-only guard (`DIAGPROXY_LOOPBACK_ONLY=1`): whatever a
 /// test makes it do, it dials nothing outside 127.0.0.0/8 and ::1.
+/// The built binary, loopback only, and DIRECT unless a test passes `--upstream-proxy`
+/// (`DIAGPROXY_UPSTREAM_PROXY=direct`, no proxy variables): no test follows this machine's
+/// proxy settings.
 pub fn diagproxy() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"));
     command.env("DIAGPROXY_LOOPBACK_ONLY", "1");
+    command.env("DIAGPROXY_UPSTREAM_PROXY", "direct");
+    for var in PROXY_VARS {
+        command.env_remove(var);
+    }
     command
 }
+
+/// Every variable a proxy may be named in, both cases.
+pub const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
 
 /// The built binary running `diagproxy run --listen 127.0.0.1:0 ARGS`: the child, the
 /// address it listens on (from its banner), and its remaining stderr lines.

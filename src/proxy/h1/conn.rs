@@ -183,7 +183,10 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
             bytes_up: Arc::new(AtomicU64::new(0)),
         };
         let headers = std::mem::take(&mut head.headers);
-        let event = exchange::begin_event(&self.state, headers, line, downstream, intercepted);
+        let mut event = exchange::begin_event(&self.state, headers, line, downstream, intercepted);
+        if let Route::Intercept(ctx) = &self.route {
+            event.route = ctx.origin.route();
+        }
         (event, asked)
     }
 

@@ -60,7 +60,7 @@ pub async fn serve(
     peer: SocketAddr,
     shutdown: &mut Shutdown,
 ) -> Handoff {
-    let lean = state.config.upstream_proxy.is_none() && state.config.proxy_auth.is_none();
+    let lean = state.config.router.always_direct() && state.config.proxy_auth.is_none();
     let to_hyper = !lean
         || tokio::select! {
             c = starts_with_c(&stream) => c,

@@ -1,0 +1,321 @@
+//! [`Router`]: the route of every host for one session — from the route source that won
+//! discovery (DIRECT, one proxy, manual settings, a PAC script) — with Chromium's two
+//! memories: PAC answers cached per host, and proxies that failed to connect skipped for
+//! five minutes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::env::Manual;
+use super::pac::{Pac, PacError, PacFile};
+use super::route::{parse_pac_result, Hop, Route, UpstreamProxy};
+use crate::lru::LruMap;
+
+/// How long a proxy that did not connect is skipped (Chromium's default, five minutes).
+pub const BAD_FOR: Duration = Duration::from_secs(300);
+/// Proxies remembered as bad; a full list forgets the oldest.
+const BAD_LIST: usize = 256;
+/// Hosts whose PAC answer is remembered for the session.
+pub const PAC_CACHE: usize = 4096;
+
+/// Where routes come from.
+#[derive(Debug)]
+pub enum Way {
+    Direct,
+    Fixed(Arc<UpstreamProxy>),
+    Manual(Manual),
+    /// A PAC script, or why there is none (then every host goes DIRECT with a `pac_error`).
+    Pac(Result<Pac, PacError>),
+}
+
+/// The route of every host, and what discovery found on the way.
+#[derive(Debug)]
+pub struct Router {
+    way: Way,
+    /// Who chose the way: `--upstream-proxy`, `environment`, `GNOME settings`, `WPAD …`.
+    pub origin: String,
+    /// The PAC file's description, when one was fetched.
+    pub pac_file: Option<PacFile>,
+    /// What discovery skipped and why (a proxy that is diagproxy itself, a bad variable).
+    pub warnings: Vec<String>,
+    cache: Mutex<LruMap<String, Arc<Route>>>,
+    bad: Mutex<HashMap<(String, u16), Instant>>,
+}
+
+/// A route and, for a PAC, the helper calls the script made to choose it.
+pub struct Traced {
+    pub route: Arc<Route>,
+    pub calls: Vec<String>,
+    /// The script's own words (`PROXY a:3128; DIRECT`), before parsing.
+    pub answer: Option<String>,
+}
+
+impl Router {
+    pub fn new(way: Way, origin: impl Into<String>) -> Router {
+        let pac_file = match &way {
+            Way::Pac(Ok(pac)) => Some(pac.file.clone()),
+            _ => None,
+        };
+        Router {
+            way,
+            origin: origin.into(),
+            pac_file,
+            warnings: Vec::new(),
+            cache: Mutex::new(LruMap::new(PAC_CACHE)),
+            bad: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn direct() -> Router {
+        Router::new(Way::Direct, "no proxy configured")
+    }
+
+    /// The route source in one phrase, for the banner, the session and each event.
+    pub fn source(&self) -> String {
+        match &self.way {
+            Way::Direct => format!("DIRECT ({})", self.origin),
+            Way::Fixed(p) => format!("{} ({})", p.display(), self.origin),
+            Way::Manual(_) => format!("proxy settings ({})", self.origin),
+            Way::Pac(Ok(pac)) => format!("PAC {} ({})", pac.file.url, self.origin),
+            Way::Pac(Err(e)) => format!("PAC failed, DIRECT ({}): {e}", self.origin),
+        }
+    }
+
+    /// Whether every host goes DIRECT whatever it is (the lean forwarding path).
+    pub fn always_direct(&self) -> bool {
+        matches!(self.way, Way::Direct)
+    }
+
+    /// Whether this source names a proxy for any host (then a DIRECT that fails is
+    /// `direct_blocked`: the network expects its proxy).
+    pub fn names_proxies(&self) -> bool {
+        !matches!(self.way, Way::Direct | Way::Pac(Err(_)))
+    }
+
+    /// Whether the proxy at `hostport` (as a hop names it) is given credentials.
+    pub fn has_credentials(&self, hostport: &str) -> bool {
+        let named = |p: &Arc<UpstreamProxy>| {
+            p.authorization.is_some()
+                && super::addr::join(&p.host, p.port).eq_ignore_ascii_case(hostport)
+        };
+        match &self.way {
+            Way::Fixed(p) => named(p),
+            Way::Manual(m) => m.proxies().any(named),
+            _ => false,
+        }
+    }
+
+    /// The one fixed proxy, when there is exactly one for every host.
+    pub fn fixed(&self) -> Option<&Arc<UpstreamProxy>> {
+        match &self.way {
+            Way::Fixed(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The route for `scheme://host:port` (`path` is what the script sees of an `http:`
+    /// URL; `https:` URLs are cut to `https://host:port/`, as Chromium does).
+    pub async fn route(&self, https: bool, host: &str, port: u16, path: &str) -> Arc<Route> {
+        self.trace(https, host, port, path).await.route
+    }
+
+    /// [`Router::route`] with the helper calls a PAC script made (`diagproxy pac`).
+    pub async fn trace(&self, https: bool, host: &str, port: u16, path: &str) -> Traced {
+        let source = || -> Arc<str> { Arc::from(self.source()) };
+        let plain = |route: Route| Traced {
+            route: Arc::new(route),
+            calls: Vec::new(),
+            answer: None,
+        };
+        match &self.way {
+            Way::Direct => plain(Route::direct(source())),
+            Way::Fixed(p) => plain(Route::via(p.clone(), source())),
+            Way::Manual(m) => {
+                let (proxy, from) = m.route(https, host, port);
+                let why: Arc<str> = Arc::from(format!("{from} ({})", self.origin));
+                plain(match proxy {
+                    Some(p) => Route::via(p.clone(), why),
+                    None => Route::direct(why),
+                })
+            }
+            Way::Pac(Err(e)) => {
+                let mut route = Route::direct(source());
+                route.error = Some(e.to_string());
+                plain(route)
+            }
+            Way::Pac(Ok(pac)) => self.ask_pac(pac, https, host, port, path).await,
+        }
+    }
+
+    async fn ask_pac(&self, pac: &Pac, https: bool, host: &str, port: u16, path: &str) -> Traced {
+        let url = script_url(https, host, port, path);
+        let key = format!("{}://{}", if https { "https" } else { "http" }, super::addr::join(host, port));
+        let cached = self.cache.lock().ok().and_then(|mut c| c.get(&key));
+        if let Some(route) = cached {
+            return Traced {
+                route,
+                calls: Vec::new(),
+                answer: None,
+            };
+        }
+        let source: Arc<str> = Arc::from(format!("PAC {} ({})", pac.file.url, self.origin));
+        let bare = super::addr::unbracket(host);
+        let (route, calls, answer) = match pac.find(&url, bare).await {
+            Ok(answer) => match parse_pac_result(&answer.result) {
+                Ok(hops) => {
+                    let route = Route { hops, source, error: None };
+                    (route, answer.calls, Some(answer.result))
+                }
+                Err(e) => {
+                    let mut route = Route::direct(source);
+                    route.error = Some(format!("FindProxyForURL({url:?}) answered {e}"));
+                    (route, answer.calls, Some(answer.result))
+                }
+            },
+            Err(e) => {
+                let mut route = Route::direct(source);
+                route.error = Some(e.to_string());
+                (route, Vec::new(), None)
+            }
+        };
+        let route = Arc::new(route);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(key, route.clone());
+        }
+        Traced { route, calls, answer }
+    }
+
+    /// Remembers that `proxy` did not connect: it is tried last for [`BAD_FOR`].
+    pub fn mark_bad(&self, proxy: &UpstreamProxy) {
+        let Ok(mut bad) = self.bad.lock() else { return };
+        if bad.len() >= BAD_LIST {
+            let oldest = bad.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                bad.remove(&oldest);
+            }
+        }
+        bad.insert((proxy.host.clone(), proxy.port), Instant::now());
+    }
+
+    /// The hops in the order to try them: those not marked bad first (in the script's
+    /// order), then the bad ones (Chromium retries a bad proxy when nothing else is left).
+    pub fn in_order<'r>(&self, route: &'r Route) -> Vec<&'r Hop> {
+        let bad = |hop: &&Hop| match hop {
+            Hop::Proxy(p) => self.is_bad(p),
+            _ => false,
+        };
+        let (later, first): (Vec<&Hop>, Vec<&Hop>) = route.hops.iter().partition(bad);
+        first.into_iter().chain(later).collect()
+    }
+
+    fn is_bad(&self, proxy: &UpstreamProxy) -> bool {
+        let Ok(bad) = self.bad.lock() else { return false };
+        bad.get(&(proxy.host.clone(), proxy.port))
+            .is_some_and(|at| at.elapsed() < BAD_FOR)
+    }
+}
+
+/// Where the profile's hosts go: the banner's line and `diagproxy pac`'s first answer.
+#[derive(Debug, Clone, Default)]
+pub struct Overview {
+    /// The route source ([`Router::source`]).
+    pub source: String,
+    /// Each distinct route (`PROXY a:3128; DIRECT`) with the hosts that take it, most
+    /// hosts first.
+    pub groups: Vec<(String, Vec<String>)>,
+    /// PAC failures met on the way (`host: why`).
+    pub errors: Vec<String>,
+}
+
+impl Overview {
+    /// `34 profile hosts: 30 via PROXY proxy.corp:8080, 4 DIRECT — PAC … (GNOME settings)`.
+    pub fn line(&self) -> String {
+        let total: usize = self.groups.iter().map(|(_, hosts)| hosts.len()).sum();
+        let parts: Vec<String> = self
+            .groups
+            .iter()
+            .map(|(route, hosts)| match route.as_str() {
+                "DIRECT" => format!("{} DIRECT", hosts.len()),
+                _ => format!("{} via {route}", hosts.len()),
+            })
+            .collect();
+        format!("{total} profile hosts: {} — {}", parts.join(", "), self.source)
+    }
+}
+
+/// The name a profile entry is routed by: the pattern without its `*.`.
+pub fn entry_host(pattern: &str) -> &str {
+    pattern.strip_prefix("*.").unwrap_or(pattern)
+}
+
+impl Router {
+    /// Where each of the profile's entries goes (HTTPS, port 443).
+    pub async fn overview(&self, profile: &crate::profile::Profile) -> Overview {
+        let mut overview = Overview {
+            source: self.source(),
+            ..Overview::default()
+        };
+        for entry in &profile.entries {
+            let host = entry_host(&entry.pattern);
+            let route = self.route(true, host, 443, "").await;
+            if let Some(e) = &route.error {
+                overview.errors.push(format!("{host}: {e}"));
+            }
+            let key = route.describe();
+            match overview.groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, hosts)) => hosts.push(host.to_string()),
+                None => overview.groups.push((key, vec![host.to_string()])),
+            }
+        }
+        overview.groups.sort_by_key(|(_, hosts)| std::cmp::Reverse(hosts.len()));
+        overview
+    }
+}
+
+/// The URL a PAC script is given: `https://host:port/` for `https` (Chromium strips path
+/// and query of secure URLs, so a PAC cannot see them), the whole URL for `http`.
+pub fn script_url(https: bool, host: &str, port: u16, path: &str) -> String {
+    let (scheme, default) = if https { ("https", 443) } else { ("http", 80) };
+    let authority = if port == default {
+        super::addr::bracket(host).into_owned()
+    } else {
+        super::addr::join(host, port)
+    };
+    let path = if https || path.is_empty() { "/" } else { path };
+    format!("{scheme}://{authority}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_urls_hide_what_chromium_hides() {
+        assert_eq!(script_url(true, "chatgpt.com", 443, "/c/secret?q=1"), "https://chatgpt.com/");
+        assert_eq!(script_url(true, "chatgpt.com", 8443, ""), "https://chatgpt.com:8443/");
+        assert_eq!(script_url(false, "example.com", 80, "/a?b"), "http://example.com/a?b");
+        assert_eq!(script_url(false, "::1", 8080, ""), "http://[::1]:8080/");
+    }
+
+    #[test]
+    fn bad_proxies_go_last_and_come_back() {
+        let proxy = |h: &str| Arc::new(UpstreamProxy { host: h.into(), port: 1, authorization: None });
+        let route = Route {
+            hops: vec![Hop::Proxy(proxy("a")), Hop::Proxy(proxy("b")), Hop::Direct],
+            source: Arc::from("test"),
+            error: None,
+        };
+        let router = Router::direct();
+        let names = |r: &Router| -> Vec<String> { r.in_order(&route).iter().map(|h| h.to_string()).collect() };
+        assert_eq!(names(&router), ["PROXY a:1", "PROXY b:1", "DIRECT"]);
+        router.mark_bad(&proxy("a"));
+        assert_eq!(names(&router), ["PROXY b:1", "DIRECT", "PROXY a:1"]);
+        if let Ok(mut bad) = router.bad.lock() {
+            for at in bad.values_mut() {
+                *at -= BAD_FOR;
+            }
+        }
+        assert_eq!(names(&router), ["PROXY a:1", "PROXY b:1", "DIRECT"]);
+    }
+}
