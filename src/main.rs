@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cli::report::report(&args),
         Command::Compare(args) => cli::report::compare(&args),
         Command::Bench(args) => cli::bench::bench(&args),
+        Command::Pac(args) => cli::pac::pac(&args),
         Command::Ca(command) => cli::ca::ca(command),
     };
     match result {

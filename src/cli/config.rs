@@ -156,25 +156,30 @@ fn positive(flag: &str, text: &str) -> Result<std::time::Duration, ConfigError> 
     Ok(d)
 }
 
+/// The configuration of `diagproxy run ARGS`, for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn for_tests(args: &[&str]) -> Result<Config, ConfigError> {
+    use clap::Parser;
+    let mut argv = vec!["diagproxy", "run"];
+    argv.extend_from_slice(args);
+    match super::Cli::try_parse_from(argv)
+        .map_err(|e| bad(e.to_string()))?
+        .command
+    {
+        super::Command::Run(run) => Config::from_run_args(&run),
+        _ => Err(bad("not a run command")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
     use crate::config::glob_match;
-    use clap::Parser;
     use std::net::IpAddr;
     use std::time::Duration;
 
     fn config(args: &[&str]) -> Result<Config, ConfigError> {
-        let mut argv = vec!["diagproxy", "run"];
-        argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv)
-            .map_err(|e| bad(e.to_string()))?
-            .command
-        {
-            Command::Run(run) => Config::from_run_args(&run),
-            _ => Err(bad("not a run command")),
-        }
+        super::for_tests(args)
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod bench;
 pub mod ca;
 pub mod config;
+pub mod pac;
 pub mod report;
 pub mod run;
 
@@ -80,6 +81,39 @@ pub enum Command {
     Compare(CompareArgs),
     /// Measure diagproxy's own overhead on this machine (loopback only).
     Bench(BenchArgs),
+    /// Where each profile host (or HOST) goes and why: the route source, the PAC's answer
+    /// and the helper calls it made; exits 1 when a profile host would fail.
+    Pac(PacArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PacArgs {
+    /// Hosts to look up [default: one name per profile entry].
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// The route source, as for `run`: auto, direct, a proxy URL, pac:URL or pac:FILE.
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        default_value = "auto",
+        env = "DIAGPROXY_UPSTREAM_PROXY"
+    )]
+    pub upstream_proxy: String,
+    /// Look for WPAD in this DNS domain instead of the machine's search domains.
+    #[arg(long, value_name = "DOMAIN")]
+    pub wpad_domain: Option<String>,
+    /// Pin HOST:PORT to ADDR (for dnsResolve and the proxies); repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    /// Profile file [default: the built-in ChatGPT profile].
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// How long to wait for each proxy named to accept a connection.
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    pub connect_timeout: String,
+    /// One JSON document on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -223,7 +257,12 @@ pub struct RunArgs {
 
     /// The way out, as the browser takes it: auto (environment, desktop settings, WPAD,
     /// else direct), direct, http://[user:pass@]host:port, pac:URL or pac:FILE.
-    #[arg(long, value_name = "SOURCE", default_value = "auto", env = "DIAGPROXY_UPSTREAM_PROXY")]
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        default_value = "auto",
+        env = "DIAGPROXY_UPSTREAM_PROXY"
+    )]
     pub upstream_proxy: String,
 
     /// Look for WPAD (http://wpad.DOMAIN/wpad.dat) in this DNS domain instead of the

@@ -107,7 +107,9 @@ fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
     }
     text.push_str(&format!("route: {}\n", ready.routes.line()));
     for error in ready.routes.errors.iter().take(1) {
-        text.push_str(&format!("route: PAC error, these hosts go DIRECT: {error}\n"));
+        text.push_str(&format!(
+            "route: PAC error, these hosts go DIRECT: {error}\n"
+        ));
     }
     for warning in &ready.route_warnings {
         text.push_str(&format!("route: {warning}\n"));

@@ -6,9 +6,9 @@ use super::detect;
 use super::finding::{Finding, FindingKind};
 use super::reproduce;
 use crate::failure::Failure;
-use crate::upstream::route::Taken;
 use crate::profile::Profile;
 use crate::tls::chain::{TlsVerdict, Verdict};
+use crate::upstream::route::Taken;
 
 /// The finding a failure becomes: what failed, and the profile's next check and remedy.
 pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding {
@@ -61,19 +61,35 @@ pub fn route_findings(
         found.push(finding(FindingKind::PacError, why.clone(), detail));
     }
     let hop = taken.hop.as_deref().unwrap_or_default();
-    for failed in taken.route_failed.iter().filter(|f| f.starts_with("PROXY ")) {
+    for failed in taken
+        .route_failed
+        .iter()
+        .filter(|f| f.starts_with("PROXY "))
+    {
         let detail = format!("{host}: fell back to {hop}");
-        found.push(finding(FindingKind::ProxyUnreachable, failed.clone(), detail));
+        found.push(finding(
+            FindingKind::ProxyUnreachable,
+            failed.clone(),
+            detail,
+        ));
     }
     let Some(failure) = failure.filter(|f| f.is_unreachable()) else {
         return found;
     };
     if hop.starts_with("PROXY ") {
         let detail = format!("{host}: {hop} did not answer, and no other way was left");
-        found.push(finding(FindingKind::ProxyUnreachable, format!("{hop}: {}", failure.detail), detail));
+        found.push(finding(
+            FindingKind::ProxyUnreachable,
+            format!("{hop}: {}", failure.detail),
+            detail,
+        ));
     } else if hop == "DIRECT" && names_proxies {
         let detail = format!("{host} went DIRECT and failed, while this network names a proxy");
-        found.push(finding(FindingKind::DirectBlocked, failure.detail.clone(), detail));
+        found.push(finding(
+            FindingKind::DirectBlocked,
+            failure.detail.clone(),
+            detail,
+        ));
     }
     found
 }

@@ -144,10 +144,9 @@ impl FindingKind {
                 | F::TlsFailed
                 | F::Timeout,
             ) => 3,
-            K::UnexpectedContent
-            | K::CloudflareChallenge
-            | K::ClientRejectedCa
-            | K::SplitRoute => 4,
+            K::UnexpectedContent | K::CloudflareChallenge | K::ClientRejectedCa | K::SplitRoute => {
+                4
+            }
             K::ProxyHeader | K::UpstreamError | K::Failure(F::HttpError) => 5,
         }
     }

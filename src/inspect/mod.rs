@@ -13,6 +13,7 @@ pub mod explain;
 pub mod finding;
 pub mod page;
 pub mod reproduce;
+pub mod routes;
 pub mod verdict;
 
 pub use finding::{Finding, FindingKind};

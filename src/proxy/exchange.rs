@@ -132,7 +132,12 @@ pub fn finish(
         headers.response = HeaderList::wire(answered.head, state.config.include_secrets);
     }
     if !found.is_empty() {
-        let reproduce = state.reproduce(&event.url, &event.host, event.port, event.route.hop.as_deref());
+        let reproduce = state.reproduce(
+            &event.url,
+            &event.host,
+            event.port,
+            event.route.hop.as_deref(),
+        );
         event.findings.extend(
             found
                 .into_iter()

@@ -68,7 +68,11 @@ pub async fn forward(
                 "no response head within {:?}",
                 state.config.response_timeout
             );
-            let side = if via_proxy(&event) { Side::UpstreamProxy } else { Side::Upstream };
+            let side = if via_proxy(&event) {
+                Side::UpstreamProxy
+            } else {
+                Side::Upstream
+            };
             Err(Failure::new(FailureKind::Timeout, side, detail))
         }
     };
@@ -78,8 +82,7 @@ pub async fn forward(
     };
     let on_route = state.route_findings(&event.host, &event.route, None);
     event.findings.extend(on_route);
-    if via_proxy(&event) && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
-    {
+    if via_proxy(&event) && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         let failure =
             dial::proxy_refusal(response, &format!("{} {}", event.method, event.url)).await;
         return fail(&state, event, failure, started, &bytes_up);
@@ -150,12 +153,21 @@ fn upstream_request(
 
 /// Fits the request to `hop` and names the peer it goes to: origin-form to the origin,
 /// absolute-form (with the proxy's credentials) to a corporate proxy.
-fn shape(request: &mut Request<Body>, absolute: &Uri, hop: &Hop, authority: &hyper::http::uri::Authority) -> Option<PoolKey> {
+fn shape(
+    request: &mut Request<Body>,
+    absolute: &Uri,
+    hop: &Hop,
+    authority: &hyper::http::uri::Authority,
+) -> Option<PoolKey> {
     let headers = request.headers_mut();
     headers.remove(PROXY_AUTHORIZATION);
     match hop {
         Hop::Proxy(proxy) => {
-            if let Some(auth) = proxy.authorization.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+            if let Some(auth) = proxy
+                .authorization
+                .as_deref()
+                .and_then(|a| HeaderValue::from_str(a).ok())
+            {
                 headers.insert(PROXY_AUTHORIZATION, auth);
             }
             *request.uri_mut() = absolute.clone();
@@ -163,7 +175,9 @@ fn shape(request: &mut Request<Body>, absolute: &Uri, hop: &Hop, authority: &hyp
         }
         Hop::Direct => {
             let origin_form = absolute.path_and_query().map_or("/", |pq| pq.as_str());
-            *request.uri_mut() = origin_form.parse().unwrap_or_else(|_| Uri::from_static("/"));
+            *request.uri_mut() = origin_form
+                .parse()
+                .unwrap_or_else(|_| Uri::from_static("/"));
             let host = crate::upstream::addr::unbracket(authority.host());
             Some((host.to_string(), authority.port_u16().unwrap_or(80)))
         }
@@ -193,7 +207,10 @@ async fn exchange(
         event.route.hop = Some(hop.to_string());
         let Some(key) = shape(&mut request, &absolute, hop, authority) else {
             let failure = dial::unsupported(&hop.to_string());
-            event.route.route_failed.push(format!("{hop}: {}", failure.detail));
+            event
+                .route
+                .route_failed
+                .push(format!("{hop}: {}", failure.detail));
             last = Some(failure);
             continue;
         };
@@ -217,10 +234,14 @@ async fn exchange(
         if !failure.is_unreachable() || i + 1 == hops.len() {
             return Err(failure);
         }
-        event.route.route_failed.push(format!("{hop}: {}", failure.detail));
+        event
+            .route
+            .route_failed
+            .push(format!("{hop}: {}", failure.detail));
         last = Some(failure);
     }
-    Err(last.unwrap_or_else(|| Failure::new(FailureKind::ConnectFailed, Side::Upstream, "no route")))
+    Err(last
+        .unwrap_or_else(|| Failure::new(FailureKind::ConnectFailed, Side::Upstream, "no route")))
 }
 
 /// Sends on an idle pooled connection to `key`, if one is open and takes it; the request
@@ -260,7 +281,11 @@ async fn send_new(
     event: &mut RequestEvent,
 ) -> Result<(Response<Incoming>, SendRequest<Body>), Failure> {
     if matches!(hop, Hop::Direct) {
-        let host = request.uri().host().unwrap_or(event.host.as_str()).to_string();
+        let host = request
+            .uri()
+            .host()
+            .unwrap_or(event.host.as_str())
+            .to_string();
         event.findings.extend(crate::inspect::detect::dns_sinkhole(
             &host,
             &dialed.dns_answer,
@@ -288,7 +313,11 @@ async fn send_new(
 
 /// Whether the event's request went through a corporate proxy.
 fn via_proxy(event: &RequestEvent) -> bool {
-    event.route.hop.as_deref().is_some_and(|h| h.starts_with("PROXY "))
+    event
+        .route
+        .hop
+        .as_deref()
+        .is_some_and(|h| h.starts_with("PROXY "))
 }
 
 fn side_of(hop: &Hop) -> Side {
@@ -306,9 +335,13 @@ pub(super) fn fail(
     bytes_up: &AtomicU64,
 ) -> Response<Body> {
     let response = answer::failure(&failure, &event.host, event.port, &state.config.profile);
-    event
-        .findings
-        .extend(state.failure_findings(&event.host, &failure, &event.url, event.port, &event.route));
+    event.findings.extend(state.failure_findings(
+        &event.host,
+        &failure,
+        &event.url,
+        event.port,
+        &event.route,
+    ));
     event.failure = Some(failure);
     event.bytes_up = bytes_up.load(Ordering::Relaxed);
     event.timings.total_ms = ms(started.elapsed());

@@ -41,7 +41,6 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 
-use crate::upstream::route::Taken;
 use crate::clock;
 use crate::config::{Config, Intercept};
 use crate::inspect::{explain, reproduce};
@@ -55,6 +54,7 @@ use crate::tls::chain::TlsVerdict;
 use crate::tls::mint::Minter;
 use crate::upstream::discover::{self, Spec};
 use crate::upstream::resolve::targets;
+use crate::upstream::route::Taken;
 use crate::upstream::router::Overview;
 
 /// What every connection task shares.
@@ -180,7 +180,13 @@ pub async fn run_announced(
             });
         }
     }
-    let router = discover::router(&config.upstream, config.wpad_domain.as_deref(), &config, listen).await;
+    let router = discover::router(
+        &config.upstream,
+        config.wpad_domain.as_deref(),
+        &config,
+        listen,
+    )
+    .await;
     config.router = Arc::new(router);
     let routes = config.router.overview(&config.profile).await;
     let warnings = config.router.warnings.clone();

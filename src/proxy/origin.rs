@@ -18,7 +18,6 @@ use super::body::Body;
 use super::exchange;
 use super::sighted::Watch;
 use super::Shared;
-use crate::upstream::route::Taken;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, TunnelSight};
@@ -26,6 +25,7 @@ use crate::session::event::{ChainSource, Downstream, Event, RequestEvent, TlsChe
 use crate::tls::chain::{self, TlsVerdict, Verdict};
 use crate::tls::probe;
 use crate::upstream::dial::{self, Io};
+use crate::upstream::route::Taken;
 
 /// Why a request could not be sent upstream: the failure, and the verdict when the chain
 /// was the reason (for the page the browser gets).
@@ -290,9 +290,13 @@ impl Origin {
                 // A block page in the corporate proxy's refusal, a sinkhole answer: named
                 // as in tunnel mode.
                 let url = format!("https://{}/", self.authority());
-                let found =
-                    self.state
-                        .failure_findings(&self.host, &failure, &url, self.port, &event.route);
+                let found = self.state.failure_findings(
+                    &self.host,
+                    &failure,
+                    &url,
+                    self.port,
+                    &event.route,
+                );
                 event.findings.extend(found);
                 return Err(failure.into());
             }
@@ -376,7 +380,9 @@ impl Origin {
         };
         let found = detect::tunnel_findings(&sight, &self.state.config.profile);
         let url = format!("https://{}/", self.authority());
-        let reproduce = self.state.reproduce(&url, &self.host, self.port, event.route.hop.as_deref());
+        let reproduce =
+            self.state
+                .reproduce(&url, &self.host, self.port, event.route.hop.as_deref());
         event.findings.extend(
             found
                 .into_iter()

@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 
 use super::body::{empty, Body};
 use super::{answer, relay, OpenGuard, Shared};
-use crate::upstream::route::Taken;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, TunnelSight};
@@ -24,6 +23,7 @@ use crate::shutdown::Shutdown;
 use crate::sniff::{self, Sniff};
 use crate::tls::{chain, probe};
 use crate::upstream::dial::{self, Stream};
+use crate::upstream::route::Taken;
 use rustls::pki_types::UnixTime;
 
 /// Dials the upstream, answers 200 and relays the tunnel in its own task; a dial failure
@@ -281,7 +281,12 @@ fn judge(
         "https://{}/",
         crate::upstream::addr::join(record.host_name(), record.port)
     );
-    let reproduce = state.reproduce(&url, record.host_name(), record.port, record.route.hop.as_deref());
+    let reproduce = state.reproduce(
+        &url,
+        record.host_name(),
+        record.port,
+        record.route.hop.as_deref(),
+    );
     record.findings.extend(
         found
             .into_iter()

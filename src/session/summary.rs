@@ -28,6 +28,9 @@ pub struct Summary {
     hosts: BTreeMap<(String, u16), HostStats>,
     /// Requests diagproxy refused itself (400, 407, 508).
     refused: u64,
+    /// The first profile host a route was seen for, and that route: another profile host
+    /// that goes another way is a `split_route`.
+    first_route: Option<(String, String)>,
 }
 
 /// One host:port of `summary.json`.
@@ -51,7 +54,15 @@ pub struct HostStats {
     /// Why the chain could not be checked, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_error: Option<String>,
+    /// The ways out its connections took (`DIRECT`, `PROXY proxy.corp:8080`; at most
+    /// [`MAX_ROUTES`]).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub routes: BTreeSet<String>,
 }
+
+/// Routes remembered per host (a PAC that alternates more than this is still seen as
+/// split).
+pub const MAX_ROUTES: usize = 8;
 
 /// The `summary.json` document (version 1).
 #[derive(Debug, Serialize)]
@@ -127,6 +138,7 @@ impl Summary {
             profile,
             hosts: BTreeMap::new(),
             refused: 0,
+            first_route: None,
         }
     }
 
@@ -167,11 +179,18 @@ impl Summary {
                     stats.add_finding(finding.clone());
                 }
                 let failure = t.failure.clone();
+                self.note_route(t.host_name(), t.port, t.route.hop.as_deref());
                 let url = format!(
                     "https://{}/",
                     crate::upstream::addr::join(t.host_name(), t.port)
                 );
-                self.record_failure((t.host_name(), t.port, &url), failure.as_ref(), &t.findings);
+                let hop = t.route.hop.as_deref();
+                self.record_failure(
+                    (t.host_name(), t.port, &url),
+                    failure.as_ref(),
+                    &t.findings,
+                    hop,
+                );
             }
             Event::Request(r) => {
                 let stats = self.host(&r.host, r.port);
@@ -185,7 +204,14 @@ impl Summary {
                 for finding in &r.findings {
                     stats.add_finding(finding.clone());
                 }
-                self.record_failure((&r.host, r.port, &r.url), r.failure.as_ref(), &r.findings);
+                self.note_route(&r.host, r.port, r.route.hop.as_deref());
+                let hop = r.route.hop.as_deref();
+                self.record_failure(
+                    (&r.host, r.port, &r.url),
+                    r.failure.as_ref(),
+                    &r.findings,
+                    hop,
+                );
             }
         }
     }
@@ -219,6 +245,7 @@ impl Summary {
                 max_connect_ms: None,
                 tls: None,
                 tls_error: None,
+                routes: BTreeSet::new(),
             })
     }
 
@@ -235,6 +262,7 @@ impl Summary {
         (host, port, url): (&str, u16, &str),
         failure: Option<&Failure>,
         named: &[Finding],
+        hop: Option<&str>,
     ) {
         let Some(failure) = failure else { return };
         let as_finding = FindingKind::Failure(failure.kind);
@@ -249,15 +277,16 @@ impl Summary {
                 .or_insert(0) += 1;
             return;
         }
-        // The session knows the corporate proxy (credentials masked) and the --resolve pins.
-        let proxy = self
+        // The event knows its way out; the session whether the proxy takes credentials
+        // (masked as `***@`) and the --resolve pins.
+        let with_credentials = self
             .session
             .upstream_proxy
             .as_deref()
-            .map(|p| match p.split_once("***@") {
-                Some((scheme, rest)) => (format!("{scheme}{rest}"), true),
-                None => (p.to_string(), false),
-            });
+            .is_some_and(|p| p.contains("***@"));
+        let proxy = hop
+            .and_then(|h| h.strip_prefix("PROXY "))
+            .map(|hostport| (format!("http://{hostport}"), with_credentials));
         let pin = self.session.pin(host, port);
         let path = reproduce::Path {
             proxy: proxy.as_ref().map(|(p, c)| (p.as_str(), *c)),
@@ -268,6 +297,38 @@ impl Summary {
         let stats = self.host(host, port);
         *stats.failures.entry(failure.kind).or_insert(0) += 1;
         stats.add_finding(finding);
+    }
+
+    /// Remembers the way `host:port`'s connection took; a profile host that goes another
+    /// way than the first one seen is a `split_route` (ChatGPT then works only partly).
+    fn note_route(&mut self, host: &str, port: u16, hop: Option<&str>) {
+        let Some(hop) = hop else { return };
+        let stats = self.host(host, port);
+        if stats.routes.len() < MAX_ROUTES {
+            stats.routes.insert(hop.to_string());
+        }
+        if stats.allowlist.is_none() {
+            return;
+        }
+        let name = stats.host.clone();
+        let Some((first_host, first_hop)) = self.first_route.clone() else {
+            self.first_route = Some((name, hop.to_string()));
+            return;
+        };
+        if first_hop == hop {
+            return;
+        }
+        let evidence = format!("{first_host} goes {first_hop}, {name} goes {hop}");
+        let detail = format!("{name} takes another way out than {first_host}");
+        let finding = Finding::new(
+            &self.profile,
+            FindingKind::SplitRoute,
+            &name,
+            None,
+            evidence,
+            detail,
+        );
+        self.host(host, port).add_finding(finding);
     }
 
     pub fn hosts(&self) -> impl Iterator<Item = &HostStats> {

@@ -196,11 +196,19 @@ pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<
 /// did so is skipped for five minutes (Chromium's rule); a proxy's refusal of the CONNECT
 /// itself (403, 407) is its answer and ends the attempt. `taken` says which way was taken
 /// and what failed before it, for the event.
-pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> (Taken, Result<Upstream, Failure>) {
+pub async fn open_tunnel(
+    host: &str,
+    port: u16,
+    config: &Config,
+) -> (Taken, Result<Upstream, Failure>) {
     let route = config.route(port != 80, host, port, "").await;
     let mut taken = Taken::from(&*route);
     let hops = config.router.in_order(&route);
-    let mut result = Err(Failure::new(FailureKind::ConnectFailed, Side::Upstream, "no route"));
+    let mut result = Err(Failure::new(
+        FailureKind::ConnectFailed,
+        Side::Upstream,
+        "no route",
+    ));
     for (i, hop) in hops.iter().enumerate() {
         result = match hop {
             Hop::Direct => direct(host, port, config).await,
@@ -219,7 +227,9 @@ pub async fn open_tunnel(host: &str, port: u16, config: &Config) -> (Taken, Resu
         if !unreachable || i + 1 == hops.len() {
             break;
         }
-        taken.route_failed.push(format!("{hop}: {}", failure.detail));
+        taken
+            .route_failed
+            .push(format!("{hop}: {}", failure.detail));
     }
     (taken, result)
 }
@@ -248,7 +258,12 @@ async fn direct(host: &str, port: u16, config: &Config) -> Result<Upstream, Fail
     })
 }
 
-async fn through(proxy: &UpstreamProxy, host: &str, port: u16, config: &Config) -> Result<Upstream, Failure> {
+async fn through(
+    proxy: &UpstreamProxy,
+    host: &str,
+    port: u16,
+    config: &Config,
+) -> Result<Upstream, Failure> {
     let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
     let started = Instant::now();
     let exchange = connect_through(d.stream, proxy, host, port);

@@ -33,9 +33,10 @@ impl Spec {
             _ => match text.strip_prefix("pac:") {
                 Some("") => return Err("--upstream-proxy pac: needs a URL or a file".into()),
                 Some(location) => Spec::Pac(location.to_string()),
-                None => Spec::Fixed(parse_upstream_proxy(text).map_err(|e| {
-                    format!("{e} (or auto, direct, pac:URL, pac:FILE)")
-                })?),
+                None => Spec::Fixed(
+                    parse_upstream_proxy(text)
+                        .map_err(|e| format!("{e} (or auto, direct, pac:URL, pac:FILE)"))?,
+                ),
             },
         })
     }
@@ -55,7 +56,12 @@ pub enum Setting {
 
 /// The router for `spec`. `listen` is diagproxy's own address (a proxy there is skipped);
 /// `wpad_domain` replaces the machine's DNS search domains for WPAD.
-pub async fn router(spec: &Spec, wpad_domain: Option<&str>, config: &Config, listen: SocketAddr) -> Router {
+pub async fn router(
+    spec: &Spec,
+    wpad_domain: Option<&str>,
+    config: &Config,
+    listen: SocketAddr,
+) -> Router {
     match spec {
         Spec::Direct => Router::new(Way::Direct, "--upstream-proxy direct"),
         Spec::Fixed(p) => Router::new(Way::Fixed(p.clone().into()), "--upstream-proxy"),
@@ -81,7 +87,8 @@ async fn auto(wpad_domain: Option<&str>, config: &Config, listen: SocketAddr) ->
     let (env, env_warnings) = from_env(|name| std::env::var(name).ok());
     warnings.extend(env_warnings);
     let mut router = None;
-    if let Some(manual) = env.and_then(|m| without_us(m, "the environment", &is_us, &mut warnings)) {
+    if let Some(manual) = env.and_then(|m| without_us(m, "the environment", &is_us, &mut warnings))
+    {
         router = Some(Router::new(Way::Manual(manual), "environment"));
     }
     if router.is_none() && wpad_domain.is_none() {
@@ -181,7 +188,8 @@ pub fn search_domains(resolv_conf: &str) -> Vec<String> {
         .lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
-            matches!(words.next(), Some("search" | "domain")).then(|| words.map(str::to_string).collect::<Vec<_>>())
+            matches!(words.next(), Some("search" | "domain"))
+                .then(|| words.map(str::to_string).collect::<Vec<_>>())
         })
         .flatten()
         .filter(|d| d.contains('.') || !d.is_empty())
@@ -192,7 +200,11 @@ pub fn search_domains(resolv_conf: &str) -> Vec<String> {
 pub fn wpad_hosts(domains: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for domain in domains {
-        let labels: Vec<&str> = domain.trim_matches('.').split('.').filter(|l| !l.is_empty()).collect();
+        let labels: Vec<&str> = domain
+            .trim_matches('.')
+            .split('.')
+            .filter(|l| !l.is_empty())
+            .collect();
         for start in 0..labels.len().saturating_sub(1) {
             let host = format!("wpad.{}", labels[start..].join("."));
             if !out.contains(&host) {
@@ -212,7 +224,8 @@ async fn desktop() -> Option<(Setting, &'static str)> {
     let config_dir = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| home.map(|h| h.join(".config")));
-    if let Some(text) = config_dir.and_then(|d| std::fs::read_to_string(d.join("kioslaverc")).ok()) {
+    if let Some(text) = config_dir.and_then(|d| std::fs::read_to_string(d.join("kioslaverc")).ok())
+    {
         if let Some(s) = kde(&text) {
             return Some((s, "KDE settings"));
         }
@@ -237,8 +250,13 @@ async fn command(program: &str, args: &[&str]) -> Option<String> {
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(SETTINGS_TIMEOUT, run).await.ok()?.ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = tokio::time::timeout(SETTINGS_TIMEOUT, run)
+        .await
+        .ok()?
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// GNOME's `org.gnome.system.proxy`: mode `manual` (host and port per scheme,
@@ -248,16 +266,32 @@ async fn gnome() -> Option<Setting> {
     match gsetting(BASE, "mode").await?.as_str() {
         "auto" => {
             let url = gsetting(BASE, "autoconfig-url").await.unwrap_or_default();
-            Some(if url.is_empty() { Setting::Wpad } else { Setting::Pac(url) })
+            Some(if url.is_empty() {
+                Setting::Wpad
+            } else {
+                Setting::Pac(url)
+            })
         }
         "manual" => {
             let mut manual = Manual::default();
-            for (scheme, slot, from) in [("https", 0, "GNOME settings (https)"), ("http", 1, "GNOME settings (http)")] {
+            for (scheme, slot, from) in [
+                ("https", 0, "GNOME settings (https)"),
+                ("http", 1, "GNOME settings (http)"),
+            ] {
                 let schema = format!("{BASE}.{scheme}");
                 let host = gsetting(&schema, "host").await.unwrap_or_default();
-                let port = gsetting(&schema, "port").await.and_then(|p| p.parse().ok()).unwrap_or(0u16);
-                let proxy = (!host.is_empty() && port != 0)
-                    .then(|| UpstreamProxy { host, port, authorization: None }.into());
+                let port = gsetting(&schema, "port")
+                    .await
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0u16);
+                let proxy = (!host.is_empty() && port != 0).then(|| {
+                    UpstreamProxy {
+                        host,
+                        port,
+                        authorization: None,
+                    }
+                    .into()
+                });
                 if slot == 0 {
                     (manual.https, manual.https_from) = (proxy, from.into());
                 } else {
@@ -287,13 +321,19 @@ pub fn kde(text: &str) -> Option<Setting> {
     }
     let get = |k: &str| keys.get(k).map(String::as_str).unwrap_or_default();
     match get("ProxyType") {
-        "2" if !get("Proxy Config Script").is_empty() => Some(Setting::Pac(get("Proxy Config Script").to_string())),
+        "2" if !get("Proxy Config Script").is_empty() => {
+            Some(Setting::Pac(get("Proxy Config Script").to_string()))
+        }
         "3" => Some(Setting::Wpad),
         "1" => {
             // `http://proxy.corp 8080` (KDE's form) or `http://proxy.corp:8080`.
             let proxy = |v: &str| -> Option<std::sync::Arc<UpstreamProxy>> {
                 let v = v.trim().replacen(' ', ":", 1);
-                let url = if v.contains("://") { v } else { format!("http://{v}") };
+                let url = if v.contains("://") {
+                    v
+                } else {
+                    format!("http://{v}")
+                };
                 parse_upstream_proxy(&url).ok().map(Into::into)
             };
             let manual = Manual {
@@ -340,7 +380,14 @@ pub fn macos(text: &str) -> Option<Setting> {
         }
         let host = get(&format!("{scheme}Proxy")).to_string();
         let port = get(&format!("{scheme}Port")).parse().ok()?;
-        Some(UpstreamProxy { host, port, authorization: None }.into())
+        Some(
+            UpstreamProxy {
+                host,
+                port,
+                authorization: None,
+            }
+            .into(),
+        )
     };
     let manual = Manual {
         https: proxy("HTTPS"),
@@ -360,8 +407,14 @@ mod tests {
     fn specs() {
         assert_eq!(Spec::parse("auto"), Ok(Spec::Auto));
         assert_eq!(Spec::parse("direct"), Ok(Spec::Direct));
-        assert_eq!(Spec::parse("pac:/etc/p.pac"), Ok(Spec::Pac("/etc/p.pac".into())));
-        assert_eq!(Spec::parse("pac:http://pac.corp/p.pac"), Ok(Spec::Pac("http://pac.corp/p.pac".into())));
+        assert_eq!(
+            Spec::parse("pac:/etc/p.pac"),
+            Ok(Spec::Pac("/etc/p.pac".into()))
+        );
+        assert_eq!(
+            Spec::parse("pac:http://pac.corp/p.pac"),
+            Ok(Spec::Pac("http://pac.corp/p.pac".into()))
+        );
         assert!(matches!(Spec::parse("http://corp:3128"), Ok(Spec::Fixed(p)) if p.port == 3128));
         assert!(Spec::parse("pac:").is_err());
         let e = Spec::parse("corp:3128").unwrap_err();
@@ -370,7 +423,9 @@ mod tests {
 
     #[test]
     fn wpad_walks_up_the_search_domains_but_not_to_the_tld() {
-        let domains = search_domains("nameserver 10.0.0.1\nsearch eu.corp.test corp.test\ndomain lab.example\n");
+        let domains = search_domains(
+            "nameserver 10.0.0.1\nsearch eu.corp.test corp.test\ndomain lab.example\n",
+        );
         assert_eq!(domains, ["eu.corp.test", "corp.test", "lab.example"]);
         assert_eq!(
             wpad_hosts(&domains),
@@ -386,7 +441,9 @@ mod tests {
         assert_eq!(kde("[Proxy Settings]\nProxyType=3\n"), Some(Setting::Wpad));
         assert_eq!(kde("[Proxy Settings]\nProxyType=0\n"), None);
         let manual = "[Proxy Settings]\nProxyType=1\nhttpsProxy=http://proxy.corp 8080\nNoProxyFor=.local,chatgpt.com\n";
-        let Some(Setting::Manual(m)) = kde(manual) else { panic!("manual") };
+        let Some(Setting::Manual(m)) = kde(manual) else {
+            panic!("manual")
+        };
         let p = m.https.clone().unwrap();
         assert_eq!((p.host.as_str(), p.port), ("proxy.corp", 8080));
         assert_eq!(m.route(true, "ab.chatgpt.com", 443).0, None);
@@ -396,9 +453,14 @@ mod tests {
     #[test]
     fn macos_settings() {
         let pac = "<dictionary> {\n  ProxyAutoConfigEnable : 1\n  ProxyAutoConfigURLString : http://pac.corp/p.pac\n}\n";
-        assert_eq!(macos(pac), Some(Setting::Pac("http://pac.corp/p.pac".into())));
+        assert_eq!(
+            macos(pac),
+            Some(Setting::Pac("http://pac.corp/p.pac".into()))
+        );
         let manual = "<dictionary> {\n  ExceptionsList : <array> {\n    0 : *.local\n    1 : chatgpt.com\n  }\n  HTTPSEnable : 1\n  HTTPSPort : 3128\n  HTTPSProxy : proxy.corp\n}\n";
-        let Some(Setting::Manual(m)) = macos(manual) else { panic!("manual") };
+        let Some(Setting::Manual(m)) = macos(manual) else {
+            panic!("manual")
+        };
         assert_eq!(m.https.as_ref().unwrap().port, 3128);
         assert!(m.http.is_none());
         assert_eq!(m.route(true, "chatgpt.com", 443).0, None);

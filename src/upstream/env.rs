@@ -128,8 +128,7 @@ impl Bypass {
         self.entries.iter().any(|e| match e {
             Skip::All => true,
             Skip::Domain(d, p) => {
-                p.is_none_or(|p| p == port)
-                    && (host == *d || host.ends_with(&format!(".{d}")))
+                p.is_none_or(|p| p == port) && (host == *d || host.ends_with(&format!(".{d}")))
             }
             Skip::Net(net, bits) => ip.is_some_and(|ip| in_net(ip, *net, *bits)),
         })
@@ -186,7 +185,12 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        from_env(|name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        from_env(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
     }
 
     #[test]
@@ -198,16 +202,25 @@ mod tests {
         let m = m.unwrap();
         assert!(w.is_empty(), "{w:?}");
         let (p, from) = m.route(true, "chatgpt.com", 443);
-        assert_eq!((p.unwrap().host.as_str(), p.unwrap().port, from), ("secure.corp", 8443, "HTTPS_PROXY"));
+        assert_eq!(
+            (p.unwrap().host.as_str(), p.unwrap().port, from),
+            ("secure.corp", 8443, "HTTPS_PROXY")
+        );
         let (p, from) = m.route(false, "chatgpt.com", 80);
-        assert_eq!((p.unwrap().host.as_str(), from), ("every.corp", "ALL_PROXY"));
+        assert_eq!(
+            (p.unwrap().host.as_str(), from),
+            ("every.corp", "ALL_PROXY")
+        );
         assert!(env(&[]).0.is_none());
         assert!(env(&[("NO_PROXY", "*")]).0.is_none());
     }
 
     #[test]
     fn lower_case_wins_and_unusable_values_are_warned_about() {
-        let (m, _) = env(&[("https_proxy", "http://low:1"), ("HTTPS_PROXY", "http://up:2")]);
+        let (m, _) = env(&[
+            ("https_proxy", "http://low:1"),
+            ("HTTPS_PROXY", "http://up:2"),
+        ]);
         assert_eq!(m.unwrap().https.unwrap().host, "low");
         let (m, w) = env(&[("HTTPS_PROXY", "socks5://s:1080")]);
         assert!(m.is_none());
@@ -216,7 +229,10 @@ mod tests {
 
     #[test]
     fn no_proxy_follows_curl() {
-        let b = Bypass::parse("localhost, .corp.test,example.com:8080 10.0.0.0/8,::1,*.svc", "NO_PROXY");
+        let b = Bypass::parse(
+            "localhost, .corp.test,example.com:8080 10.0.0.0/8,::1,*.svc",
+            "NO_PROXY",
+        );
         assert!(b.matches("localhost", 443));
         assert!(b.matches("a.corp.test", 443) && b.matches("corp.test", 443));
         assert!(!b.matches("notcorp.test", 443));
@@ -238,7 +254,9 @@ mod tests {
         assert!(!in_net(ip("192.168.2.77"), ip("192.168.1.0"), 24));
         assert!(in_net(ip("192.168.1.77"), ip("192.168.1.64"), 26));
         assert!(!in_net(ip("192.168.1.77"), ip("192.168.1.0"), 26));
-        assert!(in_net(ip("fd00::5"), ip("fd00::"), 8) && !in_net(ip("fd00::5"), ip("10.0.0.0"), 8));
+        assert!(
+            in_net(ip("fd00::5"), ip("fd00::"), 8) && !in_net(ip("fd00::5"), ip("10.0.0.0"), 8)
+        );
         assert!(in_net(ip("1.2.3.4"), ip("9.9.9.9"), 0));
     }
 }

@@ -133,7 +133,11 @@ pub fn parse_pac_result(text: &str) -> Result<Vec<Hop>, String> {
                 pac_proxy(entry, target)?;
                 Hop::Unsupported(format!("{scheme} {target}"))
             }
-            _ => return Err(format!("{entry:?}: not DIRECT, PROXY, HTTPS or SOCKS host:port")),
+            _ => {
+                return Err(format!(
+                    "{entry:?}: not DIRECT, PROXY, HTTPS or SOCKS host:port"
+                ))
+            }
         };
         hops.push(hop);
     }
@@ -265,7 +269,13 @@ mod tests {
         let socks = parse_pac_result("SOCKS5 s:1080; HTTP h:80").unwrap();
         assert_eq!(socks[0], Hop::Unsupported("SOCKS5 s:1080".into()));
         assert_eq!(socks[1].to_string(), "PROXY h:80");
-        for bad in ["PROXY corp", "PROXY", "DIRECT x:1", "FTP f:21", "PROXY a:1 b:2"] {
+        for bad in [
+            "PROXY corp",
+            "PROXY",
+            "DIRECT x:1",
+            "FTP f:21",
+            "PROXY a:1 b:2",
+        ] {
             assert!(parse_pac_result(bad).is_err(), "{bad}");
         }
         let e = parse_pac_result("DIRECT; PROXY corp").unwrap_err();

@@ -150,7 +150,11 @@ impl Router {
 
     async fn ask_pac(&self, pac: &Pac, https: bool, host: &str, port: u16, path: &str) -> Traced {
         let url = script_url(https, host, port, path);
-        let key = format!("{}://{}", if https { "https" } else { "http" }, super::addr::join(host, port));
+        let key = format!(
+            "{}://{}",
+            if https { "https" } else { "http" },
+            super::addr::join(host, port)
+        );
         let cached = self.cache.lock().ok().and_then(|mut c| c.get(&key));
         if let Some(route) = cached {
             return Traced {
@@ -164,7 +168,11 @@ impl Router {
         let (route, calls, answer) = match pac.find(&url, bare).await {
             Ok(answer) => match parse_pac_result(&answer.result) {
                 Ok(hops) => {
-                    let route = Route { hops, source, error: None };
+                    let route = Route {
+                        hops,
+                        source,
+                        error: None,
+                    };
                     (route, answer.calls, Some(answer.result))
                 }
                 Err(e) => {
@@ -183,14 +191,21 @@ impl Router {
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, route.clone());
         }
-        Traced { route, calls, answer }
+        Traced {
+            route,
+            calls,
+            answer,
+        }
     }
 
     /// Remembers that `proxy` did not connect: it is tried last for [`BAD_FOR`].
     pub fn mark_bad(&self, proxy: &UpstreamProxy) {
         let Ok(mut bad) = self.bad.lock() else { return };
         if bad.len() >= BAD_LIST {
-            let oldest = bad.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone());
+            let oldest = bad
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
                 bad.remove(&oldest);
             }
@@ -210,7 +225,9 @@ impl Router {
     }
 
     fn is_bad(&self, proxy: &UpstreamProxy) -> bool {
-        let Ok(bad) = self.bad.lock() else { return false };
+        let Ok(bad) = self.bad.lock() else {
+            return false;
+        };
         bad.get(&(proxy.host.clone(), proxy.port))
             .is_some_and(|at| at.elapsed() < BAD_FOR)
     }
@@ -240,7 +257,11 @@ impl Overview {
                 _ => format!("{} via {route}", hosts.len()),
             })
             .collect();
-        format!("{total} profile hosts: {} — {}", parts.join(", "), self.source)
+        format!(
+            "{total} profile hosts: {} — {}",
+            parts.join(", "),
+            self.source
+        )
     }
 }
 
@@ -268,7 +289,9 @@ impl Router {
                 None => overview.groups.push((key, vec![host.to_string()])),
             }
         }
-        overview.groups.sort_by_key(|(_, hosts)| std::cmp::Reverse(hosts.len()));
+        overview
+            .groups
+            .sort_by_key(|(_, hosts)| std::cmp::Reverse(hosts.len()));
         overview
     }
 }
@@ -292,22 +315,39 @@ mod tests {
 
     #[test]
     fn script_urls_hide_what_chromium_hides() {
-        assert_eq!(script_url(true, "chatgpt.com", 443, "/c/secret?q=1"), "https://chatgpt.com/");
-        assert_eq!(script_url(true, "chatgpt.com", 8443, ""), "https://chatgpt.com:8443/");
-        assert_eq!(script_url(false, "example.com", 80, "/a?b"), "http://example.com/a?b");
+        assert_eq!(
+            script_url(true, "chatgpt.com", 443, "/c/secret?q=1"),
+            "https://chatgpt.com/"
+        );
+        assert_eq!(
+            script_url(true, "chatgpt.com", 8443, ""),
+            "https://chatgpt.com:8443/"
+        );
+        assert_eq!(
+            script_url(false, "example.com", 80, "/a?b"),
+            "http://example.com/a?b"
+        );
         assert_eq!(script_url(false, "::1", 8080, ""), "http://[::1]:8080/");
     }
 
     #[test]
     fn bad_proxies_go_last_and_come_back() {
-        let proxy = |h: &str| Arc::new(UpstreamProxy { host: h.into(), port: 1, authorization: None });
+        let proxy = |h: &str| {
+            Arc::new(UpstreamProxy {
+                host: h.into(),
+                port: 1,
+                authorization: None,
+            })
+        };
         let route = Route {
             hops: vec![Hop::Proxy(proxy("a")), Hop::Proxy(proxy("b")), Hop::Direct],
             source: Arc::from("test"),
             error: None,
         };
         let router = Router::direct();
-        let names = |r: &Router| -> Vec<String> { r.in_order(&route).iter().map(|h| h.to_string()).collect() };
+        let names = |r: &Router| -> Vec<String> {
+            r.in_order(&route).iter().map(|h| h.to_string()).collect()
+        };
         assert_eq!(names(&router), ["PROXY a:1", "PROXY b:1", "DIRECT"]);
         router.mark_bad(&proxy("a"));
         assert_eq!(names(&router), ["PROXY b:1", "DIRECT", "PROXY a:1"]);

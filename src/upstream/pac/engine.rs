@@ -178,8 +178,8 @@ impl Script {
     }
 }
 
-/// `dnsResolve`, `dnsResolveEx`, `myIpAddress`, `myIpAddressEx`, and `__record` (the
-/// helper-call trace).
+/// `__dnsResolve` (wrapped by `dnsResolve`, which answers `null` for ""), `dnsResolveEx`,
+/// `myIpAddress`, `myIpAddressEx`, and `__record` (the helper-call trace).
 fn install_natives(
     ctx: &rquickjs::Ctx<'_>,
     dns: Rc<Dns>,
@@ -188,9 +188,12 @@ fn install_natives(
     let globals = ctx.globals();
     let d = dns.clone();
     globals.set(
-        "dnsResolve",
+        "__dnsResolve",
         Function::new(ctx.clone(), move |host: Coerced<String>| {
-            d.lookup(&host.0).into_iter().find(IpAddr::is_ipv4).map(|ip| ip.to_string())
+            let ips = d.lookup(&host.0);
+            ips.into_iter()
+                .find(IpAddr::is_ipv4)
+                .map_or(String::new(), |ip| ip.to_string())
         })?,
     )?;
     let d = dns.clone();
@@ -265,9 +268,9 @@ impl Dns {
         if let Some(ip) = resolve::pinned_any_port(&self.config, host) {
             return vec![ip];
         }
-        let looked_up = self
-            .handle
-            .block_on(resolve::resolve(host, 0, &self.config, Side::Upstream));
+        let looked_up =
+            self.handle
+                .block_on(resolve::resolve(host, 0, &self.config, Side::Upstream));
         looked_up.map_or(Vec::new(), |(addrs, _)| {
             addrs.iter().map(|a| a.ip()).collect()
         })
@@ -313,5 +316,150 @@ fn link_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn script(source: &str) -> Result<mpsc::Sender<Job>, PacError> {
+        let mut config = crate::cli::config::for_tests(&["--resolve", "pinned.test:443:10.1.2.3"])
+            .expect("config");
+        config.loopback_only = true;
+        start(source.to_string(), config).await
+    }
+
+    async fn find(jobs: &mpsc::Sender<Job>, url: &str, host: &str) -> Result<Answer, PacError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            url: url.into(),
+            host: host.into(),
+            reply,
+        };
+        jobs.send(job)
+            .await
+            .map_err(|_| PacError("stopped".into()))?;
+        answer.await.map_err(|_| PacError("stopped".into()))?
+    }
+
+    /// Each check is `true` when the helper behaves as the Netscape/Microsoft definitions
+    /// say; the script answers the indexes of those that are not.
+    const CHECKS: &str = r#"
+    function FindProxyForURL(url, host) {
+      var r = [
+        isPlainHostName("www"), !isPlainHostName("www.example.com"),
+        dnsDomainIs("www.example.com", ".example.com"), !dnsDomainIs("www", ".example.com"),
+        localHostOrDomainIs("www.example.com", "www.example.com"),
+        localHostOrDomainIs("www", "www.example.com"),
+        !localHostOrDomainIs("www.other.com", "www.example.com"),
+        isResolvable("pinned.test"), !isResolvable("nothing.invalid"),
+        dnsResolve("pinned.test") === "10.1.2.3", dnsResolve("nothing.invalid") === null,
+        isInNet("pinned.test", "10.1.0.0", "255.255.0.0"),
+        !isInNet("10.2.3.4", "10.1.0.0", "255.255.0.0"),
+        isInNet("198.95.249.79", "198.95.249.79", "255.255.255.255"),
+        isInNet("200.1.2.3", "200.0.0.0", "255.0.0.0"), !isInNet("nothing.invalid", "0.0.0.0", "0.0.0.0"),
+        dnsDomainLevels("www") === 0, dnsDomainLevels("www.example.com") === 2,
+        shExpMatch("http://home.example.com/people/ari/index.html", "*/ari/*"),
+        !shExpMatch("http://home.example.com/people/montulli/index.html", "*/ari/*"),
+        shExpMatch("a.b", "a?b"), !shExpMatch("axb", "a.b"), shExpMatch("x.chatgpt.com", "*.chatgpt.com"),
+        isInNetEx("10.1.2.3", "10.1.0.0/16"), isInNetEx("fd00::1", "fd00::/8"),
+        !isInNetEx("fe00::1", "fd00::/8"), isInNetEx("pinned.test", "10.0.0.0/8"),
+        isInNetEx("::ffff:1.2.3.4", "::ffff:1.2.0.0/112"),
+        sortIpAddressList("10.2.3.9;::1;10.2.3.1") === "::1;10.2.3.1;10.2.3.9",
+        sortIpAddressList("nonsense") === false,
+        dnsResolveEx("pinned.test") === "10.1.2.3", isResolvableEx("pinned.test"),
+        myIpAddress() !== "", myIpAddressEx().length > 0,
+        weekdayRange("SUN", "SAT"), weekdayRange("SAT", "FRI", "GMT"),
+        dateRange(1, 31), dateRange("JAN", "DEC"), !dateRange(1995), !dateRange("JAN", 2000, "DEC", 2001),
+        dateRange(1, "JAN", 2000, 31, "DEC", 2999),
+        timeRange(0, 23), timeRange(0, 0, 0, 23, 59, 59, "GMT"), !timeRange("x"),
+        getClientVersion() === "1.0"
+      ];
+      var bad = [];
+      for (var i = 0; i < r.length; i++) if (r[i] !== true) bad.push(i);
+      return bad.length ? "FAIL " + bad.join(",") : "DIRECT";
+    }"#;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_helper_behaves_as_defined() {
+        let jobs = script(CHECKS).await.expect("script starts");
+        let answer = find(&jobs, "https://chatgpt.com/", "chatgpt.com")
+            .await
+            .expect("answer");
+        assert_eq!(answer.result, "DIRECT");
+        assert_eq!(answer.calls[0], r#"isPlainHostName("www") = true"#);
+        assert!(answer
+            .calls
+            .contains(&r#"dnsResolve("pinned.test") = "10.1.2.3""#.to_string()));
+        let jobs = script(
+            "function FindProxyForURL(u, h) { for (var i = 0; i < 100; i++) isPlainHostName(h); return ''; }",
+        )
+        .await
+        .unwrap();
+        let answer = find(&jobs, "https://x/", "x").await.unwrap();
+        assert_eq!(answer.calls.len(), 64, "the trace keeps the first 64 calls");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn ex_is_preferred_and_results_are_strings() {
+        let jobs = script(
+            "function FindProxyForURL(u, h) { return 'PROXY a:1'; }\n\
+             function FindProxyForURLEx(u, h) { return 'PROXY ex:1; DIRECT'; }",
+        )
+        .await
+        .expect("script starts");
+        let answer = find(&jobs, "https://x/", "x").await.expect("answer");
+        assert_eq!(answer.result, "PROXY ex:1; DIRECT");
+        let jobs = script("function FindProxyForURL(u, h) { return 42; }")
+            .await
+            .unwrap();
+        assert_eq!(find(&jobs, "https://x/", "x").await.unwrap().result, "42");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn broken_scripts_are_named() {
+        let e = script("function FindProxyForURL(u, h) { return 'DIRECT' ")
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("does not run"), "{e}");
+        let e = script("var x = 1;").await.unwrap_err();
+        assert!(e.0.contains("no FindProxyForURL"), "{e}");
+        let jobs = script("function FindProxyForURL(u, h) { throw new Error('boom ' + h); }")
+            .await
+            .unwrap();
+        let e = find(&jobs, "https://x/", "x").await.unwrap_err();
+        assert!(e.0.contains("boom x"), "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_script_that_loops_is_stopped_and_the_next_lookup_still_runs() {
+        let jobs = script(
+            "function FindProxyForURL(u, h) { if (h == 'loop') { while (true) {} } return 'DIRECT'; }",
+        )
+        .await
+        .unwrap();
+        let started = Instant::now();
+        let e = find(&jobs, "https://loop/", "loop").await.unwrap_err();
+        assert!(e.0.contains("ran longer than 5s"), "{e}");
+        assert!(started.elapsed() >= TIME_LIMIT);
+        assert_eq!(
+            find(&jobs, "https://ok/", "ok").await.unwrap().result,
+            "DIRECT"
+        );
+    }
+
+    #[test]
+    fn my_address_is_never_loopback_when_another_exists() {
+        let mine = my_addresses(true);
+        let others = if_addrs::get_if_addrs().unwrap_or_default();
+        if others
+            .iter()
+            .any(|i| !i.ip().is_loopback() && !link_local(&i.ip()))
+        {
+            assert!(mine.iter().all(|ip| !ip.is_loopback()), "{mine:?}");
+        } else {
+            assert_eq!(mine, [IpAddr::from([127, 0, 0, 1])]);
+        }
     }
 }

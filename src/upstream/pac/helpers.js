@@ -1,7 +1,14 @@
 // The standard PAC helpers (Netscape's "Navigator Proxy Auto-Config File Format", 1996, and
-// Microsoft's IPv6 extensions, the `Ex` functions), written for diagproxy. `dnsResolve`,
+// Microsoft's IPv6 extensions, the `Ex` functions), written for diagproxy. `__dnsResolve`,
 // `dnsResolveEx`, `myIpAddress`, `myIpAddressEx` and `__record` are native (Rust); the rest
 // is plain JavaScript here, evaluated once before the PAC script.
+
+// The first IPv4 address of `host`, or null (Netscape's definition).
+function dnsResolve(host) {
+  if (host === null || host === undefined) return null;
+  var ip = __dnsResolve(host);
+  return ip === "" ? null : ip;
+}
 
 function isPlainHostName(host) {
   return String(host).indexOf(".") < 0;
@@ -45,6 +52,7 @@ function __ipv4(text) {
 }
 
 function isInNet(host, pattern, mask) {
+  if (host === null || host === undefined) return false;
   var ip = __ipv4(host);
   if (ip === null) {
     var resolved = dnsResolve(host);

@@ -111,7 +111,10 @@ impl Pac {
 }
 
 /// The script at `location` (`http://` URL, `file://` URL or a path) and its description.
-pub async fn fetch(location: &str, config: &Config) -> Result<(String, PacFile), (PacError, Option<PacFile>)> {
+pub async fn fetch(
+    location: &str,
+    config: &Config,
+) -> Result<(String, PacFile), (PacError, Option<PacFile>)> {
     let (bytes, status, content_type) = if let Some(rest) = location.strip_prefix("http://") {
         let got = tokio::time::timeout(FETCH_TIMEOUT, get(rest, config)).await;
         match got {
@@ -129,7 +132,8 @@ pub async fn fetch(location: &str, config: &Config) -> Result<(String, PacFile),
         return Err((PacError(why), None));
     } else {
         let path = location.strip_prefix("file://").unwrap_or(location);
-        let bytes = read_file(path).map_err(|why| (PacError(format!("PAC {path}: {why}")), None))?;
+        let bytes =
+            read_file(path).map_err(|why| (PacError(format!("PAC {path}: {why}")), None))?;
         (bytes, None, None)
     };
     let file = PacFile {
@@ -176,10 +180,16 @@ async fn get(rest: &str, config: &Config) -> Result<(Bytes, Option<u16>, Option<
     tokio::spawn(conn);
     let request = Request::get(path)
         .header(HOST, authority)
-        .header("user-agent", concat!("diagproxy/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("diagproxy/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Empty::new())
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let content_type = response
         .headers()
