@@ -143,6 +143,9 @@ fn request_entry(
             "tls": tls.cloned().flatten(),
         }
     });
+    if r.route.hop.is_some() {
+        entry["_route"] = json!(r.route);
+    }
     if let Some(ip) = &r.server_ip {
         entry["serverIPAddress"] = json!(ip);
     }
@@ -211,6 +214,9 @@ fn tunnel_entry(t: &TunnelEvent, tls: Option<&Option<crate::tls::chain::TlsVerdi
             "tls": tls.cloned().flatten(),
         }
     });
+    if t.route.hop.is_some() {
+        entry["_route"] = json!(t.route);
+    }
     if let Some(ip) = &t.server_ip {
         entry["serverIPAddress"] = json!(ip);
     }

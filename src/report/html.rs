@@ -59,7 +59,7 @@ pub fn render(session: &Session) -> String {
         esc(&info.id),
         esc(&info.started_at),
         esc(&info.listen),
-        info.upstream_proxy.as_deref().map_or("no corporate proxy".to_string(), |p| format!("through {}", esc(p))),
+        route_meta(info),
         esc(&info.profile),
         if session.skipped > 0 { format!(" · {} unreadable event line(s) skipped", session.skipped) } else { String::new() },
         if good { " good" } else { "" },
@@ -123,7 +123,7 @@ fn allowlist_table(out: &mut String, session: &Session) {
             .iter()
             .position(|c| c == class)
     });
-    let head = "<thead><tr><th>entry</th><th>purpose</th><th>touched</th><th>outcome</th><th>TLS verdict</th><th>issuer</th><th>vendor</th></tr></thead><tbody>\n";
+    let head = "<thead><tr><th>entry</th><th>purpose</th><th>touched</th><th>outcome</th><th>route</th><th>TLS verdict</th><th>issuer</th><th>vendor</th></tr></thead><tbody>\n";
     let _ = write!(
         out,
         "<h2>Allowlist</h2><table class=\"sortable filterable\" id=\"allowlist\">{head}"
@@ -148,6 +148,23 @@ fn allowlist_table(out: &mut String, session: &Session) {
     }
 }
 
+/// The session's way out, for the report's first line: the route source and the PAC file.
+fn route_meta(info: &crate::session::event::SessionInfo) -> String {
+    let source = match (&info.route_source, &info.upstream_proxy) {
+        (Some(source), _) => format!("route {}", esc(source)),
+        (None, Some(p)) => format!("through {}", esc(p)),
+        (None, None) => "no corporate proxy".to_string(),
+    };
+    match &info.pac {
+        Some(pac) => format!(
+            "{source} (PAC {} bytes, SHA-256 <code>{}</code>)",
+            pac.size,
+            esc(&pac.sha256)
+        ),
+        None => source,
+    }
+}
+
 /// One allowlist row; the TLS cells name each host when the entry's hosts differ.
 fn entry_row(entry: &Entry, hosts: &[&HostStats], class: &str, outcome: &str) -> String {
     let touched: Vec<String> = hosts
@@ -155,6 +172,17 @@ fn entry_row(entry: &Entry, hosts: &[&HostStats], class: &str, outcome: &str) ->
         .map(|h| format!("{}:{}", h.host, h.port))
         .collect();
     let (verdict, issuer, vendor) = tls_cells(hosts);
+    let mut routes: Vec<&str> = hosts
+        .iter()
+        .flat_map(|h| h.routes.iter().map(String::as_str))
+        .collect();
+    routes.sort_unstable();
+    routes.dedup();
+    let route = if routes.is_empty() {
+        "-".to_string()
+    } else {
+        routes.join(", ")
+    };
     let tls_class = match verdict.as_str() {
         "public" => "ok",
         "inspected" => "warn",
@@ -162,11 +190,12 @@ fn entry_row(entry: &Entry, hosts: &[&HostStats], class: &str, outcome: &str) ->
         _ => "",
     };
     format!(
-        "<tr class=\"{class}\"><td><code class=\"host\">{}</code></td><td>{}</td><td class=\"host\">{}</td><td><span class=\"tag {class}\">{}</span></td><td><span class=\"tag {tls_class}\">{}</span></td><td>{}</td><td>{}</td></tr>\n",
+        "<tr class=\"{class}\"><td><code class=\"host\">{}</code></td><td>{}</td><td class=\"host\">{}</td><td><span class=\"tag {class}\">{}</span></td><td class=\"host\">{}</td><td><span class=\"tag {tls_class}\">{}</span></td><td>{}</td><td>{}</td></tr>\n",
         esc(&entry.pattern),
         esc(&entry.purpose),
         if touched.is_empty() { "no".to_string() } else { esc(&touched.join(", ")) },
         esc(outcome),
+        esc(&route),
         esc(&verdict),
         esc(&issuer),
         esc(&vendor)

@@ -35,12 +35,34 @@ fn environment(md: &mut String, session: &Session) {
             "client → diagproxy ({}) → corporate proxy {p} → internet",
             info.listen
         ),
+        None if info
+            .route_source
+            .as_deref()
+            .is_some_and(|s| !s.starts_with("DIRECT (")) =>
+        {
+            format!(
+                "client → diagproxy ({}) → each host's own route (below) → internet",
+                info.listen
+            )
+        }
         None => format!(
             "client → diagproxy ({}) → internet (no corporate proxy configured)",
             info.listen
         ),
     };
     let _ = writeln!(md, "- Path: {chain}");
+    if let Some(source) = &info.route_source {
+        let _ = writeln!(md, "- Route source: {}", crate::text::markdown(source));
+    }
+    if let Some(pac) = &info.pac {
+        let _ = writeln!(
+            md,
+            "- PAC file: {} ({} bytes, SHA-256 `{}`)",
+            crate::text::markdown(&pac.url),
+            pac.size,
+            pac.sha256
+        );
+    }
     let ended = session.events.iter().rev().find_map(|e| match e {
         Event::SessionEnded(end) => Some(end.ended_at.clone()),
         _ => None,

@@ -133,6 +133,7 @@ fn tunnel_line(t: &TunnelEvent, profile: &Profile) -> String {
             );
         }
     }
+    s.push_str(&via(&t.route));
     if let Some(ua) = &t.downstream.user_agent {
         let _ = write!(s, " {ua}");
     }
@@ -164,8 +165,22 @@ fn request_line(r: &RequestEvent, profile: &Profile) -> String {
             );
         }
     }
+    s.push_str(&via(&r.route));
     let s = with_remedy(s, profile, &r.host, r.failure.as_ref());
     with_findings(s, &r.findings)
+}
+
+/// ` via PROXY proxy.corp:8080` (or ` via DIRECT`), unless the session goes DIRECT for
+/// every host anyway.
+fn via(route: &crate::upstream::route::Taken) -> String {
+    let always_direct = route
+        .route_source
+        .as_deref()
+        .is_none_or(|s| s.starts_with("DIRECT ("));
+    match &route.hop {
+        Some(hop) if !always_direct => format!(" via {hop}"),
+        _ => String::new(),
+    }
 }
 
 fn with_remedy(

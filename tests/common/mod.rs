@@ -1044,6 +1044,13 @@ async fn answer_canned(
     Ok(response.expect("response"))
 }
 
+/// A plain-HTTP server answering `/proxy.pac` with `script` (its lifetime is the test's).
+pub async fn pac_server(script: String) -> SocketAddr {
+    let script: &'static str = Box::leak(script.into_boxed_str());
+    let headers = &[("content-type", "application/x-ns-proxy-autoconfig")];
+    canned_origin(vec![canned("/proxy.pac", 200, headers, script)]).await
+}
+
 /// A plain-HTTP origin answering `routes` (a fake gateway's block pages).
 pub async fn canned_origin(routes: Vec<Canned>) -> SocketAddr {
     canned_origin_at("127.0.0.1:0", routes).await
@@ -1226,8 +1233,17 @@ pub struct Running {
 }
 
 pub fn run_binary(args: &[&std::ffi::OsStr]) -> Running {
+    run_binary_with(args, &[])
+}
+
+/// [`run_binary`] with environment variables set (after the suite's defaults).
+pub fn run_binary_with(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Running {
     use std::io::BufRead;
-    let mut child = diagproxy()
+    let mut command = diagproxy();
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .args(["run", "--listen", "127.0.0.1:0"])
         .args(args)
         .stderr(std::process::Stdio::piped())
