@@ -633,3 +633,53 @@ fn diagproxy_pac_shows_routes_and_helper_calls_and_fails_on_a_dead_proxy() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 host(s) would fail"));
 }
+
+#[test]
+fn sighup_fetches_the_pac_again_and_the_new_routes_apply() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let echo = rt.block_on(echo_server());
+    let port = echo.port();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dead_port();
+    let v1 = format!("function FindProxyForURL(u, h) {{ return 'PROXY 127.0.0.1:{dead}'; }}");
+    let path = write_file(dir.path(), "corp.pac", &v1);
+    let session = dir.path().join("s");
+    let source = format!("pac:{path}");
+    let pin = format!("chatgpt.com:{port}:127.0.0.1");
+    let running = run_binary(&[
+        OsStr::new("--session-dir"),
+        session.as_os_str(),
+        OsStr::new("--upstream-proxy"),
+        OsStr::new(&source),
+        OsStr::new("--resolve"),
+        OsStr::new(&pin),
+    ]);
+    let addr: std::net::SocketAddr = running.addr.parse().unwrap();
+    let (_, head) = rt.block_on(raw_connect(addr, &format!("chatgpt.com:{port}"), ""));
+    assert!(
+        head.starts_with("HTTP/1.1 502"),
+        "v1 names a dead proxy: {head}"
+    );
+
+    std::fs::write(&path, "function FindProxyForURL(u, h) { return 'DIRECT'; }").unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let reloaded = (0..50)
+        .find_map(|_| {
+            let line = running
+                .lines
+                .recv_timeout(Duration::from_millis(200))
+                .ok()?;
+            line.contains("PAC reloaded").then_some(line)
+        })
+        .expect("a 'PAC reloaded' line");
+    assert!(
+        reloaded.contains(&path) && reloaded.contains("SHA-256"),
+        "{reloaded}"
+    );
+    rt.block_on(tunnel_works(addr, &format!("chatgpt.com:{port}")));
+    stop(running);
+}

@@ -1,10 +1,12 @@
 //! `diagproxy run`: the configuration checked, the listener bound, the session served until
 //! a signal, then the exit table and the reports.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::{Failed, RunArgs};
 use crate::config::Config;
+use crate::proxy::Reloader;
 use crate::session::livelog::Format;
 use crate::session::stderr;
 
@@ -36,9 +38,13 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let json = config.log_format == Format::Json;
     // Handlers first: a signal sent as soon as the banner is read ends the session cleanly.
-    let signals = shutdown_signals(json)?;
+    let reloader = Arc::new(OnceLock::new());
+    let signals = shutdown_signals(json, reloader.clone())?;
     let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let banner = |ready: &crate::proxy::Ready| stderr::get().say(banner(ready, json));
+    let banner = |ready: &crate::proxy::Ready| {
+        let _ = reloader.set(ready.reloader.clone());
+        stderr::get().say(banner(ready, json))
+    };
     let outcome = crate::proxy::run_announced(listener, config, signals, banner).await?;
     write_reports(outcome.dir.clone()).await;
     let text = if json {
@@ -53,6 +59,36 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
     };
     stderr::get().say(text);
     Ok(())
+}
+
+/// Fetches the PAC again and says what came.
+async fn reload(reloader: &Reloader, json: bool) {
+    let text = match reloader.reload().await {
+        Ok(file) => format!(
+            "PAC reloaded: {} ({} bytes, SHA-256 {})",
+            file.url, file.size, file.sha256
+        ),
+        Err(e) => format!("PAC reload failed, the previous script stays: {e}"),
+    };
+    let line = if json {
+        format!(
+            "{}\n",
+            serde_json::json!({"type": "pac_reloaded", "message": text})
+        )
+    } else {
+        format!("diagproxy: {}\n", crate::text::terminal(&text, false))
+    };
+    stderr::get().say(line);
+}
+
+/// Whether the SIGHUP was not a hang-up of our terminal: stderr is no terminal at all, or
+/// one that still answers (a hung-up terminal fails every request with EIO).
+fn terminal_still_there() -> bool {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return true;
+    }
+    // SAFETY: tcgetpgrp only reads the terminal's foreground process group.
+    unsafe { libc::tcgetpgrp(libc::STDERR_FILENO) >= 0 }
 }
 
 /// The line that says the session is ready: where to point clients, where the files go, and
@@ -149,18 +185,27 @@ fn exit_json(outcome: &crate::proxy::SessionOutcome) -> String {
 }
 
 /// Resolves at the first SIGINT, SIGTERM or SIGHUP; a second one exits at once (the event log is
-/// flushed after every batch, so it is complete up to that moment).
-fn shutdown_signals(json: bool) -> std::io::Result<impl std::future::Future<Output = ()>> {
+/// flushed after every batch, so it is complete up to that moment). A SIGHUP while the
+/// session follows a PAC and its terminal is still there fetches the PAC again instead.
+fn shutdown_signals(
+    json: bool,
+    reloader: Arc<OnceLock<Option<Reloader>>>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     // A closed terminal (SIGHUP) ends the session cleanly too, reports and all.
     let mut hangup = signal(SignalKind::hangup())?;
     Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-            _ = hangup.recv() => {}
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+                _ = hangup.recv() => match reloader.get().and_then(Option::as_ref) {
+                    Some(reloader) if terminal_still_there() => reload(reloader, json).await,
+                    _ => break,
+                },
+            }
         }
         stderr::get().say(if json {
             "{\"type\":\"stopping\",\"message\":\"finishing open work (press Ctrl-C again to stop now)\"}\n".into()

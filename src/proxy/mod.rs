@@ -53,6 +53,7 @@ use crate::shutdown::ShutdownController;
 use crate::tls::chain::TlsVerdict;
 use crate::tls::mint::Minter;
 use crate::upstream::discover::{self, Spec};
+use crate::upstream::pac::{PacError, PacFile};
 use crate::upstream::resolve::targets;
 use crate::upstream::route::Taken;
 use crate::upstream::router::Overview;
@@ -134,6 +135,23 @@ pub struct Ready {
     /// Where the profile's hosts go, and what route discovery skipped.
     pub routes: Overview,
     pub route_warnings: Vec<String>,
+    /// How to fetch the PAC again (`SIGHUP`), when the session follows one.
+    pub reloader: Option<Reloader>,
+}
+
+/// Fetches the session's PAC file again.
+#[derive(Clone, Debug)]
+pub struct Reloader {
+    config: Config,
+}
+
+impl Reloader {
+    pub async fn reload(&self) -> Result<PacFile, PacError> {
+        match self.config.router.reload(&self.config).await {
+            Some(result) => result,
+            None => Err(PacError("this session follows no PAC file".into())),
+        }
+    }
 }
 
 /// The interception a session does.
@@ -366,6 +384,9 @@ impl State {
             interception,
             routes: Overview::default(),
             route_warnings: Vec::new(),
+            reloader: config.router.follows_pac().then(|| Reloader {
+                config: config.clone(),
+            }),
         }
     }
 

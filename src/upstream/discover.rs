@@ -72,9 +72,9 @@ pub async fn router(
 
 async fn pac_router(location: &str, origin: &str, config: &Config) -> Router {
     match Pac::load(location, config).await {
-        Ok(pac) => Router::new(Way::Pac(Ok(pac)), origin),
+        Ok(pac) => Router::with_pac(Ok(pac), location, origin),
         Err((e, file)) => {
-            let mut router = Router::new(Way::Pac(Err(e)), origin);
+            let mut router = Router::with_pac(Err(e), location, origin);
             router.pac_file = file;
             router
         }
@@ -176,7 +176,7 @@ async fn wpad(domain: Option<&str>, config: &Config) -> Option<Router> {
     for candidate in wpad_hosts(&domains) {
         let url = format!("http://{candidate}/wpad.dat");
         if let Ok(pac) = Pac::load(&url, config).await {
-            return Some(Router::new(Way::Pac(Ok(pac)), format!("WPAD {candidate}")));
+            return Some(Router::with_pac(Ok(pac), &url, format!("WPAD {candidate}")));
         }
     }
     None

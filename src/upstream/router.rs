@@ -4,7 +4,7 @@
 //! five minutes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::env::Manual;
@@ -25,14 +25,22 @@ pub enum Way {
     Direct,
     Fixed(Arc<UpstreamProxy>),
     Manual(Manual),
-    /// A PAC script, or why there is none (then every host goes DIRECT with a `pac_error`).
-    Pac(Result<Pac, PacError>),
+    /// A PAC script (in [`Router::pac`]), or why there is none (then every host goes
+    /// DIRECT with a `pac_error`).
+    Pac,
 }
+
+/// The PAC script a [`Router`] consults, replaced as a whole on reload.
+type Loaded = Arc<Result<Pac, PacError>>;
 
 /// The route of every host, and what discovery found on the way.
 #[derive(Debug)]
 pub struct Router {
     way: Way,
+    /// The script, when `way` is [`Way::Pac`]; `SIGHUP` fetches it again.
+    pac: RwLock<Option<Loaded>>,
+    /// Where the script comes from (URL or file), for reloading.
+    pac_location: Option<String>,
     /// Who chose the way: `--upstream-proxy`, `environment`, `GNOME settings`, `WPAD …`.
     pub origin: String,
     /// The PAC file's description, when one was fetched.
@@ -53,18 +61,58 @@ pub struct Traced {
 
 impl Router {
     pub fn new(way: Way, origin: impl Into<String>) -> Router {
-        let pac_file = match &way {
-            Way::Pac(Ok(pac)) => Some(pac.file.clone()),
-            _ => None,
-        };
         Router {
             way,
+            pac: RwLock::new(None),
+            pac_location: None,
             origin: origin.into(),
-            pac_file,
+            pac_file: None,
             warnings: Vec::new(),
             cache: Mutex::new(LruMap::new(PAC_CACHE)),
             bad: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A router that asks the PAC script fetched from `location` (or says why it cannot).
+    pub fn with_pac(
+        loaded: Result<Pac, PacError>,
+        location: &str,
+        origin: impl Into<String>,
+    ) -> Router {
+        let mut router = Router::new(Way::Pac, origin);
+        router.pac_file = loaded.as_ref().ok().map(|pac| pac.file.clone());
+        router.pac = RwLock::new(Some(Arc::new(loaded)));
+        router.pac_location = Some(location.to_string());
+        router
+    }
+
+    fn loaded(&self) -> Option<Loaded> {
+        self.pac.read().ok().and_then(|p| p.clone())
+    }
+
+    /// Fetches the PAC file again (on `SIGHUP`) and starts over with it: cached answers
+    /// and bad proxies are forgotten. The new file's description, or why it failed (the
+    /// old script is kept then).
+    pub async fn reload(
+        &self,
+        config: &crate::config::Config,
+    ) -> Option<Result<PacFile, PacError>> {
+        let location = self.pac_location.as_deref()?;
+        let loaded = match Pac::load(location, config).await {
+            Ok(pac) => pac,
+            Err((e, _)) => return Some(Err(e)),
+        };
+        let file = loaded.file.clone();
+        if let Ok(mut pac) = self.pac.write() {
+            *pac = Some(Arc::new(Ok(loaded)));
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = LruMap::new(PAC_CACHE);
+        }
+        if let Ok(mut bad) = self.bad.lock() {
+            bad.clear();
+        }
+        Some(Ok(file))
     }
 
     pub fn direct() -> Router {
@@ -77,9 +125,17 @@ impl Router {
             Way::Direct => format!("DIRECT ({})", self.origin),
             Way::Fixed(p) => format!("{} ({})", p.display(), self.origin),
             Way::Manual(_) => format!("proxy settings ({})", self.origin),
-            Way::Pac(Ok(pac)) => format!("PAC {} ({})", pac.file.url, self.origin),
-            Way::Pac(Err(e)) => format!("PAC failed, DIRECT ({}): {e}", self.origin),
+            Way::Pac => match self.loaded().as_deref() {
+                Some(Ok(pac)) => format!("PAC {} ({})", pac.file.url, self.origin),
+                Some(Err(e)) => format!("PAC failed, DIRECT ({}): {e}", self.origin),
+                None => format!("DIRECT ({})", self.origin),
+            },
         }
+    }
+
+    /// Whether routes come from a PAC file (which `SIGHUP` fetches again).
+    pub fn follows_pac(&self) -> bool {
+        self.pac_location.is_some()
     }
 
     /// Whether every host goes DIRECT whatever it is (the lean forwarding path).
@@ -90,7 +146,11 @@ impl Router {
     /// Whether this source names a proxy for any host (then a DIRECT that fails is
     /// `direct_blocked`: the network expects its proxy).
     pub fn names_proxies(&self) -> bool {
-        !matches!(self.way, Way::Direct | Way::Pac(Err(_)))
+        match self.way {
+            Way::Direct => false,
+            Way::Pac => matches!(self.loaded().as_deref(), Some(Ok(_))),
+            _ => true,
+        }
     }
 
     /// Whether the proxy at `hostport` (as a hop names it) is given credentials.
@@ -139,12 +199,17 @@ impl Router {
                     None => Route::direct(why),
                 })
             }
-            Way::Pac(Err(e)) => {
-                let mut route = Route::direct(source());
-                route.error = Some(e.to_string());
-                plain(route)
-            }
-            Way::Pac(Ok(pac)) => self.ask_pac(pac, https, host, port, path).await,
+            Way::Pac => match self.loaded() {
+                Some(loaded) => match &*loaded {
+                    Ok(pac) => self.ask_pac(pac, https, host, port, path).await,
+                    Err(e) => {
+                        let mut route = Route::direct(source());
+                        route.error = Some(e.to_string());
+                        plain(route)
+                    }
+                },
+                None => plain(Route::direct(source())),
+            },
         }
     }
 
