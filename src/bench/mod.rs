@@ -5,6 +5,7 @@
 //! (mitmproxy, squid, …) through the same harness instead.
 
 pub mod load;
+pub mod pac;
 pub mod pin;
 pub mod world;
 
@@ -36,6 +37,8 @@ pub struct Options {
     pub proxy_pid: Option<u32>,
     /// The groups of measurements to run (all of them unless `--only`).
     pub only: Vec<Group>,
+    /// A configuration for the PAC lookups (`Group::Pac`; diagproxy's own only).
+    pub route_config: Option<crate::config::Config>,
     pub json: bool,
 }
 
@@ -50,6 +53,8 @@ pub enum Group {
     Tunnel,
     /// HTTPS through interception: keep-alive, new connections, first request to a new host.
     Intercept,
+    /// A PAC lookup: first for a host, then cached (in process).
+    Pac,
 }
 
 impl Options {
@@ -170,7 +175,8 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
         2 * usize::from(memory_pid.is_some())
             + 2 * usize::from(o.runs(Group::Forward))
             + 2 * usize::from(o.runs(Group::Tunnel))
-            + 4 * usize::from(intercept.is_some()),
+            + 4 * usize::from(intercept.is_some())
+            + usize::from(o.runs(Group::Pac) && o.proxy.is_none()),
     );
     // Memory first, while the proxy's heap holds nothing left over from the load tests
     // (freed memory stays in the heap and would hide what idle tunnels cost).
@@ -197,6 +203,14 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     }
     if let Some(trust) = intercept {
         intercept_rows(world, proxy, d, &trust, &mut progress, &mut rows).await?;
+    }
+    if let Some(config) = o
+        .route_config
+        .as_ref()
+        .filter(|_| o.runs(Group::Pac) && o.proxy.is_none())
+    {
+        progress.step("PAC lookups");
+        rows.extend(pac::rows(config).await?);
     }
     rows.extend(memory);
     Ok(rows)

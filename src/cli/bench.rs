@@ -46,6 +46,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
         proxy_ca,
         proxy_pid: args.proxy_pid,
         only: args.only.iter().map(|g| bench_group(*g)).collect(),
+        route_config: Some(route_config()?),
         json: args.json,
     };
     let report = crate::bench::run(options)?;
@@ -66,5 +67,18 @@ fn bench_group(group: BenchGroup) -> Group {
         BenchGroup::Forward => Group::Forward,
         BenchGroup::Tunnel => Group::Tunnel,
         BenchGroup::Intercept => Group::Intercept,
+        BenchGroup::Pac => Group::Pac,
     }
+}
+
+/// The configuration `diagproxy run` would have with no flags but DIRECT: what the PAC
+/// lookups need (the resolver and its limits).
+fn route_config() -> Result<crate::config::Config, Failed> {
+    use clap::Parser;
+    let argv = ["diagproxy", "run", "--upstream-proxy", "direct"];
+    let cli = super::Cli::try_parse_from(argv).map_err(|e| Failed::Usage(e.to_string()))?;
+    let super::Command::Run(run) = cli.command else {
+        return Err(Failed::Usage("bench: bad arguments".into()));
+    };
+    crate::config::Config::from_run_args(&run).map_err(|e| Failed::Usage(e.to_string()))
 }

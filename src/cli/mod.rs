@@ -155,6 +155,8 @@ pub enum BenchGroup {
     Tunnel,
     /// HTTPS through interception.
     Intercept,
+    /// PAC lookups (a 200-rule script): first and cached.
+    Pac,
 }
 
 #[derive(Debug, Args)]

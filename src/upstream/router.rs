@@ -177,11 +177,15 @@ impl Router {
     /// The route for `scheme://host:port` (`path` is what the script sees of an `http:`
     /// URL; `https:` URLs are cut to `https://host:port/`, as Chromium does).
     pub async fn route(&self, https: bool, host: &str, port: u16, path: &str) -> Arc<Route> {
-        self.trace(https, host, port, path).await.route
+        self.look_up(https, host, port, path, false).await.route
     }
 
     /// [`Router::route`] with the helper calls a PAC script made (`diagproxy pac`).
     pub async fn trace(&self, https: bool, host: &str, port: u16, path: &str) -> Traced {
+        self.look_up(https, host, port, path, true).await
+    }
+
+    async fn look_up(&self, https: bool, host: &str, port: u16, path: &str, trace: bool) -> Traced {
         let source = || -> Arc<str> { Arc::from(self.source()) };
         let plain = |route: Route| Traced {
             route: Arc::new(route),
@@ -201,7 +205,7 @@ impl Router {
             }
             Way::Pac => match self.loaded() {
                 Some(loaded) => match &*loaded {
-                    Ok(pac) => self.ask_pac(pac, https, host, port, path).await,
+                    Ok(pac) => self.ask_pac(pac, (https, host, port, path), trace).await,
                     Err(e) => {
                         let mut route = Route::direct(source());
                         route.error = Some(e.to_string());
@@ -213,7 +217,12 @@ impl Router {
         }
     }
 
-    async fn ask_pac(&self, pac: &Pac, https: bool, host: &str, port: u16, path: &str) -> Traced {
+    async fn ask_pac(
+        &self,
+        pac: &Pac,
+        (https, host, port, path): (bool, &str, u16, &str),
+        trace: bool,
+    ) -> Traced {
         let url = script_url(https, host, port, path);
         let key = format!(
             "{}://{}",
@@ -221,7 +230,7 @@ impl Router {
             super::addr::join(host, port)
         );
         let cached = self.cache.lock().ok().and_then(|mut c| c.get(&key));
-        if let Some(route) = cached {
+        if let Some(route) = cached.filter(|_| !trace) {
             return Traced {
                 route,
                 calls: Vec::new(),
@@ -230,7 +239,7 @@ impl Router {
         }
         let source: Arc<str> = Arc::from(format!("PAC {} ({})", pac.file.url, self.origin));
         let bare = super::addr::unbracket(host);
-        let (route, calls, answer) = match pac.find(&url, bare).await {
+        let (route, calls, answer) = match pac.find(&url, bare, trace).await {
             Ok(answer) => match parse_pac_result(&answer.result) {
                 Ok(hops) => {
                     let route = Route {

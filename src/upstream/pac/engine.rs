@@ -36,6 +36,8 @@ const DNS_TTL: Duration = Duration::from_secs(60);
 pub struct Job {
     pub url: String,
     pub host: String,
+    /// Record the helper calls (`diagproxy pac`); lookups for traffic do not.
+    pub trace: bool,
     pub reply: oneshot::Sender<Result<Answer, PacError>>,
 }
 
@@ -85,7 +87,7 @@ fn serve(
         }
     };
     while let Some(job) = queue.blocking_recv() {
-        let answer = script.find(&job.url, &job.host);
+        let answer = script.find(&job.url, &job.host, job.trace);
         let _ = job.reply.send(answer);
     }
 }
@@ -145,12 +147,13 @@ impl Script {
     }
 
     /// Calls the entry point for one URL, within [`TIME_LIMIT`].
-    fn find(&self, url: &str, host: &str) -> Result<Answer, PacError> {
+    fn find(&self, url: &str, host: &str, trace: bool) -> Result<Answer, PacError> {
         self.calls.borrow_mut().clear();
         self.deadline.set(Some(Instant::now() + TIME_LIMIT));
         let result = self.context.with(|ctx| {
             let globals = ctx.globals();
-            let _ = globals.set("__recorded", 0);
+            // The wrappers record while `__recorded` is under 64.
+            let _ = globals.set("__recorded", if trace { 0 } else { 64 });
             let entry: Function = globals
                 .get(self.entry)
                 .map_err(|e| PacError(format!("{}: {e}", self.entry)))?;
@@ -335,6 +338,7 @@ mod tests {
         let job = Job {
             url: url.into(),
             host: host.into(),
+            trace: true,
             reply,
         };
         jobs.send(job)

@@ -135,10 +135,21 @@ function getClientVersion() {
   return "1.0";
 }
 
+// Compiled patterns, by pattern (a script's patterns are few; the map starts again empty
+// past 1000).
+var __patterns = {}, __patternCount = 0;
+
 function shExpMatch(text, pattern) {
-  var re = String(pattern).replace(/[.+^${}()|[\]\\\/]/g, "\\$&")
-    .replace(/\*/g, ".*").replace(/\?/g, ".");
-  return new RegExp("^" + re + "$").test(String(text));
+  pattern = String(pattern);
+  var re = __patterns[pattern];
+  if (re === undefined) {
+    if (__patternCount >= 1000) { __patterns = {}; __patternCount = 0; }
+    re = new RegExp("^" + pattern.replace(/[.+^${}()|[\]\\\/]/g, "\\$&")
+      .replace(/\*/g, ".*").replace(/\?/g, ".") + "$");
+    __patterns[pattern] = re;
+    __patternCount++;
+  }
+  return re.test(String(text));
 }
 
 var __days = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];

@@ -83,12 +83,14 @@ impl Pac {
         }
     }
 
-    /// What the script answers for `url` (as the script sees it) and `host`.
-    pub async fn find(&self, url: &str, host: &str) -> Result<Answer, PacError> {
+    /// What the script answers for `url` (as the script sees it) and `host`, with the
+    /// helper calls it made when `trace`.
+    pub async fn find(&self, url: &str, host: &str, trace: bool) -> Result<Answer, PacError> {
         let (reply, answer) = oneshot::channel();
         let job = engine::Job {
             url: url.to_string(),
             host: host.to_string(),
+            trace,
             reply,
         };
         let asked = async {
