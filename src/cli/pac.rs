@@ -11,7 +11,7 @@ use super::{Cli, Command, Failed, PacArgs};
 use crate::config::Config;
 use crate::failure::Side;
 use crate::inspect::routes::{judge, HostRoute, Lint};
-use crate::upstream::router::{entry_host, Router};
+use crate::upstream::router::Router;
 use crate::upstream::{dial, discover, HostPort};
 
 /// The whole answer, as `--json` prints it.
@@ -91,10 +91,13 @@ async fn look_up(args: &PacArgs, config: &Config) -> Answer {
     .await;
     let names: Vec<String> = if args.hosts.is_empty() {
         let entries = &config.profile.entries;
-        entries
+        let mut names: Vec<String> = entries
             .iter()
-            .map(|e| entry_host(&e.pattern).to_string())
-            .collect()
+            .flat_map(|e| e.probe_hosts())
+            .map(str::to_string)
+            .collect();
+        names.dedup();
+        names
     } else {
         args.hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
     };

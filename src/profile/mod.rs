@@ -77,6 +77,22 @@ pub struct Entry {
     /// `published` (the allowlist itself) or `guidance` (named elsewhere in the guidance).
     #[serde(default)]
     pub source: String,
+    /// Concrete names to look up for a wildcard entry (`*.chatgpt.com` → `chatgpt.com`,
+    /// `ab.chatgpt.com`, `ws.chatgpt.com`; the hosts the field notes name). Empty: the
+    /// pattern without its `*.`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe: Vec<String>,
+}
+
+impl Entry {
+    /// The names that stand for this entry when a route or a check needs real hosts.
+    pub fn probe_hosts(&self) -> Vec<&str> {
+        if self.probe.is_empty() {
+            vec![self.pattern.strip_prefix("*.").unwrap_or(&self.pattern)]
+        } else {
+            self.probe.iter().map(String::as_str).collect()
+        }
+    }
 }
 
 /// A capability ("Voice") and the allowlist entries (patterns, as in `entries`) it needs.

@@ -339,11 +339,6 @@ impl Overview {
     }
 }
 
-/// The name a profile entry is routed by: the pattern without its `*.`.
-pub fn entry_host(pattern: &str) -> &str {
-    pattern.strip_prefix("*.").unwrap_or(pattern)
-}
-
 impl Router {
     /// Where each of the profile's entries goes (HTTPS, port 443).
     pub async fn overview(&self, profile: &crate::profile::Profile) -> Overview {
@@ -351,8 +346,13 @@ impl Router {
             source: self.source(),
             ..Overview::default()
         };
-        for entry in &profile.entries {
-            let host = entry_host(&entry.pattern);
+        let mut names: Vec<&str> = profile
+            .entries
+            .iter()
+            .flat_map(|e| e.probe_hosts())
+            .collect();
+        names.dedup();
+        for host in names {
             let route = self.route(true, host, 443, "").await;
             if let Some(e) = &route.error {
                 overview.errors.push(format!("{host}: {e}"));
