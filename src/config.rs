@@ -12,8 +12,7 @@ use std::time::Duration;
 use crate::profile::Profile;
 use crate::session::livelog::Format;
 use crate::tls::roots::TrustRoots;
-use crate::upstream::discover::Spec;
-use crate::upstream::route::{basic, Route};
+use crate::upstream::route::{basic, Route, Spec};
 use crate::upstream::router::Router;
 
 /// The checked configuration of one `diagproxy run`.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Row;
 use crate::config::Config;
-use crate::upstream::pac::{Pac, PacFile};
+use crate::upstream::pac::{load, PacFile};
 use crate::upstream::route::Hop;
 use crate::upstream::router::Router;
 
@@ -39,7 +39,7 @@ pub async fn rows(config: &Config) -> Result<Vec<Row>, String> {
         size: source.len(),
         sha256: String::new(),
     };
-    let pac = Pac::start(source, file, config)
+    let pac = load::start(source, file, config)
         .await
         .map_err(|(e, _)| e.to_string())?;
     let router = Router::with_pac(Ok(pac), "(benchmark)", "diagproxy bench");
@@ -107,7 +107,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn the_benchmark_script_routes_its_own_hosts_and_not_others() {
         let config = crate::cli::config::for_tests(&[]).unwrap();
-        let pac = Pac::start(
+        let pac = load::start(
             script(3),
             PacFile {
                 url: "t".into(),

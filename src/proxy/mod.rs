@@ -53,7 +53,7 @@ use crate::shutdown::ShutdownController;
 use crate::tls::chain::TlsVerdict;
 use crate::tls::mint::Minter;
 use crate::upstream::discover::{self, Spec};
-use crate::upstream::pac::{PacError, PacFile};
+use crate::upstream::pac::{load, PacError, PacFile};
 use crate::upstream::resolve::targets;
 use crate::upstream::route::Taken;
 use crate::upstream::router::Overview;
@@ -147,10 +147,17 @@ pub struct Reloader {
 
 impl Reloader {
     pub async fn reload(&self) -> Result<PacFile, PacError> {
-        match self.config.router.reload(&self.config).await {
-            Some(result) => result,
-            None => Err(PacError("this session follows no PAC file".into())),
-        }
+        let router = &self.config.router;
+        let Some(location) = router.pac_location() else {
+            return Err(PacError("this session follows no PAC file".into()));
+        };
+        // A failed fetch keeps the script the session has.
+        let pac = load::load(location, &self.config)
+            .await
+            .map_err(|(e, _)| e)?;
+        let file = pac.file.clone();
+        router.replace_pac(pac);
+        Ok(file)
     }
 }
 
@@ -384,7 +391,7 @@ impl State {
             interception,
             routes: Overview::default(),
             route_warnings: Vec::new(),
-            reloader: config.router.follows_pac().then(|| Reloader {
+            reloader: config.router.pac_location().is_some().then(|| Reloader {
                 config: config.clone(),
             }),
         }

@@ -278,40 +278,7 @@ impl Origin {
         event: &mut RequestEvent,
         offer_h2: bool,
     ) -> Result<tokio_rustls::client::TlsStream<Box<dyn Io>>, SendError> {
-        let config = &self.state.config;
-        let (taken, opened) = dial::open_tunnel(&self.host, self.port, config).await;
-        if let Ok(mut route) = self.route.lock() {
-            route.clone_from(&taken);
-        }
-        event.route = taken;
-        let upstream = match opened {
-            Ok(upstream) => upstream,
-            Err(failure) => {
-                // A block page in the corporate proxy's refusal, a sinkhole answer: named
-                // as in tunnel mode.
-                let url = format!("https://{}/", self.authority());
-                let found = self.state.failure_findings(
-                    &self.host,
-                    &failure,
-                    &url,
-                    self.port,
-                    &event.route,
-                );
-                event.findings.extend(found);
-                return Err(failure.into());
-            }
-        };
-        let on_route = self.state.route_findings(&self.host, &event.route, None);
-        event.findings.extend(on_route);
-        event.server_ip = Some(upstream.addr.ip().to_string());
-        event.findings.extend(crate::inspect::detect::dns_sinkhole(
-            &self.host,
-            &upstream.dns_answer,
-            &config.profile,
-        ));
-        event.timings.dns_ms = upstream.dns.map(ms);
-        event.timings.connect_ms = Some(ms(upstream.connect));
-        event.timings.proxy_connect_ms = upstream.proxy_connect.map(ms);
+        let upstream = self.dial(event).await?;
         let name = ServerName::try_from(self.host.clone()).map_err(|_| {
             Failure::new(
                 FailureKind::TlsFailed,
@@ -357,6 +324,43 @@ impl Origin {
             });
         }
         Ok(tls)
+    }
+
+    /// The upstream side along the host's route, recorded in `event` (route, address,
+    /// timings, what the route and the DNS answer show); a failure with its findings.
+    async fn dial(&self, event: &mut RequestEvent) -> Result<dial::Upstream, SendError> {
+        let config = &self.state.config;
+        let (taken, opened) = dial::open_tunnel(&self.host, self.port, config).await;
+        if let Ok(mut route) = self.route.lock() {
+            route.clone_from(&taken);
+        }
+        event.route = taken;
+        let upstream = match opened {
+            Ok(upstream) => upstream,
+            Err(failure) => {
+                // A block page in the corporate proxy's refusal, a sinkhole answer: named
+                // as in tunnel mode.
+                let url = format!("https://{}/", self.authority());
+                let (host, port) = (&self.host, self.port);
+                let found = self
+                    .state
+                    .failure_findings(host, &failure, &url, port, &event.route);
+                event.findings.extend(found);
+                return Err(failure.into());
+            }
+        };
+        let on_route = self.state.route_findings(&self.host, &event.route, None);
+        event.findings.extend(on_route);
+        event.server_ip = Some(upstream.addr.ip().to_string());
+        event.findings.extend(crate::inspect::detect::dns_sinkhole(
+            &self.host,
+            &upstream.dns_answer,
+            &config.profile,
+        ));
+        event.timings.dns_ms = upstream.dns.map(ms);
+        event.timings.connect_ms = Some(ms(upstream.connect));
+        event.timings.proxy_connect_ms = upstream.proxy_connect.map(ms);
+        Ok(upstream)
     }
 
     /// Names a failed upstream handshake as a tunnel would (reset right after the

@@ -8,39 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::env::{from_env, Bypass, Manual};
-use super::pac::Pac;
+use super::pac::load;
 use super::resolve::targets;
+pub use super::route::Spec;
 use super::route::{parse_upstream_proxy, UpstreamProxy};
 use super::router::{Router, Way};
 use super::HostPort;
 use crate::config::Config;
-
-/// `--upstream-proxy`: `auto`, `direct`, a proxy URL, or `pac:URL` / `pac:FILE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Spec {
-    Auto,
-    Direct,
-    Fixed(UpstreamProxy),
-    Pac(String),
-}
-
-impl Spec {
-    pub fn parse(text: &str) -> Result<Spec, String> {
-        let text = text.trim();
-        Ok(match text {
-            "auto" => Spec::Auto,
-            "direct" => Spec::Direct,
-            _ => match text.strip_prefix("pac:") {
-                Some("") => return Err("--upstream-proxy pac: needs a URL or a file".into()),
-                Some(location) => Spec::Pac(location.to_string()),
-                None => Spec::Fixed(
-                    parse_upstream_proxy(text)
-                        .map_err(|e| format!("{e} (or auto, direct, pac:URL, pac:FILE)"))?,
-                ),
-            },
-        })
-    }
-}
 
 /// How long a desktop settings command (`gsettings`, `scutil`) may take.
 const SETTINGS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -71,7 +45,7 @@ pub async fn router(
 }
 
 async fn pac_router(location: &str, origin: &str, config: &Config) -> Router {
-    match Pac::load(location, config).await {
+    match load::load(location, config).await {
         Ok(pac) => Router::with_pac(Ok(pac), location, origin),
         Err((e, file)) => {
             let mut router = Router::with_pac(Err(e), location, origin);
@@ -175,7 +149,7 @@ async fn wpad(domain: Option<&str>, config: &Config) -> Option<Router> {
     };
     for candidate in wpad_hosts(&domains) {
         let url = format!("http://{candidate}/wpad.dat");
-        if let Ok(pac) = Pac::load(&url, config).await {
+        if let Ok(pac) = load::load(&url, config).await {
             return Some(Router::with_pac(Ok(pac), &url, format!("WPAD {candidate}")));
         }
     }
@@ -402,24 +376,6 @@ pub fn macos(text: &str) -> Option<Setting> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn specs() {
-        assert_eq!(Spec::parse("auto"), Ok(Spec::Auto));
-        assert_eq!(Spec::parse("direct"), Ok(Spec::Direct));
-        assert_eq!(
-            Spec::parse("pac:/etc/p.pac"),
-            Ok(Spec::Pac("/etc/p.pac".into()))
-        );
-        assert_eq!(
-            Spec::parse("pac:http://pac.corp/p.pac"),
-            Ok(Spec::Pac("http://pac.corp/p.pac".into()))
-        );
-        assert!(matches!(Spec::parse("http://corp:3128"), Ok(Spec::Fixed(p)) if p.port == 3128));
-        assert!(Spec::parse("pac:").is_err());
-        let e = Spec::parse("corp:3128").unwrap_err();
-        assert!(e.contains("auto, direct, pac:URL"), "{e}");
-    }
 
     #[test]
     fn wpad_walks_up_the_search_domains_but_not_to_the_tld() {

@@ -158,6 +158,33 @@ fn pac_proxy(entry: &str, target: &str) -> Result<UpstreamProxy, String> {
     })
 }
 
+/// `--upstream-proxy`: `auto`, `direct`, a proxy URL, or `pac:URL` / `pac:FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spec {
+    Auto,
+    Direct,
+    Fixed(UpstreamProxy),
+    Pac(String),
+}
+
+impl Spec {
+    pub fn parse(text: &str) -> Result<Spec, String> {
+        let text = text.trim();
+        Ok(match text {
+            "auto" => Spec::Auto,
+            "direct" => Spec::Direct,
+            _ => match text.strip_prefix("pac:") {
+                Some("") => return Err("--upstream-proxy pac: needs a URL or a file".into()),
+                Some(location) => Spec::Pac(location.to_string()),
+                None => Spec::Fixed(
+                    parse_upstream_proxy(text)
+                        .map_err(|e| format!("{e} (or auto, direct, pac:URL, pac:FILE)"))?,
+                ),
+            },
+        })
+    }
+}
+
 /// The corporate proxy: where it is and what to tell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamProxy {
@@ -258,6 +285,24 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(Spec::parse("auto"), Ok(Spec::Auto));
+        assert_eq!(Spec::parse("direct"), Ok(Spec::Direct));
+        assert_eq!(
+            Spec::parse("pac:/etc/p.pac"),
+            Ok(Spec::Pac("/etc/p.pac".into()))
+        );
+        assert_eq!(
+            Spec::parse("pac:http://pac.corp/p.pac"),
+            Ok(Spec::Pac("http://pac.corp/p.pac".into()))
+        );
+        assert!(matches!(Spec::parse("http://corp:3128"), Ok(Spec::Fixed(p)) if p.port == 3128));
+        assert!(Spec::parse("pac:").is_err());
+        let e = Spec::parse("corp:3128").unwrap_err();
+        assert!(e.contains("auto, direct, pac:URL"), "{e}");
+    }
 
     #[test]
     fn pac_results_become_hops_in_order() {

@@ -90,21 +90,16 @@ impl Router {
         self.pac.read().ok().and_then(|p| p.clone())
     }
 
-    /// Fetches the PAC file again (on `SIGHUP`) and starts over with it: cached answers
-    /// and bad proxies are forgotten. The new file's description, or why it failed (the
-    /// old script is kept then).
-    pub async fn reload(
-        &self,
-        config: &crate::config::Config,
-    ) -> Option<Result<PacFile, PacError>> {
-        let location = self.pac_location.as_deref()?;
-        let loaded = match Pac::load(location, config).await {
-            Ok(pac) => pac,
-            Err((e, _)) => return Some(Err(e)),
-        };
-        let file = loaded.file.clone();
-        if let Ok(mut pac) = self.pac.write() {
-            *pac = Some(Arc::new(Ok(loaded)));
+    /// Where the PAC file comes from, when routes come from one (`SIGHUP` fetches it
+    /// again).
+    pub fn pac_location(&self) -> Option<&str> {
+        self.pac_location.as_deref()
+    }
+
+    /// Starts over with a new script: cached answers and bad proxies are forgotten.
+    pub fn replace_pac(&self, pac: Pac) {
+        if let Ok(mut loaded) = self.pac.write() {
+            *loaded = Some(Arc::new(Ok(pac)));
         }
         if let Ok(mut cache) = self.cache.lock() {
             *cache = LruMap::new(PAC_CACHE);
@@ -112,7 +107,6 @@ impl Router {
         if let Ok(mut bad) = self.bad.lock() {
             bad.clear();
         }
-        Some(Ok(file))
     }
 
     pub fn direct() -> Router {
@@ -131,11 +125,6 @@ impl Router {
                 None => format!("DIRECT ({})", self.origin),
             },
         }
-    }
-
-    /// Whether routes come from a PAC file (which `SIGHUP` fetches again).
-    pub fn follows_pac(&self) -> bool {
-        self.pac_location.is_some()
     }
 
     /// Whether every host goes DIRECT whatever it is (the lean forwarding path).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rquickjs::{CatchResultExt, Coerced, Context, Function, Runtime};
 use tokio::sync::{mpsc, oneshot};
 
-use super::PacError;
+use super::{Answer, Job, PacError};
 use crate::config::Config;
 use crate::failure::Side;
 use crate::upstream::resolve;
@@ -24,29 +24,11 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(5);
 /// The script's heap: PAC files are a few KiB; this leaves room for big rule lists.
 const MEMORY_LIMIT: usize = 64 << 20;
 /// Lookups waiting for the thread; more wait for a place (each waits at most
-/// [`QUEUE_WAIT`]).
+/// [`super::QUEUE_WAIT`]).
 pub const QUEUE: usize = 64;
-/// How long a lookup waits for its answer, queue included.
-pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
 /// Names `dnsResolve` remembers, each for [`DNS_TTL`]; a full cache starts again empty.
 const DNS_CACHE: usize = 256;
 const DNS_TTL: Duration = Duration::from_secs(60);
-
-/// One lookup for the thread.
-pub struct Job {
-    pub url: String,
-    pub host: String,
-    /// Record the helper calls (`diagproxy pac`); lookups for traffic do not.
-    pub trace: bool,
-    pub reply: oneshot::Sender<Result<Answer, PacError>>,
-}
-
-/// What the script answered, and the helper calls it made (the first 64).
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub result: String,
-    pub calls: Vec<String>,
-}
 
 /// Starts the thread; the script is evaluated before this returns, so a syntax error or a
 /// script without `FindProxyForURL` is an error here.
