@@ -147,9 +147,18 @@ async fn wpad(domain: Option<&str>, config: &Config) -> Option<Router> {
         None if config.loopback_only => return None,
         None => search_domains(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
     };
-    for candidate in wpad_hosts(&domains) {
-        let url = format!("http://{candidate}/wpad.dat");
-        if let Ok(pac) = load::load(&url, config).await {
+    // All candidates at once (at most 8), the most specific preferred: a network without
+    // WPAD costs start-up one fetch time-out, not one per candidate.
+    let candidates: Vec<String> = wpad_hosts(&domains).into_iter().take(8).collect();
+    let fetches: Vec<_> = candidates
+        .iter()
+        .map(|candidate| {
+            let (url, config) = (format!("http://{candidate}/wpad.dat"), config.clone());
+            tokio::spawn(async move { load::load(&url, &config).await.ok().map(|pac| (pac, url)) })
+        })
+        .collect();
+    for (candidate, fetch) in candidates.iter().zip(fetches) {
+        if let Ok(Some((pac, url))) = fetch.await {
             return Some(Router::with_pac(Ok(pac), &url, format!("WPAD {candidate}")));
         }
     }

@@ -29,6 +29,9 @@ pub const QUEUE: usize = 64;
 /// Names `dnsResolve` remembers, each for [`DNS_TTL`]; a full cache starts again empty.
 const DNS_CACHE: usize = 256;
 const DNS_TTL: Duration = Duration::from_secs(60);
+/// How long one `dnsResolve` may wait for DNS: the script's time limit cannot stop a call
+/// that waits in Rust, so this one does (an answer that does not come is `null`).
+const DNS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Starts the thread; the script is evaluated before this returns, so a syntax error or a
 /// script without `FindProxyForURL` is an error here.
