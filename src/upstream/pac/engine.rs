@@ -256,12 +256,14 @@ impl Dns {
         if let Some(ip) = resolve::pinned_any_port(&self.config, host) {
             return vec![ip];
         }
-        let looked_up =
-            self.handle
-                .block_on(resolve::resolve(host, 0, &self.config, Side::Upstream));
-        looked_up.map_or(Vec::new(), |(addrs, _)| {
-            addrs.iter().map(|a| a.ip()).collect()
-        })
+        let lookup = resolve::resolve(host, 0, &self.config, Side::Upstream);
+        let looked_up = self
+            .handle
+            .block_on(async { tokio::time::timeout(DNS_TIMEOUT, lookup).await });
+        match looked_up {
+            Ok(Ok((addrs, _))) => addrs.iter().map(|a| a.ip()).collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
