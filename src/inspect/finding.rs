@@ -316,6 +316,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_kind_equals_its_contract_name_only() {
+        assert!(FindingKind::BlockPage == "block_page");
+        assert!(FindingKind::BlockPage != "dns_sinkhole");
+        let failure = FindingKind::Failure(FailureKind::Reset);
+        assert!(failure == "reset" && failure != "block_page");
+    }
+
+    #[test]
     fn names_round_trip() {
         for kind in DETECTED {
             assert_eq!(FindingKind::parse(kind.as_str()), Some(kind));

@@ -297,7 +297,11 @@ mod tests {
         e.write_all(&vec![b'a'; 50 * 1024 * 1024]).unwrap();
         let bomb = e.finish().unwrap();
         assert!(bomb.len() < 64 * 1024);
-        assert_eq!(decode(&bomb, "gzip").len(), MAX_DECODED);
+        assert_eq!(
+            decode(&bomb, "gzip").len(),
+            65_536,
+            "64 KiB, not a byte more"
+        );
         let cut = &bomb[..bomb.len() / 2];
         assert!(decode(cut, "gzip").starts_with(b"<title>Big</title>"));
         assert_eq!(decode(b"not gzip", "gzip"), b"not gzip");
@@ -316,6 +320,51 @@ mod tests {
         assert_eq!(undeclared.title.as_deref(), Some("Accès refusé"));
         let utf8 = Page::read("<title>Accès refusé</title>".as_bytes(), &HeaderMap::new());
         assert_eq!(utf8.title.as_deref(), Some("Accès refusé"));
+    }
+
+    #[test]
+    fn br_bodies_are_decoded() {
+        let mut out = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+            w.write_all(b"<title>Blocked</title><p>by policy</p>")
+                .unwrap();
+        }
+        assert_eq!(
+            decode(&out, "br"),
+            b"<title>Blocked</title><p>by policy</p>"
+        );
+        let page = Page::read(&out, &headers(&[("content-encoding", "br")]));
+        assert_eq!(page.title.as_deref(), Some("Blocked"));
+    }
+
+    #[test]
+    fn a_declared_single_byte_charset_wins_over_valid_utf8() {
+        // "Ã©" in UTF-8 is the two bytes C3 A9; read as Latin-1 they are two characters.
+        let body = "<title>caf\u{e9}</title>".as_bytes();
+        let latin1 = Page::read(
+            body,
+            &headers(&[("content-type", "text/html; charset=iso-8859-1")]),
+        );
+        assert_eq!(latin1.title.as_deref(), Some("caf\u{c3}\u{a9}"));
+        let utf8 = Page::read(
+            body,
+            &headers(&[("content-type", "text/html; charset=utf-8")]),
+        );
+        assert_eq!(utf8.title.as_deref(), Some("caf\u{e9}"));
+    }
+
+    #[test]
+    fn an_excerpt_of_exactly_the_limit_is_not_cut() {
+        let exact = format!("<p>{}</p>", "x".repeat(EXCERPT_CHARS));
+        let page = Page::read(exact.as_bytes(), &headers(&[("content-type", "text/html")]));
+        assert_eq!(page.excerpt().unwrap(), "x".repeat(EXCERPT_CHARS));
+        let over = format!("<p>{}</p>", "x".repeat(EXCERPT_CHARS + 1));
+        let page = Page::read(over.as_bytes(), &headers(&[("content-type", "text/html")]));
+        assert_eq!(
+            page.excerpt().unwrap(),
+            format!("{}…", "x".repeat(EXCERPT_CHARS))
+        );
     }
 
     #[test]
