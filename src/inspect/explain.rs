@@ -94,6 +94,49 @@ pub fn route_findings(
     found
 }
 
+/// The failure of a TLS handshake with `at`, named from what the upstream sent first
+/// (`first`), whether it dropped the connection (`died`) and the handshake's error (`None`:
+/// nothing came for [`detect::NO_SERVER_HELLO`]): silence is `timeout`, plaintext HTTP is
+/// `tls_failed` quoting its status line, a drop before any byte is `reset`.
+pub fn handshake_failure(
+    at: &str,
+    first: &[u8],
+    died: bool,
+    error: Option<&std::io::Error>,
+) -> Failure {
+    use crate::failure::{FailureKind, Side};
+    let (kind, detail) = match error {
+        None => (
+            FailureKind::Timeout,
+            format!(
+                "no answer to the TLS ClientHello for {at} in {} s",
+                detect::NO_SERVER_HELLO.as_secs()
+            ),
+        ),
+        Some(_) if first.starts_with(b"HTTP/") => {
+            let line =
+                String::from_utf8_lossy(first.split(|b| *b == b'\r').next().unwrap_or_default())
+                    .into_owned();
+            let line = crate::text::terminal(&line, false).into_owned();
+            (
+                FailureKind::TlsFailed,
+                format!(
+                    "the upstream answered the TLS ClientHello for {at} in plain HTTP ({line:?})"
+                ),
+            )
+        }
+        Some(e) if first.is_empty() && died => (
+            FailureKind::Reset,
+            format!("the upstream dropped the connection to {at} right after the ClientHello: {e}"),
+        ),
+        Some(e) => (
+            FailureKind::TlsFailed,
+            format!("TLS handshake with {at}: {e}"),
+        ),
+    };
+    Failure::new(kind, Side::Upstream, detail)
+}
+
 /// `tls_inspection` or `untrusted_certificate` for a chain that is not public.
 pub fn tls_finding(profile: &Profile, host: &str, port: u16, tls: &TlsVerdict) -> Option<Finding> {
     let kind = match tls.verdict {

@@ -88,7 +88,7 @@ async fn accept(
     let Ok(upgraded) = hyper::upgrade::on(req).await else {
         return;
     };
-    let counts = super::sighted::Counts::default();
+    let counts = crate::upstream::sighted::Counts::default();
     let client = counts.wrap(TokioIo::new(upgraded));
     let accepting = tokio_rustls::TlsAcceptor::from(server_config).accept(client);
     let Ok(accepted) = tokio::time::timeout(state.config.header_timeout, accepting).await else {

@@ -25,7 +25,6 @@ mod origin;
 mod pages;
 mod relay;
 mod service;
-mod sighted;
 mod trust;
 mod tunnel;
 mod zerocopy;

@@ -16,16 +16,17 @@ use rustls::pki_types::{ServerName, UnixTime};
 
 use super::body::Body;
 use super::exchange;
-use super::sighted::Watch;
 use super::Shared;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, TunnelSight};
+use crate::inspect::explain;
 use crate::session::event::{ChainSource, Downstream, Event, RequestEvent, TlsCheckEvent};
 use crate::tls::chain::{self, TlsVerdict, Verdict};
 use crate::tls::probe;
 use crate::upstream::dial::{self, Io};
 use crate::upstream::route::Taken;
+use crate::upstream::sighted::Watch;
 
 /// Why a request could not be sent upstream: the failure, and the verdict when the chain
 /// was the reason (for the page the browser gets).
@@ -392,38 +393,7 @@ impl Origin {
                 .into_iter()
                 .map(|f| f.with_reproduce(Some(reproduce.clone()))),
         );
-        let at = self.authority();
-        let (kind, detail) = match error {
-            None => (
-                FailureKind::Timeout,
-                format!(
-                    "no answer to the TLS ClientHello for {at} in {} s",
-                    detect::NO_SERVER_HELLO.as_secs()
-                ),
-            ),
-            Some(_) if first.starts_with(b"HTTP/") => {
-                let line = String::from_utf8_lossy(
-                    first.split(|b| *b == b'\r').next().unwrap_or_default(),
-                )
-                .into_owned();
-                let line = crate::text::terminal(&line, false).into_owned();
-                (
-                    FailureKind::TlsFailed,
-                    format!("the upstream answered the TLS ClientHello for {at} in plain HTTP ({line:?})"),
-                )
-            }
-            Some(e) if first.is_empty() && died => (
-                FailureKind::Reset,
-                format!(
-                    "the upstream dropped the connection to {at} right after the ClientHello: {e}"
-                ),
-            ),
-            Some(e) => (
-                FailureKind::TlsFailed,
-                format!("TLS handshake with {at}: {e}"),
-            ),
-        };
-        Failure::new(kind, Side::Upstream, detail)
+        explain::handshake_failure(self.authority(), &first, died, error.as_ref())
     }
 
     /// Judges the chain (reusing the verdict when the leaf is the one judged last), and

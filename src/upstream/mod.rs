@@ -13,7 +13,8 @@
 //! - [`pac`]: PAC files, fetched and run by QuickJS;
 //! - [`dial`]: TCP with a deadline, CONNECT through the corporate proxy, its refusals as
 //!   named failures;
-//! - [`pool`]: idle keep-alive connections per peer.
+//! - [`pool`]: idle keep-alive connections per peer;
+//! - [`sighted`]: what an upstream sent first and how it ended, watched on the way through.
 //!
 //! Nothing here knows about downstream connections: `proxy` calls in, never the reverse.
 
@@ -26,5 +27,6 @@ pub mod pool;
 pub mod resolve;
 pub mod route;
 pub mod router;
+pub mod sighted;
 
 pub use addr::HostPort;
