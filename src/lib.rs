@@ -33,6 +33,7 @@
 //! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
 
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;

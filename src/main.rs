@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => cli::report::compare(&args),
         Command::Bench(args) => cli::bench::bench(&args),
         Command::Pac(args) => cli::pac::pac(&args),
+        Command::Check(args) => cli::check::check(&args),
         Command::Ca(command) => cli::ca::ca(command),
     };
     match result {

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod bench;
 pub mod ca;
+pub mod check;
 pub mod config;
 pub mod pac;
 pub mod report;
@@ -20,6 +21,9 @@ pub enum Failed {
     Usage(String),
     /// Anything else: exit 1.
     Error(String),
+    /// A finding, not an error: the command said what it found; exit with this code
+    /// (`check`'s 2 when a host fails).
+    Found(u8, String),
 }
 
 impl Failed {
@@ -33,6 +37,7 @@ impl Failed {
         match self {
             Failed::Usage(_) => 64,
             Failed::Error(_) => 1,
+            Failed::Found(code, _) => *code,
         }
     }
 }
@@ -40,7 +45,7 @@ impl Failed {
 impl std::fmt::Display for Failed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failed::Usage(e) | Failed::Error(e) => f.write_str(e),
+            Failed::Usage(e) | Failed::Error(e) | Failed::Found(_, e) => f.write_str(e),
         }
     }
 }
@@ -84,6 +89,50 @@ pub enum Command {
     /// Where each profile host (or HOST) goes and why: the route source, the PAC's answer
     /// and the helper calls it made; exits 1 when a profile host would fail.
     Pac(PacArgs),
+    /// Probe every host ChatGPT needs (DNS, TCP, TLS, HTTP) and the voice ports, along the
+    /// browser's route; exit 2 when something fails.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Hosts to check, HOST or HOST:PORT [default: the profile's hosts].
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// The route source, as for `run`.
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        default_value = "auto",
+        env = "DIAGPROXY_UPSTREAM_PROXY"
+    )]
+    pub upstream_proxy: String,
+    #[arg(long, value_name = "DOMAIN")]
+    pub wpad_domain: Option<String>,
+    /// Pin HOST:PORT to ADDR; repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Each stage's time budget.
+    #[arg(long, default_value = "4s", value_name = "DURATION")]
+    pub stage_timeout: String,
+    /// The TURN server for the voice probes, HOST:PORT (STUN over UDP; TCP 443 to the
+    /// profile's TURN/TLS host), or `none` [default: the profile's].
+    #[arg(long, value_name = "HOST:PORT|none")]
+    pub voice: Option<String>,
+    /// The public trust store chains are judged against [default: Mozilla's roots].
+    #[arg(long, value_name = "PEM")]
+    pub public_roots: Option<PathBuf>,
+    /// This machine's trust store [default: the system's].
+    #[arg(long, value_name = "PEM")]
+    pub system_roots: Option<PathBuf>,
+    /// Where check.json goes [default: sessions/<UTC timestamp>-<pid>-check].
+    #[arg(long, value_name = "DIR")]
+    pub session_dir: Option<PathBuf>,
+    /// One JSON document on stdout (check.json's contents) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

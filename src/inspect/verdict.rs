@@ -73,10 +73,7 @@ pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
         .as_deref()
         .map_or(String::new(), |b| format!(": {b}"));
     let more = if count > 1 {
-        format!(
-            " ({} more finding(s) in summary.json and the reports)",
-            count - 1
-        )
+        format!(" ({} more finding(s) below)", count - 1)
     } else {
         String::new()
     };
@@ -155,10 +152,7 @@ mod tests {
         }];
         let text = sentence(hosts.into_iter());
         assert!(text.starts_with("The network blocks chatgpt.com"), "{text}");
-        assert!(
-            text.ends_with("(1 more finding(s) in summary.json and the reports)"),
-            "{text}"
-        );
+        assert!(text.ends_with("(1 more finding(s) below)"), "{text}");
     }
 
     #[test]

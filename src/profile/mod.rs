@@ -55,12 +55,31 @@ pub struct Profile {
     /// Ports block pages are served on; a redirect there is a block.
     #[serde(default)]
     pub block_page_ports: Vec<u16>,
+    /// Where `diagproxy check` tests voice (LiveKit's TURN server and its ports).
+    #[serde(default)]
+    pub voice: Option<VoiceProbe>,
     /// Lower-case exact names → entry index.
     #[serde(skip)]
     exact: HashMap<String, usize>,
     /// Lower-case wildcard suffixes (without `*.`) → entry index.
     #[serde(skip)]
     wildcard: HashMap<String, usize>,
+}
+
+/// LiveKit's published firewall ports, for the voice probes of `diagproxy check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoiceProbe {
+    /// The TURN server for UDP (STUN on `stun_port`) and ICE over TCP (7881).
+    pub host: String,
+    /// STUN/TURN over UDP (3478).
+    pub stun_port: u16,
+    /// The TURN-over-TLS server (TCP 443), reached along the route like any HTTPS host.
+    pub tls_host: String,
+    /// ICE over TCP (7881), direct.
+    pub tcp_port: u16,
+    /// The UDP media range, as `first`–`last`.
+    pub media_udp: [u16; 2],
+    pub source: String,
 }
 
 /// One allowlist entry.

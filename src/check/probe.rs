@@ -1,0 +1,454 @@
+//! The stages of one host, in order, each under its own time budget: DNS, TCP (along the
+//! host's route: a corporate proxy's CONNECT answer is judged as in `run`), TLS with SNI
+//! (the chain verdict, protocol, ALPN; a reset, plaintext or silence named as in a tunnel),
+//! and a GET of a harmless path judged by the detectors. A stage that cannot run because an
+//! earlier one failed is `skipped`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{HOST, USER_AGENT};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{ServerName, UnixTime};
+
+use super::stage::{HostCheck, Stage, State};
+use crate::config::Config;
+use crate::failure::{Failure, Side};
+use crate::inspect::detect::{self, Answer, TunnelSight};
+use crate::inspect::explain;
+use crate::inspect::finding::{Finding, FindingKind};
+use crate::tls::chain::{self, Verdict};
+use crate::tls::probe::look_only_config;
+use crate::upstream::dial::{self, Io, Upstream};
+use crate::upstream::resolve;
+use crate::upstream::sighted::Watch;
+
+/// How much of an answer's body the HTTP stage reads (the detectors' window).
+const BODY_KEPT: usize = 64 * 1024;
+
+/// One host to check and what to ask it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// The harmless path the HTTP stage GETs.
+    pub path: String,
+}
+
+fn ms(d: Duration) -> Option<f64> {
+    Some(d.as_secs_f64() * 1e3)
+}
+
+/// Every stage of `target`, each within `budget`.
+pub async fn host(target: &Target, config: &Config, budget: Duration) -> HostCheck {
+    let profile = &config.profile;
+    let mut check = HostCheck {
+        host: target.host.clone(),
+        port: target.port,
+        allowlist: profile.match_host(&target.host).map(|e| e.pattern.clone()),
+        route: None,
+        dns: Stage::skipped(""),
+        tcp: Stage::skipped(""),
+        tls: Stage::skipped(""),
+        http: Stage::skipped(""),
+        tls_verdict: None,
+        findings: Vec::new(),
+    };
+    check.dns = dns(target, config, budget, &mut check.findings).await;
+    if check.dns.state == State::Fail {
+        // Failed only when the route is DIRECT: nothing could connect.
+        check.tcp = Stage::skipped("dns failed");
+        skip_after(&mut check, "dns");
+        return check;
+    }
+    let Some(upstream) = tcp(target, config, budget, &mut check).await else {
+        return check;
+    };
+    let Some(tls) = tls(target, config, budget, upstream, &mut check).await else {
+        return check;
+    };
+    check.http = http(target, config, budget, tls, &mut check.findings).await;
+    check
+}
+
+/// The local DNS answer. Through a proxy a failure is only a warning: the proxy resolves.
+async fn dns(
+    target: &Target,
+    config: &Config,
+    budget: Duration,
+    findings: &mut Vec<Finding>,
+) -> Stage {
+    let started = Instant::now();
+    let looked_up = tokio::time::timeout(
+        budget,
+        resolve::resolve(&target.host, target.port, config, Side::Upstream),
+    )
+    .await;
+    let took = ms(started.elapsed());
+    let proxied = config.router.names_proxies();
+    let (addrs, how) = match looked_up {
+        Ok(Ok((addrs, None))) => (addrs, "pinned (--resolve) or a literal"),
+        Ok(Ok((addrs, Some(_)))) => (addrs, "the system resolver"),
+        Ok(Err(failure)) => {
+            let state = if proxied { State::Warn } else { State::Fail };
+            if !proxied {
+                findings.push(explain::finding_for(
+                    &config.profile,
+                    &target.host,
+                    &failure,
+                ));
+            }
+            return Stage::new(state, took, failure.detail);
+        }
+        Err(_) => {
+            let state = if proxied { State::Warn } else { State::Fail };
+            return Stage::new(state, took, format!("no DNS answer in {budget:?}"));
+        }
+    };
+    let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+    let shown: Vec<String> = ips.iter().map(ToString::to_string).collect();
+    let detail = format!("{} ({how})", shown.join(", "));
+    if how == "the system resolver" {
+        if let Some(sinkhole) = detect::dns_sinkhole(&target.host, &ips, &config.profile) {
+            findings.push(sinkhole);
+            return Stage::new(
+                State::Fail,
+                took,
+                format!("{detail}: a filter's block address"),
+            );
+        }
+    }
+    Stage::new(State::Pass, took, detail)
+}
+
+/// TCP along the route (and the proxy's CONNECT answer). `None` when it failed.
+async fn tcp(
+    target: &Target,
+    config: &Config,
+    budget: Duration,
+    check: &mut HostCheck,
+) -> Option<Upstream> {
+    let started = Instant::now();
+    let opened =
+        tokio::time::timeout(budget, dial::open_tunnel(&target.host, target.port, config)).await;
+    let took = ms(started.elapsed());
+    let names_proxies = config.router.names_proxies();
+    let (taken, result) = match opened {
+        Ok(opened) => opened,
+        Err(_) => {
+            check.tcp = Stage::new(State::Fail, took, format!("no connection in {budget:?}"));
+            skip_after(check, "tcp");
+            return None;
+        }
+    };
+    check.route = taken.hop.clone();
+    let profile = &config.profile;
+    match result {
+        Ok(upstream) => {
+            check.findings.extend(explain::route_findings(
+                profile,
+                &target.host,
+                &taken,
+                None,
+                names_proxies,
+            ));
+            let via = upstream.proxy_connect.map_or(String::new(), |_| {
+                " (CONNECT through the proxy answered 200)".into()
+            });
+            check.tcp = Stage::new(
+                State::Pass,
+                took,
+                format!("connected to {}{via}", upstream.addr),
+            );
+            Some(upstream)
+        }
+        Err(failure) => {
+            check
+                .findings
+                .push(explain::finding_for(profile, &target.host, &failure));
+            check.findings.extend(explain::route_findings(
+                profile,
+                &target.host,
+                &taken,
+                Some(&failure),
+                names_proxies,
+            ));
+            if let Some(body) = failure.proxy_body.as_deref() {
+                check
+                    .findings
+                    .extend(proxy_block_page(target, config, &failure, body));
+            }
+            check.tcp = Stage::new(State::Fail, took, failure.to_string());
+            skip_after(check, "tcp");
+            None
+        }
+    }
+}
+
+/// A block page in a corporate proxy's refusal of the CONNECT.
+fn proxy_block_page(
+    target: &Target,
+    config: &Config,
+    failure: &Failure,
+    body: &str,
+) -> Option<Finding> {
+    let headers = hyper::HeaderMap::new();
+    let answer = Answer {
+        host: &target.host,
+        path: "/",
+        status: failure.proxy_status.unwrap_or(403),
+        headers: &headers,
+        body: body.as_bytes(),
+        accept: None,
+        declared_length: None,
+        received: None,
+        intercepted: false,
+    };
+    detect::answer_findings(&answer, &config.profile)
+        .into_iter()
+        .find(|f| f.kind == FindingKind::BlockPage)
+}
+
+fn skip_after(check: &mut HostCheck, failed: &str) {
+    let why = format!("{failed} failed");
+    if failed == "dns" || failed == "tcp" {
+        check.tls = Stage::skipped(&why);
+    }
+    check.http = Stage::skipped(&why);
+}
+
+type Tls = tokio_rustls::client::TlsStream<Box<dyn Io>>;
+
+/// The TLS handshake with SNI and the chain's verdict. `None` when it failed.
+async fn tls(
+    target: &Target,
+    config: &Config,
+    budget: Duration,
+    upstream: Upstream,
+    check: &mut HostCheck,
+) -> Option<Tls> {
+    let Ok(name) = ServerName::try_from(target.host.clone()) else {
+        check.tls = Stage::new(
+            State::Fail,
+            None,
+            format!("{:?} is not a server name", target.host),
+        );
+        skip_after(check, "tls");
+        return None;
+    };
+    let watch = Watch::default();
+    let io: Box<dyn Io> = Box::new(watch.wrap(upstream.io.into_io()));
+    let connector = tokio_rustls::TlsConnector::from(look_only_config(false));
+    let started = Instant::now();
+    let handshake = tokio::time::timeout(budget, connector.connect(name, io)).await;
+    let took = ms(started.elapsed());
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return tls_failed(target, config, &watch, Some(e), took, check),
+        Err(_) => return tls_failed(target, config, &watch, None, took, check),
+    };
+    watch.finish();
+    if judge(target, config, &tls, took, check) {
+        Some(tls)
+    } else {
+        skip_after(check, "tls");
+        None
+    }
+}
+
+/// The chain's verdict, protocol and ALPN into the TLS stage; false when the chain is not
+/// trusted (or cannot be read).
+fn judge(
+    target: &Target,
+    config: &Config,
+    tls: &Tls,
+    took: Option<f64>,
+    check: &mut HostCheck,
+) -> bool {
+    let (_, session) = tls.get_ref();
+    let version = session
+        .protocol_version()
+        .map_or("?".to_string(), |v| format!("{v:?}"));
+    let alpn = session.alpn_protocol().map_or("no ALPN".to_string(), |p| {
+        String::from_utf8_lossy(p).into_owned()
+    });
+    let chain_der: Vec<_> = session
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
+    let verdict = match chain::judge(
+        &chain_der,
+        &target.host,
+        &config.roots,
+        &config.profile,
+        UnixTime::now(),
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            check.tls = Stage::new(State::Fail, took, e);
+            return false;
+        }
+    };
+    let state = match verdict.verdict {
+        Verdict::Public => State::Pass,
+        Verdict::Inspected => State::Warn,
+        Verdict::Untrusted => State::Fail,
+    };
+    let vendor = verdict
+        .vendor
+        .as_deref()
+        .map_or(String::new(), |v| format!(" ({v})"));
+    let detail = format!(
+        "{version}, {alpn}, {} chain issued by {}{vendor}",
+        verdict.verdict.as_str(),
+        verdict.issuer
+    );
+    check.findings.extend(explain::tls_finding(
+        &config.profile,
+        &target.host,
+        target.port,
+        &verdict,
+    ));
+    check.tls = Stage::new(state, took, detail);
+    check.tls_verdict = Some(verdict);
+    state != State::Fail
+}
+
+fn tls_failed(
+    target: &Target,
+    config: &Config,
+    watch: &Watch,
+    error: Option<std::io::Error>,
+    took: Option<f64>,
+    check: &mut HostCheck,
+) -> Option<Tls> {
+    let (first, died) = watch.seen();
+    let sight = TunnelSight {
+        host: &target.host,
+        client_hello: true,
+        first_upstream: &first,
+        bytes_down: first.len() as u64,
+        upstream_died: died && first.is_empty(),
+        silent_for: (error.is_none() && first.is_empty()).then_some(detect::NO_SERVER_HELLO),
+    };
+    check
+        .findings
+        .extend(detect::tunnel_findings(&sight, &config.profile));
+    let at = crate::upstream::addr::join(&target.host, target.port);
+    let failure = explain::handshake_failure(&at, &first, died, error.as_ref());
+    if !check
+        .findings
+        .iter()
+        .any(|f| !matches!(f.kind, FindingKind::Failure(_)))
+    {
+        check.findings.push(explain::finding_for(
+            &config.profile,
+            &target.host,
+            &failure,
+        ));
+    }
+    check.tls = Stage::new(State::Fail, took, failure.detail);
+    skip_after(check, "tls");
+    None
+}
+
+/// A GET of the harmless path, judged by the detectors as `run` judges answers.
+async fn http(
+    target: &Target,
+    config: &Config,
+    budget: Duration,
+    tls: Tls,
+    findings: &mut Vec<Finding>,
+) -> Stage {
+    let started = Instant::now();
+    let exchange = tokio::time::timeout(budget, get(target, tls)).await;
+    let took = ms(started.elapsed());
+    let (status, headers, body) = match exchange {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return Stage::new(State::Fail, took, format!("GET {}: {e}", target.path)),
+        Err(_) => {
+            return Stage::new(
+                State::Fail,
+                took,
+                format!("no answer to GET {} in {budget:?}", target.path),
+            )
+        }
+    };
+    let answer = Answer {
+        host: &target.host,
+        path: &target.path,
+        status,
+        headers: &headers,
+        body: &body,
+        accept: None,
+        declared_length: None,
+        received: None,
+        intercepted: false,
+    };
+    let found = detect::answer_findings(&answer, &config.profile);
+    let kind = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no type");
+    let mut detail = format!(
+        "GET {} → {status} {}",
+        target.path,
+        crate::text::terminal(kind, false)
+    );
+    let state = if found.iter().any(|f| f.kind.is_error()) {
+        State::Fail
+    } else if found.is_empty() {
+        State::Pass
+    } else {
+        State::Warn
+    };
+    for f in &found {
+        detail.push_str(&format!("; {}", f.in_words()));
+    }
+    findings.extend(found);
+    Stage::new(state, took, detail)
+}
+
+/// Status, headers and the first [`BODY_KEPT`] bytes of `GET path`.
+async fn get(target: &Target, tls: Tls) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let authority = if target.port == 443 {
+        target.host.clone()
+    } else {
+        crate::upstream::addr::join(&target.host, target.port)
+    };
+    let request = Request::get(target.path.as_str())
+        .header(HOST, authority)
+        .header(
+            USER_AGENT,
+            concat!("diagproxy-check/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (parts, mut body) = response.into_parts();
+    let mut kept = Vec::new();
+    while kept.len() < BODY_KEPT {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    kept.extend_from_slice(data);
+                }
+            }
+            _ => break,
+        }
+    }
+    kept.truncate(BODY_KEPT);
+    Ok((parts.status.as_u16(), parts.headers, kept))
+}

@@ -1,0 +1,165 @@
+//! `diagproxy check`: the flags checked, the route discovered, every host probed with a
+//! line per host as it completes, then the table (or `--json`) and `check.json`. Exit 2 when
+//! something fails.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use super::pac::{route_config, RouteFlags};
+use super::{CheckArgs, Failed};
+use crate::check::probe::Target;
+use crate::check::stage::{HostCheck, State};
+use crate::check::{self, Plan, VoiceTarget};
+use crate::config::parse_duration;
+use crate::upstream::{discover, HostPort};
+
+pub fn check(args: &CheckArgs) -> Result<(), Failed> {
+    let flags = RouteFlags {
+        upstream_proxy: &args.upstream_proxy,
+        wpad_domain: args.wpad_domain.as_deref(),
+        resolve: &args.resolve,
+        profile: args.profile.as_deref(),
+        connect_timeout: &args.stage_timeout,
+        roots: [args.public_roots.as_deref(), args.system_roots.as_deref()],
+    };
+    let mut config = route_config(&flags)?;
+    let budget = parse_duration("--stage-timeout", &args.stage_timeout)
+        .map_err(|e| Failed::Usage(e.to_string()))?;
+    let targets = targets(args, &config)?;
+    let voice = voice(args, &config)?;
+    let dir = folder(args);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::error(&e))?;
+    let report = runtime.block_on(async {
+        let router = discover::router(
+            &config.upstream,
+            config.wpad_domain.as_deref(),
+            &config,
+            config.listen,
+        )
+        .await;
+        config.router = std::sync::Arc::new(router);
+        let plan = Plan {
+            targets,
+            voice,
+            budget,
+        };
+        let show = !args.json || std::io::stderr().is_terminal();
+        check::run(&config, &plan, |host, done, total| {
+            if show {
+                eprintln!(
+                    "{}",
+                    crate::text::terminal(&progress(host, done, total), false)
+                );
+            }
+        })
+        .await
+    });
+    let json = serde_json::to_string_pretty(&report).map_err(|e| Failed::error(&e))?;
+    write(&dir, &json)?;
+    if args.json {
+        println!("{json}");
+    } else {
+        let table = report.table();
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}check.json: {}",
+            crate::text::terminal(&table, true),
+            dir.join("check.json").display()
+        );
+    }
+    match report.exit_code() {
+        0 => Ok(()),
+        code => Err(Failed::Found(
+            code,
+            format!(
+                "check: {} failing (hosts, and voice when it cannot connect)",
+                report.failing
+            ),
+        )),
+    }
+}
+
+/// `[#####     ] 12/41 chatgpt.com  pass` — one line per host as it completes.
+fn progress(host: &HostCheck, done: usize, total: usize) -> String {
+    let filled = "#".repeat(done * 20 / total.max(1));
+    let state = if host.fails() {
+        "FAIL"
+    } else if host.warns() {
+        "warn"
+    } else {
+        "pass"
+    };
+    let first_bad = host
+        .stages()
+        .into_iter()
+        .find(|(_, s)| matches!(s.state, State::Fail | State::Warn))
+        .map_or(String::new(), |(name, s)| {
+            format!(" ({name}: {})", s.detail)
+        });
+    format!(
+        "[{filled:<20}] {done:>3}/{total} {} {state}{first_bad}",
+        host.host
+    )
+}
+
+fn targets(args: &CheckArgs, config: &crate::config::Config) -> Result<Vec<Target>, Failed> {
+    if args.hosts.is_empty() {
+        return Ok(check::profile_targets(config));
+    }
+    args.hosts
+        .iter()
+        .map(|h| {
+            let hp = HostPort::parse(h, 443)
+                .ok_or_else(|| Failed::Usage(format!("{h:?}: expected HOST or HOST:PORT")))?;
+            Ok(Target {
+                host: hp.host.to_ascii_lowercase(),
+                port: hp.port,
+                path: "/".into(),
+            })
+        })
+        .collect()
+}
+
+fn voice(args: &CheckArgs, config: &crate::config::Config) -> Result<Option<VoiceTarget>, Failed> {
+    let profile = check::profile_voice(config);
+    match args.voice.as_deref() {
+        None => Ok(profile),
+        Some("none") => Ok(None),
+        Some(text) => {
+            let hp = HostPort::parse(text, 3478).ok_or_else(|| {
+                Failed::Usage(format!("--voice {text:?}: expected HOST:PORT or none"))
+            })?;
+            let mut v = profile
+                .ok_or_else(|| Failed::Usage("--voice: the profile has no voice section".into()))?;
+            v.host = hp.host.clone();
+            v.stun_port = hp.port;
+            v.tls_host = hp.host;
+            Ok(Some(v))
+        }
+    }
+}
+
+fn folder(args: &CheckArgs) -> PathBuf {
+    args.session_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("sessions").join(format!(
+            "{}-{}-check",
+            crate::clock::compact(SystemTime::now()),
+            std::process::id()
+        ))
+    })
+}
+
+/// `check.json`, private to its owner like every session file.
+fn write(dir: &std::path::Path, json: &str) -> Result<(), Failed> {
+    crate::files::create_private_dir(dir)
+        .map_err(|e| Failed::Error(format!("{}: {e}", dir.display())))?;
+    let path = dir.join("check.json");
+    let mut file = crate::files::create_private(&path)
+        .map_err(|e| Failed::Error(format!("{}: {e}", path.display())))?;
+    file.write_all(json.as_bytes())
+        .map_err(|e| Failed::Error(format!("{}: {e}", path.display())))
+}
