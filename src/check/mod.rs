@@ -3,9 +3,11 @@
 //!
 //! - [`stage`]: the results as data (states, times, the verdict, the exit code), pure;
 //! - [`probe`]: one host's stages (DNS, TCP, TLS, HTTP), I/O;
-//! - [`stun`]: STUN Binding requests (RFC 5389) for voice.
+//! - [`stun`]: STUN Binding requests (RFC 5389) for voice;
+//! - [`record`]: the check as session events, so summaries, reports and `compare` work on it.
 
 pub mod probe;
+pub mod record;
 pub mod stage;
 pub mod stun;
 

@@ -15,7 +15,7 @@ use rustls::pki_types::{ServerName, UnixTime};
 
 use super::stage::{HostCheck, Stage, State};
 use crate::config::Config;
-use crate::failure::{Failure, Side};
+use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, Answer, TunnelSight};
 use crate::inspect::explain;
 use crate::inspect::finding::{Finding, FindingKind};
@@ -54,7 +54,11 @@ pub async fn host(target: &Target, config: &Config, budget: Duration) -> HostChe
         tls: Stage::skipped(""),
         http: Stage::skipped(""),
         tls_verdict: None,
+        server_ip: None,
+        status: None,
+        content_type: None,
         findings: Vec::new(),
+        failure: None,
     };
     check.dns = dns(target, config, budget, &mut check.findings).await;
     if check.dns.state == State::Fail {
@@ -69,7 +73,7 @@ pub async fn host(target: &Target, config: &Config, budget: Duration) -> HostChe
     let Some(tls) = tls(target, config, budget, upstream, &mut check).await else {
         return check;
     };
-    check.http = http(target, config, budget, tls, &mut check.findings).await;
+    check.http = http(target, config, budget, tls, &mut check).await;
     check
 }
 
@@ -138,7 +142,13 @@ async fn tcp(
     let (taken, result) = match opened {
         Ok(opened) => opened,
         Err(_) => {
-            check.tcp = Stage::new(State::Fail, took, format!("no connection in {budget:?}"));
+            let detail = format!("no connection in {budget:?}");
+            check.failure = Some(Failure::new(
+                FailureKind::ConnectTimeout,
+                Side::Upstream,
+                detail.clone(),
+            ));
+            check.tcp = Stage::new(State::Fail, took, detail);
             skip_after(check, "tcp");
             return None;
         }
@@ -181,6 +191,7 @@ async fn tcp(
                     .extend(proxy_block_page(target, config, &failure, body));
             }
             check.tcp = Stage::new(State::Fail, took, failure.to_string());
+            check.failure = Some(failure);
             skip_after(check, "tcp");
             None
         }
@@ -313,6 +324,13 @@ fn judge(
         target.port,
         &verdict,
     ));
+    if state == State::Fail {
+        check.failure = Some(Failure::new(
+            FailureKind::TlsFailed,
+            Side::Upstream,
+            detail.clone(),
+        ));
+    }
     check.tls = Stage::new(state, took, detail);
     check.tls_verdict = Some(verdict);
     state != State::Fail
@@ -351,7 +369,8 @@ fn tls_failed(
             &failure,
         ));
     }
-    check.tls = Stage::new(State::Fail, took, failure.detail);
+    check.tls = Stage::new(State::Fail, took, failure.detail.clone());
+    check.failure = Some(failure);
     skip_after(check, "tls");
     None
 }
@@ -362,20 +381,20 @@ async fn http(
     config: &Config,
     budget: Duration,
     tls: Tls,
-    findings: &mut Vec<Finding>,
+    check: &mut HostCheck,
 ) -> Stage {
     let started = Instant::now();
     let exchange = tokio::time::timeout(budget, get(target, tls)).await;
     let took = ms(started.elapsed());
     let (status, headers, body) = match exchange {
         Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => return Stage::new(State::Fail, took, format!("GET {}: {e}", target.path)),
+        Ok(Err(e)) => {
+            let detail = format!("GET {}: {e}", target.path);
+            return http_failed(check, FailureKind::HttpError, detail, took);
+        }
         Err(_) => {
-            return Stage::new(
-                State::Fail,
-                took,
-                format!("no answer to GET {} in {budget:?}", target.path),
-            )
+            let detail = format!("no answer to GET {} in {budget:?}", target.path);
+            return http_failed(check, FailureKind::Timeout, detail, took);
         }
     };
     let answer = Answer {
@@ -393,12 +412,10 @@ async fn http(
     let kind = headers
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("no type");
-    let mut detail = format!(
-        "GET {} → {status} {}",
-        target.path,
-        crate::text::terminal(kind, false)
-    );
+        .map(|t| crate::text::terminal(t, false).into_owned());
+    let shown = kind.as_deref().unwrap_or("no type");
+    let mut detail = format!("GET {} → {status} {shown}", target.path);
+    (check.status, check.content_type) = (Some(status), kind.clone());
     let state = if found.iter().any(|f| f.kind.is_error()) {
         State::Fail
     } else if found.is_empty() {
@@ -409,8 +426,18 @@ async fn http(
     for f in &found {
         detail.push_str(&format!("; {}", f.in_words()));
     }
-    findings.extend(found);
+    check.findings.extend(found);
     Stage::new(state, took, detail)
+}
+
+fn http_failed(
+    check: &mut HostCheck,
+    kind: FailureKind,
+    detail: String,
+    took: Option<f64>,
+) -> Stage {
+    check.failure = Some(Failure::new(kind, Side::Upstream, detail.clone()));
+    Stage::new(State::Fail, took, detail)
 }
 
 /// Status, headers and the first [`BODY_KEPT`] bytes of `GET path`.

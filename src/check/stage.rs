@@ -74,7 +74,18 @@ pub struct HostCheck {
     pub http: Stage,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_verdict: Option<TlsVerdict>,
+    /// The address connected to (the proxy's, through one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_ip: Option<String>,
+    /// The GET's status and type, when it was answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
     pub findings: Vec<Finding>,
+    /// The failure that ended the host's stages, for the session's events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<crate::failure::Failure>,
 }
 
 impl HostCheck {
@@ -279,7 +290,11 @@ mod tests {
                 ok()
             },
             tls_verdict: None,
+            server_ip: None,
+            status: None,
+            content_type: None,
             findings: Vec::new(),
+            failure: None,
         }
     }
 

@@ -59,7 +59,8 @@ pub fn check(args: &CheckArgs) -> Result<(), Failed> {
         .await
     });
     let json = serde_json::to_string_pretty(&report).map_err(|e| Failed::error(&e))?;
-    write(&dir, &json)?;
+    write(&dir, "check.json", &json)?;
+    record(&dir, &report, &config)?;
     if args.json {
         println!("{json}");
     } else {
@@ -153,13 +154,55 @@ fn folder(args: &CheckArgs) -> PathBuf {
     })
 }
 
-/// `check.json`, private to its owner like every session file.
-fn write(dir: &std::path::Path, json: &str) -> Result<(), Failed> {
+/// A file of the check's folder, private to its owner like every session file.
+fn write(dir: &std::path::Path, name: &str, text: &str) -> Result<(), Failed> {
     crate::files::create_private_dir(dir)
         .map_err(|e| Failed::Error(format!("{}: {e}", dir.display())))?;
-    let path = dir.join("check.json");
+    let path = dir.join(name);
     let mut file = crate::files::create_private(&path)
         .map_err(|e| Failed::Error(format!("{}: {e}", path.display())))?;
-    file.write_all(json.as_bytes())
+    file.write_all(text.as_bytes())
         .map_err(|e| Failed::Error(format!("{}: {e}", path.display())))
+}
+
+/// The check as a session: `events.jsonl`, then `summary.json`, the HAR and the reports
+/// built from it as `diagproxy report` builds them.
+fn record(
+    dir: &std::path::Path,
+    report: &crate::check::stage::CheckReport,
+    config: &crate::config::Config,
+) -> Result<(), Failed> {
+    let info = crate::session::event::SessionInfo {
+        id: format!(
+            "{}-{}-check",
+            crate::clock::compact(SystemTime::now()),
+            std::process::id()
+        ),
+        started_at: report.started_at.clone(),
+        listen: "diagproxy check".into(),
+        upstream_proxy: config.router.fixed().map(|p| p.display()),
+        route_source: Some(report.route_source.clone()),
+        pac: config.router.pac_file.clone(),
+        profile: config.profile_name.clone(),
+        diagproxy: env!("CARGO_PKG_VERSION").into(),
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        max_hosts: config.max_hosts,
+        resolve: config
+            .resolve
+            .iter()
+            .map(|((h, p), ip)| format!("{h}:{p}:{ip}"))
+            .collect(),
+        include_secrets: false,
+    };
+    let ended = crate::clock::rfc3339(SystemTime::now());
+    let mut lines = String::new();
+    for event in crate::check::record::events(report, info, ended) {
+        lines.push_str(&serde_json::to_string(&event).map_err(|e| Failed::error(&e))?);
+        lines.push('\n');
+    }
+    write(dir, "events.jsonl", &lines)?;
+    let session = crate::report::Session::load(dir)?;
+    write(dir, "summary.json", &session.summary.to_json())?;
+    crate::report::write(&session, &crate::report::Outputs::in_folder(dir))?;
+    Ok(())
 }

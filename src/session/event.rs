@@ -329,6 +329,8 @@ pub enum ChainSource {
     SideHandshake,
     /// diagproxy's upstream handshake of an intercepted connection.
     Interception,
+    /// `diagproxy check`'s handshake.
+    Check,
 }
 
 impl fmt::Display for TunnelMode {
