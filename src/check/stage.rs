@@ -249,7 +249,7 @@ impl CheckReport {
             _ => "",
         };
         out.push_str(&format!(
-            "\n\n{} hosts checked in {:.1} s, {hosts_failing} failing{voice}. {}\n",
+            "\n\n{} hosts checked in {:.2} s, {hosts_failing} failing{voice}. {}\n",
             self.hosts.len(),
             self.total_ms / 1e3,
             self.verdict
@@ -318,7 +318,7 @@ mod tests {
         let table = report.table();
         assert!(table.contains("cdn.oaistatic.com tcp: tcp"), "{table}");
         assert!(
-            table.contains("2 hosts checked in 1.5 s, 1 failing."),
+            table.contains("2 hosts checked in 1.50 s, 1 failing."),
             "{table}"
         );
         report.hosts.pop();
