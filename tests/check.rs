@@ -314,3 +314,96 @@ fn voice_measures_stun_and_names_a_dead_udp_path() {
         "{voice:#}"
     );
 }
+
+#[test]
+fn websocket_upgrades_and_cloudflares_trace_follow_the_get() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let public = TestCa::root("Test Public Root", "Public CA Inc.");
+    let public_pem = write_file(dir.path(), "public.pem", &public.pem());
+    let mut profile: Value =
+        serde_json::from_str(include_str!("../src/profile/chatgpt.json")).unwrap();
+    profile["check"]["websocket"] = serde_json::json!(["ws.chatgpt.com/ws", "ab.chatgpt.com"]);
+    let profile_path = write_file(dir.path(), "profile.json", &profile.to_string());
+
+    let (leaf, key) = public.leaf(&["ws.chatgpt.com"]);
+    let ws = rt.block_on(https_origin(vec![leaf], key));
+    const TRACE: &str = "fl=1\nh=chatgpt.com\nip=203.0.113.7\ncolo=FRA\nloc=DE\ntls=TLSv1.3\nwarp=on\ngateway=off\n";
+    let (leaf, key) = public.leaf(&["chatgpt.com"]);
+    let cf = rt.block_on(canned_https_origin(
+        vec![leaf],
+        key,
+        vec![
+            canned(
+                "/",
+                200,
+                &[("content-type", "text/html"), ("cf-ray", "8f00-FRA")],
+                "<html><title>ChatGPT</title></html>",
+            ),
+            canned(
+                "/cdn-cgi/trace",
+                200,
+                &[("content-type", "text/plain")],
+                TRACE,
+            ),
+        ],
+    ));
+    let (leaf, key) = public.leaf(&["ab.chatgpt.com"]);
+    let blocked = rt.block_on(canned_https_origin(
+        vec![leaf],
+        key,
+        vec![canned(
+            "/",
+            403,
+            &[("content-type", "text/html")],
+            BLOCK_403,
+        )],
+    ));
+    let mut args: Vec<String> = [
+        "--upstream-proxy",
+        "direct",
+        "--voice",
+        "none",
+        "--public-roots",
+        &public_pem,
+        "--profile",
+        &profile_path,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (name, port) in [
+        ("ws.chatgpt.com", ws.port()),
+        ("chatgpt.com", cf.port()),
+        ("ab.chatgpt.com", blocked.port()),
+    ] {
+        args.extend([
+            "--resolve".into(),
+            format!("{name}:{port}:127.0.0.1"),
+            format!("{name}:{port}"),
+        ]);
+    }
+    let (doc, _) = check(&args);
+    let ws = host(&doc, "ws.chatgpt.com");
+    assert_eq!(ws["websocket"]["state"], "pass", "{ws:#}");
+    assert_eq!(ws["websocket"]["detail"], "101 Switching Protocols");
+    assert_eq!(ws["egress"]["state"], "not_run");
+    let cf = host(&doc, "chatgpt.com");
+    assert_eq!(cf["egress"]["state"], "warn", "{cf:#}");
+    let egress = cf["egress"]["detail"].as_str().unwrap();
+    assert!(
+        egress.starts_with("egress 203.0.113.7: ip=203.0.113.7 loc=DE colo=FRA"),
+        "{egress}"
+    );
+    assert!(egress.contains("WARP is in the path"), "{egress}");
+    assert_eq!(cf["websocket"]["state"], "not_run");
+    let blocked = host(&doc, "ab.chatgpt.com");
+    assert_eq!(blocked["websocket"]["state"], "fail", "{blocked:#}");
+    assert!(
+        blocked["websocket"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("block page"),
+        "{blocked:#}"
+    );
+}

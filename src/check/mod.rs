@@ -6,6 +6,7 @@
 //! - [`stun`]: STUN Binding requests (RFC 5389) for voice;
 //! - [`record`]: the check as session events, so summaries, reports and `compare` work on it.
 
+pub mod followups;
 pub mod probe;
 pub mod record;
 pub mod stage;
@@ -59,12 +60,32 @@ pub fn profile_targets(config: &Config) -> Vec<Target> {
     names.dedup();
     names
         .into_iter()
-        .map(|host| Target {
-            host: host.to_string(),
-            port: 443,
-            path: "/".into(),
-        })
+        .map(|host| target(config, host.to_string(), 443))
         .collect()
+}
+
+/// A target with what the profile says about it (`check.websocket`: `host` or
+/// `host/path`; `check.cloudflare_trace`).
+pub fn target(config: &Config, host: String, port: u16) -> Target {
+    let check = &config.profile.check;
+    let websocket = check.websocket.iter().find_map(|entry| {
+        let (name, path) = entry
+            .split_once('/')
+            .map_or((entry.as_str(), "/".to_string()), |(n, p)| {
+                (n, format!("/{p}"))
+            });
+        name.eq_ignore_ascii_case(&host).then_some(path)
+    });
+    Target {
+        websocket,
+        trace: check
+            .cloudflare_trace
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&host)),
+        host,
+        port,
+        path: "/".into(),
+    }
 }
 
 /// The profile's voice probe.

@@ -13,6 +13,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{ServerName, UnixTime};
 
+use super::followups;
 use super::stage::{HostCheck, Stage, State};
 use crate::config::Config;
 use crate::failure::{Failure, FailureKind, Side};
@@ -35,6 +36,10 @@ pub struct Target {
     pub port: u16,
     /// The harmless path the HTTP stage GETs.
     pub path: String,
+    /// Try a WebSocket upgrade on this path after the GET (hosts that stream answers).
+    pub websocket: Option<String>,
+    /// Fetch Cloudflare's `/cdn-cgi/trace` after the GET (Cloudflare-fronted hosts).
+    pub trace: bool,
 }
 
 fn ms(d: Duration) -> Option<f64> {
@@ -53,6 +58,8 @@ pub async fn host(target: &Target, config: &Config, budget: Duration) -> HostChe
         tcp: Stage::skipped(""),
         tls: Stage::skipped(""),
         http: Stage::skipped(""),
+        websocket: Stage::new(State::NotRun, None, "not a WebSocket host"),
+        egress: Stage::new(State::NotRun, None, "not a Cloudflare-fronted host"),
         tls_verdict: None,
         server_ip: None,
         status: None,
@@ -73,7 +80,30 @@ pub async fn host(target: &Target, config: &Config, budget: Duration) -> HostChe
     let Some(tls) = tls(target, config, budget, upstream, &mut check).await else {
         return check;
     };
-    check.http = http(target, config, budget, tls, &mut check).await;
+    let (stage, sender) = http(target, config, budget, tls, &mut check).await;
+    check.http = stage;
+    let Some(mut sender) = sender else {
+        return check;
+    };
+    if let Some(path) = &target.websocket {
+        check.websocket = followups::websocket(
+            target,
+            path,
+            config,
+            budget,
+            &mut sender,
+            &mut check.findings,
+        )
+        .await;
+    }
+    if target.trace {
+        let tls_seen = check
+            .tls_verdict
+            .as_ref()
+            .map(|_| check.tls.detail.clone())
+            .unwrap_or_default();
+        check.egress = followups::egress(target, budget, &mut sender, &tls_seen).await;
+    }
     check
 }
 
@@ -375,40 +405,38 @@ fn tls_failed(
     None
 }
 
-/// A GET of the harmless path, judged by the detectors as `run` judges answers.
+/// A GET of the harmless path, judged by the detectors as `run` judges answers; the
+/// connection, for the stages that follow on it.
 async fn http(
     target: &Target,
     config: &Config,
     budget: Duration,
     tls: Tls,
     check: &mut HostCheck,
-) -> Stage {
+) -> (Stage, Option<Sender>) {
     let started = Instant::now();
-    let exchange = tokio::time::timeout(budget, get(target, tls)).await;
+    let exchange = tokio::time::timeout(budget, async {
+        let mut sender = open(tls).await?;
+        let answer = send(&mut sender, target, &target.path, &[]).await?;
+        Ok::<_, String>((sender, answer))
+    })
+    .await;
     let took = ms(started.elapsed());
-    let (status, headers, body) = match exchange {
+    let (sender, (status, headers, body)) = match exchange {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
             let detail = format!("GET {}: {e}", target.path);
-            return http_failed(check, FailureKind::HttpError, detail, took);
+            return (
+                http_failed(check, FailureKind::HttpError, detail, took),
+                None,
+            );
         }
         Err(_) => {
             let detail = format!("no answer to GET {} in {budget:?}", target.path);
-            return http_failed(check, FailureKind::Timeout, detail, took);
+            return (http_failed(check, FailureKind::Timeout, detail, took), None);
         }
     };
-    let answer = Answer {
-        host: &target.host,
-        path: &target.path,
-        status,
-        headers: &headers,
-        body: &body,
-        accept: None,
-        declared_length: None,
-        received: None,
-        intercepted: false,
-    };
-    let found = detect::answer_findings(&answer, &config.profile);
+    let found = judge_answer(target, config, status, &headers, &body);
     let kind = headers
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -416,18 +444,45 @@ async fn http(
     let shown = kind.as_deref().unwrap_or("no type");
     let mut detail = format!("GET {} → {status} {shown}", target.path);
     (check.status, check.content_type) = (Some(status), kind.clone());
-    let state = if found.iter().any(|f| f.kind.is_error()) {
+    let state = state_of(&found);
+    for f in &found {
+        detail.push_str(&format!("; {}", f.in_words()));
+    }
+    check.findings.extend(found);
+    (Stage::new(state, took, detail), Some(sender))
+}
+
+/// `fail` for a finding that stops ChatGPT, `warn` for any other, else `pass`.
+pub fn state_of(found: &[Finding]) -> State {
+    if found.iter().any(|f| f.kind.is_error()) {
         State::Fail
     } else if found.is_empty() {
         State::Pass
     } else {
         State::Warn
-    };
-    for f in &found {
-        detail.push_str(&format!("; {}", f.in_words()));
     }
-    check.findings.extend(found);
-    Stage::new(state, took, detail)
+}
+
+/// The detectors' findings on an answer.
+pub fn judge_answer(
+    target: &Target,
+    config: &Config,
+    status: u16,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> Vec<Finding> {
+    let answer = Answer {
+        host: &target.host,
+        path: &target.path,
+        status,
+        headers,
+        body,
+        accept: None,
+        declared_length: None,
+        received: None,
+        intercepted: false,
+    };
+    detect::answer_findings(&answer, &config.profile)
 }
 
 fn http_failed(
@@ -440,40 +495,54 @@ fn http_failed(
     Stage::new(State::Fail, took, detail)
 }
 
-/// Status, headers and the first [`BODY_KEPT`] bytes of `GET path`.
-async fn get(target: &Target, tls: Tls) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
-    let (mut sender, conn) =
+/// An HTTP/1.1 connection over the TLS stream.
+pub type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn open(tls: Tls) -> Result<Sender, String> {
+    let (sender, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
             .await
             .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    tokio::spawn(conn.with_upgrades());
+    Ok(sender)
+}
+
+/// Status, headers and the first [`BODY_KEPT`] bytes of `GET path` (with `extra` headers).
+pub async fn send(
+    sender: &mut Sender,
+    target: &Target,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
+    sender.ready().await.map_err(|e| e.to_string())?;
     let authority = if target.port == 443 {
         target.host.clone()
     } else {
         crate::upstream::addr::join(&target.host, target.port)
     };
-    let request = Request::get(target.path.as_str())
+    let mut request = Request::get(path)
         .header(HOST, authority)
-        .header(
-            USER_AGENT,
-            concat!("diagproxy-check/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
+        .header(USER_AGENT, super::record::CHECK_AGENT);
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
     let response = sender
         .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
     let (parts, mut body) = response.into_parts();
     let mut kept = Vec::new();
-    while kept.len() < BODY_KEPT {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    kept.extend_from_slice(data);
+    if parts.status != hyper::StatusCode::SWITCHING_PROTOCOLS {
+        while kept.len() < BODY_KEPT {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        kept.extend_from_slice(data);
+                    }
                 }
+                _ => break,
             }
-            _ => break,
         }
     }
     kept.truncate(BODY_KEPT);

@@ -175,6 +175,8 @@ mod tests {
             tcp: ok(2.0),
             tls: ok(3.0),
             http: ok(4.0),
+            websocket: Stage::new(State::NotRun, None, ""),
+            egress: Stage::new(State::NotRun, None, ""),
             tls_verdict: None,
             server_ip: Some("10.0.0.1".into()),
             status: Some(403),

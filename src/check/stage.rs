@@ -72,6 +72,11 @@ pub struct HostCheck {
     pub tcp: Stage,
     pub tls: Stage,
     pub http: Stage,
+    /// A WebSocket upgrade on the same connection (hosts that stream answers).
+    pub websocket: Stage,
+    /// Cloudflare's view of the connection (`/cdn-cgi/trace`): egress address, WARP or
+    /// Gateway, the TLS version its edge saw.
+    pub egress: Stage,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_verdict: Option<TlsVerdict>,
     /// The address connected to (the proxy's, through one).
@@ -89,12 +94,14 @@ pub struct HostCheck {
 }
 
 impl HostCheck {
-    pub fn stages(&self) -> [(&'static str, &Stage); 4] {
+    pub fn stages(&self) -> [(&'static str, &Stage); 6] {
         [
             ("dns", &self.dns),
             ("tcp", &self.tcp),
             ("tls", &self.tls),
             ("http", &self.http),
+            ("websocket", &self.websocket),
+            ("egress", &self.egress),
         ]
     }
 
@@ -289,6 +296,8 @@ mod tests {
             } else {
                 ok()
             },
+            websocket: Stage::new(State::NotRun, None, ""),
+            egress: Stage::new(State::NotRun, None, ""),
             tls_verdict: None,
             server_ip: None,
             status: None,

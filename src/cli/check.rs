@@ -116,11 +116,7 @@ fn targets(args: &CheckArgs, config: &crate::config::Config) -> Result<Vec<Targe
         .map(|h| {
             let hp = HostPort::parse(h, 443)
                 .ok_or_else(|| Failed::Usage(format!("{h:?}: expected HOST or HOST:PORT")))?;
-            Ok(Target {
-                host: hp.host.to_ascii_lowercase(),
-                port: hp.port,
-                path: "/".into(),
-            })
+            Ok(check::target(config, hp.host.to_ascii_lowercase(), hp.port))
         })
         .collect()
 }

@@ -58,12 +58,27 @@ pub struct Profile {
     /// Where `diagproxy check` tests voice (LiveKit's TURN server and its ports).
     #[serde(default)]
     pub voice: Option<VoiceProbe>,
+    /// Which hosts `diagproxy check` tries more on.
+    #[serde(default)]
+    pub check: CheckHints,
     /// Lower-case exact names → entry index.
     #[serde(skip)]
     exact: HashMap<String, usize>,
     /// Lower-case wildcard suffixes (without `*.`) → entry index.
     #[serde(skip)]
     wildcard: HashMap<String, usize>,
+}
+
+/// Hosts `diagproxy check` tries a WebSocket upgrade on, and hosts whose Cloudflare trace
+/// it reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckHints {
+    #[serde(default)]
+    pub websocket: Vec<String>,
+    #[serde(default)]
+    pub cloudflare_trace: Vec<String>,
+    #[serde(default)]
+    pub source: String,
 }
 
 /// LiveKit's published firewall ports, for the voice probes of `diagproxy check`.
