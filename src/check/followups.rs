@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::probe::{judge_answer, send, state_of, Sender, Target};
+use super::http::{judge_answer, send, state_of, Sender, Target};
 use super::stage::{Stage, State};
 use crate::config::Config;
 use crate::inspect::finding::Finding;

@@ -3,10 +3,13 @@
 //!
 //! - [`stage`]: the results as data (states, times, the verdict, the exit code), pure;
 //! - [`probe`]: one host's stages (DNS, TCP, TLS, HTTP), I/O;
+//! - [`http`]: the target, the connection and the answer's judgement the HTTP stages share;
+//! - [`followups`]: the WebSocket and Cloudflare-trace stages after the GET;
 //! - [`stun`]: STUN Binding requests (RFC 5389) for voice;
 //! - [`record`]: the check as session events, so summaries, reports and `compare` work on it.
 
 pub mod followups;
+pub mod http;
 pub mod probe;
 pub mod record;
 pub mod stage;
@@ -20,7 +23,7 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::failure::Side;
 use crate::upstream::{dial, resolve};
-use probe::Target;
+use http::Target;
 use stage::{CheckReport, HostCheck, Stage, State, Voice};
 
 /// Hosts probed at once.

@@ -6,14 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{HOST, USER_AGENT};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::{ServerName, UnixTime};
 
 use super::followups;
+use super::http::{judge_answer, open, send, state_of, Sender, Target, Tls};
 use super::stage::{HostCheck, Stage, State};
 use crate::config::Config;
 use crate::failure::{Failure, FailureKind, Side};
@@ -25,22 +21,6 @@ use crate::tls::probe::look_only_config;
 use crate::upstream::dial::{self, Io, Upstream};
 use crate::upstream::resolve;
 use crate::upstream::sighted::Watch;
-
-/// How much of an answer's body the HTTP stage reads (the detectors' window).
-const BODY_KEPT: usize = 64 * 1024;
-
-/// One host to check and what to ask it.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-    /// The harmless path the HTTP stage GETs.
-    pub path: String,
-    /// Try a WebSocket upgrade on this path after the GET (hosts that stream answers).
-    pub websocket: Option<String>,
-    /// Fetch Cloudflare's `/cdn-cgi/trace` after the GET (Cloudflare-fronted hosts).
-    pub trace: bool,
-}
 
 fn ms(d: Duration) -> Option<f64> {
     Some(d.as_secs_f64() * 1e3)
@@ -260,8 +240,6 @@ fn skip_after(check: &mut HostCheck, failed: &str) {
     check.http = Stage::skipped(&why);
 }
 
-type Tls = tokio_rustls::client::TlsStream<Box<dyn Io>>;
-
 /// The TLS handshake with SNI and the chain's verdict. `None` when it failed.
 async fn tls(
     target: &Target,
@@ -452,39 +430,6 @@ async fn http(
     (Stage::new(state, took, detail), Some(sender))
 }
 
-/// `fail` for a finding that stops ChatGPT, `warn` for any other, else `pass`.
-pub fn state_of(found: &[Finding]) -> State {
-    if found.iter().any(|f| f.kind.is_error()) {
-        State::Fail
-    } else if found.is_empty() {
-        State::Pass
-    } else {
-        State::Warn
-    }
-}
-
-/// The detectors' findings on an answer.
-pub fn judge_answer(
-    target: &Target,
-    config: &Config,
-    status: u16,
-    headers: &hyper::HeaderMap,
-    body: &[u8],
-) -> Vec<Finding> {
-    let answer = Answer {
-        host: &target.host,
-        path: &target.path,
-        status,
-        headers,
-        body,
-        accept: None,
-        declared_length: None,
-        received: None,
-        intercepted: false,
-    };
-    detect::answer_findings(&answer, &config.profile)
-}
-
 fn http_failed(
     check: &mut HostCheck,
     kind: FailureKind,
@@ -493,58 +438,4 @@ fn http_failed(
 ) -> Stage {
     check.failure = Some(Failure::new(kind, Side::Upstream, detail.clone()));
     Stage::new(State::Fail, took, detail)
-}
-
-/// An HTTP/1.1 connection over the TLS stream.
-pub type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn open(tls: Tls) -> Result<Sender, String> {
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn.with_upgrades());
-    Ok(sender)
-}
-
-/// Status, headers and the first [`BODY_KEPT`] bytes of `GET path` (with `extra` headers).
-pub async fn send(
-    sender: &mut Sender,
-    target: &Target,
-    path: &str,
-    extra: &[(&str, &str)],
-) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
-    sender.ready().await.map_err(|e| e.to_string())?;
-    let authority = if target.port == 443 {
-        target.host.clone()
-    } else {
-        crate::upstream::addr::join(&target.host, target.port)
-    };
-    let mut request = Request::get(path)
-        .header(HOST, authority)
-        .header(USER_AGENT, super::record::CHECK_AGENT);
-    for (name, value) in extra {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (parts, mut body) = response.into_parts();
-    let mut kept = Vec::new();
-    if parts.status != hyper::StatusCode::SWITCHING_PROTOCOLS {
-        while kept.len() < BODY_KEPT {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        kept.extend_from_slice(data);
-                    }
-                }
-                _ => break,
-            }
-        }
-    }
-    kept.truncate(BODY_KEPT);
-    Ok((parts.status.as_u16(), parts.headers, kept))
 }

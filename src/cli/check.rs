@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use super::pac::{route_config, RouteFlags};
 use super::{CheckArgs, Failed};
-use crate::check::probe::Target;
+use crate::check::http::Target;
 use crate::check::stage::{HostCheck, State};
 use crate::check::{self, Plan, VoiceTarget};
 use crate::config::parse_duration;
