@@ -61,6 +61,8 @@ pub struct Config {
     pub ca_dir: PathBuf,
     /// Tunnel a host untouched once its client rejected our certificate.
     pub auto_passthrough: bool,
+    /// `run --check`: probe every profile host as the session starts.
+    pub check_at_start: bool,
     /// Keep credentials in the session files (opt-in).
     pub include_secrets: bool,
     /// Refuse to dial any address outside 127.0.0.0/8 and ::1 (`DIAGPROXY_LOOPBACK_ONLY=1`):

@@ -407,3 +407,53 @@ fn websocket_upgrades_and_cloudflares_trace_follow_the_get() {
         "{blocked:#}"
     );
 }
+
+#[tokio::test]
+async fn run_with_check_judges_every_profile_host_and_marks_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // A profile of two entries, both pinned: the check must not ask real DNS for the rest.
+    let mut profile: Value =
+        serde_json::from_str(include_str!("../src/profile/chatgpt.json")).unwrap();
+    let entry = |pattern: &str, probe: &str| serde_json::json!({"pattern": pattern, "probe": [probe], "purpose": "test", "breaks": "test", "remedy": "test", "source": "published"});
+    profile["entries"] = serde_json::json!([
+        entry("*.chatgpt.com", "chatgpt.com"),
+        entry("*.oaistatic.com", "cdn.oaistatic.com")
+    ]);
+    profile["capabilities"] = serde_json::json!([]);
+    profile.as_object_mut().unwrap().remove("voice");
+    let profile_path = write_file(dir.path(), "profile.json", &profile.to_string());
+    // The check probes port 443, where these tests serve nothing: each host is judged (a
+    // failure, or a verdict if the machine serves 443), never skipped.
+    let pins = [
+        "chatgpt.com:443:127.0.0.1",
+        "cdn.oaistatic.com:443:127.0.0.1",
+    ];
+    let proxy = Proxy::start(&[
+        "--check",
+        "--profile",
+        &profile_path,
+        "--resolve",
+        pins[0],
+        "--resolve",
+        pins[1],
+    ])
+    .await;
+    proxy.wait_events("tunnel", 2).await;
+    let session = proxy.stop().await;
+    let tunnels = session.events_of("tunnel");
+    assert_eq!(tunnels.len(), 2, "{tunnels:?}");
+    assert!(tunnels.iter().all(|t| t["downstream"]["user_agent"]
+        .as_str()
+        .unwrap()
+        .starts_with("diagproxy-check/")));
+    for name in ["chatgpt.com", "cdn.oaistatic.com"] {
+        let h = session.host(name, 443);
+        let failed = !h["failures"].as_object().unwrap().is_empty();
+        assert!(failed || h["tls"].is_object(), "{h:#}");
+    }
+    let html = std::fs::read_to_string(session.folder.path().join("session/report.html")).unwrap();
+    assert!(
+        html.contains("chatgpt.com:443 (check)"),
+        "the report marks the check's rows"
+    );
+}

@@ -26,6 +26,8 @@ use crate::upstream::{dial, resolve};
 use http::Target;
 use stage::{CheckReport, HostCheck, Stage, State, Voice};
 
+/// Each stage's budget unless `--stage-timeout` says otherwise.
+pub const STAGE_BUDGET: Duration = Duration::from_secs(4);
 /// Hosts probed at once.
 pub const PARALLEL: usize = 8;
 /// STUN Binding requests sent to the TURN server.

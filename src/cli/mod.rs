@@ -387,6 +387,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_auto_passthrough: bool,
 
+    /// Run `diagproxy check` at the start of the session: every profile host tested, not
+    /// only those the client touches (its rows are marked in the report).
+    #[arg(long)]
+    pub check: bool,
+
     /// Record credentials (Authorization, cookies, tokens in URLs) instead of REDACTED.
     #[arg(long)]
     pub include_secrets: bool,

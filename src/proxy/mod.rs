@@ -138,6 +138,46 @@ pub struct Ready {
     pub reloader: Option<Reloader>,
 }
 
+/// `run --check`: the check's events go into the session as if a client had made the same
+/// connections (downstream `diagproxy-check/…`), so every profile host is judged; the live
+/// log says when it is done. Open work until then, so a session ended early waits for it
+/// within `--grace`.
+async fn check_at_start(state: Shared) {
+    let _open = OpenGuard::new(&state);
+    let config = &state.config;
+    let plan = crate::check::Plan {
+        targets: crate::check::profile_targets(config),
+        voice: crate::check::profile_voice(config),
+        budget: crate::check::STAGE_BUDGET,
+    };
+    let report = crate::check::run(config, &plan, |_, _, _| {}).await;
+    let events = crate::check::record::events(&report, SessionInfo::default(), String::new());
+    for event in events {
+        if !matches!(event, Event::SessionStarted(_) | Event::SessionEnded(_)) {
+            state.recorder.record(event);
+        }
+    }
+    let text = format!(
+        "check done: {} hosts in {:.1} s, {} failing. {}",
+        report.hosts.len(),
+        report.total_ms / 1e3,
+        report.failing,
+        report.verdict
+    );
+    let line = match config.log_format {
+        crate::session::livelog::Format::Json => {
+            format!(
+                "{}\n",
+                serde_json::json!({"type": "check_done", "message": text})
+            )
+        }
+        crate::session::livelog::Format::Human => {
+            format!("diagproxy: {}\n", crate::text::terminal(&text, false))
+        }
+    };
+    crate::session::stderr::get().say(line);
+}
+
 /// Fetches the session's PAC file again.
 #[derive(Clone, Debug)]
 pub struct Reloader {
@@ -218,6 +258,9 @@ pub async fn run_announced(
     let mut announced = state.ready();
     (announced.routes, announced.route_warnings) = (routes, warnings);
     ready(&announced);
+    if state.config.check_at_start {
+        tokio::spawn(check_at_start(state.clone()));
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

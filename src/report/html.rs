@@ -165,11 +165,23 @@ fn route_meta(info: &crate::session::event::SessionInfo) -> String {
     }
 }
 
+/// ` (check)` for a host only `diagproxy check` touched, ` (check + traffic)` for one the
+/// client's traffic reached too, nothing for traffic alone.
+fn origin_mark(host: &HostStats) -> &'static str {
+    let agent = crate::check::record::CHECK_AGENT;
+    let checked = host.user_agents.contains(agent);
+    match (checked, host.user_agents.len()) {
+        (true, 1) => " (check)",
+        (true, _) => " (check + traffic)",
+        (false, _) => "",
+    }
+}
+
 /// One allowlist row; the TLS cells name each host when the entry's hosts differ.
 fn entry_row(entry: &Entry, hosts: &[&HostStats], class: &str, outcome: &str) -> String {
     let touched: Vec<String> = hosts
         .iter()
-        .map(|h| format!("{}:{}", h.host, h.port))
+        .map(|h| format!("{}:{}{}", h.host, h.port, origin_mark(h)))
         .collect();
     let (verdict, issuer, vendor) = tls_cells(hosts);
     let mut routes: Vec<&str> = hosts
