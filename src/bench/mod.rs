@@ -4,6 +4,7 @@
 //! ratio to direct and the µs added per request. `--proxy URL` measures another proxy
 //! (mitmproxy, squid, …) through the same harness instead.
 
+pub mod check;
 pub mod load;
 pub mod pac;
 pub mod pin;
@@ -55,6 +56,8 @@ pub enum Group {
     Intercept,
     /// A PAC lookup: first for a host, then cached (in process).
     Pac,
+    /// A whole `diagproxy check` against the bench's HTTPS origin (in process).
+    Check,
 }
 
 impl Options {
@@ -176,7 +179,8 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
             + 2 * usize::from(o.runs(Group::Forward))
             + 2 * usize::from(o.runs(Group::Tunnel))
             + 4 * usize::from(intercept.is_some())
-            + usize::from(o.runs(Group::Pac) && o.proxy.is_none()),
+            + usize::from(o.runs(Group::Pac) && o.proxy.is_none())
+            + usize::from(o.runs(Group::Check) && o.proxy.is_none()),
     );
     // Memory first, while the proxy's heap holds nothing left over from the load tests
     // (freed memory stays in the heap and would hide what idle tunnels cost).
@@ -211,6 +215,14 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     {
         progress.step("PAC lookups");
         rows.extend(pac::rows(config).await?);
+    }
+    if let Some(config) = o
+        .route_config
+        .as_ref()
+        .filter(|_| o.runs(Group::Check) && o.proxy.is_none())
+    {
+        progress.step("a whole check");
+        rows.extend(check::rows(world, config).await?);
     }
     rows.extend(memory);
     Ok(rows)

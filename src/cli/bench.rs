@@ -68,6 +68,7 @@ fn bench_group(group: BenchGroup) -> Group {
         BenchGroup::Tunnel => Group::Tunnel,
         BenchGroup::Intercept => Group::Intercept,
         BenchGroup::Pac => Group::Pac,
+        BenchGroup::Check => Group::Check,
     }
 }
 

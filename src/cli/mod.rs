@@ -206,6 +206,8 @@ pub enum BenchGroup {
     Intercept,
     /// PAC lookups (a 200-rule script): first and cached.
     Pac,
+    /// A whole `diagproxy check` against loopback fixtures.
+    Check,
 }
 
 #[derive(Debug, Args)]

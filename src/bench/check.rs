@@ -1,0 +1,61 @@
+//! What a whole `diagproxy check` takes: [`HOSTS`] names of the bench's HTTPS origin (its
+//! certificate covers `*.chatgpt.com`), each pinned to loopback, every stage run (DNS from
+//! the pin, TCP, TLS with the chain verdict, the GET), [`RUNS`] times; the mean wall time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::world::World;
+use super::Row;
+use crate::check::{self, Plan};
+use crate::config::Config;
+use crate::tls::roots::TrustRoots;
+
+/// Hosts in one check (the profile has about 40; 8 run at a time).
+pub const HOSTS: usize = 40;
+const RUNS: usize = 3;
+
+pub async fn rows(world: &World, config: &Config) -> Result<Vec<Row>, String> {
+    let mut config = config.clone();
+    let root = world.dir.path().join("origin-root.pem");
+    std::fs::write(&root, &world.origin_root).map_err(|e| e.to_string())?;
+    config.roots = TrustRoots::load(Some(&root), Some(&root))?;
+    let port = world.https.port();
+    let mut targets = Vec::new();
+    for i in 0..HOSTS {
+        let host = format!("h{i}.chatgpt.com");
+        config
+            .resolve
+            .insert((host.clone(), port), world.https.ip());
+        targets.push(check::target(&config, host, port));
+    }
+    let config = Arc::new(config);
+    let plan = Plan {
+        targets,
+        voice: None,
+        budget: check::STAGE_BUDGET,
+    };
+    let mut total = 0.0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let report = check::run(&config, &plan, |_, _, _| {}).await;
+        total += started.elapsed().as_secs_f64() * 1e3;
+        if report.failing > 0 {
+            return Err(format!(
+                "check benchmark: {} hosts failed: {}",
+                report.failing, report.verdict
+            ));
+        }
+    }
+    Ok(vec![Row {
+        mode: format!("check: {HOSTS} hosts, every stage (loopback)"),
+        unit: "ms".into(),
+        direct: None,
+        proxy: Some(total / RUNS as f64),
+        ratio: None,
+        added_us: None,
+        p50_us: None,
+        p99_us: None,
+        proxy_cpu_us: None,
+    }])
+}
