@@ -316,7 +316,7 @@ fn voice_measures_stun_and_names_a_dead_udp_path() {
 }
 
 #[test]
-fn websocket_upgrades_and_cloudflares_trace_follow_the_get() {
+fn websocket_upgrades_cloudflares_trace_and_streams_follow_the_get() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let public = TestCa::root("Test Public Root", "Public CA Inc.");
@@ -324,6 +324,8 @@ fn websocket_upgrades_and_cloudflares_trace_follow_the_get() {
     let mut profile: Value =
         serde_json::from_str(include_str!("../src/profile/chatgpt.json")).unwrap();
     profile["check"]["websocket"] = serde_json::json!(["ws.chatgpt.com/ws", "ab.chatgpt.com"]);
+    profile["check"]["event_stream"] =
+        serde_json::json!(["ws.chatgpt.com/sse", "chatgpt.com/events"]);
     let profile_path = write_file(dir.path(), "profile.json", &profile.to_string());
 
     let (leaf, key) = public.leaf(&["ws.chatgpt.com"]);
@@ -345,6 +347,13 @@ fn websocket_upgrades_and_cloudflares_trace_follow_the_get() {
                 200,
                 &[("content-type", "text/plain")],
                 TRACE,
+            ),
+            // A whole stream in one body: what a buffering proxy delivers.
+            canned(
+                "/events",
+                200,
+                &[("content-type", "text/event-stream")],
+                "data: one\n\ndata: two\n\n",
             ),
         ],
     ));
@@ -397,6 +406,22 @@ fn websocket_upgrades_and_cloudflares_trace_follow_the_get() {
     );
     assert!(egress.contains("WARP is in the path"), "{egress}");
     assert_eq!(cf["websocket"]["state"], "not_run");
+    assert_eq!(ws["stream"]["state"], "pass", "{ws:#}");
+    assert!(
+        ws["stream"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("still open"),
+        "{ws:#}"
+    );
+    assert_eq!(cf["stream"]["state"], "fail", "{cf:#}");
+    assert!(
+        cf["stream"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("buffers event streams"),
+        "{cf:#}"
+    );
     let blocked = host(&doc, "ab.chatgpt.com");
     assert_eq!(blocked["websocket"]["state"], "fail", "{blocked:#}");
     assert!(

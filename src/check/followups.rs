@@ -65,6 +65,108 @@ pub async fn websocket(
     Stage::new(state, took, detail)
 }
 
+/// How long the stream must stay open after its first event to count as streamed.
+const STILL_OPEN: Duration = Duration::from_millis(500);
+
+/// An event stream at `path` (a test endpoint): `pass` when the first event arrives and the
+/// stream stays open (it is relayed as it comes), `fail` when the first bytes come only with
+/// the end of the body (something on the way buffers the stream: answers appear all at
+/// once, or time out).
+pub async fn event_stream(target: &Target, path: &str, config: &Config, budget: Duration) -> Stage {
+    use http_body_util::BodyExt;
+    let started = Instant::now();
+    let asked = async {
+        // Its own connection: the stream stays open, and a WebSocket upgrade may have taken
+        // the first one.
+        let mut sender = super::http::fresh(target, config).await?;
+        ask_stream(target, path, &mut sender).await
+    };
+    let response = match tokio::time::timeout(budget, asked).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            return Stage::new(
+                State::Fail,
+                ms(started.elapsed()),
+                format!("GET {path}: {e}"),
+            )
+        }
+        Err(_) => {
+            return Stage::new(
+                State::Fail,
+                ms(started.elapsed()),
+                format!("no answer to GET {path} in {budget:?}"),
+            )
+        }
+    };
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Stage::new(
+            State::Fail,
+            ms(started.elapsed()),
+            format!("GET {path} → {status}, not an event stream"),
+        );
+    }
+    let mut body = response.into_body();
+    let first = loop {
+        match tokio::time::timeout_at((started + budget).into(), body.frame()).await {
+            Ok(Some(Ok(frame))) if frame.data_ref().is_some_and(|d| !d.is_empty()) => {
+                break started.elapsed()
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(_) => {
+                return Stage::new(
+                    State::Fail,
+                    ms(started.elapsed()),
+                    "the stream ended without an event",
+                )
+            }
+            Err(_) => {
+                return Stage::new(
+                    State::Fail,
+                    ms(started.elapsed()),
+                    format!("no event in {budget:?}"),
+                )
+            }
+        }
+    };
+    let ended = tokio::time::timeout(STILL_OPEN, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+    let after = format!("first event after {:.0} ms", first.as_secs_f64() * 1e3);
+    match ended {
+        Err(_) => Stage::new(State::Pass, ms(first), format!("{after}, the stream still open: relayed as it comes")),
+        Ok(()) => Stage::new(
+            State::Fail,
+            ms(first),
+            format!("{after}, and the body ended right after it: something on the way buffers event streams"),
+        ),
+    }
+}
+
+async fn ask_stream(
+    target: &Target,
+    path: &str,
+    sender: &mut Sender,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let authority = if target.port == 443 {
+        target.host.clone()
+    } else {
+        crate::upstream::addr::join(&target.host, target.port)
+    };
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::ACCEPT, "text/event-stream")
+        .header(hyper::header::USER_AGENT, super::record::CHECK_AGENT)
+        .body(http_body_util::Empty::new())
+        .map_err(|e| e.to_string())?;
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// What Cloudflare's edge says about the connection (`ip`, `loc`, `colo`, `tls`, `warp`,
 /// `gateway`); `warn` when WARP or Gateway is on, or the edge saw another TLS version than
 /// diagproxy negotiated (`negotiated`: the TLS stage's detail).

@@ -30,6 +30,8 @@ pub struct Target {
     pub websocket: Option<String>,
     /// Fetch Cloudflare's `/cdn-cgi/trace` after the GET (Cloudflare-fronted hosts).
     pub trace: bool,
+    /// An event-stream endpoint to check for buffering, last (it stays open).
+    pub event_stream: Option<String>,
 }
 
 /// `fail` for a finding that stops ChatGPT, `warn` for any other, else `pass`.
@@ -75,6 +77,22 @@ pub async fn open(tls: Tls) -> Result<Sender, String> {
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn.with_upgrades());
     Ok(sender)
+}
+
+/// A new connection to the target along its route (TCP, TLS without judging the chain
+/// again), for a stage that cannot share the first one.
+pub async fn fresh(target: &Target, config: &Config) -> Result<Sender, String> {
+    let (_, opened) = crate::upstream::dial::open_tunnel(&target.host, target.port, config).await;
+    let upstream = opened.map_err(|f| f.detail)?;
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|_| format!("{:?} is not a server name", target.host))?;
+    let connector = tokio_rustls::TlsConnector::from(crate::tls::probe::look_only_config(false));
+    let io: Box<dyn Io> = upstream.io.into_io();
+    let tls = connector
+        .connect(name, io)
+        .await
+        .map_err(|e| e.to_string())?;
+    open(tls).await
 }
 
 /// Status, headers and the first [`BODY_KEPT`] bytes of `GET path` (with `extra` headers).

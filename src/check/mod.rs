@@ -28,6 +28,9 @@ use stage::{CheckReport, HostCheck, Stage, State, Voice};
 
 /// Each stage's budget unless `--stage-timeout` says otherwise.
 pub const STAGE_BUDGET: Duration = Duration::from_secs(4);
+/// The whole check's limit: a host still running when it passes gets its remaining stages
+/// `not_run`, so a network that drops everything still gets its answer in time.
+pub const TOTAL_BUDGET: Duration = Duration::from_secs(36);
 /// Hosts probed at once.
 pub const PARALLEL: usize = 8;
 /// STUN Binding requests sent to the TURN server.
@@ -70,7 +73,7 @@ pub fn profile_targets(config: &Config) -> Vec<Target> {
 }
 
 /// A target with what the profile says about it (`check.websocket`: `host` or
-/// `host/path`; `check.cloudflare_trace`).
+/// `host/path`; `check.cloudflare_trace`; `check.event_stream`: `host/path`).
 pub fn target(config: &Config, host: String, port: u16) -> Target {
     let check = &config.profile.check;
     let websocket = check.websocket.iter().find_map(|entry| {
@@ -81,8 +84,13 @@ pub fn target(config: &Config, host: String, port: u16) -> Target {
             });
         name.eq_ignore_ascii_case(&host).then_some(path)
     });
+    let event_stream = check.event_stream.iter().find_map(|entry| {
+        let (name, path) = entry.split_once('/')?;
+        name.eq_ignore_ascii_case(&host).then(|| format!("/{path}"))
+    });
     Target {
         websocket,
+        event_stream,
         trace: check
             .cloudflare_trace
             .iter()
@@ -114,12 +122,15 @@ pub async fn run(
     let started = Instant::now();
     let started_at = crate::clock::rfc3339(SystemTime::now());
     let gate = Arc::new(Semaphore::new(PARALLEL));
+    let deadline = tokio::time::Instant::now() + TOTAL_BUDGET;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, target) in plan.targets.iter().cloned().enumerate() {
         let (gate, config, budget) = (gate.clone(), config.clone(), plan.budget);
         tasks.spawn(async move {
             let _turn = gate.acquire_owned().await;
-            (i, probe::host(&target, &config, budget).await)
+            let probed =
+                tokio::time::timeout_at(deadline, probe::host(&target, &config, budget)).await;
+            (i, probed.unwrap_or_else(|_| out_of_time(&target, &config)))
         });
     }
     let voice = plan.voice.clone().map(|v| {
@@ -151,6 +162,39 @@ pub async fn run(
     };
     report.conclude();
     report
+}
+
+/// A host the check's overall limit stopped: every stage `not_run`, never passed.
+fn out_of_time(target: &Target, config: &Config) -> HostCheck {
+    let why = || {
+        Stage::new(
+            State::NotRun,
+            None,
+            format!("the check's overall limit ({TOTAL_BUDGET:?}) ran out first"),
+        )
+    };
+    HostCheck {
+        host: target.host.clone(),
+        port: target.port,
+        allowlist: config
+            .profile
+            .match_host(&target.host)
+            .map(|e| e.pattern.clone()),
+        route: None,
+        dns: why(),
+        tcp: why(),
+        tls: why(),
+        http: why(),
+        websocket: why(),
+        egress: why(),
+        stream: why(),
+        tls_verdict: None,
+        server_ip: None,
+        status: None,
+        content_type: None,
+        findings: Vec::new(),
+        failure: None,
+    }
 }
 
 /// The voice probes: STUN over UDP, TURN/TLS's TCP 443 along the route, ICE's TCP port

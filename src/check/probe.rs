@@ -40,6 +40,7 @@ pub async fn host(target: &Target, config: &Config, budget: Duration) -> HostChe
         http: Stage::skipped(""),
         websocket: Stage::new(State::NotRun, None, "not a WebSocket host"),
         egress: Stage::new(State::NotRun, None, "not a Cloudflare-fronted host"),
+        stream: Stage::new(State::NotRun, None, "no event-stream test endpoint"),
         tls_verdict: None,
         server_ip: None,
         status: None,
@@ -83,6 +84,9 @@ pub async fn host(target: &Target, config: &Config, budget: Duration) -> HostChe
             .map(|_| check.tls.detail.clone())
             .unwrap_or_default();
         check.egress = followups::egress(target, budget, &mut sender, &tls_seen).await;
+    }
+    if let Some(path) = &target.event_stream {
+        check.stream = followups::event_stream(target, path, config, budget).await;
     }
     check
 }

@@ -177,6 +177,7 @@ mod tests {
             http: ok(4.0),
             websocket: Stage::new(State::NotRun, None, ""),
             egress: Stage::new(State::NotRun, None, ""),
+            stream: Stage::new(State::NotRun, None, ""),
             tls_verdict: None,
             server_ip: Some("10.0.0.1".into()),
             status: Some(403),

@@ -77,6 +77,8 @@ pub struct HostCheck {
     /// Cloudflare's view of the connection (`/cdn-cgi/trace`): egress address, WARP or
     /// Gateway, the TLS version its edge saw.
     pub egress: Stage,
+    /// Whether an event stream arrives as it is sent (a test endpoint's).
+    pub stream: Stage,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_verdict: Option<TlsVerdict>,
     /// The address connected to (the proxy's, through one).
@@ -94,7 +96,7 @@ pub struct HostCheck {
 }
 
 impl HostCheck {
-    pub fn stages(&self) -> [(&'static str, &Stage); 6] {
+    pub fn stages(&self) -> [(&'static str, &Stage); 7] {
         [
             ("dns", &self.dns),
             ("tcp", &self.tcp),
@@ -102,6 +104,7 @@ impl HostCheck {
             ("http", &self.http),
             ("websocket", &self.websocket),
             ("egress", &self.egress),
+            ("stream", &self.stream),
         ]
     }
 
@@ -298,6 +301,7 @@ mod tests {
             },
             websocket: Stage::new(State::NotRun, None, ""),
             egress: Stage::new(State::NotRun, None, ""),
+            stream: Stage::new(State::NotRun, None, ""),
             tls_verdict: None,
             server_ip: None,
             status: None,

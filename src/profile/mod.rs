@@ -77,6 +77,9 @@ pub struct CheckHints {
     pub websocket: Vec<String>,
     #[serde(default)]
     pub cloudflare_trace: Vec<String>,
+    /// `host/path` of event-stream test endpoints (none public for ChatGPT).
+    #[serde(default)]
+    pub event_stream: Vec<String>,
     #[serde(default)]
     pub source: String,
 }
