@@ -91,7 +91,8 @@ pub async fn host(target: &Target, config: &Config, budget: Duration) -> HostChe
     check
 }
 
-/// The local DNS answer. Through a proxy a failure is only a warning: the proxy resolves.
+/// The local DNS answer. When the host's route starts with a proxy a failure is only a
+/// warning: the proxy resolves.
 async fn dns(
     target: &Target,
     config: &Config,
@@ -105,7 +106,14 @@ async fn dns(
     )
     .await;
     let took = ms(started.elapsed());
-    let proxied = config.router.names_proxies();
+    // Behind a proxy the proxy resolves: a local failure is then only a warning.
+    let route = config
+        .route(target.port != 80, &target.host, target.port, "")
+        .await;
+    let proxied = !matches!(
+        route.hops.first(),
+        Some(crate::upstream::route::Hop::Direct)
+    );
     let (addrs, how) = match looked_up {
         Ok(Ok((addrs, None))) => (addrs, "pinned (--resolve) or a literal"),
         Ok(Ok((addrs, Some(_)))) => (addrs, "the system resolver"),
