@@ -380,36 +380,6 @@ fn a_system_proxy_that_is_diagproxy_itself_is_skipped_with_a_warning() {
     );
 }
 
-/// A spawned `diagproxy run` as a [`Running`] (its banner read).
-fn attach(mut child: std::process::Child) -> Running {
-    use std::io::BufRead;
-    let (tx, lines) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let mut before = Vec::new();
-    loop {
-        let line = lines.recv_timeout(Duration::from_secs(20)).expect("banner");
-        let done = line.contains("diagproxy listening on");
-        before.push(line);
-        if done {
-            break;
-        }
-    }
-    Running {
-        child,
-        addr: String::new(),
-        before,
-        lines,
-    }
-}
-
 /// A `gsettings` that answers from a table, first on PATH: no test reads the real desktop.
 fn fake_gsettings(dir: &std::path::Path, answers: &[(&str, &str)]) -> std::ffi::OsString {
     let mut script = String::from("#!/bin/sh\ncase \"$2 $3\" in\n");

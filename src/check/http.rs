@@ -53,17 +53,7 @@ pub fn judge_answer(
     headers: &hyper::HeaderMap,
     body: &[u8],
 ) -> Vec<Finding> {
-    let answer = Answer {
-        host: &target.host,
-        path: &target.path,
-        status,
-        headers,
-        body,
-        accept: None,
-        declared_length: None,
-        received: None,
-        intercepted: false,
-    };
+    let answer = Answer::page(&target.host, &target.path, status, headers, body);
     detect::answer_findings(&answer, &config.profile)
 }
 

@@ -173,28 +173,11 @@ fn out_of_time(target: &Target, config: &Config) -> HostCheck {
             format!("the check's overall limit ({TOTAL_BUDGET:?}) ran out first"),
         )
     };
-    HostCheck {
-        host: target.host.clone(),
-        port: target.port,
-        allowlist: config
-            .profile
-            .match_host(&target.host)
-            .map(|e| e.pattern.clone()),
-        route: None,
-        dns: why(),
-        tcp: why(),
-        tls: why(),
-        http: why(),
-        websocket: why(),
-        egress: why(),
-        stream: why(),
-        tls_verdict: None,
-        server_ip: None,
-        status: None,
-        content_type: None,
-        findings: Vec::new(),
-        failure: None,
-    }
+    let allowlist = config
+        .profile
+        .match_host(&target.host)
+        .map(|e| e.pattern.clone());
+    HostCheck::blank(&target.host, target.port, allowlist, |_| why())
 }
 
 /// The voice probes: STUN over UDP, TURN/TLS's TCP 443 along the route, ICE's TCP port

@@ -29,25 +29,13 @@ fn ms(d: Duration) -> Option<f64> {
 /// Every stage of `target`, each within `budget`.
 pub async fn host(target: &Target, config: &Config, budget: Duration) -> HostCheck {
     let profile = &config.profile;
-    let mut check = HostCheck {
-        host: target.host.clone(),
-        port: target.port,
-        allowlist: profile.match_host(&target.host).map(|e| e.pattern.clone()),
-        route: None,
-        dns: Stage::skipped(""),
-        tcp: Stage::skipped(""),
-        tls: Stage::skipped(""),
-        http: Stage::skipped(""),
-        websocket: Stage::new(State::NotRun, None, "not a WebSocket host"),
-        egress: Stage::new(State::NotRun, None, "not a Cloudflare-fronted host"),
-        stream: Stage::new(State::NotRun, None, "no event-stream test endpoint"),
-        tls_verdict: None,
-        server_ip: None,
-        status: None,
-        content_type: None,
-        findings: Vec::new(),
-        failure: None,
-    };
+    let allowlist = profile.match_host(&target.host).map(|e| e.pattern.clone());
+    let mut check = HostCheck::blank(&target.host, target.port, allowlist, |stage| match stage {
+        "websocket" => Stage::new(State::NotRun, None, "not a WebSocket host"),
+        "egress" => Stage::new(State::NotRun, None, "not a Cloudflare-fronted host"),
+        "stream" => Stage::new(State::NotRun, None, "no event-stream test endpoint"),
+        _ => Stage::skipped(""),
+    });
     check.dns = dns(target, config, budget, &mut check.findings).await;
     if check.dns.state == State::Fail {
         // Failed only when the route is DIRECT: nothing could connect.
@@ -228,17 +216,8 @@ fn proxy_block_page(
     body: &str,
 ) -> Option<Finding> {
     let headers = hyper::HeaderMap::new();
-    let answer = Answer {
-        host: &target.host,
-        path: "/",
-        status: failure.proxy_status.unwrap_or(403),
-        headers: &headers,
-        body: body.as_bytes(),
-        accept: None,
-        declared_length: None,
-        received: None,
-        intercepted: false,
-    };
+    let status = failure.proxy_status.unwrap_or(403);
+    let answer = Answer::page(&target.host, "/", status, &headers, body.as_bytes());
     detect::answer_findings(&answer, &config.profile)
         .into_iter()
         .find(|f| f.kind == FindingKind::BlockPage)

@@ -165,26 +165,18 @@ mod tests {
 
     #[test]
     fn a_host_becomes_a_tunnel_a_verdict_and_a_request() {
-        let ok = |ms| Stage::new(State::Pass, Some(ms), "ok");
-        let host = HostCheck {
-            host: "chatgpt.com".into(),
-            port: 443,
-            allowlist: Some("*.chatgpt.com".into()),
-            route: Some("PROXY p:1".into()),
-            dns: ok(1.0),
-            tcp: ok(2.0),
-            tls: ok(3.0),
-            http: ok(4.0),
-            websocket: Stage::new(State::NotRun, None, ""),
-            egress: Stage::new(State::NotRun, None, ""),
-            stream: Stage::new(State::NotRun, None, ""),
-            tls_verdict: None,
-            server_ip: Some("10.0.0.1".into()),
-            status: Some(403),
-            content_type: Some("text/html".into()),
-            findings: Vec::new(),
-            failure: None,
+        let ms = |name: &str| match name {
+            "dns" => 1.0,
+            "tcp" => 2.0,
+            "tls" => 3.0,
+            _ => 4.0,
         };
+        let mut host = HostCheck::blank("chatgpt.com", 443, Some("*.chatgpt.com".into()), |n| {
+            Stage::new(State::Pass, Some(ms(n)), "ok")
+        });
+        host.route = Some("PROXY p:1".into());
+        host.server_ip = Some("10.0.0.1".into());
+        (host.status, host.content_type) = (Some(403), Some("text/html".into()));
         let report = CheckReport {
             version: 1,
             started_at: "t".into(),

@@ -96,6 +96,34 @@ pub struct HostCheck {
 }
 
 impl HostCheck {
+    /// A host before its stages ran: each stage as `stage(name)` gives it.
+    pub fn blank(
+        host: &str,
+        port: u16,
+        allowlist: Option<String>,
+        stage: impl Fn(&str) -> Stage,
+    ) -> HostCheck {
+        HostCheck {
+            host: host.to_string(),
+            port,
+            allowlist,
+            route: None,
+            dns: stage("dns"),
+            tcp: stage("tcp"),
+            tls: stage("tls"),
+            http: stage("http"),
+            websocket: stage("websocket"),
+            egress: stage("egress"),
+            stream: stage("stream"),
+            tls_verdict: None,
+            server_ip: None,
+            status: None,
+            content_type: None,
+            findings: Vec::new(),
+            failure: None,
+        }
+    }
+
     pub fn stages(&self) -> [(&'static str, &Stage); 7] {
         [
             ("dns", &self.dns),
@@ -281,34 +309,21 @@ mod tests {
     use super::*;
 
     fn host(name: &str, tcp: State) -> HostCheck {
-        let ok = || Stage::new(State::Pass, Some(1.0), "ok");
-        HostCheck {
-            host: name.into(),
-            port: 443,
-            allowlist: Some("*.chatgpt.com".into()),
-            route: Some("DIRECT".into()),
-            dns: ok(),
-            tcp: Stage::new(tcp, Some(2.0), "tcp"),
-            tls: if tcp == State::Fail {
-                Stage::skipped("no TCP")
-            } else {
-                ok()
+        let mut h = HostCheck::blank(
+            name,
+            443,
+            Some("*.chatgpt.com".into()),
+            |stage| match stage {
+                "websocket" | "egress" | "stream" => Stage::new(State::NotRun, None, ""),
+                _ => Stage::new(State::Pass, Some(1.0), "ok"),
             },
-            http: if tcp == State::Fail {
-                Stage::skipped("no TCP")
-            } else {
-                ok()
-            },
-            websocket: Stage::new(State::NotRun, None, ""),
-            egress: Stage::new(State::NotRun, None, ""),
-            stream: Stage::new(State::NotRun, None, ""),
-            tls_verdict: None,
-            server_ip: None,
-            status: None,
-            content_type: None,
-            findings: Vec::new(),
-            failure: None,
+        );
+        h.route = Some("DIRECT".into());
+        h.tcp = Stage::new(tcp, Some(2.0), "tcp");
+        if tcp == State::Fail {
+            (h.tls, h.http) = (Stage::skipped("no TCP"), Stage::skipped("no TCP"));
         }
+        h
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::pac::{route_config, RouteFlags};
+use super::pac::route_config;
 use super::{CheckArgs, Failed};
 use crate::check::http::Target;
 use crate::check::stage::{HostCheck, State};
@@ -15,15 +15,8 @@ use crate::config::parse_duration;
 use crate::upstream::{discover, HostPort};
 
 pub fn check(args: &CheckArgs) -> Result<(), Failed> {
-    let flags = RouteFlags {
-        upstream_proxy: &args.upstream_proxy,
-        wpad_domain: args.wpad_domain.as_deref(),
-        resolve: &args.resolve,
-        profile: args.profile.as_deref(),
-        connect_timeout: &args.stage_timeout,
-        roots: [args.public_roots.as_deref(), args.system_roots.as_deref()],
-    };
-    let mut config = route_config(&flags)?;
+    let roots = [args.public_roots.as_deref(), args.system_roots.as_deref()];
+    let mut config = route_config(&args.route, &args.stage_timeout, roots)?;
     let budget = parse_duration("--stage-timeout", &args.stage_timeout)
         .map_err(|e| Failed::Usage(e.to_string()))?;
     let targets = targets(args, &config)?;

@@ -94,12 +94,10 @@ pub enum Command {
     Check(CheckArgs),
 }
 
+/// The route flags `pac` and `check` share with `run`.
 #[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// Hosts to check, HOST or HOST:PORT [default: the profile's hosts].
-    #[arg(value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// The route source, as for `run`.
+pub struct RouteArgs {
+    /// The route source, as for `run`: auto, direct, a proxy URL, pac:URL or pac:FILE.
     #[arg(
         long,
         value_name = "SOURCE",
@@ -107,13 +105,39 @@ pub struct CheckArgs {
         env = "DIAGPROXY_UPSTREAM_PROXY"
     )]
     pub upstream_proxy: String,
+    /// Look for WPAD in this DNS domain instead of the machine's search domains.
     #[arg(long, value_name = "DOMAIN")]
     pub wpad_domain: Option<String>,
-    /// Pin HOST:PORT to ADDR; repeatable.
+    /// Pin HOST:PORT to ADDR (for lookups, dnsResolve and the proxies); repeatable.
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<String>,
+    /// Profile file [default: the built-in ChatGPT profile].
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PacArgs {
+    /// Hosts to look up [default: one name per profile entry].
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
+    #[command(flatten)]
+    pub route: RouteArgs,
+    /// How long to wait for each proxy named to accept a connection.
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    pub connect_timeout: String,
+    /// One JSON document on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Hosts to check, HOST or HOST:PORT [default: the profile's hosts].
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
+    #[command(flatten)]
+    pub route: RouteArgs,
     /// Each stage's time budget.
     #[arg(long, default_value = "4s", value_name = "DURATION")]
     pub stage_timeout: String,
@@ -131,36 +155,6 @@ pub struct CheckArgs {
     #[arg(long, value_name = "DIR")]
     pub session_dir: Option<PathBuf>,
     /// One JSON document on stdout (check.json's contents) instead of the table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct PacArgs {
-    /// Hosts to look up [default: one name per profile entry].
-    #[arg(value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// The route source, as for `run`: auto, direct, a proxy URL, pac:URL or pac:FILE.
-    #[arg(
-        long,
-        value_name = "SOURCE",
-        default_value = "auto",
-        env = "DIAGPROXY_UPSTREAM_PROXY"
-    )]
-    pub upstream_proxy: String,
-    /// Look for WPAD in this DNS domain instead of the machine's search domains.
-    #[arg(long, value_name = "DOMAIN")]
-    pub wpad_domain: Option<String>,
-    /// Pin HOST:PORT to ADDR (for dnsResolve and the proxies); repeatable.
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
-    pub resolve: Vec<String>,
-    /// Profile file [default: the built-in ChatGPT profile].
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// How long to wait for each proxy named to accept a connection.
-    #[arg(long, default_value = "3s", value_name = "DURATION")]
-    pub connect_timeout: String,
-    /// One JSON document on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
 }

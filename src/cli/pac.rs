@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Parser;
 use serde::Serialize;
 
-use super::{Cli, Command, Failed, PacArgs};
+use super::{Cli, Command, Failed, PacArgs, RouteArgs};
 use crate::config::Config;
 use crate::failure::Side;
 use crate::inspect::routes::{judge, HostRoute, Lint};
@@ -60,47 +60,35 @@ pub fn pac(args: &PacArgs) -> Result<(), Failed> {
 }
 
 fn config(args: &PacArgs) -> Result<Config, Failed> {
-    let route = RouteFlags {
-        upstream_proxy: &args.upstream_proxy,
-        wpad_domain: args.wpad_domain.as_deref(),
-        resolve: &args.resolve,
-        profile: args.profile.as_deref(),
-        connect_timeout: &args.connect_timeout,
-        roots: [None, None],
-    };
-    route_config(&route)
+    route_config(&args.route, &args.connect_timeout, [None, None])
 }
 
-/// The flags `pac` and `check` share with `run`.
-pub(super) struct RouteFlags<'a> {
-    pub upstream_proxy: &'a str,
-    pub wpad_domain: Option<&'a str>,
-    pub resolve: &'a [String],
-    pub profile: Option<&'a std::path::Path>,
-    pub connect_timeout: &'a str,
-    /// `--public-roots`, `--system-roots`.
-    pub roots: [Option<&'a std::path::Path>; 2],
-}
-
-/// The same checks as `run`'s: the flags become a `run` command line, then a `Config`.
-pub(super) fn route_config(flags: &RouteFlags<'_>) -> Result<Config, Failed> {
-    let mut argv: Vec<String> = ["diagproxy", "run", "--upstream-proxy", flags.upstream_proxy]
-        .map(String::from)
-        .to_vec();
-    argv.extend([
-        "--connect-timeout".into(),
-        flags.connect_timeout.to_string(),
-    ]);
-    for pin in flags.resolve {
+/// The same checks as `run`'s: the flags become a `run` command line, then a `Config`;
+/// `connect_timeout` and the trust stores (`--public-roots`, `--system-roots`) come with it.
+pub(super) fn route_config(
+    flags: &RouteArgs,
+    connect_timeout: &str,
+    roots: [Option<&std::path::Path>; 2],
+) -> Result<Config, Failed> {
+    let mut argv: Vec<String> = [
+        "diagproxy",
+        "run",
+        "--upstream-proxy",
+        &flags.upstream_proxy,
+    ]
+    .map(String::from)
+    .to_vec();
+    argv.extend(["--connect-timeout".into(), connect_timeout.to_string()]);
+    for pin in &flags.resolve {
         argv.extend(["--resolve".into(), pin.clone()]);
     }
-    if let Some(d) = flags.wpad_domain {
-        argv.extend(["--wpad-domain".into(), d.to_string()]);
+    if let Some(d) = &flags.wpad_domain {
+        argv.extend(["--wpad-domain".into(), d.clone()]);
     }
-    if let Some(p) = flags.profile {
+    if let Some(p) = &flags.profile {
         argv.extend(["--profile".into(), p.display().to_string()]);
     }
-    for (flag, path) in ["--public-roots", "--system-roots"].iter().zip(flags.roots) {
+    for (flag, path) in ["--public-roots", "--system-roots"].iter().zip(roots) {
         if let Some(path) = path {
             argv.extend([flag.to_string(), path.display().to_string()]);
         }

@@ -31,9 +31,9 @@ pub struct Answer<'a> {
 }
 
 impl<'a> Answer<'a> {
-    /// A page read outside an exchange (a gateway's plaintext answer, a proxy's refusal):
-    /// nothing asked of it, no length to check, not intercepted.
-    fn page(
+    /// A page read outside an exchange (a gateway's plaintext answer, a proxy's refusal, a
+    /// check's GET): nothing asked of it, no length to check, not intercepted.
+    pub fn page(
         host: &'a str,
         path: &'a str,
         status: u16,

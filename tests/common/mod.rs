@@ -1238,17 +1238,23 @@ pub fn run_binary(args: &[&std::ffi::OsStr]) -> Running {
 
 /// [`run_binary`] with environment variables set (after the suite's defaults).
 pub fn run_binary_with(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Running {
-    use std::io::BufRead;
     let mut command = diagproxy();
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command
+    let child = command
         .args(["run", "--listen", "127.0.0.1:0"])
         .args(args)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn diagproxy");
+    attach(child)
+}
+
+/// A spawned `diagproxy run` (stderr piped) as a [`Running`]: its stderr read on a thread
+/// to the end, its banner waited for.
+pub fn attach(mut child: std::process::Child) -> Running {
+    use std::io::BufRead;
     let (tx, lines) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().expect("stderr");
     std::thread::spawn(move || {
