@@ -100,7 +100,7 @@ fn split(hosts: &[HostRoute]) -> Option<Lint> {
             } else {
                 String::new()
             };
-            format!("{} {more}→ {hop}", shown.join(", ")).replace("  ", " ")
+            format!("{}{more} → {hop}", shown.join(", "))
         })
         .collect();
     Some(Lint {
@@ -157,6 +157,21 @@ mod tests {
                 .contains("chatgpt.com, openai.com, y.com → PROXY a:1"),
             "{}",
             lints[4].text
+        );
+    }
+
+    #[test]
+    fn two_ways_out_are_a_split_and_long_groups_are_shortened() {
+        let mut hosts: Vec<HostRoute> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|n| host(n, "PROXY p:1", None))
+            .collect();
+        hosts.push(host("cdn", "DIRECT", None));
+        let lints = judge(&mut hosts, &[]);
+        assert_eq!(lints.len(), 1, "{lints:?}");
+        assert_eq!(
+            lints[0].text,
+            "ChatGPT's hosts take different ways out: a, b, c and 2 more → PROXY p:1; cdn → DIRECT"
         );
     }
 

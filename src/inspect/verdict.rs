@@ -156,6 +156,30 @@ mod tests {
     }
 
     #[test]
+    fn one_finding_says_nothing_more_and_the_first_of_equals_is_named() {
+        let one = [finding(FindingKind::BlockPage, "chatgpt.com")];
+        let other = [finding(FindingKind::BlockPage, "cdn.oaistatic.com")];
+        let hosts = [
+            HostView {
+                host: "chatgpt.com",
+                allowlisted: true,
+                findings: &one,
+            },
+            HostView {
+                host: "cdn.oaistatic.com",
+                allowlisted: true,
+                findings: &other,
+            },
+        ];
+        let text = sentence(hosts.iter().map(|h| HostView { ..*h }));
+        assert!(text.starts_with("The network blocks chatgpt.com"), "{text}");
+        assert!(text.ends_with("(1 more finding(s) below)"), "{text}");
+        let [first, _] = hosts;
+        let text = sentence(std::iter::once(first));
+        assert!(!text.contains("more finding"), "{text}");
+    }
+
+    #[test]
     fn a_warning_is_not_called_a_failure_and_silence_is_named() {
         let header = [finding(FindingKind::ProxyHeader, "chatgpt.com")];
         let hosts = [HostView {
