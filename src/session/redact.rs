@@ -183,6 +183,25 @@ mod tests {
     }
 
     #[test]
+    fn only_url_headers_are_read_as_urls() {
+        let with_token = HeaderValue::from_static("https://x/cb?code=abc");
+        assert_eq!(
+            value("Referer", &with_token, false),
+            "https://x/cb?code=REDACTED"
+        );
+        assert_eq!(
+            value("Location", &with_token, false),
+            "https://x/cb?code=REDACTED"
+        );
+        // Any other header keeps its text: a value that merely looks like a URL is data.
+        assert_eq!(
+            value("X-Trace", &with_token, false),
+            "https://x/cb?code=abc"
+        );
+        assert_eq!(value("Referer", &with_token, true), "https://x/cb?code=abc");
+    }
+
+    #[test]
     fn urls_and_json_lose_their_secrets() {
         assert_eq!(
             url("https://x/cb?code=abc&state=1&access_token=sk-1#f"),
