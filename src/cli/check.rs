@@ -22,6 +22,13 @@ pub fn check(args: &CheckArgs) -> Result<(), Failed> {
     let targets = targets(args, &config)?;
     let voice = voice(args, &config)?;
     let dir = folder(args);
+    let holds_files = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+    if holds_files && !args.force {
+        return Err(Failed::Usage(format!(
+            "--session-dir {}: the folder exists and is not empty; pick another or add --force to replace its files",
+            dir.display()
+        )));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -154,6 +154,9 @@ pub struct CheckArgs {
     /// Where check.json goes [default: sessions/<UTC timestamp>-<pid>-check].
     #[arg(long, value_name = "DIR")]
     pub session_dir: Option<PathBuf>,
+    /// Write into an existing, non-empty --session-dir (its files are replaced).
+    #[arg(long)]
+    pub force: bool,
     /// One JSON document on stdout (check.json's contents) instead of the table.
     #[arg(long)]
     pub json: bool,
