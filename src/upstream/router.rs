@@ -16,6 +16,8 @@ use crate::lru::LruMap;
 pub const BAD_FOR: Duration = Duration::from_secs(300);
 /// Proxies remembered as bad; a full list forgets the oldest.
 const BAD_LIST: usize = 256;
+/// How long the start-up banner's overview of the profile's routes may take.
+pub const OVERVIEW_BUDGET: Duration = Duration::from_secs(5);
 /// Hosts whose PAC answer is remembered for the session.
 pub const PAC_CACHE: usize = 4096;
 
@@ -317,6 +319,7 @@ impl Overview {
             .iter()
             .map(|(route, hosts)| match route.as_str() {
                 "DIRECT" => format!("{} DIRECT", hosts.len()),
+                _ if route.starts_with("not looked up") => format!("{} {route}", hosts.len()),
                 _ => format!("{} via {route}", hosts.len()),
             })
             .collect();
@@ -341,8 +344,20 @@ impl Router {
             .flat_map(|e| e.probe_hosts())
             .collect();
         names.dedup();
+        // The banner waits for this: a PAC that resolves every name on a slow network
+        // must not hold the start. Hosts not looked up in time are said to be so.
+        let deadline = tokio::time::Instant::now() + OVERVIEW_BUDGET;
         for host in names {
-            let route = self.route(true, host, 443, "").await;
+            let looked_up =
+                tokio::time::timeout_at(deadline, self.route(true, host, 443, "")).await;
+            let Ok(route) = looked_up else {
+                let key = format!("not looked up within {OVERVIEW_BUDGET:?}");
+                match overview.groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, hosts)) => hosts.push(host.to_string()),
+                    None => overview.groups.push((key, vec![host.to_string()])),
+                }
+                continue;
+            };
             if let Some(e) = &route.error {
                 overview.errors.push(format!("{host}: {e}"));
             }
