@@ -329,3 +329,42 @@ fn ca_init_days_and_profile_then_show_and_export() {
     let days = (validity.not_after.timestamp() - validity.not_before.timestamp()) / 86_400;
     assert!((7..=8).contains(&days), "valid for {days} days");
 }
+
+/// `-v` turns on diagproxy's debug lines (here: each answer of the PAC script); without it
+/// they stay off.
+#[test]
+fn verbose_shows_debug_lines_and_the_default_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let pac = write_file(
+        dir.path(),
+        "p.pac",
+        "function FindProxyForURL(u, h) { return 'DIRECT'; }",
+    );
+    let source = format!("pac:{pac}");
+    let debug_lines = |extra: &[&str]| -> Vec<String> {
+        let session = dir.path().join(format!("s{}", extra.len()));
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--session-dir".as_ref(), session.as_os_str()];
+        args.extend([std::ffi::OsStr::new("--upstream-proxy"), source.as_ref()]);
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let Running {
+            mut child,
+            before,
+            lines,
+            ..
+        } = run_binary(&args);
+        assert!(diagproxy_kill(&mut child, "TERM").success());
+        before
+            .into_iter()
+            .chain(lines.iter())
+            .filter(|l| l.contains("DEBUG"))
+            .collect()
+    };
+    let verbose = debug_lines(&["-v"]);
+    assert!(
+        verbose
+            .iter()
+            .any(|l| l.contains("PAC ") && l.contains("https://chatgpt.com/ → DIRECT")),
+        "{verbose:?}"
+    );
+    assert!(debug_lines(&[]).is_empty());
+}

@@ -473,3 +473,109 @@ async fn expired_not_yet_valid_wrong_name_missing_intermediate_and_scts() {
         }
     }
 }
+
+/// An RSA-2048 key made by openssl at test time (rcgen's ring backend signs with RSA but
+/// cannot generate RSA keys), as rcgen's key pair.
+fn rsa_key(dir: &std::path::Path, name: &str) -> rcgen::KeyPair {
+    let path = dir.join(name);
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&path)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pem = std::fs::read_to_string(&path).unwrap();
+    rcgen::KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).expect("RSA key")
+}
+
+#[tokio::test]
+async fn rsa_2048_chains_are_judged_like_ecdsa_ones() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A public root and a Zscaler-named corporate root, both RSA-2048, each signing an RSA leaf.
+    let root = |cn: &str, org: &str, key: rcgen::KeyPair| {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, org);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (cert, key)
+    };
+    let (public, public_key) = root(
+        "RSA Public Root",
+        "Public CA Inc.",
+        rsa_key(dir.path(), "p.pem"),
+    );
+    let (zscaler, zscaler_key) = root(
+        "Zscaler Root CA",
+        "Zscaler Inc.",
+        rsa_key(dir.path(), "z.pem"),
+    );
+    let leaf = |name: &str, ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair, file: &str| {
+        let key = rsa_key(dir.path(), file);
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&key, ca, ca_key)
+            .unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (cert.der().clone(), der)
+    };
+    let (cert, key) = leaf("chatgpt.com", &public, &public_key, "l1.pem");
+    let public_origin = tls_origin_with(vec![cert], key).await;
+    let (cert, key) = leaf("cdn.oaistatic.com", &zscaler, &zscaler_key, "l2.pem");
+    let inspected_origin = tls_origin_with(vec![cert], key).await;
+
+    let public_pem = write_file(dir.path(), "public.pem", &public.pem());
+    let system_pem = write_file(dir.path(), "system.pem", &(public.pem() + &zscaler.pem()));
+    let pins = [
+        format!("chatgpt.com:{}:127.0.0.1", public_origin.port()),
+        format!("cdn.oaistatic.com:{}:127.0.0.1", inspected_origin.port()),
+    ];
+    let proxy = Proxy::start(&[
+        "--public-roots",
+        &public_pem,
+        "--system-roots",
+        &system_pem,
+        "--resolve",
+        &pins[0],
+        "--resolve",
+        &pins[1],
+    ])
+    .await;
+    let _ = hello_through(
+        proxy.addr,
+        &format!("chatgpt.com:{}", public_origin.port()),
+        "chatgpt.com",
+    )
+    .await;
+    let _ = hello_through(
+        proxy.addr,
+        &format!("cdn.oaistatic.com:{}", inspected_origin.port()),
+        "cdn.oaistatic.com",
+    )
+    .await;
+    proxy.wait_events("tls_check", 2).await;
+    let session = proxy.stop().await;
+    let public = session.host("chatgpt.com", public_origin.port());
+    assert_eq!(public["tls"]["verdict"], "public", "{public:#}");
+    let inspected = session.host("cdn.oaistatic.com", inspected_origin.port());
+    assert_eq!(inspected["tls"]["verdict"], "inspected", "{inspected:#}");
+    assert_eq!(inspected["tls"]["vendor"], "Zscaler");
+}

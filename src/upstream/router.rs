@@ -252,6 +252,15 @@ impl Router {
                 (route, Vec::new(), None)
             }
         };
+        tracing::debug!(
+            "PAC {}: {url} → {}{}",
+            pac.file.url,
+            route.describe(),
+            route
+                .error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" ({e})"))
+        );
         let route = Arc::new(route);
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, route.clone());
