@@ -505,6 +505,121 @@ mod tests {
         assert!(s.to_json().len() < 200_000, "{}", s.to_json().len());
     }
 
+    #[test]
+    fn folded_pairs_past_the_tracked_ones_are_counted_and_seen_ones_are_not() {
+        let mut folded = Folded::default();
+        for i in 0..MAX_FOLDED_TRACKED {
+            folded.insert((format!("h{i}"), 443));
+        }
+        assert_eq!(folded.count(), MAX_FOLDED_TRACKED as u64);
+        folded.insert(("h7".into(), 443)); // already seen: not again
+        assert_eq!(folded.count(), MAX_FOLDED_TRACKED as u64);
+        folded.insert(("new".into(), 443));
+        folded.insert(("new2".into(), 443));
+        assert_eq!(folded.count(), MAX_FOLDED_TRACKED as u64 + 2);
+        assert_eq!(folded.beyond, 2);
+    }
+
+    fn with_route(event: Event, hop: &str) -> Event {
+        match event {
+            Event::Tunnel(mut t) => {
+                t.route.hop = Some(hop.into());
+                Event::Tunnel(t)
+            }
+            other => other,
+        }
+    }
+
+    #[test]
+    fn routes_are_kept_per_host_and_a_profile_host_going_another_way_is_split() {
+        let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+        s.apply(&with_route(tunnel("chatgpt.com", None), "PROXY p:1"));
+        s.apply(&with_route(tunnel("chatgpt.com", None), "PROXY p:1"));
+        s.apply(&with_route(tunnel("ab.chatgpt.com", None), "PROXY p:1"));
+        s.apply(&with_route(tunnel("example.invalid", None), "DIRECT"));
+        let doc = s.doc();
+        let host = |name: &str| doc.hosts.iter().find(|h| h.host == name).unwrap();
+        assert_eq!(host("chatgpt.com").routes.len(), 1);
+        assert_eq!(host("chatgpt.com").connections, 2);
+        assert!(
+            doc.hosts.iter().all(|h| h.findings.is_empty()),
+            "same way out, or not a profile host: no split"
+        );
+        s.apply(&with_route(tunnel("cdn.oaistatic.com", None), "DIRECT"));
+        let doc = s.doc();
+        let cdn = doc
+            .hosts
+            .iter()
+            .find(|h| h.host == "cdn.oaistatic.com")
+            .unwrap();
+        assert_eq!(cdn.findings[0].kind, FindingKind::SplitRoute);
+        assert_eq!(
+            cdn.findings[0].evidence,
+            "chatgpt.com goes PROXY p:1, cdn.oaistatic.com goes DIRECT"
+        );
+        for i in 0..20 {
+            s.apply(&with_route(
+                tunnel("chatgpt.com", None),
+                &format!("PROXY p:{i}"),
+            ));
+        }
+        let doc = s.doc();
+        let chatgpt = doc.hosts.iter().find(|h| h.host == "chatgpt.com").unwrap();
+        assert_eq!(
+            chatgpt.routes.len(),
+            MAX_ROUTES,
+            "at most {MAX_ROUTES} routes per host"
+        );
+    }
+
+    #[test]
+    fn a_failure_its_event_explains_is_counted_once_and_not_listed() {
+        let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+        let reset = || Some(Failure::new(FailureKind::Reset, Side::Upstream, "reset"));
+        let named = |kind| {
+            crate::inspect::Finding::new(
+                &Profile::builtin(),
+                kind,
+                "chatgpt.com",
+                None,
+                "e".into(),
+                "d".into(),
+            )
+        };
+        for _ in 0..2 {
+            let Event::Tunnel(mut t) = tunnel("chatgpt.com", reset()) else {
+                unreachable!()
+            };
+            t.findings = vec![named(FindingKind::ResetAfterClientHello)];
+            s.apply(&Event::Tunnel(t));
+        }
+        // A weaker finding does not explain the failure: the failure is listed too.
+        let Event::Tunnel(mut t) = tunnel("cdn.oaistatic.com", reset()) else {
+            unreachable!()
+        };
+        t.findings = vec![named(FindingKind::ProxyHeader)];
+        s.apply(&Event::Tunnel(t));
+        let doc = s.doc();
+        let chatgpt = doc.hosts.iter().find(|h| h.host == "chatgpt.com").unwrap();
+        assert_eq!(chatgpt.failures.get(&FailureKind::Reset), Some(&2));
+        let kinds: Vec<FindingKind> = chatgpt.findings.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FindingKind::ResetAfterClientHello]);
+        let cdn = doc
+            .hosts
+            .iter()
+            .find(|h| h.host == "cdn.oaistatic.com")
+            .unwrap();
+        let kinds: Vec<FindingKind> = cdn.findings.iter().map(|f| f.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                FindingKind::ProxyHeader,
+                FindingKind::Failure(FailureKind::Reset)
+            ]
+        );
+        assert_eq!(cdn.failures.get(&FailureKind::Reset), Some(&1));
+    }
+
     fn tunnel(host: &str, failure: Option<Failure>) -> Event {
         Event::Tunnel(Box::new(TunnelEvent {
             mode: TunnelMode::Tunnel,
@@ -695,7 +810,7 @@ mod tests {
                     connect_ms,
                     ..Timings::default()
                 },
-                bytes_up: 0,
+                bytes_up: 3,
                 bytes_down: 5,
                 complete: true,
                 intercepted: false,
@@ -710,7 +825,23 @@ mod tests {
         s.apply(&req(Some(1.0)));
         s.apply(&req(None));
         let h = s.doc().hosts[0].clone();
-        assert_eq!((h.requests, h.connections, h.bytes_down), (2, 1, 10));
+        assert_eq!(
+            (h.requests, h.connections, h.bytes_up, h.bytes_down),
+            (2, 1, 6, 10)
+        );
         assert_eq!(h.allowlist.as_deref(), Some("chat.openai.com"));
+        for _ in 0..2 {
+            s.apply(&Event::Refused(Box::new(
+                crate::session::event::RefusedEvent {
+                    ts: "t".into(),
+                    downstream: Downstream::default(),
+                    method: "GET".into(),
+                    target: "/".into(),
+                    status: 400,
+                    reason: "r".into(),
+                },
+            )));
+        }
+        assert_eq!(s.doc().refused, 2);
     }
 }
