@@ -520,6 +520,24 @@ mod tests {
         assert_eq!(folded.beyond, 2);
     }
 
+    #[test]
+    fn user_agents_are_kept_once_each_up_to_sixteen_and_the_slowest_connect() {
+        let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+        for i in 0..20 {
+            let Event::Tunnel(mut t) = tunnel("chatgpt.com", None) else {
+                unreachable!()
+            };
+            t.downstream.user_agent = Some(format!("agent/{}", i % 18));
+            t.timings.connect_ms = Some(f64::from(i));
+            s.apply(&Event::Tunnel(t));
+        }
+        let doc = s.doc();
+        let host = &doc.hosts[0];
+        assert_eq!(host.user_agents.len(), 16);
+        assert!(host.user_agents.contains("agent/0") && !host.user_agents.contains("agent/16"));
+        assert_eq!(host.max_connect_ms, Some(19.0));
+    }
+
     fn with_route(event: Event, hop: &str) -> Event {
         match event {
             Event::Tunnel(mut t) => {

@@ -234,6 +234,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_public_chain_names_no_vendor_its_scts_and_dates_are_read() {
+        // A public CA whose name a vendor signature would match is still just public.
+        let public = root("Zscaler Root CA", "Zscaler Inc.");
+        let roots = TrustRoots {
+            public: store(&[&public]),
+            system: store(&[&public]),
+        };
+        let mut params = CertificateParams::new(vec!["chatgpt.com".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2099, 1, 2);
+        // The SCT list extension (RFC 6962 §3.3), with an empty list: only its presence counts.
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 4, 1, 11129, 2, 4, 2],
+                vec![0x04, 0x02, 0x00, 0x00],
+            ));
+        let key = KeyPair::generate().unwrap();
+        let leaf = params.signed_by(&key, &public.cert, &public.key).unwrap();
+        let v = judge(
+            &[leaf.der().clone()],
+            "chatgpt.com",
+            &roots,
+            &Profile::builtin(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!((v.verdict, v.vendor.as_deref()), (Verdict::Public, None));
+        assert!(v.scts, "the leaf carries embedded SCTs");
+        assert_eq!(v.chain[0].not_after, "2099-01-02T00:00:00.000Z");
+        let info = describe(leaf.der()).unwrap();
+        assert_eq!(info.not_after, "2099-01-02T00:00:00.000Z");
+    }
+
+    #[test]
     fn public_inspected_and_untrusted() {
         let public = root("Test Public Root", "Public CA Inc.");
         let corp_root = root("Zscaler Root CA", "Zscaler Inc.");
