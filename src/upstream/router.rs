@@ -51,6 +51,9 @@ pub struct Router {
     pub warnings: Vec<String>,
     cache: Mutex<LruMap<String, Arc<Route>>>,
     bad: Mutex<HashMap<(String, u16), Instant>>,
+    /// The one route of every host when the way never changes (DIRECT, one proxy), made
+    /// once rather than for every connection.
+    steady: Option<Arc<Route>>,
 }
 
 /// A route and, for a PAC, the helper calls the script made to choose it.
@@ -63,7 +66,7 @@ pub struct Traced {
 
 impl Router {
     pub fn new(way: Way, origin: impl Into<String>) -> Router {
-        Router {
+        let mut router = Router {
             way,
             pac: RwLock::new(None),
             pac_location: None,
@@ -72,7 +75,15 @@ impl Router {
             warnings: Vec::new(),
             cache: Mutex::new(LruMap::new(PAC_CACHE)),
             bad: Mutex::new(HashMap::new()),
-        }
+            steady: None,
+        };
+        let source: Arc<str> = Arc::from(router.source());
+        router.steady = match &router.way {
+            Way::Direct => Some(Arc::new(Route::direct(source))),
+            Way::Fixed(p) => Some(Arc::new(Route::via(p.clone(), source))),
+            _ => None,
+        };
+        router
     }
 
     /// A router that asks the PAC script fetched from `location` (or says why it cannot).
@@ -184,8 +195,15 @@ impl Router {
             answer: None,
         };
         match &self.way {
-            Way::Direct => plain(Route::direct(source())),
-            Way::Fixed(p) => plain(Route::via(p.clone(), source())),
+            // Made once in `new`.
+            Way::Direct | Way::Fixed(_) => Traced {
+                route: self
+                    .steady
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(Route::direct(source()))),
+                calls: Vec::new(),
+                answer: None,
+            },
             Way::Manual(m) => {
                 let (proxy, from) = m.route(https, host, port);
                 let why: Arc<str> = Arc::from(format!("{from} ({})", self.origin));
