@@ -320,6 +320,9 @@ impl Router {
         let Ok(bad) = self.bad.lock() else {
             return false;
         };
+        if bad.is_empty() {
+            return false;
+        }
         bad.get(&(proxy.host.clone(), proxy.port))
             .is_some_and(|at| at.elapsed() < BAD_FOR)
     }
