@@ -28,6 +28,16 @@ pub fn compact(t: SystemTime) -> String {
 }
 
 /// Milliseconds as a float, the unit of every timing in the session files.
+/// `1 h 2 min`, `7 min 30 s`, `42 s`: a span a person reads at a glance.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec} s"),
+        (0, min, sec) => format!("{min} min {sec} s"),
+        (h, min, _) => format!("{h} h {min} min"),
+    }
+}
+
 pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
@@ -109,6 +119,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_spans() {
+        assert_eq!(human(Duration::from_secs(42)), "42 s");
+        assert_eq!(human(Duration::from_secs(450)), "7 min 30 s");
+        assert_eq!(human(Duration::from_secs(3720)), "1 h 2 min");
+    }
 
     #[test]
     fn formats_known_instants() {

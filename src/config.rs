@@ -26,6 +26,9 @@ pub struct Config {
     pub upstream: Spec,
     /// The DNS domain WPAD looks in instead of the machine's search domains.
     pub wpad_domain: Option<String>,
+    /// How to sign in to a corporate proxy that answers `407` (`--upstream-auth`,
+    /// `--upstream-user`).
+    pub upstream_auth: Arc<crate::upstream::auth::Settings>,
     /// The route of every host, built from `upstream` when the proxy starts (DIRECT until
     /// then).
     pub router: Arc<Router>,

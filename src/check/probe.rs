@@ -164,6 +164,7 @@ async fn tcp(
         }
     };
     check.route = taken.hop.clone();
+    check.proxy_auth = taken.proxy_auth.clone();
     let profile = &config.profile;
     match result {
         Ok(upstream) => {
@@ -174,9 +175,11 @@ async fn tcp(
                 None,
                 names_proxies,
             ));
-            let via = upstream.proxy_connect.map_or(String::new(), |_| {
-                " (CONNECT through the proxy answered 200)".into()
-            });
+            let via = match (upstream.proxy_connect, &taken.proxy_auth) {
+                (None, _) => String::new(),
+                (Some(_), None) => " (CONNECT through the proxy answered 200)".into(),
+                (Some(_), Some(auth)) => format!(" (CONNECT answered 200; {})", auth.line()),
+            };
             check.tcp = Stage::new(
                 State::Pass,
                 took,

@@ -53,6 +53,7 @@ fn route(report: &CheckReport, host: &HostCheck) -> Taken {
         route_source: Some(report.route_source.clone()),
         route_failed: Vec::new(),
         pac_error: None,
+        proxy_auth: host.proxy_auth.clone(),
     }
 }
 

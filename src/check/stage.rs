@@ -68,6 +68,9 @@ pub struct HostCheck {
     /// The way out taken (`DIRECT`, `PROXY host:port`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// Signing in to the route's proxy, when it asked (`407`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_auth: Option<crate::upstream::auth::AuthRecord>,
     pub dns: Stage,
     pub tcp: Stage,
     pub tls: Stage,
@@ -108,6 +111,7 @@ impl HostCheck {
             port,
             allowlist,
             route: None,
+            proxy_auth: None,
             dns: stage("dns"),
             tcp: stage("tcp"),
             tls: stage("tls"),

@@ -13,6 +13,7 @@ use crate::config::{
 use crate::profile::Profile;
 use crate::session::livelog::Format;
 use crate::tls::roots::TrustRoots;
+use crate::upstream::auth;
 use crate::upstream::discover::Spec;
 use crate::upstream::router::Router;
 
@@ -69,6 +70,7 @@ impl Config {
             proxy_auth,
             upstream,
             wpad_domain: args.wpad_domain.clone(),
+            upstream_auth: Arc::new(upstream_auth(args)?),
             router: Arc::new(Router::direct()),
             resolve,
             session_dir,
@@ -88,6 +90,33 @@ impl Config {
             grace: parse_duration("--grace", &args.grace)?,
         })
     }
+}
+
+/// `--upstream-auth` and `--upstream-user`, with the password from
+/// `DIAGPROXY_UPSTREAM_PASSWORD` or, on a terminal, a prompt (never from the command line,
+/// where `ps` would show it).
+fn upstream_auth(args: &RunArgs) -> Result<auth::Settings, ConfigError> {
+    let mode = auth::Mode::parse(&args.upstream_auth).map_err(bad)?;
+    let Some(user) = args.upstream_user.as_deref() else {
+        return Ok(auth::Settings { mode, user: None });
+    };
+    let password = match std::env::var("DIAGPROXY_UPSTREAM_PASSWORD") {
+        Ok(p) => p,
+        Err(_) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            rpassword::prompt_password(format!("Password for {user} (corporate proxy): "))
+                .map_err(|e| bad(format!("--upstream-user: reading the password: {e}")))?
+        }
+        Err(_) => {
+            return Err(bad(format!(
+                "--upstream-user {user}: set DIAGPROXY_UPSTREAM_PASSWORD (no terminal to ask on)"
+            )))
+        }
+    };
+    let user = auth::Credentials::parse(user, password).map_err(bad)?;
+    Ok(auth::Settings {
+        mode,
+        user: Some(user),
+    })
 }
 
 /// `--profile FILE`, or the built-in profile; and how the summary names it.

@@ -105,6 +105,22 @@ pub struct RouteArgs {
         env = "DIAGPROXY_UPSTREAM_PROXY"
     )]
     pub upstream_proxy: String,
+
+    /// Sign in to a corporate proxy that answers 407: auto (Negotiate with the Kerberos
+    /// ticket, else NTLM, else Basic, as offered and possible), negotiate, ntlm, basic or
+    /// none.
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "auto",
+        env = "DIAGPROXY_UPSTREAM_AUTH"
+    )]
+    pub upstream_auth: String,
+
+    /// The account for NTLM (and Basic): DOMAIN\user or user@domain. The password comes
+    /// from DIAGPROXY_UPSTREAM_PASSWORD, else a prompt on the terminal; never a flag.
+    #[arg(long, value_name = "DOMAIN\\USER", env = "DIAGPROXY_UPSTREAM_USER")]
+    pub upstream_user: Option<String>,
     /// Look for WPAD in this DNS domain instead of the machine's search domains.
     #[arg(long, value_name = "DOMAIN")]
     pub wpad_domain: Option<String>,
@@ -314,6 +330,22 @@ pub struct RunArgs {
         env = "DIAGPROXY_UPSTREAM_PROXY"
     )]
     pub upstream_proxy: String,
+
+    /// Sign in to a corporate proxy that answers 407: auto (Negotiate with the Kerberos
+    /// ticket, else NTLM, else Basic, as offered and possible), negotiate, ntlm, basic or
+    /// none.
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "auto",
+        env = "DIAGPROXY_UPSTREAM_AUTH"
+    )]
+    pub upstream_auth: String,
+
+    /// The account for NTLM (and Basic): DOMAIN\user or user@domain. The password comes
+    /// from DIAGPROXY_UPSTREAM_PASSWORD, else a prompt on the terminal; never a flag.
+    #[arg(long, value_name = "DOMAIN\\USER", env = "DIAGPROXY_UPSTREAM_USER")]
+    pub upstream_user: Option<String>,
 
     /// Look for WPAD (http://wpad.DOMAIN/wpad.dat) in this DNS domain instead of the
     /// machine's search domains.

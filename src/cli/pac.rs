@@ -79,6 +79,10 @@ pub(super) fn route_config(
     .map(String::from)
     .to_vec();
     argv.extend(["--connect-timeout".into(), connect_timeout.to_string()]);
+    argv.extend(["--upstream-auth".into(), flags.upstream_auth.clone()]);
+    if let Some(user) = &flags.upstream_user {
+        argv.extend(["--upstream-user".into(), user.clone()]);
+    }
     for pin in &flags.resolve {
         argv.extend(["--resolve".into(), pin.clone()]);
     }

@@ -60,6 +60,13 @@ pub fn route_findings(
         let detail = format!("{host} went DIRECT because the PAC gave no answer");
         found.push(finding(FindingKind::PacError, why.clone(), detail));
     }
+    if let Some(auth) = &taken.proxy_auth {
+        if let Some(why) = auth.failure {
+            let detail = format!("{host}: {}", auth.line());
+            let evidence = auth.detail.clone().unwrap_or_default();
+            found.push(finding(FindingKind::ProxyAuth(why), evidence, detail));
+        }
+    }
     let hop = taken.hop.as_deref().unwrap_or_default();
     for failed in taken
         .route_failed

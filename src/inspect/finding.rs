@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::failure::FailureKind;
 use crate::profile::Profile;
+use crate::upstream::auth::AuthFailure;
 
 /// What a finding is about. Serialised as its snake_case name (`block_page`, or a failure
 /// kind such as `dns_failed`), the same strings `summary.json` has always carried.
@@ -47,12 +48,14 @@ pub enum FindingKind {
     DirectBlocked,
     /// A proxy the route names could not be reached.
     ProxyUnreachable,
+    /// Signing in to the corporate proxy failed, and why (`proxy_auth_no_ticket`, …).
+    ProxyAuth(AuthFailure),
     /// A connection or exchange that failed, named by its failure kind.
     Failure(FailureKind),
 }
 
 /// Every kind a detector can produce (failures aside), for tables and tests.
-pub const DETECTED: [FindingKind; 17] = [
+pub const DETECTED: [FindingKind; 22] = [
     FindingKind::TlsInspection,
     FindingKind::UntrustedCertificate,
     FindingKind::ClientRejectedCa,
@@ -70,6 +73,11 @@ pub const DETECTED: [FindingKind; 17] = [
     FindingKind::SplitRoute,
     FindingKind::DirectBlocked,
     FindingKind::ProxyUnreachable,
+    FindingKind::ProxyAuth(AuthFailure::NoTicket),
+    FindingKind::ProxyAuth(AuthFailure::ClockSkew),
+    FindingKind::ProxyAuth(AuthFailure::Spn),
+    FindingKind::ProxyAuth(AuthFailure::Rejected),
+    FindingKind::ProxyAuth(AuthFailure::Unsupported),
 ];
 
 impl FindingKind {
@@ -93,6 +101,7 @@ impl FindingKind {
             FindingKind::SplitRoute => "split_route",
             FindingKind::DirectBlocked => "direct_blocked",
             FindingKind::ProxyUnreachable => "proxy_unreachable",
+            FindingKind::ProxyAuth(why) => why.as_str(),
             FindingKind::Failure(kind) => kind.as_str(),
         }
     }
@@ -117,7 +126,10 @@ impl FindingKind {
             "split_route" => FindingKind::SplitRoute,
             "direct_blocked" => FindingKind::DirectBlocked,
             "proxy_unreachable" => FindingKind::ProxyUnreachable,
-            other => FindingKind::Failure(FailureKind::parse(other)?),
+            other => match AuthFailure::parse(other) {
+                Some(why) => FindingKind::ProxyAuth(why),
+                None => FindingKind::Failure(FailureKind::parse(other)?),
+            },
         })
     }
 
@@ -133,6 +145,7 @@ impl FindingKind {
             | K::NonTlsInTunnel => 0,
             K::Failure(F::UpstreamProxyRefused | F::UpstreamProxyAuth)
             | K::RedirectOffAllowlist
+            | K::ProxyAuth(_)
             | K::DirectBlocked => 1,
             K::UntrustedCertificate | K::TlsInspection | K::ProxyUnreachable | K::PacError => 2,
             K::Failure(
@@ -182,6 +195,11 @@ impl FindingKind {
             K::SplitRoute => "hosts take different ways out",
             K::DirectBlocked => "direct connection blocked (the network wants its proxy)",
             K::ProxyUnreachable => "a corporate proxy does not answer",
+            K::ProxyAuth(AuthFailure::NoTicket) => "proxy sign-in: no Kerberos ticket",
+            K::ProxyAuth(AuthFailure::ClockSkew) => "proxy sign-in: clocks differ too much",
+            K::ProxyAuth(AuthFailure::Spn) => "proxy sign-in: proxy name unknown to Kerberos",
+            K::ProxyAuth(AuthFailure::Rejected) => "proxy sign-in: credentials refused",
+            K::ProxyAuth(AuthFailure::Unsupported) => "proxy sign-in: no usable scheme",
             K::Failure(F::DnsFailed) => "name does not resolve",
             K::Failure(F::ConnectRefused) => "connection refused",
             K::Failure(F::ConnectTimeout) => "connection timed out",

@@ -227,6 +227,9 @@ pub struct Sinkhole {
 pub struct FindingHint {
     pub meaning: String,
     pub remedy: String,
+    /// Where the remedy comes from, when it is more than general practice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Why a profile could not be loaded.

@@ -20,7 +20,7 @@ use super::{answer, OpenGuard, Shared};
 use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Downstream, Event, RequestEvent};
-use crate::upstream::dial;
+use crate::upstream::{auth, dial};
 use crate::upstream::pool::PoolKey;
 use crate::upstream::route::{Hop, Taken};
 
@@ -214,9 +214,13 @@ async fn exchange(
             last = Some(failure);
             continue;
         };
+        let head = replayable(&request, hop, state);
         if i == 0 {
             match reuse(request, &key, state, event).await {
-                Ok(Ok((response, sender))) => return Ok((response, sender, key)),
+                Ok(Ok((response, sender))) => {
+                    let (response, sender) = signed_in(response, sender, head, hop, state, event).await?;
+                    return Ok((response, sender, key));
+                }
                 Ok(Err(unsent)) => request = unsent,
                 Err(e) => return Err(Failure::from_exchange_error(&e, side_of(hop))),
             }
@@ -224,6 +228,7 @@ async fn exchange(
         let failure = match dial::dial(&key.0, key.1, &state.config, side_of(hop)).await {
             Ok(dialed) => {
                 let (response, sender) = send_new(request, dialed, hop, state, event).await?;
+                let (response, sender) = signed_in(response, sender, head, hop, state, event).await?;
                 return Ok((response, sender, key));
             }
             Err(failure) => failure,
@@ -242,6 +247,77 @@ async fn exchange(
     }
     Err(last
         .unwrap_or_else(|| Failure::new(FailureKind::ConnectFailed, Side::Upstream, "no route")))
+}
+
+/// A request's head, kept to send it again while signing in to a proxy: only for requests
+/// with no body (a body already sent cannot be sent twice) going to a proxy.
+struct Head {
+    method: hyper::Method,
+    uri: Uri,
+    headers: hyper::HeaderMap,
+}
+
+fn replayable(request: &Request<Body>, hop: &Hop, state: &Shared) -> Option<Head> {
+    use hyper::body::Body as _;
+    let signs_in = state.config.upstream_auth.mode != auth::Mode::None;
+    (matches!(hop, Hop::Proxy(_)) && signs_in && request.body().is_end_stream()).then(|| Head {
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        headers: request.headers().clone(),
+    })
+}
+
+/// The same request, again, on the connection that got the proxy's `407`.
+struct Again {
+    sender: SendRequest<Body>,
+    head: Head,
+}
+
+impl auth::sign_in::Resend for Again {
+    async fn resend(
+        &mut self,
+        authorization: HeaderValue,
+    ) -> Result<Response<Incoming>, Failure> {
+        let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::UpstreamProxy);
+        self.sender.ready().await.map_err(fail)?;
+        let mut request = Request::new(super::body::empty());
+        *request.method_mut() = self.head.method.clone();
+        *request.uri_mut() = self.head.uri.clone();
+        *request.headers_mut() = self.head.headers.clone();
+        request
+            .headers_mut()
+            .insert(PROXY_AUTHORIZATION, authorization);
+        self.sender.send_request(request).await.map_err(fail)
+    }
+}
+
+/// After a proxy's `407` to a request that can be sent again: sign in on that connection
+/// (recorded in the event's route), and the proxy's final answer.
+async fn signed_in(
+    response: Response<Incoming>,
+    sender: SendRequest<Body>,
+    head: Option<Head>,
+    hop: &Hop,
+    state: &Shared,
+    event: &mut RequestEvent,
+) -> Result<(Response<Incoming>, SendRequest<Body>), Failure> {
+    let (Hop::Proxy(proxy), Some(head)) = (hop, head) else {
+        return Ok((response, sender));
+    };
+    if response.status() != StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        return Ok((response, sender));
+    }
+    let who = auth::sign_in::Proxy {
+        host: &proxy.host,
+        port: proxy.port,
+        url_basic: proxy.authorization.as_deref(),
+    };
+    let mut again = Again { sender, head };
+    let settings = &state.config.upstream_auth;
+    let (result, record) = auth::sign_in::sign_in(response, &mut again, &who, settings).await;
+    tracing::debug!("{}", record.line());
+    event.route.proxy_auth = Some(record);
+    Ok((result?, again.sender))
 }
 
 /// Sends on an idle pooled connection to `key`, if one is open and takes it; the request

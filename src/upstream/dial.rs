@@ -9,12 +9,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::addr::join as host_port;
+use super::auth::{self, AuthRecord, Mode};
 use super::resolve;
 use super::route::{Hop, Taken, UpstreamProxy};
 use crate::config::Config;
@@ -212,7 +214,7 @@ pub async fn open_tunnel(
     for (i, hop) in hops.iter().enumerate() {
         result = match hop {
             Hop::Direct => direct(host, port, config).await,
-            Hop::Proxy(proxy) => through(proxy, host, port, config).await,
+            Hop::Proxy(proxy) => through(proxy, host, port, config, &mut taken.proxy_auth).await,
             Hop::Unsupported(what) => Err(unsupported(what)),
         };
         let Err(failure) = &result else {
@@ -263,10 +265,11 @@ async fn through(
     host: &str,
     port: u16,
     config: &Config,
+    auth: &mut Option<AuthRecord>,
 ) -> Result<Upstream, Failure> {
     let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
     let started = Instant::now();
-    let exchange = connect_through(d.stream, proxy, host, port);
+    let exchange = connect_through(d.stream, proxy, (host, port), config, auth);
     let io = match tokio::time::timeout(config.response_timeout, exchange).await {
         Ok(result) => result?,
         Err(_) => {
@@ -295,45 +298,52 @@ async fn through(
 async fn connect_through(
     stream: TcpStream,
     proxy: &UpstreamProxy,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
+    config: &Config,
+    auth: &mut Option<AuthRecord>,
 ) -> Result<Stream, Failure> {
-    let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::UpstreamProxy);
-    let (mut sender, conn) =
+    let (sender, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
             .await
-            .map_err(fail)?;
+            .map_err(proxy_error)?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!("corporate proxy connection: {e}");
         }
     });
     let target = host_port(host, port);
-    let mut request = Request::new(Empty::new());
-    *request.method_mut() = Method::CONNECT;
-    *request.uri_mut() = target.parse().map_err(|_| {
-        Failure::new(
-            FailureKind::HttpError,
-            Side::Downstream,
-            format!("bad CONNECT target {target}"),
-        )
-    })?;
-    if let Ok(value) = HeaderValue::from_str(&target) {
-        request.headers_mut().insert(HOST, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(super::route::via()) {
-        request.headers_mut().insert(hyper::header::VIA, value);
-    }
-    if let Some(auth) = proxy
+    let mut connect = Connect {
+        sender,
+        target: target.parse().map_err(|_| {
+            Failure::new(
+                FailureKind::HttpError,
+                Side::Downstream,
+                format!("bad CONNECT target {target}"),
+            )
+        })?,
+    };
+    let preemptive = proxy
         .authorization
         .as_deref()
-        .and_then(|a| HeaderValue::from_str(a).ok())
+        .filter(|_| config.upstream_auth.sends_url_basic())
+        .and_then(|a| HeaderValue::from_str(a).ok());
+    let mut response = connect.send(preemptive).await?;
+    if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+        && config.upstream_auth.mode != Mode::None
     {
-        request.headers_mut().insert(PROXY_AUTHORIZATION, auth);
+        let who = auth::sign_in::Proxy {
+            host: &proxy.host,
+            port: proxy.port,
+            url_basic: proxy.authorization.as_deref(),
+        };
+        let (result, record) =
+            auth::sign_in::sign_in(response, &mut connect, &who, &config.upstream_auth).await;
+        tracing::debug!("{}", record.line());
+        *auth = Some(record);
+        response = result?;
     }
-    let response = sender.send_request(request).await.map_err(fail)?;
     if response.status().is_success() {
-        let upgraded = hyper::upgrade::on(response).await.map_err(fail)?;
+        let upgraded = hyper::upgrade::on(response).await.map_err(proxy_error)?;
         // Back to the TCP connection underneath, so the relay can splice it.
         return Ok(match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => Stream::Tcp {
@@ -344,6 +354,46 @@ async fn connect_through(
         });
     }
     Err(proxy_refusal(response, &format!("CONNECT {target}")).await)
+}
+
+fn proxy_error(e: hyper::Error) -> Failure {
+    Failure::from_exchange_error(&e, Side::UpstreamProxy)
+}
+
+/// A CONNECT to one target on one connection to the corporate proxy, sent again with
+/// credentials while signing in.
+struct Connect {
+    sender: SendRequest<Empty<Bytes>>,
+    target: hyper::Uri,
+}
+
+impl Connect {
+    async fn send(
+        &mut self,
+        authorization: Option<HeaderValue>,
+    ) -> Result<Response<Incoming>, Failure> {
+        self.sender.ready().await.map_err(proxy_error)?;
+        let mut request = Request::new(Empty::new());
+        *request.method_mut() = Method::CONNECT;
+        *request.uri_mut() = self.target.clone();
+        let headers = request.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&self.target.to_string()) {
+            headers.insert(HOST, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(super::route::via()) {
+            headers.insert(hyper::header::VIA, value);
+        }
+        if let Some(value) = authorization {
+            headers.insert(PROXY_AUTHORIZATION, value);
+        }
+        self.sender.send_request(request).await.map_err(proxy_error)
+    }
+}
+
+impl auth::sign_in::Resend for Connect {
+    async fn resend(&mut self, authorization: HeaderValue) -> Result<Response<Incoming>, Failure> {
+        self.send(Some(authorization)).await
+    }
 }
 
 /// Turns a corporate proxy's non-success answer into `upstream_proxy_auth` (407) or

@@ -13,12 +13,14 @@
 //! - [`pac`]: PAC files, fetched and run by QuickJS;
 //! - [`dial`]: TCP with a deadline, CONNECT through the corporate proxy, its refusals as
 //!   named failures;
+//! - [`auth`]: signing in to a corporate proxy (Negotiate, NTLM, Basic) after its `407`;
 //! - [`pool`]: idle keep-alive connections per peer;
 //! - [`sighted`]: what an upstream sent first and how it ended, watched on the way through.
 //!
 //! Nothing here knows about downstream connections: `proxy` calls in, never the reverse.
 
 pub mod addr;
+pub mod auth;
 pub mod dial;
 pub mod discover;
 pub mod env;

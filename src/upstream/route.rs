@@ -87,7 +87,7 @@ impl Route {
 
 /// Which way one connection took, as its event records it: the hop, the route's source,
 /// the hops that failed before it, and why a PAC gave no answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Taken {
     /// `DIRECT` or `PROXY host:port`.
     #[serde(rename = "route", default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +100,9 @@ pub struct Taken {
     /// The PAC script's failure for this host (the route is then DIRECT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pac_error: Option<String>,
+    /// Signing in to the proxy after its `407`: schemes offered and used, the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_auth: Option<super::auth::AuthRecord>,
 }
 
 impl From<&Route> for Taken {
@@ -109,6 +112,7 @@ impl From<&Route> for Taken {
             route_source: Some(route.source.to_string()),
             route_failed: Vec::new(),
             pac_error: route.error.clone(),
+            proxy_auth: None,
         }
     }
 }
