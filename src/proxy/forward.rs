@@ -20,9 +20,9 @@ use super::{answer, OpenGuard, Shared};
 use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Downstream, Event, RequestEvent};
-use crate::upstream::{auth, dial};
 use crate::upstream::pool::PoolKey;
 use crate::upstream::route::{Hop, Taken};
+use crate::upstream::{auth, dial};
 
 pub async fn forward(
     req: Request<Incoming>,
@@ -218,7 +218,8 @@ async fn exchange(
         if i == 0 {
             match reuse(request, &key, state, event).await {
                 Ok(Ok((response, sender))) => {
-                    let (response, sender) = signed_in(response, sender, head, hop, state, event).await?;
+                    let (response, sender) =
+                        signed_in(response, sender, head, hop, state, event).await?;
                     return Ok((response, sender, key));
                 }
                 Ok(Err(unsent)) => request = unsent,
@@ -228,7 +229,8 @@ async fn exchange(
         let failure = match dial::dial(&key.0, key.1, &state.config, side_of(hop)).await {
             Ok(dialed) => {
                 let (response, sender) = send_new(request, dialed, hop, state, event).await?;
-                let (response, sender) = signed_in(response, sender, head, hop, state, event).await?;
+                let (response, sender) =
+                    signed_in(response, sender, head, hop, state, event).await?;
                 return Ok((response, sender, key));
             }
             Err(failure) => failure,
@@ -274,10 +276,7 @@ struct Again {
 }
 
 impl auth::sign_in::Resend for Again {
-    async fn resend(
-        &mut self,
-        authorization: HeaderValue,
-    ) -> Result<Response<Incoming>, Failure> {
+    async fn resend(&mut self, authorization: HeaderValue) -> Result<Response<Incoming>, Failure> {
         let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::UpstreamProxy);
         self.sender.ready().await.map_err(fail)?;
         let mut request = Request::new(super::body::empty());

@@ -27,6 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod kerberos;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A diagproxy running in this process.

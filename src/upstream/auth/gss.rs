@@ -50,9 +50,9 @@ type InitSecContext = unsafe extern "C" fn(
     *mut Context,
     Name,
     *const OidDesc,
-    Om,               // req_flags
-    Om,               // time_req
-    *const c_void,    // channel bindings: none
+    Om,                // req_flags
+    Om,                // time_req
+    *const c_void,     // channel bindings: none
     *const BufferDesc, // input token
     *mut *const OidDesc,
     *mut BufferDesc,
@@ -138,8 +138,7 @@ fn symbols(library: libloading::Library) -> Result<Api, libloading::Error> {
         let init_sec_context = *library.get::<InitSecContext>(b"gss_init_sec_context\0")?;
         let release_buffer = *library.get::<ReleaseBuffer>(b"gss_release_buffer\0")?;
         let release_name = *library.get::<ReleaseName>(b"gss_release_name\0")?;
-        let delete_sec_context =
-            *library.get::<DeleteSecContext>(b"gss_delete_sec_context\0")?;
+        let delete_sec_context = *library.get::<DeleteSecContext>(b"gss_delete_sec_context\0")?;
         let display_status = *library.get::<DisplayStatus>(b"gss_display_status\0")?;
         Ok(Api {
             _library: library,
@@ -261,9 +260,8 @@ impl Session {
             return Vec::new();
         }
         // SAFETY: the library filled `buffer` with `length` bytes at `value`.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(buffer.value as *const u8, buffer.length) }
-                .to_vec();
+        let bytes = unsafe { std::slice::from_raw_parts(buffer.value as *const u8, buffer.length) }
+            .to_vec();
         let mut minor = 0;
         // SAFETY: the buffer came from the library, which frees it.
         unsafe { (self.api.release_buffer)(&mut minor, buffer) };
@@ -310,11 +308,13 @@ fn error(api: &Api, major: Om, minor: Om) -> GssError {
             }
             if !text.value.is_null() {
                 // SAFETY: the library filled `text`.
-                let bytes = unsafe {
-                    std::slice::from_raw_parts(text.value as *const u8, text.length)
-                };
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(text.value as *const u8, text.length) };
                 let said = String::from_utf8_lossy(bytes);
-                words.push(said.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string());
+                words.push(
+                    said.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                        .to_string(),
+                );
                 // SAFETY: released once, by the library that allocated it.
                 unsafe { (api.release_buffer)(&mut ignored, &mut text) };
             }

@@ -545,7 +545,10 @@ mod tests {
     #[test]
     fn credentials_forms_and_no_password_in_debug() {
         let c = Credentials::parse("CORP\\bob", "s3cret".into()).unwrap();
-        assert_eq!((c.domain.as_deref(), c.user.as_str()), (Some("CORP"), "bob"));
+        assert_eq!(
+            (c.domain.as_deref(), c.user.as_str()),
+            (Some("CORP"), "bob")
+        );
         let c = Credentials::parse("bob@corp.example", "s3cret".into()).unwrap();
         assert_eq!(c.display(), "corp.example\\bob");
         assert!(!format!("{c:?}").contains("s3cret"));
@@ -566,7 +569,10 @@ mod tests {
             AuthFailure::NoTicket
         );
         assert_eq!(
-            classify_gss(0, "Server HTTP/10.0.0.1@CORP not found in Kerberos database"),
+            classify_gss(
+                0,
+                "Server HTTP/10.0.0.1@CORP not found in Kerberos database"
+            ),
             AuthFailure::Spn
         );
         assert_eq!(

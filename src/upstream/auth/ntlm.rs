@@ -50,7 +50,8 @@ impl Client {
 
     fn step(&mut self, input: Option<&[u8]>) -> Result<Vec<u8>, String> {
         let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
-        let mut input = input.map(|bytes| vec![SecurityBuffer::new(bytes.to_vec(), BufferType::Token)]);
+        let mut input =
+            input.map(|bytes| vec![SecurityBuffer::new(bytes.to_vec(), BufferType::Token)]);
         let mut builder = self
             .ntlm
             .initialize_security_context()
@@ -117,7 +118,10 @@ fn le32(bytes: &[u8], at: usize) -> u32 {
 fn field_fits(message: &[u8], at: usize) -> bool {
     let len = u16::from_le_bytes([message[at], message[at + 1]]) as usize;
     let offset = le32(message, at + 4) as usize;
-    len == 0 || offset.checked_add(len).is_some_and(|end| end <= message.len())
+    len == 0
+        || offset
+            .checked_add(len)
+            .is_some_and(|end| end <= message.len())
 }
 
 #[cfg(test)]
@@ -134,11 +138,21 @@ mod tests {
 
     #[test]
     fn a_short_challenge_is_rebuilt_and_answered() {
-        let squid = base64::engine::general_purpose::STANDARD.decode(SQUID_FAKE).unwrap();
+        let squid = base64::engine::general_purpose::STANDARD
+            .decode(SQUID_FAKE)
+            .unwrap();
         let rebuilt = well_formed(&squid).unwrap();
         assert_eq!(rebuilt.len(), HEADER + 4);
-        assert_eq!(&rebuilt[24..32], &squid[24..32], "the server challenge is kept");
-        assert_eq!(well_formed(&rebuilt).unwrap(), rebuilt, "a good one is kept as is");
+        assert_eq!(
+            &rebuilt[24..32],
+            &squid[24..32],
+            "the server challenge is kept"
+        );
+        assert_eq!(
+            well_formed(&rebuilt).unwrap(),
+            rebuilt,
+            "a good one is kept as is"
+        );
         let mut client = Client::new(&user()).unwrap();
         let negotiate = client.negotiate().unwrap();
         assert_eq!(&negotiate[..8], SIGNATURE);

@@ -14,8 +14,8 @@ use hyper::header::{HeaderValue, DATE, PROXY_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
 use super::{
-    challenges, classify_gss, gss, ntlm, AuthFailure, AuthRecord, Can, Challenge, Outcome,
-    Scheme, Settings,
+    challenges, classify_gss, gss, ntlm, AuthFailure, AuthRecord, Can, Challenge, Outcome, Scheme,
+    Settings,
 };
 use crate::failure::{Failure, FailureKind, Side};
 
@@ -119,7 +119,11 @@ pub async fn sign_in(
     let (failure, why) =
         local.unwrap_or((AuthFailure::Unsupported, "no scheme could be used".into()));
     // The first scheme's failure is the one named; the others stay in `skipped`.
-    record.scheme = record.skipped.first().and_then(|s| s.split(':').next()).map(str::to_string);
+    record.scheme = record
+        .skipped
+        .first()
+        .and_then(|s| s.split(':').next())
+        .map(str::to_string);
     if !record.skipped.is_empty() {
         record.skipped.remove(0);
     }
@@ -328,7 +332,10 @@ async fn ntlm_handshake(
     let authenticate = client.authenticate(&challenge).map_err(local)?;
     let response = send(conn, "NTLM", &authenticate, record).await?;
     if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
-        let why = format!("the proxy refused the NTLM credentials of {}", user.display());
+        let why = format!(
+            "the proxy refused the NTLM credentials of {}",
+            user.display()
+        );
         return Err(Stop::Refused(response, why));
     }
     Ok(response)
@@ -353,12 +360,19 @@ async fn basic(
             ))
         }
     };
-    let header = HeaderValue::from_str(&value)
-        .map_err(|_| Stop::Local(AuthFailure::Rejected, "credentials not valid in a header".into()))?;
+    let header = HeaderValue::from_str(&value).map_err(|_| {
+        Stop::Local(
+            AuthFailure::Rejected,
+            "credentials not valid in a header".into(),
+        )
+    })?;
     record.rounds += 1;
     let response = conn.resend(header).await.map_err(Stop::Broken)?;
     if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
-        return Err(Stop::Refused(response, "the proxy refused the Basic credentials".into()));
+        return Err(Stop::Refused(
+            response,
+            "the proxy refused the Basic credentials".into(),
+        ));
     }
     Ok(response)
 }
