@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::bench(&args),
         Command::Pac(args) => cli::pac::pac(&args),
         Command::Check(args) => cli::check::check(&args),
+        Command::AuthTest(args) => cli::auth_test::auth_test(&args),
         Command::Ca(command) => cli::ca::ca(command),
     };
     match result {

@@ -168,6 +168,70 @@ fn a_proxy_addressed_by_ip_has_no_service_principal() {
     );
 }
 
+#[test]
+fn auth_test_tries_each_offered_scheme_and_says_which_works() {
+    if !kerberos::tools_present() {
+        return;
+    }
+    let kdc = Kdc::start();
+    kdc.kinit();
+    let squid = Squid::start(&kdc);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let echo = rt.block_on(common::echo_server());
+    let target = format!("127.0.0.1:{}", echo.port());
+    let run = |extra: &[&str], password: Option<&str>| {
+        let mut command = common::diagproxy();
+        for (name, value) in kdc.env() {
+            command.env(name, value);
+        }
+        if let Some(p) = password {
+            command.env("DIAGPROXY_UPSTREAM_PASSWORD", p);
+        }
+        let out = command
+            .args(["auth-test", &target, "--upstream-proxy", &squid.url()])
+            .args(["--resolve", &squid.pin(), "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), json)
+    };
+    let (code, json) = run(&[], None);
+    assert_eq!(code, Some(0), "{json:#}");
+    let proxy = &json["proxies"][0];
+    assert_eq!(proxy["answer"], "407 Negotiate, NTLM", "{proxy:#}");
+    assert_eq!(proxy["best"], "Negotiate", "{proxy:#}");
+    let states: Vec<(&str, &str)> = proxy["schemes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["scheme"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("Negotiate", "ok"),
+            ("NTLM", "skipped"),
+            ("Basic", "not_offered")
+        ]
+    );
+    // With NTLM credentials and no ticket: Negotiate fails by name, NTLM works.
+    std::fs::remove_file(kdc.path("alice.cc")).unwrap();
+    let (code, json) = run(&["--upstream-user", "CORP\\bob"], Some(NTLM_PASSWORD));
+    assert_eq!(code, Some(0), "{json:#}");
+    let proxy = &json["proxies"][0];
+    assert_eq!(
+        proxy["schemes"][0]["failure"], "proxy_auth_no_ticket",
+        "{proxy:#}"
+    );
+    assert_eq!(proxy["best"], "NTLM", "{proxy:#}");
+    assert!(!json.to_string().contains(NTLM_PASSWORD));
+    // No ticket and no NTLM account: nothing gets through, exit 2.
+    let (code, _) = run(&[], None);
+    assert_eq!(code, Some(2));
+}
+
 // ---------------------------------------------------------------- NTLM
 
 #[test]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod auth_test;
 pub mod bench;
 pub mod ca;
 pub mod check;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Probe every host ChatGPT needs (DNS, TCP, TLS, HTTP) and the voice ports, along the
     /// browser's route; exit 2 when something fails.
     Check(CheckArgs),
+    /// Try each sign-in scheme a corporate proxy offers (Negotiate, NTLM, Basic) and say
+    /// which works, as cntlm -M does.
+    AuthTest(AuthTestArgs),
 }
 
 /// The route flags `pac` and `check` share with `run`.
@@ -140,6 +144,22 @@ pub struct PacArgs {
     #[command(flatten)]
     pub route: RouteArgs,
     /// How long to wait for each proxy named to accept a connection.
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    pub connect_timeout: String,
+    /// One JSON document on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthTestArgs {
+    /// The host to CONNECT to through each proxy on its route, HOST or HOST:PORT
+    /// [default: the profile's first host, port 443].
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
+    #[command(flatten)]
+    pub route: RouteArgs,
+    /// How long to wait for each proxy to accept a connection.
     #[arg(long, default_value = "3s", value_name = "DURATION")]
     pub connect_timeout: String,
     /// One JSON document on stdout instead of the table.

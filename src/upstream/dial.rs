@@ -260,7 +260,9 @@ async fn direct(host: &str, port: u16, config: &Config) -> Result<Upstream, Fail
     })
 }
 
-async fn through(
+/// A tunnel through `proxy` (signing in as `config.upstream_auth` says; `auth` gets the
+/// record of it).
+pub async fn through(
     proxy: &UpstreamProxy,
     host: &str,
     port: u16,
@@ -354,6 +356,48 @@ async fn connect_through(
         });
     }
     Err(proxy_refusal(response, &format!("CONNECT {target}")).await)
+}
+
+/// What `proxy` answers a bare CONNECT to `host:port`, credentials none: its status and the
+/// sign-in schemes it offers (`diagproxy auth-test`).
+pub async fn ask(
+    proxy: &UpstreamProxy,
+    (host, port): (&str, u16),
+    config: &Config,
+) -> Result<(u16, Vec<auth::Challenge>), Failure> {
+    let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(d.stream))
+            .await
+            .map_err(proxy_error)?;
+    tokio::spawn(conn);
+    let target = host_port(host, port);
+    let mut connect = Connect {
+        sender,
+        target: target.parse().map_err(|_| {
+            Failure::new(
+                FailureKind::HttpError,
+                Side::Downstream,
+                format!("bad target {target}"),
+            )
+        })?,
+    };
+    let asked = tokio::time::timeout(config.response_timeout, connect.send(None)).await;
+    let response = asked.map_err(|_| {
+        Failure::new(
+            FailureKind::Timeout,
+            Side::UpstreamProxy,
+            "no answer to CONNECT",
+        )
+    })??;
+    let offered = auth::challenges(
+        response
+            .headers()
+            .get_all(PROXY_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    Ok((response.status().as_u16(), offered))
 }
 
 fn proxy_error(e: hyper::Error) -> Failure {

@@ -195,8 +195,8 @@ fn krb5_conf(dir: &str, port: u16) -> String {
 fn kdc_conf(dir: &str, port: u16) -> String {
     format!(
         "[kdcdefaults]
-  kdc_ports = {port}
-  kdc_tcp_ports = {port}
+  kdc_listen = 127.0.0.1:{port}
+  kdc_tcp_listen = 127.0.0.1:{port}
 [realms]
   {REALM} = {{
     database_name = {dir}/principal
