@@ -4,7 +4,8 @@
 //! ratio to direct and the µs added per request. `--proxy URL` measures another proxy
 //! (mitmproxy, squid, …) through the same harness instead.
 
-pub mod check;
+mod auth;
+mod check;
 pub mod load;
 pub mod pac;
 pub mod pin;
@@ -40,6 +41,8 @@ pub struct Options {
     pub only: Vec<Group>,
     /// A configuration for the PAC lookups (`Group::Pac`; diagproxy's own only).
     pub route_config: Option<crate::config::Config>,
+    /// `--auth-proxy`: a proxy that asks for sign-in (`Group::Auth`).
+    pub auth_proxy: Option<crate::upstream::route::UpstreamProxy>,
     pub json: bool,
 }
 
@@ -58,6 +61,8 @@ pub enum Group {
     Pac,
     /// A whole `diagproxy check` against the bench's HTTPS origin (in process).
     Check,
+    /// New tunnels through a proxy that asks for sign-in (`--auth-proxy`; in process).
+    Auth,
 }
 
 impl Options {
@@ -180,7 +185,8 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
             + 2 * usize::from(o.runs(Group::Tunnel))
             + 4 * usize::from(intercept.is_some())
             + usize::from(o.runs(Group::Pac) && o.proxy.is_none())
-            + usize::from(o.runs(Group::Check) && o.proxy.is_none()),
+            + usize::from(o.runs(Group::Check) && o.proxy.is_none())
+            + usize::from(o.runs(Group::Auth) && o.auth_proxy.is_some()),
     );
     // Memory first, while the proxy's heap holds nothing left over from the load tests
     // (freed memory stays in the heap and would hide what idle tunnels cost).
@@ -223,6 +229,12 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     {
         progress.step("a whole check");
         rows.extend(check::rows(world, config).await?);
+    }
+    if let (Some(config), Some(proxy)) = (o.route_config.as_ref(), o.auth_proxy.as_ref()) {
+        if o.runs(Group::Auth) {
+            progress.step("sign-in through the --auth-proxy");
+            rows.extend(auth::rows(world, config, proxy).await?);
+        }
     }
     rows.extend(memory);
     Ok(rows)

@@ -46,7 +46,11 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
         proxy_ca,
         proxy_pid: args.proxy_pid,
         only: args.only.iter().map(|g| bench_group(*g)).collect(),
-        route_config: Some(route_config()?),
+        route_config: Some(route_config(&args.resolve)?),
+        auth_proxy: match &args.auth_proxy {
+            Some(url) => Some(crate::upstream::route::parse_upstream_proxy(url)?),
+            None => None,
+        },
         json: args.json,
     };
     let report = crate::bench::run(options)?;
@@ -69,14 +73,18 @@ fn bench_group(group: BenchGroup) -> Group {
         BenchGroup::Intercept => Group::Intercept,
         BenchGroup::Pac => Group::Pac,
         BenchGroup::Check => Group::Check,
+        BenchGroup::Auth => Group::Auth,
     }
 }
 
 /// The configuration `diagproxy run` would have with no flags but DIRECT: what the PAC
 /// lookups need (the resolver and its limits).
-fn route_config() -> Result<crate::config::Config, Failed> {
+fn route_config(resolve: &[String]) -> Result<crate::config::Config, Failed> {
     use clap::Parser;
-    let argv = ["diagproxy", "run", "--upstream-proxy", "direct"];
+    let mut argv: Vec<&str> = vec!["diagproxy", "run", "--upstream-proxy", "direct"];
+    for pin in resolve {
+        argv.extend(["--resolve", pin]);
+    }
     let cli = super::Cli::try_parse_from(argv).map_err(|e| Failed::Usage(e.to_string()))?;
     let super::Command::Run(run) = cli.command else {
         return Err(Failed::Usage("bench: bad arguments".into()));

@@ -221,6 +221,14 @@ pub struct BenchArgs {
     /// Run only these groups of measurements (comma-separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "GROUP")]
     pub only: Vec<BenchGroup>,
+    /// A corporate proxy that asks for sign-in (http://proxy.corp:3128): adds rows for a
+    /// new tunnel through it, signing in as `run` would (the Kerberos ticket, or
+    /// DIAGPROXY_UPSTREAM_USER / DIAGPROXY_UPSTREAM_PASSWORD for NTLM).
+    #[arg(long, value_name = "URL")]
+    pub auth_proxy: Option<String>,
+    /// Pin HOST:PORT to ADDR for --auth-proxy's name; repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR", requires = "auth_proxy")]
+    pub resolve: Vec<String>,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -241,6 +249,8 @@ pub enum BenchGroup {
     Pac,
     /// A whole `diagproxy check` against loopback fixtures.
     Check,
+    /// New tunnels through --auth-proxy, signing in each time.
+    Auth,
 }
 
 #[derive(Debug, Args)]
