@@ -177,8 +177,14 @@ fn via(route: &crate::upstream::route::Taken) -> String {
         .route_source
         .as_deref()
         .is_none_or(|s| s.starts_with("DIRECT ("));
+    let signed = match &route.proxy_auth {
+        Some(auth) if auth.outcome == crate::upstream::auth::Outcome::Ok => {
+            format!(" (signed in: {})", auth.scheme.as_deref().unwrap_or("?"))
+        }
+        _ => String::new(),
+    };
     match &route.hop {
-        Some(hop) if !always_direct => format!(" via {hop}"),
+        Some(hop) if !always_direct => format!(" via {hop}{signed}"),
         _ => String::new(),
     }
 }

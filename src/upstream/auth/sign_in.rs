@@ -78,6 +78,7 @@ pub async fn sign_in(
     let candidates = match settings.candidates(&offered, &can) {
         Ok(c) => c,
         Err(why) => {
+            let why = format!("{why} (Proxy-Authenticate: {})", challenge_text(&first));
             let result = refused(first, &mut record, AuthFailure::Unsupported, why).await;
             return finish(result, record, started);
         }
@@ -152,6 +153,21 @@ fn offered(response: &Response<Incoming>) -> Vec<Challenge> {
             .iter()
             .filter_map(|v| v.to_str().ok()),
     )
+}
+
+/// The `Proxy-Authenticate` values as sent (`Basic realm="corp"`), for the failure.
+fn challenge_text(response: &Response<Incoming>) -> String {
+    let values: Vec<&str> = response
+        .headers()
+        .get_all(PROXY_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        "none".into()
+    } else {
+        values.join(", ")
+    }
 }
 
 fn offers(offered: &[Challenge], scheme: Scheme) -> bool {
