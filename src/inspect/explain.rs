@@ -62,7 +62,13 @@ pub fn route_findings(
     }
     if let Some(auth) = &taken.proxy_auth {
         if let Some(why) = auth.failure {
-            let detail = format!("{host}: {}", auth.line());
+            let scheme = auth.scheme.as_deref().unwrap_or("no scheme");
+            let whom = auth.spn.as_deref().or(auth.user.as_deref());
+            let whom = whom.map_or(String::new(), |w| format!(" ({w})"));
+            let detail = format!(
+                "{host}: signing in to {} with {scheme}{whom} failed",
+                auth.proxy
+            );
             let evidence = auth.detail.clone().unwrap_or_default();
             found.push(finding(FindingKind::ProxyAuth(why), evidence, detail));
         }
