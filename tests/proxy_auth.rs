@@ -56,6 +56,19 @@ fn negotiate_through_squid_with_the_users_ticket_for_tunnels_and_plain_http() {
         assert_eq!(auth["outcome"], "ok", "{auth}");
         assert_eq!(auth["offered"], serde_json::json!(["Negotiate", "NTLM"]));
     }
+    let signed = &session.summary["proxy_sign_in"][0];
+    assert_eq!(
+        signed["proxy"],
+        format!("proxy.diagproxy.test:{}", squid.port)
+    );
+    assert_eq!(signed["principal"], "HTTP@proxy.diagproxy.test");
+    assert!(signed["ok"]["Negotiate"].as_u64().unwrap() >= 2, "{signed}");
+    let report = std::fs::read_to_string(session.path.join("report.md")).unwrap();
+    assert!(
+        report.contains("- Proxy sign-in: proxy.diagproxy.test:")
+            && report.contains("Negotiate ok ×"),
+        "{report}"
+    );
     let log = squid.access_log();
     assert!(
         log.contains("alice@DIAGPROXY.TEST"),

@@ -65,6 +65,13 @@ pub fn render(session: &Session) -> String {
         if good { " good" } else { "" },
         esc(&verdict)
     );
+    for signed in session.summary.sign_ins() {
+        let _ = write!(
+            out,
+            "<p class=\"meta\">Proxy sign-in: {}</p>",
+            esc(&signed.line())
+        );
+    }
     super::overview::render(&mut out, session);
     findings(&mut out, session);
     out.push_str("<input id=\"filter\" placeholder=\"filter hosts…\" aria-label=\"filter hosts\">");

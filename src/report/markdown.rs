@@ -63,6 +63,13 @@ fn environment(md: &mut String, session: &Session) {
             pac.sha256
         );
     }
+    for signed in session.summary.sign_ins() {
+        let _ = writeln!(
+            md,
+            "- Proxy sign-in: {}",
+            crate::text::markdown(&signed.line())
+        );
+    }
     let ended = session.events.iter().rev().find_map(|e| match e {
         Event::SessionEnded(end) => Some(end.ended_at.clone()),
         _ => None,

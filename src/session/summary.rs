@@ -31,6 +31,53 @@ pub struct Summary {
     /// The first profile host a route was seen for, and that route: another profile host
     /// that goes another way is a `split_route`.
     first_route: Option<(String, String)>,
+    /// Sign-ins per corporate proxy (at most [`MAX_SIGN_IN_PROXIES`]).
+    sign_ins: BTreeMap<String, SignIns>,
+}
+
+/// Proxies whose sign-ins are summarised (a PAC naming more is unusual; later ones are
+/// not summarised, their events keep every record).
+pub const MAX_SIGN_IN_PROXIES: usize = 64;
+
+/// What signing in to one corporate proxy came to over the session (`summary.json`
+/// `proxy_sign_in`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SignIns {
+    pub proxy: String,
+    /// Schemes its `407`s offered.
+    pub offered: BTreeSet<String>,
+    /// The service principal asked for, or the NTLM/Basic account (the last seen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Sign-ins that worked, per scheme.
+    pub ok: BTreeMap<String, u64>,
+    /// Sign-ins that failed, per finding name.
+    pub failed: BTreeMap<String, u64>,
+    /// The slowest sign-in, in ms.
+    pub max_ms: f64,
+}
+
+impl SignIns {
+    /// `proxy.corp:3128 (offers Negotiate, NTLM): Negotiate as HTTP@proxy.corp ok ×12, proxy_auth_no_ticket ×1`.
+    pub fn line(&self) -> String {
+        let offered: Vec<&str> = self.offered.iter().map(String::as_str).collect();
+        let mut parts: Vec<String> = self
+            .ok
+            .iter()
+            .map(|(scheme, n)| format!("{scheme} ok ×{n}"))
+            .collect();
+        parts.extend(self.failed.iter().map(|(name, n)| format!("{name} ×{n}")));
+        let whom = self
+            .principal
+            .as_deref()
+            .map_or(String::new(), |p| format!(" as {p}"));
+        format!(
+            "{} (offers {}){whom}: {}",
+            self.proxy,
+            offered.join(", "),
+            parts.join(", ")
+        )
+    }
 }
 
 /// One host:port of `summary.json`.
@@ -74,6 +121,9 @@ pub struct SummaryDoc<'a> {
     pub hosts: Vec<&'a HostStats>,
     pub allowlist: AllowlistDoc,
     pub refused: u64,
+    /// Sign-ins per corporate proxy, when a proxy asked for one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proxy_sign_in: Vec<&'a SignIns>,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,6 +189,7 @@ impl Summary {
             hosts: BTreeMap::new(),
             refused: 0,
             first_route: None,
+            sign_ins: BTreeMap::new(),
         }
     }
 
@@ -180,6 +231,7 @@ impl Summary {
                 }
                 let failure = t.failure.clone();
                 self.note_route(t.host_name(), t.port, t.route.hop.as_deref());
+                self.note_sign_in(t.route.proxy_auth.as_ref());
                 let url = format!(
                     "https://{}/",
                     crate::upstream::addr::join(t.host_name(), t.port)
@@ -205,6 +257,7 @@ impl Summary {
                     stats.add_finding(finding.clone());
                 }
                 self.note_route(&r.host, r.port, r.route.hop.as_deref());
+                self.note_sign_in(r.route.proxy_auth.as_ref());
                 let hop = r.route.hop.as_deref();
                 self.record_failure(
                     (&r.host, r.port, &r.url),
@@ -301,6 +354,31 @@ impl Summary {
 
     /// Remembers the way `host:port`'s connection took; a profile host that goes another
     /// way than the first one seen is a `split_route` (ChatGPT then works only partly).
+    fn note_sign_in(&mut self, record: Option<&crate::upstream::auth::AuthRecord>) {
+        let Some(record) = record else { return };
+        if !self.sign_ins.contains_key(&record.proxy) && self.sign_ins.len() >= MAX_SIGN_IN_PROXIES
+        {
+            return;
+        }
+        let stats = self.sign_ins.entry(record.proxy.clone()).or_default();
+        stats.proxy.clone_from(&record.proxy);
+        stats.offered.extend(record.offered.iter().cloned());
+        if let Some(p) = record.spn.as_ref().or(record.user.as_ref()) {
+            stats.principal = Some(p.clone());
+        }
+        let scheme = record.scheme.clone().unwrap_or_default();
+        match record.failure {
+            None => *stats.ok.entry(scheme).or_default() += 1,
+            Some(f) => *stats.failed.entry(f.as_str().to_string()).or_default() += 1,
+        }
+        stats.max_ms = stats.max_ms.max(record.ms);
+    }
+
+    /// Sign-ins per corporate proxy.
+    pub fn sign_ins(&self) -> impl Iterator<Item = &SignIns> {
+        self.sign_ins.values()
+    }
+
     fn note_route(&mut self, host: &str, port: u16, hop: Option<&str>) {
         let Some(hop) = hop else { return };
         let stats = self.host(host, port);
@@ -381,6 +459,7 @@ impl Summary {
             hosts: self.hosts.values().collect(),
             allowlist,
             refused: self.refused,
+            proxy_sign_in: self.sign_ins.values().collect(),
         }
     }
 
@@ -546,6 +625,53 @@ mod tests {
             }
             other => other,
         }
+    }
+
+    #[test]
+    fn sign_ins_are_counted_per_proxy_by_scheme_and_failure() {
+        use crate::upstream::auth::{AuthFailure, AuthRecord, Outcome};
+        let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+        let signed = |failure: Option<AuthFailure>, ms: f64| {
+            let mut event = tunnel("chatgpt.com", None);
+            if let Event::Tunnel(t) = &mut event {
+                t.route.proxy_auth = Some(AuthRecord {
+                    proxy: "proxy.corp:3128".into(),
+                    offered: vec!["Negotiate".into(), "NTLM".into()],
+                    scheme: Some("Negotiate".into()),
+                    spn: Some("HTTP@proxy.corp".into()),
+                    outcome: if failure.is_some() {
+                        Outcome::Failed
+                    } else {
+                        Outcome::Ok
+                    },
+                    failure,
+                    ms,
+                    ..AuthRecord::default()
+                });
+            }
+            event
+        };
+        s.apply(&signed(None, 2.0));
+        s.apply(&signed(None, 5.0));
+        s.apply(&signed(Some(AuthFailure::NoTicket), 1.0));
+        s.apply(&tunnel("chatgpt.com", None));
+        let doc = s.doc();
+        assert_eq!(doc.proxy_sign_in.len(), 1);
+        let p = doc.proxy_sign_in[0];
+        assert_eq!(
+            (
+                p.ok["Negotiate"],
+                p.failed["proxy_auth_no_ticket"],
+                p.max_ms
+            ),
+            (2, 1, 5.0)
+        );
+        assert_eq!(
+            p.line(),
+            "proxy.corp:3128 (offers NTLM, Negotiate) as HTTP@proxy.corp: Negotiate ok ×2, proxy_auth_no_ticket ×1"
+        );
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["proxy_sign_in"][0]["ok"]["Negotiate"], 2);
     }
 
     #[test]

@@ -67,7 +67,8 @@ type DisplayStatus =
 
 /// The library and the functions taken from it; kept for the life of the process.
 struct Api {
-    _library: libloading::Library,
+    /// Kept open for the process's life (the function pointers point into it).
+    _library: Box<dyn std::any::Any + Send + Sync>,
     import_name: ImportName,
     init_sec_context: InitSecContext,
     release_buffer: ReleaseBuffer,
@@ -77,6 +78,7 @@ struct Api {
 }
 
 /// Where GSSAPI lives, in the order tried.
+#[cfg(feature = "negotiate")]
 const LIBRARIES: &[&str] = &[
     "libgssapi_krb5.so.2",
     "libgssapi.so.3",
@@ -115,6 +117,12 @@ fn api() -> Result<&'static Api, String> {
     API.get_or_init(load).as_ref().map_err(Clone::clone)
 }
 
+#[cfg(not(feature = "negotiate"))]
+fn load() -> Result<Api, String> {
+    Err("this diagproxy was built without the `negotiate` feature (cargo build --features negotiate)".into())
+}
+
+#[cfg(feature = "negotiate")]
 fn load() -> Result<Api, String> {
     let mut tried = Vec::new();
     for name in LIBRARIES {
@@ -131,6 +139,7 @@ fn load() -> Result<Api, String> {
     ))
 }
 
+#[cfg(feature = "negotiate")]
 fn symbols(library: libloading::Library) -> Result<Api, libloading::Error> {
     // SAFETY: the types are RFC 2744's C bindings of these functions.
     unsafe {
@@ -141,7 +150,7 @@ fn symbols(library: libloading::Library) -> Result<Api, libloading::Error> {
         let delete_sec_context = *library.get::<DeleteSecContext>(b"gss_delete_sec_context\0")?;
         let display_status = *library.get::<DisplayStatus>(b"gss_display_status\0")?;
         Ok(Api {
-            _library: library,
+            _library: Box::new(library),
             import_name,
             init_sec_context,
             release_buffer,

@@ -84,13 +84,26 @@ pub async fn sign_in(
         }
     };
     let body = drain(first).await;
+    let result = each_scheme(candidates, conn, proxy, settings, &mut record, body).await;
+    finish(result, record, started)
+}
+
+/// Tries `candidates` in turn on the connection whose `407` was read.
+async fn each_scheme(
+    candidates: Vec<Scheme>,
+    conn: &mut impl Resend,
+    proxy: &Proxy<'_>,
+    settings: &Settings,
+    record: &mut AuthRecord,
+    body: String,
+) -> Result<Response<Incoming>, Failure> {
     let mut local = None;
     for scheme in candidates {
         record.scheme = Some(scheme.to_string());
-        let stop = match attempt(scheme, conn, proxy, settings, &mut record).await {
+        let stop = match attempt(scheme, conn, proxy, settings, record).await {
             Ok(response) => {
                 record.outcome = Outcome::Ok;
-                return finish(Ok(response), record, started);
+                return Ok(response);
             }
             Err(stop) => stop,
         };
@@ -107,13 +120,12 @@ pub async fn sign_in(
                         crate::clock::human(skewed)
                     ));
                 }
-                let result = refused(response, &mut record, failure, why).await;
-                return finish(result, record, started);
+                return refused(response, record, failure, why).await;
             }
             Stop::Broken(failure) => {
                 record.outcome = Outcome::Failed;
                 record.detail = Some(failure.detail.clone());
-                return finish(Err(failure), record, started);
+                return Err(failure);
             }
         }
     }
@@ -131,9 +143,9 @@ pub async fn sign_in(
     record.outcome = Outcome::Failed;
     record.failure = Some(failure);
     record.detail = Some(why.clone());
-    let mut f = auth_failure(&record, failure, &why);
+    let mut f = auth_failure(record, failure, &why);
     f.proxy_body = Some(body).filter(|b| !b.is_empty());
-    finish(Err(f), record, started)
+    Err(f)
 }
 
 fn finish(
