@@ -9,6 +9,7 @@ mod check;
 pub mod load;
 pub mod pac;
 pub mod pin;
+mod report;
 pub mod world;
 
 use std::io::Write;
@@ -63,6 +64,8 @@ pub enum Group {
     Check,
     /// New tunnels through a proxy that asks for sign-in (`--auth-proxy`; in process).
     Auth,
+    /// `diagproxy report` on sessions of 20,000 and 200,000 events: time and peak memory.
+    Report,
 }
 
 impl Options {
@@ -186,7 +189,8 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
             + 4 * usize::from(intercept.is_some())
             + usize::from(o.runs(Group::Pac) && o.proxy.is_none())
             + usize::from(o.runs(Group::Check) && o.proxy.is_none())
-            + usize::from(o.runs(Group::Auth) && o.auth_proxy.is_some()),
+            + usize::from(o.runs(Group::Auth) && o.auth_proxy.is_some())
+            + usize::from(o.runs(Group::Report) && o.proxy.is_none()),
     );
     // Memory first, while the proxy's heap holds nothing left over from the load tests
     // (freed memory stays in the heap and would hide what idle tunnels cost).
@@ -235,6 +239,14 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
             progress.step("sign-in through the --auth-proxy");
             rows.extend(auth::rows(world, config, proxy).await?);
         }
+    }
+    if o.runs(Group::Report) && o.proxy.is_none() {
+        progress.step("reports of long sessions");
+        rows.extend(
+            tokio::task::spawn_blocking(report::rows)
+                .await
+                .map_err(|e| e.to_string())??,
+        );
     }
     rows.extend(memory);
     Ok(rows)

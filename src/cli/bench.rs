@@ -74,6 +74,7 @@ fn bench_group(group: BenchGroup) -> Group {
         BenchGroup::Pac => Group::Pac,
         BenchGroup::Check => Group::Check,
         BenchGroup::Auth => Group::Auth,
+        BenchGroup::Report => Group::Report,
     }
 }
 

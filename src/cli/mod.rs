@@ -251,6 +251,8 @@ pub enum BenchGroup {
     Check,
     /// New tunnels through --auth-proxy, signing in each time.
     Auth,
+    /// `diagproxy report` on sessions of 20,000 and 200,000 events: time and peak memory.
+    Report,
 }
 
 #[derive(Debug, Args)]

@@ -276,24 +276,59 @@ fn answer(
     }
 }
 
+/// What `compare` needs of a session's events, folded as they are read: the first answer
+/// to each URL and the connect + wait times per host, each for at most [`MAX_COMPARED`]
+/// URLs or hosts (a session with more compares its first ones).
+#[derive(Debug, Default)]
+pub struct Digest {
+    answers: BTreeMap<String, String>,
+    sums: BTreeMap<String, (f64, u32)>,
+}
+
+/// URLs and hosts a [`Digest`] remembers.
+pub const MAX_COMPARED: usize = 10_000;
+
+impl Digest {
+    pub fn add(&mut self, event: &Event) {
+        match event {
+            Event::Request(r) => {
+                let url = r.url.split('?').next().unwrap_or(&r.url);
+                if self.answers.len() < MAX_COMPARED && !self.answers.contains_key(url) {
+                    let text = match (r.status, &r.failure) {
+                        (Some(st), _) => {
+                            format!("{st} {}", r.content_type.as_deref().unwrap_or("-"))
+                        }
+                        (None, Some(f)) => f.kind.to_string(),
+                        (None, None) => "no answer".into(),
+                    };
+                    self.answers.insert(url.to_string(), text);
+                }
+                let ms = r.timings.connect_ms.unwrap_or(0.0) + r.timings.wait_ms.unwrap_or(0.0);
+                self.time(&r.host, ms);
+            }
+            Event::Tunnel(t) if t.failure.is_none() => {
+                let ms = t.timings.connect_ms.unwrap_or(0.0)
+                    + t.timings.proxy_connect_ms.unwrap_or(0.0)
+                    + t.timings.wait_ms.unwrap_or(0.0);
+                self.time(t.host_name(), ms);
+            }
+            _ => {}
+        }
+    }
+
+    fn time(&mut self, host: &str, ms: f64) {
+        if let Some(entry) = self.sums.get_mut(host) {
+            entry.0 += ms;
+            entry.1 += 1;
+        } else if self.sums.len() < MAX_COMPARED {
+            self.sums.insert(host.to_string(), (ms, 1));
+        }
+    }
+}
+
 /// Answers whose status or content type differs for the same URL (first answer of each).
 fn responses(a: &Session, b: &Session) -> Vec<ResponseDiff> {
-    let answers = |s: &Session| {
-        let mut map = BTreeMap::new();
-        for e in &s.events {
-            if let Event::Request(r) = e {
-                let url = r.url.split('?').next().unwrap_or(&r.url).to_string();
-                let text = match (r.status, &r.failure) {
-                    (Some(st), _) => format!("{st} {}", r.content_type.as_deref().unwrap_or("-")),
-                    (None, Some(f)) => f.kind.to_string(),
-                    (None, None) => "no answer".into(),
-                };
-                map.entry(url).or_insert(text);
-            }
-        }
-        map
-    };
-    let (ma, mb) = (answers(a), answers(b));
+    let (ma, mb) = (&a.digest.answers, &b.digest.answers);
     ma.iter()
         .filter_map(|(url, ta)| {
             mb.get(url).filter(|tb| *tb != ta).map(|tb| ResponseDiff {
@@ -308,27 +343,10 @@ fn responses(a: &Session, b: &Session) -> Vec<ResponseDiff> {
 /// Mean connect + wait per host in each session, where both have numbers.
 fn latency(a: &Session, b: &Session) -> Vec<LatencyDiff> {
     let means = |s: &Session| {
-        let mut sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
-        for e in &s.events {
-            let (host, ms) = match e {
-                Event::Request(r) => (
-                    r.host.clone(),
-                    r.timings.connect_ms.unwrap_or(0.0) + r.timings.wait_ms.unwrap_or(0.0),
-                ),
-                Event::Tunnel(t) if t.failure.is_none() => (
-                    t.host_name().to_string(),
-                    t.timings.connect_ms.unwrap_or(0.0)
-                        + t.timings.proxy_connect_ms.unwrap_or(0.0)
-                        + t.timings.wait_ms.unwrap_or(0.0),
-                ),
-                _ => continue,
-            };
-            let entry = sums.entry(host).or_insert((0.0, 0));
-            entry.0 += ms;
-            entry.1 += 1;
-        }
-        sums.into_iter()
-            .map(|(h, (sum, n))| (h, sum / f64::from(n)))
+        s.digest
+            .sums
+            .iter()
+            .map(|(h, (sum, n))| (h.clone(), sum / f64::from(*n)))
             .collect::<BTreeMap<_, _>>()
     };
     let (ma, mb) = (means(a), means(b));
@@ -470,6 +488,30 @@ mod tests {
     use super::*;
     use crate::report::fixtures;
     use crate::session::event::{Event, TunnelEnd};
+
+    #[test]
+    fn a_digest_remembers_at_most_max_compared_urls_and_hosts() {
+        let request = fixtures::events()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Request(r) => Some(r),
+                _ => None,
+            })
+            .unwrap();
+        let mut digest = Digest::default();
+        for i in 0..MAX_COMPARED + 50 {
+            let mut r = request.clone();
+            r.url = format!("http://h{i}.test/?secret=1");
+            r.host = format!("h{i}.test");
+            digest.add(&Event::Request(r));
+        }
+        assert_eq!(digest.answers.len(), MAX_COMPARED);
+        assert_eq!(digest.sums.len(), MAX_COMPARED);
+        assert!(
+            digest.answers.keys().all(|u| !u.contains('?')),
+            "no query kept"
+        );
+    }
 
     /// The fixture session as if recorded on a hotspot: the upload works, the chain is public.
     fn hotspot() -> Session {

@@ -194,5 +194,5 @@ pub fn session() -> super::Session {
 pub fn session_of(events: &[Event]) -> super::Session {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("events.jsonl"), jsonl(events)).unwrap();
-    super::Session::load(dir.path()).unwrap()
+    super::Session::load_owned(dir).unwrap()
 }

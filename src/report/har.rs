@@ -5,7 +5,6 @@
 //! Timings follow the spec: `-1` where a phase did not happen, `ssl` counted inside
 //! `connect`, and `time` equal to the sum of the phases that happened.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 
 use serde_json::{json, Value};
@@ -15,10 +14,10 @@ use crate::session::event::{Event, RequestEvent, TunnelEvent, TunnelMode};
 use crate::session::redact;
 
 /// The HAR document, whole (for tests and small sessions; [`write`] streams it).
-pub fn build(session: &Session, include_secrets: bool) -> Value {
+pub fn build(session: &Session, include_secrets: bool) -> io::Result<Value> {
     let mut document = log_without_entries(session);
-    document["log"]["entries"] = Value::Array(entries(session, include_secrets).collect());
-    document
+    document["log"]["entries"] = Value::Array(entries(session, include_secrets)?.collect());
+    Ok(document)
 }
 
 /// Writes the HAR document one entry at a time, so a session of a million requests never
@@ -31,7 +30,7 @@ pub fn write(session: &Session, include_secrets: bool, out: &mut impl Write) -> 
     out.write_all(b"{\"log\":")?;
     out.write_all(fields.as_bytes())?;
     out.write_all(b",\"entries\":[\n")?;
-    for (i, entry) in entries(session, include_secrets).enumerate() {
+    for (i, entry) in entries(session, include_secrets)?.enumerate() {
         if i > 0 {
             out.write_all(b",\n")?;
         }
@@ -53,26 +52,25 @@ fn log_without_entries(session: &Session) -> Value {
     })
 }
 
-/// One entry per request and per plain tunnel, in the order they were recorded.
-fn entries(session: &Session, include_secrets: bool) -> impl Iterator<Item = Value> + '_ {
-    let mut tls = HashMap::new();
-    for event in &session.events {
-        if let Event::TlsCheck(check) = event {
-            tls.insert((check.host.clone(), check.port), check.tls.clone());
-        }
-    }
-    session.events.iter().filter_map(move |event| match event {
+/// One entry per request and per plain tunnel, in the order they were recorded (read from
+/// the file again: one event in memory at a time).
+fn entries(
+    session: &Session,
+    include_secrets: bool,
+) -> io::Result<impl Iterator<Item = Value> + '_> {
+    let tls = &session.tls;
+    Ok(session.events()?.filter_map(move |event| match event {
         Event::Request(r) => Some(request_entry(
-            r,
+            &r,
             include_secrets,
             tls.get(&(r.host.clone(), r.port)),
         )),
         Event::Tunnel(t) if t.mode == TunnelMode::Tunnel => Some(tunnel_entry(
-            t,
+            &t,
             tls.get(&(t.host_name().to_string(), t.port)),
         )),
         _ => None,
-    })
+    }))
 }
 
 fn request_entry(
@@ -283,7 +281,7 @@ mod tests {
 
     #[test]
     fn shape_is_har_1_2() {
-        let har = build(&fixtures::session(), false);
+        let har = build(&fixtures::session(), false).unwrap();
         assert_eq!(har["log"]["version"], "1.2");
         assert_eq!(har["log"]["creator"]["name"], "diagproxy");
         let entries = har["log"]["entries"].as_array().unwrap();
@@ -342,7 +340,7 @@ mod tests {
 
     #[test]
     fn timings_are_consistent() {
-        let har = build(&fixtures::session(), false);
+        let har = build(&fixtures::session(), false).unwrap();
         for e in har["log"]["entries"].as_array().unwrap() {
             let t = &e["timings"];
             let phases: f64 = ["blocked", "dns", "connect", "send", "wait", "receive"]
@@ -385,7 +383,7 @@ mod tests {
     fn the_streamed_har_is_the_built_document() {
         let session = fixtures::session();
         let streamed: Value = serde_json::from_str(&to_string(&session, false)).unwrap();
-        let built = build(&session, false);
+        let built = build(&session, false).unwrap();
         assert_eq!(streamed, built);
         assert!(built["log"]["entries"].as_array().unwrap().len() >= 2);
     }

@@ -4,7 +4,6 @@
 use std::fmt::Write;
 
 use super::Session;
-use crate::session::event::Event;
 
 pub fn render(session: &Session) -> String {
     let mut md = String::new();
@@ -70,10 +69,7 @@ fn environment(md: &mut String, session: &Session) {
             crate::text::markdown(&signed.line())
         );
     }
-    let ended = session.events.iter().rev().find_map(|e| match e {
-        Event::SessionEnded(end) => Some(end.ended_at.clone()),
-        _ => None,
-    });
+    let ended = &session.ended_at;
     let _ = writeln!(
         md,
         "- Session `{}`: {} to {}\n",
@@ -147,16 +143,7 @@ fn reproduce(md: &mut String, failing: &[&crate::session::summary::HostStats]) {
 /// What went through diagproxy: counts, allowlist coverage, clients.
 fn tried(md: &mut String, session: &Session) {
     let _ = writeln!(md, "## What was tried\n");
-    let tunnels = session
-        .events
-        .iter()
-        .filter(|e| matches!(e, Event::Tunnel(_)))
-        .count();
-    let requests = session
-        .events
-        .iter()
-        .filter(|e| matches!(e, Event::Request(_)))
-        .count();
+    let (tunnels, requests) = (session.tunnels, session.requests);
     let doc = session.summary.doc();
     let _ = writeln!(
         md,
@@ -198,6 +185,7 @@ fn cell(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::report::fixtures;
+    use crate::session::event::Event;
 
     #[test]
     fn ticket_text_is_short_and_complete() {
@@ -224,7 +212,6 @@ mod tests {
 
     #[test]
     fn network_text_carries_no_markup_or_escapes() {
-        use crate::session::event::Event;
         let mut events = fixtures::events();
         for e in &mut events {
             let findings = match e {

@@ -10,61 +10,131 @@ pub mod markdown;
 pub mod overview;
 pub mod waterfall;
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::profile::Profile;
 use crate::session::event::{Event, SessionInfo};
 use crate::session::summary::Summary;
+use crate::tls::chain::TlsVerdict;
 
-/// A session read back from its folder.
+/// A session read back from its folder, in one pass over `events.jsonl` that keeps what the
+/// reports need and never the events themselves: memory is bounded by the number of hosts
+/// (the summary's limits), [`waterfall::WATERFALL_ROWS`] and [`compare::MAX_COMPARED`], not
+/// by the session's length. The HAR, which has an entry per event, reads the file again
+/// ([`Session::events`]).
 pub struct Session {
     pub dir: PathBuf,
-    pub events: Vec<Event>,
     pub summary: Summary,
     pub profile: Arc<Profile>,
     /// Lines of `events.jsonl` that could not be read (a kill mid-line leaves one).
     pub skipped: usize,
+    /// Tunnels and plain-HTTP requests recorded.
+    pub tunnels: u64,
+    pub requests: u64,
+    /// When the session ended cleanly (its `session_ended` line).
+    pub ended_at: Option<String>,
+    /// Each host's chain verdict (the HAR's `_tls`), for at most [`MAX_TLS_HOSTS`] hosts.
+    pub tls: HashMap<(String, u16), Option<TlsVerdict>>,
+    /// The waterfall's rows.
+    pub waterfall: waterfall::Rows,
+    /// What `compare` needs.
+    pub digest: compare::Digest,
+    /// A temporary folder that holds the files, removed with the session (fixtures).
+    _owned: Option<tempfile::TempDir>,
 }
 
+/// Hosts whose chain verdict the HAR carries.
+pub const MAX_TLS_HOSTS: usize = 10_000;
+/// Events read before `session_started` at most (it is the first line of every session).
+const BEFORE_START: usize = 1000;
+
 impl Session {
-    /// Reads `DIR/events.jsonl`; a session cut off by a kill still loads.
+    /// Reads `DIR/events.jsonl` once; a session cut off by a kill still loads.
     pub fn load(dir: &Path) -> Result<Session, String> {
         let path = dir.join("events.jsonl");
-        let text = fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut events = Vec::new();
-        let mut skipped = 0;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str::<Event>(line) {
-                Ok(event) => events.push(event),
-                Err(_) => skipped += 1,
+        let cannot = |e: io::Error| format!("cannot read {}: {e}", path.display());
+        let file = File::open(&path).map_err(cannot)?;
+        let mut lines = Lines::new(BufReader::with_capacity(256 * 1024, file));
+        let mut early = Vec::new();
+        let info = loop {
+            let Some(event) = lines.next_event().map_err(cannot)? else {
+                return Err(format!(
+                    "{} has no session_started line: not a diagproxy session",
+                    path.display()
+                ));
+            };
+            match event {
+                Event::SessionStarted(info) => break *info,
+                _ if early.len() < BEFORE_START => early.push(event),
+                _ => {}
             }
-        }
-        let info = events.iter().find_map(|e| match e {
-            Event::SessionStarted(info) => Some((**info).clone()),
-            _ => None,
-        });
-        let info = info.ok_or_else(|| {
-            format!(
-                "{} has no session_started line: not a diagproxy session",
-                path.display()
-            )
-        })?;
+        };
         let profile = Arc::new(profile_of(&info));
-        let mut summary = Summary::new(info, profile.clone());
-        for event in &events {
-            summary.apply(event);
+        let mut session = Session::empty(dir, Summary::new(info, profile.clone()), profile);
+        for event in early {
+            session.fold(&event);
         }
-        Ok(Session {
+        while let Some(event) = lines.next_event().map_err(cannot)? {
+            session.fold(&event);
+        }
+        session.skipped = lines.skipped;
+        Ok(session)
+    }
+
+    fn empty(dir: &Path, summary: Summary, profile: Arc<Profile>) -> Session {
+        Session {
             dir: dir.to_path_buf(),
-            events,
             summary,
             profile,
-            skipped,
-        })
+            skipped: 0,
+            tunnels: 0,
+            requests: 0,
+            ended_at: None,
+            tls: HashMap::new(),
+            waterfall: waterfall::Rows::default(),
+            digest: compare::Digest::default(),
+            _owned: None,
+        }
+    }
+
+    /// One event into everything the reports keep.
+    fn fold(&mut self, event: &Event) {
+        self.summary.apply(event);
+        self.waterfall.add(event);
+        self.digest.add(event);
+        match event {
+            Event::Tunnel(_) => self.tunnels += 1,
+            Event::Request(_) => self.requests += 1,
+            Event::SessionEnded(end) => self.ended_at = Some(end.ended_at.clone()),
+            Event::TlsCheck(check) => {
+                let key = (check.host.clone(), check.port);
+                if self.tls.len() < MAX_TLS_HOSTS || self.tls.contains_key(&key) {
+                    self.tls.insert(key, check.tls.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The session's events, read from the file again, in order (unreadable lines skipped).
+    pub fn events(&self) -> io::Result<impl Iterator<Item = Event>> {
+        let file = File::open(self.dir.join("events.jsonl"))?;
+        let mut lines = Lines::new(BufReader::with_capacity(256 * 1024, file));
+        Ok(std::iter::from_fn(move || {
+            lines.next_event().ok().flatten()
+        }))
+    }
+
+    /// A session whose files live in `owned` (fixtures), kept as long as the session is.
+    #[cfg(test)]
+    pub(crate) fn load_owned(owned: tempfile::TempDir) -> Result<Session, String> {
+        let mut session = Session::load(owned.path())?;
+        session._owned = Some(owned);
+        Ok(session)
     }
 
     pub fn info(&self) -> &SessionInfo {
@@ -74,6 +144,41 @@ impl Session {
     /// When the session started, in ms since the epoch, for time axes.
     pub fn start_ms(&self) -> f64 {
         parse_ts(&self.info().started_at).unwrap_or(0.0)
+    }
+}
+
+/// `events.jsonl` line by line (one line's buffer reused), counting lines that are not an
+/// event.
+struct Lines<R> {
+    reader: R,
+    line: Vec<u8>,
+    skipped: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(reader: R) -> Lines<R> {
+        Lines {
+            reader,
+            line: Vec::new(),
+            skipped: 0,
+        }
+    }
+
+    fn next_event(&mut self) -> io::Result<Option<Event>> {
+        loop {
+            self.line.clear();
+            if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+                return Ok(None);
+            }
+            if self.line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            // A line that is not UTF-8 or not an event is counted, never fatal.
+            match serde_json::from_slice::<Event>(&self.line) {
+                Ok(event) => return Ok(Some(event)),
+                Err(_) => self.skipped += 1,
+            }
+        }
     }
 }
 
@@ -204,10 +309,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut text = fixtures::events_jsonl();
         text.push_str("{\"type\":\"request\",\"ts\":\"2026-11-"); // killed mid-line
-        fs::write(dir.path().join("events.jsonl"), text).unwrap();
+        std::fs::write(dir.path().join("events.jsonl"), text).unwrap();
         let session = Session::load(dir.path()).unwrap();
         assert_eq!(session.skipped, 1);
-        assert!(session.events.len() >= 4);
+        assert!(session.events().unwrap().count() >= 4);
+        assert!(session.tunnels + session.requests >= 2);
         let written = write(&session, &Outputs::in_folder(dir.path())).unwrap();
         assert_eq!(written.len(), 3);
         assert!(dir.path().join("report.html").exists());

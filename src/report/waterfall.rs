@@ -38,59 +38,91 @@ enum Mark {
     Blocked,
 }
 
-/// The rows of every request and tunnel, in event order.
-fn rows(session: &Session, start: f64) -> Vec<Row> {
-    session
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Request(r) => {
-                let t = &r.timings;
-                let blocked = r.findings.iter().any(|f| f.kind == FindingKind::BlockPage);
-                let (status, mark) = match (&r.failure, r.status) {
-                    (Some(f), _) => (f.kind.to_string(), Mark::Failed),
-                    (None, Some(s)) if blocked => (format!("{s} block page"), Mark::Blocked),
-                    (None, Some(s)) => (s.to_string(), Mark::Normal),
-                    (None, None) => ("-".into(), Mark::Normal),
-                };
-                Some(Row {
-                    at: parse_ts(&r.ts)? - start,
-                    label: format!("{} {}", r.method, r.url),
-                    status,
-                    phases: [
-                        t.dns_ms.unwrap_or(0.0),
-                        t.connect_ms.unwrap_or(0.0),
-                        t.ssl_ms.unwrap_or(0.0),
-                        t.wait_ms.unwrap_or(0.0),
-                        t.receive_ms.unwrap_or(0.0),
-                    ],
-                    total: t.total_ms,
-                    mark,
-                })
-            }
-            Event::Tunnel(t) => {
-                let tm = &t.timings;
-                let setup = tm.connect_ms.unwrap_or(0.0) + tm.proxy_connect_ms.unwrap_or(0.0);
-                let wait = tm.wait_ms.unwrap_or(0.0);
-                let rest = (tm.total_ms - tm.dns_ms.unwrap_or(0.0) - setup - wait).max(0.0);
-                let blocked = t.findings.iter().any(|f| f.kind.is_error());
-                let (status, mark) = match (&t.failure, t.findings.first()) {
-                    (Some(f), _) => (f.kind.to_string(), Mark::Failed),
-                    (None, Some(f)) if blocked => (f.kind.to_string(), Mark::Blocked),
-                    _ => (livelog::end(t.end).to_string(), Mark::Normal),
-                };
-                Some(Row {
-                    at: parse_ts(&t.ts)? - start,
-                    label: format!("CONNECT {}:{} ({})", t.host_name(), t.port, t.mode),
-                    status,
-                    phases: [tm.dns_ms.unwrap_or(0.0), setup, 0.0, wait, rest],
-                    total: tm.total_ms,
-                    mark,
-                })
-            }
-            _ => None,
-        })
-        .collect()
+/// The rows a report shows, kept as events are read: the failed and blocked ones first,
+/// then the earliest, [`WATERFALL_ROWS`] in all, so a session of a million requests keeps
+/// at most twice that many rows in memory.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// Failed or blocked, earliest first (at most [`WATERFALL_ROWS`]).
+    problems: Vec<Row>,
+    /// The others, earliest first (at most [`WATERFALL_ROWS`]).
+    normal: Vec<Row>,
+    /// Every request and tunnel seen.
+    recorded: usize,
+}
+
+impl Rows {
+    pub fn add(&mut self, event: &Event) {
+        let Some(row) = row(event) else { return };
+        self.recorded += 1;
+        let list = match row.mark {
+            Mark::Normal => &mut self.normal,
+            _ => &mut self.problems,
+        };
+        if list.len() < WATERFALL_ROWS {
+            list.push(row);
+        }
+    }
+
+    /// The rows to draw, in time order, and how many were recorded.
+    fn shown(&self) -> (Vec<Row>, usize) {
+        let room = WATERFALL_ROWS.saturating_sub(self.problems.len());
+        let mut rows: Vec<Row> = self.problems.iter().take(WATERFALL_ROWS).cloned().collect();
+        rows.extend(self.normal.iter().take(room).cloned());
+        rows.sort_by(|a, b| a.at.total_cmp(&b.at));
+        (rows, self.recorded)
+    }
+}
+
+/// A request's or a tunnel's row, `at` in ms since the epoch.
+fn row(event: &Event) -> Option<Row> {
+    match event {
+        Event::Request(r) => {
+            let t = &r.timings;
+            let blocked = r.findings.iter().any(|f| f.kind == FindingKind::BlockPage);
+            let (status, mark) = match (&r.failure, r.status) {
+                (Some(f), _) => (f.kind.to_string(), Mark::Failed),
+                (None, Some(s)) if blocked => (format!("{s} block page"), Mark::Blocked),
+                (None, Some(s)) => (s.to_string(), Mark::Normal),
+                (None, None) => ("-".into(), Mark::Normal),
+            };
+            Some(Row {
+                at: parse_ts(&r.ts)?,
+                label: format!("{} {}", r.method, r.url),
+                status,
+                phases: [
+                    t.dns_ms.unwrap_or(0.0),
+                    t.connect_ms.unwrap_or(0.0),
+                    t.ssl_ms.unwrap_or(0.0),
+                    t.wait_ms.unwrap_or(0.0),
+                    t.receive_ms.unwrap_or(0.0),
+                ],
+                total: t.total_ms,
+                mark,
+            })
+        }
+        Event::Tunnel(t) => {
+            let tm = &t.timings;
+            let setup = tm.connect_ms.unwrap_or(0.0) + tm.proxy_connect_ms.unwrap_or(0.0);
+            let wait = tm.wait_ms.unwrap_or(0.0);
+            let rest = (tm.total_ms - tm.dns_ms.unwrap_or(0.0) - setup - wait).max(0.0);
+            let blocked = t.findings.iter().any(|f| f.kind.is_error());
+            let (status, mark) = match (&t.failure, t.findings.first()) {
+                (Some(f), _) => (f.kind.to_string(), Mark::Failed),
+                (None, Some(f)) if blocked => (f.kind.to_string(), Mark::Blocked),
+                _ => (livelog::end(t.end).to_string(), Mark::Normal),
+            };
+            Some(Row {
+                at: parse_ts(&t.ts)?,
+                label: format!("CONNECT {}:{} ({})", t.host_name(), t.port, t.mode),
+                status,
+                phases: [tm.dns_ms.unwrap_or(0.0), setup, 0.0, wait, rest],
+                total: tm.total_ms,
+                mark,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The time axis with idle stretches squeezed: busy spans map one to one, each gap longer
@@ -151,18 +183,16 @@ impl Axis {
 
 pub fn render(out: &mut String, session: &Session) {
     let start = session.start_ms();
-    let mut rows = rows(session, start);
+    let (mut rows, recorded) = session.waterfall.shown();
+    for row in &mut rows {
+        row.at -= start;
+    }
     out.push_str("<h2>Waterfall</h2><p class=\"legend\"><span class=\"w-dns\"></span>DNS<span class=\"w-connect\"></span>connect<span class=\"w-ssl\"></span>TLS<span class=\"w-wait\"></span>wait<span class=\"w-receive\"></span>receive / open<span class=\"w-fail\"></span>failed<span class=\"w-block\"></span>blocked<span class=\"w-gap\"></span>idle, squeezed</p>");
     if rows.is_empty() {
         out.push_str("<p>No requests or tunnels were recorded.</p>");
         return;
     }
-    let recorded = rows.len();
-    if recorded > WATERFALL_ROWS {
-        // The failed and blocked ones first, then the earliest; shown in time order.
-        rows.sort_by_key(|row| row.mark == Mark::Normal);
-        rows.truncate(WATERFALL_ROWS);
-        rows.sort_by(|a, b| a.at.total_cmp(&b.at));
+    if recorded > rows.len() {
         let _ = write!(
             out,
             "<p>{WATERFALL_ROWS} of {recorded} requests and tunnels shown (every failed or blocked one first, then the earliest); all are in <code>session.har</code> and <code>events.jsonl</code>.</p>"
@@ -312,5 +342,16 @@ mod tests {
             "the late failure"
         );
         assert!(!html.contains(&format!("example.test/n{}/", late + 1)));
+        // What is kept while reading is bounded too: at most the rows that can be shown
+        // of each kind, however long the session.
+        let mut rows = Rows::default();
+        for _ in 0..3 {
+            for event in &events {
+                rows.add(event);
+            }
+        }
+        assert!(rows.normal.len() <= WATERFALL_ROWS && rows.problems.len() <= WATERFALL_ROWS);
+        assert_eq!(rows.recorded, 3 * recorded);
+        assert_eq!(rows.shown().0.len(), WATERFALL_ROWS);
     }
 }
