@@ -89,11 +89,7 @@ fn without_a_ticket_the_failure_is_no_ticket_with_its_remedy() {
     let echo = rt.block_on(common::echo_server());
     let run = Run::start(&kdc, &squid, &[], &[]);
     let addr = run.addr();
-    let head = rt.block_on(async {
-        common::raw_connect(addr, &format!("127.0.0.1:{}", echo.port()), "")
-            .await
-            .1
-    });
+    let head = rt.block_on(connect_head(addr, echo));
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     assert!(head.contains("proxy_auth_no_ticket"), "{head}");
     let session = run.stop();
@@ -130,11 +126,7 @@ fn a_clock_an_hour_ahead_is_named_as_skew() {
     ];
     let run = Run::start(&kdc, &squid, &[], &skewed);
     let addr = run.addr();
-    let head = rt.block_on(async {
-        common::raw_connect(addr, &format!("127.0.0.1:{}", echo.port()), "")
-            .await
-            .1
-    });
+    let head = rt.block_on(connect_head(addr, echo));
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     let session = run.stop();
     let auth = &session.auth_records()[0];
@@ -159,11 +151,7 @@ fn a_proxy_addressed_by_ip_has_no_service_principal() {
     let by_ip = format!("http://127.0.0.1:{}", squid.port);
     let run = Run::start_at(&kdc, &by_ip, None, &[], &[]);
     let addr = run.addr();
-    let head = rt.block_on(async {
-        common::raw_connect(addr, &format!("127.0.0.1:{}", echo.port()), "")
-            .await
-            .1
-    });
+    let head = rt.block_on(connect_head(addr, echo));
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     let session = run.stop();
     let auth = &session.auth_records()[0];
@@ -482,6 +470,13 @@ fn assert_no_secret_in(dir: &Path, secrets: &[&str]) {
             );
         }
     }
+}
+
+/// The head of diagproxy's answer to a CONNECT to the echo server.
+async fn connect_head(proxy: SocketAddr, echo: SocketAddr) -> String {
+    common::raw_connect(proxy, &format!("127.0.0.1:{}", echo.port()), "")
+        .await
+        .1
 }
 
 /// A CONNECT through `proxy` to the echo server carries bytes both ways.

@@ -304,26 +304,8 @@ async fn connect_through(
     config: &Config,
     auth: &mut Option<AuthRecord>,
 ) -> Result<Stream, Failure> {
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .map_err(proxy_error)?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!("corporate proxy connection: {e}");
-        }
-    });
     let target = host_port(host, port);
-    let mut connect = Connect {
-        sender,
-        target: target.parse().map_err(|_| {
-            Failure::new(
-                FailureKind::HttpError,
-                Side::Downstream,
-                format!("bad CONNECT target {target}"),
-            )
-        })?,
-    };
+    let mut connect = Connect::open(stream, &target).await?;
     let preemptive = proxy
         .authorization
         .as_deref()
@@ -366,22 +348,7 @@ pub async fn ask(
     config: &Config,
 ) -> Result<(u16, Vec<auth::Challenge>), Failure> {
     let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(d.stream))
-            .await
-            .map_err(proxy_error)?;
-    tokio::spawn(conn);
-    let target = host_port(host, port);
-    let mut connect = Connect {
-        sender,
-        target: target.parse().map_err(|_| {
-            Failure::new(
-                FailureKind::HttpError,
-                Side::Downstream,
-                format!("bad target {target}"),
-            )
-        })?,
-    };
+    let mut connect = Connect::open(d.stream, &host_port(host, port)).await?;
     let asked = tokio::time::timeout(config.response_timeout, connect.send(None)).await;
     let response = asked.map_err(|_| {
         Failure::new(
@@ -412,6 +379,24 @@ struct Connect {
 }
 
 impl Connect {
+    /// An HTTP/1.1 connection to the proxy over `stream`, for CONNECTs to `target`.
+    async fn open(stream: TcpStream, target: &str) -> Result<Connect, Failure> {
+        let target = target.parse().map_err(|_| {
+            let why = format!("bad CONNECT target {target}");
+            Failure::new(FailureKind::HttpError, Side::Downstream, why)
+        })?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(proxy_error)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("corporate proxy connection: {e}");
+            }
+        });
+        Ok(Connect { sender, target })
+    }
+
     async fn send(
         &mut self,
         authorization: Option<HeaderValue>,
