@@ -215,16 +215,31 @@ pub async fn one_request(
     Ok(t.elapsed().as_micros() as u32)
 }
 
-/// Bytes of an endless body read through a tunnel (or directly) for `duration`, and the
-/// seconds that took.
-pub async fn tunnel_throughput(
+/// Bytes of an endless body read for `duration` — through a tunnel, or (`plain`) as a
+/// plain-HTTP request the proxy forwards, or directly — and the seconds that took.
+pub async fn bulk_throughput(
     origin: SocketAddr,
     via: Via,
+    plain: bool,
     duration: Duration,
 ) -> Result<(u64, f64), String> {
-    let mut stream = open_tunnel(origin, via).await?;
+    let (mut stream, request) = match (via, plain) {
+        (Via::Proxy(proxy), true) => {
+            let stream = TcpStream::connect(proxy).await.map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            let request = format!("GET http://{origin}/endless HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+            (stream, request)
+        }
+        _ => {
+            let stream = open_tunnel(origin, via).await?;
+            (
+                stream,
+                "GET /endless HTTP/1.1\r\nHost: bench\r\n\r\n".to_string(),
+            )
+        }
+    };
     stream
-        .write_all(b"GET /endless HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .write_all(request.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 256 * 1024];

@@ -184,7 +184,7 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     let intercept = trust_proxy.filter(|_| o.runs(Group::Intercept));
     let mut progress = Progress::new(
         2 * usize::from(memory_pid.is_some())
-            + 2 * usize::from(o.runs(Group::Forward))
+            + 3 * usize::from(o.runs(Group::Forward))
             + 2 * usize::from(o.runs(Group::Tunnel))
             + 4 * usize::from(intercept.is_some())
             + usize::from(o.runs(Group::Pac) && o.proxy.is_none())
@@ -267,6 +267,9 @@ async fn forward(
     let c = o.connections;
     let run = paired(proxy, d, |v, t| load::forward(world.http, v, c, t)).await?;
     rows.push(rate_row(&format!("forward HTTP/1.1 keep-alive c={c}"), run));
+    progress.step("forward bulk");
+    let mode = "forward bulk throughput (plain HTTP, chunked)";
+    rows.push(bulk_row(world, proxy, d, mode, true).await?);
     Ok(())
 }
 
@@ -278,19 +281,35 @@ async fn tunnel(
     rows: &mut Vec<Row>,
 ) -> Result<(), String> {
     progress.step("tunnel throughput");
+    rows.push(bulk_row(world, proxy, d, "tunnel bulk throughput", false).await?);
+    progress.step("tunnel setup");
+    let run = paired(proxy, d, |v, t| load::tunnel_setup(world.http, v, t)).await?;
+    rows.push(time_row("tunnel setup (CONNECT → 200)", run));
+    Ok(())
+}
+
+/// An endless body read for `d`, directly and through the proxy: in a tunnel, or as a plain
+/// HTTP request the proxy forwards (`plain`).
+async fn bulk_row(
+    world: &World,
+    proxy: Proxy,
+    d: Duration,
+    mode: &str,
+    plain: bool,
+) -> Result<Row, String> {
     let via = Via::Proxy(proxy.addr);
     let (mut direct, mut through) = (Bulk::default(), Bulk::default());
     let mut cpu = CpuMeter::new(proxy.pid);
     for _ in 0..ROUNDS {
         let slice = d / ROUNDS as u32;
-        direct.add(load::tunnel_throughput(world.http, Via::Direct, slice).await?);
+        direct.add(load::bulk_throughput(world.http, Via::Direct, plain, slice).await?);
         cpu.start();
-        through.add(load::tunnel_throughput(world.http, via, slice).await?);
+        through.add(load::bulk_throughput(world.http, via, plain, slice).await?);
         cpu.stop();
     }
     let mb = through.bytes as f64 / 1e6;
-    rows.push(Row {
-        mode: "tunnel bulk throughput".into(),
+    Ok(Row {
+        mode: mode.into(),
         unit: "MB/s".into(),
         direct: Some(direct.per_sec() / 1e6),
         proxy: Some(through.per_sec() / 1e6),
@@ -299,11 +318,7 @@ async fn tunnel(
         p50_us: None,
         p99_us: None,
         proxy_cpu_us: cpu.per(mb),
-    });
-    progress.step("tunnel setup");
-    let run = paired(proxy, d, |v, t| load::tunnel_setup(world.http, v, t)).await?;
-    rows.push(time_row("tunnel setup (CONNECT → 200)", run));
-    Ok(())
+    })
 }
 
 /// Bytes moved and the time they took, over the slices of a throughput measurement.
