@@ -310,6 +310,31 @@ async fn ntlm_password_checked_by_the_proxy_right_and_wrong() {
 }
 
 #[tokio::test]
+async fn a_small_post_is_sent_again_while_signing_in_with_ntlm() {
+    let proxy = ntlm_proxy(Offer::Ntlm).await;
+    let diag = signing_in(proxy, "CORP\\bob", NTLM_PASSWORD).await;
+    let mut client = common::Client::connect(diag.addr).await;
+    let request = hyper::Request::post("http://origin.test/form")
+        .header("content-type", "text/plain")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"hello-body",
+        )))
+        .unwrap();
+    let reply = client.send(request).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.text(),
+        "hello-body",
+        "the body went with the signed-in request"
+    );
+    drop(client);
+    let session = diag.stop().await;
+    let request = &session.events_of("request")[0];
+    assert_eq!(request["proxy_auth"]["outcome"], "ok", "{request}");
+    assert_eq!(request["proxy_auth"]["rounds"], 2, "{request}");
+}
+
+#[tokio::test]
 async fn a_proxy_offering_only_digest_is_unsupported_and_says_what_it_offers() {
     let echo = common::echo_server().await;
     let proxy = ntlm_proxy(Offer::DigestOnly).await;
@@ -531,6 +556,18 @@ async fn ntlm_connection(mut stream: TcpStream, offer: Offer) {
         let Some(head) = read_request_head(&mut stream).await else {
             return;
         };
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        if stream.read_exact(&mut body).await.is_err() {
+            return;
+        }
         let target = head
             .split_whitespace()
             .nth(1)
@@ -555,6 +592,14 @@ async fn ntlm_connection(mut stream: TcpStream, offer: Offer) {
                     "NTLM {}",
                     base64::engine::general_purpose::STANDARD.encode(reply)
                 ),
+                Step::Done if !head.starts_with("CONNECT ") => {
+                    // A plain request, signed in: its body comes back.
+                    let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                    let _ = stream.write_all(&body).await;
+                    server = NtlmServer::new();
+                    continue;
+                }
                 Step::Done => {
                     let _ = stream
                         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")

@@ -214,7 +214,8 @@ async fn exchange(
             last = Some(failure);
             continue;
         };
-        let head = replayable(&request, hop, state);
+        let (again, head) = replayable(request, hop, state).await?;
+        request = again;
         if i == 0 {
             match reuse(request, &key, state, event).await {
                 Ok(Ok((response, sender))) => {
@@ -251,22 +252,49 @@ async fn exchange(
         .unwrap_or_else(|| Failure::new(FailureKind::ConnectFailed, Side::Upstream, "no route")))
 }
 
-/// A request's head, kept to send it again while signing in to a proxy: only for requests
-/// with no body (a body already sent cannot be sent twice) going to a proxy.
+/// A request kept to send it again while signing in to a proxy: its head, and its body when
+/// it has one of at most [`REPLAY_LIMIT`] bytes (read whole before sending, as a browser
+/// keeps an upload it may have to send again). Larger bodies are streamed and not replayable.
 struct Head {
     method: hyper::Method,
     uri: Uri,
     headers: hyper::HeaderMap,
+    body: bytes::Bytes,
 }
 
-fn replayable(request: &Request<Body>, hop: &Hop, state: &Shared) -> Option<Head> {
+/// The largest request body kept to be sent again after a proxy's `407`.
+pub const REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// The request (its body read whole if it is small and may have to be sent again) and what
+/// sending it again takes, when it goes to a proxy diagproxy may sign in to.
+async fn replayable(
+    request: Request<Body>,
+    hop: &Hop,
+    state: &Shared,
+) -> Result<(Request<Body>, Option<Head>), Failure> {
     use hyper::body::Body as _;
     let signs_in = state.config.upstream_auth.mode != auth::Mode::None;
-    (matches!(hop, Hop::Proxy(_)) && signs_in && request.body().is_end_stream()).then(|| Head {
-        method: request.method().clone(),
-        uri: request.uri().clone(),
-        headers: request.headers().clone(),
-    })
+    let size = request.body().size_hint().exact();
+    let small = request.body().is_end_stream() || size.is_some_and(|n| n <= REPLAY_LIMIT);
+    if !(matches!(hop, Hop::Proxy(_)) && signs_in && small) {
+        return Ok((request, None));
+    }
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map_err(|e| {
+        let detail = format!("the client stopped sending the request body: {e}");
+        Failure::new(FailureKind::HttpError, Side::Downstream, detail)
+    })?;
+    let body = body.to_bytes();
+    let head = Head {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    };
+    Ok((
+        Request::from_parts(parts, super::body::full(body)),
+        Some(head),
+    ))
 }
 
 /// The same request, again, on the connection that got the proxy's `407`.
@@ -279,7 +307,7 @@ impl auth::sign_in::Resend for Again {
     async fn resend(&mut self, authorization: HeaderValue) -> Result<Response<Incoming>, Failure> {
         let fail = |e: hyper::Error| Failure::from_exchange_error(&e, Side::UpstreamProxy);
         self.sender.ready().await.map_err(fail)?;
-        let mut request = Request::new(super::body::empty());
+        let mut request = Request::new(super::body::full(self.head.body.clone()));
         *request.method_mut() = self.head.method.clone();
         *request.uri_mut() = self.head.uri.clone();
         *request.headers_mut() = self.head.headers.clone();
