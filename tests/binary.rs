@@ -326,6 +326,7 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
     for mode in [
         "forward HTTP/1.1 keep-alive c=1",
         "forward HTTP/1.1 keep-alive c=4",
+        "forward bulk throughput (plain HTTP, chunked)",
     ] {
         assert!(
             row(mode)["proxy_cpu_us"].as_f64().unwrap() > 0.0,
@@ -339,7 +340,7 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
 
     // Without --proxy-pid the other proxy's process is unknown: no CPU figure, no memory.
     let rows = bench(&[]);
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.len(), 3, "the forward rows only: {rows:?}");
     assert!(rows.iter().all(|r| r["proxy_cpu_us"].is_null()), "{rows:?}");
     let _ = child.kill();
     let _ = child.wait();
