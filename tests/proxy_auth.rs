@@ -28,12 +28,8 @@ fn negotiate_through_squid_with_the_users_ticket_for_tunnels_and_plain_http() {
     if !kerberos::tools_present() {
         return;
     }
-    let kdc = Kdc::start();
-    kdc.kinit();
-    let squid = Squid::start(&kdc);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (origin, echo) =
-        rt.block_on(async { (common::origin().await, common::echo_server().await) });
+    let (kdc, squid, rt, echo) = realm(true);
+    let origin = rt.block_on(common::origin());
     let run = Run::start(&kdc, &squid, &[], &[]);
     let addr = run.addr();
     rt.block_on(async {
@@ -83,10 +79,7 @@ fn without_a_ticket_the_failure_is_no_ticket_with_its_remedy() {
     if !kerberos::tools_present() {
         return;
     }
-    let kdc = Kdc::start(); // no kinit: the cache does not exist
-    let squid = Squid::start(&kdc);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let echo = rt.block_on(common::echo_server());
+    let (kdc, squid, rt, echo) = realm(false); // no kinit: the cache does not exist
     let run = Run::start(&kdc, &squid, &[], &[]);
     let addr = run.addr();
     let head = rt.block_on(connect_head(addr, echo));
@@ -114,11 +107,7 @@ fn a_clock_an_hour_ahead_is_named_as_skew() {
     if !kerberos::tools_present() || !kerberos::require_file(kerberos::FAKETIME) {
         return;
     }
-    let kdc = Kdc::start();
-    kdc.kinit();
-    let squid = Squid::start(&kdc);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let echo = rt.block_on(common::echo_server());
+    let (kdc, squid, rt, echo) = realm(true);
     let skewed = [
         ("LD_PRELOAD", kerberos::FAKETIME),
         ("FAKETIME", "+1h"),
@@ -143,11 +132,7 @@ fn a_proxy_addressed_by_ip_has_no_service_principal() {
     if !kerberos::tools_present() {
         return;
     }
-    let kdc = Kdc::start();
-    kdc.kinit();
-    let squid = Squid::start(&kdc);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let echo = rt.block_on(common::echo_server());
+    let (kdc, squid, rt, echo) = realm(true);
     let by_ip = format!("http://127.0.0.1:{}", squid.port);
     let run = Run::start_at(&kdc, &by_ip, None, &[], &[]);
     let addr = run.addr();
@@ -174,11 +159,7 @@ fn auth_test_tries_each_offered_scheme_and_says_which_works() {
     if !kerberos::tools_present() {
         return;
     }
-    let kdc = Kdc::start();
-    kdc.kinit();
-    let squid = Squid::start(&kdc);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let echo = rt.block_on(common::echo_server());
+    let (kdc, squid, _rt, echo) = realm(true); // the runtime keeps the echo server
     let target = format!("127.0.0.1:{}", echo.port());
     let run = |extra: &[&str], password: Option<&str>| {
         let mut command = common::diagproxy();
@@ -240,11 +221,8 @@ fn ntlm_through_squid_on_one_kept_connection() {
     if !kerberos::tools_present() {
         return;
     }
-    let kdc = Kdc::start();
-    let squid = Squid::start(&kdc);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (origin, echo) =
-        rt.block_on(async { (common::origin().await, common::echo_server().await) });
+    let (kdc, squid, rt, echo) = realm(false);
+    let origin = rt.block_on(common::origin());
     let args = [
         OsStr::new("--upstream-auth"),
         OsStr::new("ntlm"),
@@ -368,6 +346,19 @@ async fn upstream_auth_none_leaves_the_407_as_the_answer() {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/// A KDC (with `alice`'s ticket when `kinit`), squid signing users in against it, a runtime
+/// and an echo server to tunnel to.
+fn realm(kinit: bool) -> (Kdc, Squid, tokio::runtime::Runtime, SocketAddr) {
+    let kdc = Kdc::start();
+    if kinit {
+        kdc.kinit();
+    }
+    let squid = Squid::start(&kdc);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let echo = rt.block_on(common::echo_server());
+    (kdc, squid, rt, echo)
+}
 
 /// The built binary, with the realm's environment, routed through `squid` by name.
 struct Run {

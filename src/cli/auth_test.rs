@@ -92,13 +92,7 @@ fn target(args: &AuthTestArgs, config: &Config) -> Result<HostPort, Failed> {
 }
 
 async fn test(target: &HostPort, config: &mut Config) -> Answer {
-    let router = discover::router(
-        &config.upstream,
-        config.wpad_domain.as_deref(),
-        config,
-        config.listen,
-    )
-    .await;
+    let router = discover::router(config, config.listen).await;
     config.router = Arc::new(router);
     let route = config
         .route(target.port != 80, &target.host, target.port, "")

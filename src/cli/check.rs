@@ -34,13 +34,7 @@ pub fn check(args: &CheckArgs) -> Result<(), Failed> {
         .build()
         .map_err(|e| Failed::error(&e))?;
     let report = runtime.block_on(async {
-        let router = discover::router(
-            &config.upstream,
-            config.wpad_domain.as_deref(),
-            &config,
-            config.listen,
-        )
-        .await;
+        let router = discover::router(&config, config.listen).await;
         config.router = std::sync::Arc::new(router);
         let plan = Plan {
             targets,

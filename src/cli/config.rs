@@ -96,8 +96,8 @@ impl Config {
 /// `DIAGPROXY_UPSTREAM_PASSWORD` or, on a terminal, a prompt (never from the command line,
 /// where `ps` would show it).
 fn upstream_auth(args: &RunArgs) -> Result<auth::Settings, ConfigError> {
-    let mode = auth::Mode::parse(&args.upstream_auth).map_err(bad)?;
-    let Some(user) = args.upstream_user.as_deref() else {
+    let mode = auth::Mode::parse(&args.auth.upstream_auth).map_err(bad)?;
+    let Some(user) = args.auth.upstream_user.as_deref() else {
         return Ok(auth::Settings { mode, user: None });
     };
     let password = match std::env::var("DIAGPROXY_UPSTREAM_PASSWORD") {

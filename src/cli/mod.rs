@@ -98,18 +98,10 @@ pub enum Command {
     AuthTest(AuthTestArgs),
 }
 
-/// The route flags `pac` and `check` share with `run`.
+/// How to sign in to a corporate proxy: `run`'s flags, and those of the commands that go
+/// out as it does.
 #[derive(Debug, Args)]
-pub struct RouteArgs {
-    /// The route source, as for `run`: auto, direct, a proxy URL, pac:URL or pac:FILE.
-    #[arg(
-        long,
-        value_name = "SOURCE",
-        default_value = "auto",
-        env = "DIAGPROXY_UPSTREAM_PROXY"
-    )]
-    pub upstream_proxy: String,
-
+pub struct AuthArgs {
     /// Sign in to a corporate proxy that answers 407: auto (Negotiate with the Kerberos
     /// ticket, else NTLM, else Basic, as offered and possible), negotiate, ntlm, basic or
     /// none.
@@ -125,6 +117,22 @@ pub struct RouteArgs {
     /// from DIAGPROXY_UPSTREAM_PASSWORD, else a prompt on the terminal; never a flag.
     #[arg(long, value_name = "DOMAIN\\USER", env = "DIAGPROXY_UPSTREAM_USER")]
     pub upstream_user: Option<String>,
+}
+
+/// The route flags `pac` and `check` share with `run`.
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// The route source, as for `run`: auto, direct, a proxy URL, pac:URL or pac:FILE.
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        default_value = "auto",
+        env = "DIAGPROXY_UPSTREAM_PROXY"
+    )]
+    pub upstream_proxy: String,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Look for WPAD in this DNS domain instead of the machine's search domains.
     #[arg(long, value_name = "DOMAIN")]
     pub wpad_domain: Option<String>,
@@ -363,21 +371,8 @@ pub struct RunArgs {
     )]
     pub upstream_proxy: String,
 
-    /// Sign in to a corporate proxy that answers 407: auto (Negotiate with the Kerberos
-    /// ticket, else NTLM, else Basic, as offered and possible), negotiate, ntlm, basic or
-    /// none.
-    #[arg(
-        long,
-        value_name = "MODE",
-        default_value = "auto",
-        env = "DIAGPROXY_UPSTREAM_AUTH"
-    )]
-    pub upstream_auth: String,
-
-    /// The account for NTLM (and Basic): DOMAIN\user or user@domain. The password comes
-    /// from DIAGPROXY_UPSTREAM_PASSWORD, else a prompt on the terminal; never a flag.
-    #[arg(long, value_name = "DOMAIN\\USER", env = "DIAGPROXY_UPSTREAM_USER")]
-    pub upstream_user: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     /// Look for WPAD (http://wpad.DOMAIN/wpad.dat) in this DNS domain instead of the
     /// machine's search domains.

@@ -79,8 +79,8 @@ pub(super) fn route_config(
     .map(String::from)
     .to_vec();
     argv.extend(["--connect-timeout".into(), connect_timeout.to_string()]);
-    argv.extend(["--upstream-auth".into(), flags.upstream_auth.clone()]);
-    if let Some(user) = &flags.upstream_user {
+    argv.extend(["--upstream-auth".into(), flags.auth.upstream_auth.clone()]);
+    if let Some(user) = &flags.auth.upstream_user {
         argv.extend(["--upstream-user".into(), user.clone()]);
     }
     for pin in &flags.resolve {
@@ -105,13 +105,7 @@ pub(super) fn route_config(
 }
 
 async fn look_up(args: &PacArgs, config: &Config) -> Answer {
-    let router = discover::router(
-        &config.upstream,
-        config.wpad_domain.as_deref(),
-        config,
-        config.listen,
-    )
-    .await;
+    let router = discover::router(config, config.listen).await;
     let names: Vec<String> = if args.hosts.is_empty() {
         let entries = &config.profile.entries;
         let mut names: Vec<String> = entries

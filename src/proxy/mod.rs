@@ -244,13 +244,7 @@ pub async fn run_announced(
             });
         }
     }
-    let router = discover::router(
-        &config.upstream,
-        config.wpad_domain.as_deref(),
-        &config,
-        listen,
-    )
-    .await;
+    let router = discover::router(&config, listen).await;
     config.router = Arc::new(router);
     let routes = config.router.overview(&config.profile).await;
     let warnings = config.router.warnings.clone();

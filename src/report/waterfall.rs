@@ -67,7 +67,7 @@ impl Rows {
     /// The rows to draw, in time order, and how many were recorded.
     fn shown(&self) -> (Vec<Row>, usize) {
         let room = WATERFALL_ROWS.saturating_sub(self.problems.len());
-        let mut rows: Vec<Row> = self.problems.iter().take(WATERFALL_ROWS).cloned().collect();
+        let mut rows = self.problems.clone();
         rows.extend(self.normal.iter().take(room).cloned());
         rows.sort_by(|a, b| a.at.total_cmp(&b.at));
         (rows, self.recorded)

@@ -360,8 +360,13 @@ impl Summary {
         {
             return;
         }
-        let stats = self.sign_ins.entry(record.proxy.clone()).or_default();
-        stats.proxy.clone_from(&record.proxy);
+        let stats = self
+            .sign_ins
+            .entry(record.proxy.clone())
+            .or_insert_with(|| SignIns {
+                proxy: record.proxy.clone(),
+                ..SignIns::default()
+            });
         stats.offered.extend(record.offered.iter().cloned());
         if let Some(p) = record.spn.as_ref().or(record.user.as_ref()) {
             stats.principal = Some(p.clone());

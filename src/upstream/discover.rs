@@ -28,15 +28,11 @@ pub enum Setting {
     Wpad,
 }
 
-/// The router for `spec`. `listen` is diagproxy's own address (a proxy there is skipped);
-/// `wpad_domain` replaces the machine's DNS search domains for WPAD.
-pub async fn router(
-    spec: &Spec,
-    wpad_domain: Option<&str>,
-    config: &Config,
-    listen: SocketAddr,
-) -> Router {
-    match spec {
+/// The router for `config.upstream`. `listen` is diagproxy's own address (a proxy there is
+/// skipped); `config.wpad_domain` replaces the machine's DNS search domains for WPAD.
+pub async fn router(config: &Config, listen: SocketAddr) -> Router {
+    let wpad_domain = config.wpad_domain.as_deref();
+    match &config.upstream {
         Spec::Direct => Router::new(Way::Direct, "--upstream-proxy direct"),
         Spec::Fixed(p) => Router::new(Way::Fixed(p.clone().into()), "--upstream-proxy"),
         Spec::Pac(location) => pac_router(location, "--upstream-proxy", config).await,

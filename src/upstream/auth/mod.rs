@@ -206,14 +206,6 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Whether `user:pass@` in a proxy URL is sent before any `407` (Basic is then the
-    /// scheme the user chose by writing it).
-    pub fn sends_url_basic(&self) -> bool {
-        matches!(self.mode, Mode::Auto | Mode::Basic)
-    }
-}
-
 /// What this process can do beyond what `Settings` says: whether GSSAPI loaded, and
 /// whether the proxy URL carries Basic credentials.
 #[derive(Debug, Clone)]
@@ -225,6 +217,12 @@ pub struct Can {
 }
 
 impl Settings {
+    /// Whether `user:pass@` in a proxy URL is sent before any `407` (Basic is then the
+    /// scheme the user chose by writing it).
+    pub fn sends_url_basic(&self) -> bool {
+        matches!(self.mode, Mode::Auto | Mode::Basic)
+    }
+
     /// The schemes to try against `offered`, strongest first, or why none can be.
     pub fn candidates(&self, offered: &[Challenge], can: &Can) -> Result<Vec<Scheme>, String> {
         let wanted: Vec<Scheme> = match self.mode {
