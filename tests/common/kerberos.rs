@@ -215,47 +215,52 @@ pub struct Squid {
 }
 
 impl Squid {
+    /// Started on a fresh port; a start that does not listen within 10 s (the port taken
+    /// meanwhile, say) is tried again on another, three times in all.
     pub fn start(kdc: &Kdc) -> Squid {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Squid::try_start(kdc) {
+                Ok(squid) => return squid,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("squid did not start: {failures:#?}");
+    }
+
+    fn try_start(kdc: &Kdc) -> Result<Squid, String> {
         let port = free_port();
         let dir = kdc.dir.path().to_path_buf();
-        let d = dir.display();
-        let conf = format!(
-            "http_port 127.0.0.1:{port}
-pid_filename {d}/squid.pid
-cache_log {d}/squid-cache.log
-access_log stdio:{d}/squid-access.log
-cache deny all
-cache_mem 8 MB
-coredump_dir {d}
-pinger_enable off
-shutdown_lifetime 0 seconds
-dns_nameservers 127.0.0.1
-auth_param negotiate program {NEGOTIATE_HELPER} -s HTTP/{PROXY_NAME}@{REALM}
-auth_param negotiate children 2
-auth_param negotiate keep_alive on
-auth_param ntlm program {NTLM_HELPER}
-auth_param ntlm children 2
-acl signed_in proxy_auth REQUIRED
-http_access allow signed_in
-http_access deny all
-"
-        );
-        write(&dir, "squid.conf", &conf);
+        write(&dir, "squid.conf", &squid_conf(&dir, port));
         for log in ["squid-cache.log", "squid-access.log"] {
             write(&dir, log, "");
             set_mode(&dir.join(log), 0o666);
         }
+        // Each squid its own service name: squids that share one share their shared-memory
+        // segment names, and two starting at once collide.
         let child = kdc
             .command("squid")
             .env("KRB5_KTNAME", kdc.path("http.keytab"))
-            .args(["-N", "-f"])
+            .args(["-N", "-n", &format!("diagproxytest{port}"), "-f"])
             .arg(dir.join("squid.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start squid");
-        wait_for_port(port);
-        Squid { port, dir, child }
+        let mut squid = Squid { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = squid.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(squid.dir.join("squid-cache.log"));
+                return Err(format!(
+                    "port {port}, exit {exited:?}: {}",
+                    log.unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(squid)
     }
 
     /// `http://proxy.diagproxy.test:PORT` and the pin that makes the name loopback.
@@ -277,8 +282,44 @@ impl Drop for Squid {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Its helpers end when their pipes close.
+        // Its helpers end when their pipes close; its shared-memory segments, named after
+        // its service name, are left by a kill and removed here.
+        let prefix = format!("diagproxytest{}-", self.port);
+        for entry in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
+}
+
+fn squid_conf(dir: &Path, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        "http_port 127.0.0.1:{port}
+pid_filename {d}/squid.pid
+cache_log {d}/squid-cache.log
+access_log stdio:{d}/squid-access.log
+cache deny all
+cache_mem 8 MB
+coredump_dir {d}
+pinger_enable off
+shutdown_lifetime 0 seconds
+dns_nameservers 127.0.0.1
+auth_param negotiate program {NEGOTIATE_HELPER} -s HTTP/{PROXY_NAME}@{REALM}
+auth_param negotiate children 2
+auth_param negotiate keep_alive on
+auth_param ntlm program {NTLM_HELPER}
+auth_param ntlm children 2
+acl signed_in proxy_auth REQUIRED
+http_access allow signed_in
+http_access deny all
+"
+    )
 }
 
 fn wait_for_port(port: u16) {
