@@ -68,6 +68,8 @@ pub struct Config {
     pub check_at_start: bool,
     /// Keep credentials in the session files (opt-in).
     pub include_secrets: bool,
+    /// Which answers' bodies the session folder keeps (`--bodies`).
+    pub bodies: Bodies,
     /// Refuse to dial any address outside 127.0.0.0/8 and ::1 (`DIAGPROXY_LOOPBACK_ONLY=1`):
     /// how the test suite guarantees that nothing it starts leaves the machine. A refused
     /// address is a `connect_failed` that says why; no packet is sent.
@@ -287,3 +289,22 @@ mod tests {
         assert!(glob_match(&pattern, &(text + "z")));
     }
 }
+
+/// `--bodies`: which answers' bodies (their first [`KEPT_BODY`] bytes) go into the session
+/// folder. Bodies of ChatGPT conversations are personal data: the default keeps only the
+/// bodies of answers that went wrong.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Bodies {
+    /// None at all (the detectors still read block pages; nothing is written).
+    None,
+    /// Answers with a failure or a finding: block pages, unexpected HTML, error JSON.
+    #[default]
+    Problems,
+    /// Also every text, JSON and event-stream answer.
+    Text,
+    /// Also binary answers.
+    All,
+}
+
+/// The most of one body the session folder keeps.
+pub const KEPT_BODY: usize = 64 * 1024;

@@ -155,6 +155,7 @@ fn request(report: &CheckReport, host: &HostCheck) -> Option<RequestEvent> {
             .collect(),
         failure: None,
         block_page_body: None,
+        body: None,
         unfinished: None,
     })
 }

@@ -63,6 +63,7 @@ impl Config {
             ca_dir: args.ca_dir.clone(),
             auto_passthrough: !args.no_auto_passthrough,
             check_at_start: args.check,
+            bodies: args.bodies.into(),
             include_secrets: args.include_secrets,
             loopback_only: std::env::var("DIAGPROXY_LOOPBACK_ONLY").is_ok_and(|v| v == "1"),
             dns_answers: HashMap::new(),

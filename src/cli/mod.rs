@@ -454,6 +454,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub include_secrets: bool,
 
+    /// Which answers' bodies to keep in the session folder (first 64 KiB each): `problems`
+    /// (a failure or a finding: block pages, error JSON), `text` (also every text/JSON/event
+    /// stream), `all` (also binary), `none`. Bodies of ChatGPT conversations are personal
+    /// data: keep `problems` unless you need more, and treat the folder accordingly.
+    #[arg(long, value_enum, default_value = "problems", value_name = "WHICH")]
+    pub bodies: BodiesArg,
+
     /// Judge chains against these roots instead of Mozilla's (PEM file).
     #[arg(long, value_name = "PEM")]
     pub public_roots: Option<PathBuf>,
@@ -465,6 +472,25 @@ pub struct RunArgs {
     /// On Ctrl-C or SIGTERM, let open work finish for this long before writing the summary.
     #[arg(long, default_value = "5s", value_name = "DURATION")]
     pub grace: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BodiesArg {
+    None,
+    Problems,
+    Text,
+    All,
+}
+
+impl From<BodiesArg> for crate::config::Bodies {
+    fn from(arg: BodiesArg) -> Self {
+        match arg {
+            BodiesArg::None => crate::config::Bodies::None,
+            BodiesArg::Problems => crate::config::Bodies::Problems,
+            BodiesArg::Text => crate::config::Bodies::Text,
+            BodiesArg::All => crate::config::Bodies::All,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

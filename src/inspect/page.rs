@@ -42,10 +42,12 @@ impl Page {
         if body.is_empty() {
             return Page::default();
         }
-        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        let decoded = decode(body, header(CONTENT_ENCODING).unwrap_or(""));
-        let content_type = header(CONTENT_TYPE).unwrap_or("").to_ascii_lowercase();
-        let source = to_text(&decoded, &content_type);
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let source = Page::source_of(body, headers);
         let markup = source.to_ascii_lowercase();
         let is_html = content_type.contains("html")
             || ["<!doctype html", "<html", "<head", "<title", "<body"]
@@ -65,6 +67,17 @@ impl Page {
             title,
             is_html,
         }
+    }
+
+    /// The body as text only (content coding undone, charset applied), without the rest of
+    /// a page's reading: what the session folder keeps of a text body.
+    pub fn source_of(body: &[u8], headers: &HeaderMap) -> String {
+        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let decoded = decode(body, header(CONTENT_ENCODING).unwrap_or(""));
+        to_text(
+            &decoded,
+            &header(CONTENT_TYPE).unwrap_or("").to_ascii_lowercase(),
+        )
     }
 
     /// Whether a marker (any case) appears in the markup or, whitespace collapsed, in the text.

@@ -28,6 +28,24 @@ pub fn full(data: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// A body fed chunk by chunk from a channel (the live page's event stream); it ends when
+/// the sender is dropped.
+pub struct Channel(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl HttpBody for Channel {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}
+
 /// Counts the data bytes that pass into a shared counter (request bodies going upstream).
 pub struct Counted<B> {
     inner: B,

@@ -16,11 +16,13 @@ use super::body::{Body, BodyEnd, Received, Watched};
 use super::hop::strip_hop_by_hop;
 use super::{OpenGuard, Shared};
 use crate::clock::{self, ms};
+use crate::config::{Bodies, KEPT_BODY};
 use crate::failure::{Failure, Side};
 use crate::inspect::detect::{self, Answer};
 use crate::inspect::page::Page;
-use crate::inspect::FindingKind;
-use crate::session::event::{Downstream, Event, HeaderList, Headers, RequestEvent, Timings};
+use crate::session::event::{
+    BodyEncoding, Downstream, Event, HeaderList, Headers, KeptBody, RequestEvent, Timings,
+};
 use crate::session::redact;
 
 /// The most of a body kept for the detectors.
@@ -64,7 +66,11 @@ pub fn relay(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let keep = keep_for(event.content_type.as_deref(), event.status);
+    let keep = keep_for(
+        event.content_type.as_deref(),
+        event.status,
+        state.config.bodies,
+    );
     let state = state.clone();
     let watched = Watched::new(body, keep, move |received, how| {
         let _open = guard;
@@ -125,9 +131,16 @@ pub fn finish(
         intercepted: asked.intercepted,
     };
     let found = detect::answer_findings(&answer, &state.config.profile);
-    if found.iter().any(|f| f.kind == FindingKind::BlockPage) {
-        event.block_page_body = Some(Page::read(&received.prefix, &answered.head).source);
-    }
+    // An error answer is worth keeping even when no detector names it (a 403 with error
+    // JSON from an API the profile does not know).
+    let problem = !found.is_empty() || event.failure.is_some() || event.status >= Some(400);
+    event.body = kept_body(
+        &state.config,
+        problem,
+        &received,
+        &answered.head,
+        event.content_type.as_deref(),
+    );
     if let Some(headers) = event.headers.as_mut() {
         headers.response = HeaderList::wire(answered.head, state.config.include_secrets);
     }
@@ -201,6 +214,7 @@ pub fn begin_event(
         failure: None,
         findings: Vec::new(),
         block_page_body: None,
+        body: None,
         unfinished: None,
     }
 }
@@ -215,9 +229,67 @@ pub fn recorded_url(url: &str, state: &Shared) -> String {
     })
 }
 
-/// How much of an answer's body the detectors keep.
-pub fn keep_for(content_type: Option<&str>, status: Option<u16>) -> usize {
-    if may_be_a_page(content_type, status) {
+/// The body the session folder keeps for this answer under `--bodies`, if any: text
+/// decoded (JSON credentials redacted unless `--include-secrets`), anything else as it came.
+/// Its name (the SHA-256) is filled in by the writer thread, which stores it.
+fn kept_body(
+    config: &crate::config::Config,
+    problem: bool,
+    received: &Received,
+    head: &HeaderMap,
+    content_type: Option<&str>,
+) -> Option<KeptBody> {
+    let wanted = match config.bodies {
+        Bodies::None => false,
+        Bodies::Problems => problem,
+        Bodies::Text => problem || is_text(content_type),
+        Bodies::All => true,
+    };
+    if !wanted || received.prefix.is_empty() {
+        return None;
+    }
+    let prefix = &received.prefix[..received.prefix.len().min(KEPT_BODY)];
+    let text =
+        is_text(content_type) || (content_type.is_none() && std::str::from_utf8(prefix).is_ok());
+    let (data, encoding) = if text {
+        let mut text = Page::source_of(prefix, head);
+        if !config.include_secrets && content_type.is_some_and(|t| t.contains("json")) {
+            text = redact::json_body(&text);
+        }
+        (bytes::Bytes::from(text), BodyEncoding::Text)
+    } else {
+        (bytes::Bytes::copy_from_slice(prefix), BodyEncoding::Binary)
+    };
+    Some(KeptBody {
+        sha256: String::new(),
+        size: data.len(),
+        truncated: received.bytes > prefix.len() as u64,
+        encoding,
+        mime: content_type.map(str::to_string),
+        data: Some(data),
+    })
+}
+
+/// Text a person can read in the detail pane: `text/*`, JSON, JavaScript, XML, HTML, event
+/// streams, forms.
+fn is_text(content_type: Option<&str>) -> bool {
+    let Some(t) = content_type else { return false };
+    let t = t.to_ascii_lowercase();
+    t.starts_with("text/")
+        || ["json", "javascript", "xml", "html", "x-www-form-urlencoded"]
+            .iter()
+            .any(|k| t.contains(k))
+}
+
+/// How much of an answer's body is kept while it streams: what the detectors need (pages
+/// and answers that are not a success), and what `--bodies text|all` asks for.
+pub fn keep_for(content_type: Option<&str>, status: Option<u16>, bodies: Bodies) -> usize {
+    let kept = match bodies {
+        Bodies::None | Bodies::Problems => may_be_a_page(content_type, status),
+        Bodies::Text => may_be_a_page(content_type, status) || is_text(content_type),
+        Bodies::All => true,
+    };
+    if kept {
         KEEP
     } else {
         0

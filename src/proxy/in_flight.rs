@@ -98,6 +98,7 @@ fn event_of(w: Waiting) -> RequestEvent {
         findings: Vec::new(),
         failure: None,
         block_page_body: None,
+        body: None,
         unfinished: Some(format!(
             "still waiting for the answer when the session ended, after {}",
             crate::session::livelog::duration(crate::clock::ms(age))

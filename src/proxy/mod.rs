@@ -21,6 +21,7 @@ mod hop;
 mod in_flight;
 mod intercept;
 mod limits;
+mod live;
 mod origin;
 mod pages;
 mod relay;

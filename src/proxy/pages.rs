@@ -1,5 +1,6 @@
-//! The proxy's own pages, for requests addressed to it directly: `/` (status), `/summary.json`
-//! (the live summary) and `/proxy.pac` (routes the profile's hosts through this proxy).
+//! The proxy's own pages, for requests addressed to it directly: `/` and what it uses (the
+//! live page, in `live`), `/summary.json` (the live summary), `/proxy.pac` (routes the
+//! profile's hosts through this proxy) and `/ca.pem`. Every page first checks `Host`.
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, HOST};
@@ -7,12 +8,13 @@ use hyper::{Request, Response, StatusCode};
 
 use super::answer::plain;
 use super::body::{full, Body};
-use super::Shared;
+use super::{live, Shared};
 use crate::profile::Profile;
 use crate::session::livelog::bytes;
+use crate::shutdown::Shutdown;
 use crate::upstream::addr::join as host_port;
 
-pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
+pub async fn serve(req: &Request<Incoming>, state: &Shared, shutdown: Shutdown) -> Response<Body> {
     let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
     if !host.is_none_or(|h| addresses_us(h, state.listen)) {
         // DNS rebinding: a web page that made its own name point at 127.0.0.1 must not
@@ -25,8 +27,21 @@ pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
     if req.uri().path() == REENABLE {
         return reenable(req, state);
     }
-    match req.uri().path() {
-        "/" => page(status_html(state), "text/html; charset=utf-8"),
+    let path = req.uri().path();
+    if let Some(asset) = live::asset(path) {
+        return asset;
+    }
+    if let Some(id) = path.strip_prefix("/api/event/") {
+        return live::event(state, id);
+    }
+    if let Some(sha) = path.strip_prefix("/api/body/") {
+        return live::body(state, sha).await;
+    }
+    match path {
+        "/" => live::page(state),
+        "/events" => live::events(req, state, shutdown),
+        "/api/overview" => live::overview_page(state),
+        "/session.har" | "/report.html" => live::download(state, path).await,
         "/summary.json" => page(summary_json(state), "application/json"),
         "/ca.pem" => match std::fs::read_to_string(state.config.ca_dir.join(crate::tls::ca::CERT_FILE)) {
             Ok(pem) => page(pem, "application/x-x509-ca-cert"),
@@ -39,7 +54,7 @@ pub fn serve(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
         path => plain(
             StatusCode::NOT_FOUND,
             format!(
-                "diagproxy: no page {path}. Pages: / /summary.json /proxy.pac /ca.pem.\n\
+                "diagproxy: no page {path}. Pages: / (live) /events /summary.json /session.har /report.html /proxy.pac /ca.pem.\n\
                  To use the proxy, configure it as the HTTP and HTTPS proxy (e.g. curl -x http://{}).\n",
                 state.listen
             ),
@@ -101,7 +116,7 @@ fn reenable(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
 }
 
 /// The passed-through host:port pairs, each with a button that intercepts it again.
-fn passthrough_html(state: &Shared) -> String {
+pub(super) fn passthrough_html(state: &Shared) -> String {
     let list = state.trust.passthrough_list();
     if list.is_empty() {
         return String::new();
@@ -195,38 +210,15 @@ pub fn pac(profile: &Profile, proxy: &str) -> String {
     )
 }
 
-fn status_html(state: &Shared) -> String {
-    // Rendered under the summary's lock instead of cloning the summary (bounded by
-    // --max-hosts rows); the recorder waits that long at most.
-    let (mut rows, id, started, listen) = {
-        let summary = match state.summary.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let s = summary.session();
-        (
-            host_rows(&summary),
-            escape(&s.id),
-            escape(&s.started_at),
-            escape(&s.listen),
-        )
-    };
+/// The hosts so far, one row each, its most serious finding first.
+pub(super) fn hosts_html(summary: &crate::session::summary::Summary) -> String {
+    let mut rows = host_rows(summary);
     if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"7\">No traffic yet. Point a browser or <code>curl -x</code> at this proxy.</td></tr>");
+        rows.push_str("<tr><td colspan=\"8\">No traffic yet. Point a browser or <code>curl -x</code> at this proxy.</td></tr>");
     }
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>diagproxy</title>\
-         <meta http-equiv=\"refresh\" content=\"5\"><style>body{{font:14px system-ui,sans-serif;margin:2em}}\
-         table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}\
-         tr.fail{{background:#fde2e2}}tr.warn{{background:#fff4d6}}</style></head><body>\
-         <h1>diagproxy</h1><p>Session <code>{}</code> since {} on {} — {} open now. \
-         <a href=\"/summary.json\">summary.json</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\
-         <table><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th><th>up</th><th>down</th><th>finding</th><th>failures</th></tr>\n{rows}</table>{}</body></html>\n",
-        id,
-        started,
-        listen,
-        state.open.load(std::sync::atomic::Ordering::Relaxed),
-        passthrough_html(state)
+        "<h2>Hosts</h2><table class=\"hosts\"><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th>\
+         <th>up</th><th>down</th><th>finding</th><th>failures</th></tr>\n{rows}</table>"
     )
 }
 

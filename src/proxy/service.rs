@@ -97,7 +97,7 @@ async fn handle(
     if is_proxy_request {
         return forward::forward(req, downstream, state).await;
     }
-    pages::serve(&req, &state)
+    pages::serve(&req, &state, shutdown).await
 }
 
 /// With `--proxy-auth`, proxy requests need `Proxy-Authorization` (407 otherwise) and the

@@ -73,6 +73,7 @@ pub fn events() -> Vec<Event> {
         findings: Vec::new(),
         failure: None,
         block_page_body: None,
+        body: None,
         unfinished: None,
     };
     let mut blocked = Failure::new(

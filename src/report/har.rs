@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use serde_json::{json, Value};
 
 use super::Session;
-use crate::session::event::{Event, RequestEvent, TunnelEvent, TunnelMode};
+use crate::session::event::{BodyEncoding, Event, RequestEvent, TunnelEvent, TunnelMode};
 use crate::session::redact;
 
 /// The HAR document, whole (for tests and small sessions; [`write`] streams it).
@@ -59,12 +59,13 @@ fn entries(
     include_secrets: bool,
 ) -> io::Result<impl Iterator<Item = Value> + '_> {
     let tls = &session.tls;
+    let bodies = session.dir.join("bodies");
     Ok(session.events()?.filter_map(move |event| match event {
-        Event::Request(r) => Some(request_entry(
-            &r,
-            include_secrets,
-            tls.get(&(r.host.clone(), r.port)),
-        )),
+        Event::Request(r) => {
+            let mut entry = request_entry(&r, include_secrets, tls.get(&(r.host.clone(), r.port)));
+            entry["response"]["content"] = content(&r, &bodies);
+            Some(entry)
+        }
         Event::Tunnel(t) if t.mode == TunnelMode::Tunnel => Some(tunnel_entry(
             &t,
             tls.get(&(t.host_name().to_string(), t.port)),
@@ -125,7 +126,7 @@ fn request_entry(
             "httpVersion": version,
             "cookies": [],
             "headers": header_list(&resp_headers),
-            "content": content(r),
+            "content": Value::Null,
             "redirectURL": location,
             "headersSize": -1,
             "bodySize": if r.status.is_some() { r.bytes_down as i64 } else { -1 },
@@ -150,14 +151,37 @@ fn request_entry(
     entry
 }
 
-/// The response's `content`: a block page's decoded body as `text` (diagproxy keeps no other
-/// body), else its size and type only.
-fn content(r: &RequestEvent) -> Value {
+/// The response's `content`: the kept body (`--bodies`) read from `bodies/`, as `text`
+/// (base64 for a binary one, `_diagproxy_truncated` when it was cut at 64 KiB), else its size
+/// and type only. Sessions from before `--bodies` kept a block page inline.
+fn content(r: &RequestEvent, bodies: &std::path::Path) -> Value {
     let mime = r.content_type.clone().unwrap_or_else(|| "x-unknown".into());
-    match &r.block_page_body {
-        Some(text) => json!({ "size": r.bytes_down, "mimeType": mime, "text": text }),
-        None => json!({ "size": r.bytes_down, "mimeType": mime }),
+    let mut content = json!({ "size": r.bytes_down, "mimeType": mime });
+    if let Some(text) = &r.block_page_body {
+        content["text"] = json!(text);
     }
+    let Some(kept) = &r.body else { return content };
+    // A name that is not a hash is never joined to a path (a hand-edited events file).
+    let named = kept.sha256.len() == 64 && kept.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    let Some(bytes) = named
+        .then(|| std::fs::read(bodies.join(&kept.sha256)).ok())
+        .flatten()
+    else {
+        return content;
+    };
+    match (kept.encoding, String::from_utf8(bytes)) {
+        (BodyEncoding::Text, Ok(text)) => content["text"] = json!(text),
+        (_, bytes) => {
+            use base64::Engine;
+            let bytes = bytes.map_or_else(|e| e.into_bytes(), String::into_bytes);
+            content["text"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+            content["encoding"] = json!("base64");
+        }
+    }
+    if kept.truncated {
+        content["_diagproxy_truncated"] = json!(true);
+    }
+    content
 }
 
 fn tunnel_entry(t: &TunnelEvent, tls: Option<&Option<crate::tls::chain::TlsVerdict>>) -> Value {

@@ -33,6 +33,7 @@ code{font:12px ui-monospace,Menlo,monospace;background:#f6f6f6;padding:1px 4px;o
 tr.blocked td:first-child{border-left:5px solid #b00}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
 #filter{margin:.4em 0;padding:4px;width:20em}
+details.body pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f8f8f8;border:1px solid #eee;padding:.5em;max-height:30em;overflow:auto;font-size:12px}
 @media print{#filter{display:none}body{margin:1cm}.finding{break-inside:avoid}th{cursor:auto}}
 ";
 
@@ -72,12 +73,13 @@ pub fn render(session: &Session) -> String {
             esc(&signed.line())
         );
     }
-    super::overview::render(&mut out, session);
+    super::overview::render(&mut out, &session.summary);
     findings(&mut out, session);
     out.push_str("<input id=\"filter\" placeholder=\"filter hosts…\" aria-label=\"filter hosts\">");
     allowlist_table(&mut out, session);
     other_hosts(&mut out, session);
     super::waterfall::render(&mut out, session);
+    bodies(&mut out, session);
     chains(&mut out, session);
     let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
     out
@@ -316,6 +318,33 @@ fn findings(out: &mut String, session: &Session) {
         out.push_str("<p>No findings in this session.</p>");
     }
     out.push_str("</div>\n");
+}
+
+/// The kept bodies of answers that went wrong (block pages, error JSON), folded, as text.
+fn bodies(out: &mut String, session: &Session) {
+    if session.problem_bodies.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Bodies of answers that went wrong</h2><p class=\"meta\">As kept in the session folder (<code>bodies/</code>, first 64 KiB each); what the user's browser got.</p>");
+    for shown in &session.problem_bodies {
+        let b = &shown.body;
+        let text = session
+            .body_text(b)
+            .unwrap_or_else(|| "(binary, or no longer in the folder)".into());
+        let _ = write!(
+            out,
+            "<details class=\"body\"><summary>{}{} · {}{}</summary><pre>{}</pre></details>",
+            esc(&shown.line),
+            if shown.times > 1 {
+                format!(" · {} times", shown.times)
+            } else {
+                String::new()
+            },
+            bytes(b.size as u64),
+            if b.truncated { ", cut at 64 KiB" } else { "" },
+            esc(&text)
+        );
+    }
 }
 
 fn chains(out: &mut String, session: &Session) {

@@ -43,9 +43,24 @@ pub struct Session {
     pub waterfall: waterfall::Rows,
     /// What `compare` needs.
     pub digest: compare::Digest,
+    /// Kept bodies of answers that went wrong, each content once, at most
+    /// [`MAX_REPORT_BODIES`] (the HTML report shows them).
+    pub problem_bodies: Vec<ProblemBody>,
     /// A temporary folder that holds the files, removed with the session (fixtures).
     _owned: Option<tempfile::TempDir>,
 }
+
+/// A kept body the HTML report shows: the first request that got it, and how many did.
+#[derive(Debug, Clone)]
+pub struct ProblemBody {
+    /// `GET http://host/path → 403 (block_page)`.
+    pub line: String,
+    pub body: crate::session::event::KeptBody,
+    pub times: u64,
+}
+
+/// Distinct problem bodies the HTML report shows (each at most 64 KiB).
+pub const MAX_REPORT_BODIES: usize = 20;
 
 /// Hosts whose chain verdict the HAR carries.
 pub const MAX_TLS_HOSTS: usize = 10_000;
@@ -97,6 +112,7 @@ impl Session {
             tls: HashMap::new(),
             waterfall: waterfall::Rows::default(),
             digest: compare::Digest::default(),
+            problem_bodies: Vec::new(),
             _owned: None,
         }
     }
@@ -108,7 +124,10 @@ impl Session {
         self.digest.add(event);
         match event {
             Event::Tunnel(_) => self.tunnels += 1,
-            Event::Request(_) => self.requests += 1,
+            Event::Request(r) => {
+                self.requests += 1;
+                self.note_body(r);
+            }
             Event::SessionEnded(end) => self.ended_at = Some(end.ended_at.clone()),
             Event::TlsCheck(check) => {
                 let key = (check.host.clone(), check.port);
@@ -118,6 +137,48 @@ impl Session {
             }
             _ => {}
         }
+    }
+
+    /// Remembers a request's kept body if its answer went wrong (once per content).
+    fn note_body(&mut self, r: &crate::session::event::RequestEvent) {
+        let Some(body) = &r.body else { return };
+        let problem = !r.findings.is_empty() || r.failure.is_some() || r.status >= Some(400);
+        if !problem {
+            return;
+        }
+        if let Some(seen) = self
+            .problem_bodies
+            .iter_mut()
+            .find(|b| b.body.sha256 == body.sha256)
+        {
+            seen.times += 1;
+            return;
+        }
+        if self.problem_bodies.len() < MAX_REPORT_BODIES {
+            let status = r.status.map_or("no answer".to_string(), |s| s.to_string());
+            let named = r.findings.first().map(|f| f.kind.as_str().to_string());
+            let named = named.or_else(|| r.failure.as_ref().map(|f| f.kind.as_str().to_string()));
+            let line = format!(
+                "{} {} → {status}{}",
+                r.method,
+                r.url,
+                named.map_or(String::new(), |n| format!(" ({n})"))
+            );
+            self.problem_bodies.push(ProblemBody {
+                line,
+                body: body.clone(),
+                times: 1,
+            });
+        }
+    }
+
+    /// A kept body's text (binary ones and missing files: `None`).
+    pub fn body_text(&self, body: &crate::session::event::KeptBody) -> Option<String> {
+        let named = body.sha256.len() == 64 && body.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !named || body.encoding != crate::session::event::BodyEncoding::Text {
+            return None;
+        }
+        std::fs::read_to_string(self.dir.join("bodies").join(&body.sha256)).ok()
     }
 
     /// The session's events, read from the file again, in order (unreadable lines skipped).

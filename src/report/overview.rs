@@ -5,9 +5,9 @@
 
 use std::fmt::Write;
 
-use super::{esc, Session};
+use super::esc;
 use crate::inspect::Finding;
-use crate::session::summary::HostStats;
+use crate::session::summary::{HostStats, Summary};
 
 /// How a capability fared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,14 +55,13 @@ pub struct Tile<'a> {
 }
 
 /// A tile per capability of the profile.
-pub fn tiles(session: &Session) -> Vec<Tile<'_>> {
-    session
-        .profile
+pub fn tiles(summary: &Summary) -> Vec<Tile<'_>> {
+    summary
+        .profile()
         .capabilities
         .iter()
         .map(|cap| {
-            let hosts: Vec<&HostStats> = session
-                .summary
+            let hosts: Vec<&HostStats> = summary
                 .hosts()
                 .filter(|h| {
                     h.allowlist
@@ -90,26 +89,22 @@ pub fn tiles(session: &Session) -> Vec<Tile<'_>> {
 }
 
 /// "3 of 5 ChatGPT hosts failed": allowlisted hosts the session touched, and the failing.
-pub fn host_counts(session: &Session) -> (usize, usize) {
-    let touched: Vec<&HostStats> = session
-        .summary
-        .hosts()
-        .filter(|h| h.allowlist.is_some())
-        .collect();
+pub fn host_counts(summary: &Summary) -> (usize, usize) {
+    let touched: Vec<&HostStats> = summary.hosts().filter(|h| h.allowlist.is_some()).collect();
     let failing = touched.iter().filter(|h| h.is_failing()).count();
     (failing, touched.len())
 }
 
 /// The tiles and the counts, as HTML.
-pub fn render(out: &mut String, session: &Session) {
-    let (failing, touched) = host_counts(session);
-    let entries = session.profile.entries.len();
-    let tested = session.summary.doc().allowlist.touched.len();
+pub fn render(out: &mut String, summary: &Summary) {
+    let (failing, touched) = host_counts(summary);
+    let entries = summary.profile().entries.len();
+    let tested = summary.doc().allowlist.touched.len();
     let _ = write!(
         out,
         "<p class=\"counts\" id=\"counts\"><b>{failing} of {touched} ChatGPT host(s) failed</b> · {tested} of {entries} allowlist entries tested in this session</p><div class=\"tiles\" id=\"tiles\">"
     );
-    for tile in tiles(session) {
+    for tile in tiles(summary) {
         let detail = match (tile.state, tile.worst) {
             (State::NotTested, _) => "none of its hosts was used".to_string(),
             (_, Some(f)) => format!(
@@ -140,7 +135,7 @@ mod tests {
     #[test]
     fn each_capability_is_worked_failing_or_not_tested() {
         let session = fixtures::session();
-        let tiles = tiles(&session);
+        let tiles = tiles(&session.summary);
         let state = |name: &str| {
             tiles
                 .iter()
@@ -154,7 +149,7 @@ mod tests {
         assert_eq!(state("Web app and chat"), State::Failing);
         assert_eq!(state("Voice (Advanced Voice Mode)"), State::NotTested);
         let mut html = String::new();
-        render(&mut html, &session);
+        render(&mut html, &session.summary);
         assert!(html.contains("ChatGPT host(s) failed"), "{html}");
         assert!(html.contains("<div class=\"tile untouched\"><div class=\"tile-name\">Voice"));
         assert!(

@@ -132,6 +132,10 @@ pub struct LimitCounts {
     /// keep up (a paused terminal, a full pipe).
     #[serde(default)]
     pub live_log_dropped: u64,
+    /// Kept bodies (`--bodies`) not stored: past the session's limit on them, or the file
+    /// could not be written.
+    #[serde(default)]
+    pub bodies_not_kept: u64,
 }
 
 /// Who asked: the downstream's address and User-Agent.
@@ -271,14 +275,51 @@ pub struct RequestEvent {
     #[serde(default)]
     pub findings: Vec<Finding>,
     pub failure: Option<Failure>,
-    /// The answer's body, decoded, when it was a block page (at most 64 KiB): what the user
-    /// saw, for the HAR's `content.text`. Never kept for any other answer.
+    /// Sessions before `--bodies`: a block page's decoded body (read for old HAR files;
+    /// never written now, see `body`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_page_body: Option<String>,
+    /// The answer's body as the session folder keeps it (`--bodies`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<KeptBody>,
     /// Set when the session ended before the answer came: what it was waiting for, and
     /// for how long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unfinished: Option<String>,
+}
+
+/// An answer's body kept in the session folder: its first [`KEPT_BODY`] bytes in
+/// `bodies/SHA256`, a file named by the SHA-256 of what it holds (the same block page
+/// served a hundred times is one file).
+///
+/// [`KEPT_BODY`]: crate::config::KEPT_BODY
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptBody {
+    /// The file's name under `bodies/` (lower-case hex), set by the writer that stores it.
+    pub sha256: String,
+    /// Bytes in the file.
+    pub size: usize,
+    /// Whether the answer's body was longer than what was kept.
+    pub truncated: bool,
+    /// What the file holds.
+    pub encoding: BodyEncoding,
+    /// The answer's Content-Type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    /// The bytes, from the request's task to the writer thread (never serialised).
+    #[serde(skip)]
+    pub data: Option<bytes::Bytes>,
+}
+
+/// How a kept body is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    /// Decoded (content coding and charset) to UTF-8 text, tokens redacted unless
+    /// `--include-secrets`.
+    Text,
+    /// The bytes as received, after the content coding was undone where it could be.
+    Binary,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,8 +1,10 @@
 //! The session: what happened, as events (`event`), folded into a per-host summary
 //! (`summary`), written by one task that owns the session files (`recorder`) and printed as
-//! the live log (`livelog`) through the one stderr writer that never blocks (`stderr`).
+//! the live log (`livelog`) through the one stderr writer that never blocks (`stderr`), and
+//! fed to the live page (`feed`).
 
 pub mod event;
+pub mod feed;
 pub mod livelog;
 pub mod recorder;
 pub mod redact;

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::event::{Event, SessionEnd, SessionInfo};
+use super::feed::Feed;
 use super::livelog::{self, Style};
 use super::summary::Summary;
 use crate::profile::Profile;
@@ -29,6 +30,9 @@ const BATCH_MAX: usize = 1024;
 /// for seconds) events are dropped and counted (`summary.session.events_dropped`) instead
 /// of growing memory without bound.
 pub const QUEUE: usize = 1 << 16;
+/// The most bytes of kept bodies (`bodies/`) one session stores; past it bodies are not
+/// stored, and counted (`summary.session.bodies_not_kept`).
+pub const MAX_BODY_STORE: u64 = 256 << 20;
 
 /// The summary as the recorder keeps it, readable by the status page.
 pub type SharedSummary = Arc<Mutex<Summary>>;
@@ -45,6 +49,8 @@ pub struct Recorder {
     tx: mpsc::Sender<Msg>,
     /// Events dropped because the queue was full.
     dropped: Arc<AtomicU64>,
+    /// What the writer wrote, for the live page's `/events`.
+    feed: Arc<Feed>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -76,13 +82,18 @@ impl Recorder {
         let file = crate::files::create_private(&dir.join("events.jsonl"))?;
         let summary = Arc::new(Mutex::new(Summary::new(info.clone(), profile.clone())));
         let (tx, rx) = mpsc::channel(queue);
+        let feed = Arc::new(Feed::new());
         let mut writer = Writer {
+            feed: feed.clone(),
+            line: Vec::with_capacity(4096),
             events: BufWriter::with_capacity(64 * 1024, file),
             dir: dir.to_path_buf(),
             summary: summary.clone(),
             profile,
             style,
             live: String::new(),
+            bodies_stored: 0,
+            bodies_not_kept: 0,
         };
         writer.write(&Event::SessionStarted(Box::new(info)))?;
         writer.flush()?;
@@ -93,7 +104,7 @@ impl Recorder {
                 writer.run(rx)
             })?;
         let dropped = Arc::default();
-        Ok((Recorder { tx, dropped }, summary))
+        Ok((Recorder { tx, dropped, feed }, summary))
     }
 
     /// Queues an event; never blocks. Dropped (and counted) when the queue is full; after
@@ -104,6 +115,11 @@ impl Recorder {
                 tracing::warn!("the session writer is behind: events are being dropped (counted in summary.json as events_dropped)");
             }
         }
+    }
+
+    /// The events written so far and from now on, for the live page.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     /// Events dropped so far because the writer fell behind.
@@ -127,6 +143,9 @@ impl Recorder {
 
 struct Writer {
     events: BufWriter<File>,
+    /// One event's JSON line, reused: written to the file, then published to the feed.
+    line: Vec<u8>,
+    feed: Arc<Feed>,
     dir: PathBuf,
     summary: SharedSummary,
     profile: Arc<Profile>,
@@ -134,6 +153,10 @@ struct Writer {
     /// The batch's live-log lines, written to stderr at once (one write per batch, not
     /// one or two per request on the proxy's core).
     live: String,
+    /// Bytes written under `bodies/`, for [`MAX_BODY_STORE`].
+    bodies_stored: u64,
+    /// Bodies not stored: over [`MAX_BODY_STORE`], or the file could not be written.
+    bodies_not_kept: u64,
 }
 
 impl Writer {
@@ -142,7 +165,8 @@ impl Writer {
         while rx.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
             for msg in batch.drain(..) {
                 match msg {
-                    Msg::Event(event) => {
+                    Msg::Event(mut event) => {
+                        self.store_body(&mut event);
                         if let Err(e) = self.write(&event) {
                             tracing::error!("cannot write events.jsonl: {e}");
                         }
@@ -161,8 +185,13 @@ impl Writer {
     }
 
     fn write(&mut self, event: &Event) -> io::Result<()> {
-        serde_json::to_writer(&mut self.events, event)?;
-        self.events.write_all(b"\n")?;
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, event)?;
+        if let Ok(json) = std::str::from_utf8(&self.line) {
+            self.feed.publish(json);
+        }
+        self.line.push(b'\n');
+        self.events.write_all(&self.line)?;
         if let Ok(mut summary) = self.summary.lock() {
             summary.apply(event);
         }
@@ -171,6 +200,42 @@ impl Writer {
             self.live.push('\n');
         }
         Ok(())
+    }
+
+    /// Stores a request's kept body as `bodies/SHA256` (once per content) and names it in
+    /// the event; a body that cannot be stored is left out of the event and counted.
+    fn store_body(&mut self, event: &mut Event) {
+        let Event::Request(request) = event else {
+            return;
+        };
+        let Some(body) = request.body.as_mut() else {
+            return;
+        };
+        let Some(data) = body.data.take() else { return };
+        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+        body.sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let dir = self.dir.join("bodies");
+        let path = dir.join(&body.sha256);
+        if path.exists() {
+            return;
+        }
+        let stored = if self.bodies_stored + data.len() as u64 > MAX_BODY_STORE {
+            Err(io::Error::other("the session's bodies reached their limit"))
+        } else {
+            crate::files::create_private_dir(&dir)
+                .and_then(|()| crate::files::create_private(&path))
+                .and_then(|mut file| file.write_all(&data))
+        };
+        match stored {
+            Ok(()) => self.bodies_stored += data.len() as u64,
+            Err(e) => {
+                if self.bodies_not_kept == 0 {
+                    tracing::warn!("a body is not kept (and later ones may not be): {e}");
+                }
+                self.bodies_not_kept += 1;
+                request.body = None;
+            }
+        }
     }
 
     /// Ends a batch: the live log's lines, then the events file.
@@ -182,7 +247,8 @@ impl Writer {
         self.events.flush()
     }
 
-    fn finish(&mut self, end: Box<SessionEnd>) -> io::Result<Summary> {
+    fn finish(&mut self, mut end: Box<SessionEnd>) -> io::Result<Summary> {
+        end.limits.bodies_not_kept = self.bodies_not_kept;
         self.write(&Event::SessionEnded(end))?;
         self.flush()?;
         self.events.get_ref().sync_data()?;

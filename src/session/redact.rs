@@ -144,6 +144,83 @@ pub fn pairs(list: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// JSON keys whose string values are credentials (lower case, substring): what a kept JSON
+/// body loses unless `--include-secrets`. Narrower than [`SECRET_PARAMS`] on purpose: an
+/// error body's `code` is the diagnosis.
+const SECRET_JSON_KEYS: [&str; 10] = [
+    "token",
+    "secret",
+    "passw",
+    "apikey",
+    "api_key",
+    "authorization",
+    "cookie",
+    "session",
+    "jwt",
+    "credential",
+];
+
+/// A JSON text (whole or cut off at 64 KiB) with the string values of credential keys, and
+/// any string that is a JWT or a bearer token, replaced by `REDACTED`. Works on the text, not
+/// a parse, so a truncated body is redacted too.
+pub fn json_body(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut at, mut copied) = (0, 0);
+    let mut key_is_secret = false;
+    while at < bytes.len() {
+        if bytes[at] != b'"' {
+            at += 1;
+            continue;
+        }
+        let end = string_end(bytes, at + 1);
+        let inner = &text[at + 1..end.min(bytes.len()).max(at + 1)];
+        let after = skip_space(bytes, end + 1);
+        let is_key = bytes.get(after) == Some(&b':');
+        if is_key {
+            let lower = inner.to_ascii_lowercase();
+            key_is_secret = SECRET_JSON_KEYS.iter().any(|k| lower.contains(k));
+        } else {
+            if key_is_secret || looks_like_token(inner) {
+                out.push_str(&text[copied..at + 1]);
+                out.push_str(REDACTED);
+                copied = end.min(bytes.len());
+            }
+            key_is_secret = false;
+        }
+        at = end + 1;
+    }
+    out.push_str(&text[copied.min(text.len())..]);
+    out
+}
+
+/// Where the JSON string whose content starts at `from` ends (its closing quote, or the end
+/// of a cut-off text).
+fn string_end(bytes: &[u8], mut from: usize) -> usize {
+    while from < bytes.len() {
+        match bytes[from] {
+            b'\\' => from += 2,
+            b'"' => return from,
+            _ => from += 1,
+        }
+    }
+    bytes.len()
+}
+
+fn skip_space(bytes: &[u8], mut from: usize) -> usize {
+    while bytes.get(from).is_some_and(|b| b.is_ascii_whitespace()) {
+        from += 1;
+    }
+    from
+}
+
+/// A JWT (`eyJ…` in three dotted parts) or a bearer credential, whatever its key.
+fn looks_like_token(value: &str) -> bool {
+    let jwt = value.starts_with("eyJ") && value.matches('.').count() >= 2;
+    let bearer = value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ");
+    jwt || bearer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +336,23 @@ mod tests {
             assert_eq!(listed[0].1, shown);
         }
         assert_eq!(url("http://user:pass@h/x?y=1"), "http://h/x?y=1");
+    }
+
+    #[test]
+    fn json_bodies_lose_credentials_keep_the_diagnosis_and_survive_being_cut() {
+        let body = r#"{"error":{"code":"unsupported_country","message":"Not here"},"access_token":"abc\"def","user":{"sessionToken":"s1","name":"Ann"},"list":["eyJhbGciOi.eyJzdWIi.sig"],"auth":"Bearer xyz","n":3}"#;
+        let out = json_body(body);
+        assert_eq!(
+            out,
+            r#"{"error":{"code":"unsupported_country","message":"Not here"},"access_token":"REDACTED","user":{"sessionToken":"REDACTED","name":"Ann"},"list":["REDACTED"],"auth":"REDACTED","n":3}"#
+        );
+        // Cut off inside a secret: the rest of it goes.
+        assert_eq!(
+            json_body(r#"{"refresh_token":"abcd"#),
+            r#"{"refresh_token":"REDACTED"#
+        );
+        assert_eq!(json_body(r#"{"a":"b\"#), r#"{"a":"b\"#);
+        assert_eq!(json_body("not json at all"), "not json at all");
+        assert_eq!(json_body(""), "");
     }
 }

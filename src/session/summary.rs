@@ -35,6 +35,15 @@ pub struct Summary {
     sign_ins: BTreeMap<String, SignIns>,
 }
 
+/// Whether an event's own findings already name its failure as seriously (a block page in
+/// a proxy's refusal, a reset right after the ClientHello): one observation, one finding.
+fn already_named(named: &[Finding], failure: &Failure) -> bool {
+    let as_finding = FindingKind::Failure(failure.kind);
+    named.iter().any(|f| {
+        !matches!(f.kind, FindingKind::Failure(_)) && f.kind.severity() <= as_finding.severity()
+    })
+}
+
 /// Proxies whose sign-ins are summarised (a PAC naming more is unusual; later ones are
 /// not summarised, their events keep every record).
 pub const MAX_SIGN_IN_PROXIES: usize = 64;
@@ -318,11 +327,7 @@ impl Summary {
         hop: Option<&str>,
     ) {
         let Some(failure) = failure else { return };
-        let as_finding = FindingKind::Failure(failure.kind);
-        let explained = named.iter().any(|f| {
-            !matches!(f.kind, FindingKind::Failure(_)) && f.kind.severity() <= as_finding.severity()
-        });
-        if explained {
+        if already_named(named, failure) {
             *self
                 .host(host, port)
                 .failures
@@ -330,6 +335,20 @@ impl Summary {
                 .or_insert(0) += 1;
             return;
         }
+        let finding = self.failure_finding((host, port, url), failure, hop);
+        let stats = self.host(host, port);
+        *stats.failures.entry(failure.kind).or_insert(0) += 1;
+        stats.add_finding(finding);
+    }
+
+    /// A failure as a finding: the remedy, and the command that reproduces it along the way
+    /// the event took.
+    fn failure_finding(
+        &self,
+        (host, port, url): (&str, u16, &str),
+        failure: &Failure,
+        hop: Option<&str>,
+    ) -> Finding {
         // The event knows its way out; the session whether the proxy takes credentials
         // (masked as `***@`) and the --resolve pins.
         let with_credentials = self
@@ -346,10 +365,56 @@ impl Summary {
             pin: pin.map(|ip| (host, port, ip)),
         };
         let reproduce = reproduce::command(url, &path);
-        let finding = finding_for(&self.profile, host, failure).with_reproduce(Some(reproduce));
-        let stats = self.host(host, port);
-        *stats.failures.entry(failure.kind).or_insert(0) += 1;
-        stats.add_finding(finding);
+        finding_for(&self.profile, host, failure).with_reproduce(Some(reproduce))
+    }
+
+    /// Everything one event shows, as the summary judges it: its own findings, its failure
+    /// as a finding (unless one of those already names it), a client's refusal, a chain's
+    /// verdict. The live page's detail pane shows these.
+    pub fn findings_of(&self, event: &Event) -> Vec<Finding> {
+        let (mut found, failure, at) = match event {
+            Event::Tunnel(t) => {
+                let url = format!(
+                    "https://{}/",
+                    crate::upstream::addr::join(t.host_name(), t.port)
+                );
+                let at = (t.host_name().to_string(), t.port, url, t.route.hop.clone());
+                (t.findings.clone(), t.failure.as_ref(), at)
+            }
+            Event::Request(r) => {
+                let at = (r.host.clone(), r.port, r.url.clone(), r.route.hop.clone());
+                (r.findings.clone(), r.failure.as_ref(), at)
+            }
+            Event::ClientRejectedCa(r) => {
+                let agent = r.downstream.user_agent.as_deref();
+                return vec![explain::client_rejected(
+                    &self.profile,
+                    &r.host,
+                    agent,
+                    &r.detail,
+                )];
+            }
+            Event::TlsCheck(c) => {
+                let found = c
+                    .tls
+                    .as_ref()
+                    .and_then(|v| tls_finding(&self.profile, &c.host, c.port, v));
+                return found.into_iter().collect();
+            }
+            _ => return Vec::new(),
+        };
+        if let Some(failure) = failure.filter(|f| !already_named(&found, f)) {
+            let (host, port, url, hop) = &at;
+            found.push(self.failure_finding((host, *port, url), failure, hop.as_deref()));
+        }
+        found
+    }
+
+    /// The chain verdict recorded for `host:port`, if any.
+    pub fn tls_of(&self, host: &str, port: u16) -> Option<&TlsVerdict> {
+        self.hosts
+            .get(&(host.to_ascii_lowercase(), port))
+            .and_then(|h| h.tls.as_ref())
     }
 
     /// Remembers the way `host:port`'s connection took; a profile host that goes another
@@ -416,6 +481,11 @@ impl Summary {
 
     pub fn hosts(&self) -> impl Iterator<Item = &HostStats> {
         self.hosts.values()
+    }
+
+    /// The profile the summary judges by.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
     }
 
     pub fn session(&self) -> &SessionInfo {
@@ -967,6 +1037,7 @@ mod tests {
                 headers: None,
                 failure: None,
                 block_page_body: None,
+                body: None,
                 unfinished: None,
                 findings: Vec::new(),
             }))

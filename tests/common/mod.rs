@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod chromium;
 pub mod kerberos;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

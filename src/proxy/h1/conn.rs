@@ -231,7 +231,11 @@ impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
         let head_at = Instant::now();
         event.status = Some(answer.status);
         event.content_type = header_string(&answer.headers, &CONTENT_TYPE);
-        let keep = exchange::keep_for(event.content_type.as_deref(), event.status);
+        let keep = exchange::keep_for(
+            event.content_type.as_deref(),
+            event.status,
+            self.state.config.bodies,
+        );
         let mut received = Received::default();
         let out = answer.downstream_head();
         let until_close = answer.framing == Framing::UntilClose;

@@ -1,0 +1,351 @@
+//! The live page (`/`, `/events`, `/api/…`) and `--bodies`: the event stream over real
+//! sockets (resume with `Last-Event-ID`, the page's security headers), the kept bodies in the
+//! session folder and the HAR, and the page itself in a real headless Chromium driven over
+//! DevTools (rows appear, the filter works, the detail pane shows a block page's body, 5,000
+//! events later it still keeps up). Chromium skips when missing unless
+//! `DIAGPROXY_REQUIRE_TOOLS=1`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::chromium::Browser;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BLOCK_PAGE: &str = "<html><head><title>Access Denied</title></head><body><h1>Access to this site is blocked by your organization</h1><p>Web filter category: Artificial Intelligence. Contact the help desk.</p></body></html>";
+const ERROR_JSON: &str = r#"{"error":{"code":"unsupported_country","message":"not here"},"access_token":"eyJhbGciOi.eyJzdWIi.c2ln"}"#;
+
+fn artefacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An origin with a normal answer, a block page, error JSON, a JSON success and a body
+/// longer than what is kept.
+async fn origin() -> SocketAddr {
+    let big: &'static str = Box::leak("<p>x</p>".repeat(10_000).into_boxed_str());
+    canned_origin(vec![
+        canned("/", 200, &[("content-type", "text/plain")], "hello"),
+        canned(
+            "/blocked",
+            403,
+            &[("content-type", "text/html")],
+            BLOCK_PAGE,
+        ),
+        canned(
+            "/error",
+            403,
+            &[("content-type", "application/json")],
+            ERROR_JSON,
+        ),
+        canned(
+            "/ok.json",
+            200,
+            &[("content-type", "application/json")],
+            "{\"ok\":true}",
+        ),
+        canned("/big", 500, &[("content-type", "text/html")], big),
+    ])
+    .await
+}
+
+/// Reads an event stream into `text` until `until` appears in it (or 5 s pass); returns
+/// what came after `text` was `from` bytes long.
+async fn read_stream(stream: &mut TcpStream, text: &mut String, until: &str) -> String {
+    let from = text.len();
+    let mut buf = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !text.contains(until) {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {until:?} in {text}"))
+            .unwrap();
+        assert!(n > 0, "closed before {until:?}: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text[from..].to_string()
+}
+
+async fn open_events(proxy: SocketAddr, last_id: Option<u64>) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    let resume = last_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
+    let head = format!(
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{resume}\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    read_stream(&mut stream, &mut text, "\r\n\r\n").await;
+    (stream, text)
+}
+
+#[tokio::test]
+async fn events_stream_live_and_resume_after_the_last_event_id() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&[]).await;
+    let (mut stream, mut head) = open_events(proxy.addr, None).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"));
+    // The session's first event comes from the ring, then a request made now, live.
+    read_stream(&mut stream, &mut head, "\"type\":\"session_started\"").await;
+    get(proxy.addr, &format!("http://{origin}/")).await;
+    let live = read_stream(&mut stream, &mut head, "\"type\":\"request\"").await;
+    assert!(
+        live.contains("id: 2\ndata: {\"type\":\"request\""),
+        "{live}"
+    );
+    drop(stream);
+    // Two more while away; back with Last-Event-ID 2: exactly those two.
+    get(proxy.addr, &format!("http://{origin}/blocked")).await;
+    get(proxy.addr, &format!("http://{origin}/error")).await;
+    proxy.wait_events("request", 3).await;
+    let (mut stream, mut resumed) = open_events(proxy.addr, Some(2)).await;
+    read_stream(&mut stream, &mut resumed, "id: 4\n").await;
+    assert!(
+        !resumed.contains("id: 1\n") && !resumed.contains("id: 2\n"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("id: 3\ndata:") && resumed.contains("/blocked"),
+        "{resumed}"
+    );
+    // Another site's page cannot read the stream through DNS rebinding.
+    let refused = raw_exchange(
+        proxy.addr,
+        b"GET /events HTTP/1.1\r\nHost: attacker.example:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 421"), "{refused}");
+    drop(stream);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_of_problems_are_kept_once_redacted_and_in_the_har() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&[]).await;
+    for path in ["/", "/blocked", "/blocked", "/error", "/ok.json", "/big"] {
+        get(proxy.addr, &format!("http://{origin}{path}")).await;
+    }
+    let session = proxy.stop().await;
+    let dir = session.outcome.dir.clone();
+    let requests = session.events_of("request");
+    let body_of = |path: &str| {
+        requests
+            .iter()
+            .find(|r| r["url"].as_str().unwrap().ends_with(path))
+            .map(|r| r["body"].clone())
+            .unwrap()
+    };
+    // Default `problems`: the answers that went wrong, not the two successes.
+    assert!(body_of("/").is_null() && body_of("/ok.json").is_null());
+    let block = body_of("/blocked");
+    assert_eq!(block["encoding"], "text");
+    assert_eq!(block["truncated"], false);
+    let file = dir.join("bodies").join(block["sha256"].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), BLOCK_PAGE);
+    let error = std::fs::read_to_string(
+        dir.join("bodies")
+            .join(body_of("/error")["sha256"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert!(error.contains("unsupported_country"), "{error}");
+    assert!(
+        !error.contains("eyJhbGciOi") && error.contains("\"access_token\":\"REDACTED\""),
+        "{error}"
+    );
+    let big = body_of("/big");
+    assert_eq!(
+        (big["size"].as_u64(), big["truncated"].as_bool()),
+        (Some(64 * 1024), Some(true))
+    );
+    // The same block page twice is one file; three distinct bodies in all.
+    assert_eq!(std::fs::read_dir(dir.join("bodies")).unwrap().count(), 3);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let har: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("session.har")).unwrap()).unwrap();
+    let entries = har["log"]["entries"].as_array().unwrap();
+    let content = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e["request"]["url"].as_str().unwrap().ends_with(path))
+            .map(|e| e["response"]["content"].clone())
+            .unwrap()
+    };
+    assert_eq!(content("/blocked")["text"], BLOCK_PAGE);
+    assert_eq!(content("/big")["_diagproxy_truncated"], true);
+    assert!(content("/").get("text").is_none());
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        report.contains("Access to this site is blocked by your organization"),
+        "the report shows the body"
+    );
+}
+
+#[tokio::test]
+async fn bodies_none_keeps_none_and_text_keeps_json_successes() {
+    let origin = origin().await;
+    for (mode, expect) in [("none", 0), ("text", 4)] {
+        let proxy = Proxy::start(&["--bodies", mode]).await;
+        for path in ["/", "/blocked", "/error", "/ok.json"] {
+            get(proxy.addr, &format!("http://{origin}{path}")).await;
+        }
+        let session = proxy.stop().await;
+        let kept = session
+            .events_of("request")
+            .iter()
+            .filter(|r| !r["body"].is_null())
+            .count();
+        assert_eq!(kept, expect, "--bodies {mode}");
+        let files = std::fs::read_dir(session.outcome.dir.join("bodies")).map_or(0, |d| d.count());
+        assert_eq!(files, expect, "--bodies {mode}");
+    }
+}
+
+/// Opens the live page in Chromium; `None` (skipped) when Chromium is missing.
+fn live_page(proxy: SocketAddr) -> Option<Browser> {
+    if !require_tool("chromium") {
+        return None;
+    }
+    let mut browser = Browser::open(&format!("http://127.0.0.1:{}/", proxy.port()), &[]);
+    assert!(
+        browser.wait_for(
+            "document.getElementById('conn').textContent === 'live'",
+            Duration::from_secs(10)
+        ),
+        "the page connects to /events"
+    );
+    Some(browser)
+}
+
+const ROWS: &str = "document.querySelectorAll('#rows tbody tr').length";
+const SHOWN: &str = "Array.prototype.filter.call(document.querySelectorAll('#rows tbody tr'), function (r) { return !r.hidden; }).length";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_shows_requests_as_they_come_filters_them_and_shows_a_block_page() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&[]).await;
+    let addr = proxy.addr;
+    let Some(mut browser) = tokio::task::block_in_place(|| live_page(addr)) else {
+        return;
+    };
+    for path in ["/", "/", "/blocked", "/error"] {
+        get(addr, &format!("http://{origin}{path}")).await;
+    }
+    tokio::task::block_in_place(|| {
+        assert!(
+            browser.wait_for(&format!("{ROWS} === 4"), Duration::from_secs(2)),
+            "4 rows within 2 s: {}",
+            browser.eval(ROWS)
+        );
+        // Newest first.
+        let top = browser.eval("document.querySelector('#rows tbody tr').textContent");
+        assert!(top.as_str().unwrap().contains("/error"), "{top}");
+        let filter = |b: &mut Browser, text: &str| {
+            b.eval(&format!("(function(){{var q=document.getElementById('q');q.value={text:?};q.dispatchEvent(new Event('input'));return true;}})()"));
+            b.eval(SHOWN)
+        };
+        assert_eq!(filter(&mut browser, "status:403"), 2);
+        assert_eq!(filter(&mut browser, "finding:block_page"), 1);
+        assert_eq!(filter(&mut browser, "nothing-matches-this"), 0);
+        assert_eq!(filter(&mut browser, ""), 4);
+        browser.eval("(function(){var p=document.getElementById('problems');p.checked=true;p.dispatchEvent(new Event('change'));return true;})()");
+        assert_eq!(
+            browser.eval(SHOWN),
+            2,
+            "problems only: the block page and the error"
+        );
+        // The block page's row: its finding with the remedy, the copy button, its body.
+        browser.eval("(function(){var rows=document.querySelectorAll('#rows tbody tr');for(var i=0;i<rows.length;i++){if(rows[i].textContent.indexOf('/blocked')>=0){rows[i].click();return true;}}return false;})()");
+        assert!(
+            browser.wait_for("document.querySelector('#detail pre.body') !== null && document.querySelector('#detail pre.body').textContent.indexOf('blocked by your organization') >= 0", Duration::from_secs(2)),
+            "the body in the detail pane: {}",
+            browser.eval("document.getElementById('detail').textContent")
+        );
+        let detail = browser.eval("document.getElementById('detail').textContent");
+        let detail = detail.as_str().unwrap();
+        assert!(
+            detail.contains("block_page") && detail.contains("Change:"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("Reproduce without diagproxy") && detail.contains("curl"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("Response headers") && detail.contains("Timings"),
+            "{detail}"
+        );
+        // The markup of the block page is text in the pane, never elements of it.
+        assert_eq!(
+            browser.eval("document.querySelectorAll('#detail h1').length"),
+            0
+        );
+        // The overview followed: the verdict names the block page.
+        assert!(browser.wait_for(
+            "document.getElementById('verdict').textContent.indexOf('block') >= 0",
+            Duration::from_secs(3)
+        ));
+        let png = browser.screenshot();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+        std::fs::write(artefacts().join("live.png"), png).unwrap();
+    });
+    drop(browser);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_keeps_up_after_5000_events() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&[]).await;
+    let addr = proxy.addr;
+    let Some(mut browser) = tokio::task::block_in_place(|| live_page(addr)) else {
+        return;
+    };
+    let mut client = Client::connect(addr).await;
+    for _ in 0..5000 {
+        client.get(&format!("http://{origin}/")).await;
+    }
+    proxy.wait_events("request", 5000).await;
+    tokio::task::block_in_place(|| {
+        // Every one arrived (none lost: the page kept up, or was told what it missed).
+        let all = "window.diagproxy.rows() >= 5000";
+        assert!(
+            browser.wait_for(all, Duration::from_secs(30)),
+            "{}",
+            browser.eval("window.diagproxy.rows()")
+        );
+        assert_eq!(
+            browser.eval("document.querySelectorAll('#rows tr.gap').length"),
+            0,
+            "no resync needed"
+        );
+    });
+    // One more still appears within 2 s, on top, and the filter still answers.
+    get(addr, &format!("http://{origin}/blocked")).await;
+    tokio::task::block_in_place(|| {
+        let top = "document.querySelector('#rows tbody tr').textContent.indexOf('/blocked') >= 0";
+        assert!(
+            browser.wait_for(top, Duration::from_secs(2)),
+            "the new row on top within 2 s"
+        );
+        browser.eval("(function(){var q=document.getElementById('q');q.value='status:403';q.dispatchEvent(new Event('input'));return true;})()");
+        assert_eq!(browser.eval(SHOWN), 1);
+    });
+    drop(browser);
+    proxy.stop().await;
+}
