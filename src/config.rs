@@ -72,7 +72,8 @@ pub struct Config {
     pub bodies: Bodies,
     /// Refuse to dial any address outside 127.0.0.0/8 and ::1 (`DIAGPROXY_LOOPBACK_ONLY=1`):
     /// how the test suite guarantees that nothing it starts leaves the machine. A refused
-    /// address is a `connect_failed` that says why; no packet is sent.
+    /// address is a `connect_failed` that says why; no packet is sent. Names are not looked
+    /// up either (only `--resolve` pins, test answers and `localhost` resolve).
     pub loopback_only: bool,
     /// Answers the resolver gives for these names (lower case) instead of asking DNS, judged
     /// like real answers (unlike `--resolve` pins). Tests only: a sinkhole answer can be

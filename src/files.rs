@@ -58,3 +58,34 @@ pub fn replace(
     }
     written
 }
+/// The files under `dir` (one level of subfolders, as a session folder has) and their bytes:
+/// what the session's end reports as its size.
+pub fn folder_size(dir: &Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            let (f, b) = folder_size_flat(&entry.path());
+            files += f;
+            bytes += b;
+        } else {
+            files += 1;
+            bytes += meta.len();
+        }
+    }
+    (files, bytes)
+}
+
+fn folder_size_flat(dir: &Path) -> (u64, u64) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .fold((0, 0), |(f, b), m| (f + 1, b + m.len()))
+}

@@ -238,13 +238,31 @@ const SHOWN: &str = "Array.prototype.filter.call(document.querySelectorAll('#row
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_shows_requests_as_they_come_filters_them_and_shows_a_block_page() {
     let origin = origin().await;
-    let proxy = Proxy::start(&[]).await;
+    // The profile's names, pinned to the test origin: the page looks as it would.
+    let port = origin.port();
+    let pins: Vec<String> = [
+        "chatgpt.com",
+        "cdn.oaistatic.com",
+        "files.oaiusercontent.com",
+        "api.openai.com",
+    ]
+    .iter()
+    .map(|h| format!("--resolve={h}:{port}:127.0.0.1"))
+    .collect();
+    let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
+    let proxy = Proxy::start(&pins).await;
     let addr = proxy.addr;
     let Some(mut browser) = tokio::task::block_in_place(|| live_page(addr)) else {
         return;
     };
-    for path in ["/", "/", "/blocked", "/error"] {
-        get(addr, &format!("http://{origin}{path}")).await;
+    for url in [
+        "chatgpt.com/",
+        "cdn.oaistatic.com/",
+        "files.oaiusercontent.com/blocked",
+        "api.openai.com/error",
+    ] {
+        let (host, path) = url.split_once('/').unwrap();
+        get(addr, &format!("http://{host}:{port}/{path}")).await;
     }
     tokio::task::block_in_place(|| {
         assert!(
@@ -348,4 +366,76 @@ async fn the_live_page_keeps_up_after_5000_events() {
     });
     drop(browser);
     proxy.stop().await;
+}
+
+#[tokio::test]
+async fn diagproxy_browser_reaches_an_https_origin_through_interception_without_a_certificate_error(
+) {
+    if !require_tool("chromium") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_dir, _) = local_ca(dir.path());
+    let public = TestCa::root("Test Public Root", "Public CA Inc.");
+    let (leaf, key) = public.leaf(&["chatgpt.com"]);
+    let origin = https_origin(vec![leaf], key).await;
+    let roots = write_file(dir.path(), "public.pem", &public.pem());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let session = dir.path().join("session");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
+        .env("DIAGPROXY_LOOPBACK_ONLY", "1")
+        .args([
+            "browser",
+            &format!("https://chatgpt.com:{}/proto", origin.port()),
+            "--headless",
+            "--no-live-page",
+        ])
+        .arg(format!("--proxy=127.0.0.1:{port}"))
+        .arg(format!("--ca-dir={}", ca_dir.display()))
+        .args([
+            "--chromium-flag=--dump-dom",
+            "--chromium-flag=--disable-background-networking",
+        ])
+        .arg(format!(
+            "--run-arg=--resolve=chatgpt.com:{}:127.0.0.1",
+            origin.port()
+        ))
+        .arg(format!("--run-arg=--public-roots={roots}"))
+        .arg(format!("--run-arg=--system-roots={roots}"))
+        .arg(format!("--run-arg=--session-dir={}", session.display()))
+        .arg("--run-arg=-q")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The origin's answer (the protocol it was asked in), not Chromium's interstitial.
+    assert!(
+        stdout.contains(">HTTP/2.0<") || stdout.contains(">HTTP/1.1<"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("trusting diagproxy's CA (SPKI "),
+        "{stderr}"
+    );
+    // It went through interception: the session started for the browser recorded it.
+    let events = read_events(&session);
+    let request = events
+        .iter()
+        .find(|e| {
+            e["type"] == "request" && e["url"].as_str().is_some_and(|u| u.ends_with("/proto"))
+        })
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(request["intercepted"], true);
+    assert_eq!(request["status"], 200);
+    assert!(
+        session.join("report.html").exists(),
+        "the started run ended cleanly"
+    );
 }

@@ -256,6 +256,24 @@ pub async fn bulk_throughput(
 }
 
 /// Mean time to an open tunnel (CONNECT answered 200), or to a TCP connect when direct, in µs.
+/// A live page that reads the proxy's `/events` slowly (1 KiB every 100 ms through a 4 KiB
+/// receive buffer), until the task is aborted.
+pub async fn slow_event_reader(proxy: SocketAddr) -> Result<tokio::task::JoinHandle<()>, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .set_recv_buffer_size(4096)
+        .map_err(|e| e.to_string())?;
+    let mut stream = socket.connect(proxy).await.map_err(|e| e.to_string())?;
+    let ask = b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
+    stream.write_all(ask).await.map_err(|e| e.to_string())?;
+    Ok(tokio::spawn(async move {
+        let mut buf = [0u8; 1024];
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }))
+}
+
 pub async fn tunnel_setup(
     origin: SocketAddr,
     via: Via,

@@ -185,6 +185,7 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     let mut progress = Progress::new(
         2 * usize::from(memory_pid.is_some())
             + 3 * usize::from(o.runs(Group::Forward))
+            + usize::from(o.runs(Group::Forward) && o.proxy.is_none())
             + 2 * usize::from(o.runs(Group::Tunnel))
             + 4 * usize::from(intercept.is_some())
             + usize::from(o.runs(Group::Pac) && o.proxy.is_none())
@@ -267,6 +268,18 @@ async fn forward(
     let c = o.connections;
     let run = paired(proxy, d, |v, t| load::forward(world.http, v, c, t)).await?;
     rows.push(rate_row(&format!("forward HTTP/1.1 keep-alive c={c}"), run));
+    if o.proxy.is_none() {
+        // The same load with a live page connected that reads its event stream slowly: the
+        // stream must cost the proxy nothing (the page loses events, the proxy never waits).
+        progress.step(&format!("forward c={c}, slow live page"));
+        let page = load::slow_event_reader(proxy.addr).await?;
+        let run = paired(proxy, d, |v, t| load::forward(world.http, v, c, t)).await?;
+        page.abort();
+        rows.push(rate_row(
+            &format!("forward HTTP/1.1 keep-alive c={c}, a slow live page connected"),
+            run,
+        ));
+    }
     progress.step("forward bulk");
     let mode = "forward bulk throughput (plain HTTP, chunked)";
     rows.push(bulk_row(world, proxy, d, mode, true).await?);

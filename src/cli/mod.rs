@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod auth_test;
 pub mod bench;
+pub mod browser;
 pub mod ca;
 pub mod check;
 pub mod config;
@@ -96,6 +97,39 @@ pub enum Command {
     /// Try each sign-in scheme a corporate proxy offers (Negotiate, NTLM, Basic) and say
     /// which works, as cntlm -M does.
     AuthTest(AuthTestArgs),
+    /// Open Chromium/Chrome through diagproxy with its CA trusted in that browser only (a
+    /// temporary profile; nothing installed), with the live page in a second tab.
+    Browser(BrowserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BrowserArgs {
+    /// The page to open first.
+    #[arg(default_value = "https://chatgpt.com/")]
+    pub url: String,
+    /// The browser to start [default: the first of chromium, google-chrome, microsoft-edge,
+    /// brave-browser on PATH]. A Firefox path prints the manual steps instead.
+    #[arg(long, value_name = "PATH")]
+    pub browser: Option<PathBuf>,
+    /// The diagproxy to use; when nothing answers there, `diagproxy run --intercept
+    /// profile` is started on it for as long as the browser is open.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
+    pub proxy: String,
+    /// The CA a started `run` uses (created there if missing).
+    #[arg(long, default_value = "certs", value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Start the browser headless (tests, remote machines).
+    #[arg(long)]
+    pub headless: bool,
+    /// Do not open the live page in a second tab.
+    #[arg(long)]
+    pub no_live_page: bool,
+    /// One more flag for the browser (repeatable), e.g. --chromium-flag=--screenshot.
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    pub chromium_flag: Vec<String>,
+    /// One more argument for a `run` started here (repeatable), e.g. --run-arg=--resolve=….
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub run_arg: Vec<String>,
 }
 
 /// How to sign in to a corporate proxy: `run`'s flags, and those of the commands that go

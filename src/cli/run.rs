@@ -54,7 +54,12 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
         if !outcome.drained {
             text.push_str("(some requests were still open when the grace period ended; they are recorded as far as they got)\n");
         }
-        text.push_str(&format!("session files: {}\n", outcome.dir.display()));
+        let (files, size) = crate::files::folder_size(&outcome.dir);
+        text.push_str(&format!(
+            "session files: {} ({files} files, {})\n",
+            outcome.dir.display(),
+            crate::session::livelog::bytes(size)
+        ));
         text
     };
     stderr::get().say(text);

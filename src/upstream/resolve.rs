@@ -37,6 +37,14 @@ pub async fn resolve(
         let addrs = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
         return Ok((addrs, Some(Duration::ZERO)));
     }
+    if config.loopback_only && lower != "localhost" && !lower.ends_with(".localhost") {
+        // The test suite's guard: not even a DNS query leaves the machine.
+        return Err(Failure::new(
+            FailureKind::DnsFailed,
+            side,
+            format!("DNS lookup of {bare}: not looked up: DIAGPROXY_LOOPBACK_ONLY=1 allows pinned names and localhost only"),
+        ));
+    }
     let started = Instant::now();
     let looked_up = tokio::time::timeout(
         config.connect_timeout,

@@ -1,0 +1,332 @@
+//! `diagproxy browser`: a Chromium (or Chrome, Edge, Brave) with a fresh temporary profile,
+//! its proxy set to this diagproxy and diagproxy's CA trusted for that browser only, through
+//! `--ignore-certificate-errors-spki-list` with the CA's SPKI hash (as HTTP Toolkit does):
+//! nothing is installed on the machine, and it all goes when the browser exits. Uses the
+//! `run` already listening at `--proxy`, or starts one (intercepting the profile's hosts)
+//! for as long as the browser is open. Firefox has no such flag: the steps are printed.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use super::{BrowserArgs, Failed};
+
+/// How long a `run` started here may take to answer on its port.
+const START_WAIT: Duration = Duration::from_secs(15);
+/// How long asking a proxy for a page may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Browsers looked for on PATH, in order.
+const CHROMIUMS: [&str; 7] = [
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+    "microsoft-edge",
+    "brave-browser",
+    "chrome",
+];
+/// Chromium flags that stop its background requests (documented in the README).
+const QUIET: [&str; 7] = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--no-pings",
+    "--disable-domain-reliability",
+    "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
+];
+/// Where macOS keeps them.
+const MAC_CHROMES: [&str; 2] = [
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+];
+
+pub fn browser(args: &BrowserArgs) -> Result<(), Failed> {
+    let proxy: SocketAddr = args
+        .proxy
+        .parse()
+        .map_err(|_| Failed::Usage(format!("--proxy {}: not an IP:port", args.proxy)))?;
+    let program = match &args.browser {
+        Some(path) => path.clone(),
+        None => find_browser().ok_or_else(|| {
+            Failed::Error(
+                "no Chromium, Chrome, Edge or Brave found on PATH; give one with --browser PATH"
+                    .into(),
+            )
+        })?,
+    };
+    let mut started = match ask(proxy, "/summary.json") {
+        Some(_) => None,
+        None => Some(start_run(proxy, args)?),
+    };
+    let result = open(&program, proxy, args);
+    if let Some(child) = started.as_mut() {
+        stop_run(child);
+    }
+    result
+}
+
+/// Opens the browser (or prints Firefox's steps) against the proxy at `proxy`, and waits
+/// until it exits.
+fn open(program: &Path, proxy: SocketAddr, args: &BrowserArgs) -> Result<(), Failed> {
+    let pem = ask(proxy, "/ca.pem").ok_or_else(|| {
+        Failed::Error(format!(
+            "the diagproxy at {proxy} has no CA to trust (create one with `diagproxy ca init`)"
+        ))
+    })?;
+    let spki = spki_sha256_base64(&pem)?;
+    if is_firefox(program) {
+        eprint!("{}", firefox_steps(proxy));
+        return Ok(());
+    }
+    let profile = tempfile::Builder::new()
+        .prefix("diagproxy-browser-")
+        .tempdir()
+        .map_err(|e| Failed::Error(format!("cannot make a temporary browser profile: {e}")))?;
+    let flags = chromium_flags(profile.path(), proxy, &spki, args);
+    eprintln!(
+        "diagproxy: starting {} with its own profile, proxy {proxy}, trusting diagproxy's CA \
+         (SPKI {spki}) in that browser only",
+        program.display()
+    );
+    let status = Command::new(program)
+        .args(&flags)
+        .status()
+        .map_err(|e| Failed::Error(format!("cannot start {}: {e}", program.display())))?;
+    eprintln!("diagproxy: the browser exited ({status}); its profile is removed");
+    Ok(())
+}
+
+/// The flags: a throw-away profile, the proxy for every scheme, the CA's SPKI trusted,
+/// no first-run dialogs, the URL and the live page.
+fn chromium_flags(
+    profile: &Path,
+    proxy: SocketAddr,
+    spki: &str,
+    args: &BrowserArgs,
+) -> Vec<String> {
+    let mut flags = vec![
+        // Chromium honours the SPKI list only with its own user-data-dir: never the
+        // user's everyday profile.
+        format!("--user-data-dir={}", profile.display()),
+        format!("--proxy-server=http://{proxy}"),
+        format!("--ignore-certificate-errors-spki-list={spki}"),
+        "--no-first-run".into(),
+        "--no-default-browser-check".into(),
+        // QUIC would go around an HTTP proxy on some builds; ChatGPT works over TCP.
+        "--disable-quic".into(),
+    ];
+    // The browser's own background traffic (updates, sync, sign-in, safe browsing lists)
+    // would fill the session with Google hosts that have nothing to do with ChatGPT.
+    flags.extend(QUIET.iter().map(|f| f.to_string()));
+    if args.headless {
+        flags.extend([
+            "--headless".into(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+        ]);
+    }
+    flags.extend(args.chromium_flag.iter().cloned());
+    flags.push(args.url.clone());
+    if !args.no_live_page {
+        // Loopback is never sent through the proxy, so the page comes from diagproxy itself.
+        flags.push(format!("http://{proxy}/"));
+    }
+    flags
+}
+
+/// Firefox has no per-launch trust flag: how to do it by hand, in a profile of its own.
+fn firefox_steps(proxy: SocketAddr) -> String {
+    format!(
+        "Firefox has no flag that trusts one CA for one launch. In a new profile \
+         (firefox -P → Create Profile):\n\
+         1. Settings → Network Settings → Manual proxy configuration: HTTP Proxy {ip}, Port {port}, \
+         \"Also use this proxy for HTTPS\" (or Automatic proxy configuration URL http://{proxy}/proxy.pac).\n\
+         2. Settings → Privacy & Security → Certificates → View Certificates → Authorities → Import \
+         http://{proxy}/ca.pem (download it first), \"Trust this CA to identify websites\".\n\
+         3. Open http://{proxy}/ for the live page. Delete the profile when done.\n",
+        ip = proxy.ip(),
+        port = proxy.port()
+    )
+}
+
+fn is_firefox(program: &Path) -> bool {
+    program
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.to_ascii_lowercase().contains("firefox"))
+}
+
+/// The first Chromium-family browser on PATH (then macOS's usual places).
+fn find_browser() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    let on_path = CHROMIUMS.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.or_else(|| MAC_CHROMES.iter().map(PathBuf::from).find(|p| p.is_file()))
+}
+
+/// Base64 of the SHA-256 of the certificate's SubjectPublicKeyInfo: what Chromium's
+/// `--ignore-certificate-errors-spki-list` takes.
+pub fn spki_sha256_base64(pem: &str) -> Result<String, Failed> {
+    use base64::Engine;
+    let der = pem_body(pem).ok_or("the CA certificate is not PEM")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| Failed::Error(format!("the CA certificate does not parse: {e}")))?;
+    let spki = cert.tbs_certificate.subject_pki.raw;
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki);
+    Ok(base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
+}
+
+fn pem_body(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
+    let b64: String = pem[start..end].split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// A page of the diagproxy at `proxy` (`Host: 127.0.0.1`), or `None` when nothing answers
+/// with a 200.
+fn ask(proxy: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&proxy, ASK_TIMEOUT).ok()?;
+    stream.set_read_timeout(Some(ASK_TIMEOUT)).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8(answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Starts `diagproxy run` on `proxy`, intercepting the profile's hosts with the CA in
+/// `--ca-dir` (made if there is none), and waits until it answers.
+fn start_run(proxy: SocketAddr, args: &BrowserArgs) -> Result<Child, Failed> {
+    let exe = std::env::current_exe().map_err(|e| Failed::Error(e.to_string()))?;
+    let ca_dir = args.ca_dir.to_string_lossy().to_string();
+    if !args.ca_dir.join(crate::tls::ca::CERT_FILE).exists() {
+        let made = Command::new(&exe)
+            .args(["ca", "init", "--ca-dir", &ca_dir])
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            return Err(Failed::Error(format!("cannot create the CA in {ca_dir}")));
+        }
+    }
+    let listen = proxy.to_string();
+    let mut run_args = vec![
+        "run",
+        "--listen",
+        &listen,
+        "--intercept",
+        "profile",
+        "--ca-dir",
+        &ca_dir,
+    ];
+    run_args.extend(args.run_arg.iter().map(String::as_str));
+    let mut child = Command::new(&exe)
+        .args(&run_args)
+        .spawn()
+        .map_err(|e| Failed::Error(format!("cannot start diagproxy run: {e}")))?;
+    let start = Instant::now();
+    while ask(proxy, "/summary.json").is_none() {
+        if start.elapsed() > START_WAIT || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            return Err(Failed::Error(format!(
+                "diagproxy run did not start on {proxy}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child)
+}
+
+/// Ends the `run` started here as Ctrl-C would, so it writes its reports.
+fn stop_run(child: &mut Child) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
+    #[cfg(not(unix))]
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(headless: bool) -> BrowserArgs {
+        BrowserArgs {
+            url: "https://chatgpt.com/".into(),
+            browser: None,
+            proxy: "127.0.0.1:8080".into(),
+            ca_dir: "certs".into(),
+            headless,
+            no_live_page: false,
+            chromium_flag: vec![],
+            run_arg: vec![],
+        }
+    }
+
+    #[test]
+    fn the_browser_gets_its_own_profile_the_proxy_and_the_cas_spki_only() {
+        let proxy: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let flags = chromium_flags(Path::new("/tmp/p"), proxy, "AbC=", &args(false));
+        assert_eq!(
+            flags,
+            [
+                "--user-data-dir=/tmp/p",
+                "--proxy-server=http://127.0.0.1:8080",
+                "--ignore-certificate-errors-spki-list=AbC=",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-quic",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-default-apps",
+                "--no-pings",
+                "--disable-domain-reliability",
+                "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
+                "https://chatgpt.com/",
+                "http://127.0.0.1:8080/",
+            ]
+        );
+        assert!(
+            !flags.iter().any(|f| f == "--ignore-certificate-errors"),
+            "never every certificate"
+        );
+        assert!(chromium_flags(Path::new("/p"), proxy, "x", &args(true))
+            .contains(&"--headless".to_string()));
+    }
+
+    #[test]
+    fn the_spki_hash_is_chromiums_base64_of_sha256() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let spki = spki_sha256_base64(&cert.pem()).unwrap();
+        use base64::Engine;
+        let expected = base64::engine::general_purpose::STANDARD
+            .encode(ring::digest::digest(&ring::digest::SHA256, &key.public_key_der()).as_ref());
+        assert_eq!(spki, expected);
+        assert!(spki_sha256_base64("not a pem").is_err());
+    }
+
+    #[test]
+    fn firefox_gets_steps_naming_the_proxy() {
+        let steps = firefox_steps("127.0.0.1:8080".parse().unwrap());
+        assert!(steps.contains("HTTP Proxy 127.0.0.1, Port 8080") && steps.contains("/ca.pem"));
+        assert!(
+            is_firefox(Path::new("/usr/bin/firefox-esr")) && !is_firefox(Path::new("chromium"))
+        );
+    }
+}
