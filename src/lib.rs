@@ -16,13 +16,14 @@
 //!   dialling and CONNECT through the corporate proxy, the idle pool).
 //! - [`proxy`]: the downstream side. [`proxy::run`] (the accept loop), then per connection
 //!   the lean HTTP/1.1 path (`h1`), which hands what it does not do to `service` (hyper):
-//!   `connect` (tunnel or intercept), `forward`, `pages`; `answer` explains failures.
+//!   `connect` (tunnel or intercept), `forward`, `pages` and `live` (the live page);
+//!   `answer` explains failures.
 //! - [`sniff`]: the ClientHello's SNI and ALPN, parsed from a tunnel's first bytes (pure).
 //! - [`tls`]: trust stores, the verdict on a presented chain (pure), the side handshake, the
 //!   CA and the leaf minter.
 //! - [`inspect`]: all diagnosis, pure: findings, detectors, the verdict, reproduce commands.
 //! - [`session`]: the events, the single writer of the session folder, the summary (a fold
-//!   that calls `inspect`), the live log.
+//!   that calls `inspect`), the live log, the feed of events for the live page.
 //! - [`failure`]: named failure kinds and whose side failed.
 //! - [`report`]: HAR, HTML, Markdown and compare, from `events.jsonl` alone.
 //! - [`bench`]: `diagproxy bench`, the overhead measurements (load generator and proxy

@@ -51,6 +51,12 @@ async fn origin() -> SocketAddr {
             &[("content-type", "application/json")],
             "{\"ok\":true}",
         ),
+        canned(
+            "/logo.png",
+            200,
+            &[("content-type", "image/png")],
+            "\u{89}PNG\r\n\u{1a}\n",
+        ),
         canned("/big", 500, &[("content-type", "text/html")], big),
     ])
     .await
@@ -197,11 +203,11 @@ async fn bodies_of_problems_are_kept_once_redacted_and_in_the_har() {
 }
 
 #[tokio::test]
-async fn bodies_none_keeps_none_and_text_keeps_json_successes() {
+async fn bodies_none_keeps_none_text_keeps_json_successes_and_all_keeps_binary() {
     let origin = origin().await;
-    for (mode, expect) in [("none", 0), ("text", 4)] {
+    for (mode, expect) in [("none", 0), ("text", 4), ("all", 5)] {
         let proxy = Proxy::start(&["--bodies", mode]).await;
-        for path in ["/", "/blocked", "/error", "/ok.json"] {
+        for path in ["/", "/blocked", "/error", "/ok.json", "/logo.png"] {
             get(proxy.addr, &format!("http://{origin}{path}")).await;
         }
         let session = proxy.stop().await;
@@ -213,6 +219,19 @@ async fn bodies_none_keeps_none_and_text_keeps_json_successes() {
         assert_eq!(kept, expect, "--bodies {mode}");
         let files = std::fs::read_dir(session.outcome.dir.join("bodies")).map_or(0, |d| d.count());
         assert_eq!(files, expect, "--bodies {mode}");
+        if mode == "all" {
+            let har = std::fs::read_to_string(session.outcome.dir.join("session.har")).unwrap();
+            let har: serde_json::Value = serde_json::from_str(&har).unwrap();
+            let png = har["log"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["request"]["url"].as_str().unwrap().ends_with("/logo.png"))
+                .map(|e| e["response"]["content"].clone())
+                .unwrap();
+            assert_eq!(png["encoding"], "base64");
+            assert_eq!(png["text"], "wolQTkcNChoK", "the bytes as sent, base64");
+        }
     }
 }
 

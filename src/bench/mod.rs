@@ -182,17 +182,7 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     };
     let memory_pid = proxy.pid.filter(|_| o.runs(Group::Memory));
     let intercept = trust_proxy.filter(|_| o.runs(Group::Intercept));
-    let mut progress = Progress::new(
-        2 * usize::from(memory_pid.is_some())
-            + 3 * usize::from(o.runs(Group::Forward))
-            + usize::from(o.runs(Group::Forward) && o.proxy.is_none())
-            + 2 * usize::from(o.runs(Group::Tunnel))
-            + 4 * usize::from(intercept.is_some())
-            + usize::from(o.runs(Group::Pac) && o.proxy.is_none())
-            + usize::from(o.runs(Group::Check) && o.proxy.is_none())
-            + usize::from(o.runs(Group::Auth) && o.auth_proxy.is_some())
-            + usize::from(o.runs(Group::Report) && o.proxy.is_none()),
-    );
+    let mut progress = Progress::new(steps(o, memory_pid.is_some(), intercept.is_some()));
     // Memory first, while the proxy's heap holds nothing left over from the load tests
     // (freed memory stays in the heap and would hide what idle tunnels cost).
     let mut memory = Vec::new();
@@ -251,6 +241,20 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     }
     rows.extend(memory);
     Ok(rows)
+}
+
+/// How many steps the progress bar counts for the groups that will run.
+fn steps(o: &Options, memory: bool, intercept: bool) -> usize {
+    let own = o.proxy.is_none();
+    2 * usize::from(memory)
+        + 3 * usize::from(o.runs(Group::Forward))
+        + usize::from(o.runs(Group::Forward) && own)
+        + 2 * usize::from(o.runs(Group::Tunnel))
+        + 4 * usize::from(intercept)
+        + usize::from(o.runs(Group::Pac) && own)
+        + usize::from(o.runs(Group::Check) && own)
+        + usize::from(o.runs(Group::Auth) && o.auth_proxy.is_some())
+        + usize::from(o.runs(Group::Report) && own)
 }
 
 async fn forward(

@@ -65,11 +65,11 @@ pub struct State {
     /// The address actually bound (port 0 in tests becomes a real port).
     pub listen: SocketAddr,
     pub recorder: Recorder,
-    /// The live summary, for the status page.
+    /// The live summary, for the live page.
     pub summary: SharedSummary,
     /// Idle keep-alive connections to upstreams, for plain HTTP.
     pub pool: crate::upstream::pool::Pool<body::Body>,
-    /// Tunnels and requests in flight, for the status page and the session end.
+    /// Tunnels and requests in flight, for the live page and the session end.
     pub open: AtomicUsize,
     /// The (name, port) pairs whose chain has been checked: once per session each, for at
     /// most [`MAX_CHECKED`] of them (see [`State::first_check`]).

@@ -62,7 +62,7 @@ pub async fn serve(req: &Request<Incoming>, state: &Shared, shutdown: Shutdown) 
     }
 }
 
-/// Where the status page's "intercept again" buttons post.
+/// Where the live page's "intercept again" buttons post.
 const REENABLE: &str = "/passthrough/reenable";
 
 /// `POST /passthrough/reenable?host=H&port=P`: intercept a passed-through host:port again,

@@ -288,11 +288,9 @@ pub struct RequestEvent {
     pub unfinished: Option<String>,
 }
 
-/// An answer's body kept in the session folder: its first [`KEPT_BODY`] bytes in
+/// An answer's body kept in the session folder (`--bodies`): its first 64 KiB in
 /// `bodies/SHA256`, a file named by the SHA-256 of what it holds (the same block page
 /// served a hundred times is one file).
-///
-/// [`KEPT_BODY`]: crate::config::KEPT_BODY
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeptBody {
     /// The file's name under `bodies/` (lower-case hex), set by the writer that stores it.

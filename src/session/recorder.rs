@@ -34,7 +34,7 @@ pub const QUEUE: usize = 1 << 16;
 /// stored, and counted (`summary.session.bodies_not_kept`).
 pub const MAX_BODY_STORE: u64 = 256 << 20;
 
-/// The summary as the recorder keeps it, readable by the status page.
+/// The summary as the recorder keeps it, readable by the live page.
 pub type SharedSummary = Arc<Mutex<Summary>>;
 
 enum Msg {

@@ -1,4 +1,4 @@
-//! Folds events into the per-host summary (`summary.json`, the status page, the exit table).
+//! Folds events into the per-host summary (`summary.json`, the live page, the exit table).
 //! Pure: no I/O, so every rule here is unit-tested.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -870,6 +870,28 @@ mod tests {
             failure,
             findings: Vec::new(),
         }))
+    }
+
+    #[test]
+    fn the_live_pages_detail_gets_a_failure_as_a_finding_with_its_remedy_and_command() {
+        let s = Summary::new(info(), Arc::new(Profile::builtin()));
+        let failure = Failure::new(FailureKind::Reset, Side::Upstream, "reset".into());
+        let found = s.findings_of(&tunnel("chatgpt.com", Some(failure.clone())));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, FindingKind::Failure(FailureKind::Reset));
+        assert!(!found[0].remedy.is_empty());
+        assert!(found[0]
+            .reproduce
+            .as_deref()
+            .is_some_and(|r| r.contains("https://chatgpt.com/")));
+        // The same as the summary's own fold makes of it.
+        let mut folded = Summary::new(info(), Arc::new(Profile::builtin()));
+        folded.apply(&tunnel("chatgpt.com", Some(failure)));
+        assert_eq!(
+            folded.hosts().next().map(|h| h.findings.clone()),
+            Some(found)
+        );
+        assert!(s.findings_of(&tunnel("chatgpt.com", None)).is_empty());
     }
 
     #[test]
