@@ -129,8 +129,16 @@ async fn events_stream_live_and_resume_after_the_last_event_id() {
     )
     .await;
     assert!(refused.starts_with("HTTP/1.1 421"), "{refused}");
-    drop(stream);
-    proxy.stop().await;
+    // A page still connected when the session ends does not hold the shutdown up: its
+    // stream ends and the session drains.
+    let session = proxy.stop().await;
+    assert!(
+        session.outcome.drained,
+        "an open /events stream ends with the session"
+    );
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the stream closed");
 }
 
 #[tokio::test]
@@ -457,4 +465,66 @@ async fn diagproxy_browser_reaches_an_https_origin_through_interception_without_
         session.join("report.html").exists(),
         "the started run ended cleanly"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagproxy_browser_uses_the_run_already_listening_and_its_ca() {
+    if !require_tool("chromium") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_dir, _) = local_ca(dir.path());
+    let public = TestCa::root("Test Public Root", "Public CA Inc.");
+    let (leaf, key) = public.leaf(&["chatgpt.com"]);
+    let origin = https_origin(vec![leaf], key).await;
+    let roots = write_file(dir.path(), "public.pem", &public.pem());
+    let pin = format!("chatgpt.com:{}:127.0.0.1", origin.port());
+    let ca = ca_dir.to_str().unwrap();
+    let args = [
+        "--intercept",
+        "profile",
+        "--ca-dir",
+        ca,
+        "--public-roots",
+        &roots,
+        "--system-roots",
+        &roots,
+        "--resolve",
+        &pin,
+    ];
+    let proxy = Proxy::start(&args).await;
+    // No --ca-dir here: the CA comes from the running proxy's /ca.pem.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
+        .env("DIAGPROXY_LOOPBACK_ONLY", "1")
+        .args([
+            "browser",
+            &format!("https://chatgpt.com:{}/proto", origin.port()),
+            "--headless",
+            "--no-live-page",
+        ])
+        .arg(format!("--proxy={}", proxy.addr))
+        .arg("--ca-dir=/nonexistent")
+        .arg("--chromium-flag=--dump-dom")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(">HTTP/2.0<") || stdout.contains(">HTTP/1.1<"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("diagproxy listening"),
+        "no second run started: {stderr}"
+    );
+    let session = proxy.stop().await;
+    let requests = session.events_of("request");
+    let asked = requests
+        .iter()
+        .find(|r| r["url"].as_str().is_some_and(|u| u.ends_with("/proto")))
+        .unwrap_or_else(|| panic!("{requests:#?}"));
+    assert_eq!(asked["intercepted"], true);
 }
