@@ -148,6 +148,21 @@ async fn bodies_of_problems_are_kept_once_redacted_and_in_the_har() {
     for path in ["/", "/blocked", "/blocked", "/error", "/ok.json", "/big"] {
         get(proxy.addr, &format!("http://{origin}{path}")).await;
     }
+    // The page's download links: the session so far, rebuilt while it runs.
+    proxy.wait_events("request", 6).await;
+    for (path, needle) in [
+        ("/session.har", "\"entries\":["),
+        ("/report.html", "Bodies of answers that went wrong"),
+    ] {
+        let ask = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let answer = raw_exchange(proxy.addr, ask.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+        assert!(answer.contains("content-disposition: attachment"), "{path}");
+        assert!(
+            answer.contains(needle) && answer.contains("/blocked"),
+            "{path}: {answer}"
+        );
+    }
     let session = proxy.stop().await;
     let dir = session.outcome.dir.clone();
     let requests = session.events_of("request");
