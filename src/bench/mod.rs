@@ -273,14 +273,13 @@ async fn forward(
     let run = paired(proxy, d, |v, t| load::forward(world.http, v, c, t)).await?;
     rows.push(rate_row(&format!("forward HTTP/1.1 keep-alive c={c}"), run));
     if o.proxy.is_none() {
-        // The same load with a live page connected that reads its event stream slowly: the
-        // stream must cost the proxy nothing (the page loses events, the proxy never waits).
+        // The same load with and without a live page that reads its event stream slowly,
+        // in alternating slices (so the VM's drift falls on both): the stream must cost the
+        // proxy nothing (the page loses events, the proxy never waits).
         progress.step(&format!("forward c={c}, slow live page"));
-        let page = load::slow_event_reader(proxy.addr).await?;
-        let run = paired(proxy, d, |v, t| load::forward(world.http, v, c, t)).await?;
-        page.abort();
+        let run = with_and_without_page(world, proxy, d, c).await?;
         rows.push(rate_row(
-            &format!("forward HTTP/1.1 keep-alive c={c}, a slow live page connected"),
+            &format!("forward c={c}: with a slow live page (vs. without)"),
             run,
         ));
     }
@@ -396,6 +395,33 @@ async fn intercept_rows(
 /// Each measurement runs direct and through the proxy in alternating slices, so a machine
 /// that speeds up or slows down during the run (a shared VM does) affects both alike.
 const ROUNDS: usize = 4;
+
+/// Forward load at concurrency `c` through the proxy, alternately without (as `direct`)
+/// and with (as `through`) a slow live page connected; the CPU is the with-page slices'.
+async fn with_and_without_page(
+    world: &World,
+    proxy: Proxy,
+    d: Duration,
+    c: usize,
+) -> Result<Paired, String> {
+    let slice = d / ROUNDS as u32;
+    let via = Via::Proxy(proxy.addr);
+    let (mut without, mut with) = (Rate::default(), Rate::default());
+    let mut cpu = CpuMeter::new(proxy.pid);
+    for _ in 0..ROUNDS {
+        without = without.merge(load::forward(world.http, via, c, slice).await?);
+        let page = load::slow_event_reader(proxy.addr).await?;
+        cpu.start();
+        with = with.merge(load::forward(world.http, via, c, slice).await?);
+        cpu.stop();
+        page.abort();
+    }
+    Ok(Paired {
+        direct: without,
+        through: with,
+        cpu,
+    })
+}
 
 async fn paired<F, Fut>(proxy: Proxy, d: Duration, run: F) -> Result<Paired, String>
 where
