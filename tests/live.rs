@@ -410,70 +410,101 @@ async fn the_live_page_keeps_up_after_5000_events() {
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn diagproxy_browser_reaches_an_https_origin_through_interception_without_a_certificate_error(
-) {
-    if !require_tool("chromium") {
-        return;
-    }
+/// A CA for diagproxy, a public root the origin's leaf for `chatgpt.com` chains to (written
+/// to `public.pem`), and the origin.
+struct BrowserFixture {
+    dir: tempfile::TempDir,
+    ca_dir: PathBuf,
+    roots: String,
+    origin: SocketAddr,
+}
+
+async fn browser_fixture() -> BrowserFixture {
     let dir = tempfile::tempdir().unwrap();
     let (ca_dir, _) = local_ca(dir.path());
     let public = TestCa::root("Test Public Root", "Public CA Inc.");
     let (leaf, key) = public.leaf(&["chatgpt.com"]);
     let origin = https_origin(vec![leaf], key).await;
     let roots = write_file(dir.path(), "public.pem", &public.pem());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let session = dir.path().join("session");
+    BrowserFixture {
+        dir,
+        ca_dir,
+        roots,
+        origin,
+    }
+}
+
+/// `diagproxy browser --headless --no-live-page` on `/proto` of the fixture's origin, with
+/// `extra` arguments; its stdout (the DOM) and stderr.
+async fn run_browser(f: &BrowserFixture, extra: &[String]) -> (String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
         .env("DIAGPROXY_LOOPBACK_ONLY", "1")
         .args([
             "browser",
-            &format!("https://chatgpt.com:{}/proto", origin.port()),
             "--headless",
             "--no-live-page",
-        ])
-        .arg(format!("--proxy=127.0.0.1:{port}"))
-        .arg(format!("--ca-dir={}", ca_dir.display()))
-        .args([
             "--chromium-flag=--dump-dom",
-            "--chromium-flag=--disable-background-networking",
         ])
-        .arg(format!(
-            "--run-arg=--resolve=chatgpt.com:{}:127.0.0.1",
-            origin.port()
-        ))
-        .arg(format!("--run-arg=--public-roots={roots}"))
-        .arg(format!("--run-arg=--system-roots={roots}"))
-        .arg(format!("--run-arg=--session-dir={}", session.display()))
-        .arg("--run-arg=-q")
+        .arg(format!("https://chatgpt.com:{}/proto", f.origin.port()))
+        .args(extra)
         .kill_on_drop(true)
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{stderr}");
     // The origin's answer (the protocol it was asked in), not Chromium's interstitial.
     assert!(
         stdout.contains(">HTTP/2.0<") || stdout.contains(">HTTP/1.1<"),
         "{stdout}\n{stderr}"
     );
+    (stdout, stderr)
+}
+
+/// The request for `/proto` among a session's events (the browser's own come too).
+fn proto_request(events: &[serde_json::Value]) -> serde_json::Value {
+    events
+        .iter()
+        .find(|e| {
+            e["type"] == "request" && e["url"].as_str().is_some_and(|u| u.ends_with("/proto"))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("{events:#?}"))
+}
+
+#[tokio::test]
+async fn diagproxy_browser_reaches_an_https_origin_through_interception_without_a_certificate_error(
+) {
+    if !require_tool("chromium") {
+        return;
+    }
+    let f = browser_fixture().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let session = f.dir.path().join("session");
+    let extra = [
+        format!("--proxy=127.0.0.1:{port}"),
+        format!("--ca-dir={}", f.ca_dir.display()),
+        format!(
+            "--run-arg=--resolve=chatgpt.com:{}:127.0.0.1",
+            f.origin.port()
+        ),
+        format!("--run-arg=--public-roots={}", f.roots),
+        format!("--run-arg=--system-roots={}", f.roots),
+        format!("--run-arg=--session-dir={}", session.display()),
+        "--run-arg=-q".to_string(),
+    ];
+    let (_, stderr) = run_browser(&f, &extra).await;
     assert!(
         stderr.contains("trusting diagproxy's CA (SPKI "),
         "{stderr}"
     );
     // It went through interception: the session started for the browser recorded it.
-    let events = read_events(&session);
-    let request = events
-        .iter()
-        .find(|e| {
-            e["type"] == "request" && e["url"].as_str().is_some_and(|u| u.ends_with("/proto"))
-        })
-        .unwrap_or_else(|| panic!("{events:#?}"));
+    let request = proto_request(&read_events(&session));
     assert_eq!(request["intercepted"], true);
     assert_eq!(request["status"], 200);
     assert!(
@@ -487,59 +518,33 @@ async fn diagproxy_browser_uses_the_run_already_listening_and_its_ca() {
     if !require_tool("chromium") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (ca_dir, _) = local_ca(dir.path());
-    let public = TestCa::root("Test Public Root", "Public CA Inc.");
-    let (leaf, key) = public.leaf(&["chatgpt.com"]);
-    let origin = https_origin(vec![leaf], key).await;
-    let roots = write_file(dir.path(), "public.pem", &public.pem());
-    let pin = format!("chatgpt.com:{}:127.0.0.1", origin.port());
-    let ca = ca_dir.to_str().unwrap();
+    let f = browser_fixture().await;
+    let pin = format!("chatgpt.com:{}:127.0.0.1", f.origin.port());
+    let ca = f.ca_dir.to_str().unwrap();
+    let roots = f.roots.as_str();
     let args = [
         "--intercept",
         "profile",
         "--ca-dir",
         ca,
         "--public-roots",
-        &roots,
+        roots,
         "--system-roots",
-        &roots,
+        roots,
         "--resolve",
         &pin,
     ];
     let proxy = Proxy::start(&args).await;
-    // No --ca-dir here: the CA comes from the running proxy's /ca.pem.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
-        .env("DIAGPROXY_LOOPBACK_ONLY", "1")
-        .args([
-            "browser",
-            &format!("https://chatgpt.com:{}/proto", origin.port()),
-            "--headless",
-            "--no-live-page",
-        ])
-        .arg(format!("--proxy={}", proxy.addr))
-        .arg("--ca-dir=/nonexistent")
-        .arg("--chromium-flag=--dump-dom")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stdout.contains(">HTTP/2.0<") || stdout.contains(">HTTP/1.1<"),
-        "{stdout}\n{stderr}"
-    );
+    // A --ca-dir with no CA: the CA comes from the running proxy's /ca.pem.
+    let extra = [
+        format!("--proxy={}", proxy.addr),
+        "--ca-dir=/nonexistent".to_string(),
+    ];
+    let (_, stderr) = run_browser(&f, &extra).await;
     assert!(
         !stderr.contains("diagproxy listening"),
         "no second run started: {stderr}"
     );
     let session = proxy.stop().await;
-    let requests = session.events_of("request");
-    let asked = requests
-        .iter()
-        .find(|r| r["url"].as_str().is_some_and(|u| u.ends_with("/proto")))
-        .unwrap_or_else(|| panic!("{requests:#?}"));
-    assert_eq!(asked["intercepted"], true);
+    assert_eq!(proto_request(&session.events)["intercepted"], true);
 }

@@ -278,26 +278,17 @@ mod tests {
     fn the_browser_gets_its_own_profile_the_proxy_and_the_cas_spki_only() {
         let proxy: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let flags = chromium_flags(Path::new("/tmp/p"), proxy, "AbC=", &args(false));
-        assert_eq!(
-            flags,
-            [
-                "--user-data-dir=/tmp/p",
-                "--proxy-server=http://127.0.0.1:8080",
-                "--ignore-certificate-errors-spki-list=AbC=",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-quic",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-default-apps",
-                "--no-pings",
-                "--disable-domain-reliability",
-                "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
-                "https://chatgpt.com/",
-                "http://127.0.0.1:8080/",
-            ]
-        );
+        let mut expected = vec![
+            "--user-data-dir=/tmp/p",
+            "--proxy-server=http://127.0.0.1:8080",
+            "--ignore-certificate-errors-spki-list=AbC=",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-quic",
+        ];
+        expected.extend(QUIET);
+        expected.extend(["https://chatgpt.com/", "http://127.0.0.1:8080/"]);
+        assert_eq!(flags, expected);
         assert!(
             !flags.iter().any(|f| f == "--ignore-certificate-errors"),
             "never every certificate"
