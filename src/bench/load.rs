@@ -215,26 +215,28 @@ pub async fn one_request(
     Ok(t.elapsed().as_micros() as u32)
 }
 
-/// Bytes of an endless body read for `duration` — through a tunnel, or (`plain`) as a
-/// plain-HTTP request the proxy forwards, or directly — and the seconds that took.
+/// Bytes of an endless body read for `duration` — through a tunnel, or (`plain`: the path,
+/// `/endless` chunked or `/endless-length`) as a plain-HTTP request the proxy forwards, or
+/// directly — and the seconds that took.
 pub async fn bulk_throughput(
     origin: SocketAddr,
     via: Via,
-    plain: bool,
+    plain: Option<&str>,
     duration: Duration,
 ) -> Result<(u64, f64), String> {
     let (mut stream, request) = match (via, plain) {
-        (Via::Proxy(proxy), true) => {
+        (Via::Proxy(proxy), Some(path)) => {
             let stream = TcpStream::connect(proxy).await.map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
-            let request = format!("GET http://{origin}/endless HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+            let request = format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n\r\n");
             (stream, request)
         }
         _ => {
             let stream = open_tunnel(origin, via).await?;
+            let path = plain.unwrap_or("/endless");
             (
                 stream,
-                "GET /endless HTTP/1.1\r\nHost: bench\r\n\r\n".to_string(),
+                format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n"),
             )
         }
     };

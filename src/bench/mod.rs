@@ -247,7 +247,7 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
 fn steps(o: &Options, memory: bool, intercept: bool) -> usize {
     let own = o.proxy.is_none();
     2 * usize::from(memory)
-        + 3 * usize::from(o.runs(Group::Forward))
+        + 4 * usize::from(o.runs(Group::Forward))
         + usize::from(o.runs(Group::Forward) && own)
         + 2 * usize::from(o.runs(Group::Tunnel))
         + 4 * usize::from(intercept)
@@ -285,7 +285,10 @@ async fn forward(
     }
     progress.step("forward bulk");
     let mode = "forward bulk throughput (plain HTTP, chunked)";
-    rows.push(bulk_row(world, proxy, d, mode, true).await?);
+    rows.push(bulk_row(world, proxy, d, mode, Some("/endless")).await?);
+    progress.step("forward bulk, Content-Length");
+    let mode = "forward bulk throughput (plain HTTP, Content-Length)";
+    rows.push(bulk_row(world, proxy, d, mode, Some("/endless-length")).await?);
     Ok(())
 }
 
@@ -297,7 +300,7 @@ async fn tunnel(
     rows: &mut Vec<Row>,
 ) -> Result<(), String> {
     progress.step("tunnel throughput");
-    rows.push(bulk_row(world, proxy, d, "tunnel bulk throughput", false).await?);
+    rows.push(bulk_row(world, proxy, d, "tunnel bulk throughput", None).await?);
     progress.step("tunnel setup");
     let run = paired(proxy, d, |v, t| load::tunnel_setup(world.http, v, t)).await?;
     rows.push(time_row("tunnel setup (CONNECT → 200)", run));
@@ -311,7 +314,7 @@ async fn bulk_row(
     proxy: Proxy,
     d: Duration,
     mode: &str,
-    plain: bool,
+    plain: Option<&str>,
 ) -> Result<Row, String> {
     let via = Via::Proxy(proxy.addr);
     let (mut direct, mut through) = (Bulk::default(), Bulk::default());

@@ -189,12 +189,21 @@ async fn serve_https() -> Result<(SocketAddr, String), String> {
 }
 
 async fn answer(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
-    let body = match req.uri().path() {
-        "/endless" => Endless(Bytes::from(vec![0u8; 64 * 1024])).boxed(),
-        _ => Full::new(Bytes::from_static(SMALL)).boxed(),
+    let endless = matches!(req.uri().path(), "/endless" | "/endless-length");
+    let body = match endless {
+        true => Endless(Bytes::from(vec![0u8; 64 * 1024])).boxed(),
+        false => Full::new(Bytes::from_static(SMALL)).boxed(),
     };
     let mut response = Response::new(body);
-    let kind = if req.uri().path() == "/endless" {
+    if req.uri().path() == "/endless-length" {
+        // A length no reader reaches (1 TiB): the body is framed by Content-Length, not
+        // chunked, as a large download usually is.
+        response.headers_mut().insert(
+            hyper::header::CONTENT_LENGTH,
+            hyper::header::HeaderValue::from_static("1099511627776"),
+        );
+    }
+    let kind = if endless {
         "application/octet-stream"
     } else {
         "application/json"

@@ -52,12 +52,24 @@ impl Pipe {
 
     /// Moves what `from` has to give through the pipe into `to`. `Ok(0)` is end of stream.
     pub async fn transfer(&mut self, from: &TcpStream, to: &TcpStream) -> Result<usize, Broke> {
+        self.transfer_at_most(from, to, CHUNK).await
+    }
+
+    /// [`Pipe::transfer`], moving at most `max` bytes (the rest of a body whose length is
+    /// known: what follows it on the connection is not the body's).
+    pub async fn transfer_at_most(
+        &mut self,
+        from: &TcpStream,
+        to: &TcpStream,
+        max: usize,
+    ) -> Result<usize, Broke> {
         use std::os::fd::AsRawFd;
+        let max = max.min(CHUNK);
         let n = loop {
             from.readable().await.map_err(Broke::Reading)?;
             // The pipe is empty here, so EAGAIN can only mean the socket has nothing.
             match from.try_io(Interest::READABLE, || {
-                splice(from.as_raw_fd(), self.write.as_raw_fd(), CHUNK)
+                splice(from.as_raw_fd(), self.write.as_raw_fd(), max)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -119,5 +131,14 @@ impl Pipe {
             io::ErrorKind::Unsupported,
             "splice(2) needs Linux",
         )))
+    }
+
+    pub async fn transfer_at_most(
+        &mut self,
+        from: &TcpStream,
+        to: &TcpStream,
+        _max: usize,
+    ) -> Result<usize, Broke> {
+        self.transfer(from, to).await
     }
 }

@@ -23,8 +23,16 @@ use crate::config::Config;
 use crate::failure::{Failure, FailureKind, Side};
 
 /// A byte stream to the upstream, direct or through the corporate proxy.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// The stream as a TCP socket, when it is one (plain HTTP's bodies can then be
+    /// spliced from socket to socket).
+    fn tcp(&self) -> Option<&TcpStream>;
+}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {
+    fn tcp(&self) -> Option<&TcpStream> {
+        (self as &dyn std::any::Any).downcast_ref::<TcpStream>()
+    }
+}
 
 /// A TCP connection and what it took to open it.
 pub struct Dialed {

@@ -60,7 +60,7 @@ pub(super) enum After {
     Close,
 }
 
-impl<D: AsyncRead + AsyncWrite + Unpin> Conn<D> {
+impl<D: AsyncRead + AsyncWrite + Unpin + 'static> Conn<D> {
     pub(super) fn new(down: D, state: Shared, route: Route) -> Conn<D> {
         Conn {
             down,

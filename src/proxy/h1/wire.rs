@@ -9,11 +9,13 @@ use http_body_util::BodyExt;
 use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::framing::Framing;
 use super::head::{parse_response, push_line, HeadEnd, RequestHead, ResponseHead};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::proxy::body::{Body, Received};
+use crate::proxy::zerocopy::Broke;
 use crate::upstream::dial::Io;
 
 /// Room made in a read buffer before each read.
@@ -24,6 +26,10 @@ pub(super) const READ_CHUNK: usize = 16 * 1024;
 const BULK_CHUNK: usize = 256 * 1024;
 /// A connection's read buffer larger than this is let go once its body has been relayed.
 const IDLE_BUF: usize = 64 * 1024;
+/// A `Content-Length` body with at least this much left once the detectors have their start
+/// moves with `splice(2)` from the origin's socket to the client's (Linux, plain HTTP): the
+/// bytes never enter this process. Shorter ones are not worth the pipe.
+const SPLICE_FROM: u64 = 256 * 1024;
 
 /// An open connection to an origin.
 pub(super) struct Upstream {
@@ -171,9 +177,9 @@ pub(super) enum Cut {
 
 /// Sends `out` (the answer's head) and the body as it arrives, counting it and keeping its
 /// first `keep` bytes for the detectors.
-pub(super) async fn relay_body(
+pub(super) async fn relay_body<D: AsyncWrite + Unpin + 'static>(
     up: &mut Upstream,
-    down: &mut (impl AsyncWrite + Unpin),
+    down: &mut D,
     mut framing: Framing,
     mut out: Vec<u8>,
     keep: usize,
@@ -216,6 +222,23 @@ pub(super) async fn relay_body(
             )));
         }
         let past_detectors = received.bytes >= keep as u64;
+        if let Framing::Length(left) = &mut framing {
+            // `(*up.stream)`: the box itself is an `Io` too, and is no TCP socket.
+            let sockets = (*up.stream).tcp().zip(tcp(&*down));
+            if let Some((from, to)) =
+                sockets.filter(|_| past_detectors && *left >= SPLICE_FROM && up.buf.is_empty())
+            {
+                if let Some(moved) = splice_rest(from, to, *left).await {
+                    received.bytes += moved.as_ref().map_or_else(|(n, _)| *n, |n| *n);
+                    let moved = moved.map_err(|(_, cut)| cut)?;
+                    received
+                        .first_data
+                        .get_or_insert_with(std::time::Instant::now);
+                    *left -= moved;
+                    continue;
+                }
+            }
+        }
         up.buf.reserve(if past_detectors {
             BULK_CHUNK
         } else {
@@ -232,6 +255,44 @@ pub(super) async fn relay_body(
             }
         }
     }
+}
+
+/// The downstream as a TCP socket, when it is one (plain HTTP; not an intercepted TLS
+/// stream).
+fn tcp<D: 'static>(down: &D) -> Option<&TcpStream> {
+    (down as &dyn std::any::Any).downcast_ref::<TcpStream>()
+}
+
+/// Moves the rest of a body (`left` bytes) from the origin's socket to the client's with
+/// `splice(2)`, when a pipe can be had (else `None`: the caller copies). Returns the bytes
+/// moved, or how many moved before the cut.
+async fn splice_rest(
+    from: &TcpStream,
+    to: &TcpStream,
+    left: u64,
+) -> Option<Result<u64, (u64, Cut)>> {
+    let mut pipe = crate::proxy::zerocopy::Pipe::new().ok()?;
+    let mut moved = 0;
+    while moved < left {
+        let max = usize::try_from(left - moved).unwrap_or(usize::MAX);
+        match pipe.transfer_at_most(from, to, max).await {
+            Ok(0) => {
+                let detail = format!(
+                    "the origin closed the connection {} bytes before the end of its answer",
+                    left - moved
+                );
+                let failure = Failure::new(FailureKind::HttpError, Side::Upstream, detail);
+                return Some(Err((moved, Cut::Upstream(failure))));
+            }
+            Ok(n) => moved += n as u64,
+            Err(Broke::Reading(e)) => {
+                let failure = Failure::from_exchange_error(&e, Side::Upstream);
+                return Some(Err((moved, Cut::Upstream(failure))));
+            }
+            Err(Broke::Writing(_)) => return Some(Err((moved, Cut::Downstream))),
+        }
+    }
+    Some(Ok(moved))
 }
 
 /// Writes one of diagproxy's own answers (a 502 and the like, whole bodies) as HTTP/1.1.
