@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::chromium::Browser;
@@ -18,14 +18,6 @@ use tokio::net::TcpStream;
 
 const BLOCK_PAGE: &str = "<html><head><title>Access Denied</title></head><body><h1>Access to this site is blocked by your organization</h1><p>Web filter category: Artificial Intelligence. Contact the help desk.</p></body></html>";
 const ERROR_JSON: &str = r#"{"error":{"code":"unsupported_country","message":"not here"},"access_token":"eyJhbGciOi.eyJzdWIi.c2ln"}"#;
-
-fn artefacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An origin with a normal answer, a block page, error JSON, a JSON success and a body
 /// longer than what is kept.

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use std::process::Command;
 
 use bytes::Bytes;
@@ -16,15 +14,6 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 
 const FORTI: &str = "<html><head><title>Web Filter Violation</title></head><body><h1>FortiGuard Intrusion Prevention - Access Blocked</h1></body></html>";
-
-/// Where test artefacts (the report screenshot) are kept.
-fn artefacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An intercepted session with credentials in headers and the query, a block page, and a
 /// plain tunnel beside it. Returns the session folder (kept alive by the TempDir).

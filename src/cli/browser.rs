@@ -57,6 +57,16 @@ pub fn browser(args: &BrowserArgs) -> Result<(), Failed> {
             )
         })?,
     };
+    if is_firefox(&program) {
+        let running = ask(proxy, "/summary.json").is_some();
+        eprint!("{}", firefox_steps(proxy));
+        if !running {
+            eprintln!(
+                "Nothing answers at {proxy} yet: start `diagproxy run --listen {proxy} --intercept profile` first."
+            );
+        }
+        return Ok(());
+    }
     let mut started = match ask(proxy, "/summary.json") {
         Some(_) => None,
         None => Some(start_run(proxy, args)?),
@@ -77,10 +87,6 @@ fn open(program: &Path, proxy: SocketAddr, args: &BrowserArgs) -> Result<(), Fai
         ))
     })?;
     let spki = spki_sha256_base64(&pem)?;
-    if is_firefox(program) {
-        eprint!("{}", firefox_steps(proxy));
-        return Ok(());
-    }
     let profile = tempfile::Builder::new()
         .prefix("diagproxy-browser-")
         .tempdir()

@@ -32,6 +32,15 @@ pub mod kerberos;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Where test artefacts (screenshots of the report and the live page) are kept.
+pub fn artefacts() -> PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A diagproxy running in this process.
 pub struct Proxy {
     pub addr: SocketAddr,
