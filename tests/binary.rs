@@ -219,6 +219,9 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
     for expected in [
         "forward HTTP/1.1 keep-alive c=1",
         "forward HTTP/1.1 keep-alive c=8",
+        "forward c=8: with a slow live page (vs. without)",
+        "forward bulk throughput (plain HTTP, chunked)",
+        "forward bulk throughput (plain HTTP, Content-Length)",
         "tunnel bulk throughput",
         "tunnel setup",
         "intercept HTTPS keep-alive c=1",
@@ -327,6 +330,7 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
         "forward HTTP/1.1 keep-alive c=1",
         "forward HTTP/1.1 keep-alive c=4",
         "forward bulk throughput (plain HTTP, chunked)",
+        "forward bulk throughput (plain HTTP, Content-Length)",
     ] {
         assert!(
             row(mode)["proxy_cpu_us"].as_f64().unwrap() > 0.0,
@@ -340,7 +344,8 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
 
     // Without --proxy-pid the other proxy's process is unknown: no CPU figure, no memory.
     let rows = bench(&[]);
-    assert_eq!(rows.len(), 3, "the forward rows only: {rows:?}");
+    // (Two bulk rows, chunked and Content-Length; the live-page row is diagproxy's own.)
+    assert_eq!(rows.len(), 4, "the forward rows only: {rows:?}");
     assert!(rows.iter().all(|r| r["proxy_cpu_us"].is_null()), "{rows:?}");
     let _ = child.kill();
     let _ = child.wait();
