@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub struct Browser {
-    child: Child,
+    child: Killed,
     ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
     next: u64,
     /// The browser's temporary profile, removed with it.
@@ -50,7 +50,10 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start chromium");
-        let port = devtools_port(&mut child);
+        let stderr = child.stderr.take();
+        // From here a panic (no DevTools, no page) still ends the browser.
+        let child = Killed(child);
+        let port = devtools_port(stderr);
         let ws_url = page_socket(port, url);
         let (ws, _) = tungstenite::connect(ws_url.as_str()).expect("attach to the page");
         Browser {
@@ -116,16 +119,19 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
+/// The browser process, killed and reaped when dropped (also while a test unwinds).
+struct Killed(Child);
+
+impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 /// Reads Chromium's stderr until it says where DevTools listens; keeps draining it after.
-fn devtools_port(child: &mut Child) -> u16 {
-    let stderr = child.stderr.take().unwrap();
+fn devtools_port(stderr: Option<std::process::ChildStderr>) -> u16 {
+    let stderr = stderr.expect("chromium's stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stderr).lines();
