@@ -7,6 +7,7 @@
 //! - [`markdown`]: a value inside a Markdown table cell or line.
 //! - [`is_host`]: whether a host is a DNS name or an IP literal (anything else is refused
 //!   before it can reach a command, a hint or a file name).
+//! - [`sha256_hex`]: a SHA-256 as the files write it (lower-case hex).
 
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -103,6 +104,18 @@ pub fn is_dns_name(name: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
+}
+
+/// The SHA-256 of `bytes` in lower-case hex: how PAC files, SPKIs and kept bodies are named.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 #[cfg(test)]

@@ -180,20 +180,14 @@ fn find_browser() -> Option<PathBuf> {
 /// `--ignore-certificate-errors-spki-list` takes.
 pub fn spki_sha256_base64(pem: &str) -> Result<String, Failed> {
     use base64::Engine;
-    let der = pem_body(pem).ok_or("the CA certificate is not PEM")?;
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| Failed::Error(format!("the CA certificate is not PEM: {e}")))?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
         .map_err(|e| Failed::Error(format!("the CA certificate does not parse: {e}")))?;
     let spki = cert.tbs_certificate.subject_pki.raw;
     let digest = ring::digest::digest(&ring::digest::SHA256, spki);
     Ok(base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
-}
-
-fn pem_body(pem: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
-    let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
-    let b64: String = pem[start..end].split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
 /// A page of the diagproxy at `proxy` (`Host: 127.0.0.1`), or `None` when nothing answers

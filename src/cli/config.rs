@@ -47,9 +47,9 @@ impl Config {
                 return Err(bad("--allow-remote requires --proxy-auth USER:PASS: an open proxy on the LAN is not safe"));
             }
         }
-        let upstream = Spec::parse(&args.upstream_proxy).map_err(ConfigError)?;
+        let upstream = Spec::parse(&args.route.upstream_proxy).map_err(ConfigError)?;
         let mut resolve = HashMap::new();
-        for pin in &args.resolve {
+        for pin in &args.route.resolve {
             let (host, port, addr) = parse_resolve(pin)?;
             resolve.insert((host, port), addr);
         }
@@ -70,7 +70,7 @@ impl Config {
             listen,
             proxy_auth,
             upstream,
-            wpad_domain: args.wpad_domain.clone(),
+            wpad_domain: args.route.wpad_domain.clone(),
             upstream_auth: Arc::new(upstream_auth(args)?),
             router: Arc::new(Router::direct()),
             resolve,
@@ -97,8 +97,8 @@ impl Config {
 /// `DIAGPROXY_UPSTREAM_PASSWORD` or, on a terminal, a prompt (never from the command line,
 /// where `ps` would show it).
 fn upstream_auth(args: &RunArgs) -> Result<auth::Settings, ConfigError> {
-    let mode = auth::Mode::parse(&args.auth.upstream_auth).map_err(bad)?;
-    let Some(user) = args.auth.upstream_user.as_deref() else {
+    let mode = auth::Mode::parse(&args.route.auth.upstream_auth).map_err(bad)?;
+    let Some(user) = args.route.auth.upstream_user.as_deref() else {
         return Ok(auth::Settings { mode, user: None });
     };
     let password = match std::env::var("DIAGPROXY_UPSTREAM_PASSWORD") {
@@ -122,7 +122,7 @@ fn upstream_auth(args: &RunArgs) -> Result<auth::Settings, ConfigError> {
 
 /// `--profile FILE`, or the built-in profile; and how the summary names it.
 fn load_profile(args: &RunArgs) -> Result<(Profile, String), ConfigError> {
-    Ok(match &args.profile {
+    Ok(match &args.route.profile {
         Some(path) => {
             let p = Profile::load(path)
                 .map_err(|e| bad(format!("--profile {}: {e}", path.display())))?;

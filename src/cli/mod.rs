@@ -153,10 +153,12 @@ pub struct AuthArgs {
     pub upstream_user: Option<String>,
 }
 
-/// The route flags `pac` and `check` share with `run`.
+/// The way out and what it is judged by: `run`'s flags, shared with the commands that go out
+/// as it does (`pac`, `check`, `auth-test`).
 #[derive(Debug, Args)]
 pub struct RouteArgs {
-    /// The route source, as for `run`: auto, direct, a proxy URL, pac:URL or pac:FILE.
+    /// The way out, as the browser takes it: auto (environment, desktop settings, WPAD,
+    /// else direct), direct, http://[user:pass@]host:port, pac:URL or pac:FILE.
     #[arg(
         long,
         value_name = "SOURCE",
@@ -167,10 +169,12 @@ pub struct RouteArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
-    /// Look for WPAD in this DNS domain instead of the machine's search domains.
+    /// Look for WPAD (http://wpad.DOMAIN/wpad.dat) in this DNS domain instead of the
+    /// machine's search domains.
     #[arg(long, value_name = "DOMAIN")]
     pub wpad_domain: Option<String>,
-    /// Pin HOST:PORT to ADDR (for lookups, dnsResolve and the proxies); repeatable.
+    /// Pin HOST:PORT to ADDR (curl's meaning: for lookups, dnsResolve and the proxies);
+    /// repeatable.
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<String>,
     /// Profile file [default: the built-in ChatGPT profile].
@@ -395,27 +399,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "USER:PASS")]
     pub proxy_auth: Option<String>,
 
-    /// The way out, as the browser takes it: auto (environment, desktop settings, WPAD,
-    /// else direct), direct, http://[user:pass@]host:port, pac:URL or pac:FILE.
-    #[arg(
-        long,
-        value_name = "SOURCE",
-        default_value = "auto",
-        env = "DIAGPROXY_UPSTREAM_PROXY"
-    )]
-    pub upstream_proxy: String,
-
     #[command(flatten)]
-    pub auth: AuthArgs,
-
-    /// Look for WPAD (http://wpad.DOMAIN/wpad.dat) in this DNS domain instead of the
-    /// machine's search domains.
-    #[arg(long, value_name = "DOMAIN")]
-    pub wpad_domain: Option<String>,
-
-    /// Pin HOST:PORT to ADDR (curl's meaning); repeatable.
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
-    pub resolve: Vec<String>,
+    pub route: RouteArgs,
 
     /// Session folder [default: sessions/<UTC timestamp>-<process id>]
     #[arg(long, value_name = "DIR")]
@@ -424,10 +409,6 @@ pub struct RunArgs {
     /// Write into an existing, non-empty --session-dir (its files are replaced).
     #[arg(long)]
     pub force: bool,
-
-    /// Profile file [default: the built-in ChatGPT profile]
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
 
     /// Live log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]

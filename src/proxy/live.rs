@@ -7,6 +7,7 @@
 //! session's [`Feed`](crate::session::feed::Feed) broadcast; a page that reads slowly falls
 //! behind, loses events and gets a `resync` event saying how many.
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use super::answer::plain;
 use super::body::{full, Body, Channel};
 use super::Shared;
 use crate::report::esc;
-use crate::session::event::Event;
+use crate::session::event::{Event, KeptBody};
 use crate::session::feed::{Item, Subscription};
 use crate::shutdown::Shutdown;
 
@@ -90,24 +91,14 @@ fn overview(state: &Shared) -> String {
         Err(poisoned) => poisoned.into_inner(),
     };
     let s = summary.session();
-    let verdict = summary.verdict();
-    let good = verdict.starts_with("No problem") || verdict.starts_with("Nothing that stops");
     let mut out = format!(
-        "<p class=\"meta\">Session <code>{}</code> since {} on {} — {} open now.</p>\
-         <p class=\"verdict{}\" id=\"verdict\">{}</p>",
+        "<p class=\"meta\">Session <code>{}</code> since {} on {} — {} open now.</p>",
         esc(&s.id),
         esc(&s.started_at),
         esc(&s.listen),
         state.open.load(std::sync::atomic::Ordering::Relaxed),
-        if good { " good" } else { "" },
-        esc(&verdict)
     );
-    for signed in summary.sign_ins() {
-        out.push_str(&format!(
-            "<p class=\"meta\">Proxy sign-in: {}</p>",
-            esc(&signed.line())
-        ));
-    }
+    crate::report::html::verdict(&mut out, &summary);
     crate::report::overview::render(&mut out, &summary);
     out.push_str(&super::pages::hosts_html(&summary));
     drop(summary);
@@ -146,11 +137,7 @@ pub fn event(state: &Shared, id: &str) -> Response<Body> {
 /// `/api/body/SHA256`: a kept body, as plain text or bytes (never as a page: the CSP and
 /// `nosniff` keep a block page's markup inert, and the script shows it as text).
 pub async fn body(state: &Shared, sha: &str) -> Response<Body> {
-    let named = sha.len() == 64
-        && sha
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !named {
+    if !KeptBody::is_name(sha) {
         return plain(StatusCode::NOT_FOUND, "diagproxy: no such body\n".into());
     }
     let path = state.config.session_dir.join("bodies").join(sha);
@@ -307,12 +294,12 @@ async fn stream(mut sub: Subscription, tx: mpsc::Sender<Bytes>, keep_alive: Dura
 /// One event as SSE; returns its id.
 fn frame(out: &mut String, item: &Item) -> u64 {
     // The JSON is one line (serde_json escapes newlines), as a `data:` field must be.
-    out.push_str(&format!("id: {}\ndata: {}\n\n", item.id, item.json));
+    let _ = write!(out, "id: {}\ndata: {}\n\n", item.id, item.json);
     item.id
 }
 
 fn resync(out: &mut String, missed: u64) {
-    out.push_str(&format!("event: resync\ndata: {{\"missed\":{missed}}}\n\n"));
+    let _ = write!(out, "event: resync\ndata: {{\"missed\":{missed}}}\n\n");
 }
 
 /// A page's response with the headers every page gets: its type, no caching, the CSP, no

@@ -124,10 +124,8 @@ fn dial_failed(
 ) -> Response<Body> {
     let port = record.port;
     let response = answer::failure(&failure, &record.host, port, &state.config.profile);
-    let url = format!(
-        "https://{}/",
-        crate::upstream::addr::join(&record.host, port)
-    );
+    // No ClientHello yet, so no SNI: the URL names the CONNECT's host.
+    let url = record.url();
     record.findings = state.failure_findings(&record.host, &failure, &url, port, &record.route);
     record.failure = Some(failure);
     record.timings.total_ms = ms(started.elapsed());
@@ -277,10 +275,7 @@ fn judge(
     if found.is_empty() {
         return;
     }
-    let url = format!(
-        "https://{}/",
-        crate::upstream::addr::join(record.host_name(), record.port)
-    );
+    let url = record.url();
     let reproduce = state.reproduce(
         &url,
         record.host_name(),

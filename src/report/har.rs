@@ -59,11 +59,11 @@ fn entries(
     include_secrets: bool,
 ) -> io::Result<impl Iterator<Item = Value> + '_> {
     let tls = &session.tls;
-    let bodies = session.dir.join("bodies");
+    let dir = &session.dir;
     Ok(session.events()?.filter_map(move |event| match event {
         Event::Request(r) => {
             let mut entry = request_entry(&r, include_secrets, tls.get(&(r.host.clone(), r.port)));
-            entry["response"]["content"] = content(&r, &bodies);
+            entry["response"]["content"] = content(&r, dir);
             Some(entry)
         }
         Event::Tunnel(t) if t.mode == TunnelMode::Tunnel => Some(tunnel_entry(
@@ -154,7 +154,7 @@ fn request_entry(
 /// The response's `content`: the kept body (`--bodies`) read from `bodies/`, as `text`
 /// (base64 for a binary one, `_diagproxy_truncated` when it was cut at 64 KiB), else its size
 /// and type only. Sessions from before `--bodies` kept a block page inline.
-fn content(r: &RequestEvent, bodies: &std::path::Path) -> Value {
+fn content(r: &RequestEvent, dir: &std::path::Path) -> Value {
     let mime = r.content_type.clone().unwrap_or_else(|| "x-unknown".into());
     let mut content = json!({ "size": r.bytes_down, "mimeType": mime });
     if let Some(text) = &r.block_page_body {
@@ -162,11 +162,7 @@ fn content(r: &RequestEvent, bodies: &std::path::Path) -> Value {
     }
     let Some(kept) = &r.body else { return content };
     // A name that is not a hash is never joined to a path (a hand-edited events file).
-    let named = kept.sha256.len() == 64 && kept.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-    let Some(bytes) = named
-        .then(|| std::fs::read(bodies.join(&kept.sha256)).ok())
-        .flatten()
-    else {
+    let Some(bytes) = kept.path_in(dir).and_then(|path| std::fs::read(path).ok()) else {
         return content;
     };
     match (kept.encoding, String::from_utf8(bytes)) {

@@ -49,13 +49,10 @@ document.querySelectorAll('table.filterable tbody tr').forEach(function(r){r.sty
 pub fn render(session: &Session) -> String {
     let mut out = String::new();
     let info = session.info();
-    let verdict = session.summary.verdict();
-    let good = verdict.starts_with("No problem") || verdict.starts_with("Nothing that stops");
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>diagproxy report {}</title><style>{STYLE}</style></head><body>\
-         <h1>diagproxy report</h1><p class=\"meta\">Session <code>{}</code>, started {}, listening on {}, {} · profile {}{}</p>\
-         <p class=\"verdict{}\" id=\"verdict\">{}</p>",
+         <h1>diagproxy report</h1><p class=\"meta\">Session <code>{}</code>, started {}, listening on {}, {} · profile {}{}</p>",
         esc(&info.id),
         esc(&info.id),
         esc(&info.started_at),
@@ -63,16 +60,8 @@ pub fn render(session: &Session) -> String {
         route_meta(info),
         esc(&info.profile),
         if session.skipped > 0 { format!(" · {} unreadable event line(s) skipped", session.skipped) } else { String::new() },
-        if good { " good" } else { "" },
-        esc(&verdict)
     );
-    for signed in session.summary.sign_ins() {
-        let _ = write!(
-            out,
-            "<p class=\"meta\">Proxy sign-in: {}</p>",
-            esc(&signed.line())
-        );
-    }
+    verdict(&mut out, &session.summary);
     super::overview::render(&mut out, &session.summary);
     findings(&mut out, session);
     out.push_str("<input id=\"filter\" placeholder=\"filter hosts…\" aria-label=\"filter hosts\">");
@@ -83,6 +72,26 @@ pub fn render(session: &Session) -> String {
     chains(&mut out, session);
     let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
     out
+}
+
+/// The verdict (green when nothing stops ChatGPT) and a line per corporate proxy signed in
+/// to: the report's first lines, and the live page's.
+pub fn verdict(out: &mut String, summary: &crate::session::summary::Summary) {
+    let verdict = summary.verdict();
+    let good = verdict.starts_with("No problem") || verdict.starts_with("Nothing that stops");
+    let _ = write!(
+        out,
+        "<p class=\"verdict{}\" id=\"verdict\">{}</p>",
+        if good { " good" } else { "" },
+        esc(&verdict)
+    );
+    for signed in summary.sign_ins() {
+        let _ = write!(
+            out,
+            "<p class=\"meta\">Proxy sign-in: {}</p>",
+            esc(&signed.line())
+        );
+    }
 }
 
 /// The state of an allowlist entry, from the hosts it covered: its class and, in words,

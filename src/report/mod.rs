@@ -174,11 +174,10 @@ impl Session {
 
     /// A kept body's text (binary ones and missing files: `None`).
     pub fn body_text(&self, body: &crate::session::event::KeptBody) -> Option<String> {
-        let named = body.sha256.len() == 64 && body.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        if !named || body.encoding != crate::session::event::BodyEncoding::Text {
+        if body.encoding != crate::session::event::BodyEncoding::Text {
             return None;
         }
-        std::fs::read_to_string(self.dir.join("bodies").join(&body.sha256)).ok()
+        std::fs::read_to_string(body.path_in(&self.dir)?).ok()
     }
 
     /// The session's events, read from the file again, in order (unreadable lines skipped).

@@ -229,6 +229,14 @@ pub struct TunnelEvent {
 }
 
 impl TunnelEvent {
+    /// The URL a reproduce command for the tunnel asks for: `https://NAME:PORT/`.
+    pub fn url(&self) -> String {
+        format!(
+            "https://{}/",
+            crate::upstream::addr::join(self.host_name(), self.port)
+        )
+    }
+
     /// The name the tunnel is filed under: the SNI when the CONNECT named an IP address.
     pub fn host_name(&self) -> &str {
         match &self.sni {
@@ -307,6 +315,22 @@ pub struct KeptBody {
     /// The bytes, from the request's task to the writer thread (never serialised).
     #[serde(skip)]
     pub data: Option<bytes::Bytes>,
+}
+
+impl KeptBody {
+    /// Whether `name` can be a kept body's file name (64 lower-case hex digits): checked
+    /// before a name from a URL or an events file is joined to a path.
+    pub fn is_name(name: &str) -> bool {
+        name.len() == 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
+    /// The file under `bodies/` in the session folder `dir`, when the name is one.
+    pub fn path_in(&self, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        KeptBody::is_name(&self.sha256).then(|| dir.join("bodies").join(&self.sha256))
+    }
 }
 
 /// How a kept body is stored.

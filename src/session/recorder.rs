@@ -212,8 +212,7 @@ impl Writer {
             return;
         };
         let Some(data) = body.data.take() else { return };
-        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
-        body.sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        body.sha256 = crate::text::sha256_hex(&data);
         let dir = self.dir.join("bodies");
         let path = dir.join(&body.sha256);
         if path.exists() {

@@ -241,10 +241,7 @@ impl Summary {
                 let failure = t.failure.clone();
                 self.note_route(t.host_name(), t.port, t.route.hop.as_deref());
                 self.note_sign_in(t.route.proxy_auth.as_ref());
-                let url = format!(
-                    "https://{}/",
-                    crate::upstream::addr::join(t.host_name(), t.port)
-                );
+                let url = t.url();
                 let hop = t.route.hop.as_deref();
                 self.record_failure(
                     (t.host_name(), t.port, &url),
@@ -374,11 +371,12 @@ impl Summary {
     pub fn findings_of(&self, event: &Event) -> Vec<Finding> {
         let (mut found, failure, at) = match event {
             Event::Tunnel(t) => {
-                let url = format!(
-                    "https://{}/",
-                    crate::upstream::addr::join(t.host_name(), t.port)
+                let at = (
+                    t.host_name().to_string(),
+                    t.port,
+                    t.url(),
+                    t.route.hop.clone(),
                 );
-                let at = (t.host_name().to_string(), t.port, url, t.route.hop.clone());
                 (t.findings.clone(), t.failure.as_ref(), at)
             }
             Event::Request(r) => {

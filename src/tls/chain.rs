@@ -153,9 +153,7 @@ pub fn describe(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
         issuer: cert.issuer().to_string(),
         not_before: timestamp(validity.not_before.timestamp()),
         not_after: timestamp(validity.not_after.timestamp()),
-        spki_sha256: hex(
-            ring::digest::digest(&ring::digest::SHA256, cert.public_key().raw).as_ref(),
-        ),
+        spki_sha256: crate::text::sha256_hex(cert.public_key().raw),
     })
 }
 
@@ -172,10 +170,6 @@ fn has_scts(der: &CertificateDer<'_>) -> bool {
 fn timestamp(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
     clock::rfc3339(t)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

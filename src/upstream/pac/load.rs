@@ -69,7 +69,7 @@ pub async fn fetch(
         status,
         content_type,
         size: bytes.len(),
-        sha256: hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()),
+        sha256: crate::text::sha256_hex(&bytes),
     };
     if let Some(code) = status.filter(|s| *s != 200) {
         let why = format!("PAC {location}: the server answered {code}");
@@ -129,8 +129,4 @@ async fn get(rest: &str, config: &Config) -> Result<(Bytes, Option<u16>, Option<
         .await
         .map_err(|e| format!("reading the body: {e} (at most {} KiB)", MAX_SIZE >> 10))?;
     Ok((body.to_bytes(), Some(status), content_type))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
