@@ -50,7 +50,7 @@ fn start_proxy(rt: &tokio::runtime::Runtime, world: &World) -> SocketAddr {
 
 fn overhead(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let world = rt.block_on(World::start()).expect("world");
+    let world = rt.block_on(World::start(None)).expect("world");
     let proxy = start_proxy(&rt, &world);
     let tiny = Duration::from_millis(1);
     let mut group = c.benchmark_group("overhead");

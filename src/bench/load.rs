@@ -90,11 +90,12 @@ where
     Ok(Rate::from(all, started.elapsed().as_secs_f64()))
 }
 
-/// `c` clients, each sending keep-alive requests on a connection made by `open`.
+/// `c` clients, each sending keep-alive requests for `uri` with `Host: host` on a connection
+/// made by `open`.
 async fn keep_alive<F, Fut>(
     c: usize,
     duration: Duration,
-    uri: String,
+    (uri, host): (String, &'static str),
     open: F,
 ) -> Result<Rate, String>
 where
@@ -110,13 +111,14 @@ where
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let request = Request::get(uri.as_str())
-                    .header("host", "bench")
+                    .header("host", host)
                     .body(Empty::new())
                     .map_err(|e| e.to_string())?;
                 let response = sender
                     .send_request(request)
                     .await
                     .map_err(|e| e.to_string())?;
+                succeeded(&response)?;
                 response
                     .into_body()
                     .collect()
@@ -141,7 +143,7 @@ pub async fn forward(
         Via::Direct => (origin, "/small".to_string()),
         Via::Proxy(proxy) => (proxy, format!("http://{origin}/small")),
     };
-    keep_alive(c, duration, uri, move || async move {
+    keep_alive(c, duration, (uri, "bench"), move || async move {
         handshake(
             TcpStream::connect(target)
                 .await
@@ -161,7 +163,7 @@ pub async fn https(
     c: usize,
     duration: Duration,
 ) -> Result<Rate, String> {
-    keep_alive(c, duration, "/small".into(), move || {
+    keep_alive(c, duration, ("/small".into(), name), move || {
         let trust = trust.clone();
         async move { handshake(tls(origin, name, &trust, via).await?).await }
     })
@@ -207,12 +209,23 @@ pub async fn one_request(
         .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
+    succeeded(&response)?;
     response
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?;
     Ok(t.elapsed().as_micros() as u32)
+}
+
+/// Only answers the origin gave count: a proxy's own error page is not a fast request.
+fn succeeded<B>(response: &hyper::Response<B>) -> Result<(), String> {
+    match response.status() {
+        s if s.is_success() => Ok(()),
+        s => Err(format!(
+            "the request was answered {s}, not by the bench origin (is the proxy trusting its root and reaching 127.0.0.1?)"
+        )),
+    }
 }
 
 /// Bytes of an endless body read for `duration` — through a tunnel, or (`plain`: the path,
@@ -428,4 +441,20 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A proxy's `502` (an origin it could not reach or did not trust) is an error, not a
+    /// fast request: the rows count only the origin's answers.
+    #[test]
+    fn only_the_origins_answers_count() {
+        let answer = |status: u16| hyper::Response::builder().status(status).body(()).unwrap();
+        assert!(succeeded(&answer(200)).is_ok());
+        let err = succeeded(&answer(502)).unwrap_err();
+        assert!(err.contains("502"), "{err}");
+        assert!(succeeded(&answer(407)).is_err());
+    }
 }

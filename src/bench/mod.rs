@@ -36,6 +36,9 @@ pub struct Options {
     pub proxy: Option<SocketAddr>,
     /// The other proxy's CA (PEM), to measure its interception too.
     pub proxy_ca: Option<String>,
+    /// `--origin-root`: the HTTPS origin's root kept in a file (created if absent), so
+    /// another proxy can be told to trust it and its interception measured.
+    pub origin_root: Option<std::path::PathBuf>,
     /// The other proxy's process: pinned, and its CPU time and memory read, as diagproxy's are.
     pub proxy_pid: Option<u32>,
     /// The groups of measurements to run (all of them unless `--only`).
@@ -122,7 +125,7 @@ pub fn run(options: Options) -> Result<Report, String> {
 }
 
 async fn run_pinned(options: Options, cores: Option<Cores>) -> Result<Report, String> {
-    let world = World::start().await?;
+    let world = World::start(options.origin_root.as_deref()).await?;
     let (mut child, proxy, name) = match options.proxy {
         Some(addr) => (None, addr, format!("http://{addr}")),
         None => {

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -38,10 +39,16 @@ pub struct World {
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 impl World {
-    pub async fn start() -> Result<World, String> {
+    /// `origin_root`: the file of `--origin-root` (the HTTPS origin's root, kept across
+    /// runs so another proxy can be told to trust it), or `None` for a new root each run.
+    pub async fn start(origin_root: Option<&Path>) -> Result<World, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let http = serve_http().await?;
-        let (https, origin_root) = serve_https().await?;
+        let root = match origin_root {
+            Some(path) => OriginRoot::load_or_create(path)?,
+            None => OriginRoot::generate()?,
+        };
+        let (https, origin_root) = serve_https(&root).await?;
         let ca_dir = dir.path().join("ca");
         let options = crate::tls::ca::InitOptions {
             dir: ca_dir.clone(),
@@ -139,22 +146,76 @@ async fn serve_http() -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-async fn serve_https() -> Result<(SocketAddr, String), String> {
-    let mut root_params =
-        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
-    root_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "diagproxy bench public root");
-    root_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let root_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let root = root_params
-        .self_signed(&root_key)
-        .map_err(|e| e.to_string())?;
+/// The root that signs the HTTPS origin's certificate: made for the run, or read from (or
+/// written to) `--origin-root`.
+pub struct OriginRoot {
+    /// The root as an issuer (rcgen signs with a certificate object; its DN and key matter).
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    /// The PEM clients trust: the file's own certificate when it came from one.
+    pem: String,
+}
+
+const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const CERT_END: &str = "-----END CERTIFICATE-----";
+
+impl OriginRoot {
+    fn generate() -> Result<OriginRoot, String> {
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "diagproxy bench public root");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+        let pem = cert.pem();
+        Ok(OriginRoot { cert, key, pem })
+    }
+
+    /// Reads `path` (the root's certificate and key, PEM), or creates it (`0600`) when it
+    /// does not exist yet.
+    pub fn load_or_create(path: &Path) -> Result<OriginRoot, String> {
+        let cannot = |e: &dyn std::fmt::Display| format!("--origin-root {}: {e}", path.display());
+        let text = match std::fs::read(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let root = OriginRoot::generate()?;
+                let mut file = crate::files::create_private(path).map_err(|e| cannot(&e))?;
+                let both = format!("{}{}", root.pem, root.key.serialize_pem());
+                std::io::Write::write_all(&mut file, both.as_bytes()).map_err(|e| cannot(&e))?;
+                return Ok(root);
+            }
+            Err(e) => return Err(cannot(&e)),
+        };
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let der = CertificateDer::from_pem_slice(&text).map_err(|e| cannot(&format!("{e:?}")))?;
+        let key_der =
+            PrivateKeyDer::from_pem_slice(&text).map_err(|e| cannot(&format!("{e:?}")))?;
+        let key = rcgen::KeyPair::try_from(&key_der).map_err(|e| cannot(&e))?;
+        let params = rcgen::CertificateParams::from_ca_cert_der(&der).map_err(|e| cannot(&e))?;
+        let cert = params.self_signed(&key).map_err(|e| cannot(&e))?;
+        // Clients trust the file's certificate itself (the one the other proxy was given).
+        let text = String::from_utf8_lossy(&text);
+        let pem = text
+            .find(CERT_BEGIN)
+            .and_then(|at| {
+                let end = text[at..].find(CERT_END)? + at + CERT_END.len();
+                Some(format!("{}\n", &text[at..end]))
+            })
+            .ok_or_else(|| cannot(&"no CERTIFICATE block"))?;
+        Ok(OriginRoot { cert, key, pem })
+    }
+}
+
+async fn serve_https(root: &OriginRoot) -> Result<(SocketAddr, String), String> {
+    let (root_key, root_pem, root) = (&root.key, root.pem.clone(), &root.cert);
     let names = vec!["chatgpt.com".to_string(), "*.chatgpt.com".to_string()];
     let leaf_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let leaf = rcgen::CertificateParams::new(names)
         .map_err(|e| e.to_string())?
-        .signed_by(&leaf_key, &root, &root_key)
+        .signed_by(&leaf_key, root, root_key)
         .map_err(|e| e.to_string())?;
     let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
         .map_err(|e| e.to_string())?;
@@ -185,7 +246,7 @@ async fn serve_https() -> Result<(SocketAddr, String), String> {
             });
         }
     });
-    Ok((addr, root.pem()))
+    Ok((addr, root_pem))
 }
 
 async fn answer(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
@@ -227,5 +288,49 @@ impl Body for Endless {
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         Poll::Ready(Some(Ok(Frame::data(self.0.clone()))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::load::{self, Via};
+
+    /// `--origin-root`: the first run writes the root (0600), a later run signs its origin
+    /// with it, and a client that trusts only the file's certificate reaches that origin.
+    #[tokio::test]
+    async fn a_root_kept_in_a_file_signs_the_origin_of_a_later_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("origin-root.pem");
+        let first = OriginRoot::load_or_create(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let later = OriginRoot::load_or_create(&path).unwrap();
+        assert_eq!(later.pem, first.pem);
+        let (addr, pem) = serve_https(&later).await.unwrap();
+        assert_eq!(pem, first.pem);
+        let trust = load::trusting(&first.pem).unwrap();
+        load::one_request(addr, HOST, &trust, Via::Direct)
+            .await
+            .unwrap();
+        // A root made afresh is another root: the same client refuses its origin.
+        let (other, _) = serve_https(&OriginRoot::generate().unwrap()).await.unwrap();
+        assert!(load::one_request(other, HOST, &trust, Via::Direct)
+            .await
+            .is_err());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_root_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.pem");
+        std::fs::write(&path, "not a certificate").unwrap();
+        let err = OriginRoot::load_or_create(&path).err().unwrap();
+        assert!(err.starts_with("--origin-root "), "{err}");
+        assert!(err.contains("root.pem"), "{err}");
     }
 }

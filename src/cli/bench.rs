@@ -38,12 +38,24 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
             )));
         }
     }
+    if let (Some(_), Some(path)) = (&args.proxy, &args.origin_root) {
+        if !path.exists() {
+            // The other proxy must trust the root before it starts: make it, and stop.
+            crate::bench::world::OriginRoot::load_or_create(path)?;
+            eprintln!(
+                "wrote the bench origin's root to {}: start the other proxy trusting it for upstream TLS, then run this again",
+                path.display()
+            );
+            return Ok(());
+        }
+    }
     let options = crate::bench::Options {
         duration: std::time::Duration::from_secs_f64(args.duration),
         connections: args.connections,
         tunnels: args.tunnels,
         proxy,
         proxy_ca,
+        origin_root: args.origin_root.clone(),
         proxy_pid: args.proxy_pid,
         only: args.only.iter().map(|g| bench_group(*g)).collect(),
         route_config: Some(route_config(&args.resolve)?),

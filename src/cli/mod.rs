@@ -261,6 +261,10 @@ pub struct BenchArgs {
     /// The other proxy's CA certificate (PEM), to measure its interception too.
     #[arg(long, value_name = "PEM")]
     pub proxy_ca: Option<PathBuf>,
+    /// The bench HTTPS origin's root (certificate and key, PEM) in FILE, created (0600) if it
+    /// does not exist: start the other proxy trusting it upstream, then bench its interception.
+    #[arg(long, value_name = "FILE")]
+    pub origin_root: Option<PathBuf>,
     /// The other proxy's process ID: pinned to the proxy core, its CPU time and memory read, as for diagproxy.
     #[arg(long, value_name = "PID", requires = "proxy")]
     pub proxy_pid: Option<u32>,
