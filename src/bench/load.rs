@@ -95,7 +95,8 @@ where
 async fn keep_alive<F, Fut>(
     c: usize,
     duration: Duration,
-    (uri, host): (String, &'static str),
+    uri: String,
+    host: &'static str,
     open: F,
 ) -> Result<Rate, String>
 where
@@ -143,7 +144,7 @@ pub async fn forward(
         Via::Direct => (origin, "/small".to_string()),
         Via::Proxy(proxy) => (proxy, format!("http://{origin}/small")),
     };
-    keep_alive(c, duration, (uri, "bench"), move || async move {
+    keep_alive(c, duration, uri, "bench", move || async move {
         handshake(
             TcpStream::connect(target)
                 .await
@@ -163,7 +164,7 @@ pub async fn https(
     c: usize,
     duration: Duration,
 ) -> Result<Rate, String> {
-    keep_alive(c, duration, ("/small".into(), name), move || {
+    keep_alive(c, duration, "/small".into(), name, move || {
         let trust = trust.clone();
         async move { handshake(tls(origin, name, &trust, via).await?).await }
     })

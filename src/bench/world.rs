@@ -48,7 +48,7 @@ impl World {
             Some(path) => OriginRoot::load_or_create(path)?,
             None => OriginRoot::generate()?,
         };
-        let (https, origin_root) = serve_https(&root).await?;
+        let (https, root_pem) = serve_https(&root).await?;
         let ca_dir = dir.path().join("ca");
         let options = crate::tls::ca::InitOptions {
             dir: ca_dir.clone(),
@@ -59,12 +59,11 @@ impl World {
         crate::tls::ca::init(&options, &crate::profile::Profile::builtin())?;
         let ca_pem = std::fs::read_to_string(ca_dir.join(crate::tls::ca::CERT_FILE))
             .map_err(|e| e.to_string())?;
-        std::fs::write(dir.path().join("origin-root.pem"), &origin_root)
-            .map_err(|e| e.to_string())?;
+        std::fs::write(dir.path().join("origin-root.pem"), &root_pem).map_err(|e| e.to_string())?;
         Ok(World {
             http,
             https,
-            origin_root,
+            origin_root: root_pem,
             ca_pem,
             dir,
         })
@@ -210,12 +209,11 @@ impl OriginRoot {
 }
 
 async fn serve_https(root: &OriginRoot) -> Result<(SocketAddr, String), String> {
-    let (root_key, root_pem, root) = (&root.key, root.pem.clone(), &root.cert);
     let names = vec!["chatgpt.com".to_string(), "*.chatgpt.com".to_string()];
     let leaf_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let leaf = rcgen::CertificateParams::new(names)
         .map_err(|e| e.to_string())?
-        .signed_by(&leaf_key, root, root_key)
+        .signed_by(&leaf_key, &root.cert, &root.key)
         .map_err(|e| e.to_string())?;
     let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
         .map_err(|e| e.to_string())?;
@@ -246,7 +244,7 @@ async fn serve_https(root: &OriginRoot) -> Result<(SocketAddr, String), String> 
             });
         }
     });
-    Ok((addr, root_pem))
+    Ok((addr, root.pem.clone()))
 }
 
 async fn answer(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
