@@ -183,7 +183,7 @@ async fn try_scheme(
     };
     alone.upstream_auth = Arc::new(Settings {
         mode,
-        user: config.upstream_auth.user.clone(),
+        ..Settings::clone(&config.upstream_auth)
     });
     let mut record = None;
     let result = dial::through(proxy, &target.host, target.port, &alone, &mut record).await;

@@ -97,9 +97,15 @@ impl Config {
 /// `DIAGPROXY_UPSTREAM_PASSWORD` or, on a terminal, a prompt (never from the command line,
 /// where `ps` would show it).
 fn upstream_auth(args: &RunArgs) -> Result<auth::Settings, ConfigError> {
-    let mode = auth::Mode::parse(&args.route.auth.upstream_auth).map_err(bad)?;
-    let Some(user) = args.route.auth.upstream_user.as_deref() else {
-        return Ok(auth::Settings { mode, user: None });
+    let flags = &args.route.auth;
+    let settings = auth::Settings {
+        mode: auth::Mode::parse(&flags.upstream_auth).map_err(bad)?,
+        user: None,
+        auth_proxies: auth::parse_auth_proxies(&flags.upstream_auth_proxies).map_err(bad)?,
+        trust_pac_proxies: flags.trust_pac_proxies,
+    };
+    let Some(user) = flags.upstream_user.as_deref() else {
+        return Ok(settings);
     };
     let password = match std::env::var("DIAGPROXY_UPSTREAM_PASSWORD") {
         Ok(p) => p,
@@ -115,8 +121,8 @@ fn upstream_auth(args: &RunArgs) -> Result<auth::Settings, ConfigError> {
     };
     let user = auth::Credentials::parse(user, password).map_err(bad)?;
     Ok(auth::Settings {
-        mode,
         user: Some(user),
+        ..settings
     })
 }
 

@@ -151,6 +151,18 @@ pub struct AuthArgs {
     /// from DIAGPROXY_UPSTREAM_PASSWORD, else a prompt on the terminal; never a flag.
     #[arg(long, value_name = "DOMAIN\\USER", env = "DIAGPROXY_UPSTREAM_USER")]
     pub upstream_user: Option<String>,
+
+    /// Proxies besides those you named (--upstream-proxy, the environment, the desktop's
+    /// manual settings) that may get --upstream-user's password: host or host:port globs,
+    /// comma-separated (e.g. *.corp.example). A proxy only a PAC or WPAD file names is not
+    /// sent Basic or NTLM credentials otherwise; Negotiate (Kerberos) always may.
+    #[arg(long, value_name = "GLOB[,GLOB]", default_value = "")]
+    pub upstream_auth_proxies: String,
+
+    /// Trust the proxies a PAC names in the PAC server's own domain with --upstream-user's
+    /// password (pac.corp.example/proxy.pac: *.corp.example).
+    #[arg(long)]
+    pub trust_pac_proxies: bool,
 }
 
 /// The way out and what it is judged by: `run`'s flags, shared with the commands that go out

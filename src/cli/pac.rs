@@ -83,6 +83,13 @@ pub(super) fn route_config(
     if let Some(user) = &flags.auth.upstream_user {
         argv.extend(["--upstream-user".into(), user.clone()]);
     }
+    argv.extend([
+        "--upstream-auth-proxies".into(),
+        flags.auth.upstream_auth_proxies.clone(),
+    ]);
+    if flags.auth.trust_pac_proxies {
+        argv.push("--trust-pac-proxies".into());
+    }
     for pin in &flags.resolve {
         argv.extend(["--resolve".into(), pin.clone()]);
     }

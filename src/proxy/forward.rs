@@ -338,6 +338,7 @@ async fn signed_in(
         host: &proxy.host,
         port: proxy.port,
         url_basic: proxy.authorization.as_deref(),
+        chosen: proxy.chosen,
     };
     let mut again = Again { sender, head };
     let settings = &state.config.upstream_auth;

@@ -327,6 +327,7 @@ async fn connect_through(
             host: &proxy.host,
             port: proxy.port,
             url_basic: proxy.authorization.as_deref(),
+            chosen: proxy.chosen,
         };
         let (result, record) =
             auth::sign_in::sign_in(response, &mut connect, &who, &config.upstream_auth).await;

@@ -41,14 +41,24 @@ pub async fn router(config: &Config, listen: SocketAddr) -> Router {
 }
 
 async fn pac_router(location: &str, origin: &str, config: &Config) -> Router {
-    match load::load(location, config).await {
+    let mut router = match load::load(location, config).await {
         Ok(pac) => Router::with_pac(Ok(pac), location, origin),
         Err((e, file)) => {
             let mut router = Router::with_pac(Err(e), location, origin);
             router.pac_file = file;
             router
         }
-    }
+    };
+    router.pac_trust = pac_trust(location, config);
+    router
+}
+
+/// `--trust-pac-proxies`: the domain whose PAC proxies may get the password.
+fn pac_trust(location: &str, config: &Config) -> Option<String> {
+    config
+        .upstream_auth
+        .trust_pac_proxies
+        .then(|| super::router::pac_domain(location))
 }
 
 async fn auto(wpad_domain: Option<&str>, config: &Config, listen: SocketAddr) -> Router {
@@ -155,7 +165,9 @@ async fn wpad(domain: Option<&str>, config: &Config) -> Option<Router> {
         .collect();
     for (candidate, fetch) in candidates.iter().zip(fetches) {
         if let Ok(Some((pac, url))) = fetch.await {
-            return Some(Router::with_pac(Ok(pac), &url, format!("WPAD {candidate}")));
+            let mut router = Router::with_pac(Ok(pac), &url, format!("WPAD {candidate}"));
+            router.pac_trust = pac_trust(&url, config);
+            return Some(router);
         }
     }
     None
@@ -268,6 +280,7 @@ async fn gnome() -> Option<Setting> {
                         host,
                         port,
                         authorization: None,
+                        chosen: true,
                     }
                     .into()
                 });
@@ -364,6 +377,7 @@ pub fn macos(text: &str) -> Option<Setting> {
                 host,
                 port,
                 authorization: None,
+                chosen: true,
             }
             .into(),
         )

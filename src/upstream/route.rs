@@ -159,6 +159,7 @@ fn pac_proxy(entry: &str, target: &str) -> Result<UpstreamProxy, String> {
         host,
         port,
         authorization: None,
+        chosen: false,
     })
 }
 
@@ -196,6 +197,10 @@ pub struct UpstreamProxy {
     pub port: u16,
     /// `Basic …`, sent as `Proxy-Authorization`.
     pub authorization: Option<String>,
+    /// Named by the user (the command line, the environment, the desktop's manual
+    /// settings), not by a PAC or WPAD file the network served: only such a proxy, or one
+    /// `--upstream-auth-proxies` names, is sent `--upstream-user`'s password (Basic, NTLM).
+    pub chosen: bool,
 }
 
 impl UpstreamProxy {
@@ -261,6 +266,7 @@ pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, String> {
         host,
         port,
         authorization,
+        chosen: true,
     })
 }
 

@@ -49,6 +49,10 @@ pub struct Router {
     pub pac_file: Option<PacFile>,
     /// What discovery skipped and why (a proxy that is diagproxy itself, a bad variable).
     pub warnings: Vec<String>,
+    /// `--trust-pac-proxies`: the domain whose PAC proxies count as named by the user
+    /// (`corp.example` for `http://pac.corp.example/…`; empty for a PAC file the user gave:
+    /// all of them). `None`: a PAC's proxies never get `--upstream-user`'s password.
+    pub pac_trust: Option<String>,
     cache: Mutex<LruMap<String, Arc<Route>>>,
     bad: Mutex<HashMap<(String, u16), Instant>>,
     /// The one route of every host when the way never changes (DIRECT, one proxy), made
@@ -73,6 +77,7 @@ impl Router {
             origin: origin.into(),
             pac_file: None,
             warnings: Vec::new(),
+            pac_trust: None,
             cache: Mutex::new(LruMap::new(PAC_CACHE)),
             bad: Mutex::new(HashMap::new()),
             steady: None,
@@ -252,7 +257,7 @@ impl Router {
             Ok(answer) => match parse_pac_result(&answer.result) {
                 Ok(hops) => {
                     let route = Route {
-                        hops,
+                        hops: hops.into_iter().map(|h| self.trusted(h)).collect(),
                         source,
                         error: None,
                     };
@@ -287,6 +292,19 @@ impl Router {
             route,
             calls,
             answer,
+        }
+    }
+
+    /// With `--trust-pac-proxies`, a PAC proxy in the PAC's own domain as if the user had
+    /// named it.
+    fn trusted(&self, hop: Hop) -> Hop {
+        match (hop, self.pac_trust.as_deref()) {
+            (Hop::Proxy(p), Some(domain)) if in_domain(&p.host, domain) => {
+                let mut p = (*p).clone();
+                p.chosen = true;
+                Hop::Proxy(Arc::new(p))
+            }
+            (hop, _) => hop,
         }
     }
 
@@ -417,6 +435,37 @@ pub fn script_url(https: bool, host: &str, port: u16, path: &str) -> String {
     format!("{scheme}://{authority}{path}")
 }
 
+/// The domain a PAC's proxies are trusted in under `--trust-pac-proxies`: the PAC
+/// server's parent domain (`pac.corp.example` → `corp.example`; a name of two labels or an
+/// IP stays itself), or empty (everything) for a file the user gave.
+pub fn pac_domain(location: &str) -> String {
+    let Some(rest) = location
+        .strip_prefix("http://")
+        .or_else(|| location.strip_prefix("https://"))
+    else {
+        return String::new();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = super::HostPort::parse(authority, 80)
+        .map(|hp| hp.host.to_ascii_lowercase())
+        .unwrap_or_else(|| authority.to_ascii_lowercase());
+    if host.parse::<std::net::IpAddr>().is_ok() || host.matches('.').count() < 2 {
+        return host;
+    }
+    host.split_once('.')
+        .map_or(host.clone(), |(_, parent)| parent.to_string())
+}
+
+/// Whether `host` is `domain` or under it; an empty domain holds every host.
+fn in_domain(host: &str, domain: &str) -> bool {
+    let host = super::addr::unbracket(host).to_ascii_lowercase();
+    domain.is_empty()
+        || host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,12 +488,34 @@ mod tests {
     }
 
     #[test]
+    fn pac_domains_and_who_is_in_them() {
+        assert_eq!(
+            pac_domain("http://pac.corp.example/proxy.pac"),
+            "corp.example"
+        );
+        assert_eq!(
+            pac_domain("http://wpad.corp.example:8080/wpad.dat"),
+            "corp.example"
+        );
+        assert_eq!(pac_domain("http://corp.example/p.pac"), "corp.example");
+        assert_eq!(pac_domain("http://127.0.0.1:9/p.pac"), "127.0.0.1");
+        assert_eq!(pac_domain("/etc/proxy.pac"), "");
+        assert!(in_domain("proxy.corp.example", "corp.example"));
+        assert!(in_domain("CORP.example", "corp.example"));
+        assert!(!in_domain("evilcorp.example", "corp.example"));
+        assert!(!in_domain("attacker.example", "corp.example"));
+        assert!(in_domain("anything", ""));
+        assert!(!in_domain("127.0.0.2", "127.0.0.1"));
+    }
+
+    #[test]
     fn bad_proxies_go_last_and_come_back() {
         let proxy = |h: &str| {
             Arc::new(UpstreamProxy {
                 host: h.into(),
                 port: 1,
                 authorization: None,
+                chosen: false,
             })
         };
         let route = Route {

@@ -195,6 +195,13 @@ pub struct Settings {
     pub mode: Mode,
     /// `--upstream-user`: NTLM needs it; Basic uses it when the proxy URL has none.
     pub user: Option<Credentials>,
+    /// `--upstream-auth-proxies`: globs (`*.corp.example`, `proxy:3128`) of proxies that
+    /// may get `--upstream-user`'s password besides those the user named; a PAC or WPAD
+    /// file is written by whoever controls the network, so its proxies are not trusted.
+    pub auth_proxies: Vec<String>,
+    /// `--trust-pac-proxies`: a PAC's proxies in the PAC server's own domain count as
+    /// named by the user (the router marks them when it parses the answer).
+    pub trust_pac_proxies: bool,
 }
 
 impl Default for Settings {
@@ -202,7 +209,36 @@ impl Default for Settings {
         Settings {
             mode: Mode::Auto,
             user: None,
+            auth_proxies: Vec::new(),
+            trust_pac_proxies: false,
         }
+    }
+}
+
+/// At most this many `--upstream-auth-proxies` globs (a list, not a database).
+pub const MAX_AUTH_PROXIES: usize = 64;
+
+/// `--upstream-auth-proxies GLOB[,GLOB]`: host or `host:port` globs, lower-cased.
+pub fn parse_auth_proxies(text: &str) -> Result<Vec<String>, String> {
+    let globs: Vec<String> = text
+        .split(',')
+        .map(|g| g.trim().to_ascii_lowercase())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if globs.len() > MAX_AUTH_PROXIES {
+        return Err(format!(
+            "--upstream-auth-proxies: at most {MAX_AUTH_PROXIES} globs"
+        ));
+    }
+    let shape = |g: &str| {
+        g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.*:[]_".contains(&b))
+    };
+    match globs.iter().find(|g| !shape(g)) {
+        Some(bad) => Err(format!(
+            "--upstream-auth-proxies {bad:?}: a glob is a host or host:port with * in it (e.g. *.corp.example, proxy.corp:3128)"
+        )),
+        None => Ok(globs),
     }
 }
 
@@ -214,9 +250,29 @@ pub struct Can {
     pub negotiate: Result<(), String>,
     /// The proxy URL had `user:pass@`.
     pub url_basic: bool,
+    /// `Err(why)` when `--upstream-user`'s password must not go to this proxy (a PAC
+    /// named it; see [`Settings::password_to`]).
+    pub password: Result<(), String>,
 }
 
 impl Settings {
+    /// Whether `--upstream-user`'s password (Basic, NTLM) may go to the proxy at
+    /// `host:port`: the user named it (`chosen`), or `--upstream-auth-proxies` does.
+    /// Negotiate needs no such check: a Kerberos ticket is bound to the proxy's name.
+    pub fn password_to(&self, host: &str, port: u16, chosen: bool) -> Result<(), String> {
+        let host = crate::upstream::addr::unbracket(host).to_ascii_lowercase();
+        let hostport = crate::upstream::addr::join(&host, port);
+        let listed = self.auth_proxies.iter().any(|g| {
+            crate::config::glob_match(g, &host) || crate::config::glob_match(g, &hostport)
+        });
+        if chosen || listed {
+            return Ok(());
+        }
+        Err(format!(
+            "not sending your password to {hostport}, which the PAC named; add it to --upstream-auth-proxies if it is yours"
+        ))
+    }
+
     /// Whether `user:pass@` in a proxy URL is sent before any `407` (Basic is then the
     /// scheme the user chose by writing it).
     pub fn sends_url_basic(&self) -> bool {
@@ -269,10 +325,12 @@ impl Settings {
             Scheme::Ntlm if self.user.is_none() => {
                 Some("needs --upstream-user DOMAIN\\user (password from DIAGPROXY_UPSTREAM_PASSWORD or a prompt)".into())
             }
-            Scheme::Basic if self.user.is_none() && !can.url_basic => {
+            Scheme::Ntlm => can.password.clone().err(),
+            Scheme::Basic if can.url_basic => None,
+            Scheme::Basic if self.user.is_none() => {
                 Some("needs user:pass@ in the proxy URL or --upstream-user".into())
             }
-            _ => None,
+            Scheme::Basic => can.password.clone().err(),
         }
     }
 
@@ -416,6 +474,10 @@ pub struct AuthRecord {
     /// Schemes tried before the last that could not be used here (`Negotiate: no ticket`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
+    /// What the user should know even when it worked: Basic sent the password over plain
+    /// HTTP to the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// Requests sent after the first `407`.
     pub rounds: u8,
     /// From the first `407` to the proxy's final answer.
@@ -442,6 +504,9 @@ impl AuthRecord {
                     line.push_str(&format!(" — {d}"));
                 }
             }
+        }
+        if let Some(w) = &self.warning {
+            line.push_str(&format!(" (warning: {w})"));
         }
         line
     }
@@ -502,10 +567,12 @@ mod tests {
         let can = Can {
             negotiate: Ok(()),
             url_basic: false,
+            password: Ok(()),
         };
         let auto = Settings {
             mode: Mode::Auto,
             user: user(),
+            ..Settings::default()
         };
         assert_eq!(
             auto.candidates(&all, &can).unwrap(),
@@ -519,6 +586,7 @@ mod tests {
         let no_gss = Can {
             negotiate: Err("libgssapi_krb5.so.2 not found".into()),
             url_basic: false,
+            password: Ok(()),
         };
         let why = no_user.candidates(&all, &no_gss).unwrap_err();
         assert!(why.contains("libgssapi_krb5.so.2 not found"), "{why}");
@@ -526,6 +594,7 @@ mod tests {
         let ntlm = Settings {
             mode: Mode::Ntlm,
             user: user(),
+            ..Settings::default()
         };
         assert_eq!(ntlm.candidates(&all, &can).unwrap(), vec![Scheme::Ntlm]);
         let why = auto.candidates(&offered(&["Digest"]), &can).unwrap_err();
@@ -536,8 +605,49 @@ mod tests {
         let none = Settings {
             mode: Mode::None,
             user: user(),
+            ..Settings::default()
         };
         assert!(none.candidates(&all, &can).is_err());
+    }
+
+    #[test]
+    fn the_password_goes_only_to_proxies_the_user_named_or_listed() {
+        let listed = Settings {
+            user: user(),
+            auth_proxies: parse_auth_proxies("*.corp.example, 10.0.0.1:3128").unwrap(),
+            ..Settings::default()
+        };
+        assert!(listed.password_to("evil.example", 8080, true).is_ok());
+        assert!(listed
+            .password_to("proxy.CORP.example", 8080, false)
+            .is_ok());
+        assert!(listed.password_to("10.0.0.1", 3128, false).is_ok());
+        let why = listed.password_to("10.0.0.1", 8080, false).unwrap_err();
+        assert_eq!(
+            why,
+            "not sending your password to 10.0.0.1:8080, which the PAC named; add it to --upstream-auth-proxies if it is yours"
+        );
+        let can = |password| Can {
+            negotiate: Ok(()),
+            url_basic: false,
+            password,
+        };
+        let all = offered(&["Negotiate", "NTLM", "Basic"]);
+        // A PAC's proxy: Negotiate still may (a ticket is bound to the proxy's name).
+        assert_eq!(
+            listed.candidates(&all, &can(Err("no".into()))).unwrap(),
+            vec![Scheme::Negotiate]
+        );
+        let why = listed
+            .candidates(&offered(&["NTLM", "Basic"]), &can(Err("not yours".into())))
+            .unwrap_err();
+        assert!(
+            why.contains("NTLM: not yours") && why.contains("Basic: not yours"),
+            "{why}"
+        );
+        assert!(parse_auth_proxies("a b").is_err());
+        assert!(parse_auth_proxies(&"a,".repeat(65)).is_err());
+        assert_eq!(parse_auth_proxies("").unwrap(), Vec::<String>::new());
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Proxy<'a> {
     pub port: u16,
     /// `Basic …` from the proxy URL, if it had `user:pass@`.
     pub url_basic: Option<&'a str>,
+    /// The user named this proxy (not a PAC): `--upstream-user`'s password may go to it.
+    pub chosen: bool,
 }
 
 /// How a scheme's attempt ended short of success.
@@ -74,6 +76,7 @@ pub async fn sign_in(
             Ok(())
         },
         url_basic: proxy.url_basic.is_some(),
+        password: settings.password_to(proxy.host, proxy.port, proxy.chosen),
     };
     let candidates = match settings.candidates(&offered, &can) {
         Ok(c) => c,
@@ -375,12 +378,17 @@ async fn basic(
     settings: &Settings,
     record: &mut AuthRecord,
 ) -> Result<Response<Incoming>, Stop> {
+    let password = settings.password_to(proxy.host, proxy.port, proxy.chosen);
     let value = match (&settings.user, proxy.url_basic) {
-        (Some(user), _) => {
+        (Some(user), _) if password.is_ok() => {
             record.user = Some(user.display());
             crate::upstream::route::basic(&format!("{}:{}", user.user, user.password))
         }
-        (None, Some(url)) => url.to_string(),
+        (_, Some(url)) => url.to_string(),
+        (Some(_), None) => {
+            let why = password.err().unwrap_or_default();
+            return Err(Stop::Local(AuthFailure::Unsupported, why));
+        }
         (None, None) => {
             return Err(Stop::Local(
                 AuthFailure::Unsupported,
@@ -388,6 +396,10 @@ async fn basic(
             ))
         }
     };
+    record.warning = Some(format!(
+        "Basic sent the password readable to anyone on the path to {} (plain HTTP to the proxy)",
+        record.proxy
+    ));
     let header = HeaderValue::from_str(&value).map_err(|_| {
         Stop::Local(
             AuthFailure::Rejected,
