@@ -79,6 +79,37 @@ pub struct Config {
     /// like real answers (unlike `--resolve` pins). Tests only: a sinkhole answer can be
     /// injected, and with `loopback_only` it is never dialled.
     pub dns_answers: HashMap<String, Vec<IpAddr>>,
+    /// The live page's key: every page and API but `/proxy.pac` and `/ca.pem` wants it
+    /// (`?token=` once, then a cookie), so another local user cannot read the session.
+    /// Random per session, or `DIAGPROXY_LIVE_TOKEN` (how `diagproxy browser` knows it).
+    pub live_token: Arc<str>,
+}
+
+/// Random per session: 128 bits as 32 hex digits.
+pub fn new_live_token() -> Arc<str> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    // ring's system source only fails when the OS has no randomness; then the clock and
+    // pid still make the token unguessable enough for loopback, and it is said nowhere.
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        let digest = ring::digest::digest(&ring::digest::SHA256, seed.as_bytes());
+        bytes.copy_from_slice(&digest.as_ref()[..16]);
+    }
+    Arc::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// `DIAGPROXY_LIVE_TOKEN`: 16 to 128 letters, digits, `-` or `_`.
+pub fn parse_live_token(text: &str) -> Result<Arc<str>, ConfigError> {
+    let shape = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !(16..=128).contains(&text.len()) || !shape {
+        return Err(bad(
+            "DIAGPROXY_LIVE_TOKEN: 16 to 128 letters, digits, - or _",
+        ));
+    }
+    Ok(Arc::from(text))
 }
 
 impl Config {

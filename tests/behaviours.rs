@@ -66,7 +66,7 @@ async fn without_auto_passthrough_a_refusing_client_does_not_switch_interception
     assert_eq!(rejected[0]["passthrough"], false, "{:#}", rejected[0]);
     let status = raw_exchange(
         proxy.addr,
-        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(!status.contains("Tunnelled untouched"), "{status}");
@@ -260,8 +260,9 @@ async fn an_ipv6_loopback_pin_is_dialled_there() {
 #[tokio::test]
 async fn the_pac_file_is_open_under_proxy_auth_and_the_status_page_is_not() {
     let proxy = Proxy::start(&["--proxy-auth", "me:secret"]).await;
-    let get =
-        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n")
+    };
     let pac = raw_exchange(proxy.addr, get("/proxy.pac").as_bytes()).await;
     assert!(
         pac.starts_with("HTTP/1.1 200") && pac.contains("FindProxyForURL"),

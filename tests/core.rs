@@ -168,7 +168,9 @@ async fn connect_tunnels_tls_and_records_sni_and_alpn() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let mut tls_stream = tls_client(stream, "files.oaiusercontent.com", &cert, &["http/1.1"]).await;
     tls_stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\n\r\n",
+        )
         .await
         .unwrap();
     let mut answer = String::new();
@@ -566,7 +568,7 @@ async fn proxy_auth_is_required_when_configured() {
     // The proxy's own pages want the same credentials, as a web server would ask (401).
     let page = raw_exchange(
         proxy.addr,
-        b"GET /summary.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        b"GET /summary.json HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(
@@ -574,7 +576,7 @@ async fn proxy_auth_is_required_when_configured() {
             && page.contains("www-authenticate: Basic realm=\"diagproxy\""),
         "{page}"
     );
-    let page = raw_exchange(proxy.addr, b"GET /summary.json HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic bWU6c2VjcmV0\r\nConnection: close\r\n\r\n").await;
+    let page = raw_exchange(proxy.addr, b"GET /summary.json HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nAuthorization: Basic bWU6c2VjcmV0\r\nConnection: close\r\n\r\n").await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     let session = proxy.stop().await;
     assert_eq!(session.summary["refused"], 3);
@@ -623,7 +625,7 @@ async fn requests_to_the_proxy_itself_are_loops_and_pages_are_served() {
 
     let page = raw_exchange(
         proxy.addr,
-        b"GET /summary.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        b"GET /summary.json HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n",
     )
     .await;
     let json = &page[page.find("\r\n\r\n").unwrap() + 4..];
@@ -633,7 +635,7 @@ async fn requests_to_the_proxy_itself_are_loops_and_pages_are_served() {
 
     let pac = raw_exchange(
         proxy.addr,
-        b"GET /proxy.pac HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        b"GET /proxy.pac HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(pac.contains("application/x-ns-proxy-autoconfig"), "{pac}");
@@ -642,7 +644,7 @@ async fn requests_to_the_proxy_itself_are_loops_and_pages_are_served() {
 
     let status = raw_exchange(
         proxy.addr,
-        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(status.contains("<h1>diagproxy"), "{status}");
@@ -705,7 +707,7 @@ async fn a_request_still_waiting_when_the_session_ends_is_recorded() {
         async move { get(addr, &url).await }
     });
     // Poll the status page until the request is open (no sleeping on a guess).
-    let status = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let status = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n";
     let mut open = String::new();
     for _ in 0..200 {
         open = raw_exchange(proxy.addr, status).await;

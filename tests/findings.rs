@@ -95,7 +95,7 @@ async fn block_pages_redirects_and_rewrites_over_plain_http() {
     // The live status page leads each host with its most serious finding.
     let status = raw_exchange(
         proxy.addr,
-        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n",
     )
     .await;
     let row = status

@@ -282,7 +282,7 @@ async fn connections_beyond_the_limit_are_refused_with_503_and_counted() {
     for _ in 0..100 {
         served = raw_exchange(
             proxy.addr,
-            b"GET /summary.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            b"GET /summary.json HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n",
         )
         .await;
         if served.starts_with("HTTP/1.1 200") {
@@ -512,8 +512,9 @@ async fn the_ca_certificate_is_served_without_proxy_credentials() {
     let (ca_dir, ca_pem) = local_ca(dir.path());
     let ca_arg = ca_dir.to_str().unwrap();
     let proxy = Proxy::start(&["--proxy-auth", "user:pass", "--ca-dir", ca_arg]).await;
-    let get =
-        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n")
+    };
     let pem = raw_exchange(proxy.addr, get("/ca.pem").as_bytes()).await;
     assert!(pem.starts_with("HTTP/1.1 200"), "{pem}");
     assert!(pem.contains(ca_pem.trim()), "{pem}");

@@ -307,7 +307,7 @@ async fn a_client_that_rejects_the_ca_is_passed_through_next_time() {
 
     // The status page lists it, with a button that intercepts it again.
     let port = s.origin.port();
-    let get_status = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let get_status = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n";
     let status = raw_exchange(s.proxy.addr, get_status).await;
     let form = format!("action=\"/passthrough/reenable?host=chatgpt.com&amp;port={port}\"");
     assert!(
@@ -316,7 +316,7 @@ async fn a_client_that_rejects_the_ca_is_passed_through_next_time() {
     );
     let post = |origin: &str| {
         format!(
-            "POST /passthrough/reenable?host=chatgpt.com&port={port} HTTP/1.1\r\nHost: 127.0.0.1\r\n{origin}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            "POST /passthrough/reenable?host=chatgpt.com&port={port} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\n{origin}Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
     };
     let forged = raw_exchange(

@@ -75,7 +75,7 @@ async fn open_events(proxy: SocketAddr, last_id: Option<u64>) -> (TcpStream, Str
     let mut stream = TcpStream::connect(proxy).await.unwrap();
     let resume = last_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
     let head = format!(
-        "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{resume}\r\n"
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nAccept: text/event-stream\r\n{resume}\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut text = String::new();
@@ -146,7 +146,7 @@ async fn bodies_of_problems_are_kept_once_redacted_and_in_the_har() {
         ("/session.har", "\"entries\":["),
         ("/report.html", "Bodies of answers that went wrong"),
     ] {
-        let ask = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let ask = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: test-live-token-0000\r\nConnection: close\r\n\r\n");
         let answer = raw_exchange(proxy.addr, ask.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
         assert!(answer.contains("content-disposition: attachment"), "{path}");
@@ -255,7 +255,10 @@ fn live_page(proxy: SocketAddr) -> Option<Browser> {
     if !require_tool("chromium") {
         return None;
     }
-    let mut browser = Browser::open(&format!("http://127.0.0.1:{}/", proxy.port()), &[]);
+    let mut browser = Browser::open(
+        &format!("http://127.0.0.1:{}/?token={LIVE_TOKEN}", proxy.port()),
+        &[],
+    );
     assert!(
         browser.wait_for(
             "document.getElementById('conn').textContent === 'live'",

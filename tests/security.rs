@@ -164,3 +164,156 @@ async fn trust_pac_proxies_trusts_the_pac_servers_own_domain_only() {
         "a proxy in the PAC's own domain is trusted with --trust-pac-proxies: {heads:?}"
     );
 }
+
+async fn ask(addr: SocketAddr, path: &str, extra: &str) -> String {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n");
+    raw_exchange(addr, request.as_bytes()).await
+}
+
+#[tokio::test]
+async fn another_local_user_cannot_read_the_live_page_without_the_token() {
+    let proxy = Proxy::start(&["--bodies", "all"]).await;
+    for path in [
+        "/",
+        "/summary.json",
+        "/events",
+        "/api/overview",
+        "/api/event/1",
+        "/api/body/00",
+        "/session.har",
+        "/report.html",
+        "/live.js",
+    ] {
+        let page = ask(proxy.addr, path, "").await;
+        assert!(page.starts_with("HTTP/1.1 403"), "{path}: {page}");
+        assert!(page.contains("needs the session's token"), "{page}");
+        let wrong = ask(proxy.addr, path, "Cookie: diagproxy_token_1=x\r\n").await;
+        assert!(wrong.starts_with("HTTP/1.1 403"), "{path}: {wrong}");
+        let wrong = ask(
+            proxy.addr,
+            &format!("{path}?token=test-live-token-0001"),
+            "",
+        )
+        .await;
+        assert!(wrong.starts_with("HTTP/1.1 403"), "{path}: {wrong}");
+    }
+    // What a device needs before it can be given a token stays public.
+    let pac = ask(proxy.addr, "/proxy.pac", "").await;
+    assert!(pac.starts_with("HTTP/1.1 200"), "{pac}");
+    let ca = ask(proxy.addr, "/ca.pem", "").await;
+    assert!(
+        ca.starts_with("HTTP/1.1 404"),
+        "no CA here, but no token asked: {ca}"
+    );
+    // The token once in the URL sets the cookie; the cookie then suffices.
+    let first = ask(proxy.addr, &format!("/summary.json?token={LIVE_TOKEN}"), "").await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let port = proxy.addr.port();
+    let cookie = format!("diagproxy_token_{port}={LIVE_TOKEN}");
+    assert!(
+        first.contains(&format!(
+            "set-cookie: {cookie}; HttpOnly; SameSite=Strict; Path=/"
+        )),
+        "{first}"
+    );
+    let again = ask(
+        proxy.addr,
+        "/summary.json",
+        &format!("Cookie: a=b; {cookie}\r\n"),
+    )
+    .await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    proxy.stop().await;
+}
+
+#[test]
+fn the_banner_prints_the_live_page_with_a_random_token_even_to_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("s");
+    let mut command = diagproxy();
+    command.env_remove("DIAGPROXY_LIVE_TOKEN");
+    let child = command
+        .args(["run", "--listen", "127.0.0.1:0", "--session-dir"])
+        .arg(&session)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = attach(child);
+    let line = loop {
+        let line = running
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a live page line");
+        if line.starts_with("live page: ") {
+            break line;
+        }
+    };
+    let url = line.split_whitespace().nth(2).expect("the URL").to_string();
+    let token = url.split("?token=").nth(1).unwrap_or_default();
+    assert_eq!(token.len(), 32, "{line}");
+    assert_ne!(token, LIVE_TOKEN);
+    assert!(
+        url.starts_with(&format!("http://{}/?token=", running.addr)),
+        "{line}"
+    );
+    let _ = running.child.kill();
+    let _ = running.child.wait();
+}
+
+/// A program that answers every request `200` with a CA certificate of its own: what a
+/// hostile local user could leave on port 8080.
+async fn impostor(pem: String) -> SocketAddr {
+    let page: &'static str = Box::leak(pem.into_boxed_str());
+    canned_origin(vec![
+        canned("/summary.json", 200, &[], "{}"),
+        canned("/ca.pem", 200, &[], page),
+        canned("/api/prove", 200, &[], "bm90IGEgc2lnbmF0dXJl"),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn diagproxy_browser_trusts_only_the_ca_on_disk_and_only_a_proxy_that_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_dir, ca_pem) = local_ca(dir.path());
+    // The impostor even serves our own CA certificate: without the key it proves nothing.
+    let fake = impostor(ca_pem).await;
+    let marker = dir.path().join("browser-ran");
+    let browser = dir.path().join("fake-chromium");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\ntouch '{}'\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = diagproxy()
+        .args(["browser", "--headless", "--proxy"])
+        .arg(format!("http://{fake}"))
+        .arg("--ca-dir")
+        .arg(&ca_dir)
+        .arg("--browser")
+        .arg(&browser)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("not trusting what answers at {fake}")),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the browser was started for an impostor");
+
+    let out = diagproxy()
+        .args(["browser", "--proxy", "10.0.0.1:8080", "--browser"])
+        .arg(&browser)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+}

@@ -44,10 +44,7 @@ const MAC_CHROMES: [&str; 2] = [
 ];
 
 pub fn browser(args: &BrowserArgs) -> Result<(), Failed> {
-    let proxy: SocketAddr = args
-        .proxy
-        .parse()
-        .map_err(|_| Failed::Usage(format!("--proxy {}: not an IP:port", args.proxy)))?;
+    let proxy = parse_proxy(&args.proxy)?;
     let program = match &args.browser {
         Some(path) => path.clone(),
         None => find_browser().ok_or_else(|| {
@@ -58,40 +55,98 @@ pub fn browser(args: &BrowserArgs) -> Result<(), Failed> {
         })?,
     };
     if is_firefox(&program) {
-        let running = ask(proxy, "/summary.json").is_some();
         eprint!("{}", firefox_steps(proxy));
-        if !running {
+        if !listens(proxy) {
             eprintln!(
                 "Nothing answers at {proxy} yet: start `diagproxy run --listen {proxy} --intercept profile` first."
             );
         }
         return Ok(());
     }
-    let mut started = match ask(proxy, "/summary.json") {
-        Some(_) => None,
-        None => Some(start_run(proxy, args)?),
+    // The live page's token: ours for a run started here; for one already listening, only
+    // if the environment gives it (its banner prints it).
+    let (mut started, token) = if listens(proxy) {
+        let token = std::env::var("DIAGPROXY_LIVE_TOKEN").ok();
+        (None, token)
+    } else {
+        let token = std::env::var("DIAGPROXY_LIVE_TOKEN")
+            .unwrap_or_else(|_| crate::config::new_live_token().to_string());
+        (Some(start_run(proxy, args, &token)?), Some(token))
     };
-    let result = open(&program, proxy, args);
+    let result = trusted_ca(proxy, &args.ca_dir)
+        .and_then(|pem| open(&program, proxy, &pem, token.as_deref(), args));
     if let Some(child) = started.as_mut() {
         stop_run(child);
     }
     result
 }
 
-/// Opens the browser (or prints Firefox's steps) against the proxy at `proxy`, and waits
-/// until it exits.
-fn open(program: &Path, proxy: SocketAddr, args: &BrowserArgs) -> Result<(), Failed> {
-    let pem = ask(proxy, "/ca.pem").ok_or_else(|| {
-        Failed::Error(format!(
-            "the diagproxy at {proxy} has no CA to trust (create one with `diagproxy ca init`)"
+/// `--proxy`: `IP:PORT` or curl's `http://IP:PORT`, on loopback only (the browser will
+/// trust whatever answers there with the CA).
+fn parse_proxy(text: &str) -> Result<SocketAddr, Failed> {
+    let bare = text.strip_prefix("http://").unwrap_or(text);
+    let bare = bare.strip_suffix('/').unwrap_or(bare);
+    let addr: SocketAddr = bare.parse().map_err(|_| {
+        Failed::Usage(format!(
+            "--proxy {text:?}: expected IP:PORT or http://IP:PORT, e.g. 127.0.0.1:8080"
         ))
     })?;
-    let spki = spki_sha256_base64(&pem)?;
-    let profile = tempfile::Builder::new()
-        .prefix("diagproxy-browser-")
-        .tempdir()
-        .map_err(|e| Failed::Error(format!("cannot make a temporary browser profile: {e}")))?;
-    let flags = chromium_flags(profile.path(), proxy, &spki, args);
+    if !addr.ip().is_loopback() {
+        return Err(Failed::Usage(format!(
+            "--proxy {addr}: not a loopback address; diagproxy browser only uses a diagproxy on this machine"
+        )));
+    }
+    Ok(addr)
+}
+
+/// The CA in `ca_dir` (read from disk, never from the network), once the proxy at `proxy`
+/// has proved it holds its key: a program that merely answers on the port gets nothing
+/// trusted.
+fn trusted_ca(proxy: SocketAddr, ca_dir: &Path) -> Result<String, Failed> {
+    let cert = ca_dir.join(crate::tls::ca::CERT_FILE);
+    let pem = std::fs::read_to_string(&cert).map_err(|e| {
+        Failed::Error(format!(
+            "no CA at {} ({e}): create one with `diagproxy ca init`, or give the run's --ca-dir",
+            cert.display()
+        ))
+    })?;
+    let nonce = crate::config::new_live_token();
+    let refused = |why: String| {
+        Failed::Error(format!(
+            "not trusting what answers at {proxy}: {why}. Is it a diagproxy run with --intercept and --ca-dir {}?",
+            ca_dir.display()
+        ))
+    };
+    let answer = ask(proxy, &format!("/api/prove?nonce={nonce}"))
+        .ok_or_else(|| refused("it does not prove it holds the CA's key".into()))?;
+    let signature = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(answer.trim())
+            .map_err(|_| refused("its proof is not base64".into()))?
+    };
+    crate::tls::ca::verify_proof(&pem, &nonce, &signature).map_err(refused)?;
+    Ok(pem)
+}
+
+/// Whether anything accepts connections at `proxy`.
+fn listens(proxy: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&proxy, ASK_TIMEOUT).is_ok()
+}
+
+/// Opens the browser against the proxy at `proxy`, trusting `pem` (read from disk and
+/// proved), and waits until it exits.
+fn open(
+    program: &Path,
+    proxy: SocketAddr,
+    pem: &str,
+    token: Option<&str>,
+    args: &BrowserArgs,
+) -> Result<(), Failed> {
+    let spki = spki_sha256_base64(pem)?;
+    let profile = private_profile()?;
+    let live = live_page(profile.path(), proxy, token)?;
+    let flags = chromium_flags(profile.path(), proxy, &spki, live.as_deref(), args);
     eprintln!(
         "diagproxy: starting {} with its own profile, proxy {proxy}, trusting diagproxy's CA \
          (SPKI {spki}) in that browser only",
@@ -105,12 +160,53 @@ fn open(program: &Path, proxy: SocketAddr, args: &BrowserArgs) -> Result<(), Fai
     Ok(())
 }
 
+/// A temporary profile folder only this user can enter (it holds the live page's key).
+fn private_profile() -> Result<tempfile::TempDir, Failed> {
+    let profile = tempfile::Builder::new()
+        .prefix("diagproxy-browser-")
+        .tempdir()
+        .map_err(|e| Failed::Error(format!("cannot make a temporary browser profile: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(profile.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Failed::Error(format!("cannot make the profile private: {e}")))?;
+    }
+    Ok(profile)
+}
+
+/// The live page to open: a file in the private profile that forwards to the URL with the
+/// token, so the token is never on the browser's command line (which `ps` shows to every
+/// user). Without a token (a run started elsewhere), none: its banner has the URL.
+fn live_page(
+    profile: &Path,
+    proxy: SocketAddr,
+    token: Option<&str>,
+) -> Result<Option<String>, Failed> {
+    let Some(token) = token else {
+        eprintln!(
+            "diagproxy: open the live page from the run's banner (http://{proxy}/?token=…); \
+             set DIAGPROXY_LIVE_TOKEN to have it opened here"
+        );
+        return Ok(None);
+    };
+    let url = format!("http://{proxy}/?token={token}");
+    let html = format!(
+        "<!doctype html><meta http-equiv=\"refresh\" content=\"0;url={url}\"><a href=\"{url}\">diagproxy live page</a>\n"
+    );
+    let path = profile.join("diagproxy-live.html");
+    crate::files::replace(&path, 0o600, |f| f.write_all(html.as_bytes()))
+        .map_err(|e| Failed::Error(format!("cannot write {}: {e}", path.display())))?;
+    Ok(Some(format!("file://{}", path.display())))
+}
+
 /// The flags: a throw-away profile, the proxy for every scheme, the CA's SPKI trusted,
 /// no first-run dialogs, the URL and the live page.
 fn chromium_flags(
     profile: &Path,
     proxy: SocketAddr,
     spki: &str,
+    live: Option<&str>,
     args: &BrowserArgs,
 ) -> Vec<String> {
     let mut flags = vec![
@@ -136,9 +232,9 @@ fn chromium_flags(
     }
     flags.extend(args.chromium_flag.iter().cloned());
     flags.push(args.url.clone());
-    if !args.no_live_page {
+    if let Some(live) = live.filter(|_| !args.no_live_page) {
         // Loopback is never sent through the proxy, so the page comes from diagproxy itself.
-        flags.push(format!("http://{proxy}/"));
+        flags.push(live.to_string());
     }
     flags
 }
@@ -206,7 +302,7 @@ fn ask(proxy: SocketAddr, path: &str) -> Option<String> {
 
 /// Starts `diagproxy run` on `proxy`, intercepting the profile's hosts with the CA in
 /// `--ca-dir` (made if there is none), and waits until it answers.
-fn start_run(proxy: SocketAddr, args: &BrowserArgs) -> Result<Child, Failed> {
+fn start_run(proxy: SocketAddr, args: &BrowserArgs, token: &str) -> Result<Child, Failed> {
     let exe = std::env::current_exe().map_err(|e| Failed::Error(e.to_string()))?;
     let ca_dir = args.ca_dir.to_string_lossy().to_string();
     if !args.ca_dir.join(crate::tls::ca::CERT_FILE).exists() {
@@ -230,10 +326,11 @@ fn start_run(proxy: SocketAddr, args: &BrowserArgs) -> Result<Child, Failed> {
     run_args.extend(args.run_arg.iter().map(String::as_str));
     let mut child = Command::new(&exe)
         .args(&run_args)
+        .env("DIAGPROXY_LIVE_TOKEN", token)
         .spawn()
         .map_err(|e| Failed::Error(format!("cannot start diagproxy run: {e}")))?;
     let start = Instant::now();
-    while ask(proxy, "/summary.json").is_none() {
+    while ask(proxy, "/ca.pem").is_none() {
         if start.elapsed() > START_WAIT || child.try_wait().ok().flatten().is_some() {
             let _ = child.kill();
             return Err(Failed::Error(format!(

@@ -89,6 +89,10 @@ impl Config {
                 n => n,
             },
             grace: parse_duration("--grace", &args.grace)?,
+            live_token: match std::env::var("DIAGPROXY_LIVE_TOKEN") {
+                Ok(token) => crate::config::parse_live_token(&token)?,
+                Err(_) => crate::config::new_live_token(),
+            },
         })
     }
 }

@@ -105,6 +105,7 @@ fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
             "type": "listening",
             "listen": addr.to_string(),
             "pac": format!("http://{addr}/proxy.pac"),
+            "live_page": ready.live_page,
             "session_dir": ready.session_dir,
             "interception": ready.interception.as_ref().map(|i| serde_json::json!({
                 "hosts": i.hosts,
@@ -128,6 +129,10 @@ fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
          or use the PAC file http://{addr}/proxy.pac. Ctrl-C ends the session.\n",
         ready.session_dir.display()
     );
+    text.push_str(&format!(
+        "live page: {} (the token is the key to this session's pages: do not share it)\n",
+        ready.live_page
+    ));
     match &ready.interception {
         None => text.push_str("interception: off (tunnels only; --intercept profile to see inside the profile's hosts)\n"),
         Some(i) => {

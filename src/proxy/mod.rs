@@ -137,6 +137,9 @@ pub struct Ready {
     pub route_warnings: Vec<String>,
     /// How to fetch the PAC again (`SIGHUP`), when the session follows one.
     pub reloader: Option<Reloader>,
+    /// The live page with the session's token (`http://ADDR/?token=…`): the key to the
+    /// session's pages, printed in the banner for the user alone.
+    pub live_page: String,
 }
 
 /// `run --check`: the check's events go into the session as if a client had made the same
@@ -431,6 +434,7 @@ impl State {
             reloader: config.router.pac_location().is_some().then(|| Reloader {
                 config: config.clone(),
             }),
+            live_page: format!("http://{}/?token={}", self.listen, config.live_token),
         }
     }
 

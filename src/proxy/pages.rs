@@ -3,7 +3,7 @@
 //! profile's hosts through this proxy) and `/ca.pem`. Every page first checks `Host`.
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE};
 use hyper::{Request, Response, StatusCode};
 
 use super::answer::plain;
@@ -24,10 +24,144 @@ pub async fn serve(req: &Request<Incoming>, state: &Shared, shutdown: Shutdown) 
             "diagproxy: its pages answer only to an IP address, localhost or the listen address in Host\n".into(),
         );
     }
-    if req.uri().path() == REENABLE {
+    let path = req.uri().path();
+    if matches!(path, "/proxy.pac" | "/ca.pem" | PROVE) {
+        return public(req, state);
+    }
+    let key = key(req, &state.config.live_token, state.listen.port());
+    if key == Key::Missing {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "diagproxy: this page needs the session's token: open the live-page URL diagproxy \
+             printed when it started (http://127.0.0.1:PORT/?token=…)\n"
+                .into(),
+        );
+    }
+    let mut response = keyed(req, state, shutdown).await;
+    if key == Key::Query {
+        // The token once in the URL, then a cookie for the page's own requests (as Jupyter
+        // does); one cookie per port, so two sessions on one machine do not mix.
+        let cookie = format!(
+            "{}={}; HttpOnly; SameSite=Strict; Path=/",
+            cookie_name(state.listen.port()),
+            state.config.live_token
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The pages anyone on the machine may read: a browser needs the PAC, and a device the CA,
+/// before it can be given a token.
+fn public(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
+    if req.uri().path() == PROVE {
+        return prove(req, state);
+    }
+    if req.uri().path() == "/proxy.pac" {
+        let proxy = pac_proxy_address(req, state);
+        return page(
+            pac(&state.config.profile, &proxy),
+            "application/x-ns-proxy-autoconfig",
+        );
+    }
+    match std::fs::read_to_string(state.config.ca_dir.join(crate::tls::ca::CERT_FILE)) {
+        Ok(pem) => page(pem, "application/x-x509-ca-cert"),
+        Err(_) => plain(
+            StatusCode::NOT_FOUND,
+            "diagproxy: no local CA yet; create one with `diagproxy ca init`\n".into(),
+        ),
+    }
+}
+
+/// `GET /api/prove?nonce=HEX`: the nonce signed with the CA key (base64), so `diagproxy
+/// browser` trusts the CA in its `--ca-dir` only for a proxy that holds it. Public: it
+/// tells nothing about the session, and signs only `diagproxy-ca-proof\0` + nonce.
+const PROVE: &str = "/api/prove";
+
+fn prove(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
+    use base64::Engine;
+    let Some(minter) = &state.minter else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "diagproxy: not intercepting, so no CA to prove\n".into(),
+        );
+    };
+    let nonce = req
+        .uri()
+        .query()
+        .and_then(|q| q.strip_prefix("nonce="))
+        .unwrap_or_default();
+    match minter.ca().prove(nonce) {
+        Ok(sig) => page(
+            base64::engine::general_purpose::STANDARD.encode(sig),
+            "text/plain",
+        ),
+        Err(why) => plain(StatusCode::BAD_REQUEST, format!("diagproxy: {why}\n")),
+    }
+}
+
+/// How a request to the session's pages showed the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    /// `?token=…` in the URL: the answer sets the cookie.
+    Query,
+    /// The cookie, or `X-Diagproxy-Token` (scripts).
+    Kept,
+    Missing,
+}
+
+fn cookie_name(port: u16) -> String {
+    format!("diagproxy_token_{port}")
+}
+
+fn key(req: &Request<Incoming>, token: &str, port: u16) -> Key {
+    let in_query = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .any(|(k, v)| k == "token" && same(v, token))
+    });
+    if in_query {
+        return Key::Query;
+    }
+    let name = cookie_name(port);
+    let in_cookie = req
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .any(|(k, v)| k == name && same(v, token));
+    let in_header = req
+        .headers()
+        .get("x-diagproxy-token")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| same(v, token));
+    if in_cookie || in_header {
+        Key::Kept
+    } else {
+        Key::Missing
+    }
+}
+
+/// Equality in time that does not depend on where the first difference is.
+fn same(given: &str, token: &str) -> bool {
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The pages behind the token.
+async fn keyed(req: &Request<Incoming>, state: &Shared, shutdown: Shutdown) -> Response<Body> {
+    let path = req.uri().path();
+    if path == REENABLE {
         return reenable(req, state);
     }
-    let path = req.uri().path();
     if let Some(asset) = live::asset(path) {
         return asset;
     }
@@ -43,14 +177,6 @@ pub async fn serve(req: &Request<Incoming>, state: &Shared, shutdown: Shutdown) 
         "/api/overview" => live::overview_page(state),
         "/session.har" | "/report.html" => live::download(state, path).await,
         "/summary.json" => page(summary_json(state), "application/json"),
-        "/ca.pem" => match std::fs::read_to_string(state.config.ca_dir.join(crate::tls::ca::CERT_FILE)) {
-            Ok(pem) => page(pem, "application/x-x509-ca-cert"),
-            Err(_) => plain(StatusCode::NOT_FOUND, "diagproxy: no local CA yet; create one with `diagproxy ca init`\n".into()),
-        },
-        "/proxy.pac" => {
-            let proxy = pac_proxy_address(req, state);
-            page(pac(&state.config.profile, &proxy), "application/x-ns-proxy-autoconfig")
-        }
         path => plain(
             StatusCode::NOT_FOUND,
             format!(

@@ -57,6 +57,49 @@ impl LocalCa {
     }
 }
 
+/// What a proof of holding the CA signs: this prefix, then the asker's nonce. No
+/// certificate or other signed structure starts with it, so a proof signs nothing else.
+const PROOF_PREFIX: &[u8] = b"diagproxy-ca-proof\0";
+
+/// A nonce is 32 to 64 hex digits.
+pub fn is_nonce(nonce: &str) -> bool {
+    (32..=64).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl LocalCa {
+    /// Signs `nonce` with the CA key (ECDSA P-256, ASN.1): how a running diagproxy proves
+    /// to `diagproxy browser` that it holds the CA the browser is about to trust.
+    pub fn prove(&self, nonce: &str) -> Result<Vec<u8>, String> {
+        if !is_nonce(nonce) {
+            return Err("a nonce is 32 to 64 hex digits".into());
+        }
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &self.key.serialize_der(),
+            &rng,
+        )
+        .map_err(|_| "the CA key is not ECDSA P-256".to_string())?;
+        let message = [PROOF_PREFIX, nonce.as_bytes()].concat();
+        key.sign(&rng, &message)
+            .map(|sig| sig.as_ref().to_vec())
+            .map_err(|_| "signing failed".to_string())
+    }
+}
+
+/// Whether `signature` over `nonce` was made with the key of the CA certificate `cert_pem`.
+pub fn verify_proof(cert_pem: &str, nonce: &str, signature: &[u8]) -> Result<(), String> {
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| format!("the CA certificate is not PEM: {e}"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| format!("the CA certificate does not parse: {e}"))?;
+    let public = &cert.tbs_certificate.subject_pki.subject_public_key.data;
+    let message = [PROOF_PREFIX, nonce.as_bytes()].concat();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, public)
+        .verify(&message, signature)
+        .map_err(|_| "the signature is not the CA's".to_string())
+}
+
 /// The certificate's SHA-256 fingerprint, as `AB:CD:…`.
 pub fn fingerprint(cert_der: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, cert_der)
@@ -353,6 +396,30 @@ mod tests {
             .unwrap()
             .der()
             .clone()
+    }
+
+    #[test]
+    fn a_proof_verifies_with_its_own_ca_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = |d: &Path| InitOptions {
+            dir: d.to_path_buf(),
+            days: 30,
+            unconstrained: false,
+            force: false,
+        };
+        let profile = Profile::builtin();
+        init(&options(&dir.path().join("a")), &profile).unwrap();
+        init(&options(&dir.path().join("b")), &profile).unwrap();
+        let a = load(&dir.path().join("a")).unwrap();
+        let b = load(&dir.path().join("b")).unwrap();
+        let nonce = "0123456789abcdef0123456789abcdef";
+        let proof = a.prove(nonce).unwrap();
+        assert_eq!(verify_proof(&a.cert_pem, nonce, &proof), Ok(()));
+        assert!(verify_proof(&b.cert_pem, nonce, &proof).is_err());
+        let other = "f123456789abcdef0123456789abcdef";
+        assert!(verify_proof(&a.cert_pem, other, &proof).is_err());
+        assert!(a.prove("short").is_err());
+        assert!(a.prove(&"g".repeat(32)).is_err());
     }
 
     #[test]

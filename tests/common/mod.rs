@@ -95,6 +95,7 @@ impl Proxy {
         // Every in-process proxy of the suite dials loopback only, and goes DIRECT unless
         // the test names a route: no test follows this machine's proxy settings.
         config.loopback_only = true;
+        config.live_token = std::sync::Arc::from(LIVE_TOKEN);
         if !args.iter().any(|a| a.starts_with("--upstream-proxy")) {
             config.upstream = diagproxy::upstream::discover::Spec::Direct;
         }
@@ -1216,11 +1217,15 @@ pub fn diagproxy() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"));
     command.env("DIAGPROXY_LOOPBACK_ONLY", "1");
     command.env("DIAGPROXY_UPSTREAM_PROXY", "direct");
+    command.env("DIAGPROXY_LIVE_TOKEN", LIVE_TOKEN);
     for var in PROXY_VARS {
         command.env_remove(var);
     }
     command
 }
+
+/// The live page's token in every diagproxy the suite starts (random in real sessions).
+pub const LIVE_TOKEN: &str = "test-live-token-0000";
 
 /// Every variable a proxy may be named in, both cases.
 pub const PROXY_VARS: [&str; 8] = [
