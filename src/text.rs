@@ -36,14 +36,23 @@ pub const MAX_RECORDED: usize = 8 * 1024;
 
 /// `text` cut to [`MAX_RECORDED`] bytes (at a character boundary), saying how much went.
 pub fn bounded(text: String) -> String {
-    if text.len() <= MAX_RECORDED {
-        return text;
+    clip(&text, MAX_RECORDED).into_owned()
+}
+
+/// `text` cut to `max` bytes (at a character boundary), saying how much went.
+pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
     }
-    let mut end = MAX_RECORDED;
+    let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…(truncated, {} bytes in all)", &text[..end], text.len())
+    Cow::Owned(format!(
+        "{}…(truncated, {} bytes in all)",
+        &text[..end],
+        text.len()
+    ))
 }
 
 /// C0 (U+0000–U+001F), DEL (U+007F) and C1 (U+0080–U+009F).

@@ -317,3 +317,55 @@ async fn diagproxy_browser_trusts_only_the_ca_on_disk_and_only_a_proxy_that_hold
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_hostile_pac_cannot_fill_the_session_files() {
+    // An 8 MiB exception for every host, a 5 MiB answer, and 200 proxies.
+    let pac = pac_server(
+        "function FindProxyForURL(u, h) {
+            if (h == 'answer.example') return 'PROXY a:1; '.repeat(800000);
+            if (h == 'many.example') return 'PROXY 127.0.0.1:9;'.repeat(200);
+            throw 'x'.repeat(8 << 20) + h;
+        }"
+        .to_string(),
+    )
+    .await;
+    let source = format!("pac:http://{pac}/proxy.pac");
+    let proxy = Proxy::start(&["--upstream-proxy", &source]).await;
+    for i in 0..10 {
+        let _ = get(proxy.addr, &format!("http://h{i}.example/")).await;
+    }
+    let _ = get(proxy.addr, "http://answer.example/").await;
+    let _ = get(proxy.addr, "http://many.example/").await;
+    let session = proxy.stop().await;
+    let events = std::fs::metadata(session.folder.path().join("session/events.jsonl"))
+        .unwrap()
+        .len();
+    assert!(events < 256 * 1024, "events.jsonl is {events} bytes");
+    let requests = session.events_of("request");
+    let error_of = |host: &str| {
+        requests
+            .iter()
+            .find(|r| r["url"].as_str().is_some_and(|u| u.contains(host)))
+            .map(|r| r["pac_error"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(|| panic!("no request to {host}"))
+    };
+    let thrown = error_of("h3.example");
+    assert!(thrown.len() < 1024, "{} bytes", thrown.len());
+    assert!(thrown.contains("truncated"), "{thrown}");
+    let answer = error_of("answer.example");
+    assert!(
+        answer.contains("more than 4096 is not a proxy list"),
+        "{answer}"
+    );
+    let many = requests
+        .iter()
+        .find(|r| {
+            r["url"]
+                .as_str()
+                .is_some_and(|u| u.contains("many.example"))
+        })
+        .unwrap();
+    let failed = many["route_failed"].as_array().map_or(0, Vec::len);
+    assert!((1..=32).contains(&failed), "{failed} hops tried: {many}");
+}

@@ -117,13 +117,18 @@ impl From<&Route> for Taken {
     }
 }
 
-/// A PAC result (`PROXY a:3128; PROXY b:3128; DIRECT`) as hops. `HTTP` is `PROXY`;
+/// The most hops of one PAC answer that are kept (Chromium tries them in turn; no network
+/// needs more): the rest are dropped.
+pub const MAX_HOPS: usize = 32;
+
+/// A PAC result (`PROXY a:3128; PROXY b:3128; DIRECT`) as hops, the first [`MAX_HOPS`]. `HTTP` is `PROXY`;
 /// `HTTPS`, `SOCKS`, `SOCKS4` and `SOCKS5` are kept as unsupported hops; an entry that is
 /// none of these, or a proxy without a port, is an error (Chromium skips such entries; we
 /// say so). An empty result is DIRECT.
 pub fn parse_pac_result(text: &str) -> Result<Vec<Hop>, String> {
     let mut hops = Vec::new();
-    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+    let entries = text.split(';').map(str::trim).filter(|e| !e.is_empty());
+    for entry in entries.take(MAX_HOPS) {
         let mut words = entry.split_whitespace();
         let scheme = words.next().unwrap_or_default().to_ascii_uppercase();
         let target = words.next();
@@ -333,6 +338,8 @@ mod tests {
         ] {
             assert!(parse_pac_result(bad).is_err(), "{bad}");
         }
+        let many = "PROXY a:1; ".repeat(10_000);
+        assert_eq!(parse_pac_result(&many).unwrap().len(), MAX_HOPS);
         let e = parse_pac_result("DIRECT; PROXY corp").unwrap_err();
         assert!(e.contains("host:port"), "{e}");
     }

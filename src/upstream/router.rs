@@ -20,6 +20,9 @@ const BAD_LIST: usize = 256;
 pub const OVERVIEW_BUDGET: Duration = Duration::from_secs(5);
 /// Hosts whose PAC answer is remembered for the session.
 pub const PAC_CACHE: usize = 4096;
+/// Different PAC error texts kept per session; later new ones are recorded as one line
+/// saying so (a hostile script could make every host's error different).
+pub const MAX_PAC_ERRORS: usize = 64;
 
 /// Where routes come from.
 #[derive(Debug)]
@@ -54,6 +57,8 @@ pub struct Router {
     /// all of them). `None`: a PAC's proxies never get `--upstream-user`'s password.
     pub pac_trust: Option<String>,
     cache: Mutex<LruMap<String, Arc<Route>>>,
+    /// The PAC error texts seen, at most [`MAX_PAC_ERRORS`].
+    errors: Mutex<std::collections::HashSet<String>>,
     bad: Mutex<HashMap<(String, u16), Instant>>,
     /// The one route of every host when the way never changes (DIRECT, one proxy), made
     /// once rather than for every connection.
@@ -79,6 +84,7 @@ impl Router {
             warnings: Vec::new(),
             pac_trust: None,
             cache: Mutex::new(LruMap::new(PAC_CACHE)),
+            errors: Mutex::new(std::collections::HashSet::new()),
             bad: Mutex::new(HashMap::new()),
             steady: None,
         };
@@ -253,7 +259,7 @@ impl Router {
         }
         let source: Arc<str> = Arc::from(format!("PAC {} ({})", pac.file.url, self.origin));
         let bare = super::addr::unbracket(host);
-        let (route, calls, answer) = match pac.find(&url, bare, trace).await {
+        let (mut route, calls, answer) = match pac.find(&url, bare, trace).await {
             Ok(answer) => match parse_pac_result(&answer.result) {
                 Ok(hops) => {
                     let route = Route {
@@ -275,6 +281,7 @@ impl Router {
                 (route, Vec::new(), None)
             }
         };
+        route.error = route.error.map(|e| self.bounded_error(e));
         tracing::debug!(
             "PAC {}: {url} → {}{}",
             pac.file.url,
@@ -293,6 +300,22 @@ impl Router {
             calls,
             answer,
         }
+    }
+
+    /// `error` as recorded: itself while fewer than [`MAX_PAC_ERRORS`] different ones were
+    /// seen, else one line that says the rest are not kept.
+    fn bounded_error(&self, error: String) -> String {
+        let Ok(mut seen) = self.errors.lock() else {
+            return error;
+        };
+        if seen.contains(&error) {
+            return error;
+        }
+        if seen.len() < MAX_PAC_ERRORS {
+            seen.insert(error.clone());
+            return error;
+        }
+        format!("the PAC failed again; more than {MAX_PAC_ERRORS} different PAC errors this session, the rest are not kept")
     }
 
     /// With `--trust-pac-proxies`, a PAC proxy in the PAC's own domain as if the user had

@@ -16,11 +16,17 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Answer, Job, PacError};
 use crate::config::Config;
 use crate::failure::Side;
+use crate::text::clip;
 use crate::upstream::resolve;
 
 /// How long one call of the script (or its first evaluation) may run: Chromium's PAC
 /// evaluation has no fixed limit, but a script that loops must not hold every lookup.
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
+/// The longest answer read from the script: 32 proxies need about 1 KiB; a longer answer
+/// is a `pac_error` (a hostile script would fill the session files).
+pub const MAX_ANSWER: usize = 4096;
+/// The most of an exception's message (or a URL or host in it) kept.
+pub const MAX_EXCEPTION: usize = 512;
 /// The script's heap: PAC files are a few KiB; this leaves room for big rule lists.
 const MEMORY_LIMIT: usize = 64 << 20;
 /// Lookups waiting for the thread; more wait for a place (each waits at most
@@ -147,15 +153,25 @@ impl Script {
                 .catch(&ctx)
                 .map_err(|e| {
                     let why = e.to_string();
+                    let (url, host) = (clip(url, MAX_EXCEPTION), clip(host, MAX_EXCEPTION));
                     if self.deadline.get().is_some_and(|d| Instant::now() > d) {
                         PacError(format!(
                             "{}({url:?}, {host:?}) ran longer than {TIME_LIMIT:?} and was stopped",
                             self.entry
                         ))
                     } else {
+                        let why = clip(&why, MAX_EXCEPTION);
                         PacError(format!("{}({url:?}, {host:?}): {why}", self.entry))
                     }
                 })?;
+            if called.0.len() > MAX_ANSWER {
+                return Err(PacError(format!(
+                    "{}({:?}) answered {} bytes; more than {MAX_ANSWER} is not a proxy list",
+                    self.entry,
+                    clip(url, MAX_EXCEPTION),
+                    called.0.len()
+                )));
+            }
             Ok(called.0)
         });
         self.deadline.set(None);
