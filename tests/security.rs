@@ -369,3 +369,89 @@ async fn a_hostile_pac_cannot_fill_the_session_files() {
     let failed = many["route_failed"].as_array().map_or(0, Vec::len);
     assert!((1..=32).contains(&failed), "{failed} hops tried: {many}");
 }
+
+#[tokio::test]
+async fn secrets_in_an_intercepted_query_reach_no_file_and_no_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_dir, ca_pem) = local_ca(dir.path());
+    let public = TestCa::root("Test Public Root", "Public CA Inc.");
+    let (leaf, key) = public.leaf(&["chatgpt.com"]);
+    let to_filter = &[("location", "http://block.filter.example/denied")];
+    let origin = canned_https_origin(vec![leaf], key, vec![canned("/b", 302, to_filter, "")]).await;
+    let roots = write_file(dir.path(), "public.pem", &public.pem());
+    let pin = format!("chatgpt.com:{}:127.0.0.1", origin.port());
+    let proxy = Proxy::start(&[
+        "--intercept",
+        "profile",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--public-roots",
+        &roots,
+        "--system-roots",
+        &roots,
+        "--resolve",
+        &pin,
+        "--bodies",
+        "all",
+    ])
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let ask = format!(
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: {LIVE_TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream.write_all(ask.as_bytes()).await.unwrap();
+    // HTTP/2 downstream: the hyper path, where the path kept its query.
+    let port = origin.port();
+    let tls = intercepted_tls(proxy.addr, "chatgpt.com", port, &ca_pem, &["h2"]).await;
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let url = format!("https://chatgpt.com:{port}/b?token=SECRETTOK1&code=SECRETCODE2&q=ok");
+    let request = hyper::Request::get(url)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = h2.send_request(request).await.unwrap();
+    drop(http_body_util::BodyExt::collect(response.into_body()).await);
+    proxy.wait_events("request", 1).await;
+    // The live stream, up to the request's event.
+    let mut sse = String::new();
+    let mut buf = vec![0u8; 65536];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sse.contains("redirect_off_allowlist") {
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await;
+        let Ok(Ok(n @ 1..)) = read else { break };
+        sse.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(sse.contains("redirect_off_allowlist"), "{sse}");
+    let session = proxy.stop().await;
+    let finding = &session.events_of("request")[0]["findings"][0];
+    assert!(
+        finding["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/b?token=REDACTED&code=REDACTED&q=ok redirected"),
+        "{finding}"
+    );
+    let mut texts = vec![("the /events stream".to_string(), sse)];
+    for entry in std::fs::read_dir(session.folder.path().join("session")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            texts.push((path.display().to_string(), text));
+        }
+    }
+    assert!(
+        texts.len() >= 5,
+        "events, summary, HAR, reports: {}",
+        texts.len()
+    );
+    for (name, text) in texts {
+        for secret in ["SECRETTOK1", "SECRETCODE2"] {
+            assert!(!text.contains(secret), "{secret} in {name}");
+        }
+    }
+}

@@ -117,9 +117,15 @@ pub fn finish(
     event.timings.first_byte_ms = received.first_data.map(|t| ms(t - asked.started));
     event.timings.receive_ms = Some(ms(answered.head_at.elapsed()));
     event.timings.total_ms = ms(asked.started.elapsed());
+    // Findings quote the path: its secrets go as the URL's do (the one redaction of every
+    // URL that leaves the process, `redact::url`).
+    let path = match asked.path.contains('?') && !state.config.include_secrets {
+        true => std::borrow::Cow::Owned(redact::url(&asked.path)),
+        false => std::borrow::Cow::Borrowed(asked.path.as_str()),
+    };
     let answer = Answer {
         host: &event.host,
-        path: &asked.path,
+        path: &path,
         status: event.status.unwrap_or(0),
         headers: &answered.head,
         body: &received.prefix,
