@@ -455,3 +455,29 @@ async fn secrets_in_an_intercepted_query_reach_no_file_and_no_stream() {
         }
     }
 }
+
+#[test]
+fn chaining_to_its_own_port_in_any_spelling_is_a_usage_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for host in [
+        "127.0.0.1",
+        "127.1",
+        "localhost",
+        "2130706433",
+        "0x7f000001",
+        "[::ffff:127.0.0.1]",
+    ] {
+        let out = diagproxy()
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream-proxy", &format!("http://{host}:{port}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{host}: {stderr}");
+        assert!(stderr.contains("is this proxy itself"), "{stderr}");
+    }
+}

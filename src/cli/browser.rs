@@ -374,7 +374,8 @@ mod tests {
     #[test]
     fn the_browser_gets_its_own_profile_the_proxy_and_the_cas_spki_only() {
         let proxy: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let flags = chromium_flags(Path::new("/tmp/p"), proxy, "AbC=", &args(false));
+        let live = Some("file:///tmp/p/diagproxy-live.html");
+        let flags = chromium_flags(Path::new("/tmp/p"), proxy, "AbC=", live, &args(false));
         let mut expected = vec![
             "--user-data-dir=/tmp/p",
             "--proxy-server=http://127.0.0.1:8080",
@@ -384,14 +385,33 @@ mod tests {
             "--disable-quic",
         ];
         expected.extend(QUIET);
-        expected.extend(["https://chatgpt.com/", "http://127.0.0.1:8080/"]);
+        expected.extend(["https://chatgpt.com/", "file:///tmp/p/diagproxy-live.html"]);
         assert_eq!(flags, expected);
         assert!(
             !flags.iter().any(|f| f == "--ignore-certificate-errors"),
             "never every certificate"
         );
-        assert!(chromium_flags(Path::new("/p"), proxy, "x", &args(true))
-            .contains(&"--headless".to_string()));
+        assert!(
+            chromium_flags(Path::new("/p"), proxy, "x", None, &args(true))
+                .contains(&"--headless".to_string())
+        );
+        assert!(
+            !flags.iter().any(|f| f.contains("token")),
+            "the token never on the command line"
+        );
+    }
+
+    #[test]
+    fn proxy_forms_and_loopback_only() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(parse_proxy("127.0.0.1:8080").ok(), Some(addr));
+        assert_eq!(parse_proxy("http://127.0.0.1:8080/").ok(), Some(addr));
+        assert!(parse_proxy("[::1]:8080").is_ok());
+        assert!(matches!(
+            parse_proxy("192.168.1.2:8080"),
+            Err(Failed::Usage(_))
+        ));
+        assert!(matches!(parse_proxy("localhost"), Err(Failed::Usage(_))));
     }
 
     #[test]

@@ -48,6 +48,15 @@ impl Config {
             }
         }
         let upstream = Spec::parse(&args.route.upstream_proxy).map_err(ConfigError)?;
+        if let Spec::Fixed(p) = &upstream {
+            // Port 0 is chosen at bind; the proxy checks again then.
+            if listen.port() != 0 && crate::upstream::resolve::targets(listen, &p.host, p.port) {
+                return Err(bad(format!(
+                    "--upstream-proxy {} is this proxy itself (--listen {listen}): that would loop",
+                    p.display()
+                )));
+            }
+        }
         let mut resolve = HashMap::new();
         for pin in &args.route.resolve {
             let (host, port, addr) = parse_resolve(pin)?;
