@@ -166,6 +166,12 @@ impl Failure {
 
     /// Classifies an error from an exchange over an already open connection.
     pub fn from_exchange_error(err: &(dyn std::error::Error + 'static), side: Side) -> Failure {
+        if from_client_body(err) {
+            // The request body diagproxy was relaying broke on the client's side (bad
+            // chunked framing, the client left): not the upstream's fault.
+            let detail = format!("the client's request body: {}", error_chain(err));
+            return Failure::new(FailureKind::HttpError, Side::Downstream, detail);
+        }
         let kind = match find_io_error(err).map(io::Error::kind) {
             Some(io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => FailureKind::Reset,
             Some(io::ErrorKind::TimedOut) => FailureKind::Timeout,
@@ -183,6 +189,17 @@ impl fmt::Display for Failure {
             self.kind, self.side, self.detail
         )
     }
+}
+
+/// Whether hyper failed because the request body it was sending (the client's, relayed)
+/// failed: a user body error caused by reading the downstream connection.
+fn from_client_body(err: &(dyn std::error::Error + 'static)) -> bool {
+    let Some(outer) = err.downcast_ref::<hyper::Error>() else {
+        return false;
+    };
+    outer.is_user()
+        && std::error::Error::source(outer)
+            .is_some_and(|inner| inner.downcast_ref::<hyper::Error>().is_some())
 }
 
 /// Finds the innermost `io::Error` in an error's source chain.

@@ -4,6 +4,7 @@
 //!   terminal: C0, DEL and C1 control characters are shown escaped (`\x1b`), never
 //!   interpreted, so a certificate cannot retitle or recolour the engineer's terminal.
 //! - [`shell`]: a value pasted into a POSIX shell: single-quoted when it is not plainly safe.
+//! - [`html`]: a value inside an HTML page or a quoted attribute.
 //! - [`markdown`]: a value inside a Markdown table cell or line.
 //! - [`is_host`]: whether a host is a DNS name or an IP literal (anything else is refused
 //!   before it can reach a command, a hint or a file name).
@@ -29,6 +30,13 @@ pub fn terminal(text: &str, keep_newlines: bool) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// `text` for HTML (text or a quoted attribute): control characters made visible as in
+/// [`terminal`], then `& < > " '` escaped (`html-escape`). The one HTML escaper: reports,
+/// the live page and the answer pages all use it.
+pub fn html(text: &str) -> String {
+    html_escape::encode_quoted_attribute(&terminal(text, true)).into_owned()
 }
 
 /// The most bytes of a URL or request target kept in the session files.
@@ -130,6 +138,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_escapes_markup_and_shows_control_bytes() {
+        assert_eq!(
+            html("<a href=\"x\" title='y'>&</a>"),
+            "&lt;a href=&quot;x&quot; title=&#x27;y&#x27;&gt;&amp;&lt;/a&gt;"
+        );
+        let shown = html("CN=EVIL\x1b]0;pwned\x07\u{9b}31m");
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(shown.contains("\\x1b]0;pwned\\x07"), "{shown}");
+    }
 
     #[test]
     fn terminal_escapes_are_shown_not_interpreted() {

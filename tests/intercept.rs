@@ -328,6 +328,13 @@ async fn a_client_that_rejects_the_ca_is_passed_through_next_time() {
         forged.starts_with("HTTP/1.1 403"),
         "another site cannot: {forged}"
     );
+    // Nor a page of another local server (an IP literal, another port).
+    let other_port = format!("Origin: http://127.0.0.1:{}\r\n", s.proxy.addr.port() + 1);
+    let forged = raw_exchange(s.proxy.addr, post(&other_port).as_bytes()).await;
+    assert!(
+        forged.starts_with("HTTP/1.1 403"),
+        "another port cannot: {forged}"
+    );
     let own = format!("Origin: http://{}\r\n", s.proxy.addr);
     let done = raw_exchange(s.proxy.addr, post(&own).as_bytes()).await;
     assert!(done.starts_with("HTTP/1.1 303"), "{done}");

@@ -481,3 +481,26 @@ fn chaining_to_its_own_port_in_any_spelling_is_a_usage_error() {
         assert!(stderr.contains("is this proxy itself"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_broken_request_body_from_the_client_is_the_downstreams_failure() {
+    let origin = common::origin().await;
+    let proxy = Proxy::start(&[]).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST http://{origin}/echo HTTP/1.1\r\nHost: {origin}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz-not-a-size\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    drop(stream);
+    let session = proxy.stop().await;
+    let request = &session.events_of("request")[0];
+    assert_eq!(request["failure"]["side"], "downstream", "{request}");
+    let detail = request["failure"]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("the client's request body"), "{request}");
+}

@@ -93,11 +93,7 @@ fn html_failure(
     tls: Option<&TlsVerdict>,
     profile: &crate::profile::Profile,
 ) -> Response<Body> {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+    let esc = crate::text::html;
     let mut rows = format!("<tr><th>host</th><td>{}</td></tr><tr><th>failure</th><td>{} ({})</td></tr><tr><th>detail</th><td>{}</td></tr>", esc(host), failure.kind, failure.side, esc(&failure.detail));
     let mut remedy = crate::inspect::explain::finding_for(profile, host, failure).remedy;
     if let Some(t) = tls {

@@ -202,11 +202,8 @@ fn reenable(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
         );
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let cross_site = header("origin").is_some_and(|o| {
-        let authority = o.split_once("://").map_or(o, |(_, rest)| rest);
-        !addresses_us(authority, state.listen)
-    }) || header("sec-fetch-site")
-        .is_some_and(|s| s != "same-origin" && s != "none");
+    let cross_site = header("origin").is_some_and(|o| !is_own_origin(o, state.listen))
+        || header("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none");
     if cross_site {
         return plain(
             StatusCode::FORBIDDEN,
@@ -262,6 +259,25 @@ pub(super) fn passthrough_html(state: &Shared) -> String {
     }
     html.push_str("</table>");
     html
+}
+
+/// Whether an `Origin` is this proxy's own page: `http://` and the listener's port, on a
+/// loopback address, `localhost` or the listen address (a page of another local server,
+/// on another port, is another site).
+fn is_own_origin(origin: &str, listen: std::net::SocketAddr) -> bool {
+    let Some(authority) = origin.strip_prefix("http://") else {
+        return false;
+    };
+    let Some(hp) = crate::upstream::HostPort::parse(authority, 80) else {
+        return false;
+    };
+    let host = crate::upstream::addr::unbracket(&hp.host);
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host == listen.ip().to_string()
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    hp.port == listen.port() && local
 }
 
 /// Whether a `Host` names this proxy as only a local user would: an IP literal,
@@ -380,11 +396,7 @@ fn host_rows(summary: &crate::session::summary::Summary) -> String {
 }
 
 fn escape(text: &str) -> String {
-    crate::text::terminal(text, false)
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    crate::text::html(text)
 }
 
 #[cfg(test)]
@@ -408,6 +420,28 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
         );
         assert_eq!(escape("CN=EVIL\x1b]0;x\x07"), "CN=EVIL\\x1b]0;x\\x07");
+    }
+
+    #[test]
+    fn only_the_listeners_own_origin_is_same_site() {
+        let listen: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(is_own_origin(ok, listen), "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1:8081",
+            "http://127.0.0.1",
+            "http://10.1.2.3:8080",
+            "https://127.0.0.1:8080",
+            "http://evil.example:8080",
+            "null",
+        ] {
+            assert!(!is_own_origin(bad, listen), "{bad}");
+        }
     }
 
     #[test]

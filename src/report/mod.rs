@@ -341,12 +341,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// HTML-escapes text.
+/// HTML-escapes text ([`crate::text::html`]: control bytes from certificate names and
+/// headers are shown escaped, never written raw).
 pub fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    crate::text::html(text)
 }
 
 #[cfg(test)]

@@ -57,7 +57,34 @@ pub fn value<'a>(
     if is_url_header(name) {
         return std::borrow::Cow::Owned(url(&text));
     }
+    if is_secret_value(&text) {
+        return std::borrow::Cow::Borrowed(REDACTED);
+    }
     text
+}
+
+/// Whether a header's value is a credential by its shape, whatever the header's name: an
+/// `Authorization`-style value (`Bearer …`, `Basic …`, `Negotiate …`, `NTLM …`, `Digest …`)
+/// or a JWT (`eyJ….….…`).
+pub fn is_secret_value(value: &str) -> bool {
+    let value = value.trim_start();
+    let scheme = value.split_once(' ').map_or("", |(s, _)| s);
+    let is_scheme = ["bearer", "basic", "negotiate", "ntlm", "digest"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(scheme));
+    is_scheme || is_jwt(value)
+}
+
+/// `eyJ…` (base64url of `{"`) with three dot-separated base64url parts.
+fn is_jwt(value: &str) -> bool {
+    let parts: Vec<&str> = value.trim().split('.').collect();
+    value.starts_with("eyJ")
+        && parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+        })
 }
 
 fn is_url_header(name: &str) -> bool {
@@ -132,7 +159,7 @@ pub fn is_secret_param(name: &str) -> bool {
 pub fn pairs(list: &[(String, String)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(n, v)| {
-            let value = if is_secret_header(n) {
+            let value = if is_secret_header(n) || is_secret_value(v) {
                 REDACTED.to_string()
             } else if is_url_header(n) {
                 url(v)
@@ -225,6 +252,27 @@ fn looks_like_token(value: &str) -> bool {
 mod tests {
     use super::*;
     use hyper::header::HeaderValue;
+
+    #[test]
+    fn credentials_are_known_by_their_shape_under_any_name() {
+        for secret in [
+            "Bearer abc.def",
+            "basic dXNlcjpwYXNz",
+            "NTLM TlRMTVNTUAAB",
+            "Negotiate YIIG",
+            "eyJhbGciOi.eyJzdWIi.c2ln",
+        ] {
+            assert!(is_secret_value(secret), "{secret}");
+            let header = hyper::header::HeaderValue::from_str(secret).unwrap();
+            assert_eq!(value("x-forwarded-thing", &header, false), REDACTED);
+            assert_eq!(value("x-forwarded-thing", &header, true), secret);
+        }
+        for plain in ["text/html", "Bearer", "eyJ not a jwt", "a.b.c", "gzip, br"] {
+            assert!(!is_secret_value(plain), "{plain}");
+        }
+        let listed = pairs(&[("x-upstream".into(), "Bearer zzz".into())]);
+        assert_eq!(listed[0].1, REDACTED);
+    }
 
     #[test]
     fn credentials_are_redacted_unless_asked() {

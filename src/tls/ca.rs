@@ -224,11 +224,12 @@ pub fn load(dir: &Path) -> Result<LocalCa, String> {
             cert_path.display()
         )
     })?;
+    if let Some(exposed) = key_exposure(&key_path) {
+        // Someone else may already have the key: refuse, rather than mint with it.
+        return Err(format!("refusing to use the CA: {exposed}"));
+    }
     let key_pem = fs::read_to_string(&key_path)
         .map_err(|e| format!("cannot read {}: {e}", key_path.display()))?;
-    if let Some(warning) = key_exposure(&key_path) {
-        tracing::warn!("{warning}");
-    }
     let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", key_path.display()))?;
     let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
         .map_err(|e| format!("{}: {e}", cert_path.display()))?;
@@ -454,6 +455,13 @@ mod tests {
         fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
         let warning = key_exposure(&key).unwrap();
         assert!(warning.contains("chmod 600"), "{warning}");
+        let refused = load(&ca_dir).err().unwrap_or_default();
+        assert!(
+            refused.starts_with("refusing to use the CA") && refused.contains("chmod 600"),
+            "{refused}"
+        );
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&ca_dir).is_ok());
     }
 
     #[test]
