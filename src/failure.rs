@@ -34,11 +34,19 @@ pub enum FailureKind {
     HttpError,
     /// The upstream accepted but did not answer within `--response-timeout`.
     Timeout,
+    /// An intercepted client sent something that is not TLS (plaintext HTTP, garbage) after
+    /// its CONNECT: the client's doing, recorded with its first bytes.
+    ClientNotTls,
+    /// An intercepted client's TLS handshake with diagproxy failed (not a certificate alert:
+    /// those are `client_rejected_ca`).
+    ClientHandshakeFailed,
+    /// An intercepted client did not finish its TLS handshake within `--header-timeout`.
+    ClientHandshakeTimeout,
 }
 
 impl FailureKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FailureKind; 10] = [
+    pub const ALL: [FailureKind; 13] = [
         FailureKind::DnsFailed,
         FailureKind::ConnectRefused,
         FailureKind::ConnectTimeout,
@@ -49,6 +57,9 @@ impl FailureKind {
         FailureKind::TlsFailed,
         FailureKind::HttpError,
         FailureKind::Timeout,
+        FailureKind::ClientNotTls,
+        FailureKind::ClientHandshakeFailed,
+        FailureKind::ClientHandshakeTimeout,
     ];
 
     /// The kind whose contract name is `name`.
@@ -69,7 +80,20 @@ impl FailureKind {
             FailureKind::TlsFailed => "tls_failed",
             FailureKind::HttpError => "http_error",
             FailureKind::Timeout => "timeout",
+            FailureKind::ClientNotTls => "client_not_tls",
+            FailureKind::ClientHandshakeFailed => "client_handshake_failed",
+            FailureKind::ClientHandshakeTimeout => "client_handshake_timeout",
         }
+    }
+
+    /// Whether the kind is the client's own doing (never the network's: not "failing").
+    pub fn is_client(self) -> bool {
+        matches!(
+            self,
+            FailureKind::ClientNotTls
+                | FailureKind::ClientHandshakeFailed
+                | FailureKind::ClientHandshakeTimeout
+        )
     }
 
     /// The status the downstream gets: 504 for the two time-outs, 502 for everything else.

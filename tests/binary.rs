@@ -484,9 +484,17 @@ fn the_human_banner_says_what_is_intercepted_with_which_ca() {
         session.as_os_str(),
     ]);
     let banner = before.last().unwrap().clone();
-    let interception = lines
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
+    let next = || {
+        lines
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap()
+    };
+    let live = next();
+    assert!(
+        live.starts_with("live page: http://127.0.0.1:") && live.contains("/?token="),
+        "{live}"
+    );
+    let interception = next();
     let _ = child.kill();
     let _ = child.wait();
     assert!(

@@ -706,3 +706,79 @@ async fn intercept_all_with_a_constrained_ca_tunnels_what_the_ca_cannot_sign() {
     assert_eq!(tunnels[0]["mode"], "tunnel", "{:#}", tunnels[0]);
     assert!(session.events_of("client_rejected_ca").is_empty());
 }
+
+/// The intercepted tunnel to chatgpt.com in a finished session, with its failure.
+fn the_tunnel(session: &Session, port: u16) -> serde_json::Value {
+    let tunnels = session.events_of("tunnel");
+    let tunnel = tunnels
+        .iter()
+        .find(|t| t["host"] == "chatgpt.com" && t["port"] == port && t["mode"] == "intercept")
+        .unwrap_or_else(|| panic!("no intercepted tunnel recorded: {:#?}", session.events));
+    (*tunnel).clone()
+}
+
+#[tokio::test]
+async fn a_client_that_speaks_plaintext_inside_an_intercepted_connect_is_recorded() {
+    let s = setup(&[]).await;
+    let port = s.origin.port();
+    let (mut stream, head) = raw_connect(s.proxy.addr, &format!("chatgpt.com:{port}"), "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: chatgpt.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    s.proxy.wait_events("tunnel", 1).await;
+    let session = s.proxy.stop().await;
+    let tunnel = the_tunnel(&session, port);
+    assert_eq!(tunnel["failure"]["kind"], "client_not_tls", "{tunnel}");
+    assert_eq!(tunnel["failure"]["side"], "downstream", "{tunnel}");
+    let detail = tunnel["failure"]["detail"].as_str().unwrap();
+    assert!(detail.contains("GET / HTTP/1.1"), "{detail}");
+    // The host is in the summary, and the client's doing is not the network failing.
+    let host = session.host("chatgpt.com", port);
+    assert_eq!(host["failures"]["client_not_tls"], 1, "{host}");
+    assert!(
+        !session.summary["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("No ChatGPT host went through"),
+        "{}",
+        session.summary["verdict"]
+    );
+}
+
+#[tokio::test]
+async fn a_broken_handshake_and_a_stalled_one_are_recorded_by_name() {
+    let s = setup(&["--header-timeout", "1s"]).await;
+    let port = s.origin.port();
+    let target = format!("chatgpt.com:{port}");
+    // A TLS record header, then garbage: rustls refuses it.
+    let (mut broken, _) = raw_connect(s.proxy.addr, &target, "").await;
+    broken
+        .write_all(b"\x16\x03\x01\x00\x05hello-not-a-client-hello")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), broken.read_to_end(&mut sink)).await;
+    // Nothing at all after the 200: the handshake times out.
+    let (_stalled, _) = raw_connect(s.proxy.addr, &target, "").await;
+    s.proxy.wait_events("tunnel", 2).await;
+    let session = s.proxy.stop().await;
+    let kinds: Vec<String> = session
+        .events_of("tunnel")
+        .iter()
+        .map(|t| t["failure"]["kind"].as_str().unwrap_or("none").to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"client_handshake_failed".into()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"client_handshake_timeout".into()),
+        "{kinds:?}"
+    );
+    let host = session.host("chatgpt.com", port);
+    assert!(host["failures"]["client_handshake_timeout"] == 1, "{host}");
+}

@@ -515,6 +515,7 @@ async fn signing_in(proxy: SocketAddr, user: &str, password: &str) -> Proxy {
         config.upstream_auth = Arc::new(diagproxy::upstream::auth::Settings {
             mode: diagproxy::upstream::auth::Mode::Auto,
             user: Some(credentials),
+            ..Default::default()
         });
     })
     .await

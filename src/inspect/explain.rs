@@ -16,7 +16,11 @@ pub fn finding_for(profile: &Profile, host: &str, failure: &Failure) -> Finding 
     if let Some(hint) = profile.hint(failure.kind) {
         remedy.push_str(&hint.check.replace("HOST", &crate::text::shell(host)));
     }
-    if let Some(entry) = profile.match_host(host) {
+    // The allowlist's remedy is for the network; a client's own failure has none there.
+    let entry = profile
+        .match_host(host)
+        .filter(|_| !failure.kind.is_client());
+    if let Some(entry) = entry {
         if !remedy.is_empty() {
             remedy.push_str(". ");
         }

@@ -161,6 +161,7 @@ impl FindingKind {
                 4
             }
             K::ProxyHeader | K::UpstreamError | K::Failure(F::HttpError) => 5,
+            K::Failure(F::ClientNotTls | F::ClientHandshakeFailed | F::ClientHandshakeTimeout) => 6,
         }
     }
 }
@@ -210,6 +211,9 @@ impl FindingKind {
             K::Failure(F::TlsFailed) => "TLS handshake failed",
             K::Failure(F::HttpError) => "broken HTTP answer",
             K::Failure(F::Timeout) => "no answer in time",
+            K::Failure(F::ClientNotTls) => "the client spoke no TLS after CONNECT",
+            K::Failure(F::ClientHandshakeFailed) => "the client's TLS handshake failed",
+            K::Failure(F::ClientHandshakeTimeout) => "the client's TLS handshake timed out",
         }
     }
 }

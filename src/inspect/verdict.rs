@@ -11,33 +11,31 @@ pub struct HostView<'a> {
     pub findings: &'a [Finding],
 }
 
-/// The verdict sentence over every host of a session.
+/// The verdict sentence over every host of a session: about the profile's hosts only.
+/// Other traffic (a browser's own update and sign-in hosts) is never the verdict; when it
+/// had problems and ChatGPT's hosts did not, one neutral clause says so.
 pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
     let hosts: Vec<HostView<'_>> = hosts.collect();
+    let (ours, others): (Vec<&HostView<'_>>, Vec<&HostView<'_>>) =
+        hosts.iter().partition(|h| h.allowlisted);
+    if ours.is_empty() {
+        return nothing_of_chatgpt(&others);
+    }
     let mut worst: Option<(u8, &HostView<'_>, &Finding)> = None;
     let mut count = 0;
-    for host in &hosts {
-        // A client refusing diagproxy's own CA is about this tool's set-up, not the network:
-        // listed in the tables and reports, never the verdict.
-        for f in host
-            .findings
-            .iter()
-            .filter(|f| f.kind != FindingKind::ClientRejectedCa)
-        {
+    for host in &ours {
+        for f in counted(host) {
             count += 1;
-            let rank = f.kind.severity() + if host.allowlisted { 0 } else { 10 };
-            if worst.is_none_or(|(r, _, _)| rank < r) {
-                worst = Some((rank, host, f));
+            if worst.is_none_or(|(r, _, _)| f.kind.severity() < r) {
+                worst = Some((f.kind.severity(), host, f));
             }
         }
     }
-    let touched = hosts.iter().filter(|h| h.allowlisted).count();
-    if touched == 0 {
-        return nothing_of_chatgpt(&hosts, worst.map(|(_, h, f)| (h, f)));
-    }
+    let touched = ours.len();
     let Some((_, host, f)) = worst else {
         return format!(
-            "No problem seen: {touched} allowlisted host(s) answered normally through this network."
+            "No problem seen: {touched} allowlisted host(s) answered normally through this network.{}",
+            other_problems(&others)
         );
     };
     let remedy = f
@@ -80,21 +78,47 @@ pub fn sentence<'a>(hosts: impl Iterator<Item = HostView<'a>>) -> String {
     format!("{who} {what} {}{feature} — {remedy}.{more}", host.host)
 }
 
-/// The verdict when no profile host went through: say so, and what did (a failure on some
-/// other host is not "the network fails ChatGPT").
-fn nothing_of_chatgpt(hosts: &[HostView<'_>], worst: Option<(&HostView<'_>, &Finding)>) -> String {
+/// The findings that count for the verdict: a client refusing diagproxy's own CA is about
+/// this tool's set-up, not the network (listed in the tables and reports, never here).
+fn counted<'a>(host: &'a HostView<'_>) -> impl Iterator<Item = &'a Finding> {
+    host.findings
+        .iter()
+        .filter(|f| f.kind != FindingKind::ClientRejectedCa)
+}
+
+/// ` N other host(s) outside the profile had problems (…): not ChatGPT's.`, or nothing.
+fn other_problems(others: &[&HostView<'_>]) -> String {
+    let troubled = others
+        .iter()
+        .filter(|h| counted(h).any(|f| f.kind.is_error()))
+        .count();
+    if troubled == 0 {
+        return String::new();
+    }
+    format!(
+        " {troubled} other host(s) outside the profile had problems (see Other traffic); they are not ChatGPT's."
+    )
+}
+
+/// The verdict when no profile host went through: say so, and that other traffic did (a
+/// failure on some other host is not "the network fails ChatGPT").
+fn nothing_of_chatgpt(others: &[&HostView<'_>]) -> String {
     let lead = "No ChatGPT host went through the proxy in this session";
     let hint = "point the client at it and reproduce the problem.";
-    if hosts.is_empty() {
+    if others.is_empty() {
         return format!("{lead}: {hint}");
     }
-    let seen = match worst {
-        Some((host, f)) => format!(" (worst: {} {})", host.host, f.kind),
-        None => String::new(),
+    let troubled = others
+        .iter()
+        .filter(|h| counted(h).any(|f| f.kind.is_error()))
+        .count();
+    let seen = match troubled {
+        0 => String::new(),
+        n => format!(", {n} of them with problems (see Other traffic)"),
     };
     format!(
         "{lead}; {} other host(s) did{seen}. To test ChatGPT, {hint}",
-        hosts.len()
+        others.len()
     )
 }
 
@@ -132,11 +156,54 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("1 other host(s) did (worst: example.invalid dns_failed)"),
+            text.contains("1 other host(s) did, 1 of them with problems (see Other traffic)"),
             "{text}"
         );
         assert!(!text.contains("The network fails"), "{text}");
         assert!(sentence(std::iter::empty()).ends_with("reproduce the problem."));
+    }
+
+    #[test]
+    fn other_traffic_never_leads_when_chatgpt_worked() {
+        let dns = [finding(
+            FindingKind::Failure(FailureKind::DnsFailed),
+            "accounts.google.com",
+        )];
+        let rejected = [finding(FindingKind::ClientRejectedCa, "chatgpt.com")];
+        let hosts = [
+            HostView {
+                host: "chatgpt.com",
+                allowlisted: true,
+                findings: &rejected,
+            },
+            HostView {
+                host: "accounts.google.com",
+                allowlisted: false,
+                findings: &dns,
+            },
+        ];
+        let text = sentence(hosts.into_iter());
+        assert_eq!(
+            text,
+            "No problem seen: 1 allowlisted host(s) answered normally through this network. 1 other host(s) outside the profile had problems (see Other traffic); they are not ChatGPT's."
+        );
+        // A ChatGPT finding leads, and other traffic's findings are not counted with it.
+        let blocked = [finding(FindingKind::BlockPage, "chatgpt.com")];
+        let hosts = [
+            HostView {
+                host: "chatgpt.com",
+                allowlisted: true,
+                findings: &blocked,
+            },
+            HostView {
+                host: "accounts.google.com",
+                allowlisted: false,
+                findings: &dns,
+            },
+        ];
+        let text = sentence(hosts.into_iter());
+        assert!(text.starts_with("The network blocks chatgpt.com"), "{text}");
+        assert!(!text.contains("more finding"), "{text}");
     }
 
     #[test]

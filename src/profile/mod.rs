@@ -392,19 +392,7 @@ mod tests {
     #[test]
     fn every_failure_kind_has_a_hint() {
         let p = Profile::builtin();
-        use FailureKind::*;
-        for kind in [
-            DnsFailed,
-            ConnectRefused,
-            ConnectTimeout,
-            ConnectFailed,
-            Reset,
-            UpstreamProxyRefused,
-            UpstreamProxyAuth,
-            TlsFailed,
-            HttpError,
-            Timeout,
-        ] {
+        for kind in FailureKind::ALL {
             assert!(p.hint(kind).is_some(), "no hint for {kind}");
         }
     }

@@ -32,6 +32,8 @@ use crate::session::event::{
     TunnelMode,
 };
 use crate::shutdown::Shutdown;
+use crate::upstream::dial::Prefixed;
+use crate::upstream::sighted::{Counts, Tapped};
 
 /// A client that closes this soon after the handshake without a request most likely
 /// rejected the certificate (pinning apps do this instead of sending an alert).
@@ -74,6 +76,8 @@ pub async fn connect(
 }
 
 /// The client's TLS accepted with the minted leaf, its requests served, the tunnel recorded.
+/// Every way it ends leaves a tunnel event: a client that sends no TLS, fails or stalls in
+/// its handshake is recorded with a named `client_*` failure (its side: downstream).
 async fn accept(
     req: Request<Incoming>,
     server_config: Arc<rustls::ServerConfig>,
@@ -85,28 +89,40 @@ async fn accept(
 ) {
     let started = Instant::now();
     let ts = clock::rfc3339(SystemTime::now());
+    let record = |alpn: Vec<String>, failure: Option<Failure>, counts: &Counts| {
+        let mut record = intercepted_record(&state, ts.clone(), &host, port, alpn, &downstream);
+        record.timings.total_ms = ms(started.elapsed());
+        (record.bytes_up, record.bytes_down) = counts.get();
+        if let Some(failure) = failure {
+            record.end = TunnelEnd::Failed;
+            record.failure = Some(failure);
+        }
+        state.recorder.record(Event::Tunnel(Box::new(record)));
+    };
+    let counts = Counts::default();
     let Ok(upgraded) = hyper::upgrade::on(req).await else {
-        return;
+        let why = "the client left before its tunnel was set up".to_string();
+        return record(
+            Vec::new(),
+            Some(client(FailureKind::ClientHandshakeFailed, why)),
+            &counts,
+        );
     };
-    let counts = crate::upstream::sighted::Counts::default();
-    let client = counts.wrap(TokioIo::new(upgraded));
-    let accepting = tokio_rustls::TlsAcceptor::from(server_config).accept(client);
-    let Ok(accepted) = tokio::time::timeout(state.config.header_timeout, accepting).await else {
-        // A client that never finishes its handshake holds nothing for long.
-        state.limits.header_timed_out();
-        return;
-    };
-    let tls = match accepted {
+    let tls = match handshake(upgraded, server_config, &counts, &state).await {
         Ok(tls) => tls,
-        Err(e) => {
-            match rejection(&e) {
-                Some(detail) => rejected(&state, &host, port, &downstream, detail),
-                None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    quiet_close(&state, &host, port, &downstream, "during the TLS handshake")
+        Err(end) => {
+            let failure = match end {
+                HandshakeEnd::Refused(detail) => {
+                    rejected(&state, &host, port, &downstream, detail);
+                    None
                 }
-                None => tracing::debug!("TLS from the client for {host} failed: {e}"),
-            }
-            return;
+                HandshakeEnd::Closed(failure) => {
+                    quiet_close(&state, &host, port, &downstream, "during the TLS handshake");
+                    Some(failure)
+                }
+                HandshakeEnd::Failed(failure) => Some(failure),
+            };
+            return record(Vec::new(), failure, &counts);
         }
     };
     let alpn: Vec<String> = tls
@@ -133,10 +149,100 @@ async fn accept(
             "right after the TLS handshake",
         );
     }
-    let mut record = intercepted_record(&state, ts, host, port, alpn, downstream, started);
     // The client's side of the tunnel, TLS included, as a tunnel's line counts it.
-    (record.bytes_up, record.bytes_down) = counts.get();
-    state.recorder.record(Event::Tunnel(Box::new(record)));
+    record(alpn, None, &counts);
+}
+
+/// The most of a non-TLS client's first bytes kept in its failure.
+const FIRST_BYTES: usize = 64;
+
+/// The client after its CONNECT: a TLS record must come first.
+type Client = Prefixed<Tapped<TokioIo<hyper::upgrade::Upgraded>>>;
+
+/// How a client's handshake ended short of a session.
+enum HandshakeEnd {
+    /// A certificate alert: the client refuses diagproxy's CA (`client_rejected_ca`).
+    Refused(String),
+    /// The client closed during the handshake (maybe a quiet refusal).
+    Closed(Failure),
+    /// Not TLS, another TLS error, or a stall.
+    Failed(Failure),
+}
+
+/// The client's first bytes (within `--header-timeout`), judged, then its TLS handshake.
+async fn handshake(
+    upgraded: hyper::upgrade::Upgraded,
+    server_config: Arc<rustls::ServerConfig>,
+    counts: &Counts,
+    state: &Shared,
+) -> Result<tokio_rustls::server::TlsStream<Client>, HandshakeEnd> {
+    use tokio::io::AsyncReadExt;
+    let limit = state.config.header_timeout;
+    let stalled = || {
+        // A client that never finishes its handshake holds nothing for long.
+        state.limits.header_timed_out();
+        let why = format!("no TLS handshake from the client within {limit:?} (--header-timeout)");
+        HandshakeEnd::Failed(client(FailureKind::ClientHandshakeTimeout, why))
+    };
+    let mut tapped = counts.wrap(TokioIo::new(upgraded));
+    let mut first = vec![0u8; 4096];
+    let n = match tokio::time::timeout(limit, tapped.read(&mut first)).await {
+        Err(_) => return Err(stalled()),
+        Ok(Err(e)) => {
+            let why = format!("reading the client's first bytes: {e}");
+            return Err(HandshakeEnd::Closed(client(
+                FailureKind::ClientHandshakeFailed,
+                why,
+            )));
+        }
+        Ok(Ok(n)) => n,
+    };
+    first.truncate(n);
+    if let Some(failure) = not_tls(&first) {
+        return Err(HandshakeEnd::Failed(failure));
+    }
+    let stream = Prefixed::new(bytes::Bytes::from(first), tapped);
+    let accepting = tokio_rustls::TlsAcceptor::from(server_config).accept(stream);
+    let e = match tokio::time::timeout(limit, accepting).await {
+        Err(_) => return Err(stalled()),
+        Ok(Ok(tls)) => return Ok(tls),
+        Ok(Err(e)) => e,
+    };
+    if let Some(detail) = rejection(&e) {
+        return Err(HandshakeEnd::Refused(detail));
+    }
+    let why = format!("the client's TLS handshake failed: {e}");
+    let failure = client(FailureKind::ClientHandshakeFailed, why);
+    Err(match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => HandshakeEnd::Closed(failure),
+        _ => HandshakeEnd::Failed(failure),
+    })
+}
+
+/// `client_not_tls` when the first bytes are not a TLS handshake record (`0x16`), quoting
+/// them (terminal-safe, at most [`FIRST_BYTES`]); nothing for an empty read (a close).
+fn not_tls(first: &[u8]) -> Option<Failure> {
+    match first.first() {
+        None => Some(client(
+            FailureKind::ClientHandshakeFailed,
+            "the client closed without sending anything after its CONNECT".into(),
+        )),
+        Some(0x16) => None,
+        Some(_) => {
+            let shown = &first[..first.len().min(FIRST_BYTES)];
+            let text = String::from_utf8_lossy(shown);
+            let why = format!(
+                "the client sent {} byte(s) that are not TLS after its CONNECT: {:?}",
+                first.len(),
+                crate::text::terminal(&text, false)
+            );
+            Some(client(FailureKind::ClientNotTls, why))
+        }
+    }
+}
+
+fn client(kind: FailureKind, detail: String) -> Failure {
+    Failure::new(kind, Side::Downstream, detail)
 }
 
 /// Serves one accepted connection (HTTP/2, or HTTP/1.1 on the lean path first) until it
@@ -175,11 +281,10 @@ where
 fn intercepted_record(
     state: &Shared,
     ts: String,
-    host: String,
+    host: &str,
     port: u16,
     alpn: Vec<String>,
-    downstream: Downstream,
-    started: Instant,
+    downstream: &Downstream,
 ) -> TunnelEvent {
     TunnelEvent {
         ts,
@@ -187,21 +292,18 @@ fn intercepted_record(
         allowlist: state
             .config
             .profile
-            .match_host(&host)
+            .match_host(host)
             .map(|e| e.pattern.clone()),
-        sni: Some(host.clone()),
-        host,
+        sni: Some(host.to_string()),
+        host: host.to_string(),
         port,
         alpn,
         payload: Payload::Tls,
         first_bytes: None,
         server_ip: None,
         route: Default::default(),
-        downstream,
-        timings: Timings {
-            total_ms: ms(started.elapsed()),
-            ..Timings::default()
-        },
+        downstream: downstream.clone(),
+        timings: Timings::default(),
         bytes_up: 0,
         bytes_down: 0,
         end: TunnelEnd::DownstreamClosed,

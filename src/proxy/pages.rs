@@ -374,10 +374,12 @@ fn host_rows(summary: &crate::session::summary::Summary) -> String {
             .map(|(k, n)| format!("{k} × {n}"))
             .collect();
         let worst = h.worst();
-        let class = match (h.is_failing(), worst.is_some()) {
-            (true, _) => "fail",
-            (false, true) => "warn",
-            (false, false) => "ok",
+        // Traffic outside the profile is never coloured as a failure.
+        let class = match (h.allowlist.is_some(), h.is_failing(), worst.is_some()) {
+            (false, _, _) => "other",
+            (true, true, _) => "fail",
+            (true, false, true) => "warn",
+            (true, false, false) => "ok",
         };
         rows.push_str(&format!(
             "<tr class=\"{class}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",

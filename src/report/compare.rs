@@ -87,10 +87,19 @@ fn outcome(h: Option<&HostStats>) -> Option<(bool, String)> {
     ))
 }
 
+/// `host:port` → the profile's hosts of a session.
+fn profile_hosts(s: &Session) -> BTreeMap<String, &HostStats> {
+    s.summary
+        .hosts()
+        .filter(|h| h.allowlist.is_some())
+        .map(|h| (format!("{}:{}", h.host, h.port), h))
+        .collect()
+}
+
 pub fn compare(a: &Session, b: &Session) -> Comparison {
-    let key = |h: &HostStats| format!("{}:{}", h.host, h.port);
-    let a_hosts: BTreeMap<String, &HostStats> = a.summary.hosts().map(|h| (key(h), h)).collect();
-    let b_hosts: BTreeMap<String, &HostStats> = b.summary.hosts().map(|h| (key(h), h)).collect();
+    // Only the profile's hosts answer "is the network the cause?": a browser's own
+    // background hosts failing on one network say nothing about ChatGPT.
+    let (a_hosts, b_hosts) = (profile_hosts(a), profile_hosts(b));
     let mut names: Vec<&String> = a_hosts.keys().chain(b_hosts.keys()).collect();
     names.sort();
     names.dedup();

@@ -18,7 +18,7 @@ h1{font-size:1.5em;margin:0}h2{font-size:1.15em;margin-top:2em;border-bottom:1px
 .verdict.good{border-color:#1a7f37;background:#e9f7ee}
 table{border-collapse:collapse;width:100%;margin:.5em 0}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e3e3e3;vertical-align:top}
 th{background:#f4f4f4;cursor:pointer}tr.ok td:first-child{border-left:5px solid #1a7f37}tr.fail td:first-child{border-left:5px solid #b00}
-tr.warn td:first-child{border-left:5px solid #d4a017}tr.untouched{color:#777}tr.untouched td:first-child{border-left:5px solid #ccc}
+tr.warn td:first-child{border-left:5px solid #d4a017}tr.untouched{color:#777}tr.other{color:#555}tr.untouched td:first-child{border-left:5px solid #ccc}
 .tag{display:inline-block;padding:0 6px;border-radius:3px;font-size:.85em;background:#eee}.tag.fail{background:#fbd5d5}.tag.warn{background:#fbefc4}.tag.ok{background:#d3f0dc}
 .finding{border:1px solid #e3c0c0;border-radius:4px;padding:.6em 1em;margin:.6em 0}.finding h3{margin:0 0 .3em;font-size:1em}
 code{font:12px ui-monospace,Menlo,monospace;background:#f6f6f6;padding:1px 4px;overflow-wrap:anywhere}
@@ -270,6 +270,8 @@ fn tls_cells(hosts: &[&HostStats]) -> (String, String, String) {
     (each(|p| &p.1), each(|p| &p.2), each(|p| &p.3))
 }
 
+/// Traffic outside the profile (a browser's own update and sign-in hosts): collapsed, never
+/// coloured as a failure, its findings with it rather than among ChatGPT's.
 fn other_hosts(out: &mut String, session: &Session) {
     let others: Vec<&HostStats> = session
         .summary
@@ -279,54 +281,71 @@ fn other_hosts(out: &mut String, session: &Session) {
     if others.is_empty() {
         return;
     }
-    out.push_str("<h2>Other hosts</h2><table class=\"sortable filterable\" id=\"other-hosts\"><thead><tr><th>host</th><th>connections</th><th>requests</th><th>down</th><th>failures</th></tr></thead><tbody>\n");
-    for h in others {
-        let failures: Vec<String> = h
+    let _ = write!(
+        out,
+        "<details id=\"other-traffic\"><summary>Other traffic (not ChatGPT): {} host(s); not part of the verdict</summary>\
+         <table class=\"sortable filterable\" id=\"other-hosts\"><thead><tr><th>host</th><th>connections</th><th>requests</th><th>down</th><th>what happened</th></tr></thead><tbody>\n",
+        others.len()
+    );
+    for h in &others {
+        let mut what: Vec<String> = h
             .failures
             .iter()
             .map(|(k, n)| format!("{k} × {n}"))
             .collect();
-        let class = if failures.is_empty() { "ok" } else { "fail" };
+        what.extend(h.findings.iter().map(|f| f.kind.as_str().to_string()));
+        what.dedup();
         let _ = writeln!(
             out,
-            "<tr class=\"{class}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"other\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&h.host),
             h.port,
             h.connections,
             h.requests,
             bytes(h.bytes_down),
-            esc(&failures.join(", "))
+            esc(&what.join(", "))
         );
     }
     out.push_str("</tbody></table>\n");
+    for h in others {
+        for f in &h.findings {
+            finding(out, h, f, "other");
+        }
+    }
+    out.push_str("</details>\n");
 }
 
+/// The findings on the profile's hosts (other traffic's are with it, collapsed).
 fn findings(out: &mut String, session: &Session) {
     out.push_str("<h2>Findings</h2><div id=\"findings\">\n");
     let mut any = false;
-    for h in session.summary.hosts() {
+    for h in session.summary.hosts().filter(|h| h.allowlist.is_some()) {
         for f in &h.findings {
             any = true;
-            let _ = writeln!(
-                out,
-                "<div class=\"finding\"><h3><span class=\"tag fail\">{}</span> {}:{}{}</h3><p>{}</p><p><b>Evidence:</b> {}</p>{}{}<p><b>Change:</b> {}</p>{}</div>",
-                esc(f.kind.as_str()),
-                esc(&h.host),
-                h.port,
-                f.vendor.as_deref().map_or(String::new(), |v| format!(" — {}", esc(v))),
-                esc(&f.detail),
-                esc(&f.evidence),
-                f.excerpt.as_deref().map_or(String::new(), |e| format!("<p><b>What the user saw:</b> <q>{}</q></p>", esc(e))),
-                f.feature.as_deref().map_or(String::new(), |b| format!("<p><b>What breaks:</b> {}</p>", esc(b))),
-                esc(&f.remedy),
-                f.reproduce.as_deref().map_or(String::new(), |r| format!("<p><b>Reproduce without diagproxy:</b> <code>{}</code></p>", esc(r)))
-            );
+            finding(out, h, f, "fail");
         }
     }
     if !any {
-        out.push_str("<p>No findings in this session.</p>");
+        out.push_str("<p>No findings on ChatGPT's hosts in this session.</p>");
     }
     out.push_str("</div>\n");
+}
+
+fn finding(out: &mut String, h: &HostStats, f: &crate::inspect::Finding, class: &str) {
+    let _ = writeln!(
+        out,
+        "<div class=\"finding\"><h3><span class=\"tag {class}\">{}</span> {}:{}{}</h3><p>{}</p><p><b>Evidence:</b> {}</p>{}{}<p><b>Change:</b> {}</p>{}</div>",
+        esc(f.kind.as_str()),
+        esc(&h.host),
+        h.port,
+        f.vendor.as_deref().map_or(String::new(), |v| format!(" — {}", esc(v))),
+        esc(&f.detail),
+        esc(&f.evidence),
+        f.excerpt.as_deref().map_or(String::new(), |e| format!("<p><b>What the user saw:</b> <q>{}</q></p>", esc(e))),
+        f.feature.as_deref().map_or(String::new(), |b| format!("<p><b>What breaks:</b> {}</p>", esc(b))),
+        esc(&f.remedy),
+        f.reproduce.as_deref().map_or(String::new(), |r| format!("<p><b>Reproduce without diagproxy:</b> <code>{}</code></p>", esc(r)))
+    );
 }
 
 /// The kept bodies of answers that went wrong (block pages, error JSON), folded, as text.

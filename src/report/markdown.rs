@@ -11,6 +11,7 @@ pub fn render(session: &Session) -> String {
     let _ = writeln!(md, "**Verdict:** {}\n", cell(&session.summary.verdict()));
     environment(&mut md, session);
     failing(&mut md, session);
+    other_traffic(&mut md, session);
     tried(&mut md, session);
     md
 }
@@ -84,7 +85,7 @@ fn failing(md: &mut String, session: &Session) {
     let failing: Vec<_> = session
         .summary
         .hosts()
-        .filter(|h| !h.findings.is_empty())
+        .filter(|h| h.allowlist.is_some() && !h.findings.is_empty())
         .collect();
     let _ = writeln!(md, "## Failing hosts\n");
     if failing.is_empty() {
@@ -118,6 +119,30 @@ fn failing(md: &mut String, session: &Session) {
         let _ = writeln!(md);
         reproduce(md, &failing);
     }
+}
+
+/// Hosts outside the profile with problems, in one folded list: not ChatGPT's, said so.
+fn other_traffic(md: &mut String, session: &Session) {
+    let troubled: Vec<String> = session
+        .summary
+        .hosts()
+        .filter(|h| h.allowlist.is_none() && (h.is_failing() || !h.findings.is_empty()))
+        .map(|h| {
+            let mut what: Vec<String> = h.failures.keys().map(|k| k.to_string()).collect();
+            what.extend(h.findings.iter().map(|f| f.kind.to_string()));
+            what.dedup();
+            format!("{}:{} ({})", h.host, h.port, what.join(", "))
+        })
+        .collect();
+    if troubled.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "<details><summary>Other traffic (not ChatGPT): {} host(s) with problems, not part of the verdict</summary>\n\n{}\n\n</details>\n",
+        troubled.len(),
+        cell(&troubled.join("; "))
+    );
 }
 
 /// The reproduce commands of `failing`'s findings, each once.

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::event::{Event, RequestEvent, TlsCheckEvent, TunnelEnd, TunnelEvent};
-use super::summary::Summary;
+use super::summary::{HostStats, Summary};
 use crate::inspect::explain::{finding_for, tls_finding};
 use crate::profile::Profile;
 use crate::tls::chain::Verdict;
@@ -225,6 +225,28 @@ fn with_findings(mut s: String, findings: &[crate::inspect::Finding]) -> String 
 }
 
 /// The per-host table printed when the session ends, led by the one-sentence verdict.
+/// One host's row of the exit table, made safe for the terminal.
+fn exit_row(h: &HostStats) -> String {
+    let failures: Vec<String> = h.failures.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+    let worst = h.worst().map_or_else(|| "-".to_string(), |f| f.label());
+    let row = format!(
+        "{:<40} {:<26} {:>5} {:>5} {:>9} {:>9}  {:<40} {}",
+        format!("{}:{}", h.host, h.port),
+        allow(h.allowlist.as_deref()),
+        h.connections,
+        h.requests,
+        bytes(h.bytes_up),
+        bytes(h.bytes_down),
+        worst,
+        if failures.is_empty() {
+            "-".to_string()
+        } else {
+            failures.join(" ")
+        }
+    );
+    crate::text::terminal(&row, false).into_owned()
+}
+
 pub fn exit_table(summary: &Summary, color: bool) -> String {
     let mut out = String::new();
     let (on, off) = if color { (RED, RESET) } else { ("", "") };
@@ -236,33 +258,28 @@ pub fn exit_table(summary: &Summary, color: bool) -> String {
         "{:<40} {:<26} {:>5} {:>5} {:>9} {:>9}  {:<40} failures",
         "host:port", "allowlist", "conns", "reqs", "up", "down", "finding"
     );
-    let mut any = false;
-    for h in summary.hosts() {
-        any = true;
-        let failures: Vec<String> = h.failures.iter().map(|(k, n)| format!("{k}×{n}")).collect();
-        let worst = h.worst().map_or_else(|| "-".to_string(), |f| f.label());
-        let row = format!(
-            "{:<40} {:<26} {:>5} {:>5} {:>9} {:>9}  {:<40} {}",
-            format!("{}:{}", h.host, h.port),
-            allow(h.allowlist.as_deref()),
-            h.connections,
-            h.requests,
-            bytes(h.bytes_up),
-            bytes(h.bytes_down),
-            worst,
-            if failures.is_empty() {
-                "-".to_string()
-            } else {
-                failures.join(" ")
-            }
-        );
-        let row = crate::text::terminal(&row, false).into_owned();
+    let (ours, others): (Vec<&HostStats>, Vec<&HostStats>) =
+        summary.hosts().partition(|h| h.allowlist.is_some());
+    let any = !ours.is_empty() || !others.is_empty();
+    for h in ours {
+        let row = exit_row(h);
         let row = match (color, h.is_failing(), h.worst().is_some()) {
             (true, true, _) => format!("{RED}{row}{RESET}"),
             (true, false, true) => format!("{YELLOW}{row}{RESET}"),
             _ => row,
         };
         let _ = writeln!(out, "{row}");
+    }
+    if !others.is_empty() {
+        // A browser's own traffic: listed, never coloured as a failure.
+        let (dim, reset) = if color { (DIM, RESET) } else { ("", "") };
+        let _ = writeln!(
+            out,
+            "{dim}other traffic (not ChatGPT, not part of the verdict):{reset}"
+        );
+        for h in others {
+            let _ = writeln!(out, "{dim}{}{reset}", exit_row(h));
+        }
     }
     if !any {
         let _ = writeln!(

@@ -129,6 +129,9 @@ pub struct SummaryDoc<'a> {
     pub session: SessionDoc<'a>,
     pub hosts: Vec<&'a HostStats>,
     pub allowlist: AllowlistDoc,
+    /// Traffic outside the profile (a browser's own update and sign-in hosts), counted
+    /// apart: never in the verdict, the capability cards or an exit status.
+    pub other_hosts: OtherHostsDoc,
     pub refused: u64,
     /// Sign-ins per corporate proxy, when a proxy asked for one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -142,6 +145,10 @@ pub struct SessionDoc<'a> {
     pub ended_at: Option<&'a str>,
     pub listen: &'a str,
     pub upstream_proxy: Option<&'a str>,
+    /// Where routes came from (`PAC http://pac.corp/proxy.pac (--upstream-proxy)`).
+    pub route_source: Option<&'a str>,
+    /// The PAC file the session followed: url, status, size, sha256.
+    pub pac: Option<&'a crate::upstream::pac::PacFile>,
     pub profile: &'a str,
     /// Host:port pairs outside the profile folded into the `other hosts` row (`--max-hosts`).
     pub hosts_folded: u64,
@@ -150,6 +157,17 @@ pub struct SessionDoc<'a> {
     pub connections_refused: u64,
     pub events_dropped: u64,
     pub live_log_dropped: u64,
+}
+
+/// Hosts outside the profile, in numbers.
+#[derive(Debug, Default, Serialize)]
+pub struct OtherHostsDoc {
+    /// Host:port pairs (those folded past `--max-hosts` included).
+    pub hosts: u64,
+    /// Of them, those with a failure or an error finding (not ChatGPT's problem).
+    pub with_problems: u64,
+    pub connections: u64,
+    pub requests: u64,
 }
 
 /// Profile entries by what the session saw of them.
@@ -527,13 +545,29 @@ impl Summary {
                 live_log_dropped: self.limits.live_log_dropped,
                 listen: &self.session.listen,
                 upstream_proxy: self.session.upstream_proxy.as_deref(),
+                route_source: self.session.route_source.as_deref(),
+                pac: self.session.pac.as_ref(),
                 profile: &self.session.profile,
             },
             hosts: self.hosts.values().collect(),
             allowlist,
+            other_hosts: self.other_hosts(),
             refused: self.refused,
             proxy_sign_in: self.sign_ins.values().collect(),
         }
+    }
+
+    /// The hosts outside the profile, counted apart.
+    fn other_hosts(&self) -> OtherHostsDoc {
+        let mut doc = OtherHostsDoc::default();
+        for h in self.hosts.values().filter(|h| h.allowlist.is_none()) {
+            doc.hosts += u64::from(h.host != OTHER_HOSTS);
+            doc.with_problems += u64::from(h.is_failing());
+            doc.connections += h.connections;
+            doc.requests += h.requests;
+        }
+        doc.hosts += self.folded.count();
+        doc
     }
 
     /// One sentence that answers "is the network the cause?" (see [`verdict::sentence`]).
@@ -561,7 +595,8 @@ impl HostStats {
     /// Whether ChatGPT fails here: a failure, or a finding that is an error (a block page,
     /// inspection, a reset, a silent drop), not only a warning.
     pub fn is_failing(&self) -> bool {
-        !self.failures.is_empty() || self.findings.iter().any(|f| f.kind.is_error())
+        self.failures.keys().any(|k| !k.is_client())
+            || self.findings.iter().any(|f| f.kind.is_error())
     }
 
     /// Keeps one finding per kind and vendor: the first one seen, with its evidence.
