@@ -158,6 +158,10 @@ pub struct Failure {
     /// The first 4 KiB of the corporate proxy's refusal body: block pages live there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_body: Option<String>,
+    /// The refusal's headers that say who refused (`Server`, `Via`, `Location`,
+    /// `X-Squid-Error`, …; see `inspect::detect::EVIDENCE_HEADERS`), lower-case names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_headers: Vec<(String, String)>,
     /// The addresses DNS answered, when the failure came after a lookup (for sinkhole checks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_answer: Vec<std::net::IpAddr>,
@@ -184,6 +188,7 @@ impl Failure {
             detail: detail.into(),
             proxy_status: None,
             proxy_body: None,
+            proxy_headers: Vec::new(),
             dns_answer: Vec::new(),
         }
     }

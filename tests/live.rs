@@ -530,12 +530,24 @@ async fn diagproxy_browser_uses_the_run_already_listening_and_its_ca() {
         &pin,
     ];
     let proxy = Proxy::start(&args).await;
-    // A --ca-dir with no CA: the CA comes from the running proxy's /ca.pem.
+    // The CA comes from the same --ca-dir on disk, once the running proxy proved it holds
+    // its key; curl's -x form is taken.
     let extra = [
-        format!("--proxy={}", proxy.addr),
-        "--ca-dir=/nonexistent".to_string(),
+        format!("--proxy=http://{}", proxy.addr),
+        format!("--ca-dir={ca}"),
     ];
     let (_, stderr) = run_browser(&f, &extra).await;
+    // A --ca-dir with no CA is refused rather than trusting what the proxy serves.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_diagproxy"))
+        .env("DIAGPROXY_LOOPBACK_ONLY", "1")
+        .args(["browser", "--headless", "--ca-dir=/nonexistent"])
+        .arg(format!("--proxy={}", proxy.addr))
+        .output()
+        .await
+        .unwrap();
+    let refused = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{refused}");
+    assert!(refused.contains("no CA at /nonexistent/"), "{refused}");
     assert!(
         !stderr.contains("diagproxy listening"),
         "no second run started: {stderr}"

@@ -440,9 +440,7 @@ fn report_rebuilds_a_session_cut_off_by_sigkill() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("wrote")
-            && said.contains("dns_failed")
-            && said.contains("files.oaiusercontent.invalid"),
+        said.contains("wrote") && said.contains("1 other host(s) did, 1 of them with problems"),
         "{said}"
     );
     for file in ["session.har", "report.html", "report.md"] {

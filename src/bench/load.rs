@@ -274,14 +274,32 @@ pub async fn bulk_throughput(
 /// Mean time to an open tunnel (CONNECT answered 200), or to a TCP connect when direct, in µs.
 /// A live page that reads the proxy's `/events` slowly (1 KiB every 100 ms through a 4 KiB
 /// receive buffer), until the task is aborted.
-pub async fn slow_event_reader(proxy: SocketAddr) -> Result<tokio::task::JoinHandle<()>, String> {
+pub async fn slow_event_reader(
+    proxy: SocketAddr,
+    token: &str,
+) -> Result<tokio::task::JoinHandle<()>, String> {
     let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket
         .set_recv_buffer_size(4096)
         .map_err(|e| e.to_string())?;
     let mut stream = socket.connect(proxy).await.map_err(|e| e.to_string())?;
-    let ask = b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
-    stream.write_all(ask).await.map_err(|e| e.to_string())?;
+    let ask = format!(
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Diagproxy-Token: {token}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream
+        .write_all(ask.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    // The page must really be connected, or the row measures nothing.
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .await
+        .map_err(|e| format!("the live page's /events: {e}"))?;
+    if &head != b"HTTP/1.1 200" {
+        let said = String::from_utf8_lossy(&head).into_owned();
+        return Err(format!("the live page's /events answered {said:?}"));
+    }
     Ok(tokio::spawn(async move {
         let mut buf = [0u8; 1024];
         while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {

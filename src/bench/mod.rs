@@ -416,7 +416,7 @@ async fn with_and_without_page(
     let mut cpu = CpuMeter::new(proxy.pid);
     for _ in 0..ROUNDS {
         without = without.merge(load::forward(world.http, via, c, slice).await?);
-        let page = load::slow_event_reader(proxy.addr).await?;
+        let page = load::slow_event_reader(proxy.addr, &world.live_token).await?;
         cpu.start();
         with = with.merge(load::forward(world.http, via, c, slice).await?);
         cpu.stop();

@@ -34,6 +34,8 @@ pub struct World {
     /// PEM of diagproxy's CA (clients trust it through interception).
     pub ca_pem: String,
     pub dir: tempfile::TempDir,
+    /// The live page's token of the proxy the bench starts (the slow live page sends it).
+    pub live_token: String,
 }
 
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -66,6 +68,7 @@ impl World {
             origin_root: root_pem,
             ca_pem,
             dir,
+            live_token: crate::config::new_live_token().to_string(),
         })
     }
 
@@ -101,6 +104,7 @@ impl World {
         if let Some(threads) = threads {
             cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
         }
+        cmd.env("DIAGPROXY_LIVE_TOKEN", &self.live_token);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -543,13 +543,65 @@ pub fn tunnel_findings(t: &TunnelSight<'_>, profile: &Profile) -> Vec<Finding> {
     found
 }
 
-/// A block page in the body of a corporate proxy's refusal (of a CONNECT or a request).
-pub fn proxy_refusal(host: &str, status: u16, body: &str, profile: &Profile) -> Option<Finding> {
-    let headers = HeaderMap::new();
-    let answer = Answer::page(host, "", status, &headers, body.as_bytes());
-    let mut finding = block_page(&answer, profile)?;
-    finding.evidence = format!("the corporate proxy refused with {}", finding.evidence);
-    Some(finding)
+/// The headers of a corporate proxy's refusal kept as evidence: who refused, and where it
+/// sends the user.
+pub const EVIDENCE_HEADERS: [&str; 11] = [
+    "server",
+    "via",
+    "location",
+    "proxy-agent",
+    "x-squid-error",
+    "x-cache",
+    "x-cache-lookup",
+    "x-error",
+    "x-blocked-by",
+    "content-type",
+    "x-powered-by",
+];
+/// The most of one evidence header's value kept.
+const EVIDENCE_VALUE: usize = 256;
+
+/// The evidence headers of a refusal, as recorded (lower-case names, values cut).
+pub fn evidence_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    EVIDENCE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            Some((
+                name.to_string(),
+                text::clip(value, EVIDENCE_VALUE).into_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// What a corporate proxy's refusal (of a CONNECT or a request) shows, judged with its own
+/// headers: a product's block page (squid's `X-Squid-Error`, its `Via`), a redirect to a
+/// block host, or a page whose words say the request was filtered or denied.
+pub fn proxy_refusal(
+    host: &str,
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+    profile: &Profile,
+) -> Option<Finding> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    let answer = Answer::page(host, "", status, &map, body.as_bytes());
+    if let Some(mut finding) = block_page(&answer, profile) {
+        finding.evidence = format!("the corporate proxy refused with {}", finding.evidence);
+        return Some(finding);
+    }
+    let mut redirect = redirect_off_allowlist(&answer, profile)?;
+    redirect.evidence = format!("the corporate proxy refused with {}", redirect.evidence);
+    Some(redirect)
 }
 
 /// A DNS answer inside a filter's sinkhole range (Umbrella's 146.112.61.0/24), or loopback /

@@ -215,8 +215,10 @@ pub fn failure_findings(
     let mut found: Vec<_> = detect::dns_sinkhole(host, &failure.dns_answer, profile)
         .into_iter()
         .collect();
-    if let (Some(status), Some(body)) = (failure.proxy_status, failure.proxy_body.as_deref()) {
-        found.extend(detect::proxy_refusal(host, status, body, profile));
+    if let Some(status) = failure.proxy_status {
+        let body = failure.proxy_body.as_deref().unwrap_or_default();
+        let headers = &failure.proxy_headers;
+        found.extend(detect::proxy_refusal(host, status, headers, body, profile));
     }
     let command = reproduce::command(url, path);
     found

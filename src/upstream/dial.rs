@@ -443,8 +443,9 @@ pub async fn proxy_refusal(response: Response<Incoming>, what: &str) -> Failure 
         .get(PROXY_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let evidence = crate::inspect::detect::evidence_headers(response.headers());
     let body = read_prefix(response.into_body(), PROXY_BODY_LIMIT).await;
-    let (kind, detail) = if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+    let (kind, mut detail) = if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         let how = challenge.map_or(String::new(), |c| format!(" ({c})"));
         (
             FailureKind::UpstreamProxyAuth,
@@ -456,9 +457,18 @@ pub async fn proxy_refusal(response: Response<Incoming>, what: &str) -> Failure 
             format!("the corporate proxy refused {what}: {status}"),
         )
     };
+    let said: Vec<String> = evidence
+        .iter()
+        .filter(|(name, _)| name != "content-type")
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    if !said.is_empty() {
+        detail.push_str(&format!(" ({})", said.join(", ")));
+    }
     let mut failure = Failure::new(kind, Side::UpstreamProxy, detail);
     failure.proxy_status = Some(status.as_u16());
     failure.proxy_body = Some(body).filter(|b| !b.is_empty());
+    failure.proxy_headers = evidence;
     failure
 }
 

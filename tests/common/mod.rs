@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 pub mod chromium;
 pub mod kerberos;
+pub mod squid;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
