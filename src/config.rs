@@ -162,6 +162,37 @@ impl Intercept {
         })
     }
 
+    /// A warning when `--intercept` globs cover none of the profile's hosts (a typo such as
+    /// `profle`), naming the closest of the words and hosts it could have meant.
+    pub fn unmatched_warning(&self, profile: &Profile) -> Option<String> {
+        let Intercept::Globs(globs) = self else {
+            return None;
+        };
+        // A profile entry's host: `*.chatgpt.com` → `chatgpt.com` (its apex is covered too).
+        let hosts: Vec<String> = profile
+            .entries
+            .iter()
+            .map(|e| e.pattern.trim_start_matches("*.").to_ascii_lowercase())
+            .collect();
+        let covered = hosts.iter().any(|h| {
+            globs
+                .iter()
+                .any(|g| glob_match(g, h) || glob_match(g, &format!("x.{h}")))
+        });
+        if covered {
+            return None;
+        }
+        let typed = globs.join(",");
+        let words = ["profile", "all", "none"].map(String::from);
+        let candidates = words
+            .iter()
+            .chain(profile.entries.iter().map(|e| &e.pattern));
+        let closest = candidates.min_by_key(|c| edit_distance(&typed, c))?;
+        Some(format!(
+            "--intercept {typed:?} matches none of the profile's hosts: nothing of ChatGPT will be intercepted; did you mean {closest:?}?"
+        ))
+    }
+
     /// Whether CONNECTs to `host` are intercepted.
     pub fn covers(&self, host: &str, profile: &Profile) -> bool {
         match self {
@@ -174,6 +205,24 @@ impl Intercept {
             }
         }
     }
+}
+
+/// Levenshtein distance in characters (short strings: a flag's value against a few words).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut last = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (last + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            last = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// `*` matches any run of characters (dots included); everything else matches itself.
@@ -309,6 +358,30 @@ mod tests {
         }
         assert!(glob_match("*.chatgpt.com", "ab.chatgpt.com"));
         assert!(!glob_match("*.chatgpt.com", "chatgpt.com"));
+    }
+
+    #[test]
+    fn an_intercept_glob_that_covers_nothing_is_named_with_the_closest_word() {
+        let p = Profile::builtin();
+        let typo = Intercept::parse("profle").unwrap();
+        let warning = typo.unmatched_warning(&p).unwrap();
+        assert!(warning.ends_with("did you mean \"profile\"?"), "{warning}");
+        let host_typo = Intercept::parse("*.chatgtp.com").unwrap();
+        let warning = host_typo.unmatched_warning(&p).unwrap();
+        assert!(
+            warning.contains("did you mean \"*.chatgpt.com\""),
+            "{warning}"
+        );
+        for fine in [
+            "*.chatgpt.com",
+            "chatgpt.com",
+            "*.openai.com,example.org",
+            "profile",
+        ] {
+            let i = Intercept::parse(fine).unwrap();
+            assert_eq!(i.unmatched_warning(&p), None, "{fine}");
+        }
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

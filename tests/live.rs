@@ -506,6 +506,22 @@ async fn diagproxy_browser_reaches_an_https_origin_through_interception_without_
         session.join("report.html").exists(),
         "the started run ended cleanly"
     );
+    // Through diagproxy's PAC only the profile's hosts came: the browser's own traffic
+    // stayed out, and the verdict is about ChatGPT.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(session.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["other_hosts"]["hosts"], 0, "{summary:#}");
+    let verdict = summary["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("No problem seen: 1 allowlisted host(s)"),
+        "{verdict}"
+    );
+    let html = std::fs::read_to_string(session.join("report.html")).unwrap();
+    assert!(
+        !html.contains("id=\"other-traffic\""),
+        "no other traffic to show"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -632,8 +632,19 @@ pub fn table(report: &Report) -> String {
             num(r.proxy_cpu_us),
         ));
     }
+    out.push_str(LEGEND);
     out
 }
+
+/// What the table's columns mean, printed under it.
+const LEGEND: &str = "
+direct: the same load without a proxy; via proxy: through it, in alternating slices.
+ratio: via proxy / direct (for rates, above 1 is faster; for times and sizes, below 1 is).
+added/req: time the proxy adds per request or per connection, in µs (negative: faster).
+p99 µs direct/proxy: the 99th percentile latency of each, in µs.
+proxy CPU µs: the proxy process's CPU time per request (or per MB, per set-up), read
+from /proc when its process is known; `-` when it is not (another proxy without --proxy-pid).
+";
 
 /// The progress bar on stderr: one step per measurement.
 struct Progress {

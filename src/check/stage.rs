@@ -215,11 +215,40 @@ impl CheckReport {
     pub fn conclude(&mut self) {
         self.failing = self.hosts.iter().filter(|h| h.fails()).count()
             + usize::from(self.voice.as_ref().is_some_and(Voice::fails));
-        self.verdict = verdict::sentence(self.hosts.iter().map(|h| verdict::HostView {
+        let sentence = verdict::sentence(self.hosts.iter().map(|h| verdict::HostView {
             host: &h.host,
             allowlisted: h.allowlist.is_some(),
             findings: &h.findings,
         }));
+        // One consistent line: a check that exits 2 never says "No problem seen".
+        let calm = sentence.starts_with("No problem") || sentence.starts_with("Nothing that stops");
+        self.verdict = match (self.failing, calm) {
+            (0, _) | (_, false) => sentence,
+            (_, true) => self.failed_stages(),
+        };
+    }
+
+    /// `2 check(s) failed (exit 2): chatgpt.com stream (…); voice cannot connect.`
+    fn failed_stages(&self) -> String {
+        let mut failed: Vec<String> = self
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let (stage, s) = h
+                    .stages()
+                    .into_iter()
+                    .find(|(_, s)| s.state == State::Fail)?;
+                Some(format!("{} {stage} ({})", h.host, s.detail))
+            })
+            .collect();
+        if self.voice.as_ref().is_some_and(Voice::fails) {
+            failed.push("voice cannot connect (STUN and TCP 443)".into());
+        }
+        format!(
+            "{} check(s) failed (exit {EXIT_FAILING}): {}.",
+            failed.len(),
+            failed.join("; ")
+        )
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -347,6 +376,11 @@ mod tests {
         };
         report.conclude();
         assert_eq!((report.failing, report.exit_code()), (1, EXIT_FAILING));
+        // No finding explains the failed stage: the verdict names it, never "No problem".
+        assert_eq!(
+            report.verdict,
+            "1 check(s) failed (exit 2): cdn.oaistatic.com tcp (tcp)."
+        );
         let table = report.table();
         assert!(table.contains("cdn.oaistatic.com tcp: tcp"), "{table}");
         assert!(
@@ -356,6 +390,11 @@ mod tests {
         report.hosts.pop();
         report.conclude();
         assert_eq!(report.exit_code(), 0);
+        assert!(
+            report.verdict.starts_with("No problem seen"),
+            "{}",
+            report.verdict
+        );
     }
 
     #[test]

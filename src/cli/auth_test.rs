@@ -187,11 +187,18 @@ async fn try_scheme(
     });
     let mut record = None;
     let result = dial::through(proxy, &target.host, target.port, &alone, &mut record).await;
-    judge(scheme, result.err().map(|f| f.detail), record)
+    judge(scheme, result.err(), record, &target.to_string())
 }
 
-/// What one scheme's attempt came to (no I/O).
-fn judge(scheme: Scheme, failed: Option<String>, record: Option<AuthRecord>) -> SchemeTest {
+/// What one scheme's attempt came to (no I/O). The question is the sign-in: a scheme that
+/// got past the `407` (any other answer from the proxy) works, whatever the proxy could then
+/// do for `target`.
+fn judge(
+    scheme: Scheme,
+    failed: Option<crate::failure::Failure>,
+    record: Option<AuthRecord>,
+    target: &str,
+) -> SchemeTest {
     let mut test = SchemeTest {
         scheme: scheme.to_string(),
         state: "ok",
@@ -201,7 +208,7 @@ fn judge(scheme: Scheme, failed: Option<String>, record: Option<AuthRecord>) -> 
     };
     let Some(record) = record else {
         test.state = if failed.is_some() { "failed" } else { "ok" };
-        test.detail = failed.unwrap_or_else(|| "no 407 this time".into());
+        test.detail = failed.map_or_else(|| "no 407 this time".into(), |f| f.detail);
         return test;
     };
     test.ms = Some(record.ms);
@@ -214,8 +221,10 @@ fn judge(scheme: Scheme, failed: Option<String>, record: Option<AuthRecord>) -> 
     match (record.outcome, record.failure, failed) {
         (Outcome::Ok, _, None) => {}
         (Outcome::Ok, _, Some(after)) => {
-            test.state = "failed";
-            test.detail = format!("signed in, then: {after}");
+            let status = after
+                .proxy_status
+                .map_or_else(|| after.kind.to_string(), |s| s.to_string());
+            test.detail = format!("signed in; the proxy then could not reach {target} ({status})");
         }
         (Outcome::Failed, Some(AuthFailure::Unsupported), _) => {
             test.state = "skipped";
@@ -290,10 +299,25 @@ mod tests {
 
     #[test]
     fn judge_names_ok_failed_and_skipped() {
-        let ok = judge(Scheme::Negotiate, None, Some(record(Outcome::Ok, None, "")));
+        let t = "chatgpt.com:443";
+        let refusal = |status: u16| {
+            let mut f = crate::failure::Failure::new(
+                crate::failure::FailureKind::UpstreamProxyRefused,
+                crate::failure::Side::UpstreamProxy,
+                format!("refused {status}"),
+            );
+            f.proxy_status = Some(status);
+            Some(f)
+        };
+        let ok = judge(
+            Scheme::Negotiate,
+            None,
+            Some(record(Outcome::Ok, None, "")),
+            t,
+        );
         assert_eq!((ok.state, ok.detail.as_str()), ("ok", "HTTP@p"));
         let no_ticket = record(Outcome::Failed, Some(AuthFailure::NoTicket), "no cache");
-        let failed = judge(Scheme::Negotiate, Some("407".into()), Some(no_ticket));
+        let failed = judge(Scheme::Negotiate, refusal(407), Some(no_ticket), t);
         assert_eq!(failed.state, "failed");
         assert_eq!(failed.detail, "HTTP@p: no cache");
         let mut lacks = record(
@@ -302,17 +326,25 @@ mod tests {
             "needs --upstream-user",
         );
         lacks.spn = None;
-        let skipped = judge(Scheme::Ntlm, Some("407".into()), Some(lacks));
+        let skipped = judge(Scheme::Ntlm, refusal(407), Some(lacks), t);
         assert_eq!(
             (skipped.state, skipped.detail.as_str()),
             ("skipped", "needs --upstream-user")
         );
+        // Signed in, then the proxy could not reach the target: the sign-in works.
         let after = judge(
             Scheme::Basic,
-            Some("refused 403".into()),
+            refusal(503),
             Some(record(Outcome::Ok, None, "")),
+            t,
         );
-        assert_eq!(after.state, "failed");
+        assert_eq!(
+            (after.state, after.detail.as_str()),
+            (
+                "ok",
+                "signed in; the proxy then could not reach chatgpt.com:443 (503)"
+            )
+        );
     }
 
     #[test]
@@ -325,6 +357,7 @@ mod tests {
                 Scheme::Negotiate,
                 None,
                 Some(record(Outcome::Ok, None, "")),
+                "chatgpt.com:443",
             )],
             best: best.map(str::to_string),
         };

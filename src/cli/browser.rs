@@ -157,6 +157,14 @@ fn open(
         .status()
         .map_err(|e| Failed::Error(format!("cannot start {}: {e}", program.display())))?;
     eprintln!("diagproxy: the browser exited ({status}); its profile is removed");
+    if !status.success() {
+        return Err(Failed::Error(format!(
+            "{} ended with {status}: it may not have started (as root Chromium needs \
+             --no-sandbox, which --headless adds; without a display it needs --headless); its \
+             own message is above",
+            program.display()
+        )));
+    }
     Ok(())
 }
 
@@ -213,7 +221,12 @@ fn chromium_flags(
         // Chromium honours the SPKI list only with its own user-data-dir: never the
         // user's everyday profile.
         format!("--user-data-dir={}", profile.display()),
-        format!("--proxy-server=http://{proxy}"),
+        // Only the profile's hosts through diagproxy (its PAC), unless --all-traffic: the
+        // browser's own background hosts stay out of the session.
+        match args.all_traffic {
+            true => format!("--proxy-server=http://{proxy}"),
+            false => format!("--proxy-pac-url=http://{proxy}/proxy.pac"),
+        },
         format!("--ignore-certificate-errors-spki-list={spki}"),
         "--no-first-run".into(),
         "--no-default-browser-check".into(),
@@ -366,6 +379,7 @@ mod tests {
             ca_dir: "certs".into(),
             headless,
             no_live_page: false,
+            all_traffic: false,
             chromium_flag: vec![],
             run_arg: vec![],
         }
@@ -378,7 +392,7 @@ mod tests {
         let flags = chromium_flags(Path::new("/tmp/p"), proxy, "AbC=", live, &args(false));
         let mut expected = vec![
             "--user-data-dir=/tmp/p",
-            "--proxy-server=http://127.0.0.1:8080",
+            "--proxy-pac-url=http://127.0.0.1:8080/proxy.pac",
             "--ignore-certificate-errors-spki-list=AbC=",
             "--no-first-run",
             "--no-default-browser-check",

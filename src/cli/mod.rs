@@ -111,10 +111,16 @@ pub struct BrowserArgs {
     /// brave-browser on PATH]. A Firefox path prints the manual steps instead.
     #[arg(long, value_name = "PATH")]
     pub browser: Option<PathBuf>,
-    /// The diagproxy to use; when nothing answers there, `diagproxy run --intercept
-    /// profile` is started on it for as long as the browser is open.
+    /// The diagproxy to use (IP:PORT or http://IP:PORT, loopback only); when nothing
+    /// answers there, `diagproxy run --intercept profile` is started on it for as long as
+    /// the browser is open.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
     pub proxy: String,
+    /// Send all of the browser's traffic through diagproxy (--proxy-server), not only the
+    /// profile's hosts (its PAC file, the default): the browser's own update and sign-in
+    /// hosts then appear as other traffic.
+    #[arg(long)]
+    pub all_traffic: bool,
     /// The CA a started `run` uses (created there if missing).
     #[arg(long, default_value = "certs", value_name = "DIR")]
     pub ca_dir: PathBuf,

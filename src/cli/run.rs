@@ -17,6 +17,9 @@ const EXIT_FLUSH: Duration = Duration::from_secs(2);
 pub fn run(args: &RunArgs) -> Result<(), Failed> {
     let config = Config::from_run_args(args).map_err(|e| Failed::Usage(e.to_string()))?;
     init_tracing(&config);
+    if let Some(warning) = config.intercept.unmatched_warning(&config.profile) {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -281,10 +281,10 @@ fn other_hosts(out: &mut String, session: &Session) {
     if others.is_empty() {
         return;
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<details id=\"other-traffic\"><summary>Other traffic (not ChatGPT): {} host(s); not part of the verdict</summary>\
-         <table class=\"sortable filterable\" id=\"other-hosts\"><thead><tr><th>host</th><th>connections</th><th>requests</th><th>down</th><th>what happened</th></tr></thead><tbody>\n",
+         <table class=\"sortable filterable\" id=\"other-hosts\"><thead><tr><th>host</th><th>connections</th><th>requests</th><th>down</th><th>what happened</th></tr></thead><tbody>",
         others.len()
     );
     for h in &others {
@@ -456,6 +456,54 @@ mod tests {
         for external in ["src=\"http", "href=\"http", "@import", "url("] {
             assert!(!html.contains(external), "external resource {external}");
         }
+    }
+
+    #[test]
+    fn other_traffic_is_collapsed_apart_and_never_the_verdict() {
+        let mut events = fixtures::events();
+        let mut other = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Tunnel(t) => Some(t.clone()),
+                _ => None,
+            })
+            .unwrap();
+        other.host = "update.googleapis.com".into();
+        other.sni = Some(other.host.clone());
+        other.allowlist = None;
+        other.findings.clear();
+        other.end = crate::session::event::TunnelEnd::Failed;
+        other.failure = Some(crate::failure::Failure::new(
+            crate::failure::FailureKind::DnsFailed,
+            crate::failure::Side::Upstream,
+            "no such name",
+        ));
+        let without = fixtures::session_of(&events).summary.verdict();
+        let at = events.len() - 1;
+        events.insert(at, Event::Tunnel(other));
+        let session = fixtures::session_of(&events);
+        assert_eq!(
+            session.summary.verdict(),
+            without,
+            "other traffic changes no verdict"
+        );
+        let html = render(&session);
+        let other_at = html
+            .find("<details id=\"other-traffic\">")
+            .expect("the section");
+        assert!(html.contains("Other traffic (not ChatGPT): 1 host(s); not part of the verdict"));
+        let findings = &html[html.find("id=\"findings\"").unwrap()..other_at];
+        assert!(
+            !findings.contains("update.googleapis.com"),
+            "not among ChatGPT's findings"
+        );
+        assert!(html[other_at..].contains("<tr class=\"other\"><td>update.googleapis.com:"));
+        assert!(html[other_at..].contains("dns_failed"));
+        let doc = session.summary.doc();
+        assert_eq!(
+            (doc.other_hosts.hosts, doc.other_hosts.with_problems),
+            (1, 1)
+        );
     }
 
     #[test]
