@@ -225,29 +225,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// `*` matches any run of characters (dots included); everything else matches itself.
-///
-/// Linear in the text: the first piece must start it, the last must end it, and each piece
-/// between is taken at its first occurrence (leftmost is always safe when the only
-/// wildcard is `*`), so no pattern can make it backtrack.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let mut pieces = pattern.split('*');
-    let first = pieces.next().unwrap_or("");
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let middle: Vec<&str> = pieces.collect();
-    let Some((last, middle)) = middle.split_last() else {
-        return rest.is_empty(); // no `*` at all: an exact match
-    };
-    for piece in middle {
-        match rest.find(piece) {
-            Some(at) => rest = &rest[at + piece.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
-}
+pub use crate::text::glob_match;
 
 /// A command-line problem; `main` prints it and exits 64.
 #[derive(Debug, PartialEq, Eq)]

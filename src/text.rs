@@ -4,6 +4,7 @@
 //!   terminal: C0, DEL and C1 control characters are shown escaped (`\x1b`), never
 //!   interpreted, so a certificate cannot retitle or recolour the engineer's terminal.
 //! - [`shell`]: a value pasted into a POSIX shell: single-quoted when it is not plainly safe.
+//! - [`glob_match`]: `*` globs (`--intercept`, `--upstream-auth-proxies`), linear.
 //! - [`html`]: a value inside an HTML page or a quoted attribute.
 //! - [`markdown`]: a value inside a Markdown table cell or line.
 //! - [`is_host`]: whether a host is a DNS name or an IP literal (anything else is refused
@@ -37,6 +38,30 @@ pub fn terminal(text: &str, keep_newlines: bool) -> Cow<'_, str> {
 /// the live page and the answer pages all use it.
 pub fn html(text: &str) -> String {
     html_escape::encode_quoted_attribute(&terminal(text, true)).into_owned()
+}
+
+/// `*` matches any run of characters (dots included); everything else matches itself.
+///
+/// Linear in the text: the first piece must start it, the last must end it, and each piece
+/// between is taken at its first occurrence (leftmost is always safe when the only
+/// wildcard is `*`), so no pattern can make it backtrack.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let middle: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = middle.split_last() else {
+        return rest.is_empty(); // no `*` at all: an exact match
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// The most bytes of a URL or request target kept in the session files.

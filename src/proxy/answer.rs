@@ -167,3 +167,34 @@ pub fn plain(status: StatusCode, text: String) -> Response<Body> {
     );
     response
 }
+/// Answers a request that failed before its answer came, and records it with the
+/// findings its failure shows.
+pub(super) fn request_failed(
+    state: &Shared,
+    mut event: RequestEvent,
+    failure: Failure,
+    started: Instant,
+    bytes_up: &AtomicU64,
+) -> Response<Body> {
+    let response = self::failure(&failure, &event.host, event.port, &state.config.profile);
+    event.findings.extend(state.failure_findings(
+        &event.host,
+        &failure,
+        &event.url,
+        event.port,
+        &event.route,
+    ));
+    event.failure = Some(failure);
+    event.bytes_up = bytes_up.load(Ordering::Relaxed);
+    event.timings.total_ms = ms(started.elapsed());
+    state.recorder.record(Event::Request(Box::new(event)));
+    response
+}
+
+/// Why a target host is refused (shown escaped: it came from the network).
+pub fn not_a_host(host: &str) -> String {
+    format!(
+        "{:?} is neither a DNS name nor an IP address",
+        crate::text::terminal(host, false)
+    )
+}

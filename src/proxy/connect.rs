@@ -10,14 +10,6 @@ use crate::session::event::Downstream;
 use crate::shutdown::Shutdown;
 use crate::upstream::addr::unbracket;
 
-/// Why a target host is refused (shown escaped: it came from the network).
-pub fn not_a_host(host: &str) -> String {
-    format!(
-        "{:?} is neither a DNS name nor an IP address",
-        crate::text::terminal(host, false)
-    )
-}
-
 /// Answers a CONNECT: 400 for a bad target, 508 for this proxy itself, else a tunnel or an
 /// interception, as `--intercept` says for the host.
 pub async fn connect(
@@ -39,7 +31,7 @@ pub async fn connect(
         return answer::refuse(&state, downstream, "CONNECT", &target, status, &reason);
     };
     if !crate::text::is_host(&host) {
-        let reason = not_a_host(&host);
+        let reason = super::answer::not_a_host(&host);
         let status = StatusCode::BAD_REQUEST;
         return answer::refuse(&state, downstream, "CONNECT", &target, status, &reason);
     }

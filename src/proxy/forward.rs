@@ -2,7 +2,7 @@
 //! absolute-form to the corporate proxy), bodies streamed both ways, hop-by-hop headers
 //! removed (RFC 9110 §7.6.1), keep-alive kept through the pool.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use super::hop::strip_hop_by_hop;
 use super::{answer, OpenGuard, Shared};
 use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
-use crate::session::event::{Downstream, Event, RequestEvent};
+use crate::session::event::{Downstream, RequestEvent};
 use crate::upstream::pool::PoolKey;
 use crate::upstream::route::{Hop, Taken};
 use crate::upstream::{auth, dial};
@@ -78,14 +78,14 @@ pub async fn forward(
     };
     let (response, sender, key) = match result {
         Ok(ok) => ok,
-        Err(failure) => return fail(&state, event, failure, started, &bytes_up),
+        Err(failure) => return answer::request_failed(&state, event, failure, started, &bytes_up),
     };
     let on_route = state.route_findings(&event.host, &event.route, None);
     event.findings.extend(on_route);
     if via_proxy(&event) && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         let failure =
             dial::proxy_refusal(response, &format!("{} {}", event.method, event.url)).await;
-        return fail(&state, event, failure, started, &bytes_up);
+        return answer::request_failed(&state, event, failure, started, &bytes_up);
     }
     let asked = Asked {
         path,
@@ -118,7 +118,7 @@ fn target(
     let host = crate::upstream::addr::unbracket(authority.host()).to_string();
     let port = authority.port_u16().unwrap_or(80);
     if !crate::text::is_host(&host) {
-        return Err((StatusCode::BAD_REQUEST, super::connect::not_a_host(&host)));
+        return Err((StatusCode::BAD_REQUEST, super::answer::not_a_host(&host)));
     }
     if state.is_self(&host, port) {
         let reason = format!("{url} is this proxy itself; refusing to loop");
@@ -429,26 +429,4 @@ fn side_of(hop: &Hop) -> Side {
         Hop::Direct => Side::Upstream,
         _ => Side::UpstreamProxy,
     }
-}
-
-pub(super) fn fail(
-    state: &Shared,
-    mut event: RequestEvent,
-    failure: Failure,
-    started: Instant,
-    bytes_up: &AtomicU64,
-) -> Response<Body> {
-    let response = answer::failure(&failure, &event.host, event.port, &state.config.profile);
-    event.findings.extend(state.failure_findings(
-        &event.host,
-        &failure,
-        &event.url,
-        event.port,
-        &event.route,
-    ));
-    event.failure = Some(failure);
-    event.bytes_up = bytes_up.load(Ordering::Relaxed);
-    event.timings.total_ms = ms(started.elapsed());
-    state.recorder.record(Event::Request(Box::new(event)));
-    response
 }

@@ -100,9 +100,9 @@ fn overview(state: &Shared) -> String {
     );
     crate::report::html::verdict(&mut out, &summary);
     crate::report::overview::render(&mut out, &summary);
-    out.push_str(&super::pages::hosts_html(&summary));
+    out.push_str(&hosts_html(&summary));
     drop(summary);
-    out.push_str(&super::pages::passthrough_html(state));
+    out.push_str(&passthrough_html(state));
     out
 }
 
@@ -316,6 +316,81 @@ fn secured(body: Body, content_type: &'static str) -> Response<Body> {
     );
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     response
+}
+
+/// Where the live page's "intercept again" buttons post (`pages` serves it).
+pub(super) const REENABLE: &str = "/passthrough/reenable";
+
+/// The passed-through host:port pairs, each with a button that intercepts it again.
+fn passthrough_html(state: &Shared) -> String {
+    let list = state.trust.passthrough_list();
+    if list.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h2>Tunnelled untouched</h2><p>A client refused diagproxy's certificate for these, so they \
+         are tunnelled without interception. After installing the CA (<a href=\"/ca.pem\">ca.pem</a>), \
+         intercept them again:</p><table>",
+    );
+    for (host, port) in list {
+        // Host names here passed the CONNECT's host check: letters, digits, dots, dashes.
+        let host = escape(&host);
+        html.push_str(&format!(
+            "<tr><td>{host}:{port}</td><td><form method=\"post\" action=\"{REENABLE}?host={host}&amp;port={port}\">\
+             <button>Intercept again</button></form></td></tr>"
+        ));
+    }
+    html.push_str("</table>");
+    html
+}
+
+/// The hosts so far, one row each, its most serious finding first.
+fn hosts_html(summary: &crate::session::summary::Summary) -> String {
+    let mut rows = host_rows(summary);
+    if rows.is_empty() {
+        rows.push_str("<tr><td colspan=\"8\">No traffic yet. Point a browser or <code>curl -x</code> at this proxy.</td></tr>");
+    }
+    format!(
+        "<h2>Hosts</h2><table class=\"hosts\"><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th>\
+         <th>up</th><th>down</th><th>finding</th><th>failures</th></tr>\n{rows}</table>"
+    )
+}
+
+/// One table row per host.
+fn host_rows(summary: &crate::session::summary::Summary) -> String {
+    let mut rows = String::new();
+    for h in summary.hosts() {
+        let failures: Vec<String> = h
+            .failures
+            .iter()
+            .map(|(k, n)| format!("{k} × {n}"))
+            .collect();
+        let worst = h.worst();
+        // Traffic outside the profile is never coloured as a failure.
+        let class = match (h.allowlist.is_some(), h.is_failing(), worst.is_some()) {
+            (false, _, _) => "other",
+            (true, true, _) => "fail",
+            (true, false, true) => "warn",
+            (true, false, false) => "ok",
+        };
+        rows.push_str(&format!(
+            "<tr class=\"{class}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&h.host),
+            h.port,
+            escape(h.allowlist.as_deref().unwrap_or("other")),
+            h.connections,
+            h.requests,
+            crate::session::livelog::bytes(h.bytes_up),
+            crate::session::livelog::bytes(h.bytes_down),
+            escape(&worst.map_or_else(|| "-".to_string(), |f| f.label())),
+            escape(&failures.join(", "))
+        ));
+    }
+    rows
+}
+
+fn escape(text: &str) -> String {
+    crate::text::html(text)
 }
 
 #[cfg(test)]

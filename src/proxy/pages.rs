@@ -8,9 +8,9 @@ use hyper::{Request, Response, StatusCode};
 
 use super::answer::plain;
 use super::body::{full, Body};
-use super::{live, Shared};
+use super::live::{self, REENABLE};
+use super::Shared;
 use crate::profile::Profile;
-use crate::session::livelog::bytes;
 use crate::shutdown::Shutdown;
 use crate::upstream::addr::join as host_port;
 
@@ -188,9 +188,6 @@ async fn keyed(req: &Request<Incoming>, state: &Shared, shutdown: Shutdown) -> R
     }
 }
 
-/// Where the live page's "intercept again" buttons post.
-const REENABLE: &str = "/passthrough/reenable";
-
 /// `POST /passthrough/reenable?host=H&port=P`: intercept a passed-through host:port again,
 /// then back to `/`. Only from this proxy's own page or a non-browser client: a request a
 /// browser sends from another site (its `Origin` or `Sec-Fetch-Site` says so) is refused.
@@ -236,29 +233,6 @@ fn reenable(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
         .headers_mut()
         .insert(hyper::header::LOCATION, HeaderValue::from_static("/"));
     response
-}
-
-/// The passed-through host:port pairs, each with a button that intercepts it again.
-pub(super) fn passthrough_html(state: &Shared) -> String {
-    let list = state.trust.passthrough_list();
-    if list.is_empty() {
-        return String::new();
-    }
-    let mut html = String::from(
-        "<h2>Tunnelled untouched</h2><p>A client refused diagproxy's certificate for these, so they \
-         are tunnelled without interception. After installing the CA (<a href=\"/ca.pem\">ca.pem</a>), \
-         intercept them again:</p><table>",
-    );
-    for (host, port) in list {
-        // Host names here passed the CONNECT's host check: letters, digits, dots, dashes.
-        let host = escape(&host);
-        html.push_str(&format!(
-            "<tr><td>{host}:{port}</td><td><form method=\"post\" action=\"{REENABLE}?host={host}&amp;port={port}\">\
-             <button>Intercept again</button></form></td></tr>"
-        ));
-    }
-    html.push_str("</table>");
-    html
 }
 
 /// Whether an `Origin` is this proxy's own page: `http://` and the listener's port, on a
@@ -350,51 +324,6 @@ pub fn pac(profile: &Profile, proxy: &str) -> String {
         profile.name,
         tests.join(" ||\n      ")
     )
-}
-
-/// The hosts so far, one row each, its most serious finding first.
-pub(super) fn hosts_html(summary: &crate::session::summary::Summary) -> String {
-    let mut rows = host_rows(summary);
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"8\">No traffic yet. Point a browser or <code>curl -x</code> at this proxy.</td></tr>");
-    }
-    format!(
-        "<h2>Hosts</h2><table class=\"hosts\"><tr><th>host</th><th>allowlist</th><th>connections</th><th>requests</th>\
-         <th>up</th><th>down</th><th>finding</th><th>failures</th></tr>\n{rows}</table>"
-    )
-}
-
-/// One table row per host.
-fn host_rows(summary: &crate::session::summary::Summary) -> String {
-    let mut rows = String::new();
-    for h in summary.hosts() {
-        let failures: Vec<String> = h
-            .failures
-            .iter()
-            .map(|(k, n)| format!("{k} × {n}"))
-            .collect();
-        let worst = h.worst();
-        // Traffic outside the profile is never coloured as a failure.
-        let class = match (h.allowlist.is_some(), h.is_failing(), worst.is_some()) {
-            (false, _, _) => "other",
-            (true, true, _) => "fail",
-            (true, false, true) => "warn",
-            (true, false, false) => "ok",
-        };
-        rows.push_str(&format!(
-            "<tr class=\"{class}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&h.host),
-            h.port,
-            escape(h.allowlist.as_deref().unwrap_or("other")),
-            h.connections,
-            h.requests,
-            bytes(h.bytes_up),
-            bytes(h.bytes_down),
-            escape(&worst.map_or_else(|| "-".to_string(), |f| f.label())),
-            escape(&failures.join(", "))
-        ));
-    }
-    rows
 }
 
 fn escape(text: &str) -> String {

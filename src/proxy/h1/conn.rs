@@ -201,7 +201,7 @@ impl<D: AsyncRead + AsyncWrite + Unpin + 'static> Conn<D> {
         let (state, started, up) = (&self.state, asked.started, &asked.bytes_up);
         let response = match &self.route {
             Route::Forward { .. } => {
-                crate::proxy::forward::fail(state, event, error.failure, started, up)
+                crate::proxy::answer::request_failed(state, event, error.failure, started, up)
             }
             Route::Intercept(ctx) => {
                 let wants_html = answer::wants_html(asked.accept.as_deref());

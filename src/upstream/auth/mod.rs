@@ -262,9 +262,10 @@ impl Settings {
     pub fn password_to(&self, host: &str, port: u16, chosen: bool) -> Result<(), String> {
         let host = crate::upstream::addr::unbracket(host).to_ascii_lowercase();
         let hostport = crate::upstream::addr::join(&host, port);
-        let listed = self.auth_proxies.iter().any(|g| {
-            crate::config::glob_match(g, &host) || crate::config::glob_match(g, &hostport)
-        });
+        let listed = self
+            .auth_proxies
+            .iter()
+            .any(|g| crate::text::glob_match(g, &host) || crate::text::glob_match(g, &hostport));
         if chosen || listed {
             return Ok(());
         }
