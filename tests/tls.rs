@@ -199,6 +199,62 @@ async fn the_side_handshake_goes_through_the_corporate_proxy() {
 }
 
 #[tokio::test]
+async fn a_chain_resigned_on_a_proxy_route_names_the_proxy_and_its_product() {
+    let world = World::new();
+    // Re-signed by a CA that names no product, which this machine trusts.
+    let corp_ca = TestCa::root("Corporate Web Proxy CA", "Example Corp");
+    let (leaf, key) = corp_ca.leaf(&["chatgpt.com"]);
+    let origin = tls_origin_with(vec![leaf], key).await;
+    let (corp, _) = corporate_proxy(CorpMode::Allow).await;
+    let public_pem = write_file(world.dir.path(), "public.pem", &world.public.pem());
+    let system_pem = write_file(
+        world.dir.path(),
+        "system.pem",
+        &(world.public.pem() + &corp_ca.pem()),
+    );
+    let upstream = format!("http://{corp}");
+    let proxy = Proxy::start(&[
+        "--public-roots",
+        &public_pem,
+        "--system-roots",
+        &system_pem,
+        "--upstream-proxy",
+        &upstream,
+    ])
+    .await;
+    let answer = https_through(proxy.addr, "chatgpt.com", origin.port(), &corp_ca.pem()).await;
+    assert!(answer.ends_with("hello over tls"), "{answer}");
+    proxy.wait_events("tls_check", 1).await;
+    let session = proxy.stop().await;
+    let host = session.host("chatgpt.com", origin.port());
+    let finding = host["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "tls_inspection")
+        .unwrap_or_else(|| panic!("{host:#}"));
+    let detail = finding["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with(&format!("; re-signed by the proxy PROXY {corp}")),
+        "{detail}"
+    );
+    assert_eq!(
+        finding["vendor"], "Squid",
+        "named from the proxy's Via: {finding}"
+    );
+    let tunnel = &session.events_of("tunnel")[0];
+    assert!(
+        tunnel["proxy_headers"].to_string().contains("squid/5.7"),
+        "{tunnel}"
+    );
+    let verdict = session.summary["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("Squid re-signs TLS for chatgpt.com"),
+        "{verdict}"
+    );
+}
+
+#[tokio::test]
 async fn a_failed_side_handshake_is_recorded_not_guessed() {
     let echo = echo_server().await; // speaks no TLS
     let pin = format!("chatgpt.com:{}:127.0.0.1", echo.port());

@@ -54,6 +54,7 @@ fn route(report: &CheckReport, host: &HostCheck) -> Taken {
         route_failed: Vec::new(),
         pac_error: None,
         proxy_auth: host.proxy_auth.clone(),
+        proxy_headers: Vec::new(),
     }
 }
 

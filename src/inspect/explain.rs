@@ -184,6 +184,59 @@ pub fn tls_finding(profile: &Profile, host: &str, port: u16, tls: &TlsVerdict) -
     ))
 }
 
+/// A re-signed (or untrusted) chain on a host whose route is a corporate proxy: the proxy
+/// is where it happens, so the finding says so ("re-signed by the proxy PROXY host:port"),
+/// and names the product from the proxy's own headers (`Via: … (squid/5.7)`) when the
+/// issuer named none. Once per finding.
+pub fn resigned_by_proxy(
+    finding: &mut Finding,
+    hop: &str,
+    proxy_headers: &[(String, String)],
+    profile: &Profile,
+) {
+    let chain = matches!(
+        finding.kind,
+        FindingKind::TlsInspection | FindingKind::UntrustedCertificate
+    );
+    if !chain || !hop.starts_with("PROXY ") || finding.detail.contains("by the proxy") {
+        return;
+    }
+    finding
+        .detail
+        .push_str(&format!("; re-signed by the proxy {hop}"));
+    if finding.vendor.is_none() {
+        finding.vendor = proxy_product(proxy_headers, profile);
+        if let Some(vendor) = &finding.vendor {
+            finding
+                .evidence
+                .push_str(&format!("; the proxy's own headers name {vendor}"));
+        }
+    }
+}
+
+/// The product a proxy's headers name: the profile's security-product headers, then the
+/// header markers of its block-page signatures (squid's `Via`).
+fn proxy_product(headers: &[(String, String)], profile: &Profile) -> Option<String> {
+    let has = |name: &str, part: &str| {
+        headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case(name)
+                && v.to_ascii_lowercase().contains(&part.to_ascii_lowercase())
+        })
+    };
+    let named = profile
+        .proxy_headers
+        .iter()
+        .find(|h| !h.contains.is_empty() && has(&h.header, &h.contains))
+        .map(|h| h.vendor.clone());
+    named.or_else(|| {
+        profile
+            .block_signatures
+            .iter()
+            .find(|sig| sig.headers.iter().any(|(n, v)| !v.is_empty() && has(n, v)))
+            .map(|sig| sig.vendor.clone())
+    })
+}
+
 /// The client refused diagproxy's own certificate (`client_rejected_ca`).
 pub fn client_rejected(
     profile: &Profile,
@@ -231,6 +284,46 @@ pub fn failure_findings(
 mod tests {
     use super::*;
     use crate::failure::{FailureKind, Side};
+
+    #[test]
+    fn a_chain_resigned_on_a_proxy_route_names_the_proxy_and_its_product() {
+        let profile = Profile::builtin();
+        let inspected = |vendor: Option<&str>| {
+            let mut f = Finding::new(
+                &profile,
+                FindingKind::TlsInspection,
+                "chatgpt.com",
+                vendor.map(str::to_string),
+                "issuer CN=Corp Proxy CA".into(),
+                "TLS for chatgpt.com:443 is re-signed by CN=Corp Proxy CA".into(),
+            );
+            f.vendor = vendor.map(str::to_string);
+            f
+        };
+        let via = vec![("via".to_string(), "1.1 proxy (squid/5.7)".to_string())];
+        let mut f = inspected(None);
+        resigned_by_proxy(&mut f, "PROXY 10.0.0.1:3128", &via, &profile);
+        assert!(
+            f.detail
+                .ends_with("; re-signed by the proxy PROXY 10.0.0.1:3128"),
+            "{}",
+            f.detail
+        );
+        assert_eq!(f.vendor.as_deref(), Some("Squid"));
+        assert!(f.evidence.contains("the proxy's own headers name Squid"));
+        resigned_by_proxy(&mut f, "PROXY 10.0.0.1:3128", &via, &profile);
+        assert_eq!(f.detail.matches("by the proxy").count(), 1, "once");
+        // The issuer's vendor stays; a DIRECT route says nothing; unknown headers name none.
+        let mut named = inspected(Some("Zscaler"));
+        resigned_by_proxy(&mut named, "PROXY p:1", &via, &profile);
+        assert_eq!(named.vendor.as_deref(), Some("Zscaler"));
+        let mut direct = inspected(None);
+        resigned_by_proxy(&mut direct, "DIRECT", &via, &profile);
+        assert!(!direct.detail.contains("by the proxy"));
+        let mut unknown = inspected(None);
+        resigned_by_proxy(&mut unknown, "PROXY p:1", &[], &profile);
+        assert_eq!(unknown.vendor, None);
+    }
 
     #[test]
     fn a_failures_remedy_is_the_check_then_the_entrys_remedy() {

@@ -114,6 +114,10 @@ pub struct HostStats {
     /// [`MAX_ROUTES`]).
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub routes: BTreeSet<String>,
+    /// The last corporate proxy its connections went through and what that proxy's `200`
+    /// said of itself: a re-signed chain here is named after it.
+    #[serde(skip)]
+    pub via_proxy: Option<(String, Vec<(String, String)>)>,
 }
 
 /// Routes remembered per host (a PAC that alternates more than this is still seen as
@@ -244,6 +248,8 @@ impl Summary {
                 if let Some(finding) = finding {
                     stats.add_finding(finding);
                 }
+                let profile = self.profile.clone();
+                self.host(&check.host, check.port).name_proxy(&profile);
             }
             Event::Tunnel(t) => {
                 let stats = self.host(t.host_name(), t.port);
@@ -257,7 +263,7 @@ impl Summary {
                     stats.add_finding(finding.clone());
                 }
                 let failure = t.failure.clone();
-                self.note_route(t.host_name(), t.port, t.route.hop.as_deref());
+                self.note_route(t.host_name(), t.port, &t.route);
                 self.note_sign_in(t.route.proxy_auth.as_ref());
                 let url = t.url();
                 let hop = t.route.hop.as_deref();
@@ -280,7 +286,7 @@ impl Summary {
                 for finding in &r.findings {
                     stats.add_finding(finding.clone());
                 }
-                self.note_route(&r.host, r.port, r.route.hop.as_deref());
+                self.note_route(&r.host, r.port, &r.route);
                 self.note_sign_in(r.route.proxy_auth.as_ref());
                 let hop = r.route.hop.as_deref();
                 self.record_failure(
@@ -323,6 +329,7 @@ impl Summary {
                 tls: None,
                 tls_error: None,
                 routes: BTreeSet::new(),
+                via_proxy: None,
             })
     }
 
@@ -465,11 +472,18 @@ impl Summary {
         self.sign_ins.values()
     }
 
-    fn note_route(&mut self, host: &str, port: u16, hop: Option<&str>) {
-        let Some(hop) = hop else { return };
+    fn note_route(&mut self, host: &str, port: u16, taken: &crate::upstream::route::Taken) {
+        let Some(hop) = taken.hop.as_deref() else {
+            return;
+        };
+        let profile = self.profile.clone();
         let stats = self.host(host, port);
         if stats.routes.len() < MAX_ROUTES {
             stats.routes.insert(hop.to_string());
+        }
+        if hop.starts_with("PROXY ") {
+            stats.via_proxy = Some((hop.to_string(), taken.proxy_headers.clone()));
+            stats.name_proxy(&profile);
         }
         if stats.allowlist.is_none() {
             return;
@@ -597,6 +611,17 @@ impl HostStats {
     pub fn is_failing(&self) -> bool {
         self.failures.keys().any(|k| !k.is_client())
             || self.findings.iter().any(|f| f.kind.is_error())
+    }
+
+    /// A re-signed chain on a proxy route names the proxy (see
+    /// [`explain::resigned_by_proxy`]).
+    fn name_proxy(&mut self, profile: &Profile) {
+        let Some((hop, headers)) = &self.via_proxy else {
+            return;
+        };
+        for finding in &mut self.findings {
+            explain::resigned_by_proxy(finding, hop, headers, profile);
+        }
     }
 
     /// Keeps one finding per kind and vendor: the first one seen, with its evidence.

@@ -126,6 +126,9 @@ pub struct Upstream {
     pub connect: Duration,
     /// The CONNECT exchange with the corporate proxy.
     pub proxy_connect: Option<Duration>,
+    /// The corporate proxy's `200`'s headers that say what it is (`Via`, `Server`, …): a
+    /// chain re-signed on this route is named after them when its issuer names nothing.
+    pub proxy_headers: Vec<(String, String)>,
 }
 
 /// Most of a block page fits here; corporate proxies put theirs in refusal bodies.
@@ -227,6 +230,9 @@ pub async fn open_tunnel(
         };
         let Err(failure) = &result else {
             taken.hop = Some(hop.to_string());
+            if let Ok(up) = &result {
+                taken.proxy_headers.clone_from(&up.proxy_headers);
+            }
             return (taken, result);
         };
         let unreachable = failure.is_unreachable();
@@ -265,6 +271,7 @@ async fn direct(host: &str, port: u16, config: &Config) -> Result<Upstream, Fail
         dns_answer: d.dns_answer,
         connect: d.connect,
         proxy_connect: None,
+        proxy_headers: Vec::new(),
     })
 }
 
@@ -280,7 +287,7 @@ pub async fn through(
     let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
     let started = Instant::now();
     let exchange = connect_through(d.stream, proxy, (host, port), config, auth);
-    let io = match tokio::time::timeout(config.response_timeout, exchange).await {
+    let (io, proxy_headers) = match tokio::time::timeout(config.response_timeout, exchange).await {
         Ok(result) => result?,
         Err(_) => {
             let detail = format!(
@@ -302,6 +309,7 @@ pub async fn through(
         dns_answer: Vec::new(),
         connect: d.connect,
         proxy_connect: Some(started.elapsed()),
+        proxy_headers,
     })
 }
 
@@ -311,7 +319,7 @@ async fn connect_through(
     (host, port): (&str, u16),
     config: &Config,
     auth: &mut Option<AuthRecord>,
-) -> Result<Stream, Failure> {
+) -> Result<(Stream, Vec<(String, String)>), Failure> {
     let target = host_port(host, port);
     let mut connect = Connect::open(stream, &target).await?;
     let preemptive = proxy
@@ -336,15 +344,17 @@ async fn connect_through(
         response = result?;
     }
     if response.status().is_success() {
+        let said = crate::inspect::detect::evidence_headers(response.headers());
         let upgraded = hyper::upgrade::on(response).await.map_err(proxy_error)?;
         // Back to the TCP connection underneath, so the relay can splice it.
-        return Ok(match upgraded.downcast::<TokioIo<TcpStream>>() {
+        let stream = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => Stream::Tcp {
                 stream: parts.io.into_inner(),
                 early: parts.read_buf,
             },
             Err(upgraded) => Stream::Other(Box::new(TokioIo::new(upgraded))),
-        });
+        };
+        return Ok((stream, said));
     }
     Err(proxy_refusal(response, &format!("CONNECT {target}")).await)
 }

@@ -103,6 +103,9 @@ pub struct Taken {
     /// Signing in to the proxy after its `407`: schemes offered and used, the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_auth: Option<super::auth::AuthRecord>,
+    /// What the corporate proxy's `200` to the CONNECT said of itself (`via`, `server`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_headers: Vec<(String, String)>,
 }
 
 impl From<&Route> for Taken {
@@ -113,6 +116,7 @@ impl From<&Route> for Taken {
             route_failed: Vec::new(),
             pac_error: route.error.clone(),
             proxy_auth: None,
+            proxy_headers: Vec::new(),
         }
     }
 }

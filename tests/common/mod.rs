@@ -684,7 +684,13 @@ async fn corp_handle(
             let _ = tokio::io::copy_bidirectional(&mut upgraded, &mut upstream).await;
         }
     });
-    Ok(reply(200, ""))
+    // A squid says who it is in its CONNECT answer's Via.
+    let mut ok = reply(200, "");
+    ok.headers_mut().insert(
+        "via",
+        hyper::header::HeaderValue::from_static("1.1 corp-proxy (squid/5.7)"),
+    );
+    Ok(ok)
 }
 
 /// Tools CI installs: a test that needs one skips when it is missing, unless
