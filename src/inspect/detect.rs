@@ -604,6 +604,36 @@ pub fn proxy_refusal(
     Some(redirect)
 }
 
+/// A WebSocket upgrade to a profile host answered without `101` where a middlebox sits on
+/// the path (`middlebox`: a corporate proxy, a TLS-inspecting gateway): it dropped the
+/// `Upgrade` (squid's ssl_bump does), so streaming answers and voice signalling fail. A
+/// `401` is the app's own sign-in; with nothing in the path a refusal is the server's own
+/// (a 4xx is normal without a session), so neither is a finding.
+pub fn websocket_refused(
+    host: &str,
+    path: &str,
+    status: u16,
+    middlebox: Option<&str>,
+    profile: &Profile,
+) -> Option<Finding> {
+    let middlebox = middlebox?;
+    if status == 101 || status == 401 || profile.match_host(host).is_none() {
+        return None;
+    }
+    let evidence = format!("status {status} to a WebSocket upgrade, through {middlebox}");
+    let detail = format!(
+        "the WebSocket upgrade for {host}{path} got {status} instead of 101: {middlebox} does not pass WebSocket upgrades"
+    );
+    Some(Finding::new(
+        profile,
+        FindingKind::WebsocketBlocked,
+        host,
+        None,
+        evidence,
+        detail,
+    ))
+}
+
 /// A DNS answer inside a filter's sinkhole range (Umbrella's 146.112.61.0/24), or loopback /
 /// 0.0.0.0 for a public name. Only for answers from DNS, never for `--resolve` pins.
 pub fn dns_sinkhole(host: &str, addresses: &[IpAddr], profile: &Profile) -> Option<Finding> {

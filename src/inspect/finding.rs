@@ -48,6 +48,9 @@ pub enum FindingKind {
     DirectBlocked,
     /// A proxy the route names could not be reached.
     ProxyUnreachable,
+    /// A WebSocket upgrade answered without `101` by the network (a filtering proxy that
+    /// drops `Upgrade`): streaming answers and voice signalling fail.
+    WebsocketBlocked,
     /// Signing in to the corporate proxy failed, and why (`proxy_auth_no_ticket`, …).
     ProxyAuth(AuthFailure),
     /// A connection or exchange that failed, named by its failure kind.
@@ -55,7 +58,7 @@ pub enum FindingKind {
 }
 
 /// Every kind a detector can produce (failures aside), for tables and tests.
-pub const DETECTED: [FindingKind; 22] = [
+pub const DETECTED: [FindingKind; 23] = [
     FindingKind::TlsInspection,
     FindingKind::UntrustedCertificate,
     FindingKind::ClientRejectedCa,
@@ -73,6 +76,7 @@ pub const DETECTED: [FindingKind; 22] = [
     FindingKind::SplitRoute,
     FindingKind::DirectBlocked,
     FindingKind::ProxyUnreachable,
+    FindingKind::WebsocketBlocked,
     FindingKind::ProxyAuth(AuthFailure::NoTicket),
     FindingKind::ProxyAuth(AuthFailure::ClockSkew),
     FindingKind::ProxyAuth(AuthFailure::Spn),
@@ -101,6 +105,7 @@ impl FindingKind {
             FindingKind::SplitRoute => "split_route",
             FindingKind::DirectBlocked => "direct_blocked",
             FindingKind::ProxyUnreachable => "proxy_unreachable",
+            FindingKind::WebsocketBlocked => "websocket_blocked",
             FindingKind::ProxyAuth(why) => why.as_str(),
             FindingKind::Failure(kind) => kind.as_str(),
         }
@@ -126,6 +131,7 @@ impl FindingKind {
             "split_route" => FindingKind::SplitRoute,
             "direct_blocked" => FindingKind::DirectBlocked,
             "proxy_unreachable" => FindingKind::ProxyUnreachable,
+            "websocket_blocked" => FindingKind::WebsocketBlocked,
             other => match AuthFailure::parse(other) {
                 Some(why) => FindingKind::ProxyAuth(why),
                 None => FindingKind::Failure(FailureKind::parse(other)?),
@@ -144,6 +150,7 @@ impl FindingKind {
             | K::NoServerHello
             | K::NonTlsInTunnel => 0,
             K::Failure(F::UpstreamProxyRefused | F::UpstreamProxyAuth)
+            | K::WebsocketBlocked
             | K::RedirectOffAllowlist
             | K::ProxyAuth(_)
             | K::DirectBlocked => 1,
@@ -196,6 +203,7 @@ impl FindingKind {
             K::SplitRoute => "hosts take different ways out",
             K::DirectBlocked => "direct connection blocked (the network wants its proxy)",
             K::ProxyUnreachable => "a corporate proxy does not answer",
+            K::WebsocketBlocked => "WebSocket upgrade refused by the network",
             K::ProxyAuth(AuthFailure::NoTicket) => "proxy sign-in: no Kerberos ticket",
             K::ProxyAuth(AuthFailure::ClockSkew) => "proxy sign-in: clocks differ too much",
             K::ProxyAuth(AuthFailure::Spn) => "proxy sign-in: proxy name unknown to Kerberos",

@@ -493,6 +493,11 @@ async fn upgrade(
             )
         }
     };
+    let wants_websocket = req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let (parts, body) = req.into_parts();
     let upstream_req = ctx.origin.shape(
         Request::from_parts(parts, body.boxed_unsync_to_box()),
@@ -513,6 +518,9 @@ async fn upgrade(
     };
     event.status = Some(response.status().as_u16());
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        event
+            .findings
+            .extend(upgrade_refused(&ctx, &event, wants_websocket));
         event.complete = true;
         event.timings.total_ms = ms(started.elapsed());
         ctx.state.recorder.record(Event::Request(Box::new(event)));
@@ -522,6 +530,45 @@ async fn upgrade(
     tokio::spawn(relay_websocket(ends, &ctx, event, started));
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, empty())
+}
+
+/// `websocket_blocked` for a WebSocket upgrade answered without `101` when a corporate proxy
+/// or a TLS-inspecting middlebox is on the way to the origin.
+fn upgrade_refused(
+    ctx: &Ctx,
+    event: &RequestEvent,
+    wants_websocket: bool,
+) -> Option<crate::inspect::Finding> {
+    if !wants_websocket {
+        return None;
+    }
+    let (host, port) = (ctx.origin.host.as_str(), ctx.origin.port);
+    let hop = event
+        .route
+        .hop
+        .as_deref()
+        .filter(|h| h.starts_with("PROXY "));
+    let inspected = ctx
+        .state
+        .verdicts
+        .lock()
+        .ok()
+        .and_then(|mut v| v.get(&(host.to_string(), port)))
+        .filter(|(_, v)| v.verdict == crate::tls::chain::Verdict::Inspected)
+        .map(|(_, v)| format!("a TLS-inspecting middlebox (issuer {})", v.issuer));
+    let middlebox = hop.map(|h| format!("the proxy {h}")).or(inspected);
+    let path = event
+        .url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..]))
+        .unwrap_or("/");
+    crate::inspect::detect::websocket_refused(
+        host,
+        path,
+        event.status.unwrap_or(0),
+        middlebox.as_deref(),
+        &ctx.state.config.profile,
+    )
 }
 
 /// Relays an upgraded connection (a WebSocket) both ways until it ends, then records its

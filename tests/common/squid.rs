@@ -10,6 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Debian's certificate generator for `ssl_bump` (package `squid-openssl`).
+pub const CERTGEN: &str = "/usr/lib/squid/security_file_certgen";
+
 pub struct FilterSquid {
     pub port: u16,
     dir: tempfile::TempDir,
@@ -20,9 +23,56 @@ impl FilterSquid {
     /// squid with `rules` (squid.conf lines: acls, `deny_info`, `http_access`) after its
     /// basic set-up; tried on three ports before giving up.
     pub fn start(rules: &str) -> FilterSquid {
+        FilterSquid::start_with("", |_| String::new(), rules)
+    }
+
+    /// squid with `ssl_bump` (Debian's `squid-openssl`): CONNECTs are decrypted and re-signed
+    /// with `ca_pem` (certificate and key, PEM), names resolve through `hosts` (a hosts
+    /// file's lines), and the origin's certificate is not verified.
+    pub fn bumping(ca_pem: &str, hosts: &str, rules: &str) -> FilterSquid {
+        let (ca_pem, hosts) = (ca_pem.to_string(), hosts.to_string());
+        let set_up = move |dir: &Path| {
+            std::fs::write(dir.join("squid-ca.pem"), &ca_pem).expect("squid's CA");
+            std::fs::write(dir.join("hosts"), &hosts).expect("hosts");
+            let db = dir.join("ssl_db");
+            let made = Command::new(CERTGEN)
+                .args(["-c", "-s"])
+                .arg(&db)
+                .args(["-M", "4MB"])
+                .output()
+                .expect("security_file_certgen");
+            assert!(made.status.success(), "{made:?}");
+            // squid's helpers run as squid's user when started as root.
+            let _ = Command::new("chmod")
+                .args(["-R", "a+rwX"])
+                .arg(&db)
+                .status();
+            let d = dir.display();
+            format!(
+                "sslcrtd_program {CERTGEN} -s {d}/ssl_db -M 4MB
+sslcrtd_children 2
+hosts_file {d}/hosts
+tls_outgoing_options flags=DONT_VERIFY_PEER
+sslproxy_cert_error allow all
+ssl_bump bump all
+"
+            )
+        };
+        FilterSquid::start_with(
+            "ssl-bump tls-cert=SQUID_CA generate-host-certificates=on dynamic_cert_mem_cache_size=4MB",
+            set_up,
+            rules,
+        )
+    }
+
+    fn start_with(
+        port_options: &str,
+        set_up: impl Fn(&Path) -> String,
+        rules: &str,
+    ) -> FilterSquid {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match FilterSquid::try_start(rules) {
+            match FilterSquid::try_start(port_options, &set_up, rules) {
                 Ok(squid) => return squid,
                 Err(why) => failures.push(why),
             }
@@ -30,7 +80,11 @@ impl FilterSquid {
         panic!("squid did not start: {failures:#?}");
     }
 
-    fn try_start(rules: &str) -> Result<FilterSquid, String> {
+    fn try_start(
+        port_options: &str,
+        set_up: &impl Fn(&Path) -> String,
+        rules: &str,
+    ) -> Result<FilterSquid, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         // squid runs as its own user when started as root: it must write its logs here.
         set_mode(dir.path(), 0o755);
@@ -39,9 +93,11 @@ impl FilterSquid {
             .map(|a| a.port())
             .map_err(|e| e.to_string())?;
         let d = dir.path().display();
+        let extra = set_up(dir.path());
+        let options = port_options.replace("SQUID_CA", &format!("{d}/squid-ca.pem"));
         let conf = format!(
-            "http_port 127.0.0.1:{port}
-pid_filename {d}/squid.pid
+            "http_port 127.0.0.1:{port} {options}
+{extra}pid_filename {d}/squid.pid
 cache_log {d}/squid-cache.log
 access_log stdio:{d}/squid-access.log
 cache deny all

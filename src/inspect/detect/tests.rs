@@ -1057,3 +1057,20 @@ fn private_addresses_and_cidr_ranges() {
     assert!(!has("146.112.61.0", "146.112.61.0"), "no prefix length");
     assert!(!has("nonsense/8", "10.0.0.1"));
 }
+
+#[test]
+fn a_websocket_refused_is_the_networks_only_with_a_middlebox_in_the_way() {
+    let p = profile();
+    let proxy = Some("the proxy PROXY 10.0.0.1:3128");
+    let found = websocket_refused("ws.chatgpt.com", "/ws", 502, proxy, &p).unwrap();
+    assert_eq!(found.kind, FindingKind::WebsocketBlocked);
+    assert_eq!(
+        found.evidence,
+        "status 502 to a WebSocket upgrade, through the proxy PROXY 10.0.0.1:3128"
+    );
+    // Nothing in the way: the server's own answer. A 101, a 401, another host: nothing.
+    assert!(websocket_refused("ws.chatgpt.com", "/ws", 403, None, &p).is_none());
+    assert!(websocket_refused("ws.chatgpt.com", "/ws", 101, proxy, &p).is_none());
+    assert!(websocket_refused("ws.chatgpt.com", "/ws", 401, proxy, &p).is_none());
+    assert!(websocket_refused("example.org", "/ws", 400, proxy, &p).is_none());
+}
