@@ -782,3 +782,77 @@ async fn a_broken_handshake_and_a_stalled_one_are_recorded_by_name() {
     let host = session.host("chatgpt.com", port);
     assert!(host["failures"]["client_handshake_timeout"] == 1, "{host}");
 }
+
+/// Every connection path records its host: the lean HTTP/1.1 forward, the hyper forward (an
+/// `Expect` hands the request over), a failed tunnel, intercepted HTTP/1.1, HTTP/2 and a
+/// WebSocket — each host:port is a row of summary.json.
+#[tokio::test]
+async fn every_connection_path_leaves_its_host_in_the_summary() {
+    let s = setup(&[]).await;
+    let plain = common::origin().await;
+    let lean = get(&format!("http://{plain}/headers"));
+    let reply = Client::connect(s.proxy.addr).await.send(lean).await;
+    assert_eq!(reply.status, 200);
+    // `Expect: 100-continue` is left to hyper's path.
+    let expect = format!(
+        "POST http://localhost:{}/echo HTTP/1.1\r\nHost: localhost:{}\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        plain.port(),
+        plain.port()
+    );
+    let answer = raw_exchange(s.proxy.addr, expect.as_bytes()).await;
+    assert!(answer.contains("HTTP/1.1 200"), "{answer}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_, head) = raw_connect(s.proxy.addr, &format!("127.0.0.2:{closed}"), "").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let port = s.origin.port();
+    let h1 = Request::get("/headers")
+        .header("host", "chatgpt.com")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = intercepted_h1(s.proxy.addr, "chatgpt.com", port, &s.ca_pem, h1).await;
+    drop(response.into_body().collect().await);
+    let mut h2 = h2_client(&s).await;
+    let url = format!("https://chatgpt.com:{port}/headers");
+    let response = h2.send_request(get(&url)).await.unwrap();
+    drop(response.into_body().collect().await);
+    drop(h2);
+    let ws = Request::get("/ws")
+        .header("host", "chatgpt.com")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = intercepted_h1(s.proxy.addr, "chatgpt.com", port, &s.ca_pem, ws).await;
+    assert_eq!(response.status(), 101);
+    drop(hyper::upgrade::on(response).await.unwrap());
+    s.proxy.wait_events("request", 5).await;
+    let session = s.proxy.stop().await;
+    assert!(session.host("127.0.0.1", plain.port())["requests"].as_u64() >= Some(1));
+    assert!(session.host("localhost", plain.port())["requests"].as_u64() >= Some(1));
+    assert!(session.host("127.0.0.2", closed)["failures"]["connect_refused"] == 1);
+    let chatgpt = session.host("chatgpt.com", port);
+    assert!(
+        chatgpt["requests"].as_u64() >= Some(3),
+        "h1, h2 and the WebSocket: {chatgpt}"
+    );
+    let protocols: Vec<&str> = session
+        .events_of("request")
+        .iter()
+        .filter(|r| r["host"] == "chatgpt.com")
+        .filter_map(|r| {
+            r["status"]
+                .as_u64()
+                .map(|_| r["url"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert!(
+        protocols.iter().any(|u| u.ends_with("/ws")),
+        "{protocols:?}"
+    );
+}

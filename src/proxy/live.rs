@@ -92,11 +92,12 @@ fn overview(state: &Shared) -> String {
     };
     let s = summary.session();
     let mut out = format!(
-        "<p class=\"meta\">Session <code>{}</code> since {} on {} — {} open now.</p>",
+        "<p class=\"meta\">Session <code>{}</code> since {} on {} — {} open now · {}.</p>",
         esc(&s.id),
         esc(&s.started_at),
         esc(&s.listen),
         state.open.load(std::sync::atomic::Ordering::Relaxed),
+        crate::report::html::route_meta(s),
     );
     crate::report::html::verdict(&mut out, &summary);
     crate::report::overview::render(&mut out, &summary);

@@ -167,7 +167,7 @@ fn allowlist_table(out: &mut String, session: &Session) {
 }
 
 /// The session's way out, for the report's first line: the route source and the PAC file.
-fn route_meta(info: &crate::session::event::SessionInfo) -> String {
+pub fn route_meta(info: &crate::session::event::SessionInfo) -> String {
     let source = match (&info.route_source, &info.upstream_proxy) {
         (Some(source), _) => format!("route {}", esc(source)),
         (None, Some(p)) => format!("through {}", esc(p)),

@@ -1074,3 +1074,12 @@ fn a_websocket_refused_is_the_networks_only_with_a_middlebox_in_the_way() {
     assert!(websocket_refused("ws.chatgpt.com", "/ws", 401, proxy, &p).is_none());
     assert!(websocket_refused("example.org", "/ws", 400, proxy, &p).is_none());
 }
+
+#[test]
+fn privoxys_blocked_page_is_named_by_its_name() {
+    // Privoxy answers "403 Request blocked by Privoxy" with a page that names it
+    // (filters.c block_url); this page is modelled on its `blocked` template, not captured.
+    let page = "<html><head><title>Request blocked (Privoxy@localhost)</title></head><body><h2>Request for blocked URL</h2><p>Your request for http://chatgpt.com/ was blocked.</p></body></html>";
+    let found = proxy_refusal("chatgpt.com", 403, &html(), page, &profile()).unwrap();
+    assert_eq!(found.vendor.as_deref(), Some("Privoxy"), "{found:?}");
+}
