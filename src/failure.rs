@@ -34,6 +34,10 @@ pub enum FailureKind {
     HttpError,
     /// The upstream accepted but did not answer within `--response-timeout`.
     Timeout,
+    /// A SOCKS server refused the CONNECT (its reply code says why).
+    SocksRefused,
+    /// A SOCKS server did not let diagproxy in (no acceptable method, a refused password).
+    SocksAuthFailed,
     /// An intercepted client sent something that is not TLS (plaintext HTTP, garbage) after
     /// its CONNECT: the client's doing, recorded with its first bytes.
     ClientNotTls,
@@ -46,7 +50,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FailureKind; 13] = [
+    pub const ALL: [FailureKind; 15] = [
         FailureKind::DnsFailed,
         FailureKind::ConnectRefused,
         FailureKind::ConnectTimeout,
@@ -57,6 +61,8 @@ impl FailureKind {
         FailureKind::TlsFailed,
         FailureKind::HttpError,
         FailureKind::Timeout,
+        FailureKind::SocksRefused,
+        FailureKind::SocksAuthFailed,
         FailureKind::ClientNotTls,
         FailureKind::ClientHandshakeFailed,
         FailureKind::ClientHandshakeTimeout,
@@ -80,6 +86,8 @@ impl FailureKind {
             FailureKind::TlsFailed => "tls_failed",
             FailureKind::HttpError => "http_error",
             FailureKind::Timeout => "timeout",
+            FailureKind::SocksRefused => "socks_refused",
+            FailureKind::SocksAuthFailed => "socks_auth_failed",
             FailureKind::ClientNotTls => "client_not_tls",
             FailureKind::ClientHandshakeFailed => "client_handshake_failed",
             FailureKind::ClientHandshakeTimeout => "client_handshake_timeout",

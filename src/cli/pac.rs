@@ -168,13 +168,13 @@ async fn check_proxies(hosts: &[HostRoute], config: &Config) -> Vec<ProxyCheck> 
     let mut named: Vec<&str> = hosts
         .iter()
         .flat_map(|h| h.route.split("; "))
-        .filter(|hop| hop.starts_with("PROXY "))
+        .filter(|hop| crate::upstream::route::hop_proxy(hop).is_some())
         .collect();
     named.sort_unstable();
     named.dedup();
     let mut checks = Vec::new();
     for proxy in named {
-        let target = proxy.trim_start_matches("PROXY ");
+        let target = crate::upstream::route::hop_proxy(proxy).unwrap_or_default();
         let Some(hp) = HostPort::parse(target, 0) else {
             continue;
         };

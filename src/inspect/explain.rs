@@ -81,7 +81,7 @@ pub fn route_findings(
     for failed in taken
         .route_failed
         .iter()
-        .filter(|f| f.starts_with("PROXY "))
+        .filter(|f| crate::upstream::route::hop_proxy(f).is_some())
     {
         let detail = format!("{host}: fell back to {hop}");
         found.push(finding(
@@ -93,7 +93,7 @@ pub fn route_findings(
     let Some(failure) = failure.filter(|f| f.is_unreachable()) else {
         return found;
     };
-    if hop.starts_with("PROXY ") {
+    if crate::upstream::route::hop_proxy(hop).is_some() {
         let detail = format!("{host}: {hop} did not answer, and no other way was left");
         found.push(finding(
             FindingKind::ProxyUnreachable,

@@ -149,7 +149,12 @@ impl FindingKind {
             | K::ResetAfterClientHello
             | K::NoServerHello
             | K::NonTlsInTunnel => 0,
-            K::Failure(F::UpstreamProxyRefused | F::UpstreamProxyAuth)
+            K::Failure(
+                F::UpstreamProxyRefused
+                | F::UpstreamProxyAuth
+                | F::SocksRefused
+                | F::SocksAuthFailed,
+            )
             | K::WebsocketBlocked
             | K::RedirectOffAllowlist
             | K::ProxyAuth(_)
@@ -219,6 +224,8 @@ impl FindingKind {
             K::Failure(F::TlsFailed) => "TLS handshake failed",
             K::Failure(F::HttpError) => "broken HTTP answer",
             K::Failure(F::Timeout) => "no answer in time",
+            K::Failure(F::SocksRefused) => "refused by the SOCKS proxy",
+            K::Failure(F::SocksAuthFailed) => "the SOCKS proxy refused the sign-in",
             K::Failure(F::ClientNotTls) => "the client spoke no TLS after CONNECT",
             K::Failure(F::ClientHandshakeFailed) => "the client's TLS handshake failed",
             K::Failure(F::ClientHandshakeTimeout) => "the client's TLS handshake timed out",

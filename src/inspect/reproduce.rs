@@ -19,7 +19,19 @@ pub struct Path<'a> {
 pub fn command(url: &str, path: &Path<'_>) -> String {
     let mut cmd = String::from("curl -sv -o /dev/null");
     if let Some((proxy, has_credentials)) = path.proxy {
-        cmd.push_str(&format!(" -x {}", shell(proxy)));
+        // curl's own SOCKS flags: the proxy resolves for SOCKS5 (as browsers do), this
+        // machine for SOCKS4.
+        let flag = [
+            ("socks5h://", "--socks5-hostname"),
+            ("socks4a://", "--socks4a"),
+            ("socks4://", "--socks4"),
+        ]
+        .into_iter()
+        .find_map(|(scheme, flag)| proxy.strip_prefix(scheme).map(|hp| (flag, hp)));
+        match flag {
+            Some((flag, hostport)) => cmd.push_str(&format!(" {flag} {}", shell(hostport))),
+            None => cmd.push_str(&format!(" -x {}", shell(proxy))),
+        }
         if has_credentials {
             cmd.push_str(" --proxy-user USER:PASS");
         }
@@ -56,6 +68,25 @@ mod tests {
         };
         let pinned = command("https://chatgpt.com:8443/", &path);
         assert_eq!(pinned, "curl -sv -o /dev/null -x http://corp:3128 --proxy-user USER:PASS --resolve chatgpt.com:8443:127.0.0.1 'https://chatgpt.com:8443/'");
+        let socks = command(
+            "https://chatgpt.com/",
+            &Path {
+                proxy: Some(("socks5h://127.0.0.1:1080", false)),
+                pin: None,
+            },
+        );
+        assert_eq!(
+            socks,
+            "curl -sv -o /dev/null --socks5-hostname 127.0.0.1:1080 'https://chatgpt.com/'"
+        );
+        let socks4 = command(
+            "https://chatgpt.com/",
+            &Path {
+                proxy: Some(("socks4://s:1080", false)),
+                pin: None,
+            },
+        );
+        assert!(socks4.contains(" --socks4 s:1080 "), "{socks4}");
     }
 
     #[test]

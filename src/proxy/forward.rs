@@ -173,7 +173,8 @@ fn shape(
             *request.uri_mut() = absolute.clone();
             Some((proxy.host.clone(), proxy.port))
         }
-        Hop::Direct => {
+        // Through a SOCKS server the request goes as to the origin, on the SOCKS connection.
+        Hop::Direct | Hop::Socks(_) => {
             let origin_form = absolute.path_and_query().map_or("/", |pq| pq.as_str());
             *request.uri_mut() = origin_form
                 .parse()
@@ -227,7 +228,11 @@ async fn exchange(
                 Err(e) => return Err(Failure::from_exchange_error(&e, side_of(hop))),
             }
         }
-        let failure = match dial::dial(&key.0, key.1, &state.config, side_of(hop)).await {
+        let dialed = match hop {
+            Hop::Socks(socks) => dial::through_socks(socks, &key.0, key.1, &state.config).await,
+            _ => dial::dial(&key.0, key.1, &state.config, side_of(hop)).await,
+        };
+        let failure = match dialed {
             Ok(dialed) => {
                 let (response, sender) = send_new(request, dialed, hop, state, event).await?;
                 let (response, sender) =
@@ -236,8 +241,8 @@ async fn exchange(
             }
             Err(failure) => failure,
         };
-        if let (Hop::Proxy(proxy), true) = (hop, failure.is_unreachable()) {
-            state.config.router.mark_bad(proxy);
+        if let (Some(at), true) = (hop.endpoint(), failure.is_unreachable()) {
+            state.config.router.mark_bad_at(at);
         }
         if !failure.is_unreachable() || i + 1 == hops.len() {
             return Err(failure);

@@ -448,8 +448,9 @@ impl State {
     /// The proxy a hop (`PROXY host:port`) names, as a URL without credentials, and
     /// whether it takes some.
     fn proxy_url(&self, hop: Option<&str>) -> Option<(String, bool)> {
-        let hostport = hop?.strip_prefix("PROXY ")?;
-        let url = format!("http://{hostport}");
+        let hop = hop?;
+        let url = crate::upstream::route::hop_url(hop)?;
+        let hostport = crate::upstream::route::hop_proxy(hop)?;
         Some((url, self.config.router.has_credentials(hostport)))
     }
 

@@ -379,8 +379,8 @@ impl Summary {
             .as_deref()
             .is_some_and(|p| p.contains("***@"));
         let proxy = hop
-            .and_then(|h| h.strip_prefix("PROXY "))
-            .map(|hostport| (format!("http://{hostport}"), with_credentials));
+            .and_then(crate::upstream::route::hop_url)
+            .map(|url| (url, with_credentials));
         let pin = self.session.pin(host, port);
         let path = reproduce::Path {
             proxy: proxy.as_ref().map(|(p, c)| (p.as_str(), *c)),

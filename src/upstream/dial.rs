@@ -226,6 +226,7 @@ pub async fn open_tunnel(
         result = match hop {
             Hop::Direct => direct(host, port, config).await,
             Hop::Proxy(proxy) => through(proxy, host, port, config, &mut taken.proxy_auth).await,
+            Hop::Socks(proxy) => socks_tunnel(proxy, host, port, config).await,
             Hop::Unsupported(what) => Err(unsupported(what)),
         };
         let Err(failure) = &result else {
@@ -236,8 +237,8 @@ pub async fn open_tunnel(
             return (taken, result);
         };
         let unreachable = failure.is_unreachable();
-        if let (Hop::Proxy(proxy), true) = (hop, unreachable) {
-            config.router.mark_bad(proxy);
+        if let (Some(at), true) = (hop.endpoint(), unreachable) {
+            config.router.mark_bad_at(at);
         }
         taken.hop = Some(hop.to_string());
         if !unreachable || i + 1 == hops.len() {
@@ -250,12 +251,53 @@ pub async fn open_tunnel(
     (taken, result)
 }
 
-/// The failure for a hop diagproxy cannot take (`SOCKS5 s:1080`).
+/// A connection to `host:port` through the SOCKS server `proxy`, its handshake done.
+pub async fn through_socks(
+    proxy: &super::route::SocksProxy,
+    host: &str,
+    port: u16,
+    config: &Config,
+) -> Result<Dialed, Failure> {
+    let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
+    let started = Instant::now();
+    let stream = super::socks::handshake(proxy, d.stream, host, port, config).await?;
+    Ok(Dialed {
+        stream,
+        addr: d.addr,
+        dns: d.dns,
+        dns_answer: Vec::new(),
+        connect: d.connect + started.elapsed(),
+    })
+}
+
+/// A tunnel through a SOCKS server: the stream to splice.
+async fn socks_tunnel(
+    proxy: &super::route::SocksProxy,
+    host: &str,
+    port: u16,
+    config: &Config,
+) -> Result<Upstream, Failure> {
+    let d = through_socks(proxy, host, port, config).await?;
+    Ok(Upstream {
+        io: Stream::Tcp {
+            stream: d.stream,
+            early: Bytes::new(),
+        },
+        addr: d.addr,
+        dns: d.dns,
+        dns_answer: Vec::new(),
+        connect: d.connect,
+        proxy_connect: None,
+        proxy_headers: Vec::new(),
+    })
+}
+
+/// The failure for a hop diagproxy cannot take (`HTTPS p:443`).
 pub fn unsupported(what: &str) -> Failure {
     Failure::new(
         FailureKind::ConnectFailed,
         Side::UpstreamProxy,
-        format!("{what}: diagproxy does not speak this proxy protocol (only PROXY/HTTP)"),
+        format!("{what}: diagproxy does not speak this proxy protocol yet (PROXY, SOCKS, SOCKS4 and SOCKS5 only)"),
     )
 }
 

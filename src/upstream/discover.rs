@@ -35,6 +35,7 @@ pub async fn router(config: &Config, listen: SocketAddr) -> Router {
     match &config.upstream {
         Spec::Direct => Router::new(Way::Direct, "--upstream-proxy direct"),
         Spec::Fixed(p) => Router::new(Way::Fixed(p.clone().into()), "--upstream-proxy"),
+        Spec::Socks(p) => Router::new(Way::Socks(p.clone().into()), "--upstream-proxy"),
         Spec::Pac(location) => pac_router(location, "--upstream-proxy", config).await,
         Spec::Auto => auto(wpad_domain, config, listen).await,
     }

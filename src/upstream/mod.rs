@@ -30,5 +30,6 @@ pub mod resolve;
 pub mod route;
 pub mod router;
 pub mod sighted;
+pub mod socks;
 
 pub use addr::HostPort;

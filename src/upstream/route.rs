@@ -33,9 +33,22 @@ pub enum Hop {
     Direct,
     /// CONNECT (or an absolute-form request) through this corporate proxy.
     Proxy(Arc<UpstreamProxy>),
-    /// A way diagproxy cannot take (`SOCKS`, `HTTPS` proxies), kept so it can say so and
-    /// go on to the next one.
+    /// A connection through this SOCKS server (`SOCKS`, `SOCKS4`, `SOCKS5` in a PAC).
+    Socks(Arc<SocksProxy>),
+    /// A way diagproxy cannot take (`HTTPS` proxies), kept so it can say so and go on to
+    /// the next one.
     Unsupported(String),
+}
+
+impl Hop {
+    /// The proxy's `host:port` when the hop is a proxy of any kind.
+    pub fn endpoint(&self) -> Option<(&str, u16)> {
+        match self {
+            Hop::Proxy(p) => Some((&p.host, p.port)),
+            Hop::Socks(p) => Some((&p.host, p.port)),
+            Hop::Direct | Hop::Unsupported(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for Hop {
@@ -43,9 +56,41 @@ impl fmt::Display for Hop {
         match self {
             Hop::Direct => f.write_str("DIRECT"),
             Hop::Proxy(p) => write!(f, "PROXY {}", HostPort::new(p.host.as_str(), p.port)),
+            Hop::Socks(p) => write!(
+                f,
+                "{} {}",
+                p.version.pac_name(),
+                HostPort::new(p.host.as_str(), p.port)
+            ),
             Hop::Unsupported(text) => f.write_str(text),
         }
     }
+}
+
+/// The proxy kinds as a recorded hop names them (`PROXY a:3128`, `SOCKS5 s:1080`), with the
+/// URL scheme curl takes for each.
+const HOP_KINDS: [(&str, &str); 4] = [
+    ("PROXY", "http"),
+    ("SOCKS5", "socks5h"),
+    ("SOCKS4", "socks4"),
+    ("SOCKS4A", "socks4a"),
+];
+
+/// The proxy's `host:port` of a recorded hop (`PROXY a:3128`, `SOCKS5 s:1080`), or `None`
+/// for `DIRECT` and what is no proxy; a `route_failed` entry (`PROXY a:3128: refused`) too.
+pub fn hop_proxy(hop: &str) -> Option<&str> {
+    let (kind, rest) = hop.split_once(' ')?;
+    HOP_KINDS
+        .iter()
+        .any(|(k, _)| *k == kind)
+        .then(|| rest.split_once(": ").map_or(rest, |(hp, _)| hp))
+}
+
+/// A recorded proxy hop as the URL curl takes (`http://a:3128`, `socks5h://s:1080`).
+pub fn hop_url(hop: &str) -> Option<String> {
+    let (kind, _) = hop.split_once(' ')?;
+    let scheme = HOP_KINDS.iter().find(|(k, _)| *k == kind)?.1;
+    Some(format!("{scheme}://{}", hop_proxy(hop)?))
 }
 
 /// How diagproxy reaches one host: the ways to try, in order, and who said so.
@@ -126,7 +171,8 @@ impl From<&Route> for Taken {
 pub const MAX_HOPS: usize = 32;
 
 /// A PAC result (`PROXY a:3128; PROXY b:3128; DIRECT`) as hops, the first [`MAX_HOPS`]. `HTTP` is `PROXY`;
-/// `HTTPS`, `SOCKS`, `SOCKS4` and `SOCKS5` are kept as unsupported hops; an entry that is
+/// `SOCKS` and `SOCKS4` are SOCKS4 (Chromium reads a bare `SOCKS` so), `SOCKS5` is SOCKS5;
+/// `HTTPS` is kept as an unsupported hop; an entry that is
 /// none of these, or a proxy without a port, is an error (Chromium skips such entries; we
 /// say so). An empty result is DIRECT.
 pub fn parse_pac_result(text: &str) -> Result<Vec<Hop>, String> {
@@ -142,7 +188,20 @@ pub fn parse_pac_result(text: &str) -> Result<Vec<Hop>, String> {
         let hop = match (scheme.as_str(), target) {
             ("DIRECT", None) => Hop::Direct,
             ("PROXY" | "HTTP", Some(target)) => Hop::Proxy(Arc::new(pac_proxy(entry, target)?)),
-            ("HTTPS" | "SOCKS" | "SOCKS4" | "SOCKS5", Some(target)) => {
+            ("SOCKS" | "SOCKS4" | "SOCKS5", Some(target)) => {
+                let p = pac_proxy(entry, target)?;
+                let version = match scheme.as_str() {
+                    "SOCKS5" => Version::V5,
+                    _ => Version::V4,
+                };
+                Hop::Socks(Arc::new(SocksProxy {
+                    version,
+                    host: p.host,
+                    port: p.port,
+                    credentials: None,
+                }))
+            }
+            ("HTTPS", Some(target)) => {
                 pac_proxy(entry, target)?;
                 Hop::Unsupported(format!("{scheme} {target}"))
             }
@@ -172,12 +231,77 @@ fn pac_proxy(entry: &str, target: &str) -> Result<UpstreamProxy, String> {
     })
 }
 
+/// Which SOCKS, and who resolves the target's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// SOCKS4: an IPv4 address resolved by diagproxy (PAC `SOCKS`, `SOCKS4`; `socks4://`).
+    V4,
+    /// SOCKS4a: the name sent to the proxy (`socks4a://`).
+    V4a,
+    /// SOCKS5 with the name sent to the proxy (PAC `SOCKS5`; `socks5://`).
+    V5,
+}
+
+impl Version {
+    /// As a PAC result spells it (`SOCKS4A` is no PAC keyword; it is shown so).
+    pub fn pac_name(self) -> &'static str {
+        match self {
+            Version::V4 => "SOCKS4",
+            Version::V4a => "SOCKS4A",
+            Version::V5 => "SOCKS5",
+        }
+    }
+
+    /// The URL scheme (`--upstream-proxy`).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Version::V4 => "socks4",
+            Version::V4a => "socks4a",
+            Version::V5 => "socks5",
+        }
+    }
+}
+
+/// A SOCKS server on the route.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SocksProxy {
+    pub version: Version,
+    pub host: String,
+    pub port: u16,
+    /// SOCKS5 username/password (RFC 1929), from `socks5://user:pass@host:port`.
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for SocksProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+impl SocksProxy {
+    /// `socks5://host:port`, or `socks5://***@host:port`: safe to log and record.
+    pub fn display(&self) -> String {
+        let creds = if self.credentials.is_some() {
+            "***@"
+        } else {
+            ""
+        };
+        format!(
+            "{}://{creds}{}",
+            self.version.scheme(),
+            super::addr::join(&self.host, self.port)
+        )
+    }
+}
+
 /// `--upstream-proxy`: `auto`, `direct`, a proxy URL, or `pac:URL` / `pac:FILE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Spec {
     Auto,
     Direct,
     Fixed(UpstreamProxy),
+    /// `socks5://[user:pass@]host:port`, `socks4://host:port`, `socks4a://host:port`.
+    Socks(SocksProxy),
     Pac(String),
 }
 
@@ -190,6 +314,7 @@ impl Spec {
             _ => match text.strip_prefix("pac:") {
                 Some("") => return Err("--upstream-proxy pac: needs a URL or a file".into()),
                 Some(location) => Spec::Pac(location.to_string()),
+                None if text.starts_with("socks") => Spec::Socks(parse_socks_proxy(text)?),
                 None => Spec::Fixed(
                     parse_upstream_proxy(text)
                         .map_err(|e| format!("{e} (or auto, direct, pac:URL, pac:FILE)"))?,
@@ -279,6 +404,48 @@ pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, String> {
     })
 }
 
+/// `socks5://[user:pass@]host:port`, `socks4://host:port`, `socks4a://host:port` (the port
+/// defaults to 1080; credentials only for SOCKS5, percent-decoded).
+pub fn parse_socks_proxy(url: &str) -> Result<SocksProxy, String> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let shown = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}"),
+        None => url.to_string(),
+    };
+    let err = |why: &str| {
+        format!("--upstream-proxy {shown:?}: {why}; expected socks5://[user:pass@]host:port, socks4://host:port or socks4a://host:port")
+    };
+    let version = match scheme.to_ascii_lowercase().as_str() {
+        "socks5" | "socks5h" => Version::V5,
+        "socks4" => Version::V4,
+        "socks4a" => Version::V4a,
+        _ => return Err(err("not a SOCKS scheme")),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err(err("a proxy URL has no path"));
+    }
+    let (userinfo, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    if userinfo.is_some() && version != Version::V5 {
+        return Err(err("only SOCKS5 takes a username and password"));
+    }
+    let credentials = userinfo.map(|u| {
+        let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+        (percent_decode(user), percent_decode(pass))
+    });
+    let HostPort { host, port } =
+        HostPort::parse(hostport, 1080).ok_or_else(|| err("bad host or port"))?;
+    Ok(SocksProxy {
+        version,
+        host,
+        port,
+        credentials,
+    })
+}
+
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -330,9 +497,21 @@ mod tests {
         assert_eq!(shown, ["PROXY a.corp:3128", "PROXY [::1]:8080", "DIRECT"]);
         assert_eq!(parse_pac_result("").unwrap(), [Hop::Direct]);
         assert_eq!(parse_pac_result(" ; ").unwrap(), [Hop::Direct]);
-        let socks = parse_pac_result("SOCKS5 s:1080; HTTP h:80").unwrap();
-        assert_eq!(socks[0], Hop::Unsupported("SOCKS5 s:1080".into()));
-        assert_eq!(socks[1].to_string(), "PROXY h:80");
+        let socks =
+            parse_pac_result("SOCKS5 s:1080; SOCKS t:1081; HTTP h:80; HTTPS x:443").unwrap();
+        let shown: Vec<String> = socks.iter().map(Hop::to_string).collect();
+        // Chromium reads a bare SOCKS as SOCKS4.
+        assert_eq!(
+            shown,
+            [
+                "SOCKS5 s:1080",
+                "SOCKS4 t:1081",
+                "PROXY h:80",
+                "HTTPS x:443"
+            ]
+        );
+        assert_eq!(socks[0].endpoint(), Some(("s", 1080)));
+        assert!(matches!(socks[3], Hop::Unsupported(_)));
         for bad in [
             "PROXY corp",
             "PROXY",
@@ -346,6 +525,39 @@ mod tests {
         assert_eq!(parse_pac_result(&many).unwrap().len(), MAX_HOPS);
         let e = parse_pac_result("DIRECT; PROXY corp").unwrap_err();
         assert!(e.contains("host:port"), "{e}");
+    }
+
+    #[test]
+    fn recorded_hops_read_back() {
+        assert_eq!(hop_proxy("PROXY a:3128"), Some("a:3128"));
+        assert_eq!(
+            hop_proxy("SOCKS5 s:1080: connection refused"),
+            Some("s:1080")
+        );
+        assert_eq!(hop_proxy("DIRECT"), None);
+        assert_eq!(hop_proxy("HTTPS x:443"), None);
+        assert_eq!(hop_url("SOCKS4 s:1").as_deref(), Some("socks4://s:1"));
+        assert_eq!(
+            hop_url("PROXY [::1]:8080").as_deref(),
+            Some("http://[::1]:8080")
+        );
+    }
+
+    #[test]
+    fn socks_proxy_urls() {
+        let p = parse_socks_proxy("socks5://u%40x:p%3Aw@127.0.0.1:1080").unwrap();
+        assert_eq!(p.version, Version::V5);
+        assert_eq!(p.credentials, Some(("u@x".into(), "p:w".into())));
+        assert_eq!(p.display(), "socks5://***@127.0.0.1:1080");
+        assert_eq!(parse_socks_proxy("socks4://s").unwrap().port, 1080);
+        assert_eq!(
+            parse_socks_proxy("socks4a://s:9").unwrap().version,
+            Version::V4a
+        );
+        assert!(matches!(Spec::parse("socks5://s:1"), Ok(Spec::Socks(_))));
+        let e = parse_socks_proxy("socks4://u:PW@s:1").unwrap_err();
+        assert!(e.contains("only SOCKS5") && !e.contains("PW"), "{e}");
+        assert!(parse_socks_proxy("socks9://s:1").is_err());
     }
 
     #[test]

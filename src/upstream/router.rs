@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::env::Manual;
 use super::pac::{Pac, PacError, PacFile};
-use super::route::{parse_pac_result, Hop, Route, UpstreamProxy};
+use super::route::{parse_pac_result, Hop, Route, SocksProxy, UpstreamProxy};
 use crate::lru::LruMap;
 
 /// How long a proxy that did not connect is skipped (Chromium's default, five minutes).
@@ -29,6 +29,8 @@ pub const MAX_PAC_ERRORS: usize = 64;
 pub enum Way {
     Direct,
     Fixed(Arc<UpstreamProxy>),
+    /// One SOCKS server for every host (`--upstream-proxy socks5://…`).
+    Socks(Arc<SocksProxy>),
     Manual(Manual),
     /// A PAC script (in [`Router::pac`]), or why there is none (then every host goes
     /// DIRECT with a `pac_error`).
@@ -92,6 +94,11 @@ impl Router {
         router.steady = match &router.way {
             Way::Direct => Some(Arc::new(Route::direct(source))),
             Way::Fixed(p) => Some(Arc::new(Route::via(p.clone(), source))),
+            Way::Socks(p) => Some(Arc::new(Route {
+                hops: vec![Hop::Socks(p.clone())],
+                source,
+                error: None,
+            })),
             _ => None,
         };
         router
@@ -142,6 +149,7 @@ impl Router {
         match &self.way {
             Way::Direct => format!("DIRECT ({})", self.origin),
             Way::Fixed(p) => format!("{} ({})", p.display(), self.origin),
+            Way::Socks(p) => format!("{} ({})", p.display(), self.origin),
             Way::Manual(_) => format!("proxy settings ({})", self.origin),
             Way::Pac => match self.loaded().as_deref() {
                 Some(Ok(pac)) => format!("PAC {} ({})", pac.file.url, self.origin),
@@ -175,6 +183,10 @@ impl Router {
         match &self.way {
             Way::Fixed(p) => named(p),
             Way::Manual(m) => m.proxies().any(named),
+            Way::Socks(p) => {
+                p.credentials.is_some()
+                    && super::addr::join(&p.host, p.port).eq_ignore_ascii_case(hostport)
+            }
             _ => false,
         }
     }
@@ -207,7 +219,7 @@ impl Router {
         };
         match &self.way {
             // Made once in `new`.
-            Way::Direct | Way::Fixed(_) => Traced {
+            Way::Direct | Way::Fixed(_) | Way::Socks(_) => Traced {
                 route: self
                     .steady
                     .clone()
@@ -333,6 +345,11 @@ impl Router {
 
     /// Remembers that `proxy` did not connect: it is tried last for [`BAD_FOR`].
     pub fn mark_bad(&self, proxy: &UpstreamProxy) {
+        self.mark_bad_at((&proxy.host, proxy.port));
+    }
+
+    /// [`Router::mark_bad`] for any proxy's `host:port` (a SOCKS server's too).
+    pub fn mark_bad_at(&self, (host, port): (&str, u16)) {
         let Ok(mut bad) = self.bad.lock() else { return };
         if bad.len() >= BAD_LIST {
             let oldest = bad
@@ -343,28 +360,25 @@ impl Router {
                 bad.remove(&oldest);
             }
         }
-        bad.insert((proxy.host.clone(), proxy.port), Instant::now());
+        bad.insert((host.to_string(), port), Instant::now());
     }
 
     /// The hops in the order to try them: those not marked bad first (in the script's
     /// order), then the bad ones (Chromium retries a bad proxy when nothing else is left).
     pub fn in_order<'r>(&self, route: &'r Route) -> Vec<&'r Hop> {
-        let bad = |hop: &&Hop| match hop {
-            Hop::Proxy(p) => self.is_bad(p),
-            _ => false,
-        };
+        let bad = |hop: &&Hop| hop.endpoint().is_some_and(|at| self.is_bad_at(at));
         let (later, first): (Vec<&Hop>, Vec<&Hop>) = route.hops.iter().partition(bad);
         first.into_iter().chain(later).collect()
     }
 
-    fn is_bad(&self, proxy: &UpstreamProxy) -> bool {
+    fn is_bad_at(&self, (host, port): (&str, u16)) -> bool {
         let Ok(bad) = self.bad.lock() else {
             return false;
         };
         if bad.is_empty() {
             return false;
         }
-        bad.get(&(proxy.host.clone(), proxy.port))
+        bad.get(&(host.to_string(), port))
             .is_some_and(|at| at.elapsed() < BAD_FOR)
     }
 }

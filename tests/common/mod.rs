@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod chromium;
+pub mod dante;
 pub mod kerberos;
 pub mod squid;
 

@@ -1,0 +1,120 @@
+//! SOCKS routes against a real dante (Debian's `dante-server`; CI installs it): tunnels and
+//! plain HTTP through SOCKS5 and SOCKS4, a refusal by dante's rules named with its reply
+//! code, and a PAC whose dead SOCKS server falls back to the next hop.
+
+mod common;
+
+use common::dante::{Dante, BLOCKED};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn dante_present() -> bool {
+    require_tool("danted")
+}
+
+async fn echoes(proxy: std::net::SocketAddr, target: &str) {
+    let (mut stream, head) = raw_connect(proxy, target, "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{target}: {head}");
+    stream.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_and_plain_http_go_through_socks5_and_a_refusal_is_named() {
+    if !dante_present() {
+        return;
+    }
+    let dante = Dante::start();
+    let echo = echo_server().await;
+    let plain = origin().await;
+    let url = format!("socks5://127.0.0.1:{}", dante.port);
+    let proxy = Proxy::start(&["--upstream-proxy", &url]).await;
+    echoes(proxy.addr, &format!("127.0.0.1:{}", echo.port())).await;
+    let reply = get(proxy.addr, &format!("http://{plain}/headers")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let (_, head) = raw_connect(proxy.addr, &format!("{BLOCKED}:443"), "").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert!(head.contains("socks_refused"), "{head}");
+    let session = proxy.stop().await;
+
+    let tunnels = session.events_of("tunnel");
+    let hop = format!("SOCKS5 127.0.0.1:{}", dante.port);
+    assert!(
+        tunnels.iter().all(|t| t["route"] == hop.as_str()),
+        "{tunnels:#?}"
+    );
+    let blocked = tunnels
+        .iter()
+        .find(|t| t["host"] == BLOCKED)
+        .expect("the blocked tunnel");
+    assert_eq!(blocked["failure"]["kind"], "socks_refused", "{blocked}");
+    assert_eq!(blocked["failure"]["side"], "upstream_proxy");
+    let detail = blocked["failure"]["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with("reply 0x02, connection not allowed by ruleset"),
+        "{detail}"
+    );
+    let host = session.host(BLOCKED, 443);
+    assert!(
+        host["findings"]
+            .to_string()
+            .contains(&format!("--socks5-hostname 127.0.0.1:{}", dante.port)),
+        "the reproduce command takes the same SOCKS route: {host}"
+    );
+    assert!(dante.log().contains("block"), "dante itself refused it");
+    let request = &session.events_of("request")[0];
+    assert_eq!(request["route"], hop.as_str(), "{request}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks4_resolves_here_and_a_pac_falls_back_past_a_dead_socks_server() {
+    if !dante_present() {
+        return;
+    }
+    let dante = Dante::start();
+    let echo = echo_server().await;
+    // SOCKS4 carries an address: chatgpt.com resolves here, through the pin.
+    let url = format!("socks4://127.0.0.1:{}", dante.port);
+    let pin = format!("chatgpt.com:{}:127.0.0.1", echo.port());
+    let proxy = Proxy::start(&["--upstream-proxy", &url, "--resolve", &pin]).await;
+    echoes(proxy.addr, &format!("chatgpt.com:{}", echo.port())).await;
+    let session = proxy.stop().await;
+    let tunnel = &session.events_of("tunnel")[0];
+    assert_eq!(tunnel["route"], format!("SOCKS4 127.0.0.1:{}", dante.port));
+
+    // A PAC: a dead SOCKS5 server first, then dante as SOCKS (SOCKS4 in Chromium's reading).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pac = pac_server(format!(
+        "function FindProxyForURL(u, h) {{ return 'SOCKS5 127.0.0.1:{dead}; SOCKS 127.0.0.1:{}; DIRECT'; }}",
+        dante.port
+    ))
+    .await;
+    let source = format!("pac:http://{pac}/proxy.pac");
+    let proxy = Proxy::start(&["--upstream-proxy", &source]).await;
+    echoes(proxy.addr, &format!("127.0.0.1:{}", echo.port())).await;
+    let session = proxy.stop().await;
+    let tunnel = &session.events_of("tunnel")[0];
+    assert_eq!(
+        tunnel["route"],
+        format!("SOCKS4 127.0.0.1:{}", dante.port),
+        "{tunnel}"
+    );
+    let failed = tunnel["route_failed"].to_string();
+    assert!(
+        failed.contains(&format!("SOCKS5 127.0.0.1:{dead}")),
+        "{tunnel}"
+    );
+    let kinds: Vec<&str> = session.host("127.0.0.1", echo.port())["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"proxy_unreachable"), "{kinds:?}");
+}
