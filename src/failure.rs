@@ -38,6 +38,8 @@ pub enum FailureKind {
     SocksRefused,
     /// A SOCKS server did not let diagproxy in (no acceptable method, a refused password).
     SocksAuthFailed,
+    /// The TLS to an HTTPS proxy failed, or its certificate is trusted by nobody here.
+    ProxyTlsFailed,
     /// An intercepted client sent something that is not TLS (plaintext HTTP, garbage) after
     /// its CONNECT: the client's doing, recorded with its first bytes.
     ClientNotTls,
@@ -50,7 +52,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FailureKind; 15] = [
+    pub const ALL: [FailureKind; 16] = [
         FailureKind::DnsFailed,
         FailureKind::ConnectRefused,
         FailureKind::ConnectTimeout,
@@ -63,6 +65,7 @@ impl FailureKind {
         FailureKind::Timeout,
         FailureKind::SocksRefused,
         FailureKind::SocksAuthFailed,
+        FailureKind::ProxyTlsFailed,
         FailureKind::ClientNotTls,
         FailureKind::ClientHandshakeFailed,
         FailureKind::ClientHandshakeTimeout,
@@ -88,6 +91,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::SocksRefused => "socks_refused",
             FailureKind::SocksAuthFailed => "socks_auth_failed",
+            FailureKind::ProxyTlsFailed => "proxy_tls_failed",
             FailureKind::ClientNotTls => "client_not_tls",
             FailureKind::ClientHandshakeFailed => "client_handshake_failed",
             FailureKind::ClientHandshakeTimeout => "client_handshake_timeout",

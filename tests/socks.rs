@@ -118,3 +118,50 @@ async fn socks4_resolves_here_and_a_pac_falls_back_past_a_dead_socks_server() {
         .collect();
     assert!(kinds.contains(&"proxy_unreachable"), "{kinds:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_proxy_is_reached_over_tls_and_an_untrusted_one_is_proxy_tls_failed() {
+    if !require_tool("squid") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let echo = echo_server().await;
+    let corp = TestCa::root("Corp Proxy Root", "Example Corp");
+    let (leaf, key) = corp.leaf_pem(&["proxy.corp.test"]);
+    let squid = common::squid::FilterSquid::https(&format!("{leaf}{key}"), "http_access allow all");
+    let trusted = write_file(dir.path(), "system.pem", &corp.pem());
+    let url = format!("https://proxy.corp.test:{}", squid.port);
+    let pin = format!("proxy.corp.test:{}:127.0.0.1", squid.port);
+    let proxy = Proxy::start(&[
+        "--upstream-proxy",
+        &url,
+        "--resolve",
+        &pin,
+        "--system-roots",
+        &trusted,
+    ])
+    .await;
+    echoes(proxy.addr, &format!("127.0.0.1:{}", echo.port())).await;
+    let session = proxy.stop().await;
+    let tunnel = &session.events_of("tunnel")[0];
+    assert_eq!(
+        tunnel["route"],
+        format!("HTTPS proxy.corp.test:{}", squid.port),
+        "{tunnel}"
+    );
+
+    // The same proxy for a machine that does not trust its CA.
+    let proxy = Proxy::start(&["--upstream-proxy", &url, "--resolve", &pin]).await;
+    let (_, head) = raw_connect(proxy.addr, &format!("127.0.0.1:{}", echo.port()), "").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let session = proxy.stop().await;
+    let failure = &session.events_of("tunnel")[0]["failure"];
+    assert_eq!(failure["kind"], "proxy_tls_failed", "{failure}");
+    assert!(
+        failure["detail"]
+            .as_str()
+            .unwrap()
+            .contains("issued by CN=Corp Proxy Root"),
+        "{failure}"
+    );
+}

@@ -153,7 +153,8 @@ impl FindingKind {
                 F::UpstreamProxyRefused
                 | F::UpstreamProxyAuth
                 | F::SocksRefused
-                | F::SocksAuthFailed,
+                | F::SocksAuthFailed
+                | F::ProxyTlsFailed,
             )
             | K::WebsocketBlocked
             | K::RedirectOffAllowlist
@@ -226,6 +227,7 @@ impl FindingKind {
             K::Failure(F::Timeout) => "no answer in time",
             K::Failure(F::SocksRefused) => "refused by the SOCKS proxy",
             K::Failure(F::SocksAuthFailed) => "the SOCKS proxy refused the sign-in",
+            K::Failure(F::ProxyTlsFailed) => "TLS to the HTTPS proxy failed",
             K::Failure(F::ClientNotTls) => "the client spoke no TLS after CONNECT",
             K::Failure(F::ClientHandshakeFailed) => "the client's TLS handshake failed",
             K::Failure(F::ClientHandshakeTimeout) => "the client's TLS handshake timed out",

@@ -162,6 +162,8 @@ fn shape(
     let headers = request.headers_mut();
     headers.remove(PROXY_AUTHORIZATION);
     match hop {
+        // Plain HTTP through an HTTPS proxy is not done yet: the next hop is tried.
+        Hop::Proxy(proxy) if proxy.tls => None,
         Hop::Proxy(proxy) => {
             if let Some(auth) = proxy
                 .authorization

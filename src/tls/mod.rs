@@ -4,6 +4,7 @@
 
 pub mod ca;
 pub mod chain;
+pub mod look;
 pub mod mint;
 pub mod probe;
 pub mod roots;

@@ -297,7 +297,7 @@ pub fn unsupported(what: &str) -> Failure {
     Failure::new(
         FailureKind::ConnectFailed,
         Side::UpstreamProxy,
-        format!("{what}: diagproxy does not speak this proxy protocol yet (PROXY, SOCKS, SOCKS4 and SOCKS5 only)"),
+        format!("{what}: diagproxy cannot take this way yet (plain HTTP through an HTTPS proxy)"),
     )
 }
 
@@ -328,7 +328,13 @@ pub async fn through(
 ) -> Result<Upstream, Failure> {
     let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
     let started = Instant::now();
-    let exchange = connect_through(d.stream, proxy, (host, port), config, auth);
+    let exchange = async {
+        if !proxy.tls {
+            return connect_through(d.stream, proxy, (host, port), config, auth).await;
+        }
+        let tls = proxy_tls(proxy, d.stream, config).await?;
+        connect_through(tls, proxy, (host, port), config, auth).await
+    };
     let (io, proxy_headers) = match tokio::time::timeout(config.response_timeout, exchange).await {
         Ok(result) => result?,
         Err(_) => {
@@ -355,13 +361,58 @@ pub async fn through(
     })
 }
 
-async fn connect_through(
+/// TLS to an HTTPS proxy, its chain judged as any chain is: a proxy whose certificate
+/// neither the public roots nor this machine trust is `proxy_tls_failed`, the verdict said.
+async fn proxy_tls(
+    proxy: &UpstreamProxy,
     stream: TcpStream,
+    config: &Config,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+    let at = host_port(&proxy.host, proxy.port);
+    let failed = |why: String| Failure::new(FailureKind::ProxyTlsFailed, Side::UpstreamProxy, why);
+    let name =
+        rustls::pki_types::ServerName::try_from(super::addr::unbracket(&proxy.host).to_string())
+            .map_err(|_| failed(format!("{} is no name TLS can check", proxy.host)))?;
+    let connector = tokio_rustls::TlsConnector::from(crate::tls::look::look_only_config(false));
+    let tls = connector.connect(name, stream).await.map_err(|e| {
+        failed(format!(
+            "the TLS handshake with the HTTPS proxy {at} failed: {e}"
+        ))
+    })?;
+    let chain: Vec<_> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .unwrap_or_default()
+        .to_vec();
+    let verdict = crate::tls::chain::judge(
+        &chain,
+        &proxy.host,
+        &config.roots,
+        &config.profile,
+        rustls::pki_types::UnixTime::now(),
+    )
+    .map_err(|e| failed(format!("the HTTPS proxy {at}'s certificate: {e}")))?;
+    if verdict.verdict == crate::tls::chain::Verdict::Untrusted {
+        let why = verdict.reason.as_deref().unwrap_or("untrusted");
+        return Err(failed(format!(
+            "the HTTPS proxy {at} presents a certificate issued by {} that neither the public roots nor this machine trust ({why})",
+            verdict.issuer
+        )));
+    }
+    Ok(tls)
+}
+
+async fn connect_through<S>(
+    stream: S,
     proxy: &UpstreamProxy,
     (host, port): (&str, u16),
     config: &Config,
     auth: &mut Option<AuthRecord>,
-) -> Result<(Stream, Vec<(String, String)>), Failure> {
+) -> Result<(Stream, Vec<(String, String)>), Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let target = host_port(host, port);
     let mut connect = Connect::open(stream, &target).await?;
     let preemptive = proxy
@@ -441,7 +492,10 @@ struct Connect {
 
 impl Connect {
     /// An HTTP/1.1 connection to the proxy over `stream`, for CONNECTs to `target`.
-    async fn open(stream: TcpStream, target: &str) -> Result<Connect, Failure> {
+    async fn open<S>(stream: S, target: &str) -> Result<Connect, Failure>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let target = target.parse().map_err(|_| {
             let why = format!("bad CONNECT target {target}");
             Failure::new(FailureKind::HttpError, Side::Downstream, why)

@@ -281,6 +281,7 @@ async fn gnome() -> Option<Setting> {
                         host,
                         port,
                         authorization: None,
+                        tls: false,
                         chosen: true,
                     }
                     .into()
@@ -378,6 +379,7 @@ pub fn macos(text: &str) -> Option<Setting> {
                 host,
                 port,
                 authorization: None,
+                tls: false,
                 chosen: true,
             }
             .into(),

@@ -55,7 +55,10 @@ impl fmt::Display for Hop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Hop::Direct => f.write_str("DIRECT"),
-            Hop::Proxy(p) => write!(f, "PROXY {}", HostPort::new(p.host.as_str(), p.port)),
+            Hop::Proxy(p) => {
+                let kind = if p.tls { "HTTPS" } else { "PROXY" };
+                write!(f, "{kind} {}", HostPort::new(p.host.as_str(), p.port))
+            }
             Hop::Socks(p) => write!(
                 f,
                 "{} {}",
@@ -69,8 +72,9 @@ impl fmt::Display for Hop {
 
 /// The proxy kinds as a recorded hop names them (`PROXY a:3128`, `SOCKS5 s:1080`), with the
 /// URL scheme curl takes for each.
-const HOP_KINDS: [(&str, &str); 4] = [
+const HOP_KINDS: [(&str, &str); 5] = [
     ("PROXY", "http"),
+    ("HTTPS", "https"),
     ("SOCKS5", "socks5h"),
     ("SOCKS4", "socks4"),
     ("SOCKS4A", "socks4a"),
@@ -201,10 +205,10 @@ pub fn parse_pac_result(text: &str) -> Result<Vec<Hop>, String> {
                     credentials: None,
                 }))
             }
-            ("HTTPS", Some(target)) => {
-                pac_proxy(entry, target)?;
-                Hop::Unsupported(format!("{scheme} {target}"))
-            }
+            ("HTTPS", Some(target)) => Hop::Proxy(Arc::new(UpstreamProxy {
+                tls: true,
+                ..pac_proxy(entry, target)?
+            })),
             _ => {
                 return Err(format!(
                     "{entry:?}: not DIRECT, PROXY, HTTPS or SOCKS host:port"
@@ -227,6 +231,7 @@ fn pac_proxy(entry: &str, target: &str) -> Result<UpstreamProxy, String> {
         host,
         port,
         authorization: None,
+        tls: false,
         chosen: false,
     })
 }
@@ -331,6 +336,9 @@ pub struct UpstreamProxy {
     pub port: u16,
     /// `Basic …`, sent as `Proxy-Authorization`.
     pub authorization: Option<String>,
+    /// An HTTPS proxy (`https://`, PAC `HTTPS host:port`): TLS to the proxy first, its
+    /// chain judged like any, then CONNECT inside.
+    pub tls: bool,
     /// Named by the user (the command line, the environment, the desktop's manual
     /// settings), not by a PAC or WPAD file the network served: only such a proxy, or one
     /// `--upstream-auth-proxies` names, is sent `--upstream-user`'s password (Basic, NTLM).
@@ -345,8 +353,9 @@ impl UpstreamProxy {
         } else {
             ""
         };
+        let scheme = if self.tls { "https" } else { "http" };
         format!(
-            "http://{creds}{}",
+            "{scheme}://{creds}{}",
             HostPort::new(self.host.as_str(), self.port)
         )
     }
@@ -370,11 +379,13 @@ pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, String> {
         None => url.to_string(),
     };
     let err = |why: &str| {
-        format!("--upstream-proxy {shown:?}: {why}; expected http://[user:pass@]host:port")
+        format!("--upstream-proxy {shown:?}: {why}; expected http://[user:pass@]host:port or https://[user:pass@]host:port")
     };
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| err("only http:// proxies are supported"))?;
+    let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => return Err(err("not an http:// or https:// proxy URL")),
+    };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') {
         return Err(err("a proxy URL has no path"));
@@ -394,12 +405,14 @@ pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, String> {
         }
         None => None,
     };
+    let default_port = if tls { 443 } else { 80 };
     let HostPort { host, port } =
-        HostPort::parse(hostport, 80).ok_or_else(|| err("bad host or port"))?;
+        HostPort::parse(hostport, default_port).ok_or_else(|| err("bad host or port"))?;
     Ok(UpstreamProxy {
         host,
         port,
         authorization,
+        tls,
         chosen: true,
     })
 }
@@ -511,7 +524,7 @@ mod tests {
             ]
         );
         assert_eq!(socks[0].endpoint(), Some(("s", 1080)));
-        assert!(matches!(socks[3], Hop::Unsupported(_)));
+        assert!(matches!(&socks[3], Hop::Proxy(p) if p.tls));
         for bad in [
             "PROXY corp",
             "PROXY",
@@ -535,7 +548,9 @@ mod tests {
             Some("s:1080")
         );
         assert_eq!(hop_proxy("DIRECT"), None);
-        assert_eq!(hop_proxy("HTTPS x:443"), None);
+        assert_eq!(hop_proxy("HTTPS x:443"), Some("x:443"));
+        assert_eq!(hop_url("HTTPS x:443").as_deref(), Some("https://x:443"));
+        assert_eq!(hop_proxy("QUIC x:443"), None);
         assert_eq!(hop_url("SOCKS4 s:1").as_deref(), Some("socks4://s:1"));
         assert_eq!(
             hop_url("PROXY [::1]:8080").as_deref(),
@@ -575,7 +590,11 @@ mod tests {
             parse_upstream_proxy("http://[::1]:3128").unwrap().host,
             "::1"
         );
-        assert!(parse_upstream_proxy("https://corp:3128").is_err());
+        let tls = parse_upstream_proxy("https://corp").unwrap();
+        assert_eq!(
+            (tls.tls, tls.port, tls.display()),
+            (true, 443, "https://corp:443".into())
+        );
         assert!(parse_upstream_proxy("corp:3128").is_err());
         assert!(parse_upstream_proxy("http://corp:notaport").is_err());
         let e = parse_upstream_proxy("http://u:PW@corp:notaport").unwrap_err();

@@ -552,6 +552,7 @@ mod tests {
                 host: h.into(),
                 port: 1,
                 authorization: None,
+                tls: false,
                 chosen: false,
             })
         };

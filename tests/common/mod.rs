@@ -768,6 +768,17 @@ impl TestCa {
         (cert.der().clone(), der_key)
     }
 
+    /// A leaf for `names` as PEM: (certificate, private key), for servers that read files.
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .expect("params")
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
     pub fn pem(&self) -> String {
         self.cert.pem()
     }

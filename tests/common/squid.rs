@@ -23,7 +23,19 @@ impl FilterSquid {
     /// squid with `rules` (squid.conf lines: acls, `deny_info`, `http_access`) after its
     /// basic set-up; tried on three ports before giving up.
     pub fn start(rules: &str) -> FilterSquid {
-        FilterSquid::start_with("", |_| String::new(), rules)
+        FilterSquid::start_with("http_port", "", |_| String::new(), rules)
+    }
+
+    /// squid as an HTTPS proxy (`https_port`: TLS to the proxy, then CONNECT inside) with
+    /// `cert_pem` (its certificate and key, PEM).
+    pub fn https(cert_pem: &str, rules: &str) -> FilterSquid {
+        let cert_pem = cert_pem.to_string();
+        let set_up = move |dir: &Path| {
+            std::fs::write(dir.join("squid-ca.pem"), &cert_pem).expect("squid's certificate");
+            set_mode(&dir.join("squid-ca.pem"), 0o644);
+            String::new()
+        };
+        FilterSquid::start_with("https_port", "tls-cert=SQUID_CA", set_up, rules)
     }
 
     /// squid with `ssl_bump` (Debian's `squid-openssl`): CONNECTs are decrypted and re-signed
@@ -59,6 +71,7 @@ ssl_bump bump all
             )
         };
         FilterSquid::start_with(
+            "http_port",
             "ssl-bump tls-cert=SQUID_CA generate-host-certificates=on dynamic_cert_mem_cache_size=4MB",
             set_up,
             rules,
@@ -66,13 +79,14 @@ ssl_bump bump all
     }
 
     fn start_with(
+        directive: &str,
         port_options: &str,
         set_up: impl Fn(&Path) -> String,
         rules: &str,
     ) -> FilterSquid {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match FilterSquid::try_start(port_options, &set_up, rules) {
+            match FilterSquid::try_start((directive, port_options), &set_up, rules) {
                 Ok(squid) => return squid,
                 Err(why) => failures.push(why),
             }
@@ -81,7 +95,7 @@ ssl_bump bump all
     }
 
     fn try_start(
-        port_options: &str,
+        (directive, port_options): (&str, &str),
         set_up: &impl Fn(&Path) -> String,
         rules: &str,
     ) -> Result<FilterSquid, String> {
@@ -96,7 +110,7 @@ ssl_bump bump all
         let extra = set_up(dir.path());
         let options = port_options.replace("SQUID_CA", &format!("{d}/squid-ca.pem"));
         let conf = format!(
-            "http_port 127.0.0.1:{port} {options}
+            "{directive} 127.0.0.1:{port} {options}
 {extra}pid_filename {d}/squid.pid
 cache_log {d}/squid-cache.log
 access_log stdio:{d}/squid-access.log
