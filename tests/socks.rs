@@ -84,14 +84,16 @@ async fn socks4_resolves_here_and_a_pac_falls_back_past_a_dead_socks_server() {
     let tunnel = &session.events_of("tunnel")[0];
     assert_eq!(tunnel["route"], format!("SOCKS4 127.0.0.1:{}", dante.port));
 
-    // A PAC: a dead SOCKS5 server first, then dante as SOCKS (SOCKS4 in Chromium's reading).
+    // A PAC: a dead SOCKS5 server first, then dante as SOCKS (SOCKS4 in Chromium's reading),
+    // then a corporate proxy, then DIRECT.
+    let (corp, _) = corporate_proxy(CorpMode::Allow).await;
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let pac = pac_server(format!(
-        "function FindProxyForURL(u, h) {{ return 'SOCKS5 127.0.0.1:{dead}; SOCKS 127.0.0.1:{}; DIRECT'; }}",
+        "function FindProxyForURL(u, h) {{ return 'SOCKS5 127.0.0.1:{dead}; SOCKS 127.0.0.1:{}; PROXY {corp}; DIRECT'; }}",
         dante.port
     ))
     .await;
@@ -164,4 +166,50 @@ async fn an_https_proxy_is_reached_over_tls_and_an_untrusted_one_is_proxy_tls_fa
             .contains("issued by CN=Corp Proxy Root"),
         "{failure}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_through_diagproxy_reaches_a_host_the_pac_sends_through_socks() {
+    if !dante_present() || !require_tool("chromium") {
+        return;
+    }
+    let dante = Dante::start();
+    let plain = origin().await;
+    let pac = pac_server(format!(
+        "function FindProxyForURL(u, h) {{ return 'SOCKS 127.0.0.1:{}; DIRECT'; }}",
+        dante.port
+    ))
+    .await;
+    let source = format!("pac:http://{pac}/proxy.pac");
+    // Not a ChatGPT name: chatgpt.com is HSTS-preloaded, so Chromium would ask for HTTPS.
+    let pin = format!("origin.socks.test:{}:127.0.0.1", plain.port());
+    let proxy = Proxy::start(&["--upstream-proxy", &source, "--resolve", &pin]).await;
+    let url = format!("http://origin.socks.test:{}/hello", plain.port());
+    let server = format!("--proxy-server=http://{}", proxy.addr);
+    let browser_proxy = proxy.addr;
+    let loaded = tokio::task::spawn_blocking(move || {
+        let _ = browser_proxy;
+        let mut browser = common::chromium::Browser::open(&url, &[&server]);
+        browser.wait_for(
+            "document.body && document.body.innerText.includes('hello')",
+            std::time::Duration::from_secs(10),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(loaded, "the page loads through diagproxy and dante");
+    let session = proxy.stop().await;
+    let request = session
+        .events_of("request")
+        .into_iter()
+        .find(|r| r["url"].as_str().is_some_and(|u| u.ends_with("/hello")))
+        .unwrap_or_else(|| panic!("{:#?}", session.events));
+    assert_eq!(request["status"], 200, "{request}");
+    assert_eq!(
+        request["route"],
+        format!("SOCKS4 127.0.0.1:{}", dante.port),
+        "{request}"
+    );
+    let host = session.host("origin.socks.test", plain.port());
+    assert!(host["routes"].to_string().contains("SOCKS4"), "{host}");
 }

@@ -243,10 +243,11 @@ async fn exchange(
             }
             Err(failure) => failure,
         };
-        if let (Some(at), true) = (hop.endpoint(), failure.is_unreachable()) {
+        let unreachable = hop.unreachable(&failure);
+        if let (Some(at), true) = (hop.endpoint(), unreachable) {
             state.config.router.mark_bad_at(at);
         }
-        if !failure.is_unreachable() || i + 1 == hops.len() {
+        if !unreachable || i + 1 == hops.len() {
             return Err(failure);
         }
         event

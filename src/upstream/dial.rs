@@ -236,7 +236,7 @@ pub async fn open_tunnel(
             }
             return (taken, result);
         };
-        let unreachable = failure.is_unreachable();
+        let unreachable = hop.unreachable(failure);
         if let (Some(at), true) = (hop.endpoint(), unreachable) {
             config.router.mark_bad_at(at);
         }

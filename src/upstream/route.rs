@@ -41,6 +41,14 @@ pub enum Hop {
 }
 
 impl Hop {
+    /// Whether `failure` means this hop could not be reached, so the next one is tried (and
+    /// a proxy skipped for a while): for a proxy, only a failure on the proxy's side — a
+    /// target a SOCKS4 hop could not resolve here is the target's, not the proxy's.
+    pub fn unreachable(&self, failure: &crate::failure::Failure) -> bool {
+        failure.is_unreachable()
+            && (matches!(self, Hop::Direct) || failure.side == crate::failure::Side::UpstreamProxy)
+    }
+
     /// The proxy's `host:port` when the hop is a proxy of any kind.
     pub fn endpoint(&self) -> Option<(&str, u16)> {
         match self {
@@ -538,6 +546,20 @@ mod tests {
         assert_eq!(parse_pac_result(&many).unwrap().len(), MAX_HOPS);
         let e = parse_pac_result("DIRECT; PROXY corp").unwrap_err();
         assert!(e.contains("host:port"), "{e}");
+    }
+
+    #[test]
+    fn only_the_proxys_own_failure_makes_its_hop_unreachable() {
+        use crate::failure::{Failure, FailureKind, Side};
+        let hops = parse_pac_result("SOCKS s:1; DIRECT").unwrap();
+        let proxy_down = Failure::new(FailureKind::ConnectRefused, Side::UpstreamProxy, "x");
+        let name_unknown = Failure::new(FailureKind::DnsFailed, Side::Upstream, "x");
+        assert!(hops[0].unreachable(&proxy_down));
+        assert!(
+            !hops[0].unreachable(&name_unknown),
+            "the target's, not the proxy's"
+        );
+        assert!(hops[1].unreachable(&name_unknown));
     }
 
     #[test]
