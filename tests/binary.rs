@@ -33,11 +33,11 @@ fn bad_usage_exits_64_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(64));
 
     let out = common::diagproxy()
-        .args(["run", "--upstream-proxy", "https://corp:8443"])
+        .args(["run", "--upstream-proxy", "ftp://corp:8443"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only http:// proxies"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an http:// or https:// proxy URL"));
 
     let out = common::diagproxy().arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::dante::{Dante, BLOCKED};
+use common::dante::{Dante, BLOCKED, SOCKS_PASSWORD, SOCKS_USER};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -212,4 +212,72 @@ async fn chromium_through_diagproxy_reaches_a_host_the_pac_sends_through_socks()
     );
     let host = session.host("origin.socks.test", plain.port());
     assert!(host["routes"].to_string().contains("SOCKS4"), "{host}");
+}
+
+/// An in-process diagproxy with `--upstream-user` (and its password) over `args`.
+async fn with_account(args: &[&str]) -> Proxy {
+    Proxy::start_with(args, |config| {
+        config.upstream_auth = std::sync::Arc::new(diagproxy::upstream::auth::Settings {
+            user: Some(
+                diagproxy::upstream::auth::Credentials::parse(SOCKS_USER, SOCKS_PASSWORD.into())
+                    .unwrap(),
+            ),
+            ..Default::default()
+        });
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5_username_and_password_from_the_url_or_upstream_user_and_never_to_a_pac() {
+    if !dante_present() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("DIAGPROXY_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "dante's username method needs a system account, which only root can make"
+        );
+        eprintln!("SKIPPED: dante's username method needs a system account (root only)");
+        return;
+    }
+    let dante = Dante::with_password();
+    let echo = echo_server().await;
+    let target = format!("127.0.0.1:{}", echo.port());
+    let at = format!("127.0.0.1:{}", dante.port);
+    // In the URL: in; a wrong password or none: socks_auth_failed.
+    let good = format!("socks5://{SOCKS_USER}:{SOCKS_PASSWORD}@{at}");
+    let proxy = Proxy::start(&["--upstream-proxy", &good]).await;
+    echoes(proxy.addr, &target).await;
+    proxy.stop().await;
+    for url in [
+        format!("socks5://{SOCKS_USER}:wrong@{at}"),
+        format!("socks5://{at}"),
+    ] {
+        let proxy = Proxy::start(&["--upstream-proxy", &url]).await;
+        let (_, head) = raw_connect(proxy.addr, &target, "").await;
+        assert!(head.contains("socks_auth_failed"), "{url}: {head}");
+        let session = proxy.stop().await;
+        let text = session.events_of("tunnel")[0].to_string();
+        assert!(
+            !text.contains("wrong") && !text.contains(SOCKS_PASSWORD),
+            "{text}"
+        );
+    }
+    // --upstream-user for the SOCKS server the user named: in.
+    let named = format!("socks5://{at}");
+    let proxy = with_account(&["--upstream-proxy", &named]).await;
+    echoes(proxy.addr, &target).await;
+    proxy.stop().await;
+    // The same server named only by a PAC: the password is not sent.
+    let pac = pac_server(format!(
+        "function FindProxyForURL(u, h) {{ return 'SOCKS5 {at}'; }}"
+    ))
+    .await;
+    let source = format!("pac:http://{pac}/proxy.pac");
+    let proxy = with_account(&["--upstream-proxy", &source]).await;
+    let (_, head) = raw_connect(proxy.addr, &target, "").await;
+    assert!(head.contains("socks_auth_failed"), "{head}");
+    proxy.stop().await;
 }

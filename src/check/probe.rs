@@ -137,6 +137,25 @@ async fn dns(
     Stage::new(State::Pass, took, detail)
 }
 
+/// What the TCP stage passed through on its way: the proxy's kind and its answer.
+fn along(hop: Option<&str>, auth: Option<&crate::upstream::auth::AuthRecord>) -> String {
+    let signed = auth.map_or(String::new(), |a| format!("; {}", a.line()));
+    let Some((kind, proxy)) = hop.and_then(|h| h.split_once(' ')) else {
+        return String::new();
+    };
+    match kind {
+        "PROXY" if signed.is_empty() => " (CONNECT through the proxy answered 200)".into(),
+        "PROXY" => format!(" (CONNECT answered 200{signed})"),
+        "HTTPS" => {
+            format!(" (TLS to the HTTPS proxy {proxy} verified, then CONNECT answered 200{signed})")
+        }
+        socks if socks.starts_with("SOCKS") => {
+            format!(" ({socks} handshake with {proxy} done, the target granted)")
+        }
+        _ => String::new(),
+    }
+}
+
 /// TCP along the route (and the proxy's CONNECT answer). `None` when it failed.
 async fn tcp(
     target: &Target,
@@ -175,11 +194,7 @@ async fn tcp(
                 None,
                 names_proxies,
             ));
-            let via = match (upstream.proxy_connect, &taken.proxy_auth) {
-                (None, _) => String::new(),
-                (Some(_), None) => " (CONNECT through the proxy answered 200)".into(),
-                (Some(_), Some(auth)) => format!(" (CONNECT answered 200; {})", auth.line()),
-            };
+            let via = along(taken.hop.as_deref(), taken.proxy_auth.as_ref());
             check.tcp = Stage::new(
                 State::Pass,
                 took,
@@ -432,4 +447,26 @@ fn http_failed(
 ) -> Stage {
     check.failure = Some(Failure::new(kind, Side::Upstream, detail.clone()));
     Stage::new(State::Fail, took, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tcp_stage_says_which_kind_of_proxy_it_passed() {
+        assert_eq!(along(Some("DIRECT"), None), "");
+        assert_eq!(along(None, None), "");
+        assert_eq!(
+            along(Some("PROXY p:3128"), None),
+            " (CONNECT through the proxy answered 200)"
+        );
+        assert_eq!(
+            along(Some("SOCKS5 s:1080"), None),
+            " (SOCKS5 handshake with s:1080 done, the target granted)"
+        );
+        assert!(
+            along(Some("HTTPS h:443"), None).starts_with(" (TLS to the HTTPS proxy h:443 verified")
+        );
+    }
 }

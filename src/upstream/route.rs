@@ -211,6 +211,7 @@ pub fn parse_pac_result(text: &str) -> Result<Vec<Hop>, String> {
                     host: p.host,
                     port: p.port,
                     credentials: None,
+                    chosen: false,
                 }))
             }
             ("HTTPS", Some(target)) => Hop::Proxy(Arc::new(UpstreamProxy {
@@ -283,6 +284,9 @@ pub struct SocksProxy {
     pub port: u16,
     /// SOCKS5 username/password (RFC 1929), from `socks5://user:pass@host:port`.
     pub credentials: Option<(String, String)>,
+    /// Named by the user (`--upstream-proxy`), not by a PAC: `--upstream-user` may be sent
+    /// to it (see `auth::Settings::password_to`).
+    pub chosen: bool,
 }
 
 impl fmt::Debug for SocksProxy {
@@ -464,6 +468,7 @@ pub fn parse_socks_proxy(url: &str) -> Result<SocksProxy, String> {
         host,
         port,
         credentials,
+        chosen: true,
     })
 }
 

@@ -52,7 +52,7 @@ async fn exchange(
     let said = |e| refusal(e, proxy, &super::addr::join(host, port));
     match proxy.version {
         Version::V5 => {
-            let done = match &proxy.credentials {
+            let done = match &credentials(proxy, config) {
                 Some((user, pass)) => {
                     Socks5Stream::connect_with_password_and_socket(stream, (name, port), user, pass)
                         .await
@@ -81,6 +81,24 @@ async fn exchange(
                 .map_err(said)
         }
     }
+}
+
+/// The SOCKS5 username and password: the URL's, else `--upstream-user`'s when the user
+/// named this server (or `--upstream-auth-proxies` lists it): a PAC's server never gets it.
+fn credentials(proxy: &SocksProxy, config: &Config) -> Option<(String, String)> {
+    if proxy.credentials.is_some() {
+        return proxy.credentials.clone();
+    }
+    let settings = &config.upstream_auth;
+    let user = settings.user.as_ref()?;
+    settings
+        .password_to(&proxy.host, proxy.port, proxy.chosen)
+        .ok()?;
+    let name = match &user.domain {
+        Some(domain) => format!("{domain}\\{}", user.user),
+        None => user.user.clone(),
+    };
+    Some((name, user.password.clone()))
 }
 
 /// A SOCKS reply code and what it means (RFC 1928 §6; SOCKS4's 0x5b), or `None` for an
@@ -151,6 +169,7 @@ mod tests {
             host: "socks.corp".into(),
             port: 1080,
             credentials: None,
+            chosen: true,
         }
     }
 

@@ -9,6 +9,11 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The account dante's username method checks (a system account it makes, without a home
+/// or a shell).
+pub const SOCKS_USER: &str = "diagsocks";
+pub const SOCKS_PASSWORD: &str = "socks-Pass-7";
+
 /// The address dante refuses (reply 0x02, "connection not allowed by ruleset").
 pub const BLOCKED: &str = "127.0.0.3";
 
@@ -20,9 +25,43 @@ pub struct Dante {
 
 impl Dante {
     pub fn start() -> Dante {
+        Dante::start_with("none")
+    }
+
+    /// dante asking for a username and password (RFC 1929), checked against this machine's
+    /// accounts: [`SOCKS_USER`] is created with [`SOCKS_PASSWORD`] (root only; CI is root).
+    pub fn with_password() -> Dante {
+        let exists = Command::new("id")
+            .arg(SOCKS_USER)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !exists {
+            let made = Command::new("useradd")
+                .args(["-M", "-s", "/usr/sbin/nologin", SOCKS_USER])
+                .status()
+                .expect("useradd");
+            assert!(made.success(), "useradd {SOCKS_USER}");
+        }
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        use std::io::Write;
+        let set = format!("{SOCKS_USER}:{SOCKS_PASSWORD}\n");
+        chpasswd
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(set.as_bytes())
+            .expect("password");
+        assert!(chpasswd.wait().expect("chpasswd").success());
+        Dante::start_with("username")
+    }
+
+    fn start_with(method: &str) -> Dante {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match Dante::try_start() {
+            match Dante::try_start(method) {
                 Ok(d) => return d,
                 Err(why) => failures.push(why),
             }
@@ -30,7 +69,7 @@ impl Dante {
         panic!("danted did not start: {failures:#?}");
     }
 
-    fn try_start() -> Result<Dante, String> {
+    fn try_start(method: &str) -> Result<Dante, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -42,7 +81,7 @@ impl Dante {
 internal: 127.0.0.1 port = {port}
 external: 127.0.0.1
 clientmethod: none
-socksmethod: none
+socksmethod: {method}
 user.privileged: root
 user.unprivileged: nobody
 client pass {{
