@@ -144,13 +144,15 @@ async fn an_https_proxy_is_reached_over_tls_and_an_untrusted_one_is_proxy_tls_fa
     ])
     .await;
     echoes(proxy.addr, &format!("127.0.0.1:{}", echo.port())).await;
+    // Plain HTTP goes inside the TLS too, in absolute form.
+    let plain = origin().await;
+    let reply = get(proxy.addr, &format!("http://{plain}/hello")).await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "hello"));
     let session = proxy.stop().await;
     let tunnel = &session.events_of("tunnel")[0];
-    assert_eq!(
-        tunnel["route"],
-        format!("HTTPS proxy.corp.test:{}", squid.port),
-        "{tunnel}"
-    );
+    let hop = format!("HTTPS proxy.corp.test:{}", squid.port);
+    assert_eq!(tunnel["route"], hop.as_str(), "{tunnel}");
+    assert_eq!(session.events_of("request")[0]["route"], hop.as_str());
 
     // The same proxy for a machine that does not trust its CA.
     let proxy = Proxy::start(&["--upstream-proxy", &url, "--resolve", &pin]).await;
@@ -280,4 +282,30 @@ async fn socks5_username_and_password_from_the_url_or_upstream_user_and_never_to
     let (_, head) = raw_connect(proxy.addr, &target, "").await;
     assert!(head.contains("socks_auth_failed"), "{head}");
     proxy.stop().await;
+
+    // auth-test: username/password works with the account, is skipped without one (exit 2).
+    let auth_test = |user: Option<&str>| {
+        let mut command = diagproxy();
+        command.args(["auth-test", &target, "--upstream-proxy", &named, "--json"]);
+        if let Some(user) = user {
+            command
+                .args(["--upstream-user", user])
+                .env("DIAGPROXY_UPSTREAM_PASSWORD", SOCKS_PASSWORD);
+        }
+        let out = command.output().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), json)
+    };
+    let (code, json) = auth_test(Some(SOCKS_USER));
+    assert_eq!(code, Some(0), "{json:#}");
+    let socks = &json["proxies"][0];
+    assert_eq!(socks["answer"], "wants a username and password", "{json:#}");
+    assert_eq!(socks["schemes"][0]["state"], "ok", "{json:#}");
+    let (code, json) = auth_test(None);
+    assert_eq!(code, Some(2), "{json:#}");
+    assert_eq!(
+        json["proxies"][0]["schemes"][0]["state"], "skipped",
+        "{json:#}"
+    );
 }

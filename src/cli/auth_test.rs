@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{AuthTestArgs, Failed};
 use crate::config::Config;
 use crate::upstream::auth::{AuthFailure, AuthRecord, Mode, Outcome, Scheme, Settings};
-use crate::upstream::route::{Hop, UpstreamProxy};
+use crate::upstream::route::{Hop, SocksProxy, UpstreamProxy};
 use crate::upstream::{dial, discover, HostPort};
 
 /// The whole answer, as `--json` prints it.
@@ -99,8 +99,10 @@ async fn test(target: &HostPort, config: &mut Config) -> Answer {
         .await;
     let mut proxies = Vec::new();
     for hop in &route.hops {
-        if let Hop::Proxy(proxy) = hop {
-            proxies.push(test_proxy(proxy, target, config).await);
+        match hop {
+            Hop::Proxy(proxy) => proxies.push(test_proxy(proxy, target, config).await),
+            Hop::Socks(proxy) => proxies.push(test_socks(proxy, target, config).await),
+            Hop::Direct | Hop::Unsupported(_) => {}
         }
     }
     Answer {
@@ -155,6 +157,78 @@ async fn test_proxy(proxy: &UpstreamProxy, target: &HostPort, config: &Config) -
             .map(|s| s.scheme.clone()),
         offered,
         schemes,
+    }
+}
+
+/// A SOCKS server: what it says to no sign-in, then (SOCKS5) username/password, with the
+/// credentials `run` would send it (the URL's, or `--upstream-user` where the rule allows).
+async fn test_socks(proxy: &SocksProxy, target: &HostPort, config: &Config) -> ProxyTest {
+    let name = format!(
+        "{} {}",
+        proxy.version.pac_name(),
+        HostPort::new(proxy.host.as_str(), proxy.port)
+    );
+    let mut bare_config = config.clone();
+    bare_config.upstream_auth = Arc::new(Settings {
+        user: None,
+        ..Settings::clone(&config.upstream_auth)
+    });
+    let bare = SocksProxy {
+        credentials: None,
+        ..proxy.clone()
+    };
+    let granted = |answer: &str, schemes: Vec<SchemeTest>, best: &str| ProxyTest {
+        proxy: name.clone(),
+        answer: answer.to_string(),
+        offered: vec!["username/password".into()]
+            .into_iter()
+            .filter(|_| !schemes.is_empty())
+            .collect(),
+        schemes,
+        best: Some(best.to_string()),
+    };
+    let failure = match dial::through_socks(&bare, &target.host, target.port, &bare_config).await {
+        Ok(_) => return granted("granted without a sign-in", Vec::new(), "no sign-in"),
+        Err(f) if f.kind == crate::failure::FailureKind::SocksAuthFailed => f,
+        Err(f) => return unanswered(name, f.detail),
+    };
+    let started = std::time::Instant::now();
+    let signed = dial::through_socks(proxy, &target.host, target.port, config).await;
+    let mut test = SchemeTest {
+        scheme: "username/password".into(),
+        state: "ok",
+        detail: String::new(),
+        failure: None,
+        ms: Some(crate::clock::ms(started.elapsed())),
+    };
+    match signed {
+        Ok(_) => {
+            return granted(
+                "wants a username and password",
+                vec![test],
+                "username/password",
+            )
+        }
+        Err(f) if f.kind == crate::failure::FailureKind::SocksAuthFailed => {
+            let has = proxy.credentials.is_some() || config.upstream_auth.user.is_some();
+            test.state = if has { "failed" } else { "skipped" };
+            test.detail = if has {
+                f.detail
+            } else {
+                "needs socks5://user:pass@host:port or --upstream-user".into()
+            };
+        }
+        Err(f) => {
+            test.state = "failed";
+            test.detail = format!("{}; without a sign-in: {}", f.detail, failure.detail);
+        }
+    }
+    ProxyTest {
+        proxy: name,
+        answer: "wants a username and password".into(),
+        offered: vec!["username/password".into()],
+        schemes: vec![test],
+        best: None,
     }
 }
 

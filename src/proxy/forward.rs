@@ -162,8 +162,6 @@ fn shape(
     let headers = request.headers_mut();
     headers.remove(PROXY_AUTHORIZATION);
     match hop {
-        // Plain HTTP through an HTTPS proxy is not done yet: the next hop is tried.
-        Hop::Proxy(proxy) if proxy.tls => None,
         Hop::Proxy(proxy) => {
             if let Some(auth) = proxy
                 .authorization
@@ -408,19 +406,34 @@ async fn send_new(
     event.timings.dns_ms = dialed.dns.map(ms);
     event.timings.connect_ms = Some(ms(dialed.connect));
     let fail = |e: hyper::Error| Failure::from_exchange_error(&e, side_of(hop));
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(dialed.stream))
-        .await
-        .map_err(fail)?;
+    let mut sender = match hop {
+        // An HTTPS proxy: TLS to it first (its chain judged), the request inside.
+        Hop::Proxy(proxy) if proxy.tls => {
+            let tls = dial::proxy_tls(proxy, dialed.stream, &state.config).await?;
+            http1(tls).await.map_err(fail)?
+        }
+        _ => http1(dialed.stream).await.map_err(fail)?,
+    };
+    let sent = Instant::now();
+    let response = sender.send_request(request).await.map_err(fail)?;
+    event.timings.wait_ms = Some(ms(sent.elapsed()));
+    Ok((response, sender))
+}
+
+/// An HTTP/1.1 client connection over `io`, its driver spawned.
+async fn http1<T>(io: T) -> Result<SendRequest<Body>, hyper::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("upstream connection ended: {e}");
         }
     });
-    let sent = Instant::now();
-    let response = sender.send_request(request).await.map_err(fail)?;
-    event.timings.wait_ms = Some(ms(sent.elapsed()));
-    Ok((response, sender))
+    Ok(sender)
 }
 
 /// Whether the event's request went through a corporate proxy.
@@ -429,7 +442,7 @@ fn via_proxy(event: &RequestEvent) -> bool {
         .route
         .hop
         .as_deref()
-        .is_some_and(|h| h.starts_with("PROXY "))
+        .is_some_and(|h| h.starts_with("PROXY ") || h.starts_with("HTTPS "))
 }
 
 fn side_of(hop: &Hop) -> Side {

@@ -363,7 +363,7 @@ pub async fn through(
 
 /// TLS to an HTTPS proxy, its chain judged as any chain is: a proxy whose certificate
 /// neither the public roots nor this machine trust is `proxy_tls_failed`, the verdict said.
-async fn proxy_tls(
+pub async fn proxy_tls(
     proxy: &UpstreamProxy,
     stream: TcpStream,
     config: &Config,
