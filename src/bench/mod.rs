@@ -208,6 +208,9 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     }
     if o.runs(Group::Tunnel) {
         tunnel(world, proxy, d, &mut progress, &mut rows).await?;
+        if o.proxy.is_none() {
+            routes(world, o, &mut progress, &mut rows).await?;
+        }
     }
     if let Some(trust) = intercept {
         intercept_rows(world, proxy, d, &trust, &mut progress, &mut rows).await?;
@@ -253,6 +256,7 @@ fn steps(o: &Options, memory: bool, intercept: bool) -> usize {
         + 4 * usize::from(o.runs(Group::Forward))
         + usize::from(o.runs(Group::Forward) && own)
         + 2 * usize::from(o.runs(Group::Tunnel))
+        + 2 * usize::from(o.runs(Group::Tunnel) && own)
         + 4 * usize::from(intercept)
         + usize::from(o.runs(Group::Pac) && own)
         + usize::from(o.runs(Group::Check) && own)
@@ -308,6 +312,89 @@ async fn tunnel(
     let run = paired(proxy, d, |v, t| load::tunnel_setup(world.http, v, t)).await?;
     rows.push(time_row("tunnel setup (CONNECT → 200)", run));
     Ok(())
+}
+
+/// A tunnel along a SOCKS5 route against one along an HTTP proxy route: two more diagproxy
+/// processes, one with each `--upstream-proxy`, to loopback peers; set-up time and µs of
+/// the SOCKS one's CPU per MB, side by side (the HTTP route in the `direct` column).
+async fn routes(
+    world: &World,
+    o: &Options,
+    progress: &mut Progress,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
+    let (http, socks) = world::route_peers().await?;
+    let (mut a, a_addr) = world.spawn_routed(None, "session-http", &format!("http://{http}"))?;
+    let (mut b, b_addr) =
+        world.spawn_routed(None, "session-socks", &format!("socks5://{socks}"))?;
+    let routed = (
+        Proxy {
+            addr: a_addr,
+            pid: Some(a.id()),
+        },
+        Proxy {
+            addr: b_addr,
+            pid: Some(b.id()),
+        },
+    );
+    let measured = route_rows(world, routed, o.duration, progress).await;
+    for child in [&mut a, &mut b] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    rows.extend(measured?);
+    Ok(())
+}
+
+async fn route_rows(
+    world: &World,
+    (http, socks): (Proxy, Proxy),
+    d: Duration,
+    progress: &mut Progress,
+) -> Result<Vec<Row>, String> {
+    let slice = d / ROUNDS as u32;
+    progress.step("tunnel setup, SOCKS5 route");
+    let (mut via_http, mut via_socks) = (Rate::default(), Rate::default());
+    let mut cpu = CpuMeter::new(socks.pid);
+    for _ in 0..ROUNDS {
+        via_http =
+            via_http.merge(load::tunnel_setup(world.http, Via::Proxy(http.addr), slice).await?);
+        cpu.start();
+        via_socks =
+            via_socks.merge(load::tunnel_setup(world.http, Via::Proxy(socks.addr), slice).await?);
+        cpu.stop();
+    }
+    let setup = time_row(
+        "tunnel setup: SOCKS5 route (vs. HTTP proxy route)",
+        Paired {
+            direct: via_http,
+            through: via_socks,
+            cpu,
+        },
+    );
+    progress.step("tunnel bulk, SOCKS5 route");
+    let (mut bulk_http, mut bulk_socks) = (Bulk::default(), Bulk::default());
+    let mut cpu = CpuMeter::new(socks.pid);
+    for _ in 0..ROUNDS {
+        bulk_http.add(load::bulk_throughput(world.http, Via::Proxy(http.addr), None, slice).await?);
+        cpu.start();
+        bulk_socks
+            .add(load::bulk_throughput(world.http, Via::Proxy(socks.addr), None, slice).await?);
+        cpu.stop();
+    }
+    let mb = bulk_socks.bytes as f64 / 1e6;
+    let bulk = Row {
+        mode: "tunnel bulk: SOCKS5 route (vs. HTTP proxy route)".into(),
+        unit: "MB/s".into(),
+        direct: Some(bulk_http.per_sec() / 1e6),
+        proxy: Some(bulk_socks.per_sec() / 1e6),
+        ratio: Some(bulk_socks.per_sec() / bulk_http.per_sec().max(f64::MIN_POSITIVE)),
+        added_us: None,
+        p50_us: None,
+        p99_us: None,
+        proxy_cpu_us: cpu.per(mb),
+    };
+    Ok(vec![setup, bulk])
 }
 
 /// An endless body read for `d`, directly and through the proxy: in a tunnel, or as a plain

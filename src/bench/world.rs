@@ -76,6 +76,17 @@ impl World {
     /// returns it with its address. `threads`: its runtime's worker count (one per core it
     /// will be pinned to), or tokio's default.
     pub fn spawn_proxy(&self, threads: Option<usize>) -> Result<(Child, SocketAddr), String> {
+        self.spawn_routed(threads, "session", "direct")
+    }
+
+    /// [`World::spawn_proxy`] with its own session folder (`session`) and way out
+    /// (`upstream`: an `--upstream-proxy` value).
+    pub fn spawn_routed(
+        &self,
+        threads: Option<usize>,
+        session: &str,
+        upstream: &str,
+    ) -> Result<(Child, SocketAddr), String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let roots = self.dir.path().join("origin-root.pem");
         let mut cmd = Command::new(exe);
@@ -92,7 +103,8 @@ impl World {
         .arg("--ca-dir")
         .arg(self.dir.path().join("ca"))
         .arg("--session-dir")
-        .arg(self.dir.path().join("session"))
+        .arg(self.dir.path().join(session))
+        .args(["--upstream-proxy", upstream])
         .arg("--public-roots")
         .arg(&roots)
         .arg("--system-roots")
@@ -125,6 +137,91 @@ impl World {
             .ok_or_else(|| format!("unexpected banner from the proxy: {banner:?}"))?;
         Ok((child, addr))
     }
+}
+
+/// Two corporate proxies on loopback for the route rows: a CONNECT-only HTTP proxy and a
+/// SOCKS5 server (no authentication), each relaying to any loopback target. Minimal on
+/// purpose: they are the bench's peers, not code under test.
+pub async fn route_peers() -> Result<(SocketAddr, SocketAddr), String> {
+    let http = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let socks = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addrs = (
+        http.local_addr().map_err(|e| e.to_string())?,
+        socks.local_addr().map_err(|e| e.to_string())?,
+    );
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = http.accept().await {
+            tokio::spawn(peer_connect(stream));
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = socks.accept().await {
+            tokio::spawn(peer_socks5(stream));
+        }
+    });
+    Ok(addrs)
+}
+
+/// `CONNECT a.b.c.d:port` answered `200`, then bytes both ways.
+async fn peer_connect(mut client: tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        if client.read(&mut byte).await? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let target = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let mut upstream = tokio::net::TcpStream::connect(target).await?;
+    client.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
+}
+
+/// SOCKS5 without authentication: CONNECT to an IPv4 address or a name, then bytes both
+/// ways (RFC 1928, the fixed-size replies only).
+async fn peer_socks5(mut client: tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut greeting = [0u8; 2];
+    client.read_exact(&mut greeting).await?;
+    let mut methods = vec![0u8; usize::from(greeting[1])];
+    client.read_exact(&mut methods).await?;
+    client.write_all(&[5, 0]).await?;
+    let mut request = [0u8; 4];
+    client.read_exact(&mut request).await?;
+    let host = match request[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            client.read_exact(&mut ip).await?;
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            client.read_exact(&mut len).await?;
+            let mut name = vec![0u8; usize::from(len[0])];
+            client.read_exact(&mut name).await?;
+            String::from_utf8_lossy(&name).into_owned()
+        }
+        _ => return Ok(()),
+    };
+    let mut port = [0u8; 2];
+    client.read_exact(&mut port).await?;
+    let port = u16::from_be_bytes(port);
+    let mut upstream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    client.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
 }
 
 pub fn fresh_name(i: usize) -> String {
