@@ -198,7 +198,8 @@ pub fn resigned_by_proxy(
         finding.kind,
         FindingKind::TlsInspection | FindingKind::UntrustedCertificate
     );
-    if !chain || !hop.starts_with("PROXY ") || finding.detail.contains("by the proxy") {
+    let proxied = crate::upstream::route::hop_proxy(hop).is_some();
+    if !chain || !proxied || finding.detail.contains("by the proxy") {
         return;
     }
     finding
@@ -320,6 +321,13 @@ mod tests {
         let mut direct = inspected(None);
         resigned_by_proxy(&mut direct, "DIRECT", &via, &profile);
         assert!(!direct.detail.contains("by the proxy"));
+        let mut https = inspected(None);
+        resigned_by_proxy(&mut https, "HTTPS p:443", &[], &profile);
+        assert!(
+            https.detail.ends_with("re-signed by the proxy HTTPS p:443"),
+            "{}",
+            https.detail
+        );
         let mut unknown = inspected(None);
         resigned_by_proxy(&mut unknown, "PROXY p:1", &[], &profile);
         assert_eq!(unknown.vendor, None);

@@ -53,11 +53,15 @@ pub fn judge(hosts: &mut [HostRoute], unreachable: &[(String, String)]) -> Vec<L
         let hops: Vec<&str> = host.route.split("; ").collect();
         let usable = |hop: &&str| {
             *hop == "DIRECT"
-                || (hop.starts_with("PROXY ") && !unreachable.iter().any(|(p, _)| p == hop))
+                || (crate::upstream::route::hop_proxy(hop).is_some()
+                    && !unreachable.iter().any(|(p, _)| p == hop))
         };
         if !hops.iter().any(usable) {
             host.fails = true;
-            let kind = if hops.iter().any(|h| h.starts_with("PROXY ")) {
+            let kind = if hops
+                .iter()
+                .any(|h| crate::upstream::route::hop_proxy(h).is_some())
+            {
                 "proxy_unreachable"
             } else {
                 "unsupported"
@@ -135,19 +139,21 @@ mod tests {
             host("oaistatic.com", "SOCKS5 s:1", None),
             host("x.com", "DIRECT", Some("the PAC script does not run")),
             host("y.com", "PROXY a:1", None),
+            host("z.com", "QUIC q:443", None),
         ];
         let dead = vec![("PROXY a:1".to_string(), "refused".to_string())];
         let lints = judge(&mut hosts, &dead);
         let fails: Vec<bool> = hosts.iter().map(|h| h.fails).collect();
-        assert_eq!(fails, [false, false, true, true, true]);
+        // A SOCKS5 server is a way out like a proxy; an unknown kind is not.
+        assert_eq!(fails, [false, false, false, true, true, true]);
         let kinds: Vec<&str> = lints.iter().map(|l| l.kind).collect();
         assert_eq!(
             kinds,
             [
                 "proxy_unreachable",
-                "unsupported",
                 "pac_error",
                 "proxy_unreachable",
+                "unsupported",
                 "split_route"
             ]
         );

@@ -547,7 +547,7 @@ fn upgrade_refused(
         .route
         .hop
         .as_deref()
-        .filter(|h| h.starts_with("PROXY "));
+        .filter(|h| crate::upstream::route::hop_proxy(h).is_some());
     let inspected = ctx
         .state
         .verdicts

@@ -481,7 +481,7 @@ impl Summary {
         if stats.routes.len() < MAX_ROUTES {
             stats.routes.insert(hop.to_string());
         }
-        if hop.starts_with("PROXY ") {
+        if crate::upstream::route::hop_proxy(hop).is_some() {
             stats.via_proxy = Some((hop.to_string(), taken.proxy_headers.clone()));
             stats.name_proxy(&profile);
         }
