@@ -72,6 +72,18 @@ async fn h2_client(s: &Setup) -> H2 {
     sender
 }
 
+/// RFC 6455's sample upgrade to `/ws`.
+fn websocket_upgrade() -> Request<Full<Bytes>> {
+    Request::get("/ws")
+        .header("host", "chatgpt.com")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 fn get(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::new(Bytes::new())).unwrap()
 }
@@ -217,14 +229,7 @@ async fn event_streams_are_relayed_as_they_arrive() {
 #[tokio::test]
 async fn websocket_upgrades_are_relayed() {
     let s = setup(&[]).await;
-    let request = Request::get("/ws")
-        .header("host", "chatgpt.com")
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let request = websocket_upgrade();
     let response = intercepted_h1(
         s.proxy.addr,
         "chatgpt.com",
@@ -820,14 +825,7 @@ async fn every_connection_path_leaves_its_host_in_the_summary() {
     let response = h2.send_request(get(&url)).await.unwrap();
     drop(response.into_body().collect().await);
     drop(h2);
-    let ws = Request::get("/ws")
-        .header("host", "chatgpt.com")
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let ws = websocket_upgrade();
     let response = intercepted_h1(s.proxy.addr, "chatgpt.com", port, &s.ca_pem, ws).await;
     assert_eq!(response.status(), 101);
     drop(hyper::upgrade::on(response).await.unwrap());

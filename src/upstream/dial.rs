@@ -277,19 +277,23 @@ async fn socks_tunnel(
     port: u16,
     config: &Config,
 ) -> Result<Upstream, Failure> {
-    let d = through_socks(proxy, host, port, config).await?;
-    Ok(Upstream {
+    through_socks(proxy, host, port, config).await.map(spliced)
+}
+
+/// A dialled TCP connection as a tunnel's upstream, which the relay can splice.
+fn spliced(d: Dialed) -> Upstream {
+    Upstream {
         io: Stream::Tcp {
             stream: d.stream,
             early: Bytes::new(),
         },
         addr: d.addr,
         dns: d.dns,
-        dns_answer: Vec::new(),
+        dns_answer: d.dns_answer,
         connect: d.connect,
         proxy_connect: None,
         proxy_headers: Vec::new(),
-    })
+    }
 }
 
 /// The failure for a hop diagproxy cannot take (`HTTPS p:443`).
@@ -302,19 +306,7 @@ pub fn unsupported(what: &str) -> Failure {
 }
 
 async fn direct(host: &str, port: u16, config: &Config) -> Result<Upstream, Failure> {
-    let d = dial(host, port, config, Side::Upstream).await?;
-    Ok(Upstream {
-        io: Stream::Tcp {
-            stream: d.stream,
-            early: Bytes::new(),
-        },
-        addr: d.addr,
-        dns: d.dns,
-        dns_answer: d.dns_answer,
-        connect: d.connect,
-        proxy_connect: None,
-        proxy_headers: Vec::new(),
-    })
+    dial(host, port, config, Side::Upstream).await.map(spliced)
 }
 
 /// A tunnel through `proxy` (signing in as `config.upstream_auth` says; `auth` gets the

@@ -398,14 +398,7 @@ pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, String> {
         (None, Some(rest)) => (rest, true),
         (None, None) => return Err(err("not an http:// or https:// proxy URL")),
     };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('/') {
-        return Err(err("a proxy URL has no path"));
-    }
-    let (userinfo, hostport) = match rest.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, rest),
-    };
+    let (userinfo, hostport) = userinfo_and_host(rest).map_err(err)?;
     let authorization = match userinfo {
         Some(u) => {
             let (user, pass) = u.split_once(':').unwrap_or((u, ""));
@@ -446,14 +439,7 @@ pub fn parse_socks_proxy(url: &str) -> Result<SocksProxy, String> {
         "socks4a" => Version::V4a,
         _ => return Err(err("not a SOCKS scheme")),
     };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('/') {
-        return Err(err("a proxy URL has no path"));
-    }
-    let (userinfo, hostport) = match rest.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, rest),
-    };
+    let (userinfo, hostport) = userinfo_and_host(rest).map_err(err)?;
     if userinfo.is_some() && version != Version::V5 {
         return Err(err("only SOCKS5 takes a username and password"));
     }
@@ -469,6 +455,19 @@ pub fn parse_socks_proxy(url: &str) -> Result<SocksProxy, String> {
         port,
         credentials,
         chosen: true,
+    })
+}
+
+/// A proxy URL after its `scheme://`: the `user:pass` before an `@`, if any, and the
+/// `host:port` (a trailing `/` allowed, no path).
+fn userinfo_and_host(rest: &str) -> Result<(Option<&str>, &str), &'static str> {
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err("a proxy URL has no path");
+    }
+    Ok(match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
     })
 }
 
