@@ -416,6 +416,28 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
+    fn the_temporary_profile_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let profile = private_profile().unwrap();
+        let mode = std::fs::metadata(profile.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700);
+        let live = live_page(profile.path(), "127.0.0.1:9".parse().unwrap(), Some("tok"))
+            .unwrap()
+            .unwrap();
+        let file = live.strip_prefix("file://").unwrap();
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the file holding the token");
+        assert!(std::fs::read_to_string(file)
+            .unwrap()
+            .contains("/?token=tok"));
+    }
+
+    #[test]
     fn proxy_forms_and_loopback_only() {
         let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert_eq!(parse_proxy("127.0.0.1:8080").ok(), Some(addr));
