@@ -224,6 +224,8 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
         "forward bulk throughput (plain HTTP, Content-Length)",
         "tunnel bulk throughput",
         "tunnel setup",
+        "tunnel setup: SOCKS5 route (vs. HTTP proxy route)",
+        "tunnel bulk: SOCKS5 route (vs. HTTP proxy route)",
         "intercept HTTPS keep-alive c=1",
         "intercept HTTPS keep-alive c=16",
         "intercept new TLS connection per request",
@@ -278,6 +280,8 @@ fn bench_only_runs_the_groups_asked_for() {
         [
             "tunnel bulk throughput",
             "tunnel setup (CONNECT → 200)",
+            "tunnel setup: SOCKS5 route (vs. HTTP proxy route)",
+            "tunnel bulk: SOCKS5 route (vs. HTTP proxy route)",
             "idle memory (RSS)",
             "  of which private to the proxy (RssAnon)",
             "memory per idle tunnel (10 open)",
