@@ -370,6 +370,44 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
 }
 
 /// Runs `diagproxy bench --json` with `args`, checks it succeeded and returns its report.
+#[test]
+fn bench_compare_prints_the_difference_against_a_saved_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("before.json");
+    let args = ["--duration", "0.2", "--only", "tunnel"];
+    let before = bench_json(&args);
+    std::fs::write(&saved, before.to_string()).unwrap();
+    let out = common::diagproxy()
+        .arg("bench")
+        .args(args)
+        .arg("--compare")
+        .arg(&saved)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("compared with an earlier run"), "{stdout}");
+    let line = stdout
+        .lines()
+        .filter(|l| l.starts_with("tunnel setup (CONNECT → 200)"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains('%'), "a change in percent: {line}");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{}").unwrap();
+    let out = common::diagproxy()
+        .args(["bench", "--compare"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a `diagproxy bench --json` report"));
+}
+
 fn bench_json(args: &[&str]) -> serde_json::Value {
     let out = common::diagproxy()
         .args(["bench", "--json"])

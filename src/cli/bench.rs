@@ -49,6 +49,20 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
             return Ok(());
         }
     }
+    let before = match &args.compare {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failed::Usage(format!("--compare {}: {e}", path.display())))?;
+            let report: crate::bench::Report = serde_json::from_str(&text).map_err(|e| {
+                Failed::Usage(format!(
+                    "--compare {}: not a `diagproxy bench --json` report: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(report)
+        }
+        None => None,
+    };
     let options = crate::bench::Options {
         duration: std::time::Duration::from_secs_f64(args.duration),
         connections: args.connections,
@@ -73,6 +87,15 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
         );
     } else {
         print!("{}", crate::bench::table(&report));
+    }
+    if let Some(before) = &before {
+        let text = crate::bench::compare(&report, before);
+        // With --json the report owns stdout; the comparison goes to stderr.
+        if args.json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
     }
     Ok(())
 }

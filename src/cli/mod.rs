@@ -298,6 +298,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "HOST:PORT:ADDR", requires = "auth_proxy")]
     pub resolve: Vec<String>,
     /// Print JSON instead of the table.
+    /// Also print the difference against an earlier run saved with --json (the value
+    /// through the proxy and the proxy's CPU per unit, row by row).
+    #[arg(long, value_name = "FILE.json")]
+    pub compare: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
