@@ -49,20 +49,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
             return Ok(());
         }
     }
-    let before = match &args.compare {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failed::Usage(format!("--compare {}: {e}", path.display())))?;
-            let report: crate::bench::Report = serde_json::from_str(&text).map_err(|e| {
-                Failed::Usage(format!(
-                    "--compare {}: not a `diagproxy bench --json` report: {e}",
-                    path.display()
-                ))
-            })?;
-            Some(report)
-        }
-        None => None,
-    };
+    let before = args.compare.as_deref().map(saved_report).transpose()?;
     let options = crate::bench::Options {
         duration: std::time::Duration::from_secs_f64(args.duration),
         connections: args.connections,
@@ -80,18 +67,37 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
         json: args.json,
     };
     let report = crate::bench::run(options)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
+    show(&report, before.as_ref(), args.json)
+}
+
+/// `--compare FILE`: an earlier run's `--json`.
+fn saved_report(path: &std::path::Path) -> Result<crate::bench::Report, Failed> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failed::Usage(format!("--compare {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Failed::Usage(format!(
+            "--compare {}: not a `diagproxy bench --json` report: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The table (or the JSON), then the comparison with `before` (on stderr under --json,
+/// where the report owns stdout).
+fn show(
+    report: &crate::bench::Report,
+    before: Option<&crate::bench::Report>,
+    json: bool,
+) -> Result<(), Failed> {
+    if json {
+        let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+        println!("{text}");
     } else {
-        print!("{}", crate::bench::table(&report));
+        print!("{}", crate::bench::table(report));
     }
-    if let Some(before) = &before {
-        let text = crate::bench::compare(&report, before);
-        // With --json the report owns stdout; the comparison goes to stderr.
-        if args.json {
+    if let Some(before) = before {
+        let text = crate::bench::compare(report, before);
+        if json {
             eprint!("{text}");
         } else {
             print!("{text}");
