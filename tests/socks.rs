@@ -153,6 +153,15 @@ async fn an_https_proxy_is_reached_over_tls_and_an_untrusted_one_is_proxy_tls_fa
     let hop = format!("HTTPS proxy.corp.test:{}", squid.port);
     assert_eq!(tunnel["route"], hop.as_str(), "{tunnel}");
     assert_eq!(session.events_of("request")[0]["route"], hop.as_str());
+    // The proxy's own chain is judged like any: signed by a root only this machine trusts,
+    // it is inspection on the proxy's row (other traffic), never ChatGPT's verdict.
+    let proxy_row = session.host("proxy.corp.test", squid.port);
+    assert_eq!(proxy_row["tls"]["verdict"], "inspected", "{proxy_row}");
+    assert!(proxy_row["allowlist"].is_null());
+    assert!(
+        proxy_row["findings"].to_string().contains("tls_inspection"),
+        "{proxy_row}"
+    );
 
     // The same proxy for a machine that does not trust its CA.
     let proxy = Proxy::start(&["--upstream-proxy", &url, "--resolve", &pin]).await;

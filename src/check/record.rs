@@ -55,6 +55,7 @@ fn route(report: &CheckReport, host: &HostCheck) -> Taken {
         pac_error: None,
         proxy_auth: host.proxy_auth.clone(),
         proxy_headers: Vec::new(),
+        proxy_tls: None,
     }
 }
 

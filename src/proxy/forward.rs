@@ -409,7 +409,8 @@ async fn send_new(
     let mut sender = match hop {
         // An HTTPS proxy: TLS to it first (its chain judged), the request inside.
         Hop::Proxy(proxy) if proxy.tls => {
-            let tls = dial::proxy_tls(proxy, dialed.stream, &state.config).await?;
+            let (tls, verdict) = dial::proxy_tls(proxy, dialed.stream, &state.config).await?;
+            event.route.proxy_tls = Some(verdict);
             http1(tls).await.map_err(fail)?
         }
         _ => http1(dialed.stream).await.map_err(fail)?,

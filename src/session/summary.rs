@@ -467,6 +467,22 @@ impl Summary {
         stats.max_ms = stats.max_ms.max(record.ms);
     }
 
+    /// An HTTPS proxy's own chain on the proxy's row (other traffic): re-signed on the way to
+    /// the proxy is a `tls_inspection` there, never part of the verdict on ChatGPT.
+    fn note_proxy_chain(&mut self, hop: &str, verdict: &TlsVerdict) {
+        let Some(hp) = crate::upstream::route::hop_proxy(hop)
+            .and_then(|hp| crate::upstream::HostPort::parse(hp, 443))
+        else {
+            return;
+        };
+        let finding = tls_finding(&self.profile, &hp.host, hp.port, verdict);
+        let stats = self.host(&hp.host, hp.port);
+        stats.tls = Some(verdict.clone());
+        if let Some(finding) = finding {
+            stats.add_finding(finding);
+        }
+    }
+
     /// Sign-ins per corporate proxy.
     pub fn sign_ins(&self) -> impl Iterator<Item = &SignIns> {
         self.sign_ins.values()
@@ -485,10 +501,14 @@ impl Summary {
             stats.via_proxy = Some((hop.to_string(), taken.proxy_headers.clone()));
             stats.name_proxy(&profile);
         }
-        if stats.allowlist.is_none() {
+        let ours = stats.allowlist.is_some();
+        let name = stats.host.clone();
+        if let Some(verdict) = &taken.proxy_tls {
+            self.note_proxy_chain(hop, verdict);
+        }
+        if !ours {
             return;
         }
-        let name = stats.host.clone();
         let Some((first_host, first_hop)) = self.first_route.clone() else {
             self.first_route = Some((name, hop.to_string()));
             return;

@@ -129,6 +129,9 @@ pub struct Upstream {
     /// The corporate proxy's `200`'s headers that say what it is (`Via`, `Server`, …): a
     /// chain re-signed on this route is named after them when its issuer names nothing.
     pub proxy_headers: Vec<(String, String)>,
+    /// An HTTPS proxy's own chain, judged: re-signed on the way to the proxy is a finding
+    /// on the proxy's row (other traffic, never the verdict on ChatGPT).
+    pub proxy_tls: Option<crate::tls::chain::TlsVerdict>,
 }
 
 /// Most of a block page fits here; corporate proxies put theirs in refusal bodies.
@@ -233,6 +236,7 @@ pub async fn open_tunnel(
             taken.hop = Some(hop.to_string());
             if let Ok(up) = &result {
                 taken.proxy_headers.clone_from(&up.proxy_headers);
+                taken.proxy_tls.clone_from(&up.proxy_tls);
             }
             return (taken, result);
         };
@@ -293,6 +297,7 @@ fn spliced(d: Dialed) -> Upstream {
         connect: d.connect,
         proxy_connect: None,
         proxy_headers: Vec::new(),
+        proxy_tls: None,
     }
 }
 
@@ -320,11 +325,13 @@ pub async fn through(
 ) -> Result<Upstream, Failure> {
     let d = dial(&proxy.host, proxy.port, config, Side::UpstreamProxy).await?;
     let started = Instant::now();
+    let mut judged = None;
     let exchange = async {
         if !proxy.tls {
             return connect_through(d.stream, proxy, (host, port), config, auth).await;
         }
-        let tls = proxy_tls(proxy, d.stream, config).await?;
+        let (tls, verdict) = proxy_tls(proxy, d.stream, config).await?;
+        judged = Some(verdict);
         connect_through(tls, proxy, (host, port), config, auth).await
     };
     let (io, proxy_headers) = match tokio::time::timeout(config.response_timeout, exchange).await {
@@ -350,6 +357,7 @@ pub async fn through(
         connect: d.connect,
         proxy_connect: Some(started.elapsed()),
         proxy_headers,
+        proxy_tls: judged,
     })
 }
 
@@ -359,7 +367,13 @@ pub async fn proxy_tls(
     proxy: &UpstreamProxy,
     stream: TcpStream,
     config: &Config,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+) -> Result<
+    (
+        tokio_rustls::client::TlsStream<TcpStream>,
+        crate::tls::chain::TlsVerdict,
+    ),
+    Failure,
+> {
     let at = host_port(&proxy.host, proxy.port);
     let failed = |why: String| Failure::new(FailureKind::ProxyTlsFailed, Side::UpstreamProxy, why);
     let name =
@@ -392,7 +406,7 @@ pub async fn proxy_tls(
             verdict.issuer
         )));
     }
-    Ok(tls)
+    Ok((tls, verdict))
 }
 
 async fn connect_through<S>(

@@ -163,6 +163,9 @@ pub struct Taken {
     /// What the corporate proxy's `200` to the CONNECT said of itself (`via`, `server`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_headers: Vec<(String, String)>,
+    /// An HTTPS proxy's own chain, judged (the TLS to the proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_tls: Option<crate::tls::chain::TlsVerdict>,
 }
 
 impl From<&Route> for Taken {
@@ -174,6 +177,7 @@ impl From<&Route> for Taken {
             pac_error: route.error.clone(),
             proxy_auth: None,
             proxy_headers: Vec::new(),
+            proxy_tls: None,
         }
     }
 }
