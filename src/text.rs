@@ -64,6 +64,12 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// Whether `a` and `b` are equal, in time that does not depend on where they first differ
+/// (credentials and tokens compared with what a client sent).
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 /// The most bytes of a URL or request target kept in the session files.
 pub const MAX_RECORDED: usize = 8 * 1024;
 

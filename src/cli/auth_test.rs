@@ -102,7 +102,7 @@ async fn test(target: &HostPort, config: &mut Config) -> Answer {
         match hop {
             Hop::Proxy(proxy) => proxies.push(test_proxy(proxy, target, config).await),
             Hop::Socks(proxy) => proxies.push(test_socks(proxy, target, config).await),
-            Hop::Direct | Hop::Unsupported(_) => {}
+            Hop::Direct => {}
         }
     }
     Answer {

@@ -158,7 +158,7 @@ fn shape(
     absolute: &Uri,
     hop: &Hop,
     authority: &hyper::http::uri::Authority,
-) -> Option<PoolKey> {
+) -> PoolKey {
     let headers = request.headers_mut();
     headers.remove(PROXY_AUTHORIZATION);
     match hop {
@@ -171,7 +171,7 @@ fn shape(
                 headers.insert(PROXY_AUTHORIZATION, auth);
             }
             *request.uri_mut() = absolute.clone();
-            Some((proxy.host.clone(), proxy.port))
+            (proxy.host.clone(), proxy.port)
         }
         // Through a SOCKS server the request goes as to the origin, on the SOCKS connection.
         Hop::Direct | Hop::Socks(_) => {
@@ -180,9 +180,8 @@ fn shape(
                 .parse()
                 .unwrap_or_else(|_| Uri::from_static("/"));
             let host = crate::upstream::addr::unbracket(authority.host());
-            Some((host.to_string(), authority.port_u16().unwrap_or(80)))
+            (host.to_string(), authority.port_u16().unwrap_or(80))
         }
-        Hop::Unsupported(_) => None,
     }
 }
 
@@ -206,15 +205,7 @@ async fn exchange(
     let mut last = None;
     for (i, hop) in hops.iter().enumerate() {
         event.route.hop = Some(hop.to_string());
-        let Some(key) = shape(&mut request, &absolute, hop, authority) else {
-            let failure = dial::unsupported(&hop.to_string());
-            event
-                .route
-                .route_failed
-                .push(format!("{hop}: {}", failure.detail));
-            last = Some(failure);
-            continue;
-        };
+        let key = shape(&mut request, &absolute, hop, authority);
         let (again, head) = replayable(request, hop, state).await?;
         request = again;
         if i == 0 {

@@ -335,7 +335,7 @@ fn passthrough_html(state: &Shared) -> String {
     );
     for (host, port) in list {
         // Host names here passed the CONNECT's host check: letters, digits, dots, dashes.
-        let host = escape(&host);
+        let host = esc(&host);
         html.push_str(&format!(
             "<tr><td>{host}:{port}</td><td><form method=\"post\" action=\"{REENABLE}?host={host}&amp;port={port}\">\
              <button>Intercept again</button></form></td></tr>"
@@ -376,22 +376,18 @@ fn host_rows(summary: &crate::session::summary::Summary) -> String {
         };
         rows.push_str(&format!(
             "<tr class=\"{class}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&h.host),
+            esc(&h.host),
             h.port,
-            escape(h.allowlist.as_deref().unwrap_or("other")),
+            esc(h.allowlist.as_deref().unwrap_or("other")),
             h.connections,
             h.requests,
             crate::session::livelog::bytes(h.bytes_up),
             crate::session::livelog::bytes(h.bytes_down),
-            escape(&worst.map_or_else(|| "-".to_string(), |f| f.label())),
-            escape(&failures.join(", "))
+            esc(&worst.map_or_else(|| "-".to_string(), |f| f.label())),
+            esc(&failures.join(", "))
         ));
     }
     rows
-}
-
-fn escape(text: &str) -> String {
-    crate::text::html(text)
 }
 
 #[cfg(test)]

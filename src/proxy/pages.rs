@@ -120,7 +120,7 @@ fn key(req: &Request<Incoming>, token: &str, port: u16) -> Key {
     let in_query = req.uri().query().is_some_and(|q| {
         q.split('&')
             .filter_map(|pair| pair.split_once('='))
-            .any(|(k, v)| k == "token" && same(v, token))
+            .any(|(k, v)| k == "token" && crate::text::same_secret(v.as_bytes(), token.as_bytes()))
     });
     if in_query {
         return Key::Query;
@@ -133,27 +133,17 @@ fn key(req: &Request<Incoming>, token: &str, port: u16) -> Key {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .any(|(k, v)| k == name && same(v, token));
+        .any(|(k, v)| k == name && crate::text::same_secret(v.as_bytes(), token.as_bytes()));
     let in_header = req
         .headers()
         .get("x-diagproxy-token")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| same(v, token));
+        .is_some_and(|v| crate::text::same_secret(v.as_bytes(), token.as_bytes()));
     if in_cookie || in_header {
         Key::Kept
     } else {
         Key::Missing
     }
-}
-
-/// Equality in time that does not depend on where the first difference is.
-fn same(given: &str, token: &str) -> bool {
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 /// The pages behind the token.

@@ -162,14 +162,7 @@ fn credentials_match(given: &[u8], expected: &str) -> bool {
     else {
         return false;
     };
-    if scheme != want_scheme || token.len() != want_token.len() {
-        return false;
-    }
-    token
-        .iter()
-        .zip(&want_token)
-        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-        == 0
+    scheme == want_scheme && crate::text::same_secret(&token, &want_token)
 }
 
 #[cfg(test)]

@@ -207,8 +207,8 @@ pub async fn dial(host: &str, port: u16, config: &Config, side: Side) -> Result<
 }
 
 /// Opens a tunnel's upstream side along the host's route: each hop in turn (DIRECT, or
-/// CONNECT through a corporate proxy) until one connects. A hop that cannot be reached
-/// (DNS, refused, timed out, reset, unsupported) falls back to the next, and a proxy that
+/// CONNECT through a corporate proxy, a SOCKS handshake) until one connects. A hop that
+/// cannot be reached (DNS, refused, timed out, reset) falls back to the next, and a proxy that
 /// did so is skipped for five minutes (Chromium's rule); a proxy's refusal of the CONNECT
 /// itself (403, 407) is its answer and ends the attempt. `taken` says which way was taken
 /// and what failed before it, for the event.
@@ -230,7 +230,6 @@ pub async fn open_tunnel(
             Hop::Direct => direct(host, port, config).await,
             Hop::Proxy(proxy) => through(proxy, host, port, config, &mut taken.proxy_auth).await,
             Hop::Socks(proxy) => socks_tunnel(proxy, host, port, config).await,
-            Hop::Unsupported(what) => Err(unsupported(what)),
         };
         let Err(failure) = &result else {
             taken.hop = Some(hop.to_string());
@@ -299,15 +298,6 @@ fn spliced(d: Dialed) -> Upstream {
         proxy_headers: Vec::new(),
         proxy_tls: None,
     }
-}
-
-/// The failure for a hop diagproxy cannot take (`HTTPS p:443`).
-pub fn unsupported(what: &str) -> Failure {
-    Failure::new(
-        FailureKind::ConnectFailed,
-        Side::UpstreamProxy,
-        format!("{what}: diagproxy cannot take this way yet (plain HTTP through an HTTPS proxy)"),
-    )
 }
 
 async fn direct(host: &str, port: u16, config: &Config) -> Result<Upstream, Failure> {

@@ -35,9 +35,6 @@ pub enum Hop {
     Proxy(Arc<UpstreamProxy>),
     /// A connection through this SOCKS server (`SOCKS`, `SOCKS4`, `SOCKS5` in a PAC).
     Socks(Arc<SocksProxy>),
-    /// A way diagproxy cannot take (`HTTPS` proxies), kept so it can say so and go on to
-    /// the next one.
-    Unsupported(String),
 }
 
 impl Hop {
@@ -54,7 +51,7 @@ impl Hop {
         match self {
             Hop::Proxy(p) => Some((&p.host, p.port)),
             Hop::Socks(p) => Some((&p.host, p.port)),
-            Hop::Direct | Hop::Unsupported(_) => None,
+            Hop::Direct => None,
         }
     }
 }
@@ -73,7 +70,6 @@ impl fmt::Display for Hop {
                 p.version.pac_name(),
                 HostPort::new(p.host.as_str(), p.port)
             ),
-            Hop::Unsupported(text) => f.write_str(text),
         }
     }
 }
@@ -188,8 +184,7 @@ pub const MAX_HOPS: usize = 32;
 
 /// A PAC result (`PROXY a:3128; PROXY b:3128; DIRECT`) as hops, the first [`MAX_HOPS`]. `HTTP` is `PROXY`;
 /// `SOCKS` and `SOCKS4` are SOCKS4 (Chromium reads a bare `SOCKS` so), `SOCKS5` is SOCKS5;
-/// `HTTPS` is kept as an unsupported hop; an entry that is
-/// none of these, or a proxy without a port, is an error (Chromium skips such entries; we
+/// `HTTPS` is an HTTPS proxy (TLS to the proxy); an entry that is none of these, or a proxy without a port, is an error (Chromium skips such entries; we
 /// say so). An empty result is DIRECT.
 pub fn parse_pac_result(text: &str) -> Result<Vec<Hop>, String> {
     let mut hops = Vec::new();
