@@ -83,6 +83,10 @@ pub struct Config {
     /// (`?token=` once, then a cookie), so another local user cannot read the session.
     /// Random per session, or `DIAGPROXY_LIVE_TOKEN` (how `diagproxy browser` knows it).
     pub live_token: Arc<str>,
+    /// `--keylog` (or `SSLKEYLOGFILE` with `--keylog-from-env`): where TLS secrets go. The
+    /// command installs it (`tls::keylog::install`) before any TLS config is built; the
+    /// session records the path so a bundle can leave the file out by name.
+    pub keylog: Option<PathBuf>,
 }
 
 /// Random per session: 128 bits as 32 hex digits.

@@ -157,13 +157,16 @@ pub fn is_dns_name(name: &str) -> bool {
 /// The SHA-256 of `bytes` in lower-case hex: how PAC files, SPKIs and kept bodies are named.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    let mut out = String::with_capacity(64);
+    push_hex(&mut out, digest.as_ref());
+    out
+}
+
+/// Appends `bytes` as lower-case hex digits.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,14 @@ use crate::upstream::{discover, HostPort};
 pub fn check(args: &CheckArgs) -> Result<(), Failed> {
     let roots = [args.public_roots.as_deref(), args.system_roots.as_deref()];
     let mut config = route_config(&args.route, &args.stage_timeout, roots)?;
+    config.keylog = args.keylog.chosen();
+    super::run::install_keylog(config.keylog.as_deref())?;
+    if let Some(path) = &config.keylog {
+        eprintln!(
+            "{}",
+            crate::text::terminal(&crate::tls::keylog::banner_line(path), false)
+        );
+    }
     let budget = parse_duration("--stage-timeout", &args.stage_timeout)
         .map_err(|e| Failed::Usage(e.to_string()))?;
     let targets = targets(args, &config)?;
@@ -183,6 +191,7 @@ fn record(
             .map(|((h, p), ip)| format!("{h}:{p}:{ip}"))
             .collect(),
         include_secrets: false,
+        keylog: config.keylog.as_ref().map(|p| p.display().to_string()),
     };
     let ended = crate::clock::rfc3339(SystemTime::now());
     let mut lines = String::new();

@@ -102,6 +102,7 @@ impl Config {
                 Ok(token) => crate::config::parse_live_token(&token)?,
                 Err(_) => crate::config::new_live_token(),
             },
+            keylog: args.keylog.chosen(),
         })
     }
 }

@@ -231,6 +231,27 @@ pub struct AuthTestArgs {
     pub json: bool,
 }
 
+/// The TLS key log (`run`, `check`).
+#[derive(Debug, Args)]
+pub struct KeyLogArgs {
+    /// Write the secrets of every TLS session diagproxy takes part in to FILE (NSS key log
+    /// format: Wireshark/tshark decrypt a capture with it). Created 0600, appended. Anyone
+    /// holding it can decrypt the captured traffic: never part of a bundle unless asked.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
+    /// Write the key log to $SSLKEYLOGFILE (ignored without this flag, so a variable left
+    /// in the environment never turns a key log on by accident).
+    #[arg(long)]
+    pub keylog_from_env: bool,
+}
+
+impl KeyLogArgs {
+    /// The file to write keys to, if any.
+    pub fn chosen(&self) -> Option<PathBuf> {
+        crate::tls::keylog::chosen(self.keylog.as_deref(), self.keylog_from_env)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Hosts to check, HOST or HOST:PORT [default: the profile's hosts].
@@ -257,6 +278,8 @@ pub struct CheckArgs {
     /// Write into an existing, non-empty --session-dir (its files are replaced).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub keylog: KeyLogArgs,
     /// One JSON document on stdout (check.json's contents) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -494,6 +517,9 @@ pub struct RunArgs {
     /// Record credentials (Authorization, cookies, tokens in URLs) instead of REDACTED.
     #[arg(long)]
     pub include_secrets: bool,
+
+    #[command(flatten)]
+    pub keylog: KeyLogArgs,
 
     /// Which answers' bodies to keep in the session folder (first 64 KiB each): `problems`
     /// (a failure or a finding: block pages, error JSON), `text` (also every text/JSON/event

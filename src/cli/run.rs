@@ -17,6 +17,7 @@ const EXIT_FLUSH: Duration = Duration::from_secs(2);
 pub fn run(args: &RunArgs) -> Result<(), Failed> {
     let config = Config::from_run_args(args).map_err(|e| Failed::Usage(e.to_string()))?;
     init_tracing(&config);
+    install_keylog(config.keylog.as_deref())?;
     if let Some(warning) = config.intercept.unmatched_warning(&config.profile) {
         tracing::warn!("{warning}");
     }
@@ -33,6 +34,12 @@ pub fn run(args: &RunArgs) -> Result<(), Failed> {
     };
     stderr::get().flush(EXIT_FLUSH);
     result
+}
+
+/// Starts the key log before any TLS config exists (they are built once and read it then).
+pub(super) fn install_keylog(path: Option<&std::path::Path>) -> Result<(), Failed> {
+    let Some(path) = path else { return Ok(()) };
+    crate::tls::keylog::install(path).map_err(|e| Failed::Usage(format!("--keylog: {e}")))
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -110,6 +117,7 @@ fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
             "pac": format!("http://{addr}/proxy.pac"),
             "live_page": ready.live_page,
             "session_dir": ready.session_dir,
+            "keylog": crate::tls::keylog::path(),
             "interception": ready.interception.as_ref().map(|i| serde_json::json!({
                 "hosts": i.hosts,
                 "ca_dir": i.ca_dir,
@@ -153,6 +161,10 @@ fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
             }
             text.push('\n');
         }
+    }
+    if let Some(path) = crate::tls::keylog::path() {
+        text.push_str(&crate::tls::keylog::banner_line(path));
+        text.push('\n');
     }
     text.push_str(&format!("route: {}\n", ready.routes.line()));
     for error in ready.routes.errors.iter().take(1) {

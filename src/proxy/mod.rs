@@ -357,6 +357,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         max_hosts: config.max_hosts,
         resolve: pins(&config.resolve),
         include_secrets: config.include_secrets,
+        keylog: config.keylog.as_ref().map(|p| p.display().to_string()),
     };
     let style = Style {
         format: config.log_format,

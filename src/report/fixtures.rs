@@ -23,6 +23,7 @@ pub fn events() -> Vec<Event> {
         max_hosts: crate::session::event::MAX_HOSTS,
         resolve: Vec::new(),
         include_secrets: false,
+        keylog: None,
     };
     let request = RequestEvent {
         ts: "2026-11-27T18:00:01.000Z".into(),

@@ -65,6 +65,10 @@ pub struct SessionInfo {
     /// redacted before anything was written, and no report can bring them back.
     #[serde(default)]
     pub include_secrets: bool,
+    /// Where the TLS key log went (`--keylog`), if one was written: a bundle leaves it out
+    /// unless `--include-sensitive keylog`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keylog: Option<String>,
 }
 
 /// `--max-hosts`'s default.
@@ -89,6 +93,7 @@ impl Default for SessionInfo {
             max_hosts: MAX_HOSTS,
             resolve: Vec::new(),
             include_secrets: false,
+            keylog: None,
         }
     }
 }

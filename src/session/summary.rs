@@ -161,6 +161,11 @@ pub struct SessionDoc<'a> {
     pub connections_refused: u64,
     pub events_dropped: u64,
     pub live_log_dropped: u64,
+    /// Whether credentials were recorded (`--include-secrets`): a bundle asks before taking them.
+    pub include_secrets: bool,
+    /// Where the TLS key log went (`--keylog`): a bundle leaves it out unless asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keylog: Option<&'a str>,
 }
 
 /// Hosts outside the profile, in numbers.
@@ -582,6 +587,8 @@ impl Summary {
                 route_source: self.session.route_source.as_deref(),
                 pac: self.session.pac.as_ref(),
                 profile: &self.session.profile,
+                include_secrets: self.session.include_secrets,
+                keylog: self.session.keylog.as_deref(),
             },
             hosts: self.hosts.values().collect(),
             allowlist,
@@ -691,6 +698,7 @@ mod tests {
                 "x.test:443:[::1]".into(),
             ],
             include_secrets: false,
+            keylog: None,
         }
     }
 

@@ -40,6 +40,9 @@ fn build_look_only(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
                 .with_no_client_auth()
         });
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    if let Some(log) = super::keylog::sink() {
+        config.key_log = log;
+    }
     Arc::new(config)
 }
 

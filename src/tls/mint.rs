@@ -66,6 +66,9 @@ impl Minter {
             .with_single_cert(vec![leaf, self.ca.cert_der.clone()], key)
             .map_err(|e| e.to_string())?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if let Some(log) = super::keylog::sink() {
+            config.key_log = log;
+        }
         let config = Arc::new(config);
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(host, config.clone());

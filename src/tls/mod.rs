@@ -1,9 +1,10 @@
 //! TLS: the trust stores a chain is judged against (`roots`), the verdict on a presented
 //! chain (`chain`, pure), and the side handshake that learns the chain a tunnelled host
-//! presents (`probe`).
+//! presents (`probe`), and the key log every TLS config writes to when asked (`keylog`).
 
 pub mod ca;
 pub mod chain;
+pub mod keylog;
 pub mod look;
 pub mod mint;
 pub mod probe;

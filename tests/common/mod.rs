@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod capture;
 pub mod chromium;
 pub mod dante;
 pub mod kerberos;
