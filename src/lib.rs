@@ -26,6 +26,8 @@
 //!   that calls `inspect`), the live log, the feed of events for the live page.
 //! - [`failure`]: named failure kinds and whose side failed.
 //! - [`report`]: HAR, HTML, Markdown and compare, from `events.jsonl` alone.
+//! - [`bundle`]: the support bundle — a reviewed zip of session folders with a manifest of
+//!   hashes, redaction counts and what was left out; `--verify` rechecks one.
 //! - [`bench`]: `diagproxy bench`, the overhead measurements (load generator and proxy
 //!   pinned to their own cores).
 //! - [`text`]: text made safe for a terminal, a shell or Markdown (pure).
@@ -34,6 +36,7 @@
 //! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
 
 pub mod bench;
+pub mod bundle;
 pub mod check;
 pub mod cli;
 pub mod clock;

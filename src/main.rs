@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(&args),
         Command::Report(args) => cli::report::report(&args),
         Command::Compare(args) => cli::report::compare(&args),
+        Command::Bundle(args) => cli::bundle::bundle(&args),
         Command::Bench(args) => cli::bench::bench(&args),
         Command::Pac(args) => cli::pac::pac(&args),
         Command::Check(args) => cli::check::check(&args),

@@ -5,6 +5,7 @@
 //! (mitmproxy, squid, …) through the same harness instead.
 
 mod auth;
+pub mod bundle;
 mod check;
 pub mod load;
 pub mod pac;
@@ -69,6 +70,8 @@ pub enum Group {
     Auth,
     /// `diagproxy report` on sessions of 20,000 and 200,000 events: time and peak memory.
     Report,
+    /// `diagproxy bundle` of a session with 1 GiB of events: seconds per GiB, peak memory.
+    Bundle,
 }
 
 impl Options {
@@ -245,6 +248,14 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
                 .map_err(|e| e.to_string())??,
         );
     }
+    if o.runs(Group::Bundle) && o.proxy.is_none() {
+        progress.step("a bundle of 1 GiB of events");
+        rows.extend(
+            tokio::task::spawn_blocking(bundle::rows)
+                .await
+                .map_err(|e| e.to_string())??,
+        );
+    }
     rows.extend(memory);
     Ok(rows)
 }
@@ -262,6 +273,7 @@ fn steps(o: &Options, memory: bool, intercept: bool) -> usize {
         + usize::from(o.runs(Group::Check) && own)
         + usize::from(o.runs(Group::Auth) && o.auth_proxy.is_some())
         + usize::from(o.runs(Group::Report) && own)
+        + usize::from(o.runs(Group::Bundle) && own)
 }
 
 async fn forward(

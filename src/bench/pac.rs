@@ -38,6 +38,7 @@ pub async fn rows(config: &Config) -> Result<Vec<Row>, String> {
         content_type: None,
         size: source.len(),
         sha256: String::new(),
+        text: None,
     };
     let pac = load::start(source, file, config)
         .await
@@ -116,6 +117,7 @@ mod tests {
                 content_type: None,
                 size: 0,
                 sha256: String::new(),
+                text: None,
             },
             &config,
         )

@@ -29,7 +29,7 @@ pub fn rows() -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-fn row(mode: &str, unit: &str, value: f64) -> Row {
+pub(super) fn row(mode: &str, unit: &str, value: f64) -> Row {
     Row {
         mode: mode.into(),
         unit: unit.into(),
@@ -87,20 +87,13 @@ fn report(dir: &std::path::Path) -> Result<(f64, f64), String> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("starting diagproxy report: {e}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills locals; std's handle is not waited on again.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let (status, peak_kib) = super::bundle::wait_with_rss(child).map_err(|e| e.to_string())?;
     let secs = started.elapsed().as_secs_f64();
-    if waited != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+    if !status.success() {
         return Err(format!(
-            "diagproxy report {} failed (status {status})",
+            "diagproxy report {} failed ({status})",
             dir.display()
         ));
     }
-    drop(child);
-    // ru_maxrss is in KiB on Linux.
-    Ok((secs, usage.ru_maxrss as f64 / 1024.0))
+    Ok((secs, peak_kib as f64 / 1024.0))
 }

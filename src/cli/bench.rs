@@ -116,6 +116,7 @@ fn bench_group(group: BenchGroup) -> Group {
         BenchGroup::Check => Group::Check,
         BenchGroup::Auth => Group::Auth,
         BenchGroup::Report => Group::Report,
+        BenchGroup::Bundle => Group::Bundle,
     }
 }
 

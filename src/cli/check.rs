@@ -200,6 +200,7 @@ fn record(
         lines.push('\n');
     }
     write(dir, "events.jsonl", &lines)?;
+    crate::session::recorder::keep_pac(dir, config.router.pac_file.as_ref());
     let session = crate::report::Session::load(dir)?;
     write(dir, "summary.json", &session.summary.to_json())?;
     crate::report::write(&session, &crate::report::Outputs::in_folder(dir))?;

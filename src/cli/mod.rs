@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod auth_test;
 pub mod bench;
 pub mod browser;
+pub mod bundle;
 pub mod ca;
 pub mod check;
 pub mod config;
@@ -86,6 +87,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two sessions (company network vs hotspot): is the network the cause?
     Compare(CompareArgs),
+    /// Put session folders into one zip for support, after showing what it holds and asking;
+    /// or recheck a bundle's hashes (--verify FILE.zip).
+    Bundle(BundleArgs),
     /// Measure diagproxy's own overhead on this machine (loopback only).
     Bench(BenchArgs),
     /// Where each profile host (or HOST) goes and why: the route source, the PAC's answer
@@ -348,6 +352,8 @@ pub enum BenchGroup {
     Auth,
     /// `diagproxy report` on sessions of 20,000 and 200,000 events: time and peak memory.
     Report,
+    /// `diagproxy bundle` of a session with 1 GiB of events: seconds per GiB, peak memory.
+    Bundle,
 }
 
 #[derive(Debug, Args)]
@@ -366,6 +372,51 @@ pub struct ReportArgs {
     /// Keep credentials in the HAR instead of REDACTED (only if the session recorded them).
     #[arg(long)]
     pub include_secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The session folders to bundle (from `run` or `check`).
+    #[arg(value_name = "SESSION_DIR", required_unless_present = "verify")]
+    pub sessions: Vec<PathBuf>,
+    /// The zip to write (0600; an existing file is never overwritten)
+    /// [default: diagproxy-bundle-<UTC timestamp>.zip].
+    #[arg(short = 'o', long = "output", value_name = "FILE.zip")]
+    pub output: Option<PathBuf>,
+    /// Also take what is left out by default (comma-separated or repeated): `keylog` (the
+    /// session's TLS key log), `bodies` (bodies of 2xx answers), `ca-key` (the CA's
+    /// private key, from --ca-dir), `secrets` (a session recorded with --include-secrets).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
+    pub include_sensitive: Vec<SensitiveArg>,
+    /// Where the CA key is, for --include-sensitive ca-key.
+    #[arg(long, default_value = "certs", value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Write without asking (scripts); the manifest records that no person reviewed it.
+    /// Without it, and with no terminal to ask on, nothing is written (exit 64).
+    #[arg(long)]
+    pub yes: bool,
+    /// The profile named in environment.json [default: the built-in ChatGPT profile].
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// The public trust store environment.json compares the machine's against.
+    #[arg(long, value_name = "PEM")]
+    pub public_roots: Option<PathBuf>,
+    /// This machine's trust store [default: the system's].
+    #[arg(long, value_name = "PEM")]
+    pub system_roots: Option<PathBuf>,
+    /// Recheck FILE.zip: every file against manifest.json's size and SHA-256 (exit 2 when
+    /// something differs).
+    #[arg(long, value_name = "FILE.zip", conflicts_with_all = ["sessions", "output", "yes", "include_sensitive"])]
+    pub verify: Option<PathBuf>,
+}
+
+/// What `--include-sensitive` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SensitiveArg {
+    Keylog,
+    Bodies,
+    CaKey,
+    Secrets,
 }
 
 #[derive(Debug, Args)]

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::failure::FailureKind;
 
-/// The built-in ChatGPT profile.
-const BUILTIN: &str = include_str!("chatgpt.json");
+/// The built-in ChatGPT profile's JSON (its SHA-256 identifies it in a bundle's environment.json).
+pub const BUILTIN: &str = include_str!("chatgpt.json");
 
 /// A loaded profile with its lookup index.
 #[derive(Debug, Clone, Deserialize)]

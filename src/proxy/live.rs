@@ -61,7 +61,10 @@ pub fn page(state: &Shared) -> Response<Body> {
          <header><h1>diagproxy <span id=\"conn\" class=\"conn\">connecting…</span></h1>\
          <nav>Session so far: <a href=\"/session.har\" download>HAR</a> · \
          <a href=\"/report.html\" download>report</a> · <a href=\"/summary.json\" download>summary.json</a> \
-         · <a href=\"/ca.pem\">ca.pem</a> · <a href=\"/proxy.pac\">proxy.pac</a></nav></header>\
+         · <a href=\"/ca.pem\">ca.pem</a> · <a href=\"/proxy.pac\">proxy.pac</a> \
+         · <a id=\"bundle\" class=\"button\" href=\"/bundle.zip\" download title=\"One zip for support: \
+         summary, reports, HAR, events, the bodies of answers that went wrong, environment.json and a \
+         manifest of hashes. Never 2xx bodies, key logs or the CA key.\">Download bundle</a></nav></header>\
          <div id=\"overview\">{}</div>\
          <section id=\"live\"><h2>Requests</h2><div class=\"bar\">\
          <input id=\"q\" type=\"search\" placeholder=\"filter: text, host:…, status:…, finding:…\" aria-label=\"filter\">\
@@ -179,6 +182,9 @@ pub async fn download(state: &Shared, path: &str) -> Response<Body> {
             ),
         );
     }
+    if path == "/bundle.zip" {
+        return bundle(state, dir).await;
+    }
     let har = path == "/session.har";
     let built = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let session = crate::report::Session::load(&dir)?;
@@ -201,6 +207,42 @@ pub async fn download(state: &Shared, path: &str) -> Response<Body> {
             if let Ok(value) = HeaderValue::from_str(&disposition) {
                 response.headers_mut().insert(CONTENT_DISPOSITION, value);
             }
+            response
+        }
+        Ok(Err(e)) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("diagproxy: {e}\n"),
+        ),
+        Err(e) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("diagproxy: {e}\n"),
+        ),
+    }
+}
+
+/// `/bundle.zip`: the session so far as `diagproxy bundle` would zip it, with the consent of
+/// whoever pressed the button (recorded as `live_page` in the manifest).
+async fn bundle(state: &Shared, dir: std::path::PathBuf) -> Response<Body> {
+    let name = state.config.profile_name.clone();
+    let roots = state.config.roots.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let text = crate::bundle::environment::profile_text(&name);
+        let environment = crate::bundle::environment::file((&name, &text), &roots);
+        let consent = crate::bundle::manifest::Consent {
+            how: "live_page".into(),
+            reviewed_by: "the live page's user (Download bundle)".into(),
+            at: crate::clock::rfc3339(std::time::SystemTime::now()),
+        };
+        crate::bundle::running(&dir, environment, consent)
+    })
+    .await;
+    match built {
+        Ok(Ok(bytes)) => {
+            let mut response = secured(full(bytes), "application/zip");
+            let disposition = "attachment; filename=\"diagproxy-bundle.zip\"";
+            response
+                .headers_mut()
+                .insert(CONTENT_DISPOSITION, HeaderValue::from_static(disposition));
             response
         }
         Ok(Err(e)) => plain(

@@ -374,6 +374,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
                 source,
             },
         )?;
+    crate::session::recorder::keep_pac(&config.session_dir, config.router.pac_file.as_ref());
     let config_max = config.max_connections;
     let state = Arc::new(State {
         config,

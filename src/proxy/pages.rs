@@ -165,12 +165,12 @@ async fn keyed(req: &Request<Incoming>, state: &Shared, shutdown: Shutdown) -> R
         "/" => live::page(state),
         "/events" => live::events(req, state, shutdown),
         "/api/overview" => live::overview_page(state),
-        "/session.har" | "/report.html" => live::download(state, path).await,
+        "/session.har" | "/report.html" | "/bundle.zip" => live::download(state, path).await,
         "/summary.json" => page(summary_json(state), "application/json"),
         path => plain(
             StatusCode::NOT_FOUND,
             format!(
-                "diagproxy: no page {path}. Pages: / (live) /events /summary.json /session.har /report.html /proxy.pac /ca.pem.\n\
+                "diagproxy: no page {path}. Pages: / (live) /events /summary.json /session.har /report.html /bundle.zip /proxy.pac /ca.pem.\n\
                  To use the proxy, configure it as the HTTP and HTTPS proxy (e.g. curl -x http://{}).\n",
                 state.listen
             ),

@@ -43,6 +43,23 @@ pub const QUEUE: usize = 1 << 16;
 /// stored, and counted (`summary.session.bodies_not_kept`).
 pub const MAX_BODY_STORE: u64 = 256 << 20;
 
+/// The file the session's PAC script is kept in (route evidence for a bundle).
+pub const PAC_FILE: &str = "proxy.pac";
+
+/// Keeps the PAC script the session follows as `proxy.pac` (`0600`) in its folder; a file
+/// that cannot be written is said in the log and loses nothing else.
+pub fn keep_pac(dir: &Path, pac: Option<&crate::upstream::pac::PacFile>) {
+    let Some(text) = pac.and_then(|p| p.text.as_deref()) else {
+        return;
+    };
+    let path = dir.join(PAC_FILE);
+    let written =
+        crate::files::create_private(&path).and_then(|mut file| file.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!("cannot keep the PAC file as {}: {e}", path.display());
+    }
+}
+
 /// The summary as the recorder keeps it, readable by the live page.
 pub type SharedSummary = Arc<Mutex<Summary>>;
 

@@ -70,12 +70,18 @@ pub async fn fetch(
         content_type,
         size: bytes.len(),
         sha256: crate::text::sha256_hex(&bytes),
+        text: None,
     };
     if let Some(code) = status.filter(|s| *s != 200) {
         let why = format!("PAC {location}: the server answered {code}");
         return Err((PacError(why), Some(file)));
     }
-    Ok((String::from_utf8_lossy(&bytes).into_owned(), file))
+    let script = String::from_utf8_lossy(&bytes).into_owned();
+    let file = PacFile {
+        text: Some(script.as_str().into()),
+        ..file
+    };
+    Ok((script, file))
 }
 
 fn read_file(path: &str) -> Result<Bytes, String> {

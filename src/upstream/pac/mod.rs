@@ -54,6 +54,10 @@ pub struct PacFile {
     pub size: usize,
     /// Of the bytes as fetched: which version of the file a session saw.
     pub sha256: String,
+    /// The script itself (at most the fetch limit), written to the session folder as
+    /// `proxy.pac` so a bundle carries the route evidence; not part of the JSON.
+    #[serde(skip)]
+    pub text: Option<std::sync::Arc<str>>,
 }
 
 /// A running PAC script (started by [`load`]).
