@@ -491,12 +491,27 @@ type Zip = zip::ZipWriter<io::BufWriter<File>>;
 /// that keeps a 1 GB session to seconds), zip64 when it may pass 4 GiB.
 fn start<'a>(zip: &'a mut Zip, name: &str, size: u64) -> io::Result<&'a mut Zip> {
     let options = zip::write::SimpleFileOptions::default()
+        .last_modified_time(now())
         .compression_method(zip::CompressionMethod::Deflated)
         .compression_level(Some(1))
         .unix_permissions(0o600)
         .large_file(size >= u32::MAX as u64 / 2);
     zip.start_file(name, options).map_err(io::Error::other)?;
     Ok(zip)
+}
+
+/// The zip's timestamp for its entries: now, in UTC (zip's format has no zone).
+fn now() -> zip::DateTime {
+    let t = time::OffsetDateTime::now_utc();
+    zip::DateTime::from_date_and_time(
+        u16::try_from(t.year()).unwrap_or(1980),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+    )
+    .unwrap_or_default()
 }
 
 /// Streams one planned file into the zip: its size and SHA-256 as written.
