@@ -485,7 +485,7 @@ fn a_bundle_holds_what_its_manifest_says_and_no_secret() {
     assert!(String::from_utf8_lossy(&files[bodies[0]]).contains("FortiGuard"));
     assert!(String::from_utf8_lossy(&files["office/session.har"]).contains("_diagproxy_left_out"));
     let left_out = manifest["left_out"].to_string();
-    assert!(left_out.contains("1 bodies of 2xx answers"), "{left_out}");
+    assert!(left_out.contains("1 body of a 2xx answer"), "{left_out}");
     assert!(left_out.contains(keys.to_str().unwrap()), "{left_out}");
     assert!(left_out.contains("private key"), "{left_out}");
     assert!(

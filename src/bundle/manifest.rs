@@ -117,6 +117,7 @@ impl Plan {
         for f in &self.files {
             let redacted = match f.redactions {
                 0 => String::new(),
+                1 => ", 1 value REDACTED".to_string(),
                 n => format!(", {n} values REDACTED"),
             };
             text.push_str(&format!(

@@ -306,7 +306,10 @@ fn plan_bodies(
     }
     if successes > 0 {
         plan.left_out.push(LeftOut {
-            what: format!("{prefix}/bodies: {successes} bodies of 2xx answers"),
+            what: match successes {
+                1 => format!("{prefix}/bodies: 1 body of a 2xx answer"),
+                n => format!("{prefix}/bodies: {n} bodies of 2xx answers"),
+            },
             why: "personal data (conversations, files); --include-sensitive bodies adds them"
                 .into(),
         });

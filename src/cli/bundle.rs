@@ -99,7 +99,10 @@ fn environment(args: &BundleArgs) -> Result<(String, String, String), Failed> {
 fn consent(yes: bool, out: &std::path::Path) -> Result<Consent, Failed> {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .unwrap_or_else(|_| {
+            // SAFETY: geteuid has no preconditions.
+            format!("uid {}", unsafe { libc::geteuid() })
+        });
     let at = crate::clock::rfc3339(std::time::SystemTime::now());
     if yes {
         return Ok(Consent {
