@@ -32,6 +32,8 @@
 //!   pinned to their own cores).
 //! - [`text`]: text made safe for a terminal, a shell or Markdown (pure).
 //! - [`files`]: private files, replaced whole (session files, reports, the CA).
+//! - [`metrics`]: Prometheus text exposition of a check and of the running proxy (pure);
+//!   [`exporter`]: `diagproxy exporter`, the blackbox-style `/probe` server.
 //! - [`lru`]: the bounded map the host-keyed caches use.
 //! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
 
@@ -47,6 +49,7 @@ pub mod files;
 mod fuzz;
 pub mod inspect;
 pub mod lru;
+pub mod metrics;
 pub mod profile;
 pub mod proxy;
 pub mod report;

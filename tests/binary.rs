@@ -204,7 +204,16 @@ fn ca_init_writes_a_name_constrained_ca_openssl_can_read() {
 /// The shape of `diagproxy bench --json`, never its speed (speed lives in the benchmarks).
 #[test]
 fn bench_json_has_every_mode_direct_and_through_the_proxy() {
-    let report = bench_json(&["--duration", "1", "--connections", "8", "--tunnels", "100"]);
+    let report = bench_json(&[
+        "--duration",
+        "1",
+        "--connections",
+        "8",
+        "--tunnels",
+        "100",
+        "--bundle-mib",
+        "16",
+    ]);
     assert!(report["proxy"].as_str().unwrap().starts_with("diagproxy "));
     assert_eq!(report["duration_s"], 1.0);
     assert!(report["cores"].as_u64().unwrap() >= 1);
@@ -233,6 +242,8 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
         "idle memory (RSS)",
         "  of which private to the proxy (RssAnon)",
         "memory per idle tunnel (100 open)",
+        "bundle of a long session: time",
+        "bundle of a long session: peak memory",
     ] {
         assert!(
             modes.iter().any(|m| m.starts_with(expected)),

@@ -48,6 +48,8 @@ pub struct Options {
     pub route_config: Option<crate::config::Config>,
     /// `--auth-proxy`: a proxy that asks for sign-in (`Group::Auth`).
     pub auth_proxy: Option<crate::upstream::route::UpstreamProxy>,
+    /// `--bundle-mib`: the size of the events file the bundle group bundles.
+    pub bundle_bytes: u64,
     pub json: bool,
 }
 
@@ -249,9 +251,10 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
         );
     }
     if o.runs(Group::Bundle) && o.proxy.is_none() {
-        progress.step("a bundle of 1 GiB of events");
+        progress.step("a bundle of a long session");
+        let bytes = o.bundle_bytes;
         rows.extend(
-            tokio::task::spawn_blocking(bundle::rows)
+            tokio::task::spawn_blocking(move || bundle::rows(bytes))
                 .await
                 .map_err(|e| e.to_string())??,
         );

@@ -299,6 +299,7 @@ fn judge(
     let version = session
         .protocol_version()
         .map_or("?".to_string(), |v| format!("{v:?}"));
+    check.tls_version = session.protocol_version().map(|v| format!("{v:?}"));
     let alpn = session.alpn_protocol().map_or("no ALPN".to_string(), |p| {
         String::from_utf8_lossy(p).into_owned()
     });

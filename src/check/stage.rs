@@ -84,6 +84,9 @@ pub struct HostCheck {
     pub stream: Stage,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_verdict: Option<TlsVerdict>,
+    /// The TLS version negotiated (`TLSv1_3`), when the handshake completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
     /// The address connected to (the proxy's, through one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_ip: Option<String>,
@@ -120,6 +123,7 @@ impl HostCheck {
             egress: stage("egress"),
             stream: stage("stream"),
             tls_verdict: None,
+            tls_version: None,
             server_ip: None,
             status: None,
             content_type: None,

@@ -64,6 +64,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
             Some(url) => Some(crate::upstream::route::parse_upstream_proxy(url)?),
             None => None,
         },
+        bundle_bytes: args.bundle_mib << 20,
         json: args.json,
     };
     let report = crate::bench::run(options)?;

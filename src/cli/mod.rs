@@ -329,6 +329,9 @@ pub struct BenchArgs {
     /// through the proxy and the proxy's CPU per unit, row by row).
     #[arg(long, value_name = "FILE.json")]
     pub compare: Option<PathBuf>,
+    /// The size of the events file the `bundle` group bundles, in MiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536), value_name = "MIB")]
+    pub bundle_mib: u64,
     #[arg(long)]
     pub json: bool,
 }

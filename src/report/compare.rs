@@ -549,6 +549,8 @@ mod tests {
                             not_before: String::new(),
                             not_after: String::new(),
                             spki_sha256: "cd".repeat(32),
+                            fingerprint_sha256: String::new(),
+                            not_after_unix: 0,
                         });
                     }
                     Event::TlsCheck(c)

@@ -111,6 +111,8 @@ pub fn events() -> Vec<Event> {
             not_before: "2026-11-20T00:00:00.000Z".into(),
             not_after: "2026-12-04T00:00:00.000Z".into(),
             spki_sha256: "ab".repeat(32),
+            fingerprint_sha256: String::new(),
+            not_after_unix: 0,
         }],
         scts: false,
     };

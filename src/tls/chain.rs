@@ -61,6 +61,13 @@ pub struct CertInfo {
     pub not_before: String,
     pub not_after: String,
     pub spki_sha256: String,
+    /// SHA-256 of the whole certificate (what `openssl x509 -fingerprint -sha256` and
+    /// blackbox_exporter's `probe_ssl_last_chain_info` show).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint_sha256: String,
+    /// `not_after` in seconds since 1970, for `probe_ssl_earliest_cert_expiry`.
+    #[serde(default, skip_serializing)]
+    pub not_after_unix: i64,
 }
 
 /// The embedded SCT list extension (RFC 6962 §3.3).
@@ -154,6 +161,8 @@ pub fn describe(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
         not_before: timestamp(validity.not_before.timestamp()),
         not_after: timestamp(validity.not_after.timestamp()),
         spki_sha256: crate::text::sha256_hex(cert.public_key().raw),
+        fingerprint_sha256: crate::text::sha256_hex(der),
+        not_after_unix: validity.not_after.timestamp(),
     })
 }
 
