@@ -43,6 +43,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod exporter;
 pub mod failure;
 pub mod files;
 #[cfg(test)]

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Pac(args) => cli::pac::pac(&args),
         Command::Check(args) => cli::check::check(&args),
         Command::AuthTest(args) => cli::auth_test::auth_test(&args),
+        Command::Exporter(args) => cli::exporter::exporter(&args),
         Command::Browser(args) => cli::browser::browser(&args),
         Command::Ca(command) => cli::ca::ca(command),
     };

@@ -34,6 +34,7 @@ pub async fn rows(world: &World, config: &Config) -> Result<Vec<Row>, String> {
         targets,
         voice: None,
         budget: check::STAGE_BUDGET,
+        total: crate::check::TOTAL_BUDGET,
     };
     let mut total = 0.0;
     for _ in 0..RUNS {

@@ -46,6 +46,9 @@ pub struct Plan {
     pub voice: Option<VoiceTarget>,
     /// Each stage's budget.
     pub budget: Duration,
+    /// The whole check's budget ([`TOTAL_BUDGET`] from the command line; the exporter's
+    /// scrape timeout): hosts not done by then are `not_run`, never passed.
+    pub total: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -122,15 +125,18 @@ pub async fn run(
     let started = Instant::now();
     let started_at = crate::clock::rfc3339(SystemTime::now());
     let gate = Arc::new(Semaphore::new(PARALLEL));
-    let deadline = tokio::time::Instant::now() + TOTAL_BUDGET;
+    let deadline = tokio::time::Instant::now() + plan.total;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, target) in plan.targets.iter().cloned().enumerate() {
-        let (gate, config, budget) = (gate.clone(), config.clone(), plan.budget);
+        let (gate, config, budget, total) = (gate.clone(), config.clone(), plan.budget, plan.total);
         tasks.spawn(async move {
             let _turn = gate.acquire_owned().await;
             let probed =
                 tokio::time::timeout_at(deadline, probe::host(&target, &config, budget)).await;
-            (i, probed.unwrap_or_else(|_| out_of_time(&target, &config)))
+            (
+                i,
+                probed.unwrap_or_else(|_| out_of_time(&target, &config, total)),
+            )
         });
     }
     let voice = plan.voice.clone().map(|v| {
@@ -165,12 +171,12 @@ pub async fn run(
 }
 
 /// A host the check's overall limit stopped: every stage `not_run`, never passed.
-fn out_of_time(target: &Target, config: &Config) -> HostCheck {
+fn out_of_time(target: &Target, config: &Config, total: Duration) -> HostCheck {
     let why = || {
         Stage::new(
             State::NotRun,
             None,
-            format!("the check's overall limit ({TOTAL_BUDGET:?}) ran out first"),
+            format!("the check's overall limit ({total:?}) ran out first"),
         )
     };
     let allowlist = config

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use super::pac::route_config;
-use super::{CheckArgs, Failed};
+use super::{CheckArgs, CheckFormat, Failed};
 use crate::check::http::Target;
 use crate::check::stage::{HostCheck, State};
 use crate::check::{self, Plan, VoiceTarget};
@@ -48,8 +48,10 @@ pub fn check(args: &CheckArgs) -> Result<(), Failed> {
             targets,
             voice,
             budget,
+            total: crate::check::TOTAL_BUDGET,
         };
-        let show = !args.json || std::io::stderr().is_terminal();
+        let machine = args.json || args.format != CheckFormat::Table;
+        let show = !machine || std::io::stderr().is_terminal();
         check::run(&config, &plan, |host, done, total| {
             if show {
                 eprintln!(
@@ -63,17 +65,10 @@ pub fn check(args: &CheckArgs) -> Result<(), Failed> {
     let json = serde_json::to_string_pretty(&report).map_err(|e| Failed::error(&e))?;
     write(&dir, "check.json", &json)?;
     record(&dir, &report, &config)?;
-    if args.json {
-        println!("{json}");
-    } else {
-        let table = report.table();
-        let _ = writeln!(
-            std::io::stdout(),
-            "{}check.json: {}",
-            crate::text::terminal(&table, true),
-            dir.join("check.json").display()
-        );
+    if let Some(base) = &args.push {
+        push(args, base, &report, &config, &runtime)?;
     }
+    print(args, &report, &json, &dir);
     match report.exit_code() {
         0 => Ok(()),
         code => Err(Failed::Found(
@@ -124,8 +119,16 @@ fn targets(args: &CheckArgs, config: &crate::config::Config) -> Result<Vec<Targe
 }
 
 fn voice(args: &CheckArgs, config: &crate::config::Config) -> Result<Option<VoiceTarget>, Failed> {
+    voice_from(args.voice.as_deref(), config)
+}
+
+/// `--voice HOST:PORT|none` (the profile's voice server when absent).
+pub(super) fn voice_from(
+    text: Option<&str>,
+    config: &crate::config::Config,
+) -> Result<Option<VoiceTarget>, Failed> {
     let profile = check::profile_voice(config);
-    match args.voice.as_deref() {
+    match text {
         None => Ok(profile),
         Some("none") => Ok(None),
         Some(text) => {
@@ -161,6 +164,49 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> Result<(), Failed> {
         .map_err(|e| Failed::Error(format!("{}: {e}", path.display())))?;
     file.write_all(text.as_bytes())
         .map_err(|e| Failed::Error(format!("{}: {e}", path.display())))
+}
+
+/// The table, `check.json`'s contents or the Prometheus exposition, on stdout.
+fn print(
+    args: &CheckArgs,
+    report: &crate::check::stage::CheckReport,
+    json: &str,
+    dir: &std::path::Path,
+) {
+    let mut stdout = std::io::stdout();
+    let _ = match (args.json, args.format) {
+        (true, _) | (_, CheckFormat::Json) => writeln!(stdout, "{json}"),
+        (_, CheckFormat::Prometheus) => write!(
+            stdout,
+            "{}",
+            crate::metrics::check::exposition(report, crate::metrics::check::Hosts::Many)
+        ),
+        (_, CheckFormat::Table) => writeln!(
+            stdout,
+            "{}check.json: {}",
+            crate::text::terminal(&report.table(), true),
+            dir.join("check.json").display()
+        ),
+    };
+}
+
+/// `--push`: the exposition to the Pushgateway; a failed push fails the command (exit 1).
+fn push(
+    args: &CheckArgs,
+    base: &str,
+    report: &crate::check::stage::CheckReport,
+    config: &crate::config::Config,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), Failed> {
+    use crate::exporter::push;
+    let grouping = push::parse_grouping(&args.grouping).map_err(Failed::Usage)?;
+    let url = push::url(base, &args.job, &grouping).map_err(Failed::Usage)?;
+    let body = crate::metrics::check::exposition(report, crate::metrics::check::Hosts::Many);
+    runtime
+        .block_on(push::put(&url, body, config.loopback_only))
+        .map_err(|e| Failed::Error(format!("--push: {e}")))?;
+    eprintln!("pushed to {}", crate::text::terminal(&url, false));
+    Ok(())
 }
 
 /// The check as a session: `events.jsonl`, then `summary.json`, the HAR and the reports

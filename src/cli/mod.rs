@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod ca;
 pub mod check;
 pub mod config;
+pub mod exporter;
 pub mod pac;
 pub mod report;
 pub mod run;
@@ -98,6 +99,9 @@ pub enum Command {
     /// Probe every host ChatGPT needs (DNS, TCP, TLS, HTTP) and the voice ports, along the
     /// browser's route; exit 2 when something fails.
     Check(CheckArgs),
+    /// Serve `check` to Prometheus: /probe?target=HOST as blackbox_exporter does, for the
+    /// profile's hosts only; /metrics for the exporter's own counters.
+    Exporter(Box<ExporterArgs>),
     /// Try each sign-in scheme a corporate proxy offers (Negotiate, NTLM, Basic) and say
     /// which works, as cntlm -M does.
     AuthTest(AuthTestArgs),
@@ -144,7 +148,7 @@ pub struct BrowserArgs {
 
 /// How to sign in to a corporate proxy: `run`'s flags, and those of the commands that go
 /// out as it does.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct AuthArgs {
     /// Sign in to a corporate proxy that answers 407: auto (Negotiate with the Kerberos
     /// ticket, else NTLM, else Basic, as offered and possible), negotiate, ntlm, basic or
@@ -177,7 +181,7 @@ pub struct AuthArgs {
 
 /// The way out and what it is judged by: `run`'s flags, shared with the commands that go out
 /// as it does (`pac`, `check`, `auth-test`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RouteArgs {
     /// The way out, as the browser takes it: auto (environment, desktop settings, WPAD,
     /// else direct), direct, http://[user:pass@]host:port, pac:URL or pac:FILE.
@@ -284,6 +288,26 @@ pub struct CheckArgs {
     pub force: bool,
     #[command(flatten)]
     pub keylog: KeyLogArgs,
+    /// What stdout gets: `table`, `json` (check.json's contents, as --json) or `prometheus`
+    /// (the text exposition, every series with a host label: for node_exporter's textfile
+    /// collector).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
+    pub format: CheckFormat,
+    /// Also push the results to a Prometheus Pushgateway at URL (PUT, so a re-run replaces
+    /// the group's last result).
+    #[arg(long, value_name = "URL")]
+    pub push: Option<String>,
+    /// The Pushgateway job name.
+    #[arg(
+        long,
+        default_value = "diagproxy",
+        value_name = "NAME",
+        requires = "push"
+    )]
+    pub job: String,
+    /// A grouping key of the push (repeatable): site or device identity, e.g. site=office.
+    #[arg(long, value_name = "KEY=VALUE", requires = "push")]
+    pub grouping: Vec<String>,
     /// One JSON document on stdout (check.json's contents) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -411,6 +435,49 @@ pub struct BundleArgs {
     /// something differs).
     #[arg(long, value_name = "FILE.zip", conflicts_with_all = ["sessions", "output", "yes", "include_sensitive"])]
     pub verify: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// Address to listen on. A non-loopback address needs --allow-remote and credentials.
+    #[arg(long, default_value = "127.0.0.1:9471", value_name = "IP:PORT")]
+    pub listen: String,
+    /// Allow a non-loopback --listen (needs --auth or --bearer-token-file).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Require Basic credentials from every scraper.
+    #[arg(long, value_name = "USER:PASS")]
+    pub auth: Option<String>,
+    /// Require `Authorization: Bearer TOKEN`, the token read from FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "auth")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// A TOML file of named modules (`[modules.NAME]` with upstream_proxy, upstream_auth,
+    /// stage_timeout, voice, resolve, public_roots, system_roots) that override the flags,
+    /// chosen with /probe?module=NAME.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub route: RouteArgs,
+    /// Each stage's budget (a probe also stops within the scrape timeout).
+    #[arg(long, default_value = "4s", value_name = "DURATION")]
+    pub stage_timeout: String,
+    /// The voice server for target=profile, HOST:PORT, or `none` [default: the profile's].
+    #[arg(long, value_name = "HOST:PORT|none")]
+    pub voice: Option<String>,
+    /// The public trust store chains are judged against [default: Mozilla's roots].
+    #[arg(long, value_name = "PEM")]
+    pub public_roots: Option<PathBuf>,
+    /// This machine's trust store [default: the system's].
+    #[arg(long, value_name = "PEM")]
+    pub system_roots: Option<PathBuf>,
+}
+
+/// `check --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Table,
+    Json,
+    Prometheus,
 }
 
 /// What `--include-sensitive` may name.

@@ -153,6 +153,7 @@ async fn check_at_start(state: Shared) {
         targets: crate::check::profile_targets(config),
         voice: crate::check::profile_voice(config),
         budget: crate::check::STAGE_BUDGET,
+        total: crate::check::TOTAL_BUDGET,
     };
     let report = crate::check::run(config, &plan, |_, _, _| {}).await;
     let events = crate::check::record::events(&report, SessionInfo::default(), String::new());
