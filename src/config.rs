@@ -87,6 +87,9 @@ pub struct Config {
     /// command installs it (`tls::keylog::install`) before any TLS config is built; the
     /// session records the path so a bundle can leave the file out by name.
     pub keylog: Option<PathBuf>,
+    /// `--metrics`: the proxy's listener also answers `/metrics` (Prometheus text, behind the
+    /// live page's token), for a proxy left running in a lab or an office.
+    pub metrics: bool,
 }
 
 /// Random per session: 128 bits as 32 hex digits.

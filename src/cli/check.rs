@@ -29,6 +29,12 @@ pub fn check(args: &CheckArgs) -> Result<(), Failed> {
         .map_err(|e| Failed::Usage(e.to_string()))?;
     let targets = targets(args, &config)?;
     let voice = voice(args, &config)?;
+    // A bad --push or --grouping fails before anything is probed.
+    let push_to = args
+        .push
+        .as_deref()
+        .map(|b| push_url(args, b))
+        .transpose()?;
     let dir = folder(args);
     let holds_files = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
     if holds_files && !args.force {
@@ -65,8 +71,8 @@ pub fn check(args: &CheckArgs) -> Result<(), Failed> {
     let json = serde_json::to_string_pretty(&report).map_err(|e| Failed::error(&e))?;
     write(&dir, "check.json", &json)?;
     record(&dir, &report, &config)?;
-    if let Some(base) = &args.push {
-        push(args, base, &report, &config, &runtime)?;
+    if let Some(url) = &push_to {
+        push(url, &report, &config, &runtime)?;
     }
     print(args, &report, &json, &dir);
     match report.exit_code() {
@@ -192,21 +198,25 @@ fn print(
 
 /// `--push`: the exposition to the Pushgateway; a failed push fails the command (exit 1).
 fn push(
-    args: &CheckArgs,
-    base: &str,
+    url: &str,
     report: &crate::check::stage::CheckReport,
     config: &crate::config::Config,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), Failed> {
     use crate::exporter::push;
-    let grouping = push::parse_grouping(&args.grouping).map_err(Failed::Usage)?;
-    let url = push::url(base, &args.job, &grouping).map_err(Failed::Usage)?;
     let body = crate::metrics::check::exposition(report, crate::metrics::check::Hosts::Many);
     runtime
-        .block_on(push::put(&url, body, config.loopback_only))
+        .block_on(push::put(url, body, config.loopback_only))
         .map_err(|e| Failed::Error(format!("--push: {e}")))?;
-    eprintln!("pushed to {}", crate::text::terminal(&url, false));
+    eprintln!("pushed to {}", crate::text::terminal(url, false));
     Ok(())
+}
+
+/// `--push URL --job NAME --grouping KEY=VALUE...` as the group's URL.
+fn push_url(args: &CheckArgs, base: &str) -> Result<String, Failed> {
+    use crate::exporter::push;
+    let grouping = push::parse_grouping(&args.grouping).map_err(Failed::Usage)?;
+    push::url(base, &args.job, &grouping).map_err(Failed::Usage)
 }
 
 /// The check as a session: `events.jsonl`, then `summary.json`, the HAR and the reports

@@ -103,6 +103,7 @@ impl Config {
                 Err(_) => crate::config::new_live_token(),
             },
             keylog: args.keylog.chosen(),
+            metrics: args.metrics,
         })
     }
 }

@@ -642,6 +642,13 @@ pub struct RunArgs {
     #[command(flatten)]
     pub keylog: KeyLogArgs,
 
+    /// Serve Prometheus counters at /metrics on the proxy's own listener (requests, tunnels,
+    /// failures and bytes per profile host, every other host as host="other"). Behind the
+    /// session's token, as the live page: send it as `Authorization: Bearer TOKEN` (fix it
+    /// with DIAGPROXY_LIVE_TOKEN so a scrape config can hold it).
+    #[arg(long)]
+    pub metrics: bool,
+
     /// Which answers' bodies to keep in the session folder (first 64 KiB each): `problems`
     /// (a failure or a finding: block pages, error JSON), `text` (also every text/JSON/event
     /// stream), `all` (also binary), `none`. Bodies of ChatGPT conversations are personal

@@ -116,6 +116,7 @@ fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
             "listen": addr.to_string(),
             "pac": format!("http://{addr}/proxy.pac"),
             "live_page": ready.live_page,
+            "metrics": ready.metrics,
             "session_dir": ready.session_dir,
             "keylog": crate::tls::keylog::path(),
             "interception": ready.interception.as_ref().map(|i| serde_json::json!({
@@ -144,6 +145,11 @@ fn banner(ready: &crate::proxy::Ready, json: bool) -> String {
         "live page: {} (the token is the key to this session's pages: do not share it)\n",
         ready.live_page
     ));
+    if let Some(metrics) = &ready.metrics {
+        text.push_str(&format!(
+            "metrics: {metrics} (Prometheus text; send the live page's token as Authorization: Bearer)\n"
+        ));
+    }
     match &ready.interception {
         None => text.push_str("interception: off (tunnels only; --intercept profile to see inside the profile's hosts)\n"),
         Some(i) => {

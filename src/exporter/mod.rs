@@ -11,7 +11,8 @@
 //! tracked); the time budget is `X-Prometheus-Scrape-Timeout-Seconds` minus [`MARGIN`]
 //! (at least [`MIN_BUDGET`]; [`DEFAULT_BUDGET`] without the header) and each stage gets a
 //! quarter of it at most, so a silent host is a failed stage with the time it ran out, not
-//! a scrape that hangs.
+//! a scrape that hangs. At most [`MAX_CONNECTIONS`] scraper connections are served at once,
+//! each closed after [`HEADER_TIMEOUT`] without a whole request head.
 
 pub mod push;
 
@@ -44,6 +45,11 @@ pub const MARGIN: Duration = Duration::from_millis(500);
 pub const MIN_BUDGET: Duration = Duration::from_millis(500);
 /// The budget when the scraper sends no timeout header.
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
+/// Scraper connections open at once; past it a connection waits in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A connection that has not sent a whole request head this long after opening (or after
+/// its last answer) is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One module: the route, trust stores and probes a check runs with.
 #[derive(Debug)]
@@ -100,8 +106,14 @@ pub async fn run(
         turns: Semaphore::new(MAX_PROBES),
         pending: Mutex::new(HashMap::new()),
     });
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(stop);
     loop {
+        let slot = tokio::select! {
+            _ = &mut stop => return,
+            slot = connections.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { return };
         let accepted = tokio::select! {
             _ = &mut stop => return,
             accepted = listener.accept() => accepted,
@@ -109,11 +121,14 @@ pub async fn run(
         let Ok((stream, _)) = accepted else { continue };
         let server = server.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let server = server.clone();
                 async move { Ok::<_, Infallible>(server.handle(req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
@@ -170,7 +185,29 @@ impl Server {
         };
         let budget = budget(req.headers().get("x-prometheus-scrape-timeout-seconds"));
         let key = format!("{}\n{}", asked.module, asked.target);
-        let waiting = self.pending.lock().ok().and_then(|p| p.get(&key).cloned());
+        let (tx, rx) = watch::channel(None);
+        // Looked up and listed under one lock, so two probes of one target never both run.
+        let waiting = match self.pending.lock() {
+            Ok(mut pending) => match pending.get(&key) {
+                Some(running) => Some(running.clone()),
+                None if pending.len() < MAX_WAITING => {
+                    pending.insert(key.clone(), rx);
+                    None
+                }
+                None => {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "diagproxy exporter: too many probes at once\n",
+                    )
+                }
+            },
+            Err(_) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "diagproxy exporter: internal error\n",
+                )
+            }
+        };
         if let Some(mut pending) = waiting {
             self.stats.shared.fetch_add(1, Ordering::Relaxed);
             let answered = tokio::time::timeout(budget, pending.wait_for(Option::is_some)).await;
@@ -179,23 +216,13 @@ impl Server {
                 _ => text(StatusCode::SERVICE_UNAVAILABLE, "diagproxy exporter: the probe of this target already running did not finish in time\n"),
             };
         }
-        let (tx, rx) = watch::channel(None);
-        match self.pending.lock() {
-            Ok(mut pending) if pending.len() < MAX_WAITING => {
-                pending.insert(key.clone(), rx);
-            }
-            _ => {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "diagproxy exporter: too many probes at once\n",
-                )
-            }
-        }
+        // Removed however this ends, a scraper that hung up (the future dropped) included.
+        let _listed = Listed {
+            pending: &self.pending,
+            key,
+        };
         let body = self.run_probe(&asked, budget).await;
         let _ = tx.send(Some(body.clone()));
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.remove(&key);
-        }
         exposition(body)
     }
 
@@ -258,6 +285,20 @@ impl Server {
         );
         info.add(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
         metrics::render(&[probes, shared, running, info])
+    }
+}
+
+/// A probe's entry in the pending table, removed when the probe ends or is dropped.
+struct Listed<'a> {
+    pending: &'a Mutex<HashMap<String, Pending>>,
+    key: String,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&self.key);
+        }
     }
 }
 

@@ -64,14 +64,21 @@ fn segment(key: &str, value: &str) -> Result<String, String> {
     })
 }
 
-/// `KEY=VALUE` as given to `--grouping`.
+/// `KEY=VALUE` as given to `--grouping`. `job` is `--job`'s, and `host` is the label every
+/// pushed series already carries, so neither may be a grouping key.
 pub fn parse_grouping(pairs: &[String]) -> Result<Vec<(String, String)>, String> {
     pairs
         .iter()
         .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| format!("--grouping {p:?}: expected KEY=VALUE"))
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| format!("--grouping {p:?}: expected KEY=VALUE"))?;
+            if matches!(k, "job" | "host") {
+                return Err(format!(
+                    "--grouping {k}: `job` is --job's and `host` is every series' own label; pick another key (e.g. site, device)"
+                ));
+            }
+            Ok((k.to_string(), v.to_string()))
         })
         .collect()
 }
@@ -90,6 +97,13 @@ async fn send(url: &str, body: String, loopback_only: bool) -> Result<(), String
         .ok_or_else(|| format!("{url}: no host"))?
         .to_string();
     let port = uri.port_u16().unwrap_or(80);
+    let literal = host
+        .trim_matches(['[', ']'])
+        .parse::<std::net::IpAddr>()
+        .is_ok();
+    if loopback_only && !literal && host != "localhost" {
+        return Err(format!("{url}: loopback only: names are not looked up"));
+    }
     let addrs: Vec<_> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
         .await
         .map_err(|e| format!("{url}: {e}"))?
@@ -130,7 +144,7 @@ async fn send(url: &str, body: String, loopback_only: bool) -> Result<(), String
     let text = String::from_utf8_lossy(&text[..text.len().min(512)]).into_owned();
     Err(format!(
         "{url}: the Pushgateway answered {status}: {}",
-        text.trim()
+        crate::text::terminal(text.trim(), false)
     ))
 }
 
@@ -160,5 +174,7 @@ mod tests {
             vec![("site".to_string(), "office".to_string())]
         );
         assert!(parse_grouping(&["site".into()]).is_err());
+        assert!(parse_grouping(&["host=a".into()]).is_err());
+        assert!(parse_grouping(&["job=a".into()]).is_err());
     }
 }

@@ -50,12 +50,16 @@ impl Family {
     }
 
     /// Adds a sample with these labels (values are cut to [`MAX_LABEL`] and escaped on
-    /// output).
+    /// output). A label set already there keeps its first value: an exposition may not
+    /// repeat a series (two findings of one kind on one host are one `_info` series).
     pub fn add(&mut self, labels: &[(&'static str, &str)], value: f64) {
-        let labels = labels
+        let labels: Vec<(&'static str, String)> = labels
             .iter()
             .map(|(name, value)| (*name, clip(value)))
             .collect();
+        if self.samples.iter().any(|(seen, _)| *seen == labels) {
+            return;
+        }
         self.samples.push((labels, value));
     }
 
@@ -142,6 +146,20 @@ mod tests {
             "# HELP probe_success Whether the probe worked.\n# TYPE probe_success gauge\n\
              probe_success{host=\"chatgpt.com\"} 1\nprobe_success{host=\"a\\\"b\\\\c\\nd\"} 0\n\
              # HELP x_total A count.\n# TYPE x_total counter\nx_total 2.5\n"
+        );
+    }
+
+    #[test]
+    fn a_series_is_written_once() {
+        let mut f = Family::new("diagproxy_finding_info", Kind::Gauge, "h");
+        f.add(&[("host", "a"), ("kind", "block_page")], 1.0);
+        f.add(&[("host", "a"), ("kind", "block_page")], 2.0);
+        f.add(&[("host", "b"), ("kind", "block_page")], 1.0);
+        assert_eq!(
+            render(&[f]),
+            "# HELP diagproxy_finding_info h\n# TYPE diagproxy_finding_info gauge\n\
+             diagproxy_finding_info{host=\"a\",kind=\"block_page\"} 1\n\
+             diagproxy_finding_info{host=\"b\",kind=\"block_page\"} 1\n"
         );
     }
 

@@ -140,6 +140,8 @@ pub struct Ready {
     /// The live page with the session's token (`http://ADDR/?token=…`): the key to the
     /// session's pages, printed in the banner for the user alone.
     pub live_page: String,
+    /// `http://ADDR/metrics` with `run --metrics`.
+    pub metrics: Option<String>,
 }
 
 /// `run --check`: the check's events go into the session as if a client had made the same
@@ -438,6 +440,9 @@ impl State {
                 config: config.clone(),
             }),
             live_page: format!("http://{}/?token={}", self.listen, config.live_token),
+            metrics: config
+                .metrics
+                .then(|| format!("http://{}/metrics", self.listen)),
         }
     }
 

@@ -107,7 +107,7 @@ fn prove(req: &Request<Incoming>, state: &Shared) -> Response<Body> {
 enum Key {
     /// `?token=…` in the URL: the answer sets the cookie.
     Query,
-    /// The cookie, or `X-Diagproxy-Token` (scripts).
+    /// The cookie, `X-Diagproxy-Token` or `Authorization: Bearer` (scripts, Prometheus).
     Kept,
     Missing,
 }
@@ -139,7 +139,13 @@ fn key(req: &Request<Incoming>, token: &str, port: u16) -> Key {
         .get("x-diagproxy-token")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| crate::text::same_secret(v.as_bytes(), token.as_bytes()));
-    if in_cookie || in_header {
+    let in_bearer = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|v| crate::text::same_secret(v.trim().as_bytes(), token.as_bytes()));
+    if in_cookie || in_header || in_bearer {
         Key::Kept
     } else {
         Key::Missing
@@ -167,15 +173,29 @@ async fn keyed(req: &Request<Incoming>, state: &Shared, shutdown: Shutdown) -> R
         "/api/overview" => live::overview_page(state),
         "/session.har" | "/report.html" | "/bundle.zip" => live::download(state, path).await,
         "/summary.json" => page(summary_json(state), "application/json"),
+        "/metrics" if state.config.metrics => page(metrics(state), crate::metrics::CONTENT_TYPE),
         path => plain(
             StatusCode::NOT_FOUND,
             format!(
-                "diagproxy: no page {path}. Pages: / (live) /events /summary.json /session.har /report.html /bundle.zip /proxy.pac /ca.pem.\n\
+                "diagproxy: no page {path}. Pages: / (live) /events /summary.json /session.har /report.html /bundle.zip /metrics (with --metrics) /proxy.pac /ca.pem.\n\
                  To use the proxy, configure it as the HTTP and HTTPS proxy (e.g. curl -x http://{}).\n",
                 state.listen
             ),
         ),
     }
+}
+
+/// `/metrics` (`run --metrics`): the session's counters, folded from the live summary.
+fn metrics(state: &Shared) -> String {
+    let summary = match state.summary.lock() {
+        Ok(s) => s,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    crate::metrics::proxy::exposition(
+        &summary,
+        state.open.load(std::sync::atomic::Ordering::Relaxed),
+        state.recorder.dropped(),
+    )
 }
 
 /// `POST /passthrough/reenable?host=H&port=P`: intercept a passed-through host:port again,
