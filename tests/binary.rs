@@ -244,6 +244,9 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
         "memory per idle tunnel (100 open)",
         "bundle of a long session: time",
         "bundle of a long session: peak memory",
+        "check: 40 hosts, every stage",
+        "exporter: 40 /probe scrapes at once",
+        "exporter: idle memory (RSS)",
     ] {
         assert!(
             modes.iter().any(|m| m.starts_with(expected)),

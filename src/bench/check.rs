@@ -16,19 +16,7 @@ pub const HOSTS: usize = 40;
 const RUNS: usize = 3;
 
 pub async fn rows(world: &World, config: &Config) -> Result<Vec<Row>, String> {
-    let mut config = config.clone();
-    let root = world.dir.path().join("origin-root.pem");
-    std::fs::write(&root, &world.origin_root).map_err(|e| e.to_string())?;
-    config.roots = TrustRoots::load(Some(&root), Some(&root))?;
-    let port = world.https.port();
-    let mut targets = Vec::new();
-    for i in 0..HOSTS {
-        let host = format!("h{i}.chatgpt.com");
-        config
-            .resolve
-            .insert((host.clone(), port), world.https.ip());
-        targets.push(check::target(&config, host, port));
-    }
+    let (config, targets) = pinned(world, config)?;
     let config = Arc::new(config);
     let plan = Plan {
         targets,
@@ -59,4 +47,26 @@ pub async fn rows(world: &World, config: &Config) -> Result<Vec<Row>, String> {
         p99_us: None,
         proxy_cpu_us: None,
     }])
+}
+
+/// `config` trusting the bench origin's root, with [`HOSTS`] names under `chatgpt.com`
+/// pinned to it; the targets (`hN.chatgpt.com:PORT`).
+pub fn pinned(
+    world: &World,
+    config: &Config,
+) -> Result<(Config, Vec<check::http::Target>), String> {
+    let mut config = config.clone();
+    let root = world.dir.path().join("origin-root.pem");
+    std::fs::write(&root, &world.origin_root).map_err(|e| e.to_string())?;
+    config.roots = TrustRoots::load(Some(&root), Some(&root))?;
+    let port = world.https.port();
+    let mut targets = Vec::new();
+    for i in 0..HOSTS {
+        let host = format!("h{i}.chatgpt.com");
+        config
+            .resolve
+            .insert((host.clone(), port), world.https.ip());
+        targets.push(check::target(&config, host, port));
+    }
+    Ok((config, targets))
 }

@@ -7,6 +7,7 @@
 mod auth;
 pub mod bundle;
 mod check;
+pub mod exporter;
 pub mod load;
 pub mod pac;
 pub mod pin;
@@ -66,7 +67,8 @@ pub enum Group {
     Intercept,
     /// A PAC lookup: first for a host, then cached (in process).
     Pac,
-    /// A whole `diagproxy check` against the bench's HTTPS origin (in process).
+    /// A whole `diagproxy check` against the bench's HTTPS origin (in process), and the
+    /// exporter: a scrape round of `/probe` over the same hosts, and its idle memory.
     Check,
     /// New tunnels through a proxy that asks for sign-in (`--auth-proxy`; in process).
     Auth,
@@ -235,6 +237,8 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     {
         progress.step("a whole check");
         rows.extend(check::rows(world, config).await?);
+        progress.step("the exporter: a scrape round and its idle memory");
+        rows.extend(exporter::rows(world, config).await?);
     }
     if let (Some(config), Some(proxy)) = (o.route_config.as_ref(), o.auth_proxy.as_ref()) {
         if o.runs(Group::Auth) {
@@ -273,7 +277,7 @@ fn steps(o: &Options, memory: bool, intercept: bool) -> usize {
         + 2 * usize::from(o.runs(Group::Tunnel) && own)
         + 4 * usize::from(intercept)
         + usize::from(o.runs(Group::Pac) && own)
-        + usize::from(o.runs(Group::Check) && own)
+        + 2 * usize::from(o.runs(Group::Check) && own)
         + usize::from(o.runs(Group::Auth) && o.auth_proxy.is_some())
         + usize::from(o.runs(Group::Report) && own)
         + usize::from(o.runs(Group::Bundle) && own)
