@@ -684,6 +684,12 @@ fn run_metrics_counts_requests_per_profile_host_and_folds_the_rest() {
         let (code, _) = fetch(&format!("http://{host}:{port}/"), &["-x", &proxy]);
         assert_eq!(code, 200);
     }
+    // One tunnel (CONNECT) to a profile host, the request inside it unseen by the proxy.
+    let (code, _) = fetch(
+        &format!("http://chatgpt.com:{port}/"),
+        &["-x", &proxy, "--proxytunnel"],
+    );
+    assert_eq!(code, 200);
     let metrics = format!("{proxy}/metrics");
     assert_eq!(
         fetch(&metrics, &[]).0,
@@ -695,7 +701,10 @@ fn run_metrics_counts_requests_per_profile_host_and_folds_the_rest() {
     let body = loop {
         let (code, body) = fetch(&metrics, &["-H", &bearer]);
         assert_eq!(code, 200, "{body}");
-        if sample(&body, "diagproxy_requests_total{host=\"other\"}") == Some(2.0) {
+        let tunnel = "diagproxy_tunnels_total{host=\"chatgpt.com\"}";
+        if sample(&body, "diagproxy_requests_total{host=\"other\"}") == Some(2.0)
+            && sample(&body, tunnel) == Some(1.0)
+        {
             break body;
         }
         assert!(started.elapsed() < DEADLINE, "{body}");
@@ -705,6 +714,11 @@ fn run_metrics_counts_requests_per_profile_host_and_folds_the_rest() {
     assert_eq!(
         sample(&body, "diagproxy_requests_total{host=\"chatgpt.com\"}"),
         Some(2.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "diagproxy_tunnels_total{host=\"chatgpt.com\"}"),
+        Some(1.0),
         "{body}"
     );
     assert!(

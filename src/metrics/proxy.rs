@@ -15,7 +15,7 @@ pub const OTHER: &str = "other";
 #[derive(Debug, Default)]
 struct Totals {
     requests: u64,
-    connections: u64,
+    tunnels: u64,
     bytes_up: u64,
     bytes_down: u64,
     failures: BTreeMap<&'static str, u64>,
@@ -32,7 +32,7 @@ pub fn exposition(summary: &Summary, open: usize, dropped: u64) -> String {
         };
         let t = hosts.entry(name).or_default();
         t.requests += h.requests;
-        t.connections += h.connections;
+        t.tunnels += h.tunnels;
         t.bytes_up += h.bytes_up;
         t.bytes_down += h.bytes_down;
         for (kind, n) in &h.failures {
@@ -47,7 +47,7 @@ pub fn exposition(summary: &Summary, open: usize, dropped: u64) -> String {
     let mut tunnels = Family::new(
         "diagproxy_tunnels_total",
         Kind::Counter,
-        "Tunnels established and new upstream connections, per host.",
+        "CONNECT tunnels opened (intercepted or not), per host.",
     );
     let mut failures = Family::new(
         "diagproxy_failures_total",
@@ -61,7 +61,7 @@ pub fn exposition(summary: &Summary, open: usize, dropped: u64) -> String {
     );
     for (host, t) in &hosts {
         requests.add(&[("host", host)], t.requests as f64);
-        tunnels.add(&[("host", host)], t.connections as f64);
+        tunnels.add(&[("host", host)], t.tunnels as f64);
         bytes.add(&[("host", host), ("direction", "up")], t.bytes_up as f64);
         bytes.add(
             &[("host", host), ("direction", "down")],

@@ -96,6 +96,10 @@ pub struct HostStats {
     pub port: u16,
     pub allowlist: Option<String>,
     pub connections: u64,
+    /// CONNECT tunnels that opened (intercepted or not), for `run --metrics`; not in
+    /// summary.json, whose `connections` also counts plain HTTP's upstream connections.
+    #[serde(skip)]
+    pub tunnels: u64,
     pub requests: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
@@ -260,6 +264,7 @@ impl Summary {
                 let stats = self.host(t.host_name(), t.port);
                 if t.end != TunnelEnd::Failed {
                     stats.connections += 1;
+                    stats.tunnels += 1;
                 }
                 stats.bytes_up += t.bytes_up;
                 stats.bytes_down += t.bytes_down;
@@ -324,6 +329,7 @@ impl Summary {
                 host,
                 port,
                 connections: 0,
+                tunnels: 0,
                 requests: 0,
                 bytes_up: 0,
                 bytes_down: 0,
