@@ -736,3 +736,39 @@ fn run_metrics_counts_requests_per_profile_host_and_folds_the_rest() {
     let (code, _) = fetch(&format!("http://{}/metrics", plain.addr), &["-H", &bearer]);
     assert_eq!(code, 404, "without --metrics there is no /metrics");
 }
+
+#[test]
+fn the_readmes_prometheus_examples_are_valid_and_the_alerts_fire() {
+    if !tools(&["promtool"]) {
+        return;
+    }
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prometheus");
+    for args in [
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "diagproxy-alerts.yml"],
+        vec!["test", "rules", "diagproxy-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(&examples)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dashboard = std::fs::read_to_string(examples.join("../grafana-dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            assert!(
+                expr.contains("probe_") || expr.contains("diagproxy_"),
+                "{expr}"
+            );
+        }
+    }
+}

@@ -659,7 +659,7 @@ fn a_gigabyte_scale_session_bundles_in_bounded_memory() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let (status, max_rss_kib) = diagproxy::bench::bundle::wait_with_rss(child).unwrap();
+    let (status, max_rss_kib) = diagproxy::bench::load::wait_with_rss(child).unwrap();
     assert!(status.success());
     assert!(
         max_rss_kib < 64 * 1024,

@@ -27,7 +27,7 @@ pub fn rows(bytes: u64) -> Result<Vec<Row>, String> {
         .stdout(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("starting diagproxy bundle: {e}"))?;
-    let (status, peak_kib) = wait_with_rss(child).map_err(|e| e.to_string())?;
+    let (status, peak_kib) = super::load::wait_with_rss(child).map_err(|e| e.to_string())?;
     let secs = started.elapsed().as_secs_f64();
     if !status.success() {
         return Err(format!("diagproxy bundle failed ({status})"));
@@ -65,24 +65,4 @@ pub fn synthetic_session(dir: &Path, bytes: u64) -> std::io::Result<u64> {
         r#"{"version":1,"verdict":"ok","session":{"include_secrets":false},"hosts":[]}"#,
     )?;
     Ok(written)
-}
-
-/// Waits for `child`: its exit status and its own peak RSS in KiB (`wait4`'s rusage: this
-/// child alone, not every child the process ever had).
-pub fn wait_with_rss(
-    child: std::process::Child,
-) -> std::io::Result<(std::process::ExitStatus, u64)> {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills locals; std's handle is not waited on again.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    drop(child);
-    if waited != pid {
-        return Err(std::io::Error::last_os_error());
-    }
-    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
-    // ru_maxrss is in KiB on Linux.
-    Ok((status, usage.ru_maxrss.max(0) as u64))
 }

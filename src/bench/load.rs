@@ -462,6 +462,26 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Waits for `child`: its exit status and its own peak RSS in KiB (`wait4`'s rusage: this
+/// child alone, not every child the process ever had).
+pub fn wait_with_rss(
+    child: std::process::Child,
+) -> std::io::Result<(std::process::ExitStatus, u64)> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child and fills locals; std's handle is not waited on again.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    drop(child);
+    if waited != pid {
+        return Err(std::io::Error::last_os_error());
+    }
+    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+    // ru_maxrss is in KiB on Linux.
+    Ok((status, usage.ru_maxrss.max(0) as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -222,6 +222,19 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
     if let Some(trust) = intercept {
         intercept_rows(world, proxy, d, &trust, &mut progress, &mut rows).await?;
     }
+    rows.extend(in_process(world, o, &mut progress).await?);
+    rows.extend(memory);
+    Ok(rows)
+}
+
+/// The groups measured inside this process or with children of their own (PAC, check and
+/// exporter, sign-in, reports, bundle): diagproxy's own only, not another `--proxy`'s.
+async fn in_process(
+    world: &World,
+    o: &Options,
+    progress: &mut Progress,
+) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
     if let Some(config) = o
         .route_config
         .as_ref()
@@ -263,7 +276,6 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
                 .map_err(|e| e.to_string())??,
         );
     }
-    rows.extend(memory);
     Ok(rows)
 }
 

@@ -87,7 +87,7 @@ fn report(dir: &std::path::Path) -> Result<(f64, f64), String> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("starting diagproxy report: {e}"))?;
-    let (status, peak_kib) = super::bundle::wait_with_rss(child).map_err(|e| e.to_string())?;
+    let (status, peak_kib) = super::load::wait_with_rss(child).map_err(|e| e.to_string())?;
     let secs = started.elapsed().as_secs_f64();
     if !status.success() {
         return Err(format!(
