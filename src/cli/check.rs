@@ -15,8 +15,9 @@ use crate::config::parse_duration;
 use crate::upstream::{discover, HostPort};
 
 pub fn check(args: &CheckArgs) -> Result<(), Failed> {
-    let roots = [args.public_roots.as_deref(), args.system_roots.as_deref()];
-    let mut config = route_config(&args.route, &args.stage_timeout, roots)?;
+    let probe = &args.probe;
+    let roots = [probe.public_roots.as_deref(), probe.system_roots.as_deref()];
+    let mut config = route_config(&probe.route, &probe.stage_timeout, roots)?;
     config.keylog = args.keylog.chosen();
     super::run::install_keylog(config.keylog.as_deref())?;
     if let Some(path) = &config.keylog {
@@ -25,7 +26,7 @@ pub fn check(args: &CheckArgs) -> Result<(), Failed> {
             crate::text::terminal(&crate::tls::keylog::banner_line(path), false)
         );
     }
-    let budget = parse_duration("--stage-timeout", &args.stage_timeout)
+    let budget = parse_duration("--stage-timeout", &probe.stage_timeout)
         .map_err(|e| Failed::Usage(e.to_string()))?;
     let targets = targets(args, &config)?;
     let voice = voice(args, &config)?;
@@ -125,7 +126,7 @@ fn targets(args: &CheckArgs, config: &crate::config::Config) -> Result<Vec<Targe
 }
 
 fn voice(args: &CheckArgs, config: &crate::config::Config) -> Result<Option<VoiceTarget>, Failed> {
-    voice_from(args.voice.as_deref(), config)
+    voice_from(args.probe.voice.as_deref(), config)
 }
 
 /// `--voice HOST:PORT|none` (the profile's voice server when absent).

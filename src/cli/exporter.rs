@@ -128,6 +128,7 @@ fn read_config(args: &ExporterArgs) -> Result<ConfigFile, Failed> {
 
 /// The flags with a module's overrides, as a checked configuration with its route found.
 async fn module(args: &ExporterArgs, m: &ModuleFile) -> Result<Module, Failed> {
+    let args = &args.probe;
     let mut route: RouteArgs = args.route.clone();
     if let Some(p) = &m.upstream_proxy {
         route.upstream_proxy = p.clone();

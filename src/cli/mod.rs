@@ -260,14 +260,12 @@ impl KeyLogArgs {
     }
 }
 
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// Hosts to check, HOST or HOST:PORT [default: the profile's hosts].
-    #[arg(value_name = "HOST")]
-    pub hosts: Vec<String>,
+/// What a probe runs with, for `check` and as the exporter's default module.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
     #[command(flatten)]
     pub route: RouteArgs,
-    /// Each stage's time budget.
+    /// Each stage's time budget (the exporter's probes also stop within the scrape timeout).
     #[arg(long, default_value = "4s", value_name = "DURATION")]
     pub stage_timeout: String,
     /// The TURN server for the voice probes, HOST:PORT (STUN over UDP; TCP 443 to the
@@ -280,6 +278,15 @@ pub struct CheckArgs {
     /// This machine's trust store [default: the system's].
     #[arg(long, value_name = "PEM")]
     pub system_roots: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Hosts to check, HOST or HOST:PORT [default: the profile's hosts].
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
     /// Where check.json goes [default: sessions/<UTC timestamp>-<pid>-check].
     #[arg(long, value_name = "DIR")]
     pub session_dir: Option<PathBuf>,
@@ -456,20 +463,9 @@ pub struct ExporterArgs {
     /// chosen with /probe?module=NAME.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The default module: the probes' route, budgets and trust stores.
     #[command(flatten)]
-    pub route: RouteArgs,
-    /// Each stage's budget (a probe also stops within the scrape timeout).
-    #[arg(long, default_value = "4s", value_name = "DURATION")]
-    pub stage_timeout: String,
-    /// The voice server for target=profile, HOST:PORT, or `none` [default: the profile's].
-    #[arg(long, value_name = "HOST:PORT|none")]
-    pub voice: Option<String>,
-    /// The public trust store chains are judged against [default: Mozilla's roots].
-    #[arg(long, value_name = "PEM")]
-    pub public_roots: Option<PathBuf>,
-    /// This machine's trust store [default: the system's].
-    #[arg(long, value_name = "PEM")]
-    pub system_roots: Option<PathBuf>,
+    pub probe: ProbeArgs,
 }
 
 /// `check --format`.
