@@ -39,13 +39,7 @@ static GLOBAL: Counting = Counting;
 
 /// The counter is global: the tests of this file take turns, so one never counts the
 /// other's allocations.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Allocations the proxy adds per forwarded request (through it, minus the same requests
 /// straight to the origin), with its event written and folded into the summary. Measured
@@ -56,7 +50,7 @@ const PER_REQUEST_BUDGET: u64 = 208;
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_forwarded_request_stays_within_its_allocation_budget() {
-    let _turn = one_at_a_time();
+    let _turn = SERIAL.lock().await;
     let origin = origin().await;
     let proxy = Proxy::start(&[]).await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
@@ -122,7 +116,7 @@ const PER_INTERCEPTED_BUDGET: u64 = 224;
 
 #[tokio::test(flavor = "current_thread")]
 async fn an_intercepted_request_stays_within_its_allocation_budget() {
-    let _turn = one_at_a_time();
+    let _turn = SERIAL.lock().await;
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
     let dir = tempfile::tempdir().unwrap();
