@@ -26,6 +26,8 @@
 //!   that calls `inspect`), the live log, the feed of events for the live page.
 //! - [`failure`]: named failure kinds and whose side failed.
 //! - [`report`]: HAR, HTML, Markdown and compare, from `events.jsonl` alone.
+//! - [`import`]: `diagproxy import`, a browser's NetLog or HAR read into the same events, so
+//!   the summary, reports and `compare` work on a file as on a session.
 //! - [`bundle`]: the support bundle — a reviewed zip of session folders with a manifest of
 //!   hashes, redaction counts and what was left out; `--verify` rechecks one.
 //! - [`bench`]: `diagproxy bench`, the overhead measurements (load generator and proxy
@@ -48,6 +50,7 @@ pub mod failure;
 pub mod files;
 #[cfg(test)]
 mod fuzz;
+pub mod import;
 pub mod inspect;
 pub mod lru;
 pub mod metrics;

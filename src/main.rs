@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cli::run::run(&args),
         Command::Report(args) => cli::report::report(&args),
+        Command::Import(args) => cli::import::import(&args),
         Command::Compare(args) => cli::report::compare(&args),
         Command::Bundle(args) => cli::bundle::bundle(&args),
         Command::Bench(args) => cli::bench::bench(&args),

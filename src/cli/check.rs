@@ -249,6 +249,7 @@ fn record(
             .collect(),
         include_secrets: false,
         keylog: config.keylog.as_ref().map(|p| p.display().to_string()),
+        source: None,
     };
     let ended = crate::clock::rfc3339(SystemTime::now());
     let mut lines = String::new();

@@ -14,6 +14,7 @@ pub mod ca;
 pub mod check;
 pub mod config;
 pub mod exporter;
+pub mod import;
 pub mod pac;
 pub mod report;
 pub mod run;
@@ -86,6 +87,10 @@ pub enum Command {
     Ca(CaCommand),
     /// Rebuild the HAR, HTML and Markdown reports of a session from its events.jsonl.
     Report(ReportArgs),
+    /// The same diagnosis from a browser's own file, without a proxy: a NetLog
+    /// (chrome://net-export) or a HAR, gzip or not; exit 2 when something fails, 65 for
+    /// content it cannot read, 66 for a file that does not exist.
+    Import(ImportArgs),
     /// Compare two sessions (company network vs hotspot): is the network the cause?
     Compare(CompareArgs),
     /// Put session folders into one zip for support, after showing what it holds and asking;
@@ -483,6 +488,33 @@ pub enum SensitiveArg {
     Bodies,
     CaKey,
     Secrets,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// NetLog or HAR files (the format is told from the content; .gz is undone). Each
+    /// becomes a session folder, so two files (office, hotspot) feed `compare`.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The session folder [default: sessions/TIME-PID-import]; with several files, the
+    /// folder that holds one per file (named after the file).
+    #[arg(long, value_name = "DIR")]
+    pub session_dir: Option<PathBuf>,
+    /// Profile file [default: the built-in ChatGPT profile].
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// The public trust store a chain must verify against to be public [default: the
+    /// built-in Mozilla set].
+    #[arg(long, value_name = "PEM")]
+    pub public_roots: Option<PathBuf>,
+    /// The trust store that stands in for the browser's when the file has a chain but not
+    /// the browser's decision on it (a capture cut off mid-handshake) [default: the
+    /// system's].
+    #[arg(long, value_name = "PEM")]
+    pub system_roots: Option<PathBuf>,
+    /// Print summary.json instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

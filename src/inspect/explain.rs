@@ -173,7 +173,12 @@ pub fn tls_finding(profile: &Profile, host: &str, port: u16, tls: &TlsVerdict) -
         ),
         _ => format!("TLS for {host}:{port} is signed by {}{by}, which neither the public roots nor this machine trust ({why})", tls.issuer),
     };
-    let evidence = format!("issuer {}; root {}", tls.issuer, tls.root);
+    let mismatch = if why.starts_with("NotValidForName") {
+        "; name mismatch"
+    } else {
+        ""
+    };
+    let evidence = format!("issuer {}; root {}{mismatch}", tls.issuer, tls.root);
     Some(Finding::new(
         profile,
         kind,

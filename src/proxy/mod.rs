@@ -361,6 +361,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         resolve: pins(&config.resolve),
         include_secrets: config.include_secrets,
         keylog: config.keylog.as_ref().map(|p| p.display().to_string()),
+        source: None,
     };
     let style = Style {
         format: config.log_format,

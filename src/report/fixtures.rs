@@ -24,6 +24,7 @@ pub fn events() -> Vec<Event> {
         resolve: Vec::new(),
         include_secrets: false,
         keylog: None,
+        source: None,
     };
     let request = RequestEvent {
         ts: "2026-11-27T18:00:01.000Z".into(),

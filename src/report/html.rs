@@ -62,6 +62,7 @@ pub fn render(session: &Session) -> String {
         if session.skipped > 0 { format!(" · {} unreadable event line(s) skipped", session.skipped) } else { String::new() },
     );
     verdict(&mut out, &session.summary);
+    imported(&mut out, session);
     super::overview::render(&mut out, &session.summary);
     findings(&mut out, session);
     out.push_str("<input id=\"filter\" placeholder=\"filter hosts…\" aria-label=\"filter hosts\">");
@@ -72,6 +73,30 @@ pub fn render(session: &Session) -> String {
     chains(&mut out, session);
     let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
     out
+}
+
+/// An imported file: what it was, where reading stopped, and what it cannot show.
+fn imported(out: &mut String, session: &Session) {
+    let Some(source) = session.info().source.as_deref() else {
+        return;
+    };
+    let _ = write!(
+        out,
+        "<p class=\"meta\">Imported from <code>{}</code>: {} records{}</p><ul>",
+        esc(&source.file),
+        source.records,
+        source
+            .capture_mode
+            .as_deref()
+            .map_or(String::new(), |m| format!(", capture mode {}", esc(m)))
+    );
+    if let Some(stopped) = &source.stopped {
+        let _ = write!(out, "<li>Note: {}</li>", esc(stopped));
+    }
+    for line in &source.cannot_tell {
+        let _ = write!(out, "<li>Cannot tell: {}</li>", esc(line));
+    }
+    out.push_str("</ul>");
 }
 
 /// The verdict (green when nothing stops ChatGPT) and a line per corporate proxy signed in

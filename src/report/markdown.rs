@@ -9,11 +9,40 @@ pub fn render(session: &Session) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# ChatGPT network diagnosis (diagproxy)\n");
     let _ = writeln!(md, "**Verdict:** {}\n", cell(&session.summary.verdict()));
+    imported(&mut md, session);
     environment(&mut md, session);
     failing(&mut md, session);
     other_traffic(&mut md, session);
     tried(&mut md, session);
     md
+}
+
+/// An imported file: what it was, where reading stopped, and what it cannot show.
+fn imported(md: &mut String, session: &Session) {
+    let Some(source) = session.info().source.as_deref() else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "Imported from `{}` ({} records{}{}).\n",
+        cell(&source.file),
+        source.records,
+        source
+            .capture_mode
+            .as_deref()
+            .map_or(String::new(), |m| format!(", capture mode {}", cell(m))),
+        source
+            .browser
+            .as_deref()
+            .map_or(String::new(), |b| format!(", written by {}", cell(b))),
+    );
+    if let Some(stopped) = &source.stopped {
+        let _ = writeln!(md, "- Note: {}", cell(stopped));
+    }
+    for line in &source.cannot_tell {
+        let _ = writeln!(md, "- Cannot tell: {}", cell(line));
+    }
+    md.push('\n');
 }
 
 /// Machine, path out and session times.

@@ -69,6 +69,9 @@ pub struct SessionInfo {
     /// unless `--include-sensitive keylog`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keylog: Option<String>,
+    /// The file a session was read from (`diagproxy import`), and what it could not show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Box<crate::session::source::Source>>,
 }
 
 /// `--max-hosts`'s default.
@@ -94,6 +97,7 @@ impl Default for SessionInfo {
             resolve: Vec::new(),
             include_secrets: false,
             keylog: None,
+            source: None,
         }
     }
 }
@@ -399,6 +403,8 @@ pub enum ChainSource {
     Interception,
     /// `diagproxy check`'s handshake.
     Check,
+    /// The browser's own handshake, read from its NetLog by `diagproxy import`.
+    Browser,
 }
 
 impl fmt::Display for TunnelMode {

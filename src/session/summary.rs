@@ -144,6 +144,15 @@ pub struct SummaryDoc<'a> {
     /// Sign-ins per corporate proxy, when a proxy asked for one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub proxy_sign_in: Vec<&'a SignIns>,
+    /// The file the session was imported from (`diagproxy import`); absent for `run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'a crate::session::source::Source>,
+    /// What the imported file could not show (its format or capture mode hides it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cannot_tell: Option<&'a [String]>,
+    /// An imported capture too redacted to judge: never read as "all clear".
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insufficient_detail: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -601,6 +610,13 @@ impl Summary {
             other_hosts: self.other_hosts(),
             refused: self.refused,
             proxy_sign_in: self.sign_ins.values().collect(),
+            source: self.session.source.as_deref(),
+            cannot_tell: self.session.source.as_deref().map(|s| &s.cannot_tell[..]),
+            insufficient_detail: self
+                .session
+                .source
+                .as_ref()
+                .is_some_and(|s| s.insufficient_detail),
         }
     }
 
@@ -619,6 +635,14 @@ impl Summary {
 
     /// One sentence that answers "is the network the cause?" (see [`verdict::sentence`]).
     pub fn verdict(&self) -> String {
+        if let Some(source) = self
+            .session
+            .source
+            .as_deref()
+            .filter(|s| s.insufficient_detail)
+        {
+            return source.insufficient_sentence();
+        }
         verdict::sentence(self.hosts.values().map(|h| verdict::HostView {
             host: &h.host,
             allowlisted: h.allowlist.is_some(),
@@ -705,6 +729,7 @@ mod tests {
             ],
             include_secrets: false,
             keylog: None,
+            source: None,
         }
     }
 

@@ -99,13 +99,77 @@ pub fn judge(
             Err(_) => (Verdict::Untrusted, Some(public_reason)),
         },
     };
-    let issuer = infos[0].issuer.clone();
+    Ok(verdict_of(infos, verdict, reason, scts, profile))
+}
+
+/// What another verifier decided about a chain: a browser's own verification read from its
+/// NetLog ([`judge_accepted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// The browser accepted the chain.
+    Yes,
+    /// The browser rejected it because the name does not match (`ERR_CERT_COMMON_NAME_INVALID`).
+    NameMismatch,
+    /// The browser rejected it for another reason (unknown issuer, dates, revocation).
+    No,
+}
+
+/// Judges a chain another verifier (a browser) already accepted or rejected: public when it
+/// verifies against `public` (as [`judge`]); otherwise the browser's trust store stands in
+/// for this machine's — accepted means a locally installed root re-signs it (`inspected`),
+/// rejected means `untrusted` (a name mismatch is said so in the reason).
+pub fn judge_accepted(
+    chain: &[CertificateDer<'_>],
+    server_name: &str,
+    public: &Arc<RootCertStore>,
+    accepted: Accepted,
+    profile: &Profile,
+    now: UnixTime,
+) -> Result<TlsVerdict, String> {
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or("the server presented no certificate")?;
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|_| format!("{server_name:?} is not a server name"))?;
+    let infos: Vec<CertInfo> = chain
+        .iter()
+        .map(|c| describe(c))
+        .collect::<Result<_, _>>()?;
+    let scts = has_scts(leaf);
+    let (verdict, reason) = match (verify(public, leaf, intermediates, &name, now), accepted) {
+        (Ok(()), Accepted::Yes) => (Verdict::Public, None),
+        (Ok(()), Accepted::NameMismatch) | (Err(_), Accepted::NameMismatch) => (
+            Verdict::Untrusted,
+            Some(
+                "NotValidForName (name mismatch: the browser said ERR_CERT_COMMON_NAME_INVALID)"
+                    .into(),
+            ),
+        ),
+        (Ok(()), Accepted::No) => (
+            Verdict::Untrusted,
+            Some("the browser rejected a chain the public roots accept".into()),
+        ),
+        (Err(why), Accepted::Yes) => (Verdict::Inspected, Some(why)),
+        (Err(why), Accepted::No) => (Verdict::Untrusted, Some(why)),
+    };
+    Ok(verdict_of(infos, verdict, reason, scts, profile))
+}
+
+/// The verdict with its issuer, root and vendor filled in from the chain.
+fn verdict_of(
+    infos: Vec<CertInfo>,
+    verdict: Verdict,
+    reason: Option<String>,
+    scts: bool,
+    profile: &Profile,
+) -> TlsVerdict {
+    let issuer = infos.first().map_or_else(String::new, |c| c.issuer.clone());
     let root = infos.last().map_or_else(String::new, |c| c.issuer.clone());
     let vendor = match verdict {
         Verdict::Public => None,
         _ => profile.vendor_for(&issuer, &root).map(|v| v.name.clone()),
     };
-    Ok(TlsVerdict {
+    TlsVerdict {
         verdict,
         reason,
         issuer,
@@ -113,7 +177,7 @@ pub fn judge(
         vendor,
         chain: infos,
         scts,
-    })
+    }
 }
 
 fn verify(

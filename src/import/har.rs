@@ -1,0 +1,427 @@
+//! HAR 1.2 (Chrome/Edge DevTools, Firefox, Playwright, diagproxy's own `session.har`),
+//! streamed one entry at a time. A HAR holds requests and answers: hosts, statuses, the
+//! browser's error for a failed request (`_error`, `_failureText`), bodies when they were
+//! exported (block pages), headers a proxy added. It holds no certificate chain, route or
+//! DNS answer: those are in [`Source::cannot_tell`], never guessed.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::fields::{decode, header, header_map, target_of_url, wire};
+use super::neterror::{self, Meaning};
+use super::stream::{Input, Meter};
+use super::{Context, Source};
+use crate::failure::{Failure, FailureKind, Side};
+use crate::inspect::detect::{self, Answer};
+use crate::inspect::{explain, Finding, FindingKind};
+use crate::session::event::{Downstream, Event, Headers, RequestEvent, Timings};
+use crate::upstream::route::Taken;
+
+/// What a HAR cannot show, said in every report of an imported HAR.
+pub const CANNOT_TELL: [&str; 3] = [
+    "TLS inspection: cannot tell from this file (a HAR holds no certificate chain)",
+    "the route: a HAR does not say which proxy or PAC the browser used",
+    "DNS: a HAR does not hold the addresses names resolved to",
+];
+
+/// Reads a HAR from `input` into `sink`; fills `source`.
+pub fn read(
+    input: &mut Input,
+    ctx: &Context,
+    source: &mut Source,
+    sink: &mut dyn FnMut(Event),
+) -> Result<(), String> {
+    let meter = input.meter.clone();
+    let mut reader = Reader {
+        ctx,
+        sink,
+        records: 0,
+        browser: None,
+    };
+    let result = {
+        let mut de = serde_json::Deserializer::from_reader(&mut *input);
+        Top {
+            reader: &mut reader,
+            meter: &meter,
+        }
+        .deserialize(&mut de)
+    };
+    source.records = reader.records;
+    source.browser = reader.browser.take();
+    source.cannot_tell = CANNOT_TELL.iter().map(|s| s.to_string()).collect();
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if reader.records > 0 => {
+            source.stopped = Some(format!(
+                "reading stopped at byte {}: {}; read up to the last complete entry",
+                input.offset(),
+                crate::text::terminal(&e.to_string(), false)
+            ));
+            Ok(())
+        }
+        Err(e) => Err(crate::text::terminal(&e.to_string(), false).into_owned()),
+    }
+}
+
+struct Reader<'a> {
+    ctx: &'a Context,
+    sink: &'a mut dyn FnMut(Event),
+    records: u64,
+    browser: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Creator {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NameValue {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct HarRequest {
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    headers: Vec<NameValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Content {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    encoding: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct HarResponse {
+    #[serde(default)]
+    status: i64,
+    #[serde(default)]
+    headers: Vec<NameValue>,
+    #[serde(default)]
+    content: Option<Content>,
+    #[serde(rename = "_error", default)]
+    error: Option<String>,
+    #[serde(rename = "_failureText", default)]
+    failure_text: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SecurityDetails {
+    #[serde(default)]
+    issuer: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DiagproxyExtension {
+    #[serde(default)]
+    failure: Option<Failure>,
+}
+
+/// One entry, as far as an import reads it.
+#[derive(Debug, Default, Deserialize)]
+struct Entry {
+    #[serde(rename = "startedDateTime", default)]
+    started: String,
+    #[serde(default)]
+    request: HarRequest,
+    #[serde(default)]
+    response: HarResponse,
+    #[serde(rename = "serverIPAddress", default)]
+    server_ip: Option<String>,
+    #[serde(rename = "_securityDetails", default)]
+    security: Option<SecurityDetails>,
+    #[serde(rename = "_error", default)]
+    error: Option<String>,
+    #[serde(rename = "_failureText", default)]
+    failure_text: Option<String>,
+    #[serde(rename = "_diagproxy", default)]
+    diagproxy: Option<DiagproxyExtension>,
+    #[serde(rename = "_route", default)]
+    route: Option<Taken>,
+}
+
+impl Reader<'_> {
+    fn entry(&mut self, entry: Entry) {
+        self.records += 1;
+        let Some((host, port)) = target_of_url(&entry.request.url) else {
+            return;
+        };
+        let status = u16::try_from(entry.response.status).ok().filter(|s| *s > 0);
+        let failure = failure_of(&entry, status);
+        let request: Vec<(String, String)> = pairs(&entry.request.headers);
+        let response: Vec<(String, String)> = pairs(&entry.response.headers);
+        let route = entry.route.clone().unwrap_or_default();
+        let findings = self.findings(&entry, (&host, status), &route, failure.as_ref(), &response);
+        let event = RequestEvent {
+            ts: entry.started.clone(),
+            method: entry.request.method.clone(),
+            url: entry.request.url.clone(),
+            allowlist: self
+                .ctx
+                .profile
+                .match_host(&host)
+                .map(|e| e.pattern.clone()),
+            host,
+            port,
+            server_ip: entry.server_ip.clone().filter(|ip| !ip.is_empty()),
+            route,
+            downstream: Downstream {
+                addr: "browser (HAR)".into(),
+                user_agent: header(&request, "user-agent"),
+            },
+            status,
+            content_type: header(&response, "content-type"),
+            reused: false,
+            timings: Timings::default(),
+            bytes_up: 0,
+            bytes_down: 0,
+            complete: failure.is_none(),
+            intercepted: false,
+            upstream_protocol: None,
+            headers: Some(Headers {
+                request: wire(&request),
+                response: wire(&response),
+            }),
+            findings,
+            failure,
+            block_page_body: None,
+            body: None,
+            unfinished: None,
+        };
+        (self.sink)(Event::Request(Box::new(event)));
+    }
+
+    /// Route findings (diagproxy's own HAR keeps the route), a proxy's refusal, what the
+    /// answer shows (block pages when the body was exported), a suspected vendor from
+    /// Playwright's `_securityDetails`.
+    fn findings(
+        &self,
+        entry: &Entry,
+        (host, status): (&str, Option<u16>),
+        route: &Taken,
+        failure: Option<&Failure>,
+        response: &[(String, String)],
+    ) -> Vec<Finding> {
+        let profile = &self.ctx.profile;
+        let mut found = explain::route_findings(profile, host, route, failure, false);
+        if let Some(f) = failure {
+            let path = crate::inspect::reproduce::Path::default();
+            found.extend(explain::failure_findings(
+                profile,
+                host,
+                f,
+                &entry.request.url,
+                &path,
+            ));
+        }
+        if let Some(status) = status {
+            let body = body_of(entry.response.content.as_ref());
+            let map = header_map(response);
+            let path = hyper::Uri::try_from(entry.request.url.as_str())
+                .ok()
+                .map(|u| u.path().to_string())
+                .unwrap_or_default();
+            found.extend(detect::answer_findings(
+                &Answer::page(host, &path, status, &map, &body),
+                profile,
+            ));
+        }
+        let issuer = entry.security.as_ref().and_then(|s| s.issuer.as_deref());
+        if let Some(vendor) = issuer.and_then(|i| profile.vendor_for(i, i)) {
+            let issuer = crate::text::terminal(issuer.unwrap_or_default(), false);
+            found.push(Finding::new(
+                profile,
+                FindingKind::TlsInspection,
+                host,
+                Some(vendor.name.clone()),
+                format!("issuer {issuer} (the HAR's _securityDetails; the chain itself is not in the file)"),
+                format!("{host}'s certificate was issued by {issuer}, a name {} uses for TLS inspection: suspected, not verified", vendor.name),
+            ));
+        }
+        found
+    }
+}
+
+/// The first 64 KiB of an exported body (base64 undone).
+fn body_of(content: Option<&Content>) -> Vec<u8> {
+    let Some(text) = content.and_then(|c| c.text.as_deref()) else {
+        return Vec::new();
+    };
+    let base64 = content.and_then(|c| c.encoding.as_deref()) == Some("base64");
+    let mut body = if base64 {
+        decode(text)
+    } else {
+        text.as_bytes().to_vec()
+    };
+    body.truncate(super::assemble::MAX_BODY);
+    body
+}
+
+fn pairs(list: &[NameValue]) -> Vec<(String, String)> {
+    list.iter()
+        .filter(|h| !h.name.starts_with(':'))
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect()
+}
+
+/// The failure of an entry: diagproxy's own record, else the browser's error name.
+fn failure_of(entry: &Entry, status: Option<u16>) -> Option<Failure> {
+    if let Some(f) = entry.diagproxy.as_ref().and_then(|d| d.failure.clone()) {
+        return Some(f);
+    }
+    let text = [
+        &entry.response.error,
+        &entry.response.failure_text,
+        &entry.error,
+        &entry.failure_text,
+    ]
+    .into_iter()
+    .find_map(|t| t.as_deref().filter(|t| !t.is_empty()))?;
+    let text = crate::text::terminal(text, false).into_owned();
+    let name = text.split_whitespace().next().unwrap_or(&text);
+    let meaning = neterror::meaning(Some(name), 0)?;
+    let failure = match meaning {
+        Meaning::Failure(kind, side) => Failure::new(kind, side, text),
+        Meaning::TunnelRefused => {
+            Failure::new(FailureKind::UpstreamProxyRefused, Side::UpstreamProxy, text)
+        }
+        Meaning::ProxyAuth => {
+            Failure::new(FailureKind::UpstreamProxyAuth, Side::UpstreamProxy, text)
+        }
+        Meaning::ProxyUnreachable => {
+            Failure::new(FailureKind::ConnectFailed, Side::UpstreamProxy, text)
+        }
+        Meaning::TlsProtocol => Failure::new(FailureKind::TlsFailed, Side::Upstream, text),
+        Meaning::Certificate { .. } => Failure::new(FailureKind::TlsFailed, Side::Upstream, text),
+        Meaning::PacError | Meaning::NotAFailure => return None,
+    };
+    (status.is_none() || failure.kind != FailureKind::HttpError).then_some(failure)
+}
+
+/// `{"log": {…}}`.
+struct Top<'a, 'b> {
+    reader: &'a mut Reader<'b>,
+    meter: &'a Meter,
+}
+
+impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Top<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a HAR object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "log" {
+                map.next_value_seed(Log {
+                    reader: &mut *self.reader,
+                    meter: self.meter,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `log`: `creator` (and `browser`) named, `entries` streamed, the rest skipped.
+struct Log<'a, 'b> {
+    reader: &'a mut Reader<'b>,
+    meter: &'a Meter,
+}
+
+impl<'de> DeserializeSeed<'de> for Log<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Log<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a HAR log")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            self.meter.mark();
+            match key.as_str() {
+                "creator" | "browser" => {
+                    let who: Creator = map.next_value()?;
+                    let named = format!(
+                        "{} {}",
+                        who.name.unwrap_or_default(),
+                        who.version.unwrap_or_default()
+                    );
+                    let named = crate::text::terminal(named.trim(), false).into_owned();
+                    if key == "browser" || self.reader.browser.is_none() {
+                        self.reader.browser = Some(named);
+                    }
+                }
+                "entries" => map.next_value_seed(Entries {
+                    reader: &mut *self.reader,
+                    meter: self.meter,
+                })?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Entries<'a, 'b> {
+    reader: &'a mut Reader<'b>,
+    meter: &'a Meter,
+}
+
+impl<'de> DeserializeSeed<'de> for Entries<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entries<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of HAR entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.meter.mark();
+        while let Some(entry) = seq.next_element::<Entry>()? {
+            self.reader.entry(entry);
+            self.meter.mark();
+        }
+        Ok(())
+    }
+}
