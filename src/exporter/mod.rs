@@ -320,7 +320,7 @@ impl<'a> Asked<'a> {
                 .split('&')
                 .filter_map(|p| p.split_once('='))
                 .find(|(k, _)| *k == name)
-                .map(|(_, v)| percent_decode(v))
+                .map(|(_, v)| crate::text::percent_decode(v, true))
         };
         let module = param("module").unwrap_or_else(|| "default".into());
         let module_ref = exporter
@@ -368,32 +368,6 @@ fn budget(header: Option<&hyper::header::HeaderValue>) -> Duration {
         })
 }
 
-/// `%3A` → `:`, `+` → space; invalid escapes are kept as they are.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
@@ -419,11 +393,14 @@ mod tests {
 
     #[test]
     fn queries_are_decoded() {
-        assert_eq!(percent_decode("chatgpt.com%3A443"), "chatgpt.com:443");
-        assert_eq!(percent_decode("a+b"), "a b");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(
+            crate::text::percent_decode("chatgpt.com%3A443", true),
+            "chatgpt.com:443"
+        );
+        assert_eq!(crate::text::percent_decode("a+b", true), "a b");
+        assert_eq!(crate::text::percent_decode("100%", true), "100%");
+        assert_eq!(crate::text::percent_decode("%zz", true), "%zz");
+        assert_eq!(crate::text::percent_decode("%4", true), "%4");
     }
 
     #[test]

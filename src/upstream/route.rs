@@ -403,8 +403,8 @@ pub fn parse_upstream_proxy(url: &str) -> Result<UpstreamProxy, String> {
             let (user, pass) = u.split_once(':').unwrap_or((u, ""));
             Some(basic(&format!(
                 "{}:{}",
-                percent_decode(user),
-                percent_decode(pass)
+                crate::text::percent_decode(user, false),
+                crate::text::percent_decode(pass, false)
             )))
         }
         None => None,
@@ -444,7 +444,10 @@ pub fn parse_socks_proxy(url: &str) -> Result<SocksProxy, String> {
     }
     let credentials = userinfo.map(|u| {
         let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-        (percent_decode(user), percent_decode(pass))
+        (
+            crate::text::percent_decode(user, false),
+            crate::text::percent_decode(pass, false),
+        )
     });
     let HostPort { host, port } =
         HostPort::parse(hostport, 1080).ok_or_else(|| err("bad host or port"))?;
@@ -468,28 +471,6 @@ fn userinfo_and_host(rest: &str) -> Result<(Option<&str>, &str), &'static str> {
         Some((u, h)) => (Some(u), h),
         None => (None, rest),
     })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
