@@ -4,13 +4,14 @@
 
 use super::assemble::{Assembler, Request, TargetFacts};
 use super::fields::{
-    header, header_map, hop_of_chain, lower_names, target_of_url, timestamp, wire, Target,
+    header_map, hop_of_chain, lower_names, request_event, target_of_url, timestamp, Exchange,
+    Target,
 };
 use super::neterror::{self, Meaning};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, Answer};
 use crate::inspect::{explain, Finding};
-use crate::session::event::{Downstream, Event, Headers, RequestEvent, Timings};
+use crate::session::event::Event;
 use crate::upstream::route::Taken;
 
 impl Assembler<'_> {
@@ -33,47 +34,19 @@ impl Assembler<'_> {
             self.failure(meaning, &described, &(host.clone(), port))
         });
         let findings = self.findings(&request, (&host, port), &route, failure.as_ref());
-        let user_agent = request
-            .request
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
-            .map(|(_, v)| v.clone());
-        let event = RequestEvent {
+        let exchange = Exchange {
             ts: timestamp(request.start_ms),
             method: request.method.clone(),
             url: request.url.clone(),
-            allowlist: self
-                .ctx
-                .profile
-                .match_host(&host)
-                .map(|e| e.pattern.clone()),
-            host,
-            port,
-            server_ip: None,
-            route,
-            downstream: Downstream {
-                addr: "browser (NetLog)".into(),
-                user_agent,
-            },
+            target: (host, port),
+            recorded_by: "browser (NetLog)",
+            request: &request.request,
+            response: &request.response,
             status: request.status,
-            content_type: header(&request.response, "content-type"),
-            reused: false,
-            timings: Timings::default(),
-            bytes_up: 0,
             bytes_down: request.bytes_down,
-            complete: failure.is_none(),
-            intercepted: false,
-            upstream_protocol: None,
-            headers: Some(Headers {
-                request: wire(&request.request),
-                response: wire(&request.response),
-            }),
-            findings,
-            failure,
-            block_page_body: None,
-            body: None,
-            unfinished: None,
+            server_ip: None,
         };
+        let event = request_event(exchange, &self.ctx.profile, route, failure, findings);
         (self.sink)(Event::Request(Box::new(event)));
     }
 

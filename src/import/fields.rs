@@ -118,6 +118,66 @@ pub(super) fn hop_of_chain(chain: &str) -> String {
     crate::text::terminal(&format!("{keyword} {}", rest.trim()), false).into_owned()
 }
 
+/// What an imported request is made of. The rest of a [`RequestEvent`] is what a browser's
+/// file does not say (timings, connection reuse, bytes sent) and stays empty.
+pub(super) struct Exchange<'a> {
+    pub ts: String,
+    pub method: String,
+    pub url: String,
+    pub target: Target,
+    /// Who recorded it: `browser (NetLog)`, `browser (HAR)`.
+    pub recorded_by: &'static str,
+    pub request: &'a [(String, String)],
+    pub response: &'a [(String, String)],
+    pub status: Option<u16>,
+    pub bytes_down: u64,
+    pub server_ip: Option<String>,
+}
+
+/// The session event of an imported request, with what diagproxy made of it.
+pub(super) fn request_event(
+    x: Exchange<'_>,
+    profile: &crate::profile::Profile,
+    route: crate::upstream::route::Taken,
+    failure: Option<crate::failure::Failure>,
+    findings: Vec<crate::inspect::Finding>,
+) -> crate::session::event::RequestEvent {
+    use crate::session::event::{Downstream, Headers, RequestEvent, Timings};
+    let (host, port) = x.target;
+    RequestEvent {
+        ts: x.ts,
+        method: x.method,
+        url: x.url,
+        allowlist: profile.match_host(&host).map(|e| e.pattern.clone()),
+        host,
+        port,
+        server_ip: x.server_ip,
+        route,
+        downstream: Downstream {
+            addr: x.recorded_by.into(),
+            user_agent: header(x.request, "user-agent"),
+        },
+        status: x.status,
+        content_type: header(x.response, "content-type"),
+        reused: false,
+        timings: Timings::default(),
+        bytes_up: 0,
+        bytes_down: x.bytes_down,
+        complete: failure.is_none(),
+        intercepted: false,
+        upstream_protocol: None,
+        headers: Some(Headers {
+            request: wire(x.request),
+            response: wire(x.response),
+        }),
+        findings,
+        failure,
+        block_page_body: None,
+        body: None,
+        unfinished: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

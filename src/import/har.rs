@@ -9,14 +9,14 @@ use std::fmt;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::fields::{decode, header, header_map, target_of_url, wire};
+use super::fields::{decode, header_map, request_event, target_of_url, Exchange};
 use super::neterror::{self, Meaning};
 use super::stream::{Input, Meter};
 use super::{Context, Source};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, Answer};
 use crate::inspect::{explain, Finding, FindingKind};
-use crate::session::event::{Downstream, Event, Headers, RequestEvent, Timings};
+use crate::session::event::Event;
 use crate::upstream::route::Taken;
 
 /// What a HAR cannot show, said in every report of an imported HAR.
@@ -167,42 +167,19 @@ impl Reader<'_> {
         let response: Vec<(String, String)> = pairs(&entry.response.headers);
         let route = entry.route.clone().unwrap_or_default();
         let findings = self.findings(&entry, (&host, status), &route, failure.as_ref(), &response);
-        let event = RequestEvent {
+        let exchange = Exchange {
             ts: entry.started.clone(),
             method: entry.request.method.clone(),
             url: entry.request.url.clone(),
-            allowlist: self
-                .ctx
-                .profile
-                .match_host(&host)
-                .map(|e| e.pattern.clone()),
-            host,
-            port,
-            server_ip: entry.server_ip.clone().filter(|ip| !ip.is_empty()),
-            route,
-            downstream: Downstream {
-                addr: "browser (HAR)".into(),
-                user_agent: header(&request, "user-agent"),
-            },
+            target: (host, port),
+            recorded_by: "browser (HAR)",
+            request: &request,
+            response: &response,
             status,
-            content_type: header(&response, "content-type"),
-            reused: false,
-            timings: Timings::default(),
-            bytes_up: 0,
             bytes_down: 0,
-            complete: failure.is_none(),
-            intercepted: false,
-            upstream_protocol: None,
-            headers: Some(Headers {
-                request: wire(&request),
-                response: wire(&response),
-            }),
-            findings,
-            failure,
-            block_page_body: None,
-            body: None,
-            unfinished: None,
+            server_ip: entry.server_ip.clone().filter(|ip| !ip.is_empty()),
         };
+        let event = request_event(exchange, &self.ctx.profile, route, failure, findings);
         (self.sink)(Event::Request(Box::new(event)));
     }
 

@@ -81,25 +81,15 @@ pub fn judge(
     profile: &Profile,
     now: UnixTime,
 ) -> Result<TlsVerdict, String> {
-    let (leaf, intermediates) = chain
-        .split_first()
-        .ok_or("the server presented no certificate")?;
-    let name = ServerName::try_from(server_name.to_string())
-        .map_err(|_| format!("{server_name:?} is not a server name"))?;
-    let infos: Vec<CertInfo> = chain
-        .iter()
-        .map(|c| describe(c))
-        .collect::<Result<_, _>>()?;
-    let scts = has_scts(leaf);
-    let public = verify(&roots.public, leaf, intermediates, &name, now);
-    let (verdict, reason) = match public {
+    let presented = Presented::read(chain, server_name)?;
+    let (verdict, reason) = match presented.verify(&roots.public, now) {
         Ok(()) => (Verdict::Public, None),
-        Err(public_reason) => match verify(&roots.system, leaf, intermediates, &name, now) {
+        Err(public_reason) => match presented.verify(&roots.system, now) {
             Ok(()) => (Verdict::Inspected, Some(public_reason)),
             Err(_) => (Verdict::Untrusted, Some(public_reason)),
         },
     };
-    Ok(verdict_of(infos, verdict, reason, scts, profile))
+    Ok(presented.verdict(verdict, reason, profile))
 }
 
 /// What another verifier decided about a chain: a browser's own verification read from its
@@ -126,17 +116,8 @@ pub fn judge_accepted(
     profile: &Profile,
     now: UnixTime,
 ) -> Result<TlsVerdict, String> {
-    let (leaf, intermediates) = chain
-        .split_first()
-        .ok_or("the server presented no certificate")?;
-    let name = ServerName::try_from(server_name.to_string())
-        .map_err(|_| format!("{server_name:?} is not a server name"))?;
-    let infos: Vec<CertInfo> = chain
-        .iter()
-        .map(|c| describe(c))
-        .collect::<Result<_, _>>()?;
-    let scts = has_scts(leaf);
-    let (verdict, reason) = match (verify(public, leaf, intermediates, &name, now), accepted) {
+    let presented = Presented::read(chain, server_name)?;
+    let (verdict, reason) = match (presented.verify(public, now), accepted) {
         (Ok(()), Accepted::Yes) => (Verdict::Public, None),
         (Ok(()), Accepted::NameMismatch) | (Err(_), Accepted::NameMismatch) => (
             Verdict::Untrusted,
@@ -152,10 +133,49 @@ pub fn judge_accepted(
         (Err(why), Accepted::Yes) => (Verdict::Inspected, Some(why)),
         (Err(why), Accepted::No) => (Verdict::Untrusted, Some(why)),
     };
-    Ok(verdict_of(infos, verdict, reason, scts, profile))
+    Ok(presented.verdict(verdict, reason, profile))
 }
 
-/// The verdict with its issuer, root and vendor filled in from the chain.
+/// A presented chain read once for both judges: the leaf, the rest, the name it must
+/// match, each certificate described, whether the leaf carries SCTs.
+struct Presented<'c, 'd> {
+    leaf: &'c CertificateDer<'d>,
+    intermediates: &'c [CertificateDer<'d>],
+    name: ServerName<'static>,
+    infos: Vec<CertInfo>,
+    scts: bool,
+}
+
+impl<'c, 'd> Presented<'c, 'd> {
+    fn read(chain: &'c [CertificateDer<'d>], server_name: &str) -> Result<Self, String> {
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or("the server presented no certificate")?;
+        let name = ServerName::try_from(server_name.to_string())
+            .map_err(|_| format!("{server_name:?} is not a server name"))?;
+        let infos: Vec<CertInfo> = chain
+            .iter()
+            .map(|c| describe(c))
+            .collect::<Result<_, _>>()?;
+        Ok(Presented {
+            leaf,
+            intermediates,
+            name,
+            infos,
+            scts: has_scts(leaf),
+        })
+    }
+
+    fn verify(&self, roots: &Arc<RootCertStore>, now: UnixTime) -> Result<(), String> {
+        verify(roots, self.leaf, self.intermediates, &self.name, now)
+    }
+
+    /// The verdict with its issuer, root and vendor filled in from the chain.
+    fn verdict(self, verdict: Verdict, reason: Option<String>, profile: &Profile) -> TlsVerdict {
+        verdict_of(self.infos, verdict, reason, self.scts, profile)
+    }
+}
+
 fn verdict_of(
     infos: Vec<CertInfo>,
     verdict: Verdict,
