@@ -1,7 +1,8 @@
 //! `diagproxy import`: NetLogs written by a real headless Chromium in the project's loopback
 //! world (a TLS origin under a test root, NSS databases made with `certutil`, a corporate
 //! proxy that refuses, a resetting host, a PAC whose first proxy is dead), imported, and
-//! judged as `diagproxy run` judged the same scenario with the same browser through it.
+//! judged as `diagproxy run` judged the same scenario with the same browser through it; the
+//! HAR DevTools records in the same runs is imported and compared too.
 //! Then the same files damaged: cut anywhere, invalid UTF-8, a 100 MB value, unknown event
 //! names — never a panic, memory bounded. Needs `chromium` and `certutil` (libnss3-tools).
 
@@ -175,10 +176,63 @@ async fn through_run(run_args: Vec<String>, home: PathBuf, url: String) -> Value
     proxy.stop().await.summary
 }
 
-/// Imports a NetLog of `url` (Chromium with `flags`, names mapped to loopback) and runs the
-/// same visit through diagproxy; asserts both name the same kinds on chatgpt.com:PORT and
-/// returns the import's exit code and summary.
-#[allow(clippy::too_many_arguments)]
+/// What a file names differently from `run` in a scenario, stated instead: for the NetLog
+/// its findings, for the HAR its findings and failures.
+#[derive(Clone, Copy)]
+struct Differs<'a> {
+    netlog: Option<&'a [&'a str]>,
+    har: Option<(&'a [&'a str], &'a [&'a str])>,
+}
+
+impl<'a> Differs<'a> {
+    const NONE: Differs<'static> = Differs {
+        netlog: None,
+        har: None,
+    };
+
+    /// Only the HAR differs: it cannot hold what run saw (a proxy's CONNECT answer, the
+    /// moment of a reset, the bytes that came back).
+    fn har(findings: &'a [&'a str], failures: &'a [&'a str]) -> Differs<'a> {
+        Differs {
+            netlog: None,
+            har: Some((findings, failures)),
+        }
+    }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// One visit of `url` by a DevTools-driven Chromium with `flags` that writes both files a
+/// user could send: a NetLog (`--log-net-log`, Everything mode) and the HAR DevTools exports
+/// from the same run (failed requests kept). Returns (NetLog, HAR).
+fn netlog_and_har(
+    dir: &Path,
+    name: &str,
+    home: &Path,
+    url: &str,
+    flags: &[String],
+) -> (PathBuf, PathBuf) {
+    let netlog = dir.join(format!("{name}.json"));
+    let mut flags = flags.to_vec();
+    flags.push(format!("--log-net-log={}", netlog.display()));
+    flags.push("--net-log-capture-mode=Everything".into());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut browser = chromium::Browser::open_in("about:blank", &flags, Some(home));
+    browser.navigate_recorded(url, Duration::from_millis(500));
+    let har = dir.join(format!("{name}.har"));
+    std::fs::write(&har, browser.har().to_string()).unwrap();
+    browser.close();
+    assert!(netlog.exists(), "chromium wrote no NetLog for {name}");
+    (netlog, har)
+}
+
+/// Imports the NetLog and the HAR of one visit of `url` (Chromium with `flags`, names mapped
+/// to loopback) and runs the same visit through diagproxy. The NetLog must name the same
+/// finding and failure kinds on chatgpt.com:PORT as `run`, the HAR too and the same exit
+/// code, unless `differs` states what a file names instead and why. Returns the NetLog
+/// import's exit code and summary.
 async fn both(
     world: &World,
     name: &str,
@@ -186,6 +240,7 @@ async fn both(
     port: u16,
     flags: Vec<String>,
     run_args: Vec<String>,
+    differs: Differs<'_>,
 ) -> (i32, Value) {
     let url = format!("https://chatgpt.com:{port}/");
     let mut import_flags = flags.clone();
@@ -196,8 +251,8 @@ async fn both(
         url.clone(),
     );
     let n = name.to_string();
-    let file =
-        tokio::task::spawn_blocking(move || netlog(&dir, &n, "Everything", &h, &u, &import_flags))
+    let (file, har) =
+        tokio::task::spawn_blocking(move || netlog_and_har(&dir, &n, &h, &u, &import_flags))
             .await
             .unwrap();
     let (code, imported) = import(
@@ -205,6 +260,7 @@ async fn both(
         &world.path(&format!("{name}-import")),
         &world.public_pem,
     );
+    let (har_code, from_har) = import(&har, &world.path(&format!("{name}-har")), &world.public_pem);
     let mut run_args = run_args;
     run_args.extend([
         "--resolve".into(),
@@ -213,12 +269,27 @@ async fn both(
         world.public_pem.display().to_string(),
     ]);
     let ran = through_run(run_args, home.to_path_buf(), url).await;
+    let expected = kinds(row(&ran, "chatgpt.com", port));
     assert_eq!(
         kinds(row(&imported, "chatgpt.com", port)),
-        kinds(row(&ran, "chatgpt.com", port)),
+        differs
+            .netlog
+            .map_or(expected.clone(), |f| (strings(f), expected.1.clone())),
         "{name}: import and run disagree\nimport: {imported:#}\nrun: {ran:#}"
     );
     assert_eq!(imported["source"]["format"], "netlog");
+    assert_eq!(
+        kinds(row(&from_har, "chatgpt.com", port)),
+        differs
+            .har
+            .map_or(expected, |(f, x)| (strings(f), strings(x))),
+        "{name}: the HAR and run disagree\nHAR: {from_har:#}\nrun: {ran:#}"
+    );
+    assert_eq!(from_har["source"]["format"], "har");
+    assert!(from_har["cannot_tell"]
+        .to_string()
+        .contains("TLS inspection: cannot tell"));
+    assert_eq!(har_code, code, "{name}: the HAR and the NetLog exit alike");
     (code, imported)
 }
 
@@ -239,7 +310,16 @@ async fn a_clean_page_is_public_and_exits_0() {
     let home = home_trusting(&[&world.public]);
     let system = system_pem(&world, &[&world.public]);
     let run = vec!["--system-roots".into(), system];
-    let (code, summary) = both(&world, "clean", home.path(), port, vec![], run).await;
+    let (code, summary) = both(
+        &world,
+        "clean",
+        home.path(),
+        port,
+        vec![],
+        run,
+        Differs::NONE,
+    )
+    .await;
     assert_eq!(code, 0, "{summary:#}");
     let host = row(&summary, "chatgpt.com", port);
     assert_eq!(host["tls"]["verdict"], "public");
@@ -266,7 +346,16 @@ async fn a_resigned_chain_the_browser_trusts_is_inspection_with_its_vendor_and_e
     let home = home_trusting(&[&world.public, &zscaler]);
     let system = system_pem(&world, &[&world.public, &zscaler]);
     let run = vec!["--system-roots".into(), system];
-    let (code, summary) = both(&world, "inspected", home.path(), port, vec![], run).await;
+    let (code, summary) = both(
+        &world,
+        "inspected",
+        home.path(),
+        port,
+        vec![],
+        run,
+        Differs::NONE,
+    )
+    .await;
     let host = row(&summary, "chatgpt.com", port);
     assert_eq!(host["tls"]["verdict"], "inspected", "{host:#}");
     assert_eq!(host["tls"]["vendor"], "Zscaler");
@@ -287,7 +376,16 @@ async fn an_untrusted_ca_is_untrusted_certificate_and_exits_2() {
     let home = home_trusting(&[&world.public]);
     let system = system_pem(&world, &[&world.public]);
     let run = vec!["--system-roots".into(), system];
-    let (code, summary) = both(&world, "untrusted", home.path(), port, vec![], run).await;
+    let (code, summary) = both(
+        &world,
+        "untrusted",
+        home.path(),
+        port,
+        vec![],
+        run,
+        Differs::NONE,
+    )
+    .await;
     let host = row(&summary, "chatgpt.com", port);
     assert_eq!(host["tls"]["verdict"], "untrusted", "{host:#}");
     assert_eq!(code, 2);
@@ -310,7 +408,10 @@ async fn a_proxy_that_refuses_connect_with_a_block_page_is_named() {
         "--upstream-proxy".into(),
         format!("http://{corp}"),
     ];
-    let (code, summary) = both(&world, "blocked", home.path(), port, flags, run).await;
+    // Chromium never shows a proxy's answer to CONNECT to a page: a HAR has no block page,
+    // only the refusal.
+    let har = Differs::har(&["upstream_proxy_refused "], &["upstream_proxy_refused"]);
+    let (code, summary) = both(&world, "blocked", home.path(), port, flags, run, har).await;
     let host = row(&summary, "chatgpt.com", port);
     let (findings, failures) = kinds(host);
     assert!(
@@ -329,9 +430,99 @@ async fn a_resetting_host_is_reset() {
     let world = World::new();
     let port = common::resetting_server().await.port();
     let home = home_trusting(&[&world.public]);
-    let (code, summary) = both(&world, "reset", home.path(), port, vec![], vec![]).await;
+    // A HAR says the connection was reset, not that it was right after the ClientHello.
+    let har = Differs::har(&["reset "], &["reset"]);
+    let (code, summary) = both(&world, "reset", home.path(), port, vec![], vec![], har).await;
     let (_, failures) = kinds(row(&summary, "chatgpt.com", port));
     assert_eq!(failures, ["reset"]);
+    assert_eq!(code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_for_another_name_is_untrusted_with_name_mismatch() {
+    if !tools() {
+        return;
+    }
+    let world = World::new();
+    let (leaf, key) = world.public.leaf(&["other.example"]);
+    let port = common::tls_origin_with(vec![leaf], key).await.port();
+    let home = home_trusting(&[&world.public]);
+    let system = system_pem(&world, &[&world.public]);
+    let run = vec!["--system-roots".into(), system];
+    let (code, summary) = both(
+        &world,
+        "mismatch",
+        home.path(),
+        port,
+        vec![],
+        run,
+        Differs::NONE,
+    )
+    .await;
+    let host = row(&summary, "chatgpt.com", port);
+    assert_eq!(host["tls"]["verdict"], "untrusted", "{host:#}");
+    let untrusted = host["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["kind"] == "untrusted_certificate"))
+        .expect("untrusted_certificate");
+    assert!(
+        untrusted["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("name mismatch"),
+        "{untrusted:#}"
+    );
+    assert_eq!(code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plaintext_where_tls_was_expected_is_named() {
+    if !tools() {
+        return;
+    }
+    let world = World::new();
+    let port = common::origin().await.port();
+    let home = home_trusting(&[&world.public]);
+    // A HAR has the browser's -107 (a failed handshake), not the bytes that came back.
+    let har = Differs::har(&["tls_failed "], &["tls_failed"]);
+    let (code, summary) = both(&world, "plaintext", home.path(), port, vec![], vec![], har).await;
+    let host = row(&summary, "chatgpt.com", port);
+    let (findings, failures) = kinds(host);
+    assert!(
+        findings.iter().any(|f| f.starts_with("non_tls")),
+        "{host:#}"
+    );
+    // As run records it: the finding is the diagnosis, the tunnel itself carried bytes.
+    assert!(failures.is_empty(), "{host:#}");
+    assert_eq!(code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_asking_for_credentials_is_upstream_proxy_auth() {
+    if !tools() {
+        return;
+    }
+    let world = World::new();
+    let port = origin_signed_by(&world.public).await;
+    let (corp, _) = common::corporate_proxy(common::CorpMode::RequireAuth).await;
+    let home = home_trusting(&[&world.public]);
+    let system = system_pem(&world, &[&world.public]);
+    let flags = vec![format!("--proxy-server=http://{corp}")];
+    let run = vec![
+        "--system-roots".into(),
+        system,
+        "--upstream-proxy".into(),
+        format!("http://{corp}"),
+    ];
+    // run tried to sign in itself and names why it could not (no --upstream-user for Basic);
+    // the files show a browser that was asked for credentials.
+    let differs = Differs {
+        netlog: Some(&["upstream_proxy_auth "]),
+        har: Some((&["upstream_proxy_auth "], &["upstream_proxy_auth"])),
+    };
+    let (code, summary) = both(&world, "auth", home.path(), port, flags, run, differs).await;
+    let (_, failures) = kinds(row(&summary, "chatgpt.com", port));
+    assert_eq!(failures, ["upstream_proxy_auth"]);
     assert_eq!(code, 2);
 }
 

@@ -121,14 +121,12 @@ impl Assembler<'_> {
                 Side::UpstreamProxy,
                 format!("{described}: no proxy of the route could be reached"),
             ),
-            Meaning::TlsProtocol => {
-                let plaintext = facts.and_then(TargetFacts::plaintext);
-                let detail = match plaintext {
-                    Some(first) => format!("{described}: plaintext came back: {first}"),
-                    None => described.to_string(),
-                };
-                Failure::new(FailureKind::TlsFailed, Side::Upstream, detail)
+            // Plaintext where TLS was due is `non_tls_in_tunnel` (a finding, as `run` records
+            // it: the tunnel itself carried bytes); otherwise the handshake failed.
+            Meaning::TlsProtocol if facts.and_then(TargetFacts::plaintext).is_some() => {
+                return None
             }
+            Meaning::TlsProtocol => Failure::new(FailureKind::TlsFailed, Side::Upstream, described),
             Meaning::PacError | Meaning::Certificate { .. } | Meaning::NotAFailure => return None,
         };
         Some(failure)

@@ -218,6 +218,7 @@ impl Reader<'_> {
                 profile,
             ));
         }
+        found.extend(rejected_certificate(profile, host, entry));
         let issuer = entry.security.as_ref().and_then(|s| s.issuer.as_deref());
         if let Some(vendor) = issuer.and_then(|i| profile.vendor_for(i, i)) {
             let issuer = crate::text::terminal(issuer.unwrap_or_default(), false);
@@ -256,11 +257,8 @@ fn pairs(list: &[NameValue]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The failure of an entry: diagproxy's own record, else the browser's error name.
-fn failure_of(entry: &Entry, status: Option<u16>) -> Option<Failure> {
-    if let Some(f) = entry.diagproxy.as_ref().and_then(|d| d.failure.clone()) {
-        return Some(f);
-    }
+/// The browser's error for an entry (`_error`, `_failureText`), sanitised, and what it means.
+fn browser_error(entry: &Entry) -> Option<(String, Meaning)> {
     let text = [
         &entry.response.error,
         &entry.response.failure_text,
@@ -272,6 +270,40 @@ fn failure_of(entry: &Entry, status: Option<u16>) -> Option<Failure> {
     let text = crate::text::terminal(text, false).into_owned();
     let name = text.split_whitespace().next().unwrap_or(&text);
     let meaning = neterror::meaning(Some(name), 0)?;
+    Some((text, meaning))
+}
+
+/// A certificate the browser rejected: `untrusted_certificate`, as `run` and a NetLog
+/// record it (not a failure of its own), with "name mismatch" for -200. The chain itself is
+/// not in a HAR, so issuer and vendor stay unknown.
+fn rejected_certificate(
+    profile: &crate::profile::Profile,
+    host: &str,
+    entry: &Entry,
+) -> Option<Finding> {
+    let (text, Meaning::Certificate { name_mismatch }) = browser_error(entry)? else {
+        return None;
+    };
+    let mismatch = if name_mismatch { "; name mismatch" } else { "" };
+    Some(Finding::new(
+        profile,
+        FindingKind::UntrustedCertificate,
+        host,
+        None,
+        format!("the browser rejected the certificate: {text}{mismatch} (the chain is not in a HAR)"),
+        format!("the browser did not trust {host}'s certificate ({text}); a HAR holds no chain, so its issuer cannot be named"),
+    ))
+}
+
+/// The failure of an entry: diagproxy's own record, else the browser's error name.
+fn failure_of(entry: &Entry, status: Option<u16>) -> Option<Failure> {
+    if let Some(f) = entry.diagproxy.as_ref().and_then(|d| d.failure.clone()) {
+        return Some(f);
+    }
+    if status == Some(407) {
+        return Some(proxy_asked(&entry.response.headers));
+    }
+    let (text, meaning) = browser_error(entry)?;
     let failure = match meaning {
         Meaning::Failure(kind, side) => Failure::new(kind, side, text),
         Meaning::TunnelRefused => {
@@ -284,10 +316,36 @@ fn failure_of(entry: &Entry, status: Option<u16>) -> Option<Failure> {
             Failure::new(FailureKind::ConnectFailed, Side::UpstreamProxy, text)
         }
         Meaning::TlsProtocol => Failure::new(FailureKind::TlsFailed, Side::Upstream, text),
-        Meaning::Certificate { .. } => Failure::new(FailureKind::TlsFailed, Side::Upstream, text),
-        Meaning::PacError | Meaning::NotAFailure => return None,
+        Meaning::Certificate { .. } | Meaning::PacError | Meaning::NotAFailure => return None,
     };
     (status.is_none() || failure.kind != FailureKind::HttpError).then_some(failure)
+}
+
+/// A 407 (only a proxy sends one; the browser shows it when the sign-in was cancelled):
+/// `upstream_proxy_auth`, with the schemes the proxy offered.
+fn proxy_asked(headers: &[NameValue]) -> Failure {
+    let proxy_headers: Vec<(String, String)> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("proxy-authenticate"))
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                crate::text::terminal(&h.value, false).into_owned(),
+            )
+        })
+        .collect();
+    let offered: Vec<&str> = proxy_headers.iter().map(|(_, v)| v.as_str()).collect();
+    let detail = match offered.is_empty() {
+        true => "the proxy answered 407: it wants credentials".to_string(),
+        false => format!(
+            "the proxy answered 407: it wants credentials ({})",
+            offered.join(", ")
+        ),
+    };
+    let mut failure = Failure::new(FailureKind::UpstreamProxyAuth, Side::UpstreamProxy, detail);
+    failure.proxy_status = Some(407);
+    failure.proxy_headers = proxy_headers;
+    failure
 }
 
 /// `{"log": {…}}`.

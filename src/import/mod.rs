@@ -191,6 +191,31 @@ mod tests {
     }
 
     #[test]
+    fn a_rejected_certificate_is_untrusted_certificate_and_a_407_is_proxy_auth() {
+        let har = serde_json::json!({"log": {"entries": [
+            {"request": {"method": "GET", "url": "https://chatgpt.com/"},
+             "response": {"status": 0, "_error": "net::ERR_CERT_AUTHORITY_INVALID"}},
+            {"request": {"method": "GET", "url": "https://auth.openai.com/"},
+             "response": {"status": 0, "_error": "net::ERR_CERT_COMMON_NAME_INVALID"}},
+            {"request": {"method": "GET", "url": "https://api.openai.com/"},
+             "response": {"status": 407, "_error": "net::ERR_HTTP_RESPONSE_CODE_FAILURE",
+                          "headers": [{"name": "Proxy-Authenticate", "value": "Negotiate"}]}}
+        ]}});
+        let (_, summary) = import(har.to_string().as_bytes());
+        for (name, mismatch) in [("chatgpt.com", false), ("auth.openai.com", true)] {
+            let row = host(&summary, name);
+            assert!(row.failures.is_empty(), "{name}: {:?}", row.failures);
+            let finding = &row.findings[0];
+            assert_eq!(finding.kind, FindingKind::UntrustedCertificate);
+            assert_eq!(finding.evidence.contains("name mismatch"), mismatch);
+            assert!(finding.evidence.contains("not in a HAR"));
+        }
+        // A 407 is a proxy asking for credentials, whatever the browser called it.
+        let auth = &host(&summary, "api.openai.com").failures;
+        assert_eq!(auth.get(&FailureKind::UpstreamProxyAuth), Some(&1));
+    }
+
+    #[test]
     fn a_netlog_names_codes_through_its_own_constants_and_keeps_a_cut_file() {
         // A renumbered table: the names decide. Cut before the closing `]}`.
         let text = r#"{"constants":{"logEventTypes":{"REQUEST_ALIVE":7,"URL_REQUEST_START_JOB":8},

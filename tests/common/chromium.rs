@@ -1,6 +1,7 @@
 //! A headless Chromium driven over the DevTools protocol (a WebSocket, `tungstenite`): open a
-//! page, evaluate JavaScript in it, wait for a condition, take a screenshot. Blocking calls:
-//! use from a multi-thread runtime inside `block_in_place`, or from a plain thread.
+//! page, evaluate JavaScript in it, wait for a condition, take a screenshot, record its
+//! network events and write them as the HAR DevTools would export. Blocking calls: use from a
+//! multi-thread runtime inside `block_in_place`, or from a plain thread.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -13,9 +14,15 @@ pub struct Browser {
     child: Killed,
     ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
     next: u64,
+    /// DevTools events (messages without an id) read so far, oldest first; at most
+    /// [`MAX_EVENTS`] are kept (a test page makes tens).
+    events: Vec<Value>,
     /// The browser's temporary profile, removed with it.
     _profile: tempfile::TempDir,
 }
+
+/// The bound on recorded DevTools events.
+const MAX_EVENTS: usize = 10_000;
 
 /// The flags every test browser gets: headless, no sandbox (CI runs as root), nothing that
 /// talks to Google, a DevTools port the OS picks.
@@ -42,8 +49,18 @@ pub fn command(profile: &std::path::Path) -> Command {
 impl Browser {
     /// Starts Chromium on `url` with `extra` flags and attaches to its page.
     pub fn open(url: &str, extra: &[&str]) -> Browser {
+        Browser::open_in(url, extra, None)
+    }
+
+    /// As [`Browser::open`], with `HOME` set to `home` (where Chromium on Linux finds the NSS
+    /// database it trusts).
+    pub fn open_in(url: &str, extra: &[&str], home: Option<&std::path::Path>) -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let mut child = command(profile.path())
+        let mut cmd = command(profile.path());
+        if let Some(home) = home {
+            cmd.env("HOME", home);
+        }
+        let mut child = cmd
             .args(extra)
             .arg(url)
             .stdout(Stdio::null())
@@ -60,6 +77,7 @@ impl Browser {
             child,
             ws,
             next: 1,
+            events: Vec::new(),
             _profile: profile,
         }
     }
@@ -72,12 +90,174 @@ impl Browser {
         self.ws.send(tungstenite::Message::text(msg)).unwrap();
         loop {
             let msg = self.ws.read().expect("devtools answer");
-            let Ok(text) = msg.to_text() else { continue };
-            let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            let Some(value) = self.keep(msg) else {
+                continue;
+            };
             if value["id"] == id {
                 assert!(value["error"].is_null(), "{method}: {value}");
                 return value["result"].clone();
             }
+        }
+    }
+
+    /// Parses one message; an event is kept in `events`, an answer is returned. A request
+    /// paused by `Fetch` is let go; a proxy's or site's request for credentials is cancelled,
+    /// as a user closing the sign-in dialog does.
+    fn keep(&mut self, msg: tungstenite::Message) -> Option<Value> {
+        let value: Value = serde_json::from_str(msg.to_text().ok()?).ok()?;
+        let paused = &value["params"]["requestId"];
+        let answer = match value["method"].as_str() {
+            Some("Fetch.requestPaused") => {
+                Some(("Fetch.continueRequest", json!({"requestId": paused})))
+            }
+            Some("Fetch.authRequired") => Some((
+                "Fetch.continueWithAuth",
+                json!({"requestId": paused, "authChallengeResponse": {"response": "CancelAuth"}}),
+            )),
+            _ => None,
+        };
+        if let Some((method, params)) = answer {
+            let id = self.next;
+            self.next += 1;
+            let msg = json!({"id": id, "method": method, "params": params}).to_string();
+            let _ = self.ws.send(tungstenite::Message::text(msg));
+        }
+        if value["id"].is_null() && value["method"].is_string() {
+            if self.events.len() < MAX_EVENTS {
+                self.events.push(value);
+            }
+            return None;
+        }
+        Some(value)
+    }
+
+    /// Reads events until one satisfies `done` or `within` passes; whether one did.
+    pub fn wait_event(&mut self, within: Duration, done: impl Fn(&Value) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        let tick = Some(Duration::from_millis(100));
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = self.ws.get_mut() {
+            let _ = s.set_read_timeout(tick);
+        }
+        let mut seen = self.events.iter().any(&done);
+        while !seen && Instant::now() < deadline {
+            match self.ws.read() {
+                Ok(msg) => {
+                    let _ = self.keep(msg);
+                    seen = self.events.last().is_some_and(&done);
+                }
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = self.ws.get_mut() {
+            let _ = s.set_read_timeout(None);
+        }
+        seen
+    }
+
+    /// Loads `url` with the network recorded and returns once the page's own request ended
+    /// (loaded or failed) and `settle` more has passed for what it pulled in.
+    pub fn navigate_recorded(&mut self, url: &str, settle: Duration) {
+        self.call("Network.enable", json!({}));
+        self.call("Page.enable", json!({}));
+        self.call("Fetch.enable", json!({"handleAuthRequests": true}));
+        self.call("Page.navigate", json!({"url": url}));
+        let document = |e: &Value| {
+            e["method"] == "Network.requestWillBeSent" && e["params"]["type"] == "Document"
+        };
+        self.wait_event(Duration::from_secs(30), document);
+        let id = self
+            .events
+            .iter()
+            .find(|e| document(e))
+            .map(|e| e["params"]["requestId"].clone());
+        let ended = |e: &Value| {
+            let m = e["method"].as_str().unwrap_or("");
+            (m == "Network.loadingFinished" || m == "Network.loadingFailed")
+                && id
+                    .as_ref()
+                    .is_some_and(|id| e["params"]["requestId"] == *id)
+        };
+        self.wait_event(Duration::from_secs(30), ended);
+        self.wait_event(settle, |_| false);
+    }
+
+    /// The recorded requests as DevTools' "Export HAR (with content)" writes them: failed
+    /// requests kept with `response._error`, bodies of finished ones, and Playwright's
+    /// `_securityDetails` (both are built from these same events).
+    pub fn har(&mut self) -> Value {
+        let events = self.events.clone();
+        let mut entries: Vec<(String, Value)> = Vec::new();
+        for event in &events {
+            let p = &event["params"];
+            let id = p["requestId"].as_str().unwrap_or("").to_string();
+            match event["method"].as_str().unwrap_or("") {
+                "Network.requestWillBeSent" => entries.push((id, har_entry(p))),
+                "Network.responseReceived" => {
+                    if let Some((_, e)) = entries.iter_mut().rev().find(|(i, _)| *i == id) {
+                        har_response(e, &p["response"]);
+                    }
+                }
+                "Network.loadingFailed" => {
+                    if let Some((_, e)) = entries.iter_mut().rev().find(|(i, _)| *i == id) {
+                        e["response"]["_error"] = p["errorText"].clone();
+                    }
+                }
+                "Network.loadingFinished" => {
+                    let body = self.body(&id);
+                    if let Some((_, e)) = entries.iter_mut().rev().find(|(i, _)| *i == id) {
+                        e["response"]["content"] = body;
+                    }
+                }
+                _ => {}
+            }
+        }
+        json!({"log": {"version": "1.2", "creator": {"name": "WebInspector", "version": "537.36"},
+            "pages": [], "entries": entries.into_iter().map(|(_, e)| e).collect::<Vec<_>>()}})
+    }
+
+    /// A finished request's body as HAR `content` (empty when DevTools no longer has it).
+    fn body(&mut self, id: &str) -> Value {
+        let msg = json!({"id": self.next, "method": "Network.getResponseBody", "params": {"requestId": id}});
+        let want = self.next;
+        self.next += 1;
+        self.ws
+            .send(tungstenite::Message::text(msg.to_string()))
+            .unwrap();
+        loop {
+            let msg = self.ws.read().expect("devtools answer");
+            let Some(value) = self.keep(msg) else {
+                continue;
+            };
+            if value["id"] != want {
+                continue;
+            }
+            let r = &value["result"];
+            let encoding = if r["base64Encoded"] == true {
+                json!("base64")
+            } else {
+                Value::Null
+            };
+            return json!({"size": r["body"].as_str().map_or(0, str::len), "mimeType": "",
+                "text": r["body"], "encoding": encoding});
+        }
+    }
+
+    /// Asks the browser to close (so a `--log-net-log` file is finished) and waits up to
+    /// 30 s for it to exit; killed after that.
+    pub fn close(mut self) {
+        let msg = json!({"id": self.next, "method": "Browser.close", "params": {}});
+        let _ = self.ws.send(tungstenite::Message::text(msg.to_string()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if !matches!(self.child.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -117,6 +297,57 @@ impl Browser {
             .decode(shot["data"].as_str().unwrap_or(""))
             .unwrap()
     }
+}
+
+/// A HAR entry from `Network.requestWillBeSent`; the response is filled in later.
+fn har_entry(p: &Value) -> Value {
+    let request = &p["request"];
+    let wall = p["wallTime"].as_f64().unwrap_or(0.0);
+    let started = time::OffsetDateTime::from_unix_timestamp_nanos((wall * 1e9) as i128)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    json!({
+        "startedDateTime": started,
+        "_resourceType": p["type"],
+        "request": {"method": request["method"], "url": request["url"], "httpVersion": "",
+            "headers": har_headers(&request["headers"]), "queryString": [], "cookies": [],
+            "headersSize": -1, "bodySize": 0},
+        "response": {"status": 0, "statusText": "", "httpVersion": "", "headers": [],
+            "cookies": [], "content": {"size": 0, "mimeType": ""}, "redirectURL": "",
+            "headersSize": -1, "bodySize": -1, "_transferSize": 0, "_error": null},
+        "cache": {}, "timings": {"send": 0, "wait": 0, "receive": 0}, "time": 0,
+    })
+}
+
+fn har_response(entry: &mut Value, response: &Value) {
+    entry["response"]["status"] = response["status"].clone();
+    entry["response"]["statusText"] = response["statusText"].clone();
+    entry["response"]["httpVersion"] = response["protocol"].clone();
+    entry["response"]["headers"] = har_headers(&response["headers"]);
+    entry["serverIPAddress"] = response["remoteIPAddress"].clone();
+    let details = &response["securityDetails"];
+    if details.is_object() {
+        entry["_securityDetails"] = json!({"protocol": details["protocol"],
+            "subjectName": details["subjectName"], "issuer": details["issuer"],
+            "validFrom": details["validFrom"], "validTo": details["validTo"]});
+    }
+}
+
+/// DevTools' header object as HAR's name/value list.
+fn har_headers(headers: &Value) -> Value {
+    let list: Vec<Value> = headers
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| json!({"name": k, "value": v}))
+                .collect()
+        })
+        .unwrap_or_default();
+    Value::Array(list)
 }
 
 /// The browser process, killed and reaped when dropped (also while a test unwinds).
