@@ -8,6 +8,7 @@ mod auth;
 pub mod bundle;
 mod check;
 pub mod exporter;
+pub mod import;
 pub mod load;
 pub mod pac;
 pub mod pin;
@@ -51,6 +52,8 @@ pub struct Options {
     pub auth_proxy: Option<crate::upstream::route::UpstreamProxy>,
     /// `--bundle-mib`: the size of the events file the bundle group bundles.
     pub bundle_bytes: u64,
+    /// `--import-mib`: the size of the NetLog the import group imports.
+    pub import_bytes: u64,
     pub json: bool,
 }
 
@@ -76,6 +79,8 @@ pub enum Group {
     Report,
     /// `diagproxy bundle` of a session with 1 GiB of events: seconds per GiB, peak memory.
     Bundle,
+    /// `diagproxy import` of a 200 MiB NetLog: MB/s, peak memory.
+    Import,
 }
 
 impl Options {
@@ -276,6 +281,15 @@ async fn in_process(
                 .map_err(|e| e.to_string())??,
         );
     }
+    if o.runs(Group::Import) && o.proxy.is_none() {
+        progress.step("an import of a large NetLog");
+        let bytes = o.import_bytes;
+        rows.extend(
+            tokio::task::spawn_blocking(move || import::rows(bytes))
+                .await
+                .map_err(|e| e.to_string())??,
+        );
+    }
     Ok(rows)
 }
 
@@ -293,6 +307,7 @@ fn steps(o: &Options, memory: bool, intercept: bool) -> usize {
         + usize::from(o.runs(Group::Auth) && o.auth_proxy.is_some())
         + usize::from(o.runs(Group::Report) && own)
         + usize::from(o.runs(Group::Bundle) && own)
+        + usize::from(o.runs(Group::Import) && own)
 }
 
 async fn forward(

@@ -65,6 +65,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failed> {
             None => None,
         },
         bundle_bytes: args.bundle_mib << 20,
+        import_bytes: args.import_mib << 20,
         json: args.json,
     };
     let report = crate::bench::run(options)?;
@@ -118,6 +119,7 @@ fn bench_group(group: BenchGroup) -> Group {
         BenchGroup::Auth => Group::Auth,
         BenchGroup::Report => Group::Report,
         BenchGroup::Bundle => Group::Bundle,
+        BenchGroup::Import => Group::Import,
     }
 }
 

@@ -368,6 +368,9 @@ pub struct BenchArgs {
     /// The size of the events file the `bundle` group bundles, in MiB.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536), value_name = "MIB")]
     pub bundle_mib: u64,
+    /// The size of the NetLog the `import` group imports, in MiB.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=65536), value_name = "MIB")]
+    pub import_mib: u64,
     #[arg(long)]
     pub json: bool,
 }
@@ -393,6 +396,8 @@ pub enum BenchGroup {
     Report,
     /// `diagproxy bundle` of a session with 1 GiB of events: seconds per GiB, peak memory.
     Bundle,
+    /// `diagproxy import` of a 200 MiB NetLog: MB/s, peak memory.
+    Import,
 }
 
 #[derive(Debug, Args)]
