@@ -101,16 +101,29 @@ pub fn synthetic_netlog(path: &Path, bytes: u64) -> std::io::Result<u64> {
     Ok(written)
 }
 
-/// One page load: the events Chromium writes for it, an import reads some, skips most. One
-/// in 50 is reset.
+/// One page load: the events Chromium writes for it, an import reads some, skips most (a real
+/// capture, the tests' Chromium visit, has one request in about 80 events; this one in 45).
+/// One in 50 is reset.
 fn visit_events(visit: u64, body: &str) -> Vec<String> {
+    let all = request_events(visit, body);
+    let (resolver, request) = all.split_at(3);
+    let mut events = Vec::with_capacity(resolver.len() * 12 + request.len());
+    for _ in 0..12 {
+        events.extend_from_slice(resolver);
+    }
+    events.extend_from_slice(request);
+    events
+}
+
+/// The resolver's three events (skipped by an import), then the request's.
+fn request_events(visit: u64, body: &str) -> Vec<String> {
     let (request, socket, dns) = (visit * 3 + 10, visit * 3 + 11, visit * 3 + 12);
     let host = format!("h{}.chatgpt.com", visit % 50);
     let t = visit;
     let source = |id: u64, kind: u32| {
         format!(r#""source":{{"id":{id},"start_time":"{t}","type":{kind}}},"time":"{t}""#)
     };
-    let end = if visit % 50 == 7 {
+    let end = if visit % 50 == 3 {
         r#"{"net_error":-101}"#
     } else {
         "{}"
@@ -172,8 +185,8 @@ mod tests {
     fn the_synthetic_netlog_imports_as_requests_on_chatgpt_hosts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.json");
-        let size = synthetic_netlog(&path, 64 << 10).unwrap();
-        assert!(size >= 64 << 10);
+        let size = synthetic_netlog(&path, 256 << 10).unwrap();
+        assert!(size >= 256 << 10);
         let ctx = crate::import::Context {
             profile: std::sync::Arc::new(crate::profile::Profile::builtin()),
             public_roots: std::sync::Arc::new(rustls::RootCertStore::empty()),

@@ -11,6 +11,7 @@ mod assemble;
 mod emit;
 mod fields;
 pub mod har;
+mod lines;
 mod names;
 pub mod neterror;
 pub mod netlog;

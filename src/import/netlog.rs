@@ -10,6 +10,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::Deserializer;
 
 use super::assemble::Assembler;
+use super::lines::{self, Broke};
 use super::raw::{Constants, RawEvent};
 use super::stream::{Input, Meter};
 use super::{Context, Source};
@@ -24,15 +25,12 @@ pub fn read(
     source: &mut Source,
     sink: &mut dyn FnMut(Event),
 ) -> Result<(), String> {
-    let meter = input.meter.clone();
     let mut assembler = Assembler::new(ctx, sink);
-    let result = {
-        let mut de = serde_json::Deserializer::from_reader(&mut *input);
-        Top {
-            assembler: &mut assembler,
-            meter: &meter,
-        }
-        .deserialize(&mut de)
+    let fast = input.peek().is_ok_and(lines::applies);
+    let result = if fast {
+        lines::read(input, &mut assembler, source)
+    } else {
+        streamed(input, &mut assembler)
     };
     let usable = assembler.has_constants() && assembler.records > 0;
     assembler.finish(source);
@@ -41,12 +39,24 @@ pub fn read(
             Err("a NetLog without constants or events: nothing to read".into())
         }
         Ok(()) => Ok(()),
-        Err(e) if usable => {
-            source.stopped = Some(stopped(&e, input.offset()));
+        Err(broke) if usable => {
+            source.stopped = Some(stopped(&broke, input.offset()));
             Ok(())
         }
-        Err(e) => Err(reason(&e)),
+        Err(broke) => Err(broke.reason),
     }
+}
+
+/// Any layout: serde over the stream, one event at a time.
+fn streamed(input: &mut Input, assembler: &mut Assembler) -> Result<(), Broke> {
+    let meter = input.meter.clone();
+    let mut de = serde_json::Deserializer::from_reader(&mut *input);
+    Top {
+        assembler,
+        meter: &meter,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| Broke::from(&e))
 }
 
 fn assembler_had_nothing(source: &Source) -> bool {
@@ -54,25 +64,15 @@ fn assembler_had_nothing(source: &Source) -> bool {
 }
 
 /// Why reading stopped early, for a file that was still recovered.
-fn stopped(e: &serde_json::Error, offset: u64) -> String {
-    if e.is_eof() {
+fn stopped(broke: &Broke, offset: u64) -> String {
+    if broke.eof {
         format!("the file ends at byte {offset} before its closing ]}} (the browser stopped mid-capture): read up to the last complete event")
     } else {
         format!(
             "reading stopped at byte {offset}: {}; read up to the last complete event",
-            reason(e)
+            broke.reason
         )
     }
-}
-
-/// serde_json's message without its line and column (the caller gives the byte offset).
-fn reason(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let text = match text.rfind(" at line ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
-    };
-    crate::text::terminal(&text, false).into_owned()
 }
 
 /// The top-level object: its keys in any order; `polledData` (a list, a dict or absent)

@@ -67,6 +67,9 @@ impl Input {
     }
 }
 
+/// How a JSON object begins.
+const OPEN_OBJECT: char = '{';
+
 fn format_of(head: &[u8]) -> Result<Format, String> {
     let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
     let text = match std::str::from_utf8(head) {
@@ -77,7 +80,7 @@ fn format_of(head: &[u8]) -> Result<Format, String> {
     if rest.is_empty() {
         return Err("the file is empty".into());
     }
-    let Some(rest) = rest.strip_prefix('{') else {
+    let Some(rest) = rest.strip_prefix(OPEN_OBJECT) else {
         return Err("not JSON: neither a HAR nor a NetLog (expected a JSON object)".into());
     };
     let key = rest
@@ -93,6 +96,56 @@ fn format_of(head: &[u8]) -> Result<Format, String> {
             crate::text::terminal(other, false)
         )),
         None => Err("neither a HAR nor a NetLog: no key at the start of the object".into()),
+    }
+}
+
+/// One line as [`Input::line`] read it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A whole line (its newline removed) is in the buffer.
+    Whole,
+    /// The file ended before a newline: what there was is in the buffer (maybe nothing).
+    End,
+    /// The line was longer than [`MAX_VALUE_BYTES`]: skipped to its end, the buffer empty.
+    TooLong,
+}
+
+impl Input {
+    /// The first bytes of the content, read without consuming them (at most the buffer).
+    pub fn peek(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    /// Reads one line into `buf` (cleared first), keeping at most [`MAX_VALUE_BYTES`]; the
+    /// record's start is marked at its first byte.
+    pub fn line(&mut self, buf: &mut Vec<u8>) -> io::Result<Line> {
+        buf.clear();
+        self.meter.mark();
+        let mut too_long = false;
+        loop {
+            let chunk = self.inner.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok(if too_long { Line::TooLong } else { Line::End });
+            }
+            let (take, done) = match memchr::memchr(b'\n', chunk) {
+                Some(at) => (at + 1, true),
+                None => (chunk.len(), false),
+            };
+            too_long |= buf.len() + take > MAX_VALUE_BYTES as usize;
+            if !too_long {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+            self.inner.consume(take);
+            self.meter.pos.set(self.meter.pos.get() + take as u64);
+            if done {
+                if too_long {
+                    buf.clear();
+                    return Ok(Line::TooLong);
+                }
+                buf.pop();
+                return Ok(Line::Whole);
+            }
+        }
     }
 }
 
