@@ -300,6 +300,27 @@ fn system_pem(world: &World, roots: &[&TestCa]) -> String {
     path.display().to_string()
 }
 
+/// An origin under the public root behind a fake corporate proxy in `mode`: its port, a
+/// HOME trusting the root, the browser's flags (`--proxy-server`) and run's arguments
+/// (`--system-roots`, `--upstream-proxy`).
+async fn behind_corporate_proxy(
+    world: &World,
+    mode: common::CorpMode,
+) -> (u16, tempfile::TempDir, Vec<String>, Vec<String>) {
+    let port = origin_signed_by(&world.public).await;
+    let (corp, _) = common::corporate_proxy(mode).await;
+    let home = home_trusting(&[&world.public]);
+    let system = system_pem(world, &[&world.public]);
+    let flags = vec![format!("--proxy-server=http://{corp}")];
+    let run = vec![
+        "--system-roots".into(),
+        system,
+        "--upstream-proxy".into(),
+        format!("http://{corp}"),
+    ];
+    (port, home, flags, run)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clean_page_is_public_and_exits_0() {
     if !tools() {
@@ -397,17 +418,7 @@ async fn a_proxy_that_refuses_connect_with_a_block_page_is_named() {
         return;
     }
     let world = World::new();
-    let port = origin_signed_by(&world.public).await;
-    let (corp, _) = common::corporate_proxy(common::CorpMode::Block).await;
-    let home = home_trusting(&[&world.public]);
-    let system = system_pem(&world, &[&world.public]);
-    let flags = vec![format!("--proxy-server=http://{corp}")];
-    let run = vec![
-        "--system-roots".into(),
-        system,
-        "--upstream-proxy".into(),
-        format!("http://{corp}"),
-    ];
+    let (port, home, flags, run) = behind_corporate_proxy(&world, common::CorpMode::Block).await;
     // Chromium never shows a proxy's answer to CONNECT to a page: a HAR has no block page,
     // only the refusal.
     let har = Differs::har(&["upstream_proxy_refused "], &["upstream_proxy_refused"]);
@@ -503,17 +514,8 @@ async fn a_proxy_asking_for_credentials_is_upstream_proxy_auth() {
         return;
     }
     let world = World::new();
-    let port = origin_signed_by(&world.public).await;
-    let (corp, _) = common::corporate_proxy(common::CorpMode::RequireAuth).await;
-    let home = home_trusting(&[&world.public]);
-    let system = system_pem(&world, &[&world.public]);
-    let flags = vec![format!("--proxy-server=http://{corp}")];
-    let run = vec![
-        "--system-roots".into(),
-        system,
-        "--upstream-proxy".into(),
-        format!("http://{corp}"),
-    ];
+    let (port, home, flags, run) =
+        behind_corporate_proxy(&world, common::CorpMode::RequireAuth).await;
     // run tried to sign in itself and names why it could not (no --upstream-user for Basic);
     // the files show a browser that was asked for credentials.
     let differs = Differs {
