@@ -170,9 +170,16 @@ async fn through_run(run_args: Vec<String>, home: PathBuf, url: String) -> Value
     let args: Vec<&str> = run_args.iter().map(String::as_str).collect();
     let proxy = Proxy::start(&args).await;
     let flags = vec![format!("--proxy-server=http://{}", proxy.addr)];
-    tokio::task::spawn_blocking(move || visit(&home, &url, &flags))
-        .await
-        .unwrap();
+    // Driven over DevTools and closed when the page has loaded or failed: `--dump-dom`
+    // through a proxy waits out its 60 s deadline.
+    tokio::task::spawn_blocking(move || {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut browser = chromium::Browser::open_in("about:blank", &flags, Some(&home));
+        browser.navigate_recorded(&url, Duration::from_millis(500));
+        browser.close();
+    })
+    .await
+    .unwrap();
     proxy.stop().await.summary
 }
 
