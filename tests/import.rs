@@ -169,7 +169,7 @@ async fn origin_signed_by(ca: &TestCa) -> u16 {
 async fn through_run(run_args: Vec<String>, home: PathBuf, url: String) -> Value {
     let args: Vec<&str> = run_args.iter().map(String::as_str).collect();
     let proxy = Proxy::start(&args).await;
-    let flags = vec![format!("--proxy-server=http://{}", proxy.addr)];
+    let flags = [format!("--proxy-server=http://{}", proxy.addr)];
     // Driven over DevTools and closed when the page has loaded or failed: `--dump-dom`
     // through a proxy waits out its 60 s deadline.
     tokio::task::spawn_blocking(move || {

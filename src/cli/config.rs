@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -143,18 +143,22 @@ fn upstream_auth(args: &RunArgs) -> Result<auth::Settings, ConfigError> {
 
 /// `--profile FILE`, or the built-in profile; and how the summary names it.
 fn load_profile(args: &RunArgs) -> Result<(Profile, String), ConfigError> {
-    Ok(match &args.route.profile {
-        Some(path) => {
-            let p = Profile::load(path)
-                .map_err(|e| bad(format!("--profile {}: {e}", path.display())))?;
-            (p, path.display().to_string())
-        }
+    chosen_profile(args.route.profile.as_deref()).map_err(bad)
+}
+
+/// `--profile FILE`, or the built-in profile: the profile and the name sessions record
+/// (the path, or `built-in:NAME`).
+pub(super) fn chosen_profile(path: Option<&Path>) -> Result<(Profile, String), String> {
+    match path {
+        Some(path) => Profile::load(path)
+            .map(|p| (p, path.display().to_string()))
+            .map_err(|e| format!("--profile {}: {e}", path.display())),
         None => {
             let p = Profile::builtin();
             let name = format!("built-in:{}", p.name);
-            (p, name)
+            Ok((p, name))
         }
-    })
+    }
 }
 
 /// `--session-dir`, or a new name; a used folder only with `--force`.

@@ -70,17 +70,7 @@ pub fn import(args: &ImportArgs) -> Result<(), Failed> {
 
 /// `--profile FILE` or the built-in one, and how the summary names it.
 fn profile(args: &ImportArgs) -> Result<(crate::profile::Profile, String), Failed> {
-    use crate::profile::Profile;
-    match &args.profile {
-        Some(path) => Profile::load(path)
-            .map(|p| (p, path.display().to_string()))
-            .map_err(|e| Failed::Usage(format!("--profile {}: {e}", path.display()))),
-        None => {
-            let p = Profile::builtin();
-            let name = format!("built-in:{}", p.name);
-            Ok((p, name))
-        }
-    }
+    super::config::chosen_profile(args.profile.as_deref()).map_err(Failed::Usage)
 }
 
 /// One folder per file: `--session-dir` itself for one file, a folder per file in it for
