@@ -120,6 +120,16 @@ pub fn parse_live_token(text: &str) -> Result<Arc<str>, ConfigError> {
 }
 
 impl Config {
+    /// This configuration with its route discovered (`upstream::discover::router`, the one
+    /// part known only after start-up I/O): a new value, the configuration is never
+    /// assigned to after it is built.
+    pub fn with_router(self, router: Router) -> Config {
+        Config {
+            router: Arc::new(router),
+            ..self
+        }
+    }
+
     /// How diagproxy reaches `host:port` (`path`: what a PAC sees of an `http:` URL).
     pub async fn route(&self, https: bool, host: &str, port: u16, path: &str) -> Arc<Route> {
         self.router.route(https, host, port, path).await

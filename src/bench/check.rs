@@ -55,18 +55,20 @@ pub fn pinned(
     world: &World,
     config: &Config,
 ) -> Result<(Config, Vec<check::http::Target>), String> {
-    let mut config = config.clone();
     let root = world.dir.path().join("origin-root.pem");
     std::fs::write(&root, &world.origin_root).map_err(|e| e.to_string())?;
-    config.roots = TrustRoots::load(Some(&root), Some(&root))?;
     let port = world.https.port();
-    let mut targets = Vec::new();
-    for i in 0..HOSTS {
-        let host = format!("h{i}.chatgpt.com");
-        config
-            .resolve
-            .insert((host.clone(), port), world.https.ip());
-        targets.push(check::target(&config, host, port));
-    }
+    let names: Vec<String> = (0..HOSTS).map(|i| format!("h{i}.chatgpt.com")).collect();
+    let mut resolve = config.resolve.clone();
+    resolve.extend(names.iter().map(|h| ((h.clone(), port), world.https.ip())));
+    let config = Config {
+        roots: TrustRoots::load(Some(&root), Some(&root))?,
+        resolve,
+        ..config.clone()
+    };
+    let targets = names
+        .into_iter()
+        .map(|host| check::target(&config, host, port))
+        .collect();
     Ok((config, targets))
 }

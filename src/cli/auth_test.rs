@@ -51,14 +51,14 @@ struct SchemeTest {
 }
 
 pub fn auth_test(args: &AuthTestArgs) -> Result<(), Failed> {
-    let mut config = super::pac::route_config(&args.route, &args.connect_timeout, [None, None])?;
+    let config = super::pac::route_config(&args.route, &args.connect_timeout, [None, None])?;
     let target = target(args, &config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Failed::error(&e))?;
-    let answer = runtime.block_on(test(&target, &mut config));
+    let answer = runtime.block_on(test(&target, config));
     if args.json {
         let text = serde_json::to_string_pretty(&answer).map_err(|e| Failed::error(&e))?;
         println!("{text}");
@@ -91,17 +91,17 @@ fn target(args: &AuthTestArgs, config: &Config) -> Result<HostPort, Failed> {
         .ok_or_else(|| Failed::Usage(format!("auth-test {given:?}: expected HOST or HOST:PORT")))
 }
 
-async fn test(target: &HostPort, config: &mut Config) -> Answer {
-    let router = discover::router(config, config.listen).await;
-    config.router = Arc::new(router);
+async fn test(target: &HostPort, config: Config) -> Answer {
+    let router = discover::router(&config, config.listen).await;
+    let config = config.with_router(router);
     let route = config
         .route(target.port != 80, &target.host, target.port, "")
         .await;
     let mut proxies = Vec::new();
     for hop in &route.hops {
         match hop {
-            Hop::Proxy(proxy) => proxies.push(test_proxy(proxy, target, config).await),
-            Hop::Socks(proxy) => proxies.push(test_socks(proxy, target, config).await),
+            Hop::Proxy(proxy) => proxies.push(test_proxy(proxy, target, &config).await),
+            Hop::Socks(proxy) => proxies.push(test_socks(proxy, target, &config).await),
             Hop::Direct => {}
         }
     }
@@ -168,11 +168,13 @@ async fn test_socks(proxy: &SocksProxy, target: &HostPort, config: &Config) -> P
         proxy.version.pac_name(),
         HostPort::new(proxy.host.as_str(), proxy.port)
     );
-    let mut bare_config = config.clone();
-    bare_config.upstream_auth = Arc::new(Settings {
-        user: None,
-        ..Settings::clone(&config.upstream_auth)
-    });
+    let bare_config = Config {
+        upstream_auth: Arc::new(Settings {
+            user: None,
+            ..Settings::clone(&config.upstream_auth)
+        }),
+        ..config.clone()
+    };
     let bare = SocksProxy {
         credentials: None,
         ..proxy.clone()

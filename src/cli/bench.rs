@@ -126,14 +126,12 @@ fn bench_group(group: BenchGroup) -> Group {
 /// The configuration `diagproxy run` would have with no flags but DIRECT: what the PAC
 /// lookups need (the resolver and its limits).
 fn route_config(resolve: &[String]) -> Result<crate::config::Config, Failed> {
-    use clap::Parser;
-    let mut argv: Vec<&str> = vec!["diagproxy", "run", "--upstream-proxy", "direct"];
-    for pin in resolve {
-        argv.extend(["--resolve", pin]);
-    }
-    let cli = super::Cli::try_parse_from(argv).map_err(|e| Failed::Usage(e.to_string()))?;
-    let super::Command::Run(run) = cli.command else {
-        return Err(Failed::Usage("bench: bad arguments".into()));
+    let usage = |e: crate::config::ConfigError| Failed::Usage(e.to_string());
+    let defaults = super::RunArgs::defaults().map_err(usage)?.route;
+    let route = super::RouteArgs {
+        upstream_proxy: "direct".into(),
+        resolve: resolve.to_vec(),
+        ..defaults
     };
-    crate::config::Config::from_run_args(&run).map_err(|e| Failed::Usage(e.to_string()))
+    super::config::route_config(&route, None, [None, None]).map_err(usage)
 }

@@ -11,14 +11,16 @@ use super::{CheckArgs, CheckFormat, Failed};
 use crate::check::http::Target;
 use crate::check::stage::{HostCheck, State};
 use crate::check::{self, Plan, VoiceTarget};
-use crate::config::parse_duration;
+use crate::config::{parse_duration, Config};
 use crate::upstream::{discover, HostPort};
 
 pub fn check(args: &CheckArgs) -> Result<(), Failed> {
     let probe = &args.probe;
     let roots = [probe.public_roots.as_deref(), probe.system_roots.as_deref()];
-    let mut config = route_config(&probe.route, &probe.stage_timeout, roots)?;
-    config.keylog = args.keylog.chosen();
+    let config = Config {
+        keylog: args.keylog.chosen(),
+        ..route_config(&probe.route, &probe.stage_timeout, roots)?
+    };
     super::run::install_keylog(config.keylog.as_deref())?;
     if let Some(path) = &config.keylog {
         eprintln!(
@@ -48,9 +50,11 @@ pub fn check(args: &CheckArgs) -> Result<(), Failed> {
         .enable_all()
         .build()
         .map_err(|e| Failed::error(&e))?;
-    let report = runtime.block_on(async {
+    let config = runtime.block_on(async {
         let router = discover::router(&config, config.listen).await;
-        config.router = std::sync::Arc::new(router);
+        config.with_router(router)
+    });
+    let report = runtime.block_on(async {
         let plan = Plan {
             targets,
             voice,

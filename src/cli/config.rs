@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{LogFormat, RunArgs};
+use super::{LogFormat, RouteArgs, RunArgs};
 use crate::config::{
     bad, parse_duration, parse_proxy_auth, parse_resolve, Config, ConfigError, Intercept,
 };
@@ -106,6 +106,38 @@ impl Config {
             metrics: args.metrics,
         })
     }
+}
+
+impl RunArgs {
+    /// `diagproxy run` with no flags: every default from clap's own attributes (and the
+    /// environment variables they name), so no default is written twice.
+    pub(super) fn defaults() -> Result<RunArgs, ConfigError> {
+        use clap::{Args, FromArgMatches};
+        let matches = RunArgs::augment_args(clap::Command::new("run"))
+            .try_get_matches_from(["run"])
+            .map_err(|e| bad(e.to_string()))?;
+        RunArgs::from_arg_matches(&matches).map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// The configuration of a command that looks routes up (`pac`, `check`, `auth-test`, the
+/// exporter, `bench`): its route flags, its connect timeout (`None`: run's) and trust
+/// stores, run's defaults for the rest, checked as `run` checks them. Built from values: a
+/// route flag added to [`RouteArgs`] reaches every such command without being listed here.
+pub fn route_config(
+    route: &RouteArgs,
+    connect_timeout: Option<&str>,
+    [public_roots, system_roots]: [Option<&Path>; 2],
+) -> Result<Config, ConfigError> {
+    let defaults = RunArgs::defaults()?;
+    let run = RunArgs {
+        route: route.clone(),
+        connect_timeout: connect_timeout.map_or(defaults.connect_timeout.clone(), str::to_string),
+        public_roots: public_roots.map(Path::to_path_buf),
+        system_roots: system_roots.map(Path::to_path_buf),
+        ..defaults
+    };
+    Config::from_run_args(&run)
 }
 
 /// `--upstream-auth` and `--upstream-user`, with the password from
@@ -236,6 +268,38 @@ mod tests {
 
     fn config(args: &[&str]) -> Result<Config, ConfigError> {
         super::for_tests(args)
+    }
+
+    #[test]
+    fn a_route_config_is_built_from_values_with_runs_defaults_for_the_rest() {
+        let defaults = RunArgs::defaults().unwrap();
+        let route = RouteArgs {
+            upstream_proxy: "direct".into(),
+            resolve: vec!["chatgpt.com:443:127.0.0.9".into()],
+            wpad_domain: Some("corp.example".into()),
+            ..defaults.route.clone()
+        };
+        let mut auth = route.auth.clone();
+        auth.trust_pac_proxies = true;
+        let route = RouteArgs { auth, ..route };
+        let built = route_config(&route, Some("2s"), [None, None]).unwrap();
+        assert_eq!(built.connect_timeout, Duration::from_secs(2));
+        assert_eq!(built.wpad_domain.as_deref(), Some("corp.example"));
+        assert!(built.upstream_auth.trust_pac_proxies);
+        let pinned = built.resolve.get(&("chatgpt.com".to_string(), 443));
+        assert_eq!(pinned, Some(&"127.0.0.9".parse::<IpAddr>().unwrap()));
+        // Everything else as `run` with no flags has it.
+        let run = config(&["--upstream-proxy", "direct"]).unwrap();
+        let default_timeout = route_config(&route, None, [None, None]).unwrap();
+        assert_eq!(default_timeout.connect_timeout, run.connect_timeout);
+        assert_eq!(built.listen, run.listen);
+        assert_eq!(built.response_timeout, run.response_timeout);
+        // And checked as run checks: a bad pin is refused.
+        let bad_pin = RouteArgs {
+            resolve: vec!["nonsense".into()],
+            ..route
+        };
+        assert!(route_config(&bad_pin, None, [None, None]).is_err());
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -144,11 +143,11 @@ async fn module(args: &ExporterArgs, m: &ModuleFile) -> Result<Module, Failed> {
         m.public_roots.as_deref().or(args.public_roots.as_deref()),
         m.system_roots.as_deref().or(args.system_roots.as_deref()),
     ];
-    let mut config = super::pac::route_config(&route, stage_timeout, roots)?;
+    let config = super::pac::route_config(&route, stage_timeout, roots)?;
     let stage_timeout = crate::config::parse_duration("stage_timeout", stage_timeout)
         .map_err(|e| Failed::Usage(e.to_string()))?;
     let router = crate::upstream::discover::router(&config, config.listen).await;
-    config.router = Arc::new(router);
+    let config = config.with_router(router);
     let voice = super::check::voice_from(m.voice.as_deref().or(args.voice.as_deref()), &config)?;
     Ok(Module {
         config,

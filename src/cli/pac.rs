@@ -4,10 +4,9 @@
 
 use std::time::Instant;
 
-use clap::Parser;
 use serde::Serialize;
 
-use super::{Cli, Command, Failed, PacArgs, RouteArgs};
+use super::{Failed, PacArgs, RouteArgs};
 use crate::config::Config;
 use crate::failure::Side;
 use crate::inspect::routes::{judge, HostRoute, Lint};
@@ -63,52 +62,15 @@ fn config(args: &PacArgs) -> Result<Config, Failed> {
     route_config(&args.route, &args.connect_timeout, [None, None])
 }
 
-/// The same checks as `run`'s: the flags become a `run` command line, then a `Config`;
-/// `connect_timeout` and the trust stores (`--public-roots`, `--system-roots`) come with it.
+/// The same checks as `run`'s ([`super::config::route_config`]), with `connect_timeout`
+/// and the trust stores (`--public-roots`, `--system-roots`).
 pub(super) fn route_config(
     flags: &RouteArgs,
     connect_timeout: &str,
     roots: [Option<&std::path::Path>; 2],
 ) -> Result<Config, Failed> {
-    let mut argv: Vec<String> = [
-        "diagproxy",
-        "run",
-        "--upstream-proxy",
-        &flags.upstream_proxy,
-    ]
-    .map(String::from)
-    .to_vec();
-    argv.extend(["--connect-timeout".into(), connect_timeout.to_string()]);
-    argv.extend(["--upstream-auth".into(), flags.auth.upstream_auth.clone()]);
-    if let Some(user) = &flags.auth.upstream_user {
-        argv.extend(["--upstream-user".into(), user.clone()]);
-    }
-    argv.extend([
-        "--upstream-auth-proxies".into(),
-        flags.auth.upstream_auth_proxies.clone(),
-    ]);
-    if flags.auth.trust_pac_proxies {
-        argv.push("--trust-pac-proxies".into());
-    }
-    for pin in &flags.resolve {
-        argv.extend(["--resolve".into(), pin.clone()]);
-    }
-    if let Some(d) = &flags.wpad_domain {
-        argv.extend(["--wpad-domain".into(), d.clone()]);
-    }
-    if let Some(p) = &flags.profile {
-        argv.extend(["--profile".into(), p.display().to_string()]);
-    }
-    for (flag, path) in ["--public-roots", "--system-roots"].iter().zip(roots) {
-        if let Some(path) = path {
-            argv.extend([flag.to_string(), path.display().to_string()]);
-        }
-    }
-    let cli = Cli::try_parse_from(argv).map_err(|e| Failed::Usage(e.to_string()))?;
-    let Command::Run(run) = cli.command else {
-        return Err(Failed::Usage("pac: bad arguments".into()));
-    };
-    Config::from_run_args(&run).map_err(|e| Failed::Usage(e.to_string()))
+    super::config::route_config(flags, Some(connect_timeout), roots)
+        .map_err(|e| Failed::Usage(e.to_string()))
 }
 
 async fn look_up(args: &PacArgs, config: &Config) -> Answer {

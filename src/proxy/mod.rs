@@ -234,7 +234,7 @@ pub async fn run(
 /// are known to work).
 pub async fn run_announced(
     listener: TcpListener,
-    mut config: Config,
+    config: Config,
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(&Ready),
 ) -> Result<SessionOutcome, RunError> {
@@ -252,7 +252,7 @@ pub async fn run_announced(
         }
     }
     let router = discover::router(&config, listen).await;
-    config.router = Arc::new(router);
+    let config = config.with_router(router);
     let routes = config.router.overview(&config.profile).await;
     let warnings = config.router.warnings.clone();
     let (state, controller) = start(listen, config)?;
