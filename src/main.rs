@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         Command::Exporter(args) => cli::exporter::exporter(&args),
         Command::Browser(args) => cli::browser::browser(&args),
         Command::Ca(command) => cli::ca::ca(command),
+        Command::Completions(args) => cli::docs::completions(&args),
+        Command::Man(args) => cli::docs::man(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

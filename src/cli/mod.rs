@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod ca;
 pub mod check;
 pub mod config;
+pub mod docs;
 pub mod exporter;
 pub mod import;
 pub mod pac;
@@ -113,6 +114,27 @@ pub enum Command {
     /// Open Chromium/Chrome through diagproxy with its CA trusted in that browser only (a
     /// temporary profile; nothing installed), with the live page in a second tab.
     Browser(BrowserArgs),
+    /// Print a shell completion script: `diagproxy completions bash >
+    /// /etc/bash_completion.d/diagproxy` (the .deb installs them).
+    Completions(CompletionsArgs),
+    /// Write the manual pages (diagproxy.1 and one per command) into a folder, or print
+    /// diagproxy.1 (roff) without one (the .deb installs them).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The folder to write diagproxy.1 and diagproxy-COMMAND.1 into [default: print
+    /// diagproxy.1 on stdout].
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
