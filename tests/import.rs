@@ -578,6 +578,45 @@ async fn a_dead_first_proxy_with_a_working_fallback_is_a_warning() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_pac_that_throws_is_pac_error_and_the_way_without_it_is_shown() {
+    if !tools() {
+        return;
+    }
+    let world = World::new();
+    let port = origin_signed_by(&world.public).await;
+    let home = home_trusting(&[&world.public]);
+    let system = system_pem(&world, &[&world.public]);
+    let pac = "function FindProxyForURL(u, h) { throw new Error(\"broken rule\"); }";
+    let pac_file = world.path("broken.pac");
+    std::fs::write(&pac_file, pac).unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pac);
+    let flags = vec![format!(
+        "--proxy-pac-url=data:application/x-javascript-config;base64,{b64}"
+    )];
+    let run = vec![
+        "--system-roots".into(),
+        system,
+        "--upstream-proxy".into(),
+        format!("pac:{}", pac_file.display()),
+    ];
+    // A HAR holds no route: the PAC's failure is not in it.
+    let har = Differs::har(&[], &[]);
+    let (code, summary) = both(&world, "pacthrows", home.path(), port, flags, run, har).await;
+    let host = row(&summary, "chatgpt.com", port);
+    let pac_error = host["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["kind"] == "pac_error"))
+        .unwrap_or_else(|| panic!("no pac_error: {host:#}"));
+    let evidence = pac_error["evidence"].as_str().unwrap();
+    assert!(evidence.contains("ERR_PAC_SCRIPT_FAILED"), "{evidence}");
+    assert!(evidence.contains("broken rule"), "{evidence}");
+    assert!(evidence.contains("DIRECT"), "{evidence}");
+    assert_eq!(host["tls"]["verdict"], "public");
+    assert_eq!(code, 0, "the page loaded DIRECT: a warning, {summary:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_heavily_redacted_capture_is_insufficient_never_all_clear() {
     if !tools() {
         return;

@@ -222,7 +222,8 @@ fn print(summary: &Summary, dir: &Path, json: bool) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Nothing fails on a profile host (warnings may: inspection the browser accepted, a
-    /// dead first proxy whose fallback worked).
+    /// dead first proxy whose fallback worked, a PAC that failed while the browser's way
+    /// without it worked).
     Clean,
     /// Something fails on a profile host.
     Failing,
@@ -245,7 +246,9 @@ pub fn outcome(summary: &Summary) -> Outcome {
                 f.kind.is_error()
                     && !matches!(
                         f.kind,
-                        FindingKind::TlsInspection | FindingKind::ProxyUnreachable
+                        FindingKind::TlsInspection
+                            | FindingKind::ProxyUnreachable
+                            | FindingKind::PacError
                     )
             })
     });

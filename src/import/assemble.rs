@@ -46,6 +46,9 @@ pub(super) struct Request {
     pub(super) proxy_list: Option<String>,
     /// The proxy chains tried, in order (`[a:3128]`, `[direct://]`).
     pub(super) tried: Vec<String>,
+    /// Why the PAC gave no answer (`net::ERR_PAC_SCRIPT_FAILED (-327): Uncaught Error: …`),
+    /// when the browser then went on without it.
+    pub(super) pac_failed: Option<String>,
     pub(super) net_error: Option<i64>,
     pub(super) body: Vec<u8>,
     pub(super) bytes_down: u64,
@@ -57,6 +60,9 @@ pub(super) struct Controller {
     request: Option<i64>,
     proxy_list: Option<String>,
     tried: Vec<String>,
+    pac_failed: Option<String>,
+    /// The PAC script's exception, until the resolution's result says it failed.
+    pac_exception: Option<String>,
 }
 
 /// What one destination showed below the request: the proxy's answer to CONNECT, a
@@ -179,9 +185,10 @@ impl<'a> Assembler<'a> {
         match kind {
             Kind::RequestAlive | Kind::StartJob => self.on_request(kind, phase, id, time_ms, p),
             Kind::ControllerBound => self.on_bound(id, &p),
-            Kind::ResolvedProxyList | Kind::ProxyServerResolved | Kind::ControllerAlive => {
-                self.on_controller(kind, phase, id, p)
-            }
+            Kind::ResolvedProxyList
+            | Kind::ProxyServerResolved
+            | Kind::ControllerAlive
+            | Kind::PacScriptError => self.on_controller(kind, phase, id, p),
             Kind::ResponseHeaders | Kind::SendRequestHeaders | Kind::BodyBytesRead => {
                 self.on_exchange(kind, id, p)
             }
@@ -299,13 +306,15 @@ impl<'a> Assembler<'a> {
         }
         let controller = self.controllers.entry(dep.id).or_default();
         controller.request = Some(request);
-        let (list, tried) = (
+        let (list, tried, pac_failed) = (
             controller.proxy_list.take(),
             std::mem::take(&mut controller.tried),
+            controller.pac_failed.take(),
         );
         if let Some(r) = self.requests.get_mut(&request) {
             r.proxy_list = list.or(r.proxy_list.take());
             r.tried.extend(tried);
+            r.pac_failed = pac_failed.or(r.pac_failed.take());
         }
     }
 
@@ -321,11 +330,35 @@ impl<'a> Assembler<'a> {
             return;
         }
         let controller = self.controllers.entry(id).or_default();
+        if kind == Kind::PacScriptError {
+            let line = p
+                .line_number
+                .map_or(String::new(), |n| format!(" (line {n})"));
+            let message = p.message.unwrap_or_default();
+            let text = crate::text::terminal(&format!("{message}{line}"), false).into_owned();
+            controller.pac_exception.get_or_insert(text);
+            return;
+        }
+        let pac_failed = p.net_error.filter(|c| *c < 0).map(|code| {
+            let name = self.names.as_ref().and_then(|n| n.errors.get(&code));
+            let described = neterror::describe(name.map(String::as_str), code);
+            match controller.pac_exception.take() {
+                Some(exception) => format!("{described}: {exception}"),
+                None => described,
+            }
+        });
         let request = controller.request.and_then(|r| self.requests.get_mut(&r));
-        let (list, tried) = match request {
-            Some(r) => (&mut r.proxy_list, &mut r.tried),
-            None => (&mut controller.proxy_list, &mut controller.tried),
+        let (list, tried, failed) = match request {
+            Some(r) => (&mut r.proxy_list, &mut r.tried, &mut r.pac_failed),
+            None => (
+                &mut controller.proxy_list,
+                &mut controller.tried,
+                &mut controller.pac_failed,
+            ),
         };
+        if pac_failed.is_some() {
+            *failed = pac_failed;
+        }
         if let Some(info) = p.proxy_info {
             *list = Some(info);
         }

@@ -77,8 +77,15 @@ impl Assembler<'_> {
             (None, Some(list)) => Some(format!("the browser's proxy settings (NetLog) → {list}")),
             _ => None,
         };
+        // The request failed on the PAC, or the PAC failed and the browser went on without it
+        // (Chromium goes DIRECT unless a policy makes the PAC mandatory).
         let pac_error = (meaning == Some(Meaning::PacError))
-            .then(|| neterror::describe(error_name, code.unwrap_or(0)));
+            .then(|| neterror::describe(error_name, code.unwrap_or(0)))
+            .or_else(|| {
+                let went = hop.as_deref().unwrap_or("DIRECT");
+                let failed = request.pac_failed.as_deref()?;
+                Some(format!("{failed}; the browser went on with {went}"))
+            });
         Taken {
             hop,
             route_source: source.map(|s| crate::text::terminal(&s, false).into_owned()),

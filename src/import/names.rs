@@ -28,6 +28,7 @@ pub(super) enum Kind {
     CertVerifierBound,
     ProxyConfigChanged,
     PacFetch,
+    PacScriptError,
 }
 
 const KIND_NAMES: &[(&str, Kind)] = &[
@@ -72,6 +73,7 @@ const KIND_NAMES: &[(&str, Kind)] = &[
     ),
     ("PROXY_CONFIG_CHANGED", Kind::ProxyConfigChanged),
     ("PAC_FILE_DECIDER_FETCH_PAC_SCRIPT", Kind::PacFetch),
+    ("PAC_JAVASCRIPT_ERROR", Kind::PacScriptError),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -93,6 +93,11 @@ pub struct Params {
     pub group_id: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub new_config: Option<NewConfig>,
+    /// A PAC script's exception (`PAC_JAVASCRIPT_ERROR`) and its line.
+    #[serde(default, deserialize_with = "lenient")]
+    pub message: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub line_number: Option<i64>,
     /// Raw bytes, base64 (socket reads and response bodies, in Everything mode).
     #[serde(default, deserialize_with = "lenient")]
     pub bytes: Option<String>,
