@@ -1,7 +1,7 @@
 //! Chromium's `net_error` codes → what diagproxy calls the same failure. A file's codes are
 //! named through its own `constants.netError` table (a HAR's `_error` carries the name):
 //! the name decides; the number is the fallback for a file without the table. Pure data;
-//! the README's "import" table is this table.
+//! the "import" table of docs/import.md is this table.
 
 use crate::failure::{FailureKind, Side};
 

@@ -1,4 +1,4 @@
-//! The `Event` type: one line of `events.jsonl`. The schema is documented in README.md; a
+//! The `Event` type: one line of `events.jsonl`. The schema is documented in docs/session-files.md; a
 //! field is only ever added, never renamed.
 
 use std::fmt;
