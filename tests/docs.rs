@@ -34,7 +34,10 @@ fn help(path: &[String]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn reference() -> (String, Vec<(Vec<String>, Vec<String>)>) {
+/// A command's path and its long flags.
+type Flags = Vec<(Vec<String>, Vec<String>)>;
+
+fn reference() -> (String, Flags) {
     let cli = diagproxy::cli::Cli::command();
     let mut paths = Vec::new();
     commands(&cli, &[], &mut paths);

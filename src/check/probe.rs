@@ -20,6 +20,7 @@ use crate::tls::chain::{self, Verdict};
 use crate::tls::probe::look_only_config;
 use crate::upstream::dial::{self, Io, Upstream};
 use crate::upstream::resolve;
+use crate::upstream::route::TakenHop;
 use crate::upstream::sighted::Watch;
 
 fn ms(d: Duration) -> Option<f64> {
@@ -138,21 +139,24 @@ async fn dns(
 }
 
 /// What the TCP stage passed through on its way: the proxy's kind and its answer.
-fn along(hop: Option<&str>, auth: Option<&crate::upstream::auth::AuthRecord>) -> String {
+fn along(hop: Option<&TakenHop>, auth: Option<&crate::upstream::auth::AuthRecord>) -> String {
+    use crate::upstream::route::ProxyKind as K;
     let signed = auth.map_or(String::new(), |a| format!("; {}", a.line()));
-    let Some((kind, proxy)) = hop.and_then(|h| h.split_once(' ')) else {
+    let Some(TakenHop::Proxy { kind, at: proxy }) = hop else {
         return String::new();
     };
     match kind {
-        "PROXY" if signed.is_empty() => " (CONNECT through the proxy answered 200)".into(),
-        "PROXY" => format!(" (CONNECT answered 200{signed})"),
-        "HTTPS" => {
+        K::Http if signed.is_empty() => " (CONNECT through the proxy answered 200)".into(),
+        K::Http => format!(" (CONNECT answered 200{signed})"),
+        K::Https => {
             format!(" (TLS to the HTTPS proxy {proxy} verified, then CONNECT answered 200{signed})")
         }
-        socks if socks.starts_with("SOCKS") => {
-            format!(" ({socks} handshake with {proxy} done, the target granted)")
+        K::Socks5 | K::Socks4 | K::Socks4a => {
+            format!(
+                " ({} handshake with {proxy} done, the target granted)",
+                kind.name()
+            )
         }
-        _ => String::new(),
     }
 }
 
@@ -194,7 +198,7 @@ async fn tcp(
                 None,
                 names_proxies,
             ));
-            let via = along(taken.hop.as_deref(), taken.proxy_auth.as_ref());
+            let via = along(taken.hop.as_ref(), taken.proxy_auth.as_ref());
             check.tcp = Stage::new(
                 State::Pass,
                 took,
@@ -456,18 +460,17 @@ mod tests {
 
     #[test]
     fn the_tcp_stage_says_which_kind_of_proxy_it_passed() {
-        assert_eq!(along(Some("DIRECT"), None), "");
+        assert_eq!(along(Some(&"DIRECT".into()), None), "");
         assert_eq!(along(None, None), "");
         assert_eq!(
-            along(Some("PROXY p:3128"), None),
+            along(Some(&"PROXY p:3128".into()), None),
             " (CONNECT through the proxy answered 200)"
         );
         assert_eq!(
-            along(Some("SOCKS5 s:1080"), None),
+            along(Some(&"SOCKS5 s:1080".into()), None),
             " (SOCKS5 handshake with s:1080 done, the target granted)"
         );
-        assert!(
-            along(Some("HTTPS h:443"), None).starts_with(" (TLS to the HTTPS proxy h:443 verified")
-        );
+        assert!(along(Some(&"HTTPS h:443".into()), None)
+            .starts_with(" (TLS to the HTTPS proxy h:443 verified"));
     }
 }

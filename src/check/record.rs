@@ -197,8 +197,11 @@ mod tests {
             panic!("tunnel")
         };
         assert_eq!(
-            (t.route.hop.as_deref(), t.timings.total_ms),
-            (Some("PROXY p:1"), 6.0)
+            (
+                t.route.hop.as_ref().map(ToString::to_string),
+                t.timings.total_ms
+            ),
+            (Some("PROXY p:1".to_string()), 6.0)
         );
         assert_eq!(t.end, TunnelEnd::DownstreamClosed);
         let Event::Request(r) = &events[2] else {

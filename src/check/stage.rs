@@ -67,7 +67,7 @@ pub struct HostCheck {
     pub allowlist: Option<String>,
     /// The way out taken (`DIRECT`, `PROXY host:port`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
+    pub route: Option<crate::upstream::route::TakenHop>,
     /// Signing in to the route's proxy, when it asked (`407`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_auth: Option<crate::upstream::auth::AuthRecord>,
@@ -291,7 +291,9 @@ impl CheckReport {
             let findings: Vec<String> = h.findings.iter().map(Finding::label).collect();
             out.push_str(&format!(
                 "{name:width$}  {:<22} {:<8} {:<8} {:<10} {:<10} {}\n",
-                h.route.as_deref().unwrap_or("-"),
+                h.route
+                    .as_ref()
+                    .map_or("-".to_string(), ToString::to_string),
                 cell(&h.dns),
                 cell(&h.tcp),
                 verdict,

@@ -87,7 +87,10 @@ impl Assembler<'_> {
                 Some(format!("{failed}; the browser went on with {went}"))
             });
         Taken {
-            hop,
+            hop: hop.map(|h| {
+                let Ok(hop) = h.parse();
+                hop
+            }),
             route_source: source.map(|s| crate::text::terminal(&s, false).into_owned()),
             route_failed,
             pac_error,

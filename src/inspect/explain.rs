@@ -77,7 +77,11 @@ pub fn route_findings(
             found.push(finding(FindingKind::ProxyAuth(why), evidence, detail));
         }
     }
-    let hop = taken.hop.as_deref().unwrap_or_default();
+    let hop = taken
+        .hop
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     for failed in taken
         .route_failed
         .iter()
@@ -93,7 +97,7 @@ pub fn route_findings(
     let Some(failure) = failure.filter(|f| f.is_unreachable()) else {
         return found;
     };
-    if crate::upstream::route::hop_proxy(hop).is_some() {
+    if crate::upstream::route::hop_proxy(&hop).is_some() {
         let detail = format!("{host}: {hop} did not answer, and no other way was left");
         found.push(finding(
             FindingKind::ProxyUnreachable,

@@ -139,8 +139,11 @@ impl Families {
                 .add(&[("host", name), ("kind", finding.kind.as_str())], 1.0);
         }
         if let Some(route) = &h.route {
-            self.route
-                .add(&[("host", name), ("route", route), ("source", source)], 1.0);
+            let route = route.to_string();
+            self.route.add(
+                &[("host", name), ("route", &route), ("source", source)],
+                1.0,
+            );
         }
         self.chain_families(h, &base);
     }

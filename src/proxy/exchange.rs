@@ -155,7 +155,7 @@ pub fn finish(
             &event.url,
             &event.host,
             event.port,
-            event.route.hop.as_deref(),
+            event.route.hop.as_ref(),
         );
         event.findings.extend(
             found

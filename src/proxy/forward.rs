@@ -21,7 +21,7 @@ use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Downstream, RequestEvent};
 use crate::upstream::pool::PoolKey;
-use crate::upstream::route::{Hop, Taken};
+use crate::upstream::route::{Hop, ProxyKind, Taken, TakenHop};
 use crate::upstream::{auth, dial};
 
 pub async fn forward(
@@ -204,7 +204,7 @@ async fn exchange(
     let mut request = request;
     let mut last = None;
     for (i, hop) in hops.iter().enumerate() {
-        event.route.hop = Some(hop.to_string());
+        event.route.hop = Some(TakenHop::from(*hop));
         let key = shape(&mut request, &absolute, hop, authority);
         let (again, head) = replayable(request, hop, state).await?;
         request = again;
@@ -433,8 +433,9 @@ fn via_proxy(event: &RequestEvent) -> bool {
     event
         .route
         .hop
-        .as_deref()
-        .is_some_and(|h| h.starts_with("PROXY ") || h.starts_with("HTTPS "))
+        .as_ref()
+        .and_then(TakenHop::kind)
+        .is_some_and(|k| matches!(k, ProxyKind::Http | ProxyKind::Https))
 }
 
 fn side_of(hop: &Hop) -> Side {

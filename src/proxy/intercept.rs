@@ -543,11 +543,7 @@ fn upgrade_refused(
         return None;
     }
     let (host, port) = (ctx.origin.host.as_str(), ctx.origin.port);
-    let hop = event
-        .route
-        .hop
-        .as_deref()
-        .filter(|h| crate::upstream::route::hop_proxy(h).is_some());
+    let hop = event.route.hop.as_ref().filter(|h| h.proxy().is_some());
     let inspected = ctx
         .state
         .verdicts

@@ -55,7 +55,7 @@ use crate::tls::mint::Minter;
 use crate::upstream::discover::{self, Spec};
 use crate::upstream::pac::{load, PacError, PacFile};
 use crate::upstream::resolve::targets;
-use crate::upstream::route::Taken;
+use crate::upstream::route::{Taken, TakenHop};
 use crate::upstream::router::Overview;
 
 /// What every connection task shares.
@@ -449,17 +449,17 @@ impl State {
 
     /// The command that shows what happened to `url` without diagproxy, the same way out
     /// (`hop`: the event's route) and with the same `--resolve` pin.
-    pub fn reproduce(&self, url: &str, host: &str, port: u16, hop: Option<&str>) -> String {
+    pub fn reproduce(&self, url: &str, host: &str, port: u16, hop: Option<&TakenHop>) -> String {
         let proxy = self.proxy_url(hop);
         reproduce::command(url, &self.path(proxy.as_ref(), host, port))
     }
 
     /// The proxy a hop (`PROXY host:port`) names, as a URL without credentials, and
     /// whether it takes some.
-    fn proxy_url(&self, hop: Option<&str>) -> Option<(String, bool)> {
+    fn proxy_url(&self, hop: Option<&TakenHop>) -> Option<(String, bool)> {
         let hop = hop?;
-        let url = crate::upstream::route::hop_url(hop)?;
-        let hostport = crate::upstream::route::hop_proxy(hop)?;
+        let url = hop.url()?;
+        let hostport = hop.proxy()?;
         Some((url, self.config.router.has_credentials(hostport)))
     }
 
@@ -486,7 +486,7 @@ impl State {
         port: u16,
         taken: &Taken,
     ) -> Vec<crate::inspect::Finding> {
-        let proxy = self.proxy_url(taken.hop.as_deref());
+        let proxy = self.proxy_url(taken.hop.as_ref());
         let path = self.path(proxy.as_ref(), host, port);
         let mut found = explain::failure_findings(&self.config.profile, host, failure, url, &path);
         found.extend(self.route_findings(host, taken, Some(failure)));

@@ -385,9 +385,9 @@ impl Origin {
         };
         let found = detect::tunnel_findings(&sight, &self.state.config.profile);
         let url = format!("https://{}/", self.authority());
-        let reproduce =
-            self.state
-                .reproduce(&url, &self.host, self.port, event.route.hop.as_deref());
+        let reproduce = self
+            .state
+            .reproduce(&url, &self.host, self.port, event.route.hop.as_ref());
         event.findings.extend(
             found
                 .into_iter()

@@ -280,7 +280,7 @@ fn judge(
         &url,
         record.host_name(),
         record.port,
-        record.route.hop.as_deref(),
+        record.route.hop.as_ref(),
     );
     record.findings.extend(
         found

@@ -12,6 +12,7 @@ use crate::inspect::explain::{self, finding_for, tls_finding};
 use crate::inspect::{reproduce, verdict, Finding, FindingKind};
 use crate::profile::Profile;
 use crate::tls::chain::TlsVerdict;
+use crate::upstream::route::TakenHop;
 
 /// The running aggregate of one session.
 #[derive(Debug, Clone)]
@@ -285,7 +286,7 @@ impl Summary {
                 self.note_route(t.host_name(), t.port, &t.route);
                 self.note_sign_in(t.route.proxy_auth.as_ref());
                 let url = t.url();
-                let hop = t.route.hop.as_deref();
+                let hop = t.route.hop.as_ref();
                 self.record_failure(
                     (t.host_name(), t.port, &url),
                     failure.as_ref(),
@@ -307,7 +308,7 @@ impl Summary {
                 }
                 self.note_route(&r.host, r.port, &r.route);
                 self.note_sign_in(r.route.proxy_auth.as_ref());
-                let hop = r.route.hop.as_deref();
+                let hop = r.route.hop.as_ref();
                 self.record_failure(
                     (&r.host, r.port, &r.url),
                     r.failure.as_ref(),
@@ -366,7 +367,7 @@ impl Summary {
         (host, port, url): (&str, u16, &str),
         failure: Option<&Failure>,
         named: &[Finding],
-        hop: Option<&str>,
+        hop: Option<&TakenHop>,
     ) {
         let Some(failure) = failure else { return };
         if already_named(named, failure) {
@@ -389,7 +390,7 @@ impl Summary {
         &self,
         (host, port, url): (&str, u16, &str),
         failure: &Failure,
-        hop: Option<&str>,
+        hop: Option<&TakenHop>,
     ) -> Finding {
         // The event knows its way out; the session whether the proxy takes credentials
         // (masked as `***@`) and the --resolve pins.
@@ -399,7 +400,7 @@ impl Summary {
             .as_deref()
             .is_some_and(|p| p.contains("***@"));
         let proxy = hop
-            .and_then(crate::upstream::route::hop_url)
+            .and_then(TakenHop::url)
             .map(|url| (url, with_credentials));
         let pin = self.session.pin(host, port);
         let path = reproduce::Path {
@@ -448,7 +449,7 @@ impl Summary {
         };
         if let Some(failure) = failure.filter(|f| !already_named(&found, f)) {
             let (host, port, url, hop) = &at;
-            found.push(self.failure_finding((host, *port, url), failure, hop.as_deref()));
+            found.push(self.failure_finding((host, *port, url), failure, hop.as_ref()));
         }
         found
     }
@@ -489,8 +490,9 @@ impl Summary {
 
     /// An HTTPS proxy's own chain on the proxy's row (other traffic): re-signed on the way to
     /// the proxy is a `tls_inspection` there, never part of the verdict on ChatGPT.
-    fn note_proxy_chain(&mut self, hop: &str, verdict: &TlsVerdict) {
-        let Some(hp) = crate::upstream::route::hop_proxy(hop)
+    fn note_proxy_chain(&mut self, hop: &TakenHop, verdict: &TlsVerdict) {
+        let Some(hp) = hop
+            .proxy()
             .and_then(|hp| crate::upstream::HostPort::parse(hp, 443))
         else {
             return;
@@ -509,7 +511,7 @@ impl Summary {
     }
 
     fn note_route(&mut self, host: &str, port: u16, taken: &crate::upstream::route::Taken) {
-        let Some(hop) = taken.hop.as_deref() else {
+        let Some(hop) = taken.hop.as_ref() else {
             return;
         };
         let profile = self.profile.clone();
@@ -517,7 +519,7 @@ impl Summary {
         if stats.routes.len() < MAX_ROUTES {
             stats.routes.insert(hop.to_string());
         }
-        if crate::upstream::route::hop_proxy(hop).is_some() {
+        if hop.proxy().is_some() {
             stats.via_proxy = Some((hop.to_string(), taken.proxy_headers.clone()));
             stats.name_proxy(&profile);
         }
@@ -533,7 +535,7 @@ impl Summary {
             self.first_route = Some((name, hop.to_string()));
             return;
         };
-        if first_hop == hop {
+        if first_hop == hop.to_string() {
             return;
         }
         let evidence = format!("{first_host} goes {first_hop}, {name} goes {hop}");

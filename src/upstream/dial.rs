@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use super::addr::join as host_port;
 use super::auth::{self, AuthRecord, Mode};
 use super::resolve;
-use super::route::{Hop, Taken, UpstreamProxy};
+use super::route::{Hop, Taken, TakenHop, UpstreamProxy};
 use crate::config::Config;
 use crate::failure::{Failure, FailureKind, Side};
 
@@ -232,7 +232,7 @@ pub async fn open_tunnel(
             Hop::Socks(proxy) => socks_tunnel(proxy, host, port, config).await,
         };
         let Err(failure) = &result else {
-            taken.hop = Some(hop.to_string());
+            taken.hop = Some(TakenHop::from(*hop));
             if let Ok(up) = &result {
                 taken.proxy_headers.clone_from(&up.proxy_headers);
                 taken.proxy_tls.clone_from(&up.proxy_tls);
@@ -243,7 +243,7 @@ pub async fn open_tunnel(
         if let (Some(at), true) = (hop.endpoint(), unreachable) {
             config.router.mark_bad_at(at);
         }
-        taken.hop = Some(hop.to_string());
+        taken.hop = Some(TakenHop::from(*hop));
         if !unreachable || i + 1 == hops.len() {
             break;
         }

@@ -74,31 +74,150 @@ impl fmt::Display for Hop {
     }
 }
 
-/// The proxy kinds as a recorded hop names them (`PROXY a:3128`, `SOCKS5 s:1080`), with the
-/// URL scheme curl takes for each.
-const HOP_KINDS: [(&str, &str); 5] = [
-    ("PROXY", "http"),
-    ("HTTPS", "https"),
-    ("SOCKS5", "socks5h"),
-    ("SOCKS4", "socks4"),
-    ("SOCKS4A", "socks4a"),
-];
-
-/// The proxy's `host:port` of a recorded hop (`PROXY a:3128`, `SOCKS5 s:1080`), or `None`
-/// for `DIRECT` and what is no proxy; a `route_failed` entry (`PROXY a:3128: refused`) too.
-pub fn hop_proxy(hop: &str) -> Option<&str> {
-    let (kind, rest) = hop.split_once(' ')?;
-    HOP_KINDS
-        .iter()
-        .any(|(k, _)| *k == kind)
-        .then(|| rest.split_once(": ").map_or(rest, |(hp, _)| hp))
+/// A proxy's kind as a recorded hop names it (`PROXY a:3128`, `SOCKS5 s:1080`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyKind {
+    Http,
+    Https,
+    Socks5,
+    Socks4,
+    Socks4a,
 }
 
-/// A recorded proxy hop as the URL curl takes (`http://a:3128`, `socks5h://s:1080`).
-pub fn hop_url(hop: &str) -> Option<String> {
-    let (kind, _) = hop.split_once(' ')?;
-    let scheme = HOP_KINDS.iter().find(|(k, _)| *k == kind)?.1;
-    Some(format!("{scheme}://{}", hop_proxy(hop)?))
+impl ProxyKind {
+    const ALL: [ProxyKind; 5] = [
+        ProxyKind::Http,
+        ProxyKind::Https,
+        ProxyKind::Socks5,
+        ProxyKind::Socks4,
+        ProxyKind::Socks4a,
+    ];
+
+    /// The word a PAC and a recorded hop use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyKind::Http => "PROXY",
+            ProxyKind::Https => "HTTPS",
+            ProxyKind::Socks5 => "SOCKS5",
+            ProxyKind::Socks4 => "SOCKS4",
+            ProxyKind::Socks4a => "SOCKS4A",
+        }
+    }
+
+    /// The URL scheme curl takes for it.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ProxyKind::Http => "http",
+            ProxyKind::Https => "https",
+            ProxyKind::Socks5 => "socks5h",
+            ProxyKind::Socks4 => "socks4",
+            ProxyKind::Socks4a => "socks4a",
+        }
+    }
+
+    fn named(word: &str) -> Option<ProxyKind> {
+        ProxyKind::ALL.into_iter().find(|k| k.name() == word)
+    }
+}
+
+/// The hop a connection took, as its event records it: the kind and `host:port`, never
+/// credentials. Written as the text it has always been (`DIRECT`, `PROXY a:3128`, `HTTPS
+/// p:443`, `SOCKS5 s:1080`, so `summary.json` and `events.jsonl` readers see no change) and
+/// parsed once where it is read; text of another shape (a newer diagproxy's) is kept as
+/// `Other`, not refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TakenHop {
+    Direct,
+    Proxy { kind: ProxyKind, at: String },
+    Other(String),
+}
+
+impl TakenHop {
+    /// The proxy's `host:port`, or `None` for `DIRECT`.
+    pub fn proxy(&self) -> Option<&str> {
+        match self {
+            TakenHop::Proxy { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> Option<ProxyKind> {
+        match self {
+            TakenHop::Proxy { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The proxy as the URL curl takes (`http://a:3128`, `socks5h://s:1080`).
+    pub fn url(&self) -> Option<String> {
+        let TakenHop::Proxy { kind, at } = self else {
+            return None;
+        };
+        Some(format!("{}://{at}", kind.scheme()))
+    }
+}
+
+impl From<&Hop> for TakenHop {
+    fn from(hop: &Hop) -> TakenHop {
+        let Ok(taken) = hop.to_string().parse();
+        taken
+    }
+}
+
+impl From<&str> for TakenHop {
+    fn from(text: &str) -> TakenHop {
+        let Ok(hop) = text.parse();
+        hop
+    }
+}
+
+impl std::str::FromStr for TakenHop {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<TakenHop, Self::Err> {
+        if text == "DIRECT" {
+            return Ok(TakenHop::Direct);
+        }
+        let proxy = text.split_once(' ').and_then(|(word, at)| {
+            let kind = ProxyKind::named(word)?;
+            Some(TakenHop::Proxy {
+                kind,
+                at: at.to_string(),
+            })
+        });
+        Ok(proxy.unwrap_or_else(|| TakenHop::Other(text.to_string())))
+    }
+}
+
+impl fmt::Display for TakenHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TakenHop::Direct => f.write_str("DIRECT"),
+            TakenHop::Proxy { kind, at } => write!(f, "{} {at}", kind.name()),
+            TakenHop::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl serde::Serialize for TakenHop {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TakenHop {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TakenHop, D::Error> {
+        let text = String::deserialize(d)?;
+        let Ok(hop) = text.parse();
+        Ok(hop)
+    }
+}
+
+/// The proxy's `host:port` of a recorded route entry: a hop, or a `route_failed` entry
+/// (`PROXY a:3128: connection refused`); `None` for `DIRECT` and what is no proxy.
+pub fn hop_proxy(entry: &str) -> Option<&str> {
+    let (kind, rest) = entry.split_once(' ')?;
+    ProxyKind::named(kind).map(|_| rest.split_once(": ").map_or(rest, |(hp, _)| hp))
 }
 
 /// How diagproxy reaches one host: the ways to try, in order, and who said so.
@@ -142,9 +261,9 @@ impl Route {
 /// the hops that failed before it, and why a PAC gave no answer.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Taken {
-    /// `DIRECT` or `PROXY host:port`.
+    /// `DIRECT` or `PROXY host:port` (a [`TakenHop`], written as that text).
     #[serde(rename = "route", default, skip_serializing_if = "Option::is_none")]
-    pub hop: Option<String>,
+    pub hop: Option<TakenHop>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_source: Option<String>,
     /// Hops tried first that could not be reached (`PROXY a:3128: connection refused`).
@@ -555,13 +674,43 @@ mod tests {
         );
         assert_eq!(hop_proxy("DIRECT"), None);
         assert_eq!(hop_proxy("HTTPS x:443"), Some("x:443"));
-        assert_eq!(hop_url("HTTPS x:443").as_deref(), Some("https://x:443"));
         assert_eq!(hop_proxy("QUIC x:443"), None);
-        assert_eq!(hop_url("SOCKS4 s:1").as_deref(), Some("socks4://s:1"));
+        let url = |text: &str| TakenHop::from(text).url();
+        assert_eq!(url("HTTPS x:443").as_deref(), Some("https://x:443"));
+        assert_eq!(url("SOCKS4 s:1").as_deref(), Some("socks4://s:1"));
         assert_eq!(
-            hop_url("PROXY [::1]:8080").as_deref(),
+            url("PROXY [::1]:8080").as_deref(),
             Some("http://[::1]:8080")
         );
+        assert_eq!(url("DIRECT"), None);
+    }
+
+    #[test]
+    fn a_taken_hop_is_typed_and_written_as_the_same_text() {
+        for text in [
+            "DIRECT",
+            "PROXY a:3128",
+            "HTTPS p:443",
+            "SOCKS5 s:1080",
+            "SOCKS4A s:1",
+        ] {
+            let hop = TakenHop::from(text);
+            assert_eq!(hop.to_string(), text);
+            assert_eq!(serde_json::to_string(&hop).unwrap(), format!("\"{text}\""));
+            let back: TakenHop = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+            assert_eq!(back, hop);
+        }
+        assert_eq!(TakenHop::from("DIRECT"), TakenHop::Direct);
+        assert_eq!(TakenHop::from("HTTPS p:443").kind(), Some(ProxyKind::Https));
+        assert_eq!(TakenHop::from("SOCKS5 s:1080").proxy(), Some("s:1080"));
+        // A newer diagproxy's word is kept, not refused.
+        let other = TakenHop::from("QUIC q:443");
+        assert_eq!(other, TakenHop::Other("QUIC q:443".into()));
+        assert_eq!(other.proxy(), None);
+        assert_eq!(other.to_string(), "QUIC q:443");
+        // The hop of a route, without its credentials.
+        let hop = Hop::Proxy(Arc::new(parse_upstream_proxy("http://u:p@a:3128").unwrap()));
+        assert_eq!(TakenHop::from(&hop).to_string(), "PROXY a:3128");
     }
 
     #[test]
