@@ -240,6 +240,10 @@ fn record(
         started_at: report.started_at.clone(),
         listen: "diagproxy check".into(),
         upstream_proxy: config.router.fixed().map(|p| p.display()),
+        upstream_credentials: config
+            .router
+            .fixed()
+            .is_some_and(|p| p.authorization.is_some()),
         route_source: Some(report.route_source.clone()),
         pac: config.router.pac_file.clone(),
         profile: config.profile_name.clone(),

@@ -352,6 +352,10 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         started_at: clock::rfc3339(started),
         listen: listen.to_string(),
         upstream_proxy: config.router.fixed().map(|p| p.display()),
+        upstream_credentials: config
+            .router
+            .fixed()
+            .is_some_and(|p| p.authorization.is_some()),
         route_source: Some(config.router.source()),
         pac: config.router.pac_file.clone(),
         profile: config.profile_name.clone(),

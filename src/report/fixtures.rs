@@ -15,6 +15,7 @@ pub fn events() -> Vec<Event> {
         started_at: "2026-11-27T18:00:00.000Z".into(),
         listen: "127.0.0.1:8080".into(),
         upstream_proxy: Some("http://***@corp.example:3128".into()),
+        upstream_credentials: true,
         route_source: None,
         pac: None,
         profile: "built-in:chatgpt".into(),

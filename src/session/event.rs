@@ -41,6 +41,9 @@ pub struct SessionInfo {
     pub listen: String,
     /// The corporate proxy, credentials masked.
     pub upstream_proxy: Option<String>,
+    /// Whether that proxy takes credentials (a reproduce command then asks for them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub upstream_credentials: bool,
     /// Where routes came from (`PAC http://pac.corp/proxy.pac (GNOME settings)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_source: Option<String>,
@@ -88,6 +91,7 @@ impl Default for SessionInfo {
             started_at: String::new(),
             listen: String::new(),
             upstream_proxy: None,
+            upstream_credentials: false,
             route_source: None,
             pac: None,
             profile: String::new(),
@@ -103,6 +107,17 @@ impl Default for SessionInfo {
 }
 
 impl SessionInfo {
+    /// Whether the corporate proxy takes credentials: the field, or, for a session written
+    /// before it existed, the mask in `upstream_proxy` (`http://***@host:port`) — the one
+    /// place the text is read for it.
+    pub fn upstream_takes_credentials(&self) -> bool {
+        self.upstream_credentials
+            || self
+                .upstream_proxy
+                .as_deref()
+                .is_some_and(|p| p.contains("***@"))
+    }
+
     /// The address `host:port` was pinned to with `--resolve`, if it was.
     pub fn pin(&self, host: &str, port: u16) -> Option<std::net::IpAddr> {
         self.resolve.iter().find_map(|pin| {
@@ -522,4 +537,26 @@ pub struct RefusedEvent {
     pub target: String,
     pub status: u16,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credentialled_upstream_is_a_field_and_old_sessions_are_read_from_the_mask() {
+        let mut info = SessionInfo::default();
+        assert!(!info.upstream_takes_credentials());
+        assert!(!serde_json::to_string(&info)
+            .unwrap()
+            .contains("upstream_credentials"));
+        info.upstream_credentials = true;
+        let text = serde_json::to_string(&info).unwrap();
+        assert!(text.contains("\"upstream_credentials\":true"), "{text}");
+        // Written before the field existed: the masked URL tells it.
+        let old = r#"{"id":"s","started_at":"t","listen":"l","upstream_proxy":"http://***@p:3128","profile":"x","diagproxy":"0","os":"linux"}"#;
+        let old: SessionInfo = serde_json::from_str(old).unwrap();
+        assert!(!old.upstream_credentials);
+        assert!(old.upstream_takes_credentials());
+    }
 }

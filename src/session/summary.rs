@@ -394,11 +394,7 @@ impl Summary {
     ) -> Finding {
         // The event knows its way out; the session whether the proxy takes credentials
         // (masked as `***@`) and the --resolve pins.
-        let with_credentials = self
-            .session
-            .upstream_proxy
-            .as_deref()
-            .is_some_and(|p| p.contains("***@"));
+        let with_credentials = self.session.upstream_takes_credentials();
         let proxy = hop
             .and_then(TakenHop::url)
             .map(|url| (url, with_credentials));
@@ -719,6 +715,7 @@ mod tests {
             started_at: "2026-11-27T00:00:00.000Z".into(),
             listen: "127.0.0.1:8080".into(),
             upstream_proxy: None,
+            upstream_credentials: false,
             route_source: None,
             pac: None,
             profile: "built-in:chatgpt".into(),
