@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{chromium, Proxy, TestCa};
 use serde_json::Value;
@@ -48,28 +48,15 @@ fn home_trusting(roots: &[&TestCa]) -> tempfile::TempDir {
     home
 }
 
-/// Chromium visits `url` once (headless, `--dump-dom`) with `flags`; returns when it exits
-/// (or is killed after 60 s).
+/// Chromium visits `url` once with `flags`, driven over DevTools, and is closed when the
+/// page has loaded or failed (a clean exit: a `--log-net-log` file is finished). Not
+/// `--dump-dom`: with the DevTools port every test browser has, Chromium does not exit after
+/// it and would be killed mid-capture.
 fn visit(home: &Path, url: &str, flags: &[String]) {
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = chromium::command(profile.path())
-        .env("HOME", home)
-        .args(flags)
-        .arg("--dump-dom")
-        .arg(url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromium");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.wait();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut browser = chromium::Browser::open_in("about:blank", &flags, Some(home));
+    browser.navigate_recorded(url, Duration::from_millis(500));
+    browser.close();
 }
 
 /// A NetLog of one visit, in `mode`.
@@ -170,16 +157,9 @@ async fn through_run(run_args: Vec<String>, home: PathBuf, url: String) -> Value
     let args: Vec<&str> = run_args.iter().map(String::as_str).collect();
     let proxy = Proxy::start(&args).await;
     let flags = [format!("--proxy-server=http://{}", proxy.addr)];
-    // Driven over DevTools and closed when the page has loaded or failed: `--dump-dom`
-    // through a proxy waits out its 60 s deadline.
-    tokio::task::spawn_blocking(move || {
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let mut browser = chromium::Browser::open_in("about:blank", &flags, Some(&home));
-        browser.navigate_recorded(&url, Duration::from_millis(500));
-        browser.close();
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || visit(&home, &url, &flags))
+        .await
+        .unwrap();
     proxy.stop().await.summary
 }
 
@@ -300,6 +280,14 @@ async fn both(
     (code, imported)
 }
 
+/// A HOME whose NSS database trusts `roots`, and run's arguments trusting the same
+/// (`--system-roots`): the browser and diagproxy see one trust store.
+fn trusting(world: &World, roots: &[&TestCa]) -> (tempfile::TempDir, Vec<String>) {
+    let home = home_trusting(roots);
+    let system = system_pem(world, roots);
+    (home, vec!["--system-roots".into(), system])
+}
+
 fn system_pem(world: &World, roots: &[&TestCa]) -> String {
     let path = world.path("system.pem");
     let pem: String = roots.iter().map(|r| r.pem()).collect();
@@ -335,9 +323,7 @@ async fn a_clean_page_is_public_and_exits_0() {
     }
     let world = World::new();
     let port = origin_signed_by(&world.public).await;
-    let home = home_trusting(&[&world.public]);
-    let system = system_pem(&world, &[&world.public]);
-    let run = vec!["--system-roots".into(), system];
+    let (home, run) = trusting(&world, &[&world.public]);
     let (code, summary) = both(
         &world,
         "clean",
@@ -371,9 +357,7 @@ async fn a_resigned_chain_the_browser_trusts_is_inspection_with_its_vendor_and_e
     let world = World::new();
     let zscaler = TestCa::root("Zscaler Root CA", "Zscaler Inc.");
     let port = origin_signed_by(&zscaler).await;
-    let home = home_trusting(&[&world.public, &zscaler]);
-    let system = system_pem(&world, &[&world.public, &zscaler]);
-    let run = vec!["--system-roots".into(), system];
+    let (home, run) = trusting(&world, &[&world.public, &zscaler]);
     let (code, summary) = both(
         &world,
         "inspected",
@@ -401,9 +385,7 @@ async fn an_untrusted_ca_is_untrusted_certificate_and_exits_2() {
     let world = World::new();
     let stranger = TestCa::root("Unknown Gateway CA", "Nobody");
     let port = origin_signed_by(&stranger).await;
-    let home = home_trusting(&[&world.public]);
-    let system = system_pem(&world, &[&world.public]);
-    let run = vec!["--system-roots".into(), system];
+    let (home, run) = trusting(&world, &[&world.public]);
     let (code, summary) = both(
         &world,
         "untrusted",
@@ -464,9 +446,7 @@ async fn a_certificate_for_another_name_is_untrusted_with_name_mismatch() {
     let world = World::new();
     let (leaf, key) = world.public.leaf(&["other.example"]);
     let port = common::tls_origin_with(vec![leaf], key).await.port();
-    let home = home_trusting(&[&world.public]);
-    let system = system_pem(&world, &[&world.public]);
-    let run = vec!["--system-roots".into(), system];
+    let (home, run) = trusting(&world, &[&world.public]);
     let (code, summary) = both(
         &world,
         "mismatch",
@@ -777,9 +757,28 @@ async fn unknown_events_are_skipped_and_a_100_mb_value_stays_in_bounded_memory()
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (status, max_rss_kib) = diagproxy::bench::load::wait_with_rss(child).unwrap();
+    let (status, max_rss_kib) = own_peak_rss(child);
     assert_ne!(status.code(), Some(101), "panic");
     assert!(max_rss_kib < 64 * 1024, "peak RSS {max_rss_kib} KiB");
+}
+
+/// The child's own peak RSS in KiB: `VmHWM` of its address space, read from /proc while it
+/// runs. (wait4's `ru_maxrss` would also count this test process's peak, which a spawned
+/// child inherits at exec, and this process drives browsers.)
+fn own_peak_rss(mut child: std::process::Child) -> (std::process::ExitStatus, u64) {
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        let hwm = std::fs::read_to_string(&status_file).ok().and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+        peak = peak.max(hwm.unwrap_or(0));
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, peak);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]

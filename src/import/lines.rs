@@ -85,11 +85,11 @@ pub fn read(
             Next::Event(e, last) => {
                 assembler.event(*e);
                 if last {
-                    break Ok(());
+                    break rest(input, &mut buf);
                 }
             }
             Next::Blank => {}
-            Next::Done => break Ok(()),
+            Next::Done => break rest(input, &mut buf),
             Next::Stop(broke) => break Err(broke),
         }
         if line == Line::End {
@@ -103,6 +103,26 @@ pub fn read(
         ));
     }
     result
+}
+
+/// After the events: the rest (`polledData`, the closing brace) is skipped line by line, but
+/// a file cut in it is still said to be cut (every event was read by then).
+fn rest(input: &mut Input, buf: &mut Vec<u8>) -> Result<(), Broke> {
+    let io = |e: std::io::Error| Broke {
+        eof: false,
+        reason: e.to_string(),
+    };
+    let mut closed = matches!(buf.trim_ascii().last(), Some(b'}'));
+    loop {
+        let line = input.line(buf).map_err(io)?;
+        let text = buf.trim_ascii();
+        if !text.is_empty() || line == Line::TooLong {
+            closed = text.last() == Some(&b'}');
+        }
+        if line == Line::End {
+            return if closed { Ok(()) } else { Err(ended()) };
+        }
+    }
 }
 
 /// `{"constants": {…},` → the constants.
