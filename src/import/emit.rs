@@ -12,7 +12,7 @@ use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, Answer};
 use crate::inspect::{explain, Finding};
 use crate::session::event::Event;
-use crate::upstream::route::Taken;
+use crate::upstream::route::{Taken, TakenHop};
 
 impl Assembler<'_> {
     /// A finished request (or one redirect hop of it) as a session event.
@@ -87,10 +87,7 @@ impl Assembler<'_> {
                 Some(format!("{failed}; the browser went on with {went}"))
             });
         Taken {
-            hop: hop.map(|h| {
-                let Ok(hop) = h.parse();
-                hop
-            }),
+            hop: hop.as_deref().map(TakenHop::from),
             route_source: source.map(|s| crate::text::terminal(&s, false).into_owned()),
             route_failed,
             pac_error,

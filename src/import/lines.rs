@@ -24,6 +24,15 @@ pub struct Broke {
     pub reason: String,
 }
 
+impl From<std::io::Error> for Broke {
+    fn from(e: std::io::Error) -> Broke {
+        Broke {
+            eof: false,
+            reason: e.to_string(),
+        }
+    }
+}
+
 impl From<&serde_json::Error> for Broke {
     fn from(e: &serde_json::Error) -> Broke {
         Broke {
@@ -67,16 +76,12 @@ pub fn read(
     source: &mut Source,
 ) -> Result<(), Broke> {
     let mut buf = Vec::new();
-    let io = |e: std::io::Error| Broke {
-        eof: false,
-        reason: e.to_string(),
-    };
-    input.line(&mut buf).map_err(io)?;
+    input.line(&mut buf)?;
     assembler.constants(constants(&buf)?);
-    input.line(&mut buf).map_err(io)?;
+    input.line(&mut buf)?;
     let mut skipped = 0u64;
     let result = loop {
-        let line = input.line(&mut buf).map_err(io)?;
+        let line = input.line(&mut buf)?;
         if line == Line::TooLong {
             skipped += 1;
             continue;
@@ -108,13 +113,9 @@ pub fn read(
 /// After the events: the rest (`polledData`, the closing brace) is skipped line by line, but
 /// a file cut in it is still said to be cut (every event was read by then).
 fn rest(input: &mut Input, buf: &mut Vec<u8>) -> Result<(), Broke> {
-    let io = |e: std::io::Error| Broke {
-        eof: false,
-        reason: e.to_string(),
-    };
     let mut closed = matches!(buf.trim_ascii().last(), Some(b'}'));
     loop {
-        let line = input.line(buf).map_err(io)?;
+        let line = input.line(buf)?;
         let text = buf.trim_ascii();
         if !text.is_empty() || line == Line::TooLong {
             closed = text.last() == Some(&b'}');

@@ -157,10 +157,17 @@ impl TakenHop {
     }
 }
 
+/// Built from the hop's parts, not its text: this runs for every request.
 impl From<&Hop> for TakenHop {
     fn from(hop: &Hop) -> TakenHop {
-        let Ok(taken) = hop.to_string().parse();
-        taken
+        let (kind, host, port) = match hop {
+            Hop::Direct => return TakenHop::Direct,
+            Hop::Proxy(p) if p.tls => (ProxyKind::Https, &p.host, p.port),
+            Hop::Proxy(p) => (ProxyKind::Http, &p.host, p.port),
+            Hop::Socks(p) => (p.version.kind(), &p.host, p.port),
+        };
+        let at = HostPort::new(host.as_str(), port).to_string();
+        TakenHop::Proxy { kind, at }
     }
 }
 
@@ -377,10 +384,15 @@ pub enum Version {
 impl Version {
     /// As a PAC result spells it (`SOCKS4A` is no PAC keyword; it is shown so).
     pub fn pac_name(self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The kind a recorded hop names.
+    pub fn kind(self) -> ProxyKind {
         match self {
-            Version::V4 => "SOCKS4",
-            Version::V4a => "SOCKS4A",
-            Version::V5 => "SOCKS5",
+            Version::V4 => ProxyKind::Socks4,
+            Version::V4a => ProxyKind::Socks4a,
+            Version::V5 => ProxyKind::Socks5,
         }
     }
 

@@ -84,20 +84,32 @@ impl Browser {
 
     /// Sends one DevTools command and returns its result.
     pub fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next;
-        self.next += 1;
-        let msg = json!({"id": id, "method": method, "params": params}).to_string();
-        self.ws.send(tungstenite::Message::text(msg)).unwrap();
+        let answer = self.answer(method, params);
+        assert!(answer["error"].is_null(), "{method}: {answer}");
+        answer["result"].clone()
+    }
+
+    /// Sends one DevTools command and returns its whole answer (`result` or `error`).
+    fn answer(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send(method, params).unwrap();
         loop {
             let msg = self.ws.read().expect("devtools answer");
             let Some(value) = self.keep(msg) else {
                 continue;
             };
             if value["id"] == id {
-                assert!(value["error"].is_null(), "{method}: {value}");
-                return value["result"].clone();
+                return value;
             }
         }
+    }
+
+    /// Sends one DevTools command without waiting; its id.
+    fn send(&mut self, method: &str, params: Value) -> tungstenite::Result<u64> {
+        let id = self.next;
+        self.next += 1;
+        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        self.ws.send(tungstenite::Message::text(msg))?;
+        Ok(id)
     }
 
     /// Parses one message; an event is kept in `events`, an answer is returned. A request
@@ -117,10 +129,7 @@ impl Browser {
             _ => None,
         };
         if let Some((method, params)) = answer {
-            let id = self.next;
-            self.next += 1;
-            let msg = json!({"id": id, "method": method, "params": params}).to_string();
-            let _ = self.ws.send(tungstenite::Message::text(msg));
+            let _ = self.send(method, params);
         }
         if value["id"].is_null() && value["method"].is_string() {
             if self.events.len() < MAX_EVENTS {
@@ -195,25 +204,24 @@ impl Browser {
         for event in &events {
             let p = &event["params"];
             let id = p["requestId"].as_str().unwrap_or("").to_string();
-            match event["method"].as_str().unwrap_or("") {
-                "Network.requestWillBeSent" => entries.push((id, har_entry(p))),
-                "Network.responseReceived" => {
-                    if let Some((_, e)) = entries.iter_mut().rev().find(|(i, _)| *i == id) {
-                        har_response(e, &p["response"]);
+            let method = event["method"].as_str().unwrap_or("");
+            if method == "Network.requestWillBeSent" {
+                entries.push((id, har_entry(p)));
+                continue;
+            }
+            let body = (method == "Network.loadingFinished").then(|| self.body(&id));
+            // The latest entry of that request (a redirect reuses the id).
+            let Some((_, entry)) = entries.iter_mut().rev().find(|(i, _)| *i == id) else {
+                continue;
+            };
+            match method {
+                "Network.responseReceived" => har_response(entry, &p["response"]),
+                "Network.loadingFailed" => entry["response"]["_error"] = p["errorText"].clone(),
+                _ => {
+                    if let Some(body) = body {
+                        entry["response"]["content"] = body;
                     }
                 }
-                "Network.loadingFailed" => {
-                    if let Some((_, e)) = entries.iter_mut().rev().find(|(i, _)| *i == id) {
-                        e["response"]["_error"] = p["errorText"].clone();
-                    }
-                }
-                "Network.loadingFinished" => {
-                    let body = self.body(&id);
-                    if let Some((_, e)) = entries.iter_mut().rev().find(|(i, _)| *i == id) {
-                        e["response"]["content"] = body;
-                    }
-                }
-                _ => {}
             }
         }
         json!({"log": {"version": "1.2", "creator": {"name": "WebInspector", "version": "537.36"},
@@ -222,36 +230,21 @@ impl Browser {
 
     /// A finished request's body as HAR `content` (empty when DevTools no longer has it).
     fn body(&mut self, id: &str) -> Value {
-        let msg = json!({"id": self.next, "method": "Network.getResponseBody", "params": {"requestId": id}});
-        let want = self.next;
-        self.next += 1;
-        self.ws
-            .send(tungstenite::Message::text(msg.to_string()))
-            .unwrap();
-        loop {
-            let msg = self.ws.read().expect("devtools answer");
-            let Some(value) = self.keep(msg) else {
-                continue;
-            };
-            if value["id"] != want {
-                continue;
-            }
-            let r = &value["result"];
-            let encoding = if r["base64Encoded"] == true {
-                json!("base64")
-            } else {
-                Value::Null
-            };
-            return json!({"size": r["body"].as_str().map_or(0, str::len), "mimeType": "",
-                "text": r["body"], "encoding": encoding});
-        }
+        let answer = self.answer("Network.getResponseBody", json!({"requestId": id}));
+        let r = &answer["result"];
+        let encoding = if r["base64Encoded"] == true {
+            json!("base64")
+        } else {
+            Value::Null
+        };
+        json!({"size": r["body"].as_str().map_or(0, str::len), "mimeType": "",
+            "text": r["body"], "encoding": encoding})
     }
 
     /// Asks the browser to close (so a `--log-net-log` file is finished) and waits up to
     /// 30 s for it to exit; killed after that.
     pub fn close(mut self) {
-        let msg = json!({"id": self.next, "method": "Browser.close", "params": {}});
-        let _ = self.ws.send(tungstenite::Message::text(msg.to_string()));
+        let _ = self.send("Browser.close", json!({}));
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if !matches!(self.child.0.try_wait(), Ok(None)) {
