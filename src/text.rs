@@ -9,6 +9,8 @@
 //! - [`markdown`]: a value inside a Markdown table cell or line.
 //! - [`is_host`]: whether a host is a DNS name or an IP literal (anything else is refused
 //!   before it can reach a command, a hint or a file name).
+//! - [`collapse_whitespace`]: runs of whitespace as one space, trimmed (block-page markers
+//!   and page text are compared in this form).
 //! - [`sha256_hex`]: a SHA-256 as the files write it (lower-case hex).
 
 use std::borrow::Cow;
@@ -152,6 +154,18 @@ pub fn is_dns_name(name: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
+}
+
+/// Runs of whitespace (including no-break spaces) as one space, trimmed.
+pub fn collapse_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 /// The SHA-256 of `bytes` in lower-case hex: how PAC files, SPKIs and kept bodies are named.

@@ -139,9 +139,12 @@ fn signature_match(
 ) -> Option<Match> {
     let status = a.status;
     let found = |strength, evidence: String| Some(Match { strength, evidence });
-    let location = a.header("location").map(str::to_ascii_lowercase);
     let redirect = (300..400).contains(&status);
-    if let Some(m) = location.as_deref().filter(|_| redirect).and_then(|l| {
+    let location = a
+        .header("location")
+        .filter(|_| redirect)
+        .map(str::to_ascii_lowercase);
+    if let Some(m) = location.as_deref().and_then(|l| {
         sig.location
             .iter()
             .find(|m| l.contains(&m.to_ascii_lowercase()))

@@ -8,6 +8,9 @@ use std::io::Read;
 
 use hyper::header::{HeaderMap, CONTENT_ENCODING, CONTENT_TYPE};
 
+use crate::profile::Marker;
+use crate::text::collapse_whitespace as collapse;
+
 /// The most decoded bytes read from a kept body: a compressed body never grows past this
 /// (no decompression bomb), and the body itself is at most 64 KiB before decoding.
 pub const MAX_DECODED: usize = 64 * 1024;
@@ -81,18 +84,17 @@ impl Page {
     }
 
     /// Whether a marker (any case) appears in the markup or, whitespace collapsed, in the text.
-    pub fn contains(&self, marker: &str) -> bool {
-        let marker = collapse(marker);
-        !marker.is_empty()
-            && (self.markup.contains(&marker.to_ascii_lowercase())
-                || self.text_lower.contains(&marker.to_lowercase()))
+    pub fn contains(&self, marker: &Marker) -> bool {
+        !marker.ascii_lower.is_empty()
+            && (self.markup.contains(marker.ascii_lower.as_str())
+                || self.text_lower.contains(marker.lower.as_str()))
     }
 
     /// Whether the title equals `title` (any case, whitespace collapsed).
-    pub fn has_title(&self, title: &str) -> bool {
+    pub fn has_title(&self, title: &Marker) -> bool {
         self.title
             .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case(&collapse(title)))
+            .is_some_and(|t| t.eq_ignore_ascii_case(&title.ascii_lower))
     }
 
     /// The title and the first text together, lower case: where the generic rule looks for
@@ -228,10 +230,6 @@ fn title(source: &str, markup: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// Runs of whitespace (including no-break spaces) as one space, trimmed.
-fn collapse(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
 
 #[cfg(test)]
 mod tests {
@@ -264,13 +262,13 @@ mod tests {
             page.text,
             "Site blocked by your organization's security policy & rules."
         );
-        assert!(page.contains("site blocked by your organization's"));
+        assert!(page.contains(&"site blocked by your organization's".into()));
         assert!(
-            page.contains("message.templatename:"),
+            page.contains(&"message.templatename:".into()),
             "comments stay in markup"
         );
         assert!(!page.text_lower.contains("blocked by style"));
-        assert!(page.has_title("access   denied"));
+        assert!(page.has_title(&"access   denied".into()));
         assert!(page.is_html);
     }
 

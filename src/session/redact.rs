@@ -77,14 +77,14 @@ pub fn is_secret_value(value: &str) -> bool {
 
 /// `eyJ…` (base64url of `{"`) with three dot-separated base64url parts.
 fn is_jwt(value: &str) -> bool {
-    let parts: Vec<&str> = value.trim().split('.').collect();
+    let base64url = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+    };
     value.starts_with("eyJ")
-        && parts.len() == 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
-        })
+        && value.trim().split('.').count() == 3
+        && value.trim().split('.').all(base64url)
 }
 
 fn is_url_header(name: &str) -> bool {
