@@ -37,6 +37,8 @@
 //! - [`metrics`]: Prometheus text exposition of a check and of the running proxy (pure);
 //!   [`exporter`]: `diagproxy exporter`, the blackbox-style `/probe` server.
 //! - [`lru`]: the bounded map the host-keyed caches use.
+//! - [`resident`]: resident memory by mapping (the bench's breakdown), and the start-up pages
+//!   `run` gives back once it is listening.
 //! - [`shutdown`]: stop signal and drain tracking; [`clock`]: timestamps.
 
 pub mod bench;
@@ -57,6 +59,7 @@ pub mod metrics;
 pub mod profile;
 pub mod proxy;
 pub mod report;
+pub mod resident;
 pub mod session;
 pub mod shutdown;
 pub mod sniff;

@@ -243,6 +243,8 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
         "first request to a new host",
         "idle memory (RSS)",
         "  of which private to the proxy (RssAnon)",
+        "  by mapping: the program's code",
+        "  by mapping: heap, stacks, anonymous",
         "memory per idle tunnel (100 open)",
         "bundle of a long session: time",
         "bundle of a long session: peak memory",
@@ -304,8 +306,34 @@ fn bench_only_runs_the_groups_asked_for() {
             "tunnel bulk: SOCKS5 route (vs. HTTP proxy route)",
             "idle memory (RSS)",
             "  of which private to the proxy (RssAnon)",
+            "  by mapping: the program's code",
+            "  by mapping: the program's constants and data",
+            "  by mapping: shared libraries",
+            "  by mapping: heap, stacks, anonymous",
             "memory per idle tunnel (10 open)",
         ]
+    );
+
+    // The mappings add up to the RSS read a moment earlier, and the program's code is there.
+    let figure = |mode: &str| {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["mode"] == mode)
+            .and_then(|r| r["proxy"].as_f64())
+            .unwrap()
+    };
+    let by_mapping: f64 = modes
+        .iter()
+        .filter(|m| m.starts_with("  by mapping"))
+        .map(|m| figure(m))
+        .sum();
+    let rss = figure("idle memory (RSS)");
+    assert!(figure("  by mapping: the program's code") > 0.5, "{report}");
+    assert!(
+        (by_mapping - rss).abs() < rss * 0.2,
+        "{by_mapping} vs {rss}"
     );
 
     let wrong = common::diagproxy()

@@ -212,6 +212,7 @@ async fn measure(world: &World, proxy: Proxy, o: &Options) -> Result<Vec<Row>, S
             "MiB",
             mib("RssAnon:"),
         ));
+        memory.extend(resident_rows(crate::resident::Resident::of(pid)));
         progress.step(&format!("{} idle tunnels", o.tunnels));
         memory.push(tunnel_memory(world.http, via, pid, o.tunnels).await?);
     }
@@ -671,6 +672,36 @@ async fn tunnel_memory(origin: SocketAddr, via: Via, pid: u32, n: usize) -> Resu
     let per = after.saturating_sub(before) as f64 / n as f64;
     let mode = format!("memory per idle tunnel ({n} open)");
     Ok(memory_row(&mode, "KiB", Some(per)))
+}
+
+/// Idle RSS by mapping (`/proc/PID/smaps`): which MiB are the program's, the libraries',
+/// the heap's.
+fn resident_rows(resident: Option<crate::resident::Resident>) -> Vec<Row> {
+    let mib = |pick: fn(&crate::resident::Resident) -> u64| {
+        resident.as_ref().map(|r| pick(r) as f64 / 1024.0)
+    };
+    vec![
+        memory_row(
+            "  by mapping: the program's code",
+            "MiB",
+            mib(|r| r.own_code),
+        ),
+        memory_row(
+            "  by mapping: the program's constants and data",
+            "MiB",
+            mib(|r| r.own_data),
+        ),
+        memory_row(
+            "  by mapping: shared libraries",
+            "MiB",
+            mib(|r| r.libraries),
+        ),
+        memory_row(
+            "  by mapping: heap, stacks, anonymous",
+            "MiB",
+            mib(|r| r.anonymous),
+        ),
+    ]
 }
 
 fn memory_row(mode: &str, unit: &str, proxy: Option<f64>) -> Row {

@@ -67,6 +67,8 @@ pub fn exporter(args: &ExporterArgs) -> Result<(), Failed> {
             "diagproxy exporter listening on http://{bound}/probe?target=HOST (modules: {}); Ctrl-C ends it",
             module_names(&modules)
         );
+        // Start-up is over: its code need not stay mapped (see `resident`).
+        crate::resident::release_startup_pages();
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };

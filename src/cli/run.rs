@@ -53,7 +53,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
     let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let banner = |ready: &crate::proxy::Ready| {
         let _ = reloader.set(ready.reloader.clone());
-        stderr::get().say(banner(ready, json))
+        stderr::get().say(banner(ready, json));
+        // Start-up is over: its code need not stay mapped (see `resident`).
+        crate::resident::release_startup_pages();
     };
     let outcome = crate::proxy::run_announced(listener, config, signals, banner).await?;
     write_reports(outcome.dir.clone()).await;

@@ -230,7 +230,6 @@ fn title(source: &str, markup: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
