@@ -253,12 +253,19 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
         "exporter: idle memory (RSS)",
         "import of a 8 MiB NetLog: speed",
         "import of a 8 MiB NetLog: peak memory",
+        "events dropped by the recorder",
     ] {
         assert!(
             modes.iter().any(|m| m.starts_with(expected)),
             "{expected} missing from {modes:?}"
         );
     }
+    // Every request the bench made was recorded: the rates were not bought by losing events.
+    let dropped = rows
+        .iter()
+        .find(|r| r["mode"] == "events dropped by the recorder")
+        .and_then(|r| r["proxy"].as_f64());
+    assert_eq!(dropped, Some(0.0), "{report}");
     for row in rows {
         let proxy = row["proxy"]
             .as_f64()
@@ -311,6 +318,7 @@ fn bench_only_runs_the_groups_asked_for() {
             "  by mapping: shared libraries",
             "  by mapping: heap, stacks, anonymous",
             "memory per idle tunnel (10 open)",
+            "events dropped by the recorder",
         ]
     );
 

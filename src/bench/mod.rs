@@ -164,17 +164,19 @@ async fn run_pinned(options: Options, cores: Option<Cores>) -> Result<Report, St
         ),
     };
     let result = measure(&world, Proxy { addr: proxy, pid }, &options).await;
-    if let Some(child) = child.as_mut() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    let dropped = match child.as_mut() {
+        Some(child) => Some(end_session(child, &world.dir.path().join("session"))),
+        None => None,
+    };
     progress_done();
+    let mut rows = result?;
+    rows.extend(dropped.map(|d| memory_row("events dropped by the recorder", "events", d)));
     Ok(Report {
         proxy: name,
         duration_s: options.duration.as_secs_f64(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         pinning,
-        rows: result?,
+        rows,
     })
 }
 
@@ -672,6 +674,31 @@ async fn tunnel_memory(origin: SocketAddr, via: Via, pid: u32, n: usize) -> Resu
     let per = after.saturating_sub(before) as f64 / n as f64;
     let mode = format!("memory per idle tunnel ({n} open)");
     Ok(memory_row(&mode, "KiB", Some(per)))
+}
+
+/// How long our proxy may take to write its summary after the bench's Ctrl-C (its `--grace`
+/// is 1 s); past it, it is killed and the dropped events are not known.
+const SESSION_END: Duration = Duration::from_secs(10);
+
+/// Ends our proxy's session as Ctrl-C does and reads from its `summary.json` how many
+/// events its recorder dropped over the whole bench (`None` when that cannot be read): a
+/// rate bought by losing events would show here.
+fn end_session(child: &mut std::process::Child, session: &std::path::Path) -> Option<f64> {
+    let pid = libc::pid_t::try_from(child.id()).ok()?;
+    // SAFETY: signals our own child, which has not been waited for, so the pid is still its.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + SESSION_END;
+    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    let text = std::fs::read_to_string(session.join("summary.json")).ok()?;
+    let summary: serde_json::Value = serde_json::from_str(&text).ok()?;
+    summary["session"]["events_dropped"].as_f64()
 }
 
 /// Idle RSS by mapping (`/proc/PID/smaps`): which MiB are the program's, the libraries',
