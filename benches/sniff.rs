@@ -1,7 +1,7 @@
 //! ClientHello parsing: what every tunnel pays to learn its SNI and ALPN.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use diagproxy::sniff::{client_hello, example_hello};
+use diagproxy::tls::sniff::{client_hello, example_hello};
 
 fn sniff(c: &mut Criterion) {
     let hello = example_hello(Some("files.oaiusercontent.com"), &["h2", "http/1.1"]);

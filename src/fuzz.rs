@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use crate::inspect::detect::{answer_findings, tunnel_findings, Answer, TunnelSight};
 use crate::profile::Profile;
 use crate::session::redact;
-use crate::sniff;
 use crate::text;
+use crate::tls::sniff;
 use crate::upstream::HostPort;
 
 fn profile() -> &'static Profile {

@@ -16,11 +16,11 @@
 //!   dialling and CONNECT through the corporate proxy, the idle pool).
 //! - [`proxy`]: the downstream side. [`proxy::run`] (the accept loop), then per connection
 //!   the lean HTTP/1.1 path (`h1`), which hands what it does not do to `service` (hyper):
-//!   `connect` (tunnel or intercept), `forward`, `pages` and `live` (the live page);
-//!   `answer` explains failures.
-//! - [`sniff`]: the ClientHello's SNI and ALPN, parsed from a tunnel's first bytes (pure).
+//!   `connect/` (what a CONNECT becomes: tunnel or intercept), `forward`, `pages/` (the
+//!   proxy's own pages, the live page, and the answers it gives in its own name).
 //! - [`tls`]: trust stores, the verdict on a presented chain (pure), the side handshake, the
-//!   CA and the leaf minter.
+//!   CA, the leaf minter, and `sniff` (the ClientHello's SNI and ALPN from a tunnel's first
+//!   bytes, pure).
 //! - [`inspect`]: all diagnosis, pure: findings, detectors, the verdict, reproduce commands.
 //! - [`session`]: the events, the single writer of the session folder, the summary (a fold
 //!   that calls `inspect`), the live log, the feed of events for the live page.
@@ -62,7 +62,6 @@ pub mod report;
 pub mod resident;
 pub mod session;
 pub mod shutdown;
-pub mod sniff;
 pub mod text;
 pub mod tls;
 pub mod upstream;

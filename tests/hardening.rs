@@ -102,7 +102,7 @@ async fn an_sni_that_is_not_a_dns_name_is_not_recorded_as_one() {
     let (mut stream, head) = raw_connect(proxy.addr, &echo.to_string(), "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let evil = "evil\x1b]0;PWNED\x07.com";
-    let hello = diagproxy::sniff::example_hello(Some(evil), &["h2"]);
+    let hello = diagproxy::tls::sniff::example_hello(Some(evil), &["h2"]);
     stream.write_all(&hello).await.unwrap();
     let _ = stream.shutdown().await;
     let tunnels = proxy.wait_events("tunnel", 1).await;

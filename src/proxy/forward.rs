@@ -16,7 +16,8 @@ use hyper_util::rt::TokioIo;
 use super::body::{Body, Counted};
 use super::exchange::{self, Asked};
 use super::hop::strip_hop_by_hop;
-use super::{answer, OpenGuard, Shared};
+use super::pages::answer;
+use super::{OpenGuard, Shared};
 use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
 use crate::session::event::{Downstream, RequestEvent};
@@ -118,7 +119,10 @@ fn target(
     let host = crate::upstream::addr::unbracket(authority.host()).to_string();
     let port = authority.port_u16().unwrap_or(80);
     if !crate::text::is_host(&host) {
-        return Err((StatusCode::BAD_REQUEST, super::answer::not_a_host(&host)));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            crate::proxy::pages::answer::not_a_host(&host),
+        ));
     }
     if state.is_self(&host, port) {
         let reason = format!("{url} is this proxy itself; refusing to loop");

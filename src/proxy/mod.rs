@@ -4,14 +4,22 @@
 //! accept ─► h1 (one task per downstream connection)
 //!   ├─ simple plain-HTTP request ─────► forwarded by h1 itself ─► dial ─► origin
 //!   └─ anything else ─► service (hyper, for the rest of the connection)
-//!        ├─ request for the proxy itself ─► pages (status, summary.json, proxy.pac)
+//!        ├─ request for the proxy itself ─► pages/ (live page, summary.json, proxy.pac)
 //!        ├─ absolute-form request ───────► forward ─► pool ─► origin / corporate proxy
-//!        └─ CONNECT ─────────────────────► tunnel  ─► dial ─► origin / corporate proxy
-//!                                             └─ relay (copy; splice(2) for bulk)
-//! every step ─► session::Event ─► the recorder (events.jsonl, summary, live log)
+//!        └─ CONNECT ─────────────────────► connect/
+//!             ├─ not intercepted ─► tunnel ─► dial ─► origin / corporate proxy
+//!             │                       └─ relay (copy; splice(2) for bulk)
+//!             └─ intercepted ────► intercept (TLS both ways) ─► h1 or hyper inside
+//!                                    └─ origin (diagproxy's own TLS, chains judged)
+//! every request ─► exchange (its answer streamed, kept, judged) ─► session::Event
+//!   ─► the recorder (events.jsonl, summary, live log)
 //! ```
+//!
+//! Folders by what a connection becomes: `h1/` (the lean HTTP/1.1 path), `connect/` (a
+//! CONNECT: tunnel or interception, and the relays under them), `pages/` (the proxy's own
+//! pages and the answers it gives in its own name). Beside them what every path shares:
+//! `exchange`, `body`, `hop`, `limits`, `in_flight`, and this file's `State`.
 
-mod answer;
 mod body;
 mod connect;
 mod exchange;
@@ -19,16 +27,9 @@ mod forward;
 mod h1;
 mod hop;
 mod in_flight;
-mod intercept;
 mod limits;
-mod live;
-mod origin;
 mod pages;
-mod relay;
 mod service;
-mod trust;
-mod tunnel;
-mod zerocopy;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -78,7 +79,7 @@ pub struct State {
     pub minter: Option<Arc<Minter>>,
     /// Whether clients refuse our certificate, per host:port, and which are tunnelled
     /// untouched since one did.
-    pub trust: trust::ClientTrust,
+    pub trust: connect::trust::ClientTrust,
     /// The last verdict per (host, port), keyed by the leaf it judged, so a new upstream
     /// connection presenting the same leaf is not judged again.
     pub verdicts: Mutex<VerdictCache>,
@@ -393,7 +394,7 @@ fn start(listen: SocketAddr, config: Config) -> Result<(Shared, ShutdownControll
         open: AtomicUsize::new(0),
         tls_checked: Mutex::default(),
         minter,
-        trust: trust::ClientTrust::default(),
+        trust: connect::trust::ClientTrust::default(),
         verdicts: Mutex::default(),
         limits: limits::Limits::new(config_max),
         in_flight: Default::default(),

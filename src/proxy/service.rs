@@ -17,7 +17,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::Body;
-use super::{answer, connect, forward, pages, Shared};
+use super::pages::answer;
+use super::{connect, forward, pages, Shared};
 use crate::session::event::Downstream;
 use crate::shutdown::Shutdown;
 

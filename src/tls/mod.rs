@@ -1,6 +1,7 @@
 //! TLS: the trust stores a chain is judged against (`roots`), the verdict on a presented
 //! chain (`chain`, pure), and the side handshake that learns the chain a tunnelled host
-//! presents (`probe`), and the key log every TLS config writes to when asked (`keylog`).
+//! presents (`probe`), the key log every TLS config writes to when asked (`keylog`), and the
+//! ClientHello's SNI and ALPN read from a tunnel's first bytes (`sniff`, pure).
 
 pub mod ca;
 pub mod chain;
@@ -9,6 +10,7 @@ pub mod look;
 pub mod mint;
 pub mod probe;
 pub mod roots;
+pub mod sniff;
 
 use std::sync::{Arc, Once};
 

@@ -15,10 +15,10 @@ use super::head::{parse_request, HeadEnd, Parse, RequestHead, ResponseHead};
 use super::wire::{self, relay_body, write_response, Cut, Upstream};
 use crate::clock::ms;
 use crate::failure::{Failure, FailureKind, Side};
-use crate::proxy::answer;
 use crate::proxy::body::Received;
+use crate::proxy::connect::origin::{Ctx, SendError};
 use crate::proxy::exchange::{self, header_string, Answered, Asked};
-use crate::proxy::origin::{Ctx, SendError};
+use crate::proxy::pages::answer;
 use crate::proxy::{OpenGuard, Shared};
 use crate::session::event::{Downstream, RequestEvent};
 use crate::shutdown::Shutdown;
@@ -200,9 +200,13 @@ impl<D: AsyncRead + AsyncWrite + Unpin + 'static> Conn<D> {
     ) -> After {
         let (state, started, up) = (&self.state, asked.started, &asked.bytes_up);
         let response = match &self.route {
-            Route::Forward { .. } => {
-                crate::proxy::answer::request_failed(state, event, error.failure, started, up)
-            }
+            Route::Forward { .. } => crate::proxy::pages::answer::request_failed(
+                state,
+                event,
+                error.failure,
+                started,
+                up,
+            ),
             Route::Intercept(ctx) => {
                 let wants_html = answer::wants_html(asked.accept.as_deref());
                 answer::intercepted_failure(ctx, event, error, started, up, wants_html)

@@ -11,8 +11,8 @@ use hyper::header::{
 use hyper::{Method, Uri};
 
 use super::framing::{Chunks, Framing};
+use crate::proxy::connect::origin::Origin;
 use crate::proxy::hop::{named_in_connection, HOP_BY_HOP};
-use crate::proxy::origin::Origin;
 
 /// A head longer than this goes to hyper, which answers 431.
 const MAX_HEAD: usize = 64 * 1024;

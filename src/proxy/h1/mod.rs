@@ -31,8 +31,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::origin::Ctx;
 use super::Shared;
+use crate::proxy::connect::origin::Ctx;
 use crate::shutdown::Shutdown;
 use crate::upstream::dial::Prefixed;
 use conn::{Conn, Route};

@@ -15,7 +15,7 @@ use super::framing::Framing;
 use super::head::{parse_response, push_line, HeadEnd, RequestHead, ResponseHead};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::proxy::body::{Body, Received};
-use crate::proxy::zerocopy::Broke;
+use crate::proxy::connect::zerocopy::Broke;
 use crate::upstream::dial::Io;
 
 /// Room made in a read buffer before each read.
@@ -271,7 +271,7 @@ async fn splice_rest(
     to: &TcpStream,
     left: u64,
 ) -> Option<Result<u64, (u64, Cut)>> {
-    let mut pipe = crate::proxy::zerocopy::Pipe::new().ok()?;
+    let mut pipe = crate::proxy::connect::zerocopy::Pipe::new().ok()?;
     let mut moved = 0;
     while moved < left {
         let max = usize::try_from(left - moved).unwrap_or(usize::MAX);

@@ -18,8 +18,8 @@ use hyper::{Request, Response, StatusCode};
 use tokio::sync::{broadcast, mpsc};
 
 use super::answer::plain;
-use super::body::{full, Body, Channel};
-use super::Shared;
+use crate::proxy::body::{full, Body, Channel};
+use crate::proxy::Shared;
 use crate::report::esc;
 use crate::session::event::{Event, KeptBody};
 use crate::session::feed::{Item, Subscription};
@@ -37,8 +37,8 @@ const CHUNK: usize = 64 * 1024;
 /// memory.
 const MAX_LIVE_DOWNLOAD: u64 = 64 << 20;
 
-const SCRIPT: &str = include_str!("../../assets/live.js");
-const STYLE: &str = include_str!("../../assets/live.css");
+const SCRIPT: &str = include_str!("../../../assets/live.js");
+const STYLE: &str = include_str!("../../../assets/live.css");
 /// Only the page's own script and style; no inline script, no other origin, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
@@ -362,7 +362,7 @@ fn secured(body: Body, content_type: &'static str) -> Response<Body> {
 }
 
 /// Where the live page's "intercept again" buttons post (`pages` serves it).
-pub(super) const REENABLE: &str = "/passthrough/reenable";
+pub(in crate::proxy) const REENABLE: &str = "/passthrough/reenable";
 
 /// The passed-through host:port pairs, each with a button that intercepts it again.
 fn passthrough_html(state: &Shared) -> String {

@@ -20,13 +20,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::body::{empty, Body, Counted};
-use super::exchange::{self, Asked};
-use super::hop::strip_hop_by_hop;
 use super::origin::{Ctx, Origin};
-use super::{answer, OpenGuard, Shared};
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
+use crate::proxy::body::{empty, Body, Counted};
+use crate::proxy::exchange::{self, Asked};
+use crate::proxy::hop::strip_hop_by_hop;
+use crate::proxy::pages::answer;
+use crate::proxy::{OpenGuard, Shared};
 use crate::session::event::{
     ClientRejectedEvent, Downstream, Event, Payload, RequestEvent, Timings, TunnelEnd, TunnelEvent,
     TunnelMode,
@@ -270,7 +271,9 @@ where
     if h2 {
         serve(tls, ctx.clone(), shutdown).await;
     } else {
-        if let Some(rest) = super::h1::serve_intercepted(tls, ctx.clone(), &mut shutdown).await {
+        if let Some(rest) =
+            crate::proxy::h1::serve_intercepted(tls, ctx.clone(), &mut shutdown).await
+        {
             serve(rest, ctx.clone(), shutdown).await;
         }
     }
@@ -616,7 +619,7 @@ trait IntoBody {
 
 impl IntoBody for Incoming {
     fn boxed_unsync_to_box(self) -> Body {
-        self.map_err(|e| Box::new(e) as super::body::BoxError)
+        self.map_err(|e| Box::new(e) as crate::proxy::body::BoxError)
             .boxed()
     }
 }

@@ -1,11 +1,26 @@
 //! A CONNECT, before anything is dialled: its target parsed, a loop to this proxy refused,
 //! and the choice between a byte tunnel and interception.
+//!
+//! What a CONNECT becomes lives in this folder:
+//! - [`tunnel`]: bytes relayed unchanged (the ClientHello read as it passes);
+//! - [`intercept`]: TLS accepted with a minted leaf, each request inside sent on and
+//!   recorded, over [`origin`]'s connections to the origin (its chains judged);
+//! - [`trust`]: whether a client refuses diagproxy's certificate;
+//! - [`relay`]: both-ways byte relaying with half-close, over [`zerocopy`]'s `splice(2)`.
+
+pub(super) mod intercept;
+pub(super) mod origin;
+pub(super) mod relay;
+pub(super) mod trust;
+pub(super) mod tunnel;
+pub(super) mod zerocopy;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::body::Body;
-use super::{answer, intercept, tunnel, Shared};
+use crate::proxy::body::Body;
+use crate::proxy::pages::answer;
+use crate::proxy::Shared;
 use crate::session::event::Downstream;
 use crate::shutdown::Shutdown;
 use crate::upstream::addr::unbracket;
@@ -31,7 +46,7 @@ pub async fn connect(
         return answer::refuse(&state, downstream, "CONNECT", &target, status, &reason);
     };
     if !crate::text::is_host(&host) {
-        let reason = super::answer::not_a_host(&host);
+        let reason = crate::proxy::pages::answer::not_a_host(&host);
         let status = StatusCode::BAD_REQUEST;
         return answer::refuse(&state, downstream, "CONNECT", &target, status, &reason);
     }

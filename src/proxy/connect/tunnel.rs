@@ -10,17 +10,19 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::body::{empty, Body};
-use super::{answer, relay, OpenGuard, Shared};
+use super::relay;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, TunnelSight};
+use crate::proxy::body::{empty, Body};
+use crate::proxy::pages::answer;
+use crate::proxy::{OpenGuard, Shared};
 use crate::session::event::{
     ChainSource, Downstream, Event, Payload, Timings, TlsCheckEvent, TunnelEnd, TunnelEvent,
     TunnelMode,
 };
 use crate::shutdown::Shutdown;
-use crate::sniff::{self, Sniff};
+use crate::tls::sniff::{self, Sniff};
 use crate::tls::{chain, probe};
 use crate::upstream::dial::{self, Stream};
 use crate::upstream::route::Taken;

@@ -7,13 +7,13 @@ use std::time::{Instant, SystemTime};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use super::body::{full, Body};
-use super::origin::{Ctx, SendError};
-use super::Shared;
 use crate::clock::{self, ms};
 use crate::failure::Failure;
 use crate::inspect::explain::finding_for;
 use crate::profile::Profile;
+use crate::proxy::body::{full, Body};
+use crate::proxy::connect::origin::{Ctx, SendError};
+use crate::proxy::Shared;
 use crate::session::event::{Downstream, Event, RefusedEvent, RequestEvent};
 use crate::tls::chain::TlsVerdict;
 use crate::upstream::addr::join as host_port;
@@ -169,7 +169,7 @@ pub fn plain(status: StatusCode, text: String) -> Response<Body> {
 }
 /// Answers a request that failed before its answer came, and records it with the
 /// findings its failure shows.
-pub(super) fn request_failed(
+pub(in crate::proxy) fn request_failed(
     state: &Shared,
     mut event: RequestEvent,
     failure: Failure,

@@ -1,16 +1,21 @@
 //! The proxy's own pages, for requests addressed to it directly: `/` and what it uses (the
 //! live page, in `live`), `/summary.json` (the live summary), `/proxy.pac` (routes the
 //! profile's hosts through this proxy) and `/ca.pem`. Every page first checks `Host`.
+//! [`answer`] holds the answers diagproxy gives in its own name on every path (the 502/504
+//! that explain a failure, the 400/407/508 refusals).
+
+pub(super) mod answer;
+pub(super) mod live;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE};
 use hyper::{Request, Response, StatusCode};
 
-use super::answer::plain;
-use super::body::{full, Body};
-use super::live::{self, REENABLE};
-use super::Shared;
+use self::answer::plain;
+use self::live::REENABLE;
 use crate::profile::Profile;
+use crate::proxy::body::{full, Body};
+use crate::proxy::Shared;
 use crate::shutdown::Shutdown;
 use crate::upstream::addr::join as host_port;
 

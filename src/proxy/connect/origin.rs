@@ -14,13 +14,13 @@ use hyper::{Request, Response, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{ServerName, UnixTime};
 
-use super::body::Body;
-use super::exchange;
-use super::Shared;
 use crate::clock::{self, ms};
 use crate::failure::{Failure, FailureKind, Side};
 use crate::inspect::detect::{self, TunnelSight};
 use crate::inspect::explain;
+use crate::proxy::body::Body;
+use crate::proxy::exchange;
+use crate::proxy::Shared;
 use crate::session::event::{ChainSource, Downstream, Event, RequestEvent, TlsCheckEvent};
 use crate::tls::chain::{self, TlsVerdict, Verdict};
 use crate::tls::probe;
