@@ -456,6 +456,40 @@ mod tests {
         );
     }
 
+    /// The heap is bounded: a script that builds a string larger than [`MEMORY_LIMIT`] gets
+    /// an exception (a `pac_error`), not the machine's memory; the same script under the
+    /// limit answers.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_scripts_heap_is_bounded() {
+        let jobs = script(
+            "function FindProxyForURL(u, h) { var s = 'x'.repeat(h == 'big' ? 96 << 20 : 1 << 20); \
+             return s.length > 0 ? 'DIRECT' : ''; }",
+        )
+        .await
+        .unwrap();
+        let e = find(&jobs, "https://big/", "big").await.unwrap_err();
+        assert!(e.0.contains("memory"), "{e}");
+        assert_eq!(
+            find(&jobs, "https://small/", "small").await.unwrap().result,
+            "DIRECT"
+        );
+    }
+
+    /// An answer of exactly [`MAX_ANSWER`] bytes is read; one byte more is an error.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn answers_longer_than_the_limit_are_refused() {
+        let jobs = script(&format!(
+            "function FindProxyForURL(u, h) {{ return 'D'.repeat(h == 'long' ? {} : {MAX_ANSWER}); }}",
+            MAX_ANSWER + 1
+        ))
+        .await
+        .unwrap();
+        let ok = find(&jobs, "https://x/", "x").await.unwrap();
+        assert_eq!(ok.result.len(), MAX_ANSWER);
+        let e = find(&jobs, "https://long/", "long").await.unwrap_err();
+        assert!(e.0.contains("answered 4097 bytes"), "{e}");
+    }
+
     #[test]
     fn my_address_is_never_loopback_when_another_exists() {
         let mine = my_addresses(true);

@@ -105,3 +105,31 @@ impl Pac {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error is shown as its sentence (it becomes a `pac_error` finding's detail), and a
+    /// running script as where it came from (never its text, which may be long).
+    #[test]
+    fn errors_read_as_their_sentence_and_a_script_as_its_source() {
+        assert_eq!(
+            PacError("no FindProxyForURL".into()).to_string(),
+            "no FindProxyForURL"
+        );
+        let (jobs, _queue) = mpsc::channel(1);
+        let file = PacFile {
+            url: "http://wpad/wpad.dat".into(),
+            status: Some(200),
+            content_type: None,
+            size: 3,
+            sha256: String::new(),
+            text: Some("x;\n".into()),
+        };
+        assert_eq!(
+            format!("{:?}", Pac::new(jobs, file)),
+            "Pac(http://wpad/wpad.dat)"
+        );
+    }
+}
