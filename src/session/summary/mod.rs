@@ -1,5 +1,6 @@
 //! Folds events into the per-host summary (`summary.json`, the live page, the exit table).
-//! Pure: no I/O, so every rule here is unit-tested.
+//! Pure: no I/O, so every rule here is unit-tested (`tests.rs`); `doc.rs` writes the fold out
+//! as the `summary.json` document and its one-sentence verdict.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
