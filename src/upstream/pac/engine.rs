@@ -287,22 +287,28 @@ impl Dns {
 /// address of the interface that routes to the internet — never loopback or link-local
 /// where another exists — then the other interfaces' addresses, IPv4 first.
 pub fn my_addresses(loopback_only: bool) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    if !loopback_only {
-        // A UDP "connect" sends nothing; it only asks the kernel which source address
-        // the route to a public address would use.
-        let routed = std::net::UdpSocket::bind("0.0.0.0:0")
-            .and_then(|s| s.connect("8.8.8.8:53").map(|()| s))
-            .and_then(|s| s.local_addr());
-        if let Ok(addr) = routed {
-            out.push(addr.ip());
-        }
-    }
-    let mut others: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i.ip())
-        .collect();
+    // A UDP "connect" sends nothing; it only asks the kernel which source address the
+    // route to a public address would use.
+    let routed = (!loopback_only)
+        .then(|| {
+            std::net::UdpSocket::bind("0.0.0.0:0")
+                .and_then(|s| s.connect("8.8.8.8:53").map(|()| s))
+                .and_then(|s| s.local_addr())
+                .ok()
+        })
+        .flatten();
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    chosen_addresses(
+        routed.map(|a| a.ip()),
+        interfaces.into_iter().map(|i| i.ip()).collect(),
+    )
+}
+
+/// [`my_addresses`]' rule on what the machine said: the routed address first, then the
+/// interfaces' (IPv4 first), each once, without loopback, unspecified or link-local ones;
+/// 127.0.0.1 when nothing else is left.
+fn chosen_addresses(routed: Option<IpAddr>, mut others: Vec<IpAddr>) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = routed.into_iter().collect();
     others.sort_by_key(|ip| !ip.is_ipv4());
     out.extend(others);
     let usable = |ip: &IpAddr| !ip.is_loopback() && !ip.is_unspecified() && !link_local(ip);
@@ -488,6 +494,73 @@ mod tests {
         assert_eq!(ok.result.len(), MAX_ANSWER);
         let e = find(&jobs, "https://long/", "long").await.unwrap_err();
         assert!(e.0.contains("answered 4097 bytes"), "{e}");
+    }
+
+    #[test]
+    fn my_address_is_the_routed_one_then_the_usable_interfaces_ipv4_first() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let interfaces = [
+            "127.0.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::2",
+            "192.0.2.2",
+            "0.0.0.0",
+            "10.0.0.5",
+            "169.254.1.1",
+            "fd00::2",
+        ];
+        let chosen = chosen_addresses(Some(ip("192.0.2.2")), interfaces.map(ip).to_vec());
+        assert_eq!(chosen, ["192.0.2.2", "10.0.0.5", "fd00::2"].map(ip));
+        let chosen = chosen_addresses(None, ["fd00::2", "10.0.0.5"].map(ip).to_vec());
+        assert_eq!(chosen, ["10.0.0.5", "fd00::2"].map(ip), "IPv4 first");
+        let only_local = ["127.0.0.1", "::1", "fe80::1", "169.254.9.9"]
+            .map(ip)
+            .to_vec();
+        assert_eq!(chosen_addresses(None, only_local), [ip("127.0.0.1")]);
+    }
+
+    /// `dnsResolve` asks once per name a minute: a pin changed meanwhile is not seen until
+    /// the entry is older than [`DNS_TTL`]; the cache never holds more than [`DNS_CACHE`].
+    #[test]
+    fn the_scripts_dns_answers_are_remembered_for_a_minute_and_bounded() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let config = crate::cli::config::for_tests(&["--resolve", "a.test:443:10.0.0.1"]).unwrap();
+        let dns = Dns::new(config, runtime.handle().clone());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(dns.lookup("A.test."), [ip("10.0.0.1")]);
+        assert_eq!(
+            dns.lookup("127.0.0.1"),
+            [ip("127.0.0.1")],
+            "what the resolver says"
+        );
+        let repin = |dns: &Dns, to: &str| {
+            let mut config = crate::cli::config::for_tests(&["--resolve", to]).unwrap();
+            config.loopback_only = true;
+            Dns {
+                config,
+                handle: dns.handle.clone(),
+                cache: RefCell::new(dns.cache.take()),
+            }
+        };
+        let dns = repin(&dns, "a.test:443:10.0.0.2");
+        assert_eq!(dns.lookup("a.test"), [ip("10.0.0.1")], "remembered");
+        let old = Instant::now() - DNS_TTL - Duration::from_secs(1);
+        dns.cache.borrow_mut().get_mut("a.test").unwrap().0 = old;
+        assert_eq!(
+            dns.lookup("a.test"),
+            [ip("10.0.0.2")],
+            "asked again after a minute"
+        );
+        // Distinct loopback literals: no name is sent to a DNS server.
+        for i in 0..DNS_CACHE + 10 {
+            dns.lookup(&format!("127.0.{}.{}", i / 250, i % 250 + 1));
+            assert!(dns.cache.borrow().len() <= DNS_CACHE);
+        }
+        assert!(
+            dns.cache.borrow().len() < 20,
+            "a full cache starts again empty"
+        );
     }
 
     #[test]
