@@ -136,3 +136,58 @@ async fn get(rest: &str, config: &Config) -> Result<(Bytes, Option<u16>, Option<
         .map_err(|e| format!("reading the body: {e} (at most {} KiB)", MAX_SIZE >> 10))?;
     Ok((body.to_bytes(), Some(status), content_type))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback server that answers one request with `answer`; its PAC URL.
+    async fn serve_once(answer: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/proxy.pac", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head).await;
+            let _ = stream.write_all(answer.as_bytes()).await;
+        });
+        url
+    }
+
+    fn answer(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/x-ns-proxy-autoconfig\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn a_pac_url_is_read_on_200_and_any_other_status_is_an_error_that_describes_it() {
+        let mut config = crate::cli::config::for_tests(&[]).unwrap();
+        config.loopback_only = true;
+        let script = "function FindProxyForURL(u, h) { return 'DIRECT'; }";
+        let url = serve_once(answer("200 OK", script)).await;
+        let (text, file) = fetch(&url, &config).await.unwrap();
+        assert_eq!(
+            (text.as_str(), file.status, file.size),
+            (script, Some(200), script.len())
+        );
+        let url = serve_once(answer("404 Not Found", "no")).await;
+        let (e, file) = fetch(&url, &config).await.unwrap_err();
+        assert!(e.0.contains("the server answered 404"), "{e}");
+        assert_eq!(file.map(|f| f.status), Some(Some(404)));
+    }
+
+    #[test]
+    fn a_pac_file_is_read_up_to_its_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.pac");
+        std::fs::write(&path, vec![b'/'; MAX_SIZE]).unwrap();
+        assert_eq!(read_file(path.to_str().unwrap()).unwrap().len(), MAX_SIZE);
+        std::fs::write(&path, vec![b'/'; MAX_SIZE + 1]).unwrap();
+        let e = read_file(path.to_str().unwrap()).unwrap_err();
+        assert_eq!(e, "larger than 1024 KiB");
+    }
+}
