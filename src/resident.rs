@@ -42,19 +42,8 @@ impl Resident {
     /// Sums each mapping's `Rss:` by what the mapping is; `exe` is the program's path.
     pub fn parse(smaps: &str, exe: &str) -> Resident {
         let mut resident = Resident::default();
-        let mut kind = Kind::Anonymous;
-        for line in smaps.lines() {
-            let mut fields = line.split_whitespace();
-            let Some(first) = fields.next() else { continue };
-            if !first.ends_with(':') {
-                kind = Kind::of_mapping(line, exe);
-                continue;
-            }
-            if first != "Rss:" {
-                continue;
-            }
-            let kib: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            *resident.slot(kind) += kib;
+        for mapping in mappings(smaps) {
+            *resident.slot(Kind::of(&mapping, exe)) += mapping.rss_kib.unwrap_or(0);
         }
         resident
     }
@@ -110,36 +99,58 @@ fn advise_dont_need(_: &Range<usize>) -> bool {
 /// The address ranges of the mappings of `exe` that are private, not writable, and hold no
 /// page of their own (`Anonymous: 0 kB`).
 pub fn clean_own_mappings(smaps: &str, exe: &str) -> Vec<Range<usize>> {
-    let mut clean = Vec::new();
-    let mut current: Option<Range<usize>> = None;
-    let mut anonymous_kib: Option<u64> = None;
+    mappings(smaps)
+        .filter(|m| m.path == exe && !m.perms.contains('w') && m.perms.ends_with('p'))
+        .filter(|m| m.anonymous_kib == Some(0))
+        .filter_map(|m| m.range)
+        .collect()
+}
+
+/// One mapping of `/proc/PID/smaps`: its header line (`start-end perms offset dev inode
+/// [path]`) and the figures under it this module reads.
+#[derive(Debug, Default)]
+struct Mapping<'a> {
+    range: Option<Range<usize>>,
+    perms: &'a str,
+    /// The file mapped; empty or `[heap]`-like for anonymous memory.
+    path: &'a str,
+    rss_kib: Option<u64>,
+    anonymous_kib: Option<u64>,
+}
+
+/// The mappings of an smaps text, in order; lines it does not know are skipped.
+fn mappings(smaps: &str) -> impl Iterator<Item = Mapping<'_>> {
+    let mut all: Vec<Mapping<'_>> = Vec::new();
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         let Some(first) = fields.next() else { continue };
-        if !first.ends_with(':') {
-            clean.extend(current.take().filter(|_| anonymous_kib == Some(0)));
-            anonymous_kib = None;
-            current = own_read_only(line, exe);
-        } else if first == "Anonymous:" {
-            anonymous_kib = fields.next().and_then(|v| v.parse().ok());
+        let mut value = || fields.next().and_then(|v| v.parse().ok());
+        match (first.ends_with(':'), all.last_mut()) {
+            (false, _) => all.push(Mapping::of_header(line)),
+            (true, Some(m)) if first == "Rss:" => m.rss_kib = value(),
+            (true, Some(m)) if first == "Anonymous:" => m.anonymous_kib = value(),
+            _ => {}
         }
     }
-    clean.extend(current.filter(|_| anonymous_kib == Some(0)));
-    clean
+    all.into_iter()
 }
 
-/// The range of a mapping's header line when it maps `exe` private and not writable.
-fn own_read_only(header: &str, exe: &str) -> Option<Range<usize>> {
-    let fields: Vec<&str> = header.splitn(6, ' ').collect();
-    let (range, perms) = (fields.first()?, fields.get(1)?);
-    let path = fields.get(5).map_or("", |p| p.trim());
-    if path != exe || perms.contains('w') || !perms.ends_with('p') {
-        return None;
+impl<'a> Mapping<'a> {
+    fn of_header(header: &'a str) -> Mapping<'a> {
+        let fields: Vec<&str> = header.splitn(6, ' ').collect();
+        let range = fields.first().and_then(|r| {
+            let (start, end) = r.split_once('-')?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            let end = usize::from_str_radix(end, 16).ok()?;
+            (start < end).then_some(start..end)
+        });
+        Mapping {
+            range,
+            perms: fields.get(1).copied().unwrap_or(""),
+            path: fields.get(5).map_or("", |p| p.trim()),
+            ..Mapping::default()
+        }
     }
-    let (start, end) = range.split_once('-')?;
-    let start = usize::from_str_radix(start, 16).ok()?;
-    let end = usize::from_str_radix(end, 16).ok()?;
-    (start < end).then_some(start..end)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -151,13 +162,9 @@ enum Kind {
 }
 
 impl Kind {
-    /// A mapping's header line: `start-end perms offset dev inode [path]`.
-    fn of_mapping(header: &str, exe: &str) -> Kind {
-        let fields: Vec<&str> = header.splitn(6, ' ').collect();
-        let perms = fields.get(1).copied().unwrap_or("");
-        let path = fields.get(5).map_or("", |p| p.trim());
-        match path {
-            p if p == exe && perms.contains('x') => Kind::OwnCode,
+    fn of(mapping: &Mapping<'_>, exe: &str) -> Kind {
+        match mapping.path {
+            p if p == exe && mapping.perms.contains('x') => Kind::OwnCode,
             p if p == exe => Kind::OwnData,
             p if p.starts_with('/') => Kind::Library,
             _ => Kind::Anonymous,
