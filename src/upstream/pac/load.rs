@@ -174,6 +174,13 @@ mod tests {
             (text.as_str(), file.status, file.size),
             (script, Some(200), script.len())
         );
+        assert_eq!(
+            file.text.as_deref(),
+            Some(script),
+            "kept for the session's proxy.pac"
+        );
+        let pac_type = file.content_type.as_deref();
+        assert_eq!(pac_type, Some("application/x-ns-proxy-autoconfig"));
         let url = serve_once(answer("404 Not Found", "no")).await;
         let (e, file) = fetch(&url, &config).await.unwrap_err();
         assert!(e.0.contains("the server answered 404"), "{e}");
