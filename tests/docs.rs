@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser};
 
 /// Every command path (`run`, `ca init`, …), in the order `--help` lists them.
 fn commands(command: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
@@ -146,8 +146,6 @@ fn every_command_the_documents_show_parses() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
-
-use clap::Parser;
 
 /// Whether `words` are a path of subcommands (`ca init`) and nothing else.
 fn names_a_command(words: &[String]) -> bool {

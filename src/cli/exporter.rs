@@ -68,7 +68,8 @@ pub fn exporter(args: &ExporterArgs) -> Result<(), Failed> {
             module_names(&modules)
         );
         // Start-up is over: its code need not stay mapped (see `resident`).
-        crate::resident::release_startup_pages();
+        let released = crate::resident::release_startup_pages();
+        tracing::debug!("gave back {} KiB of start-up pages", released >> 10);
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };

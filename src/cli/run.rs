@@ -55,7 +55,8 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
         let _ = reloader.set(ready.reloader.clone());
         stderr::get().say(banner(ready, json));
         // Start-up is over: its code need not stay mapped (see `resident`).
-        crate::resident::release_startup_pages();
+        let released = crate::resident::release_startup_pages();
+        tracing::debug!("gave back {} KiB of start-up pages", released >> 10);
     };
     let outcome = crate::proxy::run_announced(listener, config, signals, banner).await?;
     write_reports(outcome.dir.clone()).await;
