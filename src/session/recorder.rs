@@ -35,6 +35,16 @@ const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 const YIELD_EVERY: usize = 8;
 /// The most events taken off the channel at once.
 const BATCH_MAX: usize = 1024;
+/// Events still waiting after a batch was taken from which the writer is behind: it then
+/// yields every [`YIELD_EVERY_BEHIND`] events instead and does not sleep until the queue is
+/// short again. Without
+/// this, a proxy saturated by keep-alive load (50,000 requests/s on one core) gave the
+/// writer a worker's whole time slice at every yield and dropped a third of the events
+/// (257,538 in `diagproxy bench --only forward`, 2026-12-06).
+const BEHIND: usize = BATCH_MAX;
+/// Events written between two `sched_yield`s while behind: fewer yields, so the writer
+/// catches up, but still some, so requests ready meanwhile do not wait for a whole batch.
+const YIELD_EVERY_BEHIND: usize = 64;
 /// The most events that may wait for the writer. Beyond it (a writer that cannot keep up
 /// for seconds) events are dropped and counted (`summary.session.events_dropped`) instead
 /// of growing memory without bound.
@@ -186,8 +196,16 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut batch = Vec::with_capacity(BATCH_MAX);
         while rx.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
+            // More than a batch still waiting: the traffic outruns the writer, which then
+            // yields less and does not sleep until it has caught up ([`BEHIND`]).
+            let behind = rx.len() >= BEHIND;
+            let every = if behind {
+                YIELD_EVERY_BEHIND
+            } else {
+                YIELD_EVERY
+            };
             for (i, msg) in batch.drain(..).enumerate() {
-                if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                if i % every == every - 1 {
                     std::thread::yield_now();
                 }
                 match msg {
@@ -206,7 +224,9 @@ impl Writer {
             if let Err(e) = self.flush() {
                 tracing::error!("cannot write events.jsonl: {e}");
             }
-            std::thread::sleep(BATCH_WINDOW);
+            if !behind {
+                std::thread::sleep(BATCH_WINDOW);
+            }
         }
     }
 
