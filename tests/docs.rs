@@ -274,7 +274,10 @@ fn words(command: &str) -> Vec<String> {
             }
             (None, '\'' | '"') => (quote, any) = (Some(c), true),
             (Some(q), c) if c == q => quote = None,
-            (_, c) => (word.push(c), any = true).0,
+            (_, c) => {
+                word.push(c);
+                any = true;
+            }
         }
     }
     if any {

@@ -16,10 +16,18 @@ use crate::text;
 pub fn block_page(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
     let page = Page::read(a.body, a.headers);
     let reads_as_block = reads_as_block(&page, &profile.block_rule);
+    // A redirect's target, lower-cased once for every signature to look at.
+    let location = a
+        .header("location")
+        .filter(|_| (300..400).contains(&a.status))
+        .map(str::to_ascii_lowercase);
     let best = profile
         .block_signatures
         .iter()
-        .filter_map(|sig| Some((signature_match(a, &page, sig, reads_as_block)?, sig)))
+        .filter_map(|sig| {
+            let m = signature_match(a, &page, sig, reads_as_block, location.as_deref())?;
+            Some((m, sig))
+        })
         .fold(
             None,
             |best: Option<(Match, &BlockSignature)>, (m, sig)| match best {
@@ -56,26 +64,25 @@ struct Match {
     evidence: String,
 }
 
-/// The strongest way `sig` matches the answer, if any.
+/// The strongest way `sig` matches the answer, if any; `location` is a redirect's target,
+/// lower case.
 fn signature_match(
     a: &Answer<'_>,
     page: &Page,
     sig: &BlockSignature,
     reads_as_block: bool,
+    location: Option<&str>,
 ) -> Option<Match> {
     let status = a.status;
     let found = |strength, evidence: String| Some(Match { strength, evidence });
-    let redirect = (300..400).contains(&status);
-    let location = a
-        .header("location")
-        .filter(|_| redirect)
-        .map(str::to_ascii_lowercase);
-    if let Some(m) = location.as_deref().and_then(|l| {
-        sig.location
+    let target = location.and_then(|l| {
+        let m = sig
+            .location
             .iter()
-            .find(|m| l.contains(&m.to_ascii_lowercase()))
-    }) {
-        let to = location.as_deref().unwrap_or("");
+            .find(|m| l.contains(&m.to_ascii_lowercase()))?;
+        Some((l, m))
+    });
+    if let Some((to, m)) = target {
         return found(
             Strength::Identifies,
             format!("status {status} redirect to {to:?} (matches {m:?})"),
