@@ -73,13 +73,18 @@ impl Feed {
 
     /// Adds one event's JSON line (without its newline); returns its id.
     pub fn publish(&self, json: &str) -> u64 {
+        self.publish_shared(Arc::from(json))
+    }
+
+    /// [`Feed::publish`] of a line already shared (no copy).
+    pub fn publish_shared(&self, json: Arc<str>) -> u64 {
         let mut ring = lock(&self.ring);
         let item = Item {
             id: ring.next,
-            json: Arc::from(json),
+            json,
         };
         ring.next += 1;
-        ring.bytes += json.len();
+        ring.bytes += item.json.len();
         ring.items.push_back(item.clone());
         while ring.items.len() > RING_EVENTS || (ring.bytes > RING_BYTES && ring.items.len() > 1) {
             if let Some(old) = ring.items.pop_front() {

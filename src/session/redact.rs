@@ -1,21 +1,12 @@
 //! Credentials never reach the session files unless the user opts in: header values that
 //! carry them become `REDACTED`. Pure, and shared by every writer of headers.
 
-/// Headers whose whole value is a credential.
-const SECRET_HEADERS: [&str; 7] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "openai-api-key",
-];
-
 pub const REDACTED: &str = "REDACTED";
 
-/// Stems that make a header name's word a credential (`X-Auth-Token`, `X-Goog-Api-Key`,
-/// `Apikey`, `X-Session-Id`, `Proxy-Authorization`).
+/// Stems that make a header name a credential wherever they stand in it
+/// (`Authorization`, `Cookie`, `Set-Cookie`, `X-Auth-Token`, `X-Goog-Api-Key`, `Apikey`,
+/// `OpenAI-Api-Key`, `X-Session-Id`, `Proxy-Authorization`). None holds a `-` or `_`, so
+/// a stem inside the name is inside one of its words.
 const SECRET_WORDS: [&str; 9] = [
     "auth",
     "key",
@@ -31,14 +22,17 @@ const SECRET_WORDS: [&str; 9] = [
 /// Headers whose value is a URL: their query tokens and userinfo are redacted as a URL's.
 const URL_HEADERS: [&str; 4] = ["referer", "location", "content-location", "origin"];
 
-/// Whether a header's value is a credential (by name, word by word).
+/// Whether a header's value is a credential, by its name: a [`SECRET_WORDS`] stem in it,
+/// in any case. Runs for every header of every event, so it scans the name once instead
+/// of searching it for each stem.
 pub fn is_secret_header(name: &str) -> bool {
-    let name = crate::profile::ascii_lowercase(name);
-    let name = name.as_ref();
-    SECRET_HEADERS.contains(&name)
-        || name
-            .split(['-', '_'])
-            .any(|word| SECRET_WORDS.iter().any(|stem| word.contains(stem)))
+    let name = name.as_bytes();
+    (0..name.len()).any(|at| {
+        let rest = &name[at..];
+        SECRET_WORDS.iter().any(|stem| {
+            rest.len() >= stem.len() && rest[..stem.len()].eq_ignore_ascii_case(stem.as_bytes())
+        })
+    })
 }
 
 /// One header as recorded: its value, or `REDACTED` for a credential.
@@ -53,7 +47,11 @@ pub fn value<'a>(
     if is_secret_header(name) {
         return std::borrow::Cow::Borrowed(REDACTED);
     }
-    let text = String::from_utf8_lossy(value.as_bytes());
+    // Nearly every value is visible ASCII, which `to_str` checks faster than a UTF-8 scan.
+    let text = match value.to_str() {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()),
+    };
     if is_url_header(name) {
         return std::borrow::Cow::Owned(url(&text));
     }
@@ -327,6 +325,19 @@ mod tests {
     }
 
     #[test]
+    fn a_value_that_is_not_ascii_is_kept_as_text_and_still_checked() {
+        let latin1 = HeaderValue::from_bytes(b"caf\xe9 ok").unwrap();
+        assert_eq!(value("X-Note", &latin1, false), "caf\u{fffd} ok");
+        let bearer = HeaderValue::from_bytes(b"Bearer \xe9abc").unwrap();
+        assert_eq!(value("X-Forward", &bearer, false), REDACTED);
+        let plain = HeaderValue::from_static("text/html");
+        assert!(matches!(
+            value("Content-Type", &plain, false),
+            std::borrow::Cow::Borrowed("text/html")
+        ));
+    }
+
+    #[test]
     fn urls_and_json_lose_their_secrets() {
         assert_eq!(
             url("https://x/cb?code=abc&state=1&access_token=sk-1#f"),
@@ -347,10 +358,19 @@ mod tests {
             "X-Amz-Credential",
             "Set-Cookie",
             "Proxy-Authorization",
+            "authorization",
+            "cookie",
+            "x-api-key",
+            "OpenAI-Api-Key",
+            "X_JWT",
+            "jwt",
         ] {
             assert!(is_secret_header(secret), "{secret}");
         }
         for plain in [
+            "",
+            "ke",
+            "X-Jw",
             "Content-Type",
             "Keep-Alive",
             "Cache-Control",
