@@ -425,6 +425,56 @@ fn bench_reads_another_proxys_cpu_and_memory_with_proxy_pid() {
     assert!(String::from_utf8_lossy(&alone.stderr).contains("--proxy"));
 }
 
+/// docs/performance.md's first step against another proxy: `bench --proxy URL --origin-root
+/// FILE` with no FILE makes the bench origin's root (certificate and key, `0600`), says what
+/// to do next and measures nothing; run again with the file it keeps it byte for byte (the
+/// other proxy trusts it), and a `--proxy` where nothing listens is said as that flag.
+#[test]
+fn bench_origin_root_is_made_once_for_another_proxy_to_trust() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("origin-root.pem");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let bench = |extra: &[&str]| {
+        common::diagproxy()
+            .args(["bench", "--proxy", &url, "--origin-root"])
+            .arg(&root)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = bench(&[]);
+    assert!(first.status.success(), "{first:?}");
+    let said = String::from_utf8_lossy(&first.stderr);
+    let expected = format!(
+        "wrote the bench origin's root to {}: start the other proxy trusting it for upstream TLS, then run this again",
+        root.display()
+    );
+    assert_eq!(said.trim(), expected);
+    assert!(first.stdout.is_empty(), "nothing measured");
+    let text = std::fs::read_to_string(&root).unwrap();
+    assert!(
+        text.contains("BEGIN CERTIFICATE") && text.contains("PRIVATE KEY"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&root).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = bench(&["--only", "forward", "--duration", "0.2"]);
+    assert_eq!(again.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        said.contains(&format!("--proxy {url}: nothing answers there")),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&root).unwrap(),
+        text,
+        "the root is kept"
+    );
+}
+
 /// Runs `diagproxy bench --json` with `args`, checks it succeeded and returns its report.
 #[test]
 fn bench_compare_prints_the_difference_against_a_saved_run() {

@@ -98,6 +98,11 @@ const ELSEWHERE: &[(&str, &str, &str)] = &[
         "bench_only_runs_the_groups_asked_for",
     ),
     (
+        "diagproxy bench --proxy http://127.0.0.1:18095 --origin-root",
+        "tests/binary.rs",
+        "bench_origin_root_is_made_once_for_another_proxy_to_trust",
+    ),
+    (
         "diagproxy compare sessions/company sessions/hotspot",
         "tests/reports.rs",
         "compare_tells_the_company_network_from_the_hotspot",
@@ -114,10 +119,6 @@ const NOT_YET: &[(&str, &str)] = &[
     (
         "diagproxy bench --only auth --auth-proxy",
         "needs the Kerberos squid of tests/proxy_auth.rs and a bench group run inside it",
-    ),
-    (
-        "diagproxy bench --proxy http://127.0.0.1:18095 --origin-root",
-        "the other proxy's steps (hudsucker) are run by hand, docs/performance.md",
     ),
     (
         "diagproxy bench --only memory,forward,intercept --proxy",

@@ -136,10 +136,33 @@ pub fn run(options: Options) -> Result<Report, String> {
     Ok(report)
 }
 
+/// The most a `--proxy` has to accept a first connection before the bench gives up on it.
+const PROXY_ANSWERS_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether another proxy (`--proxy`) accepts connections, said as the user's flag, before
+/// anything is measured (a bare "Connection refused" from the first measurement said
+/// neither which address nor what to do).
+async fn answers(addr: std::net::SocketAddr) -> Result<(), String> {
+    let connect = tokio::net::TcpStream::connect(addr);
+    match tokio::time::timeout(PROXY_ANSWERS_WITHIN, connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "--proxy http://{addr}: nothing answers there ({e}); start the other proxy first"
+        )),
+        Err(_) => Err(format!(
+            "--proxy http://{addr}: no answer in {} s; start the other proxy first",
+            PROXY_ANSWERS_WITHIN.as_secs()
+        )),
+    }
+}
+
 async fn run_pinned(options: Options, cores: Option<Cores>) -> Result<Report, String> {
     let world = World::start(options.origin_root.as_deref()).await?;
     let (mut child, proxy, name) = match options.proxy {
-        Some(addr) => (None, addr, format!("http://{addr}")),
+        Some(addr) => {
+            answers(addr).await?;
+            (None, addr, format!("http://{addr}"))
+        }
         None => {
             let threads = cores.as_ref().map(|c| c.proxy.len());
             let (child, addr) = world.spawn_proxy(threads)?;
