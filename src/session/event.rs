@@ -320,6 +320,40 @@ pub struct RequestEvent {
     pub unfinished: Option<String>,
 }
 
+#[cfg(test)]
+impl RequestEvent {
+    /// A complete `GET http://HOST:80PATH` answered 200, everything else empty: for tests
+    /// to change what they look at.
+    pub fn get(host: &str, path: &str) -> RequestEvent {
+        RequestEvent {
+            ts: "t".into(),
+            method: "GET".into(),
+            url: format!("http://{host}{path}"),
+            host: host.into(),
+            port: 80,
+            allowlist: None,
+            server_ip: None,
+            route: Default::default(),
+            downstream: Downstream::default(),
+            status: Some(200),
+            content_type: None,
+            reused: false,
+            timings: Timings::default(),
+            bytes_up: 0,
+            bytes_down: 0,
+            complete: true,
+            intercepted: false,
+            upstream_protocol: None,
+            headers: None,
+            failure: None,
+            block_page_body: None,
+            body: None,
+            unfinished: None,
+            findings: Vec::new(),
+        }
+    }
+}
+
 /// An answer's body kept in the session folder (`--bodies`): its first 64 KiB in
 /// `bodies/SHA256`, a file named by the SHA-256 of what it holds (the same block page
 /// served a hundred times is one file).

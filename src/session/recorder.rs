@@ -104,6 +104,7 @@ pub struct Recorder {
     summary: SharedSummary,
     /// For the live-log lines, made where the event is recorded.
     profile: Arc<Profile>,
+    /// How those lines look (`-q`: failures only, so most events make none).
     style: Style,
     /// Events dropped because the queue was full.
     dropped: Arc<AtomicU64>,
@@ -428,61 +429,31 @@ mod tests {
     }
 
     fn request(path: &str, body: Option<&'static [u8]>) -> Event {
-        use super::super::event::{Downstream, KeptBody, RequestEvent, Timings};
+        use super::super::event::{BodyEncoding, KeptBody, RequestEvent};
         Event::Request(Box::new(RequestEvent {
-            ts: "t".into(),
-            method: "GET".into(),
-            url: format!("http://chatgpt.com{path}"),
-            host: "chatgpt.com".into(),
-            port: 80,
-            allowlist: None,
-            server_ip: None,
-            route: Default::default(),
-            downstream: Downstream::default(),
-            status: Some(200),
-            content_type: None,
-            reused: false,
-            timings: Timings::default(),
-            bytes_up: 1,
-            bytes_down: 2,
-            complete: true,
-            intercepted: false,
-            upstream_protocol: None,
-            headers: None,
-            failure: None,
-            block_page_body: None,
             body: body.map(|data| KeptBody {
                 sha256: String::new(),
                 size: data.len(),
                 truncated: false,
-                encoding: super::super::event::BodyEncoding::Text,
+                encoding: BodyEncoding::Text,
                 mime: None,
                 data: Some(bytes::Bytes::from_static(data)),
             }),
-            unfinished: None,
-            findings: Vec::new(),
+            ..RequestEvent::get("chatgpt.com", path)
         }))
     }
 
-    /// Lines serialised by the recording threads and events the writer serialises itself
-    /// (one with a body to store) reach `events.jsonl` and the live feed in the order they
-    /// were recorded, each once, and the summary counts every one.
-    #[test]
-    fn every_event_is_written_fed_and_counted_once_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let style = Style {
-            format: super::super::livelog::Format::Human,
+    fn style(quiet: bool) -> Style {
+        let format = super::super::livelog::Format::Human;
+        Style {
+            format,
             color: false,
-            quiet: false,
-        };
-        let profile = Arc::new(Profile::builtin());
-        let (recorder, _) =
-            Recorder::start(dir.path(), SessionInfo::default(), profile, style).unwrap();
-        let paths = ["/a", "/b", "/kept", "/c"];
-        for path in paths {
-            let body = (path == "/kept").then_some(&b"kept body"[..]);
-            recorder.record(request(path, body));
+            quiet,
         }
+    }
+
+    /// Ends the session as `run` does and returns the final summary.
+    fn finish(recorder: &Recorder) -> Summary {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -491,7 +462,25 @@ mod tests {
             unfinished: 0,
             limits: Default::default(),
         };
-        let summary = runtime.block_on(recorder.finish(end)).unwrap();
+        runtime.block_on(recorder.finish(end)).unwrap()
+    }
+
+    /// Lines serialised by the recording threads and events the writer serialises itself
+    /// (one with a body to store) reach `events.jsonl` and the live feed in the order they
+    /// were recorded, each once, and the summary counts every one.
+    #[test]
+    fn every_event_is_written_fed_and_counted_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let style = style(false);
+        let profile = Arc::new(Profile::builtin());
+        let (recorder, _) =
+            Recorder::start(dir.path(), SessionInfo::default(), profile, style).unwrap();
+        let paths = ["/a", "/b", "/kept", "/c"];
+        for path in paths {
+            let body = (path == "/kept").then_some(&b"kept body"[..]);
+            recorder.record(request(path, body));
+        }
+        let summary = finish(&recorder);
         let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -520,11 +509,7 @@ mod tests {
     #[test]
     fn a_writer_that_falls_behind_drops_and_counts_and_loses_count_of_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let style = Style {
-            format: super::super::livelog::Format::Human,
-            color: false,
-            quiet: true,
-        };
+        let style = style(true);
         let profile = Arc::new(Profile::builtin());
         let (recorder, _) =
             Recorder::start_with_queue(dir.path(), SessionInfo::default(), profile, style, 4)
@@ -533,15 +518,7 @@ mod tests {
         for _ in 0..sent {
             recorder.record(Event::Refused(Box::default()));
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let end = SessionEnd {
-            ended_at: "x".into(),
-            unfinished: 0,
-            limits: Default::default(),
-        };
-        let summary = runtime.block_on(recorder.finish(end)).unwrap();
+        let summary = finish(&recorder);
         let dropped = recorder.dropped();
         assert!(dropped > 0, "a queue of 4 cannot take 2000 at once");
         let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();

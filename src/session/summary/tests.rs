@@ -445,17 +445,6 @@ fn requests_count_new_connections_only() {
     let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
     let req = |connect_ms: Option<f64>| {
         Event::Request(Box::new(RequestEvent {
-            ts: "t".into(),
-            method: "GET".into(),
-            url: "http://chat.openai.com/".into(),
-            host: "chat.openai.com".into(),
-            port: 80,
-            allowlist: None,
-            server_ip: None,
-            route: Default::default(),
-            downstream: Downstream::default(),
-            status: Some(200),
-            content_type: None,
             reused: connect_ms.is_none(),
             timings: Timings {
                 connect_ms,
@@ -463,15 +452,7 @@ fn requests_count_new_connections_only() {
             },
             bytes_up: 3,
             bytes_down: 5,
-            complete: true,
-            intercepted: false,
-            upstream_protocol: None,
-            headers: None,
-            failure: None,
-            block_page_body: None,
-            body: None,
-            unfinished: None,
-            findings: Vec::new(),
+            ..RequestEvent::get("chat.openai.com", "/")
         }))
     };
     s.apply(&req(Some(1.0)));
