@@ -214,6 +214,42 @@ fn auth_test_tries_each_offered_scheme_and_says_which_works() {
     assert_eq!(code, Some(2));
 }
 
+/// docs/performance.md's `bench --only auth --auth-proxy URL --resolve …` against the Kerberos
+/// squid: new tunnels through it, each signing in with the user's ticket; the rows say the
+/// whole set-up and the sign-in part of it, which is smaller.
+#[test]
+fn bench_auth_opens_tunnels_that_sign_in_with_negotiate() {
+    if !kerberos::tools_present() {
+        return;
+    }
+    let (kdc, squid, _rt, _echo) = realm(true);
+    let mut command = common::diagproxy();
+    for (name, value) in kdc.env() {
+        command.env(name, value);
+    }
+    let out = command
+        .args(["bench", "--only", "auth", "--auth-proxy", &squid.url()])
+        .args(["--resolve", &squid.pin(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let value = |mode: &str| {
+        rows.iter()
+            .find(|r| r["mode"] == mode)
+            .and_then(|r| r["proxy"].as_f64())
+            .unwrap_or_else(|| panic!("no row {mode:?}: {report:#}"))
+    };
+    let all = value("new tunnel through a proxy with Negotiate: all of it");
+    let signing = value("  of which signing in (407 to 200)");
+    assert!(signing > 0.0 && signing < all, "{signing} of {all}");
+}
+
 // ---------------------------------------------------------------- NTLM
 
 #[test]

@@ -103,6 +103,11 @@ const ELSEWHERE: &[(&str, &str, &str)] = &[
         "bench_origin_root_is_made_once_for_another_proxy_to_trust",
     ),
     (
+        "diagproxy bench --only auth --auth-proxy",
+        "tests/proxy_auth.rs",
+        "bench_auth_opens_tunnels_that_sign_in_with_negotiate",
+    ),
+    (
         "diagproxy compare sessions/company sessions/hotspot",
         "tests/reports.rs",
         "compare_tells_the_company_network_from_the_hotspot",
@@ -116,10 +121,6 @@ const ELSEWHERE: &[(&str, &str, &str)] = &[
 
 /// Commands shown that no test runs yet, and why.
 const NOT_YET: &[(&str, &str)] = &[
-    (
-        "diagproxy bench --only auth --auth-proxy",
-        "needs the Kerberos squid of tests/proxy_auth.rs and a bench group run inside it",
-    ),
     (
         "diagproxy bench --only memory,forward,intercept --proxy",
         "the other proxy's steps (hudsucker) are run by hand, docs/performance.md",
