@@ -252,6 +252,30 @@ mod tests {
     use hyper::header::HeaderValue;
 
     #[test]
+    fn a_jwt_is_three_nonempty_base64url_parts() {
+        // base64url uses `-` and `_`, and some encoders pad with `=`.
+        for jwt in [
+            "eyJhbGci-Oi.eyJzdWIi.c2ln",
+            "eyJhbGci_Oi.eyJzdWIi.c2ln",
+            "eyJhbGciOi.eyJzdWIi.c2ln==",
+            "eyJhbGciOi.eyJzdWIi.c2ln \n",
+        ] {
+            assert!(is_jwt(jwt), "{jwt}");
+        }
+        for not in [
+            "eyJhbGciOi..c2ln",
+            "eyJhbGciOi.eyJzdWIi.",
+            "eyJhbGciOi.eyJ!dWIi.c2ln",
+            "eyJhbGciOi.eyJ dWIi.c2ln",
+            "eyJhbGciOi.eyJzdWIi",
+            "eyJhbGciOi.eyJzdWIi.c2ln.more",
+            "xeyJhbGciOi.eyJzdWIi.c2ln",
+        ] {
+            assert!(!is_jwt(not), "{not}");
+        }
+    }
+
+    #[test]
     fn credentials_are_known_by_their_shape_under_any_name() {
         for secret in [
             "Bearer abc.def",
