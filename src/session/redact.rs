@@ -198,8 +198,9 @@ pub fn json_body(text: &str) -> String {
             at += 1;
             continue;
         }
+        // At or past `at + 1` (where the search starts), never past the text.
         let end = string_end(bytes, at + 1);
-        let inner = &text[at + 1..end.min(bytes.len()).max(at + 1)];
+        let inner = &text[at + 1..end];
         let after = skip_space(bytes, end + 1);
         let is_key = bytes.get(after) == Some(&b':');
         if is_key {
@@ -209,7 +210,7 @@ pub fn json_body(text: &str) -> String {
             if key_is_secret || looks_like_token(inner) {
                 out.push_str(&text[copied..at + 1]);
                 out.push_str(REDACTED);
-                copied = end.min(bytes.len());
+                copied = end;
             }
             key_is_secret = false;
         }
