@@ -64,6 +64,28 @@ proptest! {
         let _ = redact::strip_userinfo(&rest);
     }
 
+    /// A secret key after any text outside strings (no `"` or `\` to open one), and that
+    /// text cut anywhere (a kept body is cut at 64 KiB): the key's value never survives, and
+    /// the cut never panics.
+    #[test]
+    fn json_bodies_are_redacted_whatever_they_hold(
+        before in "[ !#-\\[\\]-~]{0,40}",
+        secret in "[a-z0-9]{6,12}",
+        cut in 0usize..80,
+    ) {
+        let text = format!("{before}{{\"access_token\": \"{secret}\"}}");
+        let quoted = format!("\"{secret}\"");
+        let redacted = redact::json_body(&text);
+        prop_assert!(!redacted.contains(&quoted), "{}", redacted);
+        let cut_at = (0..=cut.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let _ = redact::json_body(&text[..cut_at]);
+    }
+
+    #[test]
+    fn arbitrary_json_text_never_panics_the_redaction(s in any::<String>()) {
+        let _ = redact::json_body(&s);
+    }
+
     #[test]
     fn escaped_text_has_no_control_characters(s in any::<String>()) {
         let shown = text::terminal(&s, false);
