@@ -17,7 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BLOCK_PAGE: &str = "<html><head><title>Access Denied</title></head><body><h1>Access to this site is blocked by your organization</h1><p>Web filter category: Artificial Intelligence. Contact the help desk.</p></body></html>";
-const ERROR_JSON: &str = r#"{"error":{"code":"unsupported_country","message":"not here"},"access_token":"eyJhbGciOi.eyJzdWIi.c2ln"}"#;
+/// Its message in Chinese: a string whose seventh byte is inside a character (the bearer
+/// check once sliced it there and panicked the request's task).
+const ERROR_JSON: &str = r#"{"error":{"code":"unsupported_country","message":"您的请求不可用"},"access_token":"eyJhbGciOi.eyJzdWIi.c2ln"}"#;
 
 /// An origin with a normal answer, a block page, error JSON, a JSON success and a body
 /// longer than what is kept.
@@ -178,6 +180,7 @@ async fn bodies_of_problems_are_kept_once_redacted_and_in_the_har() {
     )
     .unwrap();
     assert!(error.contains("unsupported_country"), "{error}");
+    assert!(error.contains("您的请求不可用"), "{error}");
     assert!(
         !error.contains("eyJhbGciOi") && error.contains("\"access_token\":\"REDACTED\""),
         "{error}"
