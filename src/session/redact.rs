@@ -267,6 +267,18 @@ mod tests {
         );
     }
 
+    /// A key is a key with space before its colon too; a token needs its whole shape: a
+    /// version with two dots, an `eyJ` alone or a `Bearer ` with nothing after it stays.
+    #[test]
+    fn json_keys_may_be_spaced_and_tokens_need_their_whole_shape() {
+        let spaced = "{\"access_token\" \n\t: \"s3cret\"}";
+        assert_eq!(json_body(spaced), "{\"access_token\" \n\t: \"REDACTED\"}");
+        let plain = r#"{"version":"1.2.3","tag":"eyJ","scheme":"Bearer ","n":"eyJa.b"}"#;
+        assert_eq!(json_body(plain), plain);
+        let tokens = r#"{"a":"eyJa.b.c","b":"Bearer x"}"#;
+        assert_eq!(json_body(tokens), r#"{"a":"REDACTED","b":"REDACTED"}"#);
+    }
+
     #[test]
     fn a_jwt_is_three_nonempty_base64url_parts() {
         // base64url uses `-` and `_`, and some encoders pad with `=`.
