@@ -144,7 +144,6 @@ impl Recorder {
         let feed = Arc::new(Feed::new());
         let mut writer = Writer {
             feed: feed.clone(),
-            line: Vec::with_capacity(4096),
             events: BufWriter::with_capacity(64 * 1024, file),
             dir: dir.to_path_buf(),
             summary: summary.clone(),
@@ -225,12 +224,15 @@ impl Recorder {
 }
 
 struct Writer {
+    /// `events.jsonl`, flushed after every batch.
     events: BufWriter<File>,
-    /// One event's JSON line, reused: written to the file, then published to the feed.
-    line: Vec<u8>,
+    /// The live page's ring: the same shared line as the file gets.
     feed: Arc<Feed>,
+    /// The session folder (`bodies/`, `summary.json`).
     dir: PathBuf,
+    /// Folded into for the events the writer serialises itself.
     summary: SharedSummary,
+    /// For those events' live-log lines.
     profile: Arc<Profile>,
     style: Style,
     /// The batch's live-log lines, written to stderr at once (one write per batch, not
@@ -266,8 +268,7 @@ impl Writer {
                     Msg::Line(json) => self.append(json),
                     Msg::LineAndLive(both) => {
                         let (json, live) = *both;
-                        self.live.push_str(&live);
-                        self.live.push('\n');
+                        self.say(&live);
                         self.append(json)
                     }
                     Msg::Finish(end, reply) => {
@@ -288,21 +289,21 @@ impl Writer {
         }
     }
 
-    /// Writes an event the writer serialises itself (one with a body, the first, the last).
+    /// Writes an event the writer serialises itself (one with a body, the first, the last):
+    /// what [`Recorder::record`] does on the recording thread, then [`Writer::append`].
     fn write(&mut self, event: &Event) -> io::Result<()> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, event)?;
-        if let Ok(json) = std::str::from_utf8(&self.line) {
-            self.feed.publish(json);
-        }
-        self.line.push(b'\n');
-        self.events.write_all(&self.line)?;
+        self.append(encode(event)?)?;
         fold(&self.summary, event);
         if let Some(line) = livelog::line(event, &self.profile, self.style) {
-            self.live.push_str(&line);
-            self.live.push('\n');
+            self.say(&line);
         }
         Ok(())
+    }
+
+    /// Adds a live-log line to the batch's.
+    fn say(&mut self, line: &str) {
+        self.live.push_str(line);
+        self.live.push('\n');
     }
 
     /// Writes a line a recording thread serialised.

@@ -30,7 +30,8 @@ pub fn is_secret_header(name: &str) -> bool {
     (0..name.len()).any(|at| {
         let rest = &name[at..];
         SECRET_WORDS.iter().any(|stem| {
-            rest.len() >= stem.len() && rest[..stem.len()].eq_ignore_ascii_case(stem.as_bytes())
+            rest.get(..stem.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(stem.as_bytes()))
         })
     })
 }
