@@ -514,6 +514,77 @@ fn bench_compare_prints_the_difference_against_a_saved_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a `diagproxy bench --json` report"));
 }
 
+/// The documents' side-by-side steps (docs/performance.md) against another intercepting
+/// proxy: a real squid that bumps TLS with its own CA (Debian's `squid-openssl`; the
+/// documents use hudsucker, which is not packaged), its names pinned to loopback by its
+/// hosts file. First the origin's root is made, then the other proxy is measured.
+#[test]
+fn bench_measures_another_intercepting_proxy_side_by_side() {
+    if !common::require_tool("squid") || !common::kerberos::require_file(common::squid::CERTGEN) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let squid_ca = common::TestCa::root("Squid Bump CA", "Example Corp");
+    let names: Vec<String> = std::iter::once("bench.chatgpt.com".to_string())
+        .chain((0..8).map(|i| format!("new{i}.chatgpt.com")))
+        .collect();
+    let squid = common::squid::FilterSquid::bumping(
+        &format!("{}{}", squid_ca.pem(), squid_ca.key.serialize_pem()),
+        &format!("127.0.0.1 {}\n", names.join(" ")),
+        "http_access allow all",
+    );
+    let proxy_ca = dir.path().join("squid-ca.pem");
+    std::fs::write(&proxy_ca, squid_ca.pem()).unwrap();
+    let root = dir.path().join("origin-root.pem");
+    let first = common::diagproxy()
+        .args(["bench", "--proxy", &squid.url(), "--origin-root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{first:?}");
+    assert!(root.exists());
+    let pid = squid.pid().to_string();
+    let out = common::diagproxy()
+        .args(["bench", "--json", "--only", "memory,forward,intercept"])
+        .args(["--proxy", &squid.url(), "--proxy-ca"])
+        .arg(&proxy_ca)
+        .args(["--proxy-pid", &pid, "--origin-root"])
+        .arg(&root)
+        .args(["--duration", "0.3", "--connections", "4", "--tunnels", "10"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", squid.logs());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["proxy"], squid.url(), "{report:#}");
+    let pinning = report["pinning"].as_str().unwrap();
+    assert!(pinning.contains("proxy on core"), "{pinning}");
+    let rows = report["rows"].as_array().unwrap();
+    let row = |prefix: &str| {
+        rows.iter()
+            .find(|r| r["mode"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no row {prefix}: {report:#}"))
+    };
+    // squid's own figures: its memory read from /proc/PID, and requests answered by the
+    // bench origin through it, in the clear and through its interception.
+    let rss = row("idle memory (RSS)")["proxy"].as_f64().unwrap();
+    assert!(rss > 1.0, "squid's RSS {rss} MiB");
+    for mode in [
+        "forward HTTP/1.1 keep-alive c=1",
+        "intercept HTTPS keep-alive c=1",
+        "intercept new TLS connection per request",
+        "first request to a new host",
+    ] {
+        let r = row(mode);
+        assert!(r["proxy"].as_f64().unwrap() > 0.0, "{r:#}");
+        assert!(r["direct"].as_f64().unwrap() > 0.0, "{r:#}");
+    }
+    // Diagproxy's own groups (exporter, sign-in, …) are not the other proxy's.
+    assert!(!rows
+        .iter()
+        .any(|r| r["mode"].as_str().unwrap().starts_with("tunnel")));
+}
+
 fn bench_json(args: &[&str]) -> serde_json::Value {
     let out = common::diagproxy()
         .args(["bench", "--json"])

@@ -98,6 +98,11 @@ const ELSEWHERE: &[(&str, &str, &str)] = &[
         "bench_only_runs_the_groups_asked_for",
     ),
     (
+        "diagproxy bench --only memory,forward,intercept --proxy",
+        "tests/binary.rs",
+        "bench_measures_another_intercepting_proxy_side_by_side",
+    ),
+    (
         "diagproxy bench --proxy http://127.0.0.1:18095 --origin-root",
         "tests/binary.rs",
         "bench_origin_root_is_made_once_for_another_proxy_to_trust",
@@ -113,6 +118,16 @@ const ELSEWHERE: &[(&str, &str, &str)] = &[
         "compare_tells_the_company_network_from_the_hotspot",
     ),
     (
+        "diagproxy browser",
+        "tests/transcripts.rs",
+        "browser_alone_starts_a_run_and_opens_chatgpt_and_the_live_page",
+    ),
+    (
+        "diagproxy browser https://chatgpt.com/ --proxy 127.0.0.1:8080 --browser",
+        "tests/transcripts.rs",
+        "browser_uses_the_run_listening_at_proxy_once_it_proves_its_ca",
+    ),
+    (
         "diagproxy browser --headless --no-live-page",
         "tests/live.rs",
         "the_live_page_shows_requests_as_they_come_filters_them_and_shows_a_block_page",
@@ -120,20 +135,7 @@ const ELSEWHERE: &[(&str, &str, &str)] = &[
 ];
 
 /// Commands shown that no test runs yet, and why.
-const NOT_YET: &[(&str, &str)] = &[
-    (
-        "diagproxy bench --only memory,forward,intercept --proxy",
-        "the other proxy's steps (hudsucker) are run by hand, docs/performance.md",
-    ),
-    (
-        "diagproxy browser",
-        "opens a desktop browser at chatgpt.com: not on a loopback machine",
-    ),
-    (
-        "diagproxy browser https://chatgpt.com/ --proxy 127.0.0.1:8080 --browser",
-        "opens a desktop browser at chatgpt.com: not on a loopback machine",
-    ),
-];
+const NOT_YET: &[(&str, &str)] = &[];
 
 #[test]
 fn every_command_the_documents_show_is_run_by_a_test() {
@@ -404,4 +406,199 @@ fn transcripts(name: &str, text: &str, out: &mut Vec<Shown>) {
             status: None,
         });
     }
+}
+
+/// A stand-in for Chromium: writes the flags it was started with to `$FAKE_BROWSER_ARGS`, one a
+/// line, and copies the live page file it was given next to them (the profile it is in is
+/// removed when it exits). It opens nothing: the documents' `https://chatgpt.com/` stays
+/// unvisited on a loopback machine.
+fn fake_chromium(dir: &Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let program = bin.join("chromium");
+    let script = "#!/bin/sh\n\
+        printf '%s\\n' \"$@\" > \"$FAKE_BROWSER_ARGS\"\n\
+        for a in \"$@\"; do case \"$a\" in file://*) cat \"${a#file://}\" > \"$FAKE_BROWSER_ARGS.html\";; esac; done\n";
+    std::fs::write(&program, script).unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    program
+}
+
+/// A loopback port nothing listens on (bound, read and let go).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The flags the fake browser was started with.
+fn started_with(args_file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(args_file).expect("the browser was not started");
+    text.lines().map(str::to_string).collect()
+}
+
+/// The flag that names a value, e.g. `--user-data-dir=`.
+fn flag_value<'a>(flags: &'a [String], name: &str) -> &'a str {
+    flags
+        .iter()
+        .find_map(|f| f.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in {flags:?}"))
+}
+
+#[test]
+fn browser_alone_starts_a_run_and_opens_chatgpt_and_the_live_page() {
+    // `diagproxy browser` as the documents show it, with the first Chromium on PATH (the fake)
+    // and, as the only change, a free port instead of 8080.
+    let dir = tempfile::tempdir().unwrap();
+    let program = fake_chromium(dir.path());
+    let args_file = dir.path().join("args");
+    let port = free_port();
+    let proxy = format!("127.0.0.1:{port}");
+    let path = format!("{}:/usr/bin:/bin", program.parent().unwrap().display());
+    let out = common::diagproxy()
+        .args(["browser", "--proxy", &proxy])
+        .current_dir(dir.path())
+        .env("PATH", &path)
+        .env("HOME", dir.path())
+        .env_remove("DIAGPROXY_LIVE_TOKEN")
+        .env("FAKE_BROWSER_ARGS", &args_file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The run it started: listening on the port, intercepting the profile's hosts with a CA
+    // made in ./certs, stopped as Ctrl-C would when the browser exited (its reports written).
+    assert!(
+        stderr.contains(&format!("diagproxy listening on http://{proxy}")),
+        "{stderr}"
+    );
+    let pem = std::fs::read_to_string(dir.path().join("certs/diagproxy-ca.pem")).unwrap();
+    let spki = diagproxy::cli::browser::spki_sha256_base64(&pem).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "diagproxy: starting {} with its own profile, proxy {proxy}, trusting diagproxy's CA (SPKI {spki}) in that browser only",
+            program.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("diagproxy: the browser exited (exit status: 0); its profile is removed"),
+        "{stderr}"
+    );
+    let reports: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.ends_with("summary.json"))
+        .collect();
+    assert_eq!(reports.len(), 1, "the run's reports: {reports:?}\n{stderr}");
+
+    let flags = started_with(&args_file);
+    let profile = flag_value(&flags, "--user-data-dir=");
+    assert!(
+        !Path::new(profile).exists(),
+        "the profile {profile} is left"
+    );
+    for expected in [
+        format!("--proxy-pac-url=http://{proxy}/proxy.pac"),
+        format!("--ignore-certificate-errors-spki-list={spki}"),
+        "--no-first-run".into(),
+        "--disable-quic".into(),
+        "--disable-background-networking".into(),
+    ] {
+        assert!(flags.contains(&expected), "{expected} not in {flags:?}");
+    }
+    assert!(
+        !flags.iter().any(|f| f.starts_with("--proxy-server")),
+        "{flags:?}"
+    );
+    assert!(!flags.contains(&"--headless".to_string()), "{flags:?}");
+    // The URL, then the live page: a file in the profile that forwards to the run's page
+    // with the token the run was given, which is on no command line.
+    let n = flags.len();
+    assert_eq!(flags[n - 2], "https://chatgpt.com/", "{flags:?}");
+    assert_eq!(
+        flags[n - 1],
+        format!("file://{profile}/diagproxy-live.html")
+    );
+    let live = std::fs::read_to_string(dir.path().join("args.html")).unwrap();
+    let token = live
+        .split(&format!("url=http://{proxy}/?token="))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no live page URL in {live}"));
+    assert!(token.len() >= 16, "{live}");
+    assert!(!flags.iter().any(|f| f.contains(token)), "{flags:?}");
+}
+
+#[test]
+fn browser_uses_the_run_listening_at_proxy_once_it_proves_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_dir, pem) = common::local_ca(dir.path());
+    let mut running = common::run_binary(&[
+        "--intercept".as_ref(),
+        "profile".as_ref(),
+        "--ca-dir".as_ref(),
+        ca_dir.as_os_str(),
+        "--session-dir".as_ref(),
+        dir.path().join("session").as_os_str(),
+    ]);
+    let program = fake_chromium(dir.path());
+    let args_file = dir.path().join("args");
+    let out = common::diagproxy()
+        .args(["browser", "https://chatgpt.com/", "--proxy", &running.addr])
+        .arg("--browser")
+        .arg(&program)
+        .arg("--ca-dir")
+        .arg(&ca_dir)
+        .env("FAKE_BROWSER_ARGS", &args_file)
+        .env_remove("DIAGPROXY_LIVE_TOKEN")
+        .output()
+        .unwrap();
+    let _ = running.child.kill();
+    let _ = running.child.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // No second run: the one listening proved it holds the CA's key, and its live page
+    // is left to its banner (its token is not ours to know).
+    assert!(!stderr.contains("diagproxy listening on"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "open the live page from the run's banner (http://{}/?token=…)",
+            running.addr
+        )),
+        "{stderr}"
+    );
+    let spki = diagproxy::cli::browser::spki_sha256_base64(&pem).unwrap();
+    let flags = started_with(&args_file);
+    assert!(
+        flags.contains(&format!("--ignore-certificate-errors-spki-list={spki}")),
+        "{flags:?}"
+    );
+    assert!(
+        flags.contains(&format!(
+            "--proxy-pac-url=http://{}/proxy.pac",
+            running.addr
+        )),
+        "{flags:?}"
+    );
+    assert_eq!(
+        flags.last().map(String::as_str),
+        Some("https://chatgpt.com/")
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

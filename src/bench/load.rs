@@ -91,12 +91,13 @@ where
 }
 
 /// `c` clients, each sending keep-alive requests for `uri` with `Host: host` on a connection
-/// made by `open`.
+/// made by `open`. `host` names the port too (RFC 9110 §7.2): a proxy that intercepts and
+/// rebuilds the URL from `Host` (squid's `ssl_bump`) would otherwise go to port 443.
 async fn keep_alive<F, Fut>(
     c: usize,
     duration: Duration,
     uri: String,
-    host: &'static str,
+    host: String,
     open: F,
 ) -> Result<Rate, String>
 where
@@ -105,14 +106,14 @@ where
 {
     let open = Arc::new(open);
     clients(c, duration, |deadline| {
-        let (open, uri) = (open.clone(), uri.clone());
+        let (open, uri, host) = (open.clone(), uri.clone(), host.clone());
         async move {
             let mut sender = open().await?;
             let mut latencies = Vec::with_capacity(4096);
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let request = Request::get(uri.as_str())
-                    .header("host", host)
+                    .header("host", host.as_str())
                     .body(Empty::new())
                     .map_err(|e| e.to_string())?;
                 let response = sender
@@ -144,7 +145,7 @@ pub async fn forward(
         Via::Direct => (origin, "/small".to_string()),
         Via::Proxy(proxy) => (proxy, format!("http://{origin}/small")),
     };
-    keep_alive(c, duration, uri, "bench", move || async move {
+    keep_alive(c, duration, uri, origin.to_string(), move || async move {
         handshake(
             TcpStream::connect(target)
                 .await
@@ -164,7 +165,8 @@ pub async fn https(
     c: usize,
     duration: Duration,
 ) -> Result<Rate, String> {
-    keep_alive(c, duration, "/small".into(), name, move || {
+    let host = format!("{name}:{}", origin.port());
+    keep_alive(c, duration, "/small".into(), host, move || {
         let trust = trust.clone();
         async move { handshake(tls(origin, name, &trust, via).await?).await }
     })
@@ -203,7 +205,7 @@ pub async fn one_request(
     let t = Instant::now();
     let mut sender = handshake(tls(origin, name, trust, via).await?).await?;
     let request = Request::get("/small")
-        .header("host", name)
+        .header("host", format!("{name}:{}", origin.port()))
         .body(Empty::new())
         .map_err(|e| e.to_string())?;
     let response = sender

@@ -155,6 +155,18 @@ dns_nameservers 127.0.0.1
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// squid's own log (`cache_log`) and access log, for a failing test's message.
+    pub fn logs(&self) -> String {
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        read("squid-cache.log") + &read("squid-access.log")
+    }
+
+    /// squid's process (run with `-N`: the one that serves).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for FilterSquid {
