@@ -137,32 +137,17 @@ impl Recorder {
         style: Style,
         queue: usize,
     ) -> io::Result<(Recorder, SharedSummary)> {
-        crate::files::create_private_dir(dir)?;
-        let file = crate::files::create_private(&dir.join("events.jsonl"))?;
-        let summary = Arc::new(Mutex::new(Summary::new(info.clone(), profile.clone())));
+        let writer = Writer::open(dir, info, profile.clone(), style)?;
+        let (summary, feed) = (writer.summary.clone(), writer.feed.clone());
         let (tx, rx) = mpsc::channel(queue);
-        let feed = Arc::new(Feed::new());
-        let mut writer = Writer {
-            feed: feed.clone(),
-            events: BufWriter::with_capacity(64 * 1024, file),
-            dir: dir.to_path_buf(),
-            summary: summary.clone(),
-            profile: profile.clone(),
-            style,
-            live: String::new(),
-            bodies_stored: 0,
-            bodies_not_kept: 0,
-        };
-        writer.write(&Event::SessionStarted(Box::new(info)))?;
-        writer.flush()?;
         std::thread::Builder::new()
             .name("diagproxy-recorder".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || writer.run(rx, &mut ThreadPace))?;
         let dropped = Arc::default();
         let recorder = Recorder {
             tx,
             summary: summary.clone(),
-            profile: profile.clone(),
+            profile,
             style,
             dropped,
             feed,
@@ -244,8 +229,56 @@ struct Writer {
     bodies_not_kept: u64,
 }
 
+/// How the writer lets the proxy's tasks have the core: the thread's own sleep and yield
+/// ([`ThreadPace`]); counted instead by the tests of the pacing rules.
+trait Pace {
+    /// Waits [`BATCH_WINDOW`] for the next batch to gather.
+    fn sleep(&mut self);
+    /// Lets a worker with a request ready run (`sched_yield`).
+    fn yield_now(&mut self);
+}
+
+struct ThreadPace;
+
+impl Pace for ThreadPace {
+    fn sleep(&mut self) {
+        std::thread::sleep(BATCH_WINDOW);
+    }
+
+    fn yield_now(&mut self) {
+        std::thread::yield_now();
+    }
+}
+
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    /// Creates the session folder and `events.jsonl` (both private), and writes the first
+    /// event.
+    fn open(
+        dir: &Path,
+        info: SessionInfo,
+        profile: Arc<Profile>,
+        style: Style,
+    ) -> io::Result<Writer> {
+        crate::files::create_private_dir(dir)?;
+        let file = crate::files::create_private(&dir.join("events.jsonl"))?;
+        let summary = Arc::new(Mutex::new(Summary::new(info.clone(), profile.clone())));
+        let mut writer = Writer {
+            feed: Arc::new(Feed::new()),
+            events: BufWriter::with_capacity(64 * 1024, file),
+            dir: dir.to_path_buf(),
+            summary,
+            profile,
+            style,
+            live: String::new(),
+            bodies_stored: 0,
+            bodies_not_kept: 0,
+        };
+        writer.write(&Event::SessionStarted(Box::new(info)))?;
+        writer.flush()?;
+        Ok(writer)
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>, pace: &mut impl Pace) {
         let mut batch = Vec::with_capacity(BATCH_MAX);
         while rx.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
             // More than a batch still waiting: the traffic outruns the writer, which then
@@ -258,7 +291,7 @@ impl Writer {
             };
             for (i, msg) in batch.drain(..).enumerate() {
                 if i % every == every - 1 {
-                    std::thread::yield_now();
+                    pace.yield_now();
                 }
                 let written = match msg {
                     Msg::Event(mut event) => {
@@ -284,7 +317,7 @@ impl Writer {
                 tracing::error!("cannot write events.jsonl: {e}");
             }
             if !behind {
-                std::thread::sleep(BATCH_WINDOW);
+                pace.sleep();
             }
         }
     }
@@ -505,6 +538,64 @@ mod tests {
         let doc = summary.doc();
         assert_eq!(doc.hosts.iter().map(|h| h.requests).sum::<u64>(), 4);
         assert_eq!(recorder.dropped(), 0);
+    }
+
+    /// The writer's pauses, counted.
+    #[derive(Default)]
+    struct Counted {
+        sleeps: usize,
+        yields: usize,
+    }
+
+    impl Pace for Counted {
+        fn sleep(&mut self) {
+            self.sleeps += 1;
+        }
+
+        fn yield_now(&mut self) {
+            self.yields += 1;
+        }
+    }
+
+    /// A writer more than a batch behind neither sleeps nor yields every [`YIELD_EVERY`]
+    /// until it has caught up ([`BEHIND`]): 3 batches and 100 lines waiting are written with
+    /// one sleep (after the third, the first taken with less than a batch left) and yields
+    /// every 512 in the first two batches, every 64 after.
+    #[test]
+    fn a_writer_behind_by_more_than_a_batch_does_not_sleep_until_it_caught_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Arc::new(Profile::builtin());
+        let writer = Writer::open(dir.path(), SessionInfo::default(), profile, style(true));
+        let writer = writer.unwrap();
+        let lines = 3 * BATCH_MAX + 100;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        for i in 0..lines {
+            let json = format!("{{\"type\":\"refused\",\"n\":{i}}}");
+            tx.try_send(Msg::Line(Arc::from(json))).unwrap();
+        }
+        let end = SessionEnd {
+            ended_at: "x".into(),
+            unfinished: 0,
+            limits: Default::default(),
+        };
+        let (reply, _summary) = oneshot::channel();
+        tx.try_send(Msg::Finish(Box::new(end), reply)).unwrap();
+        let mut pace = Counted::default();
+        writer.run(rx, &mut pace);
+        let per_batch = BATCH_MAX / YIELD_EVERY_BEHIND;
+        assert_eq!(pace.sleeps, 1);
+        assert_eq!(
+            pace.yields,
+            2 * per_batch + BATCH_MAX / YIELD_EVERY + 100 / YIELD_EVERY
+        );
+        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        // The first event, every line in order, the last.
+        assert_eq!(text.lines().count(), lines + 2);
+        assert!(text
+            .lines()
+            .nth(lines)
+            .unwrap()
+            .ends_with(&format!("\"n\":{}}}", lines - 1)));
     }
 
     #[test]
