@@ -225,7 +225,8 @@ pub fn resigned_by_proxy(
 }
 
 /// The product a proxy's headers name: the profile's security-product headers, then the
-/// header markers of its block-page signatures (squid's `Via`).
+/// header markers of its block-page signatures (squid's `Via`). A marker with no value
+/// (`X-BlueCoat-Via`) names its product by the header's presence, as it does on answers.
 fn proxy_product(headers: &[(String, String)], profile: &Profile) -> Option<String> {
     let has = |name: &str, part: &str| {
         headers.iter().any(|(n, v)| {
@@ -236,13 +237,13 @@ fn proxy_product(headers: &[(String, String)], profile: &Profile) -> Option<Stri
     let named = profile
         .proxy_headers
         .iter()
-        .find(|h| !h.contains.is_empty() && has(&h.header, &h.contains))
+        .find(|h| has(&h.header, &h.contains))
         .map(|h| h.vendor.clone());
     named.or_else(|| {
         profile
             .block_signatures
             .iter()
-            .find(|sig| sig.headers.iter().any(|(n, v)| !v.is_empty() && has(n, v)))
+            .find(|sig| sig.headers.iter().any(|(n, v)| has(n, v)))
             .map(|sig| sig.vendor.clone())
     })
 }
@@ -340,6 +341,229 @@ mod tests {
         let mut unknown = inspected(None);
         resigned_by_proxy(&mut unknown, "PROXY p:1", &[], &profile);
         assert_eq!(unknown.vendor, None);
+    }
+
+    #[test]
+    fn a_proxy_header_without_a_value_names_its_product_by_presence() {
+        let profile = Profile::builtin();
+        let headers = |name: &str, value: &str| vec![(name.to_string(), value.to_string())];
+        let named = |h: Vec<(String, String)>| proxy_product(&h, &profile);
+        assert_eq!(
+            named(headers("X-BlueCoat-Via", "3c1a9a0a")).as_deref(),
+            Some("Broadcom Symantec / Blue Coat")
+        );
+        assert_eq!(
+            named(headers("via", "1.1 mwg (McAfee Web Gateway 11.2)")).as_deref(),
+            Some("McAfee / Skyhigh Web Gateway")
+        );
+        // squid's `Via` is a block-page signature's marker, not a product header.
+        assert_eq!(
+            named(headers("via", "1.1 proxy (squid/5.7)")).as_deref(),
+            Some("Squid")
+        );
+        assert_eq!(named(headers("via", "1.1 varnish")), None);
+        assert_eq!(named(Vec::new()), None);
+    }
+
+    fn taken(hop: &str, failed: &[&str], pac_error: Option<&str>) -> Taken {
+        Taken {
+            hop: Some(hop.into()),
+            route_failed: failed.iter().map(|f| f.to_string()).collect(),
+            pac_error: pac_error.map(str::to_string),
+            ..Taken::default()
+        }
+    }
+
+    fn kinds(found: &[Finding]) -> Vec<FindingKind> {
+        found.iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn a_route_names_the_pac_that_gave_no_answer_and_the_proxies_that_did_not_answer() {
+        let profile = Profile::builtin();
+        let refused = Failure::new(FailureKind::ConnectRefused, Side::Upstream, "refused");
+        let find = |t: &Taken, f: Option<&Failure>, names: bool| {
+            route_findings(&profile, "chatgpt.com", t, f, names)
+        };
+        // Nothing to say about a DIRECT route that worked.
+        assert!(find(&taken("DIRECT", &[], None), None, true).is_empty());
+
+        let pac = find(
+            &taken("DIRECT", &[], Some("ReferenceError: x")),
+            None,
+            false,
+        );
+        assert_eq!(kinds(&pac), [FindingKind::PacError]);
+        assert_eq!(pac[0].evidence, "ReferenceError: x");
+        assert_eq!(
+            pac[0].detail,
+            "chatgpt.com went DIRECT because the PAC gave no answer"
+        );
+
+        // A proxy tried first that did not answer, then DIRECT worked; a failed entry that is
+        // not a proxy (an older file's text) is not one.
+        let fell = taken(
+            "DIRECT",
+            &["PROXY a:3128: connection refused", "DIRECT: timed out"],
+            None,
+        );
+        let found = find(&fell, None, true);
+        assert_eq!(kinds(&found), [FindingKind::ProxyUnreachable]);
+        assert_eq!(found[0].evidence, "PROXY a:3128: connection refused");
+        assert_eq!(found[0].detail, "chatgpt.com: fell back to DIRECT");
+
+        // The last proxy did not answer either.
+        let last = find(&taken("PROXY b:8080", &[], None), Some(&refused), false);
+        assert_eq!(kinds(&last), [FindingKind::ProxyUnreachable]);
+        assert_eq!(last[0].evidence, "PROXY b:8080: refused");
+        assert_eq!(
+            last[0].detail,
+            "chatgpt.com: PROXY b:8080 did not answer, and no other way was left"
+        );
+    }
+
+    #[test]
+    fn direct_failing_is_blocked_only_where_the_network_names_a_proxy() {
+        let profile = Profile::builtin();
+        let refused = Failure::new(FailureKind::ConnectRefused, Side::Upstream, "refused");
+        let direct = taken("DIRECT", &[], None);
+        let find = |f: &Failure, names: bool| {
+            kinds(&route_findings(
+                &profile,
+                "chatgpt.com",
+                &direct,
+                Some(f),
+                names,
+            ))
+        };
+        assert_eq!(find(&refused, true), [FindingKind::DirectBlocked]);
+        assert!(find(&refused, false).is_empty());
+        // A failure after the server was reached is not the route's.
+        let tls = Failure::new(FailureKind::TlsFailed, Side::Upstream, "bad record");
+        assert!(find(&tls, true).is_empty());
+        // Nor is a proxy's own refusal (it answered).
+        let mut denied = refused.clone();
+        denied.proxy_status = Some(403);
+        assert!(find(&denied, true).is_empty());
+        let through = taken("PROXY p:3128", &[], None);
+        let proxied = route_findings(&profile, "chatgpt.com", &through, Some(&refused), true);
+        assert_eq!(kinds(&proxied), [FindingKind::ProxyUnreachable]);
+    }
+
+    #[test]
+    fn a_failed_handshake_is_named_from_what_the_upstream_sent() {
+        let error = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad record");
+        let at = "chatgpt.com:443";
+        let silent = handshake_failure(at, b"", false, None);
+        assert_eq!(silent.kind, FailureKind::Timeout);
+        assert!(silent
+            .detail
+            .starts_with("no answer to the TLS ClientHello for chatgpt.com:443 in "));
+
+        let http = b"HTTP/1.1 403 Forbidden\r\nServer: proxy\r\n\r\n";
+        let plain = handshake_failure(at, http, true, Some(&error));
+        assert_eq!(plain.kind, FailureKind::TlsFailed);
+        assert_eq!(
+            plain.detail,
+            "the upstream answered the TLS ClientHello for chatgpt.com:443 in plain HTTP (\"HTTP/1.1 403 Forbidden\")"
+        );
+
+        let dropped = handshake_failure(at, b"", true, Some(&error));
+        assert_eq!(dropped.kind, FailureKind::Reset);
+        assert_eq!(
+            dropped.detail,
+            "the upstream dropped the connection to chatgpt.com:443 right after the ClientHello: bad record"
+        );
+        // Bytes that are not HTTP, or an error without a drop: the handshake's own error.
+        for (first, died) in [(&b"\x15\x03\x03"[..], true), (&b""[..], false)] {
+            let failed = handshake_failure(at, first, died, Some(&error));
+            assert_eq!(failed.kind, FailureKind::TlsFailed, "{first:?} {died}");
+            assert_eq!(
+                failed.detail,
+                "TLS handshake with chatgpt.com:443: bad record"
+            );
+        }
+        assert!(handshake_failure(at, b"", true, Some(&error)).side == Side::Upstream);
+    }
+
+    fn verdict(verdict: Verdict, reason: Option<&str>, vendor: Option<&str>) -> TlsVerdict {
+        TlsVerdict {
+            verdict,
+            reason: reason.map(str::to_string),
+            issuer: "CN=Corp CA".into(),
+            root: "CN=Corp Root".into(),
+            vendor: vendor.map(str::to_string),
+            chain: Vec::new(),
+            scts: false,
+        }
+    }
+
+    #[test]
+    fn a_chain_that_is_not_public_is_inspection_or_untrusted() {
+        let profile = Profile::builtin();
+        let judge = |v: &TlsVerdict| tls_finding(&profile, "chatgpt.com", 443, v);
+        assert_eq!(judge(&verdict(Verdict::Public, None, None)), None);
+
+        let inspected = judge(&verdict(
+            Verdict::Inspected,
+            Some("UnknownIssuer"),
+            Some("Zscaler"),
+        ));
+        let inspected = inspected.unwrap();
+        assert_eq!(inspected.kind, FindingKind::TlsInspection);
+        assert_eq!(inspected.vendor.as_deref(), Some("Zscaler"));
+        assert_eq!(
+            inspected.detail,
+            "TLS for chatgpt.com:443 is re-signed by CN=Corp CA (Zscaler): the public roots reject it (UnknownIssuer) but this machine's trust store accepts it"
+        );
+        assert_eq!(inspected.evidence, "issuer CN=Corp CA; root CN=Corp Root");
+
+        let untrusted = judge(&verdict(Verdict::Untrusted, Some("NotValidForName"), None));
+        let untrusted = untrusted.unwrap();
+        assert_eq!(untrusted.kind, FindingKind::UntrustedCertificate);
+        assert_eq!(
+            untrusted.detail,
+            "TLS for chatgpt.com:443 is signed by CN=Corp CA, which neither the public roots nor this machine trust (NotValidForName)"
+        );
+        assert_eq!(
+            untrusted.evidence,
+            "issuer CN=Corp CA; root CN=Corp Root; name mismatch"
+        );
+    }
+
+    #[test]
+    fn a_failure_shows_its_sinkhole_and_its_block_page_each_with_the_command() {
+        let profile = Profile::builtin();
+        let path = reproduce::Path {
+            proxy: Some(("http://proxy.corp:3128", false)),
+            pin: None,
+        };
+        let url = "https://chatgpt.com/";
+        let mut sunk = Failure::new(FailureKind::ConnectRefused, Side::Upstream, "refused");
+        sunk.dns_answer = vec!["146.112.61.106".parse().unwrap()];
+        let found = failure_findings(&profile, "chatgpt.com", &sunk, url, &path);
+        assert_eq!(kinds(&found), [FindingKind::DnsSinkhole]);
+        let command = reproduce::command(url, &path);
+        assert_eq!(found[0].reproduce.as_deref(), Some(command.as_str()));
+
+        let mut refused = Failure::new(FailureKind::UpstreamProxyRefused, Side::Upstream, "403");
+        refused.proxy_status = Some(403);
+        refused.proxy_headers = vec![("x-squid-error".into(), "ERR_ACCESS_DENIED 0".into())];
+        refused.proxy_body =
+            Some("<html><title>ERROR: The requested URL could not be retrieved</title>".into());
+        let found = failure_findings(&profile, "chatgpt.com", &refused, url, &path);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .evidence
+                .starts_with("the corporate proxy refused with "),
+            "{:?}",
+            found[0]
+        );
+        assert_eq!(found[0].reproduce.as_deref(), Some(command.as_str()));
+        // Neither: nothing.
+        let plain = Failure::new(FailureKind::ConnectRefused, Side::Upstream, "refused");
+        assert!(failure_findings(&profile, "chatgpt.com", &plain, url, &path).is_empty());
     }
 
     #[test]
