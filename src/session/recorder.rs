@@ -85,7 +85,8 @@ pub fn keep_pac(dir: &Path, pac: Option<&crate::upstream::pac::PacFile>) {
 pub type SharedSummary = Arc<Mutex<Summary>>;
 
 enum Msg {
-    /// An event with a body to store: the writer stores it, then writes the event.
+    /// An event with a body to store (folded by its sender): the writer stores the body,
+    /// then writes the event.
     Event(Event),
     /// An event's JSON line (folded into the summary by its sender).
     Line(Arc<str>),
@@ -160,6 +161,10 @@ impl Recorder {
     /// every event written, and a dropped one too.
     pub fn record(&self, event: Event) {
         if carries_body(&event) {
+            // Folded here too, not when the writer gets to it: the summary then takes events
+            // in the order they happened, with a body or without (the live page's first
+            // block page is the first one seen).
+            fold(&self.summary, &event);
             self.send(Msg::Event(event));
             return;
         }
@@ -273,7 +278,9 @@ impl Writer {
             bodies_stored: 0,
             bodies_not_kept: 0,
         };
-        writer.write(&Event::SessionStarted(Box::new(info)))?;
+        let first = Event::SessionStarted(Box::new(info));
+        fold(&writer.summary, &first);
+        writer.write(&first)?;
         writer.flush()?;
         Ok(writer)
     }
@@ -323,10 +330,10 @@ impl Writer {
     }
 
     /// Writes an event the writer serialises itself (one with a body, the first, the last):
-    /// what [`Recorder::record`] does on the recording thread, then [`Writer::append`].
+    /// what [`Recorder::record`] does on the recording thread but the fold, then
+    /// [`Writer::append`].
     fn write(&mut self, event: &Event) -> io::Result<()> {
         self.append(encode(event)?)?;
-        fold(&self.summary, event);
         if let Some(line) = livelog::line(event, &self.profile, self.style) {
             self.say(&line);
         }
@@ -393,7 +400,9 @@ impl Writer {
 
     fn finish(&mut self, mut end: Box<SessionEnd>) -> io::Result<Summary> {
         end.limits.bodies_not_kept = self.bodies_not_kept;
-        self.write(&Event::SessionEnded(end))?;
+        let last = Event::SessionEnded(end);
+        fold(&self.summary, &last);
+        self.write(&last)?;
         self.flush()?;
         self.events.get_ref().sync_data()?;
         let summary = match self.summary.lock() {
@@ -619,5 +628,28 @@ mod tests {
         assert!(summary
             .to_json()
             .contains(&format!("\"events_dropped\": {dropped}")));
+    }
+
+    /// An event with a body is folded as it is recorded, like every other: the summary
+    /// takes events in the order they happened (the writer used to fold these when it got
+    /// to them, after later events without a body), and counts one the queue dropped.
+    #[test]
+    fn an_event_with_a_body_is_folded_when_recorded_even_if_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Arc::new(Profile::builtin());
+        let info = SessionInfo::default();
+        let (recorder, _) =
+            Recorder::start_with_queue(dir.path(), info, profile, style(true), 4).unwrap();
+        let sent = 2000;
+        for _ in 0..sent {
+            recorder.record(request("/kept", Some(&b"kept body"[..])));
+        }
+        let summary = finish(&recorder);
+        assert!(
+            recorder.dropped() > 0,
+            "a queue of 4 cannot take 2000 at once"
+        );
+        let doc = summary.doc();
+        assert_eq!(doc.hosts.iter().map(|h| h.requests).sum::<u64>(), sent);
     }
 }
