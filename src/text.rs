@@ -12,10 +12,31 @@
 //! - [`collapse_whitespace`]: runs of whitespace as one space, trimmed (block-page markers
 //!   and page text are compared in this form).
 //! - [`sha256_hex`]: a SHA-256 as the files write it (lower-case hex).
+//! - [`displays_as`]: whether a value's `Display` is a given text, without writing it out.
 
 use std::borrow::Cow;
 use std::fmt::Write;
 use std::net::IpAddr;
+
+/// Whether `value` displays as `text`, compared piece by piece as `Display` writes it: no
+/// `String` is made (the summary asks this of every request's route).
+pub fn displays_as(value: &impl std::fmt::Display, text: &str) -> bool {
+    /// What of `text` is still to match.
+    struct Rest<'a>(&'a str);
+    impl Write for Rest<'_> {
+        fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+            match self.0.strip_prefix(piece) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(())
+                }
+                None => Err(std::fmt::Error),
+            }
+        }
+    }
+    let mut rest = Rest(text);
+    write!(rest, "{value}").is_ok() && rest.0.is_empty()
+}
 
 /// `text` with every control character (C0 but `\n` when `keep_newlines`, DEL, C1) written
 /// as a visible escape. Borrowed when there is nothing to escape (the common case).
@@ -211,6 +232,16 @@ pub fn percent_decode(text: &str, plus_as_space: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn displays_as_compares_what_display_would_write() {
+        let hop = format_args!("PROXY {}:{}", "proxy.corp", 3128);
+        assert!(displays_as(&hop, "PROXY proxy.corp:3128"));
+        assert!(!displays_as(&hop, "PROXY proxy.corp:312"));
+        assert!(!displays_as(&hop, "PROXY proxy.corp:31280"));
+        assert!(!displays_as(&hop, "DIRECT"));
+        assert!(displays_as(&"", ""));
+    }
 
     #[test]
     fn html_escapes_markup_and_shows_control_bytes() {

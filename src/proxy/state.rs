@@ -267,7 +267,6 @@ impl State {
         seen.len() < MAX_CHECKED && seen.insert((name.to_string(), port))
     }
 
-    /// Whether a CONNECT to `host:port` is intercepted rather than tunnelled.
     /// Whether a CONNECT to `host:port` is intercepted: asked for, not passed through
     /// after a client refused, and a name diagproxy's CA may sign (a name-constrained CA's
     /// leaf for another host would be refused by every client, so that host is tunnelled).
@@ -279,6 +278,10 @@ impl State {
 
     /// Whether forwarding to `host:port` would come back to this proxy (pins included).
     pub fn is_self(&self, host: &str, port: u16) -> bool {
+        // Another port is never this proxy: the common case decided without allocating.
+        if port != self.listen.port() {
+            return false;
+        }
         if targets(self.listen, host, port) {
             return true;
         }

@@ -83,8 +83,7 @@ impl Summary {
         let mut allowlist = AllowlistDoc::default();
         for entry in &self.profile.entries {
             let mut matching = self
-                .hosts
-                .values()
+                .hosts()
                 .filter(|h| h.allowlist.as_deref() == Some(&entry.pattern));
             let mut touched = false;
             let mut failing = false;
@@ -122,7 +121,7 @@ impl Summary {
                 include_secrets: self.session.include_secrets,
                 keylog: self.session.keylog.as_deref(),
             },
-            hosts: self.hosts.values().collect(),
+            hosts: self.hosts().collect(),
             allowlist,
             other_hosts: self.other_hosts(),
             refused: self.refused,
@@ -140,7 +139,7 @@ impl Summary {
     /// The hosts outside the profile, counted apart.
     fn other_hosts(&self) -> OtherHostsDoc {
         let mut doc = OtherHostsDoc::default();
-        for h in self.hosts.values().filter(|h| h.allowlist.is_none()) {
+        for h in self.hosts().filter(|h| h.allowlist.is_none()) {
             doc.hosts += u64::from(h.host != OTHER_HOSTS);
             doc.with_problems += u64::from(h.is_failing());
             doc.connections += h.connections;
@@ -160,7 +159,7 @@ impl Summary {
         {
             return source.insufficient_sentence();
         }
-        verdict::sentence(self.hosts.values().map(|h| verdict::HostView {
+        verdict::sentence(self.hosts().map(|h| verdict::HostView {
             host: &h.host,
             allowlisted: h.allowlist.is_some(),
             findings: &h.findings,

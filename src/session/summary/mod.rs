@@ -12,6 +12,7 @@ use crate::failure::{Failure, FailureKind};
 use crate::inspect::explain::{self, finding_for, tls_finding};
 use crate::inspect::{reproduce, Finding, FindingKind};
 use crate::profile::Profile;
+use crate::text::displays_as;
 use crate::tls::chain::TlsVerdict;
 use crate::upstream::route::TakenHop;
 
@@ -30,8 +31,13 @@ pub struct Summary {
     /// What the limits did, from the session's last line.
     limits: LimitCounts,
     profile: Arc<Profile>,
-    /// (host, port) → what happened there. BTreeMap keeps the output stable.
-    hosts: BTreeMap<(String, u16), HostStats>,
+    /// What happened at each host:port, in the order first seen; `rows` finds them.
+    hosts: Vec<HostStats>,
+    /// (host, port) → its place in `hosts`. A BTreeMap keeps the output in name order.
+    rows: BTreeMap<(String, u16), usize>,
+    /// A scratch key the event's host is lower-cased into for the lookup, so folding an
+    /// event into a row that exists allocates nothing (it runs for every request).
+    key: (String, u16),
     /// Requests diagproxy refused itself (400, 407, 508).
     refused: u64,
     /// The first profile host a route was seen for, and that route: another profile host
@@ -169,7 +175,9 @@ impl Summary {
             folded: Folded::default(),
             limits: LimitCounts::default(),
             profile,
-            hosts: BTreeMap::new(),
+            hosts: Vec::new(),
+            rows: BTreeMap::new(),
+            key: (String::new(), 0),
             refused: 0,
             first_route: None,
             sign_ins: BTreeMap::new(),
@@ -253,38 +261,50 @@ impl Summary {
     }
 
     fn host(&mut self, host: &str, port: u16) -> &mut HostStats {
-        let mut host = host.to_ascii_lowercase();
-        let mut port = port;
-        // Only at the limit is it worth asking whether this is a new row.
-        if self.hosts.len() >= self.max_hosts()
-            && !self.hosts.contains_key(&(host.clone(), port))
-            && self.profile.match_host(&host).is_none()
-        {
+        self.key.0.clear();
+        self.key.0.push_str(host);
+        self.key.0.make_ascii_lowercase();
+        self.key.1 = port;
+        let row = match self.rows.get(&self.key) {
+            Some(&row) => row,
+            None => self.add_row(),
+        };
+        &mut self.hosts[row]
+    }
+
+    /// A row for the host:port in `key`, or past `--max-hosts` for a host outside the
+    /// profile the [`OTHER_HOSTS`] row; its place in `hosts`.
+    fn add_row(&mut self) -> usize {
+        let (mut host, mut port) = self.key.clone();
+        if self.hosts.len() >= self.max_hosts() && self.profile.match_host(&host).is_none() {
             // Past --max-hosts, hosts outside the profile share one row.
             self.folded.insert((host, port));
             (host, port) = (OTHER_HOSTS.to_string(), 0);
+            if let Some(&row) = self.rows.get(&(host.clone(), port)) {
+                return row;
+            }
         }
-        let profile = &self.profile;
-        self.hosts
-            .entry((host.clone(), port))
-            .or_insert_with(|| HostStats {
-                allowlist: profile.match_host(&host).map(|e| e.pattern.clone()),
-                host,
-                port,
-                connections: 0,
-                tunnels: 0,
-                requests: 0,
-                bytes_up: 0,
-                bytes_down: 0,
-                failures: BTreeMap::new(),
-                findings: Vec::new(),
-                user_agents: BTreeSet::new(),
-                max_connect_ms: None,
-                tls: None,
-                tls_error: None,
-                routes: BTreeSet::new(),
-                via_proxy: None,
-            })
+        let row = self.hosts.len();
+        self.rows.insert((host.clone(), port), row);
+        self.hosts.push(HostStats {
+            allowlist: self.profile.match_host(&host).map(|e| e.pattern.clone()),
+            host,
+            port,
+            connections: 0,
+            tunnels: 0,
+            requests: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            failures: BTreeMap::new(),
+            findings: Vec::new(),
+            user_agents: BTreeSet::new(),
+            max_connect_ms: None,
+            tls: None,
+            tls_error: None,
+            routes: BTreeSet::new(),
+            via_proxy: None,
+        });
+        row
     }
 
     /// `--max-hosts`, as the session recorded it.
@@ -385,9 +405,8 @@ impl Summary {
 
     /// The chain verdict recorded for `host:port`, if any.
     pub fn tls_of(&self, host: &str, port: u16) -> Option<&TlsVerdict> {
-        self.hosts
-            .get(&(host.to_ascii_lowercase(), port))
-            .and_then(|h| h.tls.as_ref())
+        let row = self.rows.get(&(host.to_ascii_lowercase(), port))?;
+        self.hosts[*row].tls.as_ref()
     }
 
     /// Remembers the way `host:port`'s connection took; a profile host that goes another
@@ -443,30 +462,39 @@ impl Summary {
         let Some(hop) = taken.hop.as_ref() else {
             return;
         };
+        // Runs for every request: nothing is allocated unless the route is news.
         let profile = self.profile.clone();
         let stats = self.host(host, port);
-        if stats.routes.len() < MAX_ROUTES {
+        let known = stats.routes.iter().any(|r| displays_as(hop, r));
+        if !known && stats.routes.len() < MAX_ROUTES {
             stats.routes.insert(hop.to_string());
         }
         if hop.proxy().is_some() {
-            stats.via_proxy = Some((hop.to_string(), taken.proxy_headers.clone()));
+            let same = stats.via_proxy.as_ref().is_some_and(|(seen, headers)| {
+                displays_as(hop, seen) && *headers == taken.proxy_headers
+            });
+            if !same {
+                stats.via_proxy = Some((hop.to_string(), taken.proxy_headers.clone()));
+            }
             stats.name_proxy(&profile);
         }
         let ours = stats.allowlist.is_some();
-        let name = stats.host.clone();
         if let Some(verdict) = &taken.proxy_tls {
             self.note_proxy_chain(hop, verdict);
         }
         if !ours {
             return;
         }
-        let Some((first_host, first_hop)) = self.first_route.clone() else {
+        let Some((first_host, first_hop)) = &self.first_route else {
+            let name = self.host(host, port).host.clone();
             self.first_route = Some((name, hop.to_string()));
             return;
         };
-        if first_hop == hop.to_string() {
+        if displays_as(hop, first_hop) {
             return;
         }
+        let (first_host, first_hop) = (first_host.clone(), first_hop.clone());
+        let name = self.host(host, port).host.clone();
         let evidence = format!("{first_host} goes {first_hop}, {name} goes {hop}");
         let detail = format!("{name} takes another way out than {first_host}");
         let finding = Finding::new(
@@ -481,7 +509,7 @@ impl Summary {
     }
 
     pub fn hosts(&self) -> impl Iterator<Item = &HostStats> {
-        self.hosts.values()
+        self.rows.values().map(|&row| &self.hosts[row])
     }
 
     /// The profile the summary judges by.

@@ -307,11 +307,13 @@ fn the_live_pages_detail_gets_a_failure_as_a_finding_with_its_remedy_and_command
 #[test]
 fn hosts_are_counted_and_matched() {
     let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+    s.apply(&tunnel("example.org", None));
     s.apply(&tunnel("chatgpt.com", None));
     s.apply(&tunnel("ChatGPT.com", None));
-    s.apply(&tunnel("example.org", None));
     let doc = s.doc();
     assert_eq!(doc.hosts.len(), 2);
+    let names: Vec<&str> = doc.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(names, ["chatgpt.com", "example.org"], "rows in name order");
     let chatgpt = doc.hosts.iter().find(|h| h.host == "chatgpt.com").unwrap();
     assert_eq!(
         (chatgpt.connections, chatgpt.bytes_up, chatgpt.bytes_down),
