@@ -191,6 +191,7 @@ mod tests {
         in_flight.remove(id);
         let second = event("example.org", None, None);
         in_flight.add(&second);
+        std::thread::sleep(std::time::Duration::from_millis(5));
         let unfinished = in_flight.unfinished();
         assert_eq!(unfinished.len(), 1);
         let got = &unfinished[0];
@@ -199,6 +200,7 @@ mod tests {
             (&second.host, &second.url, &None, &second.downstream)
         );
         assert!(!got.intercepted && got.unfinished.is_some());
+        assert!(got.timings.total_ms >= 5.0, "how long it waited");
     }
 
     /// At most [`SPARES`] entries are kept, and none that holds more than [`SPARE_TEXT`].

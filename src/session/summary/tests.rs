@@ -159,6 +159,33 @@ fn sign_ins_are_counted_per_proxy_by_scheme_and_failure() {
     assert_eq!(json["proxy_sign_in"][0]["ok"]["Negotiate"], 2);
 }
 
+/// The proxy a host went through is the last one seen, with the headers it added then:
+/// the fold skips rewriting it only when both are the same as before.
+#[test]
+fn the_proxy_a_host_went_through_is_the_last_seen_with_its_headers() {
+    let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
+    let via = |hop: &str, header: &str| {
+        let mut event = with_route(tunnel("chatgpt.com", None), hop);
+        if let Event::Tunnel(t) = &mut event {
+            t.route.proxy_headers = vec![("via".into(), header.into())];
+        }
+        event
+    };
+    let seen = |s: &mut Summary| s.host("chatgpt.com", 443).via_proxy.clone();
+    let expect = |hop: &str, header: &str| {
+        Some((
+            hop.to_string(),
+            vec![("via".to_string(), header.to_string())],
+        ))
+    };
+    s.apply(&via("PROXY p:1", "1.1 a"));
+    assert_eq!(seen(&mut s), expect("PROXY p:1", "1.1 a"));
+    s.apply(&via("PROXY p:1", "1.1 b"));
+    assert_eq!(seen(&mut s), expect("PROXY p:1", "1.1 b"), "new headers");
+    s.apply(&via("PROXY q:2", "1.1 b"));
+    assert_eq!(seen(&mut s), expect("PROXY q:2", "1.1 b"), "another proxy");
+}
+
 #[test]
 fn routes_are_kept_per_host_and_a_profile_host_going_another_way_is_split() {
     let mut s = Summary::new(info(), Arc::new(Profile::builtin()));
