@@ -160,11 +160,11 @@ impl Recorder {
     /// queue is full; after `finish`, dropped. The summary folds it first, so it counts
     /// every event written, and a dropped one too.
     pub fn record(&self, event: Event) {
+        // Folded here, with a body or without, not when the writer gets to it: the summary
+        // takes events in the order they happened (the live page's first block page is the
+        // first one seen).
+        fold(&self.summary, &event);
         if carries_body(&event) {
-            // Folded here too, not when the writer gets to it: the summary then takes events
-            // in the order they happened, with a body or without (the live page's first
-            // block page is the first one seen).
-            fold(&self.summary, &event);
             self.send(Msg::Event(event));
             return;
         }
@@ -176,7 +176,6 @@ impl Recorder {
             Some(live) => Msg::LineAndLive(Box::new((json, live))),
             None => Msg::Line(json),
         };
-        fold(&self.summary, &event);
         self.send(msg);
     }
 
@@ -278,9 +277,7 @@ impl Writer {
             bodies_stored: 0,
             bodies_not_kept: 0,
         };
-        let first = Event::SessionStarted(Box::new(info));
-        fold(&writer.summary, &first);
-        writer.write(&first)?;
+        writer.fold_and_write(&Event::SessionStarted(Box::new(info)))?;
         writer.flush()?;
         Ok(writer)
     }
@@ -338,6 +335,12 @@ impl Writer {
             self.say(&line);
         }
         Ok(())
+    }
+
+    /// The first and the last event, which no recorder folded: folded, then written.
+    fn fold_and_write(&mut self, event: &Event) -> io::Result<()> {
+        fold(&self.summary, event);
+        self.write(event)
     }
 
     /// Adds a live-log line to the batch's.
@@ -400,9 +403,7 @@ impl Writer {
 
     fn finish(&mut self, mut end: Box<SessionEnd>) -> io::Result<Summary> {
         end.limits.bodies_not_kept = self.bodies_not_kept;
-        let last = Event::SessionEnded(end);
-        fold(&self.summary, &last);
-        self.write(&last)?;
+        self.fold_and_write(&Event::SessionEnded(end))?;
         self.flush()?;
         self.events.get_ref().sync_data()?;
         let summary = match self.summary.lock() {
