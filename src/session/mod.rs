@@ -8,6 +8,7 @@ pub mod feed;
 pub mod livelog;
 pub mod recorder;
 pub mod redact;
+pub mod request_line;
 pub mod source;
 pub mod stderr;
 pub mod summary;

@@ -436,7 +436,12 @@ thread_local! {
 fn encode(event: &Event) -> serde_json::Result<Arc<str>> {
     LINE.with_borrow_mut(|line| {
         line.clear();
-        let json = serde_json::to_writer(&mut *line, event).and_then(|()| {
+        // The request event, one per request, by hand (see `request_line`); the rest by serde.
+        let written = match event {
+            Event::Request(request) => super::request_line::write(line, request),
+            other => serde_json::to_writer(&mut *line, other),
+        };
+        let json = written.and_then(|()| {
             // serde_json writes UTF-8 only; checking it is a fast ASCII scan.
             std::str::from_utf8(line)
                 .map(Arc::from)

@@ -93,7 +93,14 @@ pub fn value<'a>(
 /// or a JWT (`eyJ….….…`).
 pub fn is_secret_value(value: &str) -> bool {
     let value = value.trim_start();
-    let scheme = value.split_once(' ').map_or("", |(s, _)| s);
+    // The longest scheme is 9 letters: a first space further in cannot end one (and the
+    // search stays off the rest of a long value).
+    let scheme = value
+        .as_bytes()
+        .iter()
+        .take(10)
+        .position(|&b| b == b' ')
+        .map_or("", |space| &value[..space]);
     let is_scheme = ["bearer", "basic", "negotiate", "ntlm", "digest"]
         .iter()
         .any(|s| s.eq_ignore_ascii_case(scheme));

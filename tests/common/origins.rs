@@ -317,6 +317,10 @@ pub(super) async fn secure_route(
     match req.uri().path() {
         "/proto" => Ok(Response::new(full(format!("{:?}", req.version())))),
         "/peer" => Ok(Response::new(full(peer.to_string()))),
+        "/json" => Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(full(r#"{"ok":true}"#.to_string()))
+            .expect("response")),
         "/host" => {
             let host = req.headers().get("host").and_then(|h| h.to_str().ok());
             Ok(Response::new(full(host.unwrap_or("-").to_string())))
