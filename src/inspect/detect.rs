@@ -94,10 +94,15 @@ pub fn unexpected_content(a: &Answer<'_>, profile: &Profile) -> Option<Finding> 
             ));
         }
     }
-    let content_type = a.header("content-type").unwrap_or("").to_ascii_lowercase();
-    if !expects_api(a) || !content_type.contains("text/html") || (300..400).contains(&a.status) {
+    // Every answer comes here: the type is lower-cased only for the finding's text.
+    let content_type = a.header("content-type").unwrap_or("");
+    if (300..400).contains(&a.status)
+        || !contains_ignore_case(content_type.as_bytes(), b"text/html")
+        || !expects_api(a)
+    {
         return None;
     }
+    let content_type = content_type.to_ascii_lowercase();
     let evidence = format!(
         "status {} Content-Type {content_type} for {}",
         a.status, a.path
@@ -116,33 +121,50 @@ pub fn unexpected_content(a: &Answer<'_>, profile: &Profile) -> Option<Finding> 
     ))
 }
 
-/// A header a known product adds (`Via: … McAfee Web Gateway`, `X-BlueCoat-Via`, …).
+/// A header a known product adds (`Via: … McAfee Web Gateway`, `X-BlueCoat-Via`, …): the
+/// profile's first entry that any header matches, with the first header that matches it.
 pub fn proxy_header(a: &Answer<'_>, profile: &Profile) -> Option<Finding> {
-    // Runs on every answer: no allocation unless something is found (the profile's names and
-    // substrings are lower case already).
-    for known in &profile.proxy_headers {
-        let hit = a.headers.iter().find(|(name, value)| {
-            let name = name.as_str();
-            let name_matches = name == known.header
-                || name
-                    .strip_prefix(known.header.as_str())
-                    .is_some_and(|rest| rest.starts_with('-'));
-            name_matches && contains_ignore_case(value.as_bytes(), known.contains.as_bytes())
-        });
-        if let Some((name, value)) = hit {
-            let evidence = format!("{name}: {}", String::from_utf8_lossy(value.as_bytes()));
-            let detail = format!("the answer for {} passed through {}", a.host, known.vendor);
-            return Some(Finding::new(
-                profile,
-                FindingKind::ProxyHeader,
-                a.host,
-                Some(known.vendor.clone()),
-                evidence,
-                detail,
-            ));
+    // Runs on every answer: one pass over its headers, no allocation unless something is
+    // found (the profile's names and substrings are lower case already).
+    let known = &profile.proxy_headers;
+    let mut best: Option<(usize, &str, &[u8])> = None;
+    for (name, value) in a.headers {
+        let before = best.map_or(known.len(), |(at, ..)| at);
+        let name = name.as_str();
+        if let Some(at) = known[..before]
+            .iter()
+            .position(|k| names_product(k, name, value.as_bytes()))
+        {
+            best = Some((at, name, value.as_bytes()));
         }
     }
-    None
+    let (at, name, value) = best?;
+    let vendor = &known[at].vendor;
+    let evidence = format!("{name}: {}", String::from_utf8_lossy(value));
+    let detail = format!("the answer for {} passed through {vendor}", a.host);
+    Some(Finding::new(
+        profile,
+        FindingKind::ProxyHeader,
+        a.host,
+        Some(vendor.clone()),
+        evidence,
+        detail,
+    ))
+}
+
+/// Whether the header `name: value` is the one `known` describes: its name, or its name and
+/// a `-` suffix, with its substring in the value. The first byte is compared first: nearly
+/// every pair differs there.
+fn names_product(known: &crate::profile::ProxyHeader, name: &str, value: &[u8]) -> bool {
+    let header = known.header.as_str();
+    if name.as_bytes().first() != header.as_bytes().first() {
+        return false;
+    }
+    let name_matches = name == header
+        || name
+            .strip_prefix(header)
+            .is_some_and(|rest| rest.starts_with('-'));
+    name_matches && contains_ignore_case(value, known.contains.as_bytes())
 }
 
 /// A Cloudflare challenge or mitigation answer.

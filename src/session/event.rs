@@ -270,6 +270,9 @@ impl TunnelEvent {
     }
 }
 
+/// One request and its answer. Written to `events.jsonl` by [`super::request_line`] (by
+/// hand, byte for byte what this derive writes): a field added here goes there too, or its
+/// every-field test fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestEvent {
     pub ts: String,

@@ -159,6 +159,10 @@ const SECRET_PARAMS: [&str; 12] = [
 /// `url` without userinfo, and with the values of credential-like query parameters
 /// replaced by `REDACTED`.
 pub fn url(url: &str) -> String {
+    // Most URLs have neither userinfo nor a query: nothing to take out.
+    if memchr::memchr2(b'@', b'?', url.as_bytes()).is_none() {
+        return url.to_string();
+    }
     let url = strip_userinfo(url);
     let Some((base, query)) = url.split_once('?') else {
         return url.into_owned();
@@ -508,6 +512,9 @@ mod tests {
             assert_eq!(listed[0].1, shown);
         }
         assert_eq!(url("http://user:pass@h/x?y=1"), "http://h/x?y=1");
+        // Userinfo without a query, a query without userinfo: each alone is still seen.
+        assert_eq!(url("http://user:pass@h/x"), "http://h/x");
+        assert_eq!(url("http://h/x?token=t"), "http://h/x?token=REDACTED");
     }
 
     #[test]

@@ -430,6 +430,41 @@ fn proxy_headers_on_ordinary_answers() {
     assert!(check("chatgpt.com", "/", 200, &[("Via", "1.1 varnish")], "{}").is_empty());
 }
 
+/// Two products' headers on one answer: the profile's order decides, not the answer's (the
+/// McAfee `Via` entry comes before Sophos's header in the profile).
+#[test]
+fn of_two_proxy_headers_the_profiles_first_entry_is_named() {
+    let found = check(
+        "chatgpt.com",
+        "/",
+        200,
+        &[
+            ("X-Sophos-Filter", "1"),
+            ("Via", "1.1 varnish"),
+            ("Via", "1.1 proxy (McAfee Web Gateway 7.8.2)"),
+        ],
+        "{}",
+    );
+    assert_eq!(
+        only(&found),
+        ("proxy_header", Some("McAfee / Skyhigh Web Gateway"))
+    );
+    assert!(
+        found[0].evidence.contains("McAfee Web Gateway 7.8.2"),
+        "{:?}",
+        found[0].evidence
+    );
+    // A name that only ends like a known one is not it.
+    assert!(check(
+        "chatgpt.com",
+        "/",
+        200,
+        &[("X-Via", "McAfee Web Gateway")],
+        "{}"
+    )
+    .is_empty());
+}
+
 #[test]
 fn cloudflare_challenges_and_the_interception_hint() {
     let body = "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body><script src=\"/cdn-cgi/challenge-platform/h/g/orchestrate/chl_page/v1\"></script></body></html>";
