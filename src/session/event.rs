@@ -270,7 +270,7 @@ impl TunnelEvent {
     }
 }
 
-/// One request and its answer. Written to `events.jsonl` by [`super::request_line`] (by
+/// One request and its answer. Written to `events.jsonl` by `session/request_line.rs` (by
 /// hand, byte for byte what this derive writes): a field added here goes there too, or its
 /// every-field test fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -42,7 +42,12 @@ const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 /// the core and dropped 4,760 of 277,000 events at 85,000 requests/s). While the writer
 /// serialised every event, 30 µs were 8 events; now that it appends lines serialised by
 /// their senders, they are about 64 (each yield that finds a worker ready is two context
-/// switches, so fewer bursts cost less).
+/// switches, so fewer bursts cost less). Measured since (`perf sched timehist`, interception
+/// at c=16, docs/performance.md "fourth"): a yield often keeps the core all the same — a
+/// thread that slept through the batch window has the earliest deadline — and the writer
+/// then preempts the worker for 0.13 ms at the median, 2.6 ms at the worst; a 50 µs sleep
+/// instead of the yield shortened those runs to 0.12 ms at the worst but did not lower the
+/// bench's p99, so the yield stays.
 const YIELD_EVERY: usize = 64;
 /// The most events taken off the channel at once.
 const BATCH_MAX: usize = 1024;
