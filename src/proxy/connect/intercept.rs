@@ -133,6 +133,10 @@ async fn accept(
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .into_iter()
         .collect();
+    // The connection's handle goes to its server; this one keeps the shutdown waiting
+    // until the tunnel's own event below is recorded (without it a session ending just as
+    // the client left could close its files first and drop that event).
+    let held = shutdown.clone();
     let ctx = serve_connection(tls, &alpn, &host, port, &state, &downstream, shutdown).await;
     let websocket = ctx.upgraded.lock().ok().and_then(|mut u| u.take());
     if let Some(closed) = websocket {
@@ -152,6 +156,7 @@ async fn accept(
     }
     // The client's side of the tunnel, TLS included, as a tunnel's line counts it.
     record(alpn, None, &counts);
+    drop(held);
 }
 
 /// The most of a non-TLS client's first bytes kept in its failure.

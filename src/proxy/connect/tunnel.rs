@@ -69,7 +69,9 @@ pub async fn open(
                 // At shutdown the tunnel keeps relaying for most of the grace period, then
                 // is recorded as still open, before the session's files close.
                 let grace = state.config.grace * 3 / 4;
-                let stop = async move {
+                // Borrowed, not moved: the handle must outlive the relay until the event is
+                // recorded below, or the session could end (and drop the event) in between.
+                let stop = async {
                     shutdown.recv().await;
                     tokio::time::sleep(grace).await;
                 };
@@ -85,6 +87,8 @@ pub async fn open(
         }
         record.timings.total_ms = ms(started.elapsed());
         state.recorder.record(Event::Tunnel(Box::new(record)));
+        // Only now is this tunnel's work over for the shutdown's wait.
+        drop(shutdown);
     });
     Response::new(empty())
 }
