@@ -473,6 +473,24 @@ mod tests {
         }
     }
 
+    /// The fast path's test itself: a clean string of any length is seen as clean (it is
+    /// copied at once), one with a byte to escape anywhere is not. The output alone cannot
+    /// tell, since the slow path writes the same.
+    #[test]
+    fn a_clean_string_of_any_length_takes_the_fast_path() {
+        for len in 0..40 {
+            let clean: String = "abcé/ -_:.😀".chars().cycle().take(len).collect();
+            assert!(!any_special(clean.as_bytes()), "{clean:?}");
+            for place in 0..len {
+                let mut marked = clean.clone().into_bytes();
+                if marked[place].is_ascii() {
+                    marked[place] = b'"';
+                    assert!(any_special(&marked), "{len} {place}");
+                }
+            }
+        }
+    }
+
     /// The word test against the byte test, for each byte in each of the eight places.
     #[test]
     fn the_word_test_finds_exactly_the_bytes_the_byte_test_finds() {
