@@ -156,27 +156,24 @@ fn timings(out: &mut Vec<u8>, t: &Timings) {
     float(out, t.dns_ms);
     out.extend_from_slice(key!("connect_ms"));
     float(out, t.connect_ms);
-    if t.proxy_connect_ms.is_some() {
-        out.extend_from_slice(key!("proxy_connect_ms"));
-        float(out, t.proxy_connect_ms);
-    }
-    if t.ssl_ms.is_some() {
-        out.extend_from_slice(key!("ssl_ms"));
-        float(out, t.ssl_ms);
-    }
+    skippable_float(out, key!("proxy_connect_ms"), t.proxy_connect_ms);
+    skippable_float(out, key!("ssl_ms"), t.ssl_ms);
     out.extend_from_slice(key!("wait_ms"));
     float(out, t.wait_ms);
-    if t.receive_ms.is_some() {
-        out.extend_from_slice(key!("receive_ms"));
-        float(out, t.receive_ms);
-    }
-    if t.first_byte_ms.is_some() {
-        out.extend_from_slice(key!("first_byte_ms"));
-        float(out, t.first_byte_ms);
-    }
+    skippable_float(out, key!("receive_ms"), t.receive_ms);
+    skippable_float(out, key!("first_byte_ms"), t.first_byte_ms);
     out.extend_from_slice(key!("total_ms"));
     float(out, Some(t.total_ms));
     out.push(b'}');
+}
+
+/// A timing serde leaves out when it is `None` (`skip_serializing_if`): its key and value,
+/// or nothing.
+fn skippable_float(out: &mut Vec<u8>, key: &[u8], value: Option<f64>) {
+    if value.is_some() {
+        out.extend_from_slice(key);
+        float(out, value);
+    }
 }
 
 fn header_lists(out: &mut Vec<u8>, h: &Headers) {

@@ -64,7 +64,10 @@ pub async fn open(
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let (host, port) = (record.host.clone(), record.port);
-                let on_hello = |sni: Option<&str>| check_chain(&state, &host, port, sni);
+                // The side handshake holds its own handle: its event, too, is recorded
+                // before the session's files close.
+                let held = shutdown.clone();
+                let on_hello = |sni: Option<&str>| check_chain(&state, &host, port, sni, held);
                 let ends = (upgraded, upstream.io);
                 // At shutdown the tunnel keeps relaying for most of the grace period, then
                 // is recorded as still open, before the session's files close.
@@ -140,8 +143,9 @@ fn dial_failed(
 }
 
 /// Starts the side handshake for the name the client asked for (its SNI, else the CONNECT
-/// host when that is a name), once per name and port per session. Runs beside the tunnel.
-fn check_chain(state: &Shared, host: &str, port: u16, sni: Option<&str>) {
+/// host when that is a name), once per name and port per session. Runs beside the tunnel,
+/// holding `shutdown` until its event is recorded.
+fn check_chain(state: &Shared, host: &str, port: u16, sni: Option<&str>, shutdown: Shutdown) {
     let Some(name) = sni.or_else(|| host.parse::<std::net::IpAddr>().is_err().then_some(host))
     else {
         return;
@@ -175,6 +179,7 @@ fn check_chain(state: &Shared, host: &str, port: u16, sni: Option<&str>) {
             error,
         };
         state.recorder.record(Event::TlsCheck(Box::new(check)));
+        drop(shutdown);
     });
 }
 
