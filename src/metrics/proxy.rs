@@ -80,7 +80,7 @@ pub fn exposition(summary: &Summary, open: usize, dropped: u64) -> String {
     let mut dropped_total = Family::new(
         "diagproxy_events_dropped_total",
         Kind::Counter,
-        "Events dropped because the session writer fell behind (0 at every measured rate).",
+        "Events not written to events.jsonl because it could not be written (a full disk).",
     );
     dropped_total.add(&[], dropped as f64);
     render(&[requests, tunnels, failures, bytes, open_now, dropped_total])

@@ -237,7 +237,7 @@ pub fn recorded_url(url: &str, state: &Shared) -> String {
 
 /// The body the session folder keeps for this answer under `--bodies`, if any: text
 /// decoded (JSON credentials redacted unless `--include-secrets`), anything else as it came.
-/// Its name (the SHA-256) is filled in by the writer thread, which stores it.
+/// Its name (the SHA-256) is filled in by the recorder; the writer thread stores it.
 fn kept_body(
     config: &crate::config::Config,
     problem: bool,

@@ -149,15 +149,18 @@ pub struct LimitCounts {
     pub header_timeouts: u64,
     /// Downstream connections refused beyond `--max-connections`.
     pub connections_refused: u64,
-    /// Events dropped because the recorder's queue was full (the writer fell behind).
+    /// Events not written to `events.jsonl` because it could not be written (a full disk);
+    /// the summary counts them all the same. (Until 2026-12-07 also events a full queue to
+    /// the writer thread dropped; recording threads now append their own lines.)
     #[serde(default)]
     pub events_dropped: u64,
     /// Pieces of live log (a batch of lines, a log line) dropped because stderr did not
     /// keep up (a paused terminal, a full pipe).
     #[serde(default)]
     pub live_log_dropped: u64,
-    /// Kept bodies (`--bodies`) not stored: past the session's limit on them, or the file
-    /// could not be written.
+    /// Kept bodies (`--bodies`) not stored: past the session's limit on them, the writer's
+    /// queue full (the event is then written without its body), or the file could not be
+    /// written (the event names a body `bodies/` does not hold).
     #[serde(default)]
     pub bodies_not_kept: u64,
 }
@@ -362,7 +365,7 @@ impl RequestEvent {
 /// served a hundred times is one file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeptBody {
-    /// The file's name under `bodies/` (lower-case hex), set by the writer that stores it.
+    /// The file's name under `bodies/` (lower-case hex), set by the recorder.
     pub sha256: String,
     /// Bytes in the file.
     pub size: usize,

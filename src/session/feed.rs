@@ -3,7 +3,7 @@
 //! reconnects with `Last-Event-ID`, gets what it missed) and broadcast to the connected
 //! pages.
 //!
-//! The recorder's writer thread publishes; it never waits for a page. A page that reads too
+//! The thread that records an event publishes it; it never waits for a page. A page that reads too
 //! slowly falls more than [`LIVE_QUEUE`] events behind and is told so (`Lagged`, which the
 //! stream turns into a `resync` event) instead of holding anything up.
 

@@ -1,70 +1,49 @@
-//! The single writer of the session folder. The thread that records an event turns it into
-//! its JSON line, folds it into the shared [`Summary`] and formats its live-log line, then
-//! sends those on a channel; one thread appends the lines to `events.jsonl` (flushed after
-//! every batch, so a kill loses nothing already written), hands them to the live feed and
-//! prints the live log. At the end it writes `summary.json`. An event carrying a body to
-//! keep goes to the writer whole: storing the body is file I/O, which stays off the
-//! proxy's tasks.
+//! The session folder's writing. The thread that records an event folds it into the shared
+//! [`Summary`], turns it into its JSON line and its live-log line, and appends them itself,
+//! under one lock, to `events.jsonl`'s buffer, the live feed and the live log, so every
+//! reader sees events in the order they were recorded. A writer thread flushes what
+//! gathered [`BATCH_WINDOW`] after the first line of a batch (so a kill loses at most that
+//! much), stores kept bodies (file I/O, off the proxy's tasks) and writes `summary.json` at
+//! the end.
 //!
-//! Why the work is split so: the writer shares the proxy's core. When it serialised every
-//! event itself, a batch of them held the core for milliseconds at a time (the
-//! interception p99 at c=16 was 1.2 ms against 0.46 ms for a proxy that records nothing),
-//! and every event's strings were freed on another thread than the one that made them.
-//! Serialised where it is made, an event costs the same CPU, spread over the requests.
-//!
-//! The writer batches: after writing what it found it waits [`BATCH_WINDOW`] before looking
-//! again, so a busy proxy wakes it about a hundred times a second, not once per request (a
-//! wake-up is a futex call and a context switch on the core the proxy needs).
+//! Why the work is split so: on a loaded core every piece of recording the writer thread did
+//! per event arrived as one burst per batch and preempted a request mid-flight. When the
+//! writer serialised every event itself, the interception p99 at c=16 was 1.2 ms against
+//! 0.46 ms for a proxy that records nothing; when it still copied each line into the file
+//! and the feed, a batch of about 400 lines held the core for 0.13 ms at the median and 2.6
+//! ms at the worst, and the p99 stayed 1.4–1.6× hudsucker's (docs/performance.md,
+//! "2026-12-07, fifth"). Appended by the thread that made it, a line costs the same CPU,
+//! spread over the requests, and the writer wakes once per batch to hand the kernel one
+//! buffer. The cost: a recording thread may wait for the lock while another appends (a
+//! copy of about a kilobyte) or writes the full buffer ([`BUFFER`], one `write(2)` to the
+//! page cache); a disk that blocks writes blocks recording with it.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::event::{Event, SessionEnd, SessionInfo};
+use super::event::{Event, KeptBody, SessionEnd, SessionInfo};
 use super::feed::Feed;
 use super::livelog::{self, Style};
 use super::summary::Summary;
 use crate::profile::Profile;
 
-/// How long the writer lets events gather after each batch: what the live log and
-/// `events.jsonl` may lag behind the traffic.
+/// How long lines gather after the first of a batch before the writer flushes them: what
+/// the live log and `events.jsonl` may lag behind the traffic, and why a busy proxy wakes
+/// the writer about a hundred times a second, not once per request (a wake-up is a futex
+/// call and a context switch on the core the proxy needs).
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
-/// Events written between two `sched_yield`s: a batch is written in short bursts (about
-/// 30 µs each), so a worker that shares the core and has a request ready runs between them
-/// instead of waiting for the whole batch (on Linux's EEVDF scheduler a thread that has the
-/// core otherwise keeps it for its whole slice, milliseconds: that was the interception
-/// p99 at c=16, 2.2 ms). The writer runs at normal priority, so under a saturating load it
-/// gets its fair share and keeps up (at nice 10, its earlier setting, it got a tenth of
-/// the core and dropped 4,760 of 277,000 events at 85,000 requests/s). While the writer
-/// serialised every event, 30 µs were 8 events; now that it appends lines serialised by
-/// their senders, they are about 64 (each yield that finds a worker ready is two context
-/// switches, so fewer bursts cost less). Measured since (`perf sched timehist`, interception
-/// at c=16, docs/performance.md "fourth"): a yield often keeps the core all the same — a
-/// thread that slept through the batch window has the earliest deadline — and the writer
-/// then preempts the worker for 0.13 ms at the median, 2.6 ms at the worst; a 50 µs sleep
-/// instead of the yield shortened those runs to 0.12 ms at the worst but did not lower the
-/// bench's p99, so the yield stays.
-const YIELD_EVERY: usize = 64;
-/// The most events taken off the channel at once.
-const BATCH_MAX: usize = 1024;
-/// Events still waiting after a batch was taken from which the writer is behind: it then
-/// yields every [`YIELD_EVERY_BEHIND`] events instead and does not sleep until the queue is
-/// short again. Without
-/// this, a proxy saturated by keep-alive load (50,000 requests/s on one core) gave the
-/// writer a worker's whole time slice at every yield and dropped a third of the events
-/// (257,538 in `diagproxy bench --only forward`, 2026-12-06).
-const BEHIND: usize = BATCH_MAX;
-/// Events written between two `sched_yield`s while behind: fewer yields, so the writer
-/// catches up, but still some, so requests ready meanwhile do not wait for a whole batch.
-const YIELD_EVERY_BEHIND: usize = 512;
-/// The most events that may wait for the writer. Beyond it (a writer that cannot keep up
-/// for seconds) events are dropped and counted (`summary.session.events_dropped`) instead
-/// of growing memory without bound.
-pub const QUEUE: usize = 1 << 16;
+/// Bytes of event lines buffered before the recording thread that fills the buffer writes it
+/// out itself (between two of the writer's flushes, at more than about 40 events a window).
+const BUFFER: usize = 64 * 1024;
+/// The most messages (bodies to store, flush requests) that may wait for the writer. A body
+/// past it (a writer that cannot keep up for seconds) is not stored: its event is written
+/// without it and counted in `summary.session.bodies_not_kept`.
+pub const QUEUE: usize = 1 << 12;
 /// The most bytes of kept bodies (`bodies/`) one session stores; past it bodies are not
 /// stored, and counted (`summary.session.bodies_not_kept`).
 pub const MAX_BODY_STORE: u64 = 256 << 20;
@@ -90,38 +69,91 @@ pub fn keep_pac(dir: &Path, pac: Option<&crate::upstream::pac::PacFile>) {
 pub type SharedSummary = Arc<Mutex<Summary>>;
 
 enum Msg {
-    /// An event with a body to store (folded by its sender): the writer stores the body,
-    /// then writes the event.
-    Event(Event),
-    /// An event's JSON line (folded into the summary by its sender).
-    Line(Arc<str>),
-    /// An event's JSON line and its live-log line (boxed: most events have none under
-    /// `-q`, and a message stays three words).
-    LineAndLive(Box<(Arc<str>, String)>),
+    /// Flush `events.jsonl` and the live log after [`BATCH_WINDOW`]; sent by the first line
+    /// after a flush.
+    Flush,
+    /// A kept body to store as `bodies/SHA256` (its event already names it).
+    Body(Box<(String, bytes::Bytes)>),
     /// Write the last event and `summary.json`, then answer with the final summary.
     Finish(Box<SessionEnd>, oneshot::Sender<io::Result<Summary>>),
-}
-
-/// The cheap, cloneable handle every connection task records through.
-#[derive(Clone, Debug)]
-pub struct Recorder {
-    tx: mpsc::Sender<Msg>,
-    /// Folded into by whoever records (the writer folds only what it serialises itself).
-    summary: SharedSummary,
-    /// For the live-log lines, made where the event is recorded.
-    profile: Arc<Profile>,
-    /// How those lines look (`-q`: failures only, so most events make none).
-    style: Style,
-    /// Events dropped because the queue was full.
-    dropped: Arc<AtomicU64>,
-    /// What the writer wrote, for the live page's `/events`.
-    feed: Arc<Feed>,
 }
 
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Msg")
     }
+}
+
+/// Where events go, in the order they are recorded: one lock for the file's buffer, the feed
+/// and the live log, so the three agree.
+#[derive(Debug)]
+struct Out {
+    /// `events.jsonl`, flushed by the writer after each batch.
+    events: BufWriter<File>,
+    /// The live page's ring: the same shared line as the file gets (its ids in file order).
+    feed: Arc<Feed>,
+    /// The batch's live-log lines, written to stderr at once (one write per batch, not one
+    /// or two per request on the proxy's core).
+    live: String,
+    /// A flush was asked of the writer and has not happened yet: later lines join it.
+    flush_asked: bool,
+    /// The session's last event is written: anything recorded after it is not.
+    closed: bool,
+}
+
+impl Out {
+    /// Appends one event's line (and its live-log line), and gives it to the feed.
+    fn append(&mut self, json: Arc<str>, live: Option<String>) -> io::Result<()> {
+        let written = self
+            .events
+            .write_all(json.as_bytes())
+            .and_then(|()| self.events.write_all(b"\n"));
+        if let Some(live) = live {
+            self.live.push_str(&live);
+            self.live.push('\n');
+        }
+        self.feed.publish_shared(json);
+        written
+    }
+}
+
+/// Locks `out`; a poisoned lock still writes (a panic elsewhere must not stop recording).
+fn lock(out: &Mutex<Out>) -> MutexGuard<'_, Out> {
+    out.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The session's kept bodies as the recording threads see them: what is reserved of
+/// [`MAX_BODY_STORE`] and what was not kept.
+#[derive(Debug)]
+struct Bodies {
+    /// `bodies/`, where a body already stored (the same block page again) is found.
+    dir: PathBuf,
+    /// Bytes reserved by bodies sent to the writer (two copies of one body sent within a
+    /// batch window both count: the bound errs towards storing less).
+    reserved: AtomicU64,
+    /// Bodies not stored: over the bound, the queue full, or the file could not be written.
+    not_kept: AtomicU64,
+}
+
+/// The cheap, cloneable handle every connection task records through.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    /// To the writer thread: flush requests, bodies, the end.
+    tx: mpsc::Sender<Msg>,
+    /// What recording threads append to.
+    out: Arc<Mutex<Out>>,
+    /// Folded into by whoever records.
+    summary: SharedSummary,
+    /// For the live-log lines, made where the event is recorded.
+    profile: Arc<Profile>,
+    /// How those lines look (`-q`: failures only, so most events make none).
+    style: Style,
+    /// Events not written because `events.jsonl` could not be (a full disk).
+    dropped: Arc<AtomicU64>,
+    /// The kept bodies' bound and count.
+    bodies: Arc<Bodies>,
+    /// What was written, for the live page's `/events`.
+    feed: Arc<Feed>,
 }
 
 impl Recorder {
@@ -143,54 +175,114 @@ impl Recorder {
         style: Style,
         queue: usize,
     ) -> io::Result<(Recorder, SharedSummary)> {
-        let writer = Writer::open(dir, info, profile.clone(), style)?;
-        let (summary, feed) = (writer.summary.clone(), writer.feed.clone());
+        crate::files::create_private_dir(dir)?;
+        let file = crate::files::create_private(&dir.join("events.jsonl"))?;
+        let feed = Arc::new(Feed::new());
+        let out = Arc::new(Mutex::new(Out {
+            events: BufWriter::with_capacity(BUFFER, file),
+            feed: feed.clone(),
+            live: String::new(),
+            flush_asked: false,
+            closed: false,
+        }));
+        let summary = Arc::new(Mutex::new(Summary::new(info.clone(), profile.clone())));
+        let bodies = Arc::new(Bodies {
+            dir: dir.join("bodies"),
+            reserved: AtomicU64::new(0),
+            not_kept: AtomicU64::new(0),
+        });
         let (tx, rx) = mpsc::channel(queue);
-        std::thread::Builder::new()
-            .name("diagproxy-recorder".into())
-            .spawn(move || writer.run(rx, &mut ThreadPace))?;
-        let dropped = Arc::default();
         let recorder = Recorder {
             tx,
+            out,
             summary: summary.clone(),
             profile,
             style,
-            dropped,
+            dropped: Arc::default(),
+            bodies,
             feed,
         };
+        recorder.record(Event::SessionStarted(Box::new(info)));
+        let writer = Writer {
+            out: recorder.out.clone(),
+            dir: dir.to_path_buf(),
+            bodies: recorder.bodies.clone(),
+            summary: summary.clone(),
+            profile: recorder.profile.clone(),
+            style,
+        };
+        writer.flush()?;
+        std::thread::Builder::new()
+            .name("diagproxy-recorder".into())
+            .spawn(move || writer.run(rx))?;
         Ok((recorder, summary))
     }
 
-    /// Queues an event; never blocks. Dropped from `events.jsonl` (and counted) when the
-    /// queue is full; after `finish`, dropped. The summary folds it first, so it counts
-    /// every event written, and a dropped one too.
-    pub fn record(&self, event: Event) {
-        // Folded here, with a body or without, not when the writer gets to it: the summary
-        // takes events in the order they happened (the live page's first block page is the
-        // first one seen).
+    /// Folds an event into the summary and appends its line; never waits for the writer.
+    /// A body to keep is named in the line and stored by the writer, or left out and
+    /// counted. After `finish`, events are not written.
+    pub fn record(&self, mut event: Event) {
+        // Folded first, in the order events happen (the live page's first block page is
+        // the first one seen), whatever happens to the line.
         fold(&self.summary, &event);
-        if carries_body(&event) {
-            self.send(Msg::Event(event));
-            return;
+        if let Event::Request(request) = &mut event {
+            if let Some(body) = request.body.as_mut() {
+                if !self.keep(body) {
+                    request.body = None;
+                }
+            }
         }
         let json = match encode(&event) {
             Ok(json) => json,
             Err(e) => return tracing::error!("cannot write an event as JSON: {e}"),
         };
-        let msg = match livelog::line(&event, &self.profile, self.style) {
-            Some(live) => Msg::LineAndLive(Box::new((json, live))),
-            None => Msg::Line(json),
-        };
-        self.send(msg);
-    }
-
-    /// Queues a message; counts it dropped when the queue is full.
-    fn send(&self, msg: Msg) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(msg) {
+        let live = livelog::line(&event, &self.profile, self.style);
+        let mut out = lock(&self.out);
+        if out.closed {
+            return;
+        }
+        if let Err(e) = out.append(json, live) {
             if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::warn!("the session writer is behind: events are being dropped (counted in summary.json as events_dropped)");
+                tracing::error!("cannot write events.jsonl (events are being lost, counted in summary.json as events_dropped): {e}");
             }
         }
+        if !out.flush_asked {
+            // A full queue (bodies waiting) asks again with the next line.
+            out.flush_asked = self.tx.try_send(Msg::Flush).is_ok();
+        }
+    }
+
+    /// Names a body to keep by its SHA-256 and sends it to the writer, unless the file
+    /// exists already (the same body again); false when it cannot be kept (counted).
+    fn keep(&self, body: &mut KeptBody) -> bool {
+        let Some(data) = body.data.take() else {
+            return true;
+        };
+        body.sha256 = crate::text::sha256_hex(&data);
+        let bodies = &self.bodies;
+        if bodies.dir.join(&body.sha256).exists() {
+            return true;
+        }
+        let size = data.len() as u64;
+        let reserved = bodies
+            .reserved
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                (r + size <= MAX_BODY_STORE).then_some(r + size)
+            });
+        let sent = reserved.is_ok()
+            && self
+                .tx
+                .try_send(Msg::Body(Box::new((body.sha256.clone(), data))))
+                .is_ok();
+        if !sent {
+            if bodies.not_kept.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!("a body is not kept (and later ones may not be): the session's bodies reached their limit or the writer is behind");
+            }
+            if reserved.is_ok() {
+                bodies.reserved.fetch_sub(size, Ordering::Relaxed);
+            }
+        }
+        sent
     }
 
     /// The events written so far and from now on, for the live page.
@@ -198,7 +290,7 @@ impl Recorder {
         &self.feed
     }
 
-    /// Events dropped so far because the writer fell behind.
+    /// Events lost so far because `events.jsonl` could not be written.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -217,200 +309,92 @@ impl Recorder {
     }
 }
 
+/// The writer thread: flushes batches, stores bodies, ends the session.
 struct Writer {
-    /// `events.jsonl`, flushed after every batch.
-    events: BufWriter<File>,
-    /// The live page's ring: the same shared line as the file gets.
-    feed: Arc<Feed>,
+    /// What the recording threads append to.
+    out: Arc<Mutex<Out>>,
     /// The session folder (`bodies/`, `summary.json`).
     dir: PathBuf,
-    /// Folded into for the events the writer serialises itself.
+    /// The bodies' count, for the last event.
+    bodies: Arc<Bodies>,
+    /// For the last event, which no recorder folds.
     summary: SharedSummary,
-    /// For those events' live-log lines.
+    /// For the last event's live-log line.
     profile: Arc<Profile>,
     style: Style,
-    /// The batch's live-log lines, written to stderr at once (one write per batch, not
-    /// one or two per request on the proxy's core).
-    live: String,
-    /// Bytes written under `bodies/`, for [`MAX_BODY_STORE`].
-    bodies_stored: u64,
-    /// Bodies not stored: over [`MAX_BODY_STORE`], or the file could not be written.
-    bodies_not_kept: u64,
-}
-
-/// How the writer lets the proxy's tasks have the core: the thread's own sleep and yield
-/// ([`ThreadPace`]); counted instead by the tests of the pacing rules.
-trait Pace {
-    /// Waits [`BATCH_WINDOW`] for the next batch to gather.
-    fn sleep(&mut self);
-    /// Lets a worker with a request ready run (`sched_yield`).
-    fn yield_now(&mut self);
-}
-
-struct ThreadPace;
-
-impl Pace for ThreadPace {
-    fn sleep(&mut self) {
-        std::thread::sleep(BATCH_WINDOW);
-    }
-
-    fn yield_now(&mut self) {
-        std::thread::yield_now();
-    }
 }
 
 impl Writer {
-    /// Creates the session folder and `events.jsonl` (both private), and writes the first
-    /// event.
-    fn open(
-        dir: &Path,
-        info: SessionInfo,
-        profile: Arc<Profile>,
-        style: Style,
-    ) -> io::Result<Writer> {
-        crate::files::create_private_dir(dir)?;
-        let file = crate::files::create_private(&dir.join("events.jsonl"))?;
-        let summary = Arc::new(Mutex::new(Summary::new(info.clone(), profile.clone())));
-        let mut writer = Writer {
-            feed: Arc::new(Feed::new()),
-            events: BufWriter::with_capacity(64 * 1024, file),
-            dir: dir.to_path_buf(),
-            summary,
-            profile,
-            style,
-            live: String::new(),
-            bodies_stored: 0,
-            bodies_not_kept: 0,
-        };
-        writer.fold_and_write(&Event::SessionStarted(Box::new(info)))?;
-        writer.flush()?;
-        Ok(writer)
-    }
-
-    fn run(mut self, mut rx: mpsc::Receiver<Msg>, pace: &mut impl Pace) {
-        let mut batch = Vec::with_capacity(BATCH_MAX);
-        while rx.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
-            // More than a batch still waiting: the traffic outruns the writer, which then
-            // yields less and does not sleep until it has caught up ([`BEHIND`]).
-            let behind = rx.len() >= BEHIND;
-            let every = if behind {
-                YIELD_EVERY_BEHIND
-            } else {
-                YIELD_EVERY
+    fn run(self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(msg) = rx.blocking_recv() {
+            let done = match msg {
+                Msg::Flush => {
+                    std::thread::sleep(BATCH_WINDOW);
+                    self.flush()
+                }
+                Msg::Body(body) => {
+                    let (sha256, data) = *body;
+                    self.store_body(&sha256, &data);
+                    Ok(())
+                }
+                Msg::Finish(end, reply) => {
+                    let _ = reply.send(self.finish(end));
+                    return;
+                }
             };
-            for (i, msg) in batch.drain(..).enumerate() {
-                if i % every == every - 1 {
-                    pace.yield_now();
-                }
-                let written = match msg {
-                    Msg::Event(mut event) => {
-                        self.store_body(&mut event);
-                        self.write(&event)
-                    }
-                    Msg::Line(json) => self.append(json),
-                    Msg::LineAndLive(both) => {
-                        let (json, live) = *both;
-                        self.say(&live);
-                        self.append(json)
-                    }
-                    Msg::Finish(end, reply) => {
-                        let _ = reply.send(self.finish(end));
-                        return;
-                    }
-                };
-                if let Err(e) = written {
-                    tracing::error!("cannot write events.jsonl: {e}");
-                }
-            }
-            if let Err(e) = self.flush() {
+            if let Err(e) = done {
                 tracing::error!("cannot write events.jsonl: {e}");
             }
-            if !behind {
-                pace.sleep();
-            }
         }
     }
 
-    /// Writes an event the writer serialises itself (one with a body, the first, the last):
-    /// what [`Recorder::record`] does on the recording thread but the fold, then
-    /// [`Writer::append`].
-    fn write(&mut self, event: &Event) -> io::Result<()> {
-        self.append(encode(event)?)?;
-        if let Some(line) = livelog::line(event, &self.profile, self.style) {
-            self.say(&line);
+    /// Ends a batch: the events file, then the live log's lines (outside the lock: the
+    /// terminal never holds up recording).
+    fn flush(&self) -> io::Result<()> {
+        let (flushed, live) = {
+            let mut out = lock(&self.out);
+            out.flush_asked = false;
+            (out.events.flush(), std::mem::take(&mut out.live))
+        };
+        if !live.is_empty() {
+            // Never waits: a paused terminal drops live-log lines, not events.
+            super::stderr::get().say(live);
         }
-        Ok(())
+        flushed
     }
 
-    /// The first and the last event, which no recorder folded: folded, then written.
-    fn fold_and_write(&mut self, event: &Event) -> io::Result<()> {
-        fold(&self.summary, event);
-        self.write(event)
-    }
-
-    /// Adds a live-log line to the batch's.
-    fn say(&mut self, line: &str) {
-        self.live.push_str(line);
-        self.live.push('\n');
-    }
-
-    /// Writes a line a recording thread serialised.
-    fn append(&mut self, json: Arc<str>) -> io::Result<()> {
-        self.events.write_all(json.as_bytes())?;
-        self.events.write_all(b"\n")?;
-        self.feed.publish_shared(json);
-        Ok(())
-    }
-
-    /// Stores a request's kept body as `bodies/SHA256` (once per content) and names it in
-    /// the event; a body that cannot be stored is left out of the event and counted.
-    fn store_body(&mut self, event: &mut Event) {
-        let Event::Request(request) = event else {
-            return;
-        };
-        let Some(body) = request.body.as_mut() else {
-            return;
-        };
-        let Some(data) = body.data.take() else { return };
-        body.sha256 = crate::text::sha256_hex(&data);
-        let dir = self.dir.join("bodies");
-        let path = dir.join(&body.sha256);
+    /// Stores a kept body as `bodies/SHA256` (once per content); one that cannot be
+    /// stored is counted (its event names it already).
+    fn store_body(&self, sha256: &str, data: &[u8]) {
+        let path = self.dir.join("bodies").join(sha256);
         if path.exists() {
             return;
         }
-        let stored = if self.bodies_stored + data.len() as u64 > MAX_BODY_STORE {
-            Err(io::Error::other("the session's bodies reached their limit"))
-        } else {
-            crate::files::create_private_dir(&dir)
-                .and_then(|()| crate::files::create_private(&path))
-                .and_then(|mut file| file.write_all(&data))
-        };
-        match stored {
-            Ok(()) => self.bodies_stored += data.len() as u64,
-            Err(e) => {
-                if self.bodies_not_kept == 0 {
-                    tracing::warn!("a body is not kept (and later ones may not be): {e}");
-                }
-                self.bodies_not_kept += 1;
-                request.body = None;
+        let stored = crate::files::create_private_dir(&self.bodies.dir)
+            .and_then(|()| crate::files::create_private(&path))
+            .and_then(|mut file| file.write_all(data));
+        if let Err(e) = stored {
+            if self.bodies.not_kept.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!("a body is not kept (and later ones may not be): {e}");
             }
         }
     }
 
-    /// Ends a batch: the live log's lines, then the events file.
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.live.is_empty() {
-            // Never waits: a paused terminal drops live-log lines, not events.
-            super::stderr::get().say(std::mem::take(&mut self.live));
+    /// Writes the last event (anything recorded after it is not), syncs the events file
+    /// and writes `summary.json`.
+    fn finish(&self, mut end: Box<SessionEnd>) -> io::Result<Summary> {
+        end.limits.bodies_not_kept = self.bodies.not_kept.load(Ordering::Relaxed);
+        let event = Event::SessionEnded(end);
+        fold(&self.summary, &event);
+        let json = encode(&event)?;
+        let live = livelog::line(&event, &self.profile, self.style);
+        {
+            let mut out = lock(&self.out);
+            out.append(json, live)?;
+            out.closed = true;
         }
-        self.events.flush()
-    }
-
-    fn finish(&mut self, mut end: Box<SessionEnd>) -> io::Result<Summary> {
-        end.limits.bodies_not_kept = self.bodies_not_kept;
-        self.fold_and_write(&Event::SessionEnded(end))?;
         self.flush()?;
-        self.events.get_ref().sync_data()?;
+        lock(&self.out).events.get_ref().sync_data()?;
         let summary = match self.summary.lock() {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -421,11 +405,6 @@ impl Writer {
         })?;
         Ok(summary)
     }
-}
-
-/// Whether `event` brings a body for the writer to store.
-fn carries_body(event: &Event) -> bool {
-    matches!(event, Event::Request(r) if r.body.as_ref().is_some_and(|b| b.data.is_some()))
 }
 
 /// The most bytes a recording thread's JSON buffer keeps between events; one grown past it
@@ -473,9 +452,9 @@ mod tests {
     use super::*;
 
     /// The channel allocates its blocks 32 messages at a time: with messages of three words
-    /// a block stays under 1 KiB, a size glibc serves from its per-thread cache; at 176 bytes
-    /// a message (before the events were boxed) every block was a "large" request that made
-    /// malloc consolidate its free lists on the proxy's hot path.
+    /// a block stays under 1 KiB, a size glibc serves from its per-thread cache (at 176
+    /// bytes a message, when events went through it, every block was a "large" request that
+    /// made malloc consolidate its free lists on the proxy's hot path).
     #[test]
     fn messages_are_three_words_at_most() {
         assert!(std::mem::size_of::<Event>() <= 16);
@@ -560,107 +539,135 @@ mod tests {
         assert_eq!(recorder.dropped(), 0);
     }
 
-    /// The writer's pauses, counted.
-    #[derive(Default)]
-    struct Counted {
-        sleeps: usize,
-        yields: usize,
-    }
-
-    impl Pace for Counted {
-        fn sleep(&mut self) {
-            self.sleeps += 1;
-        }
-
-        fn yield_now(&mut self) {
-            self.yields += 1;
+    /// Whether `path` holds `lines` lines, read until it does or 5 s have passed.
+    fn holds_lines_within(path: &Path, lines: usize) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let now = std::fs::read_to_string(path).unwrap_or_default();
+            if now.lines().count() >= lines || std::time::Instant::now() > deadline {
+                return now.lines().count() == lines;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 
-    /// A writer more than a batch behind neither sleeps nor yields every [`YIELD_EVERY`]
-    /// until it has caught up ([`BEHIND`]): 3 batches and 100 lines waiting are written with
-    /// one sleep (after the third, the first taken with less than a batch left) and yields
-    /// every 512 in the first two batches, every 64 after.
+    /// A line reaches the file a batch window after it was recorded, with no finish and no
+    /// other line after it (the writer flushes what gathered).
     #[test]
-    fn a_writer_behind_by_more_than_a_batch_does_not_sleep_until_it_caught_up() {
+    fn lines_reach_the_file_without_waiting_for_more() {
         let dir = tempfile::tempdir().unwrap();
-        let profile = Arc::new(Profile::builtin());
-        let writer = Writer::open(dir.path(), SessionInfo::default(), profile, style(true));
-        let writer = writer.unwrap();
-        let lines = 3 * BATCH_MAX + 100;
-        let (tx, rx) = mpsc::channel(QUEUE);
-        for i in 0..lines {
-            let json = format!("{{\"type\":\"refused\",\"n\":{i}}}");
-            tx.try_send(Msg::Line(Arc::from(json))).unwrap();
-        }
-        let end = SessionEnd {
-            ended_at: "x".into(),
-            unfinished: 0,
-            limits: Default::default(),
-        };
-        let (reply, _summary) = oneshot::channel();
-        tx.try_send(Msg::Finish(Box::new(end), reply)).unwrap();
-        let mut pace = Counted::default();
-        writer.run(rx, &mut pace);
-        let per_batch = BATCH_MAX / YIELD_EVERY_BEHIND;
-        assert_eq!(pace.sleeps, 1);
-        assert_eq!(
-            pace.yields,
-            2 * per_batch + BATCH_MAX / YIELD_EVERY + 100 / YIELD_EVERY
-        );
-        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
-        // The first event, every line in order, the last.
-        assert_eq!(text.lines().count(), lines + 2);
-        assert!(text
-            .lines()
-            .nth(lines)
-            .unwrap()
-            .ends_with(&format!("\"n\":{}}}", lines - 1)));
-    }
-
-    #[test]
-    fn a_writer_that_falls_behind_drops_and_counts_and_loses_count_of_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let style = style(true);
         let profile = Arc::new(Profile::builtin());
         let (recorder, _) =
-            Recorder::start_with_queue(dir.path(), SessionInfo::default(), profile, style, 4)
-                .unwrap();
-        let sent = 2000;
-        for _ in 0..sent {
-            recorder.record(Event::Refused(Box::default()));
-        }
-        let summary = finish(&recorder);
-        let dropped = recorder.dropped();
-        assert!(dropped > 0, "a queue of 4 cannot take 2000 at once");
-        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
-        let written = text.matches("\"type\":\"refused\"").count() as u64;
-        assert_eq!(written + dropped, sent, "every event is written or counted");
-        assert!(summary
-            .to_json()
-            .contains(&format!("\"events_dropped\": {dropped}")));
+            Recorder::start(dir.path(), SessionInfo::default(), profile, style(true)).unwrap();
+        let events = dir.path().join("events.jsonl");
+        assert!(holds_lines_within(&events, 1), "the first event at start");
+        recorder.record(request("/a", None));
+        recorder.record(request("/b", None));
+        assert!(holds_lines_within(&events, 3));
+        recorder.record(request("/c", None));
+        assert!(holds_lines_within(&events, 4));
     }
 
-    /// An event with a body is folded as it is recorded, like every other: the summary
-    /// takes events in the order they happened (the writer used to fold these when it got
-    /// to them, after later events without a body), and counts one the queue dropped.
+    /// Bodies the writer's queue cannot take are left out of their events and counted; every
+    /// event is written all the same, and each body it names is stored.
     #[test]
-    fn an_event_with_a_body_is_folded_when_recorded_even_if_dropped() {
+    fn a_body_the_queue_cannot_take_is_left_out_and_counted_and_its_event_written() {
         let dir = tempfile::tempdir().unwrap();
         let profile = Arc::new(Profile::builtin());
         let info = SessionInfo::default();
         let (recorder, _) =
             Recorder::start_with_queue(dir.path(), info, profile, style(true), 4).unwrap();
         let sent = 2000;
-        for _ in 0..sent {
-            recorder.record(request("/kept", Some(&b"kept body"[..])));
+        for i in 0..sent {
+            let mut event = request("/kept", Some(&b"kept body"[..]));
+            if let Event::Request(r) = &mut event {
+                let body = r.body.as_mut().unwrap();
+                body.data = Some(bytes::Bytes::from(format!("kept body {i}")));
+            }
+            recorder.record(event);
         }
         let summary = finish(&recorder);
-        assert!(
-            recorder.dropped() > 0,
-            "a queue of 4 cannot take 2000 at once"
-        );
+        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        let requests: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l["type"] == "request")
+            .collect();
+        assert_eq!(requests.len() as u64, sent);
+        let named: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| r["body"]["sha256"].as_str())
+            .collect();
+        let not_kept = sent - named.len() as u64;
+        assert!(not_kept > 0, "a queue of 4 cannot take 2000 at once");
+        for sha in &named {
+            assert!(dir.path().join("bodies").join(sha).exists(), "{sha}");
+        }
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["limits"]["bodies_not_kept"], not_kept);
+        assert_eq!(last["limits"]["events_dropped"], 0);
         let doc = summary.doc();
         assert_eq!(doc.hosts.iter().map(|h| h.requests).sum::<u64>(), sent);
+    }
+
+    /// The same body twice is stored once and named by both events.
+    #[test]
+    fn the_same_body_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Arc::new(Profile::builtin());
+        let (recorder, _) =
+            Recorder::start(dir.path(), SessionInfo::default(), profile, style(true)).unwrap();
+        recorder.record(request("/one", Some(&b"block page"[..])));
+        recorder.record(request("/two", Some(&b"block page"[..])));
+        finish(&recorder);
+        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        let sha = crate::text::sha256_hex(b"block page");
+        assert_eq!(text.matches(&sha).count(), 2);
+        let files = std::fs::read_dir(dir.path().join("bodies"))
+            .unwrap()
+            .count();
+        assert_eq!(files, 1);
+    }
+
+    /// An event that cannot be written (a full disk) is counted as dropped, and the summary
+    /// still counts it.
+    #[test]
+    fn an_event_the_file_cannot_take_is_counted_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Arc::new(Profile::builtin());
+        let (recorder, summary) =
+            Recorder::start(dir.path(), SessionInfo::default(), profile, style(true)).unwrap();
+        let full = File::options().write(true).open("/dev/full").unwrap();
+        lock(&recorder.out).events = BufWriter::with_capacity(16, full);
+        for path in ["/a", "/b", "/c"] {
+            recorder.record(request(path, None));
+        }
+        assert_eq!(recorder.dropped(), 3);
+        let requests: u64 = summary
+            .lock()
+            .unwrap()
+            .doc()
+            .hosts
+            .iter()
+            .map(|h| h.requests)
+            .sum();
+        assert_eq!(requests, 3);
+    }
+
+    /// What is recorded after the last event is not written.
+    #[test]
+    fn nothing_is_written_after_the_last_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Arc::new(Profile::builtin());
+        let (recorder, _) =
+            Recorder::start(dir.path(), SessionInfo::default(), profile, style(true)).unwrap();
+        recorder.record(request("/before", None));
+        finish(&recorder);
+        recorder.record(request("/after", None));
+        std::thread::sleep(BATCH_WINDOW * 3);
+        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.lines().last().unwrap().contains("session_ended"));
+        assert!(!text.contains("/after"));
     }
 }
