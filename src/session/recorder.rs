@@ -485,6 +485,17 @@ mod tests {
         }
     }
 
+    /// A recorder on a new session folder (quiet live log) whose writer takes `queue`
+    /// messages.
+    fn started(queue: usize) -> (tempfile::TempDir, Recorder, SharedSummary) {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Arc::new(Profile::builtin());
+        let info = SessionInfo::default();
+        let (recorder, summary) =
+            Recorder::start_with_queue(dir.path(), info, profile, style(true), queue).unwrap();
+        (dir, recorder, summary)
+    }
+
     /// Ends the session as `run` does and returns the final summary.
     fn finish(recorder: &Recorder) -> Summary {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -555,10 +566,7 @@ mod tests {
     /// other line after it (the writer flushes what gathered).
     #[test]
     fn lines_reach_the_file_without_waiting_for_more() {
-        let dir = tempfile::tempdir().unwrap();
-        let profile = Arc::new(Profile::builtin());
-        let (recorder, _) =
-            Recorder::start(dir.path(), SessionInfo::default(), profile, style(true)).unwrap();
+        let (dir, recorder, _) = started(QUEUE);
         let events = dir.path().join("events.jsonl");
         assert!(holds_lines_within(&events, 1), "the first event at start");
         recorder.record(request("/a", None));
@@ -572,11 +580,7 @@ mod tests {
     /// event is written all the same, and each body it names is stored.
     #[test]
     fn a_body_the_queue_cannot_take_is_left_out_and_counted_and_its_event_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let profile = Arc::new(Profile::builtin());
-        let info = SessionInfo::default();
-        let (recorder, _) =
-            Recorder::start_with_queue(dir.path(), info, profile, style(true), 4).unwrap();
+        let (dir, recorder, _) = started(4);
         let sent = 2000;
         for i in 0..sent {
             let mut event = request("/kept", Some(&b"kept body"[..]));
@@ -613,10 +617,7 @@ mod tests {
     /// The same body twice is stored once and named by both events.
     #[test]
     fn the_same_body_is_stored_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let profile = Arc::new(Profile::builtin());
-        let (recorder, _) =
-            Recorder::start(dir.path(), SessionInfo::default(), profile, style(true)).unwrap();
+        let (dir, recorder, _) = started(QUEUE);
         recorder.record(request("/one", Some(&b"block page"[..])));
         recorder.record(request("/two", Some(&b"block page"[..])));
         finish(&recorder);
@@ -633,10 +634,7 @@ mod tests {
     /// still counts it.
     #[test]
     fn an_event_the_file_cannot_take_is_counted_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let profile = Arc::new(Profile::builtin());
-        let (recorder, summary) =
-            Recorder::start(dir.path(), SessionInfo::default(), profile, style(true)).unwrap();
+        let (_dir, recorder, summary) = started(QUEUE);
         let full = File::options().write(true).open("/dev/full").unwrap();
         lock(&recorder.out).events = BufWriter::with_capacity(16, full);
         for path in ["/a", "/b", "/c"] {
@@ -657,10 +655,7 @@ mod tests {
     /// What is recorded after the last event is not written.
     #[test]
     fn nothing_is_written_after_the_last_event() {
-        let dir = tempfile::tempdir().unwrap();
-        let profile = Arc::new(Profile::builtin());
-        let (recorder, _) =
-            Recorder::start(dir.path(), SessionInfo::default(), profile, style(true)).unwrap();
+        let (dir, recorder, _) = started(QUEUE);
         recorder.record(request("/before", None));
         finish(&recorder);
         recorder.record(request("/after", None));
