@@ -630,6 +630,36 @@ mod tests {
         assert_eq!(files, 1);
     }
 
+    /// Bodies past [`MAX_BODY_STORE`] are left out of their events and counted; one that
+    /// fits is kept, and a refused one gives back no room it did not take.
+    #[test]
+    fn bodies_past_the_session_limit_are_left_out_and_counted() {
+        let (dir, recorder, _) = started(QUEUE);
+        recorder
+            .bodies
+            .reserved
+            .store(MAX_BODY_STORE - 10, Ordering::Relaxed);
+        recorder.record(request("/fits", Some(&b"nine byte"[..])));
+        recorder.record(request("/over", Some(&b"two"[..])));
+        assert_eq!(recorder.bodies.not_kept.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            recorder.bodies.reserved.load(Ordering::Relaxed),
+            MAX_BODY_STORE - 1
+        );
+        finish(&recorder);
+        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[1]["body"]["sha256"],
+            crate::text::sha256_hex(b"nine byte")
+        );
+        assert!(lines[2]["body"].is_null(), "{}", lines[2]);
+        assert_eq!(lines[3]["limits"]["bodies_not_kept"], 1);
+    }
+
     /// An event that cannot be written (a full disk) is counted as dropped, and the summary
     /// still counts it.
     #[test]
