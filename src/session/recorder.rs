@@ -226,10 +226,8 @@ impl Recorder {
         // the first one seen), whatever happens to the line.
         fold(&self.summary, &event);
         if let Event::Request(request) = &mut event {
-            if let Some(body) = request.body.as_mut() {
-                if !self.keep(body) {
-                    request.body = None;
-                }
+            if request.body.as_mut().is_some_and(|body| !self.keep(body)) {
+                request.body = None;
             }
         }
         let json = match encode(&event) {
@@ -313,9 +311,9 @@ impl Recorder {
 struct Writer {
     /// What the recording threads append to.
     out: Arc<Mutex<Out>>,
-    /// The session folder (`bodies/`, `summary.json`).
+    /// The session folder (`summary.json`).
     dir: PathBuf,
-    /// The bodies' count, for the last event.
+    /// Where bodies go, and their count for the last event.
     bodies: Arc<Bodies>,
     /// For the last event, which no recorder folds.
     summary: SharedSummary,
@@ -366,7 +364,7 @@ impl Writer {
     /// Stores a kept body as `bodies/SHA256` (once per content); one that cannot be
     /// stored is counted (its event names it already).
     fn store_body(&self, sha256: &str, data: &[u8]) {
-        let path = self.dir.join("bodies").join(sha256);
+        let path = self.bodies.dir.join(sha256);
         if path.exists() {
             return;
         }
