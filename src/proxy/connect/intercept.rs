@@ -417,7 +417,17 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     event.route = ctx.origin.route();
     if is_upgrade(&req) {
         let on_downstream = hyper::upgrade::on(&mut req);
-        return upgrade(req, on_downstream, ctx.clone(), event, started, wants_html).await;
+        // Boxed: inline, this rare path's state would be copied with every request's future
+        // (see H2_REQUEST_FUTURE_BUDGET in the tests).
+        return Box::pin(upgrade(
+            req,
+            on_downstream,
+            ctx.clone(),
+            event,
+            started,
+            wants_html,
+        ))
+        .await;
     }
     let guard = OpenGuard::request(state, &event);
     let bytes_up = Arc::new(AtomicU64::new(0));
@@ -626,5 +636,36 @@ impl IntoBody for Incoming {
     fn boxed_unsync_to_box(self) -> Body {
         self.map_err(|e| Box::new(e) as crate::proxy::body::BoxError)
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The most bytes one HTTP/2 request's future may take. hyper's HTTP/2 server moves
+    /// each request's future (into its stream, into the task it spawns for it), copying
+    /// every byte each time: at 13,048 bytes (the upstream connect and the WebSocket
+    /// upgrade inline) the copies were about 100,000 of the 221,000 instructions an
+    /// intercepted h2 request cost (callgrind, docs/performance.md "2026-12-07, sixth");
+    /// the rare paths boxed, 3,392 bytes. A change that puts a large future inline again
+    /// fails here, where no timing on a noisy machine would show it.
+    const H2_REQUEST_FUTURE_BUDGET: usize = 4096;
+
+    /// The size of the future `f` returns.
+    fn future_size<A, B, F, Fut>(_: F) -> usize
+    where
+        F: Fn(A, B) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn an_h2_requests_future_stays_small() {
+        let size = future_size(handle);
+        assert!(
+            size <= H2_REQUEST_FUTURE_BUDGET,
+            "handle's future is {size} bytes, over the {H2_REQUEST_FUTURE_BUDGET} budget: box the large, rare await (Box::pin) instead of raising it"
+        );
     }
 }

@@ -160,7 +160,9 @@ impl Origin {
             }
         }
         let sent = Instant::now();
-        let result = match self.connect(event, self.offer_h2).await? {
+        // Boxed: the dial and TLS handshake are kilobytes of state, needed once per
+        // connection, and inline they would be copied with every request's future.
+        let result = match Box::pin(self.connect(event, self.offer_h2)).await? {
             Fresh::H2(mut sender) => {
                 if let Ok(mut h2) = self.h2.lock() {
                     *h2 = Some(sender.clone());
