@@ -239,6 +239,7 @@ fn bench_json_has_every_mode_direct_and_through_the_proxy() {
         "tunnel bulk: SOCKS5 route (vs. HTTP proxy route)",
         "intercept HTTPS keep-alive c=1",
         "intercept HTTPS keep-alive c=16",
+        "intercept HTTP/2 keep-alive c=16 (one connection)",
         "intercept new TLS connection per request",
         "first request to a new host",
         "idle memory (RSS)",

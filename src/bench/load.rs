@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1::SendRequest;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -72,7 +73,35 @@ impl Rate {
     }
 }
 
-type Sender = SendRequest<Empty<Bytes>>;
+/// One client's connection: HTTP/1.1 (one request at a time), or a handle on a shared
+/// HTTP/2 connection (its streams side by side, as a browser sends one origin's requests).
+enum Sender {
+    H1(http1::SendRequest<Empty<Bytes>>),
+    H2(H2Sender),
+}
+
+impl Sender {
+    /// GETs `uri` (origin-form with `Host: host` over HTTP/1.1; absolute over HTTP/2, whose
+    /// `:authority` comes from it).
+    async fn get(&mut self, uri: &str, host: &str) -> Result<Response<Incoming>, String> {
+        let request = Request::get(uri);
+        let sent = match self {
+            Sender::H1(sender) => {
+                let request = request.header("host", host).body(Empty::new());
+                sender
+                    .send_request(request.map_err(|e| e.to_string())?)
+                    .await
+            }
+            Sender::H2(sender) => {
+                let request = request.body(Empty::new());
+                sender
+                    .send_request(request.map_err(|e| e.to_string())?)
+                    .await
+            }
+        };
+        sent.map_err(|e| e.to_string())
+    }
+}
 
 /// Runs `c` clients side by side until `duration` is over; each returns its latencies (µs).
 async fn clients<F, Fut>(c: usize, duration: Duration, client: F) -> Result<Rate, String>
@@ -112,14 +141,7 @@ where
             let mut latencies = Vec::with_capacity(4096);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let request = Request::get(uri.as_str())
-                    .header("host", host.as_str())
-                    .body(Empty::new())
-                    .map_err(|e| e.to_string())?;
-                let response = sender
-                    .send_request(request)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let response = sender.get(&uri, &host).await?;
                 succeeded(&response)?;
                 response
                     .into_body()
@@ -173,6 +195,68 @@ pub async fn https(
     .await
 }
 
+/// HTTP/2 GETs of the small answer, `c` streams at a time on one TLS connection, as a
+/// browser sends one origin's requests (through interception when via a proxy).
+pub async fn https2(
+    origin: SocketAddr,
+    name: &'static str,
+    trust: Arc<rustls::ClientConfig>,
+    via: Via,
+    c: usize,
+    duration: Duration,
+) -> Result<Rate, String> {
+    let (sender, conn) = h2_connection(origin, name, &trust, via)
+        .await?
+        .ok_or_else(|| format!("{name} did not agree to HTTP/2 (ALPN)"))?;
+    let host = format!("{name}:{}", origin.port());
+    let uri = format!("https://{host}/small");
+    let rate = keep_alive(c, duration, uri, host, move || {
+        let sender = Sender::H2(sender.clone());
+        async move { Ok(sender) }
+    })
+    .await;
+    conn.abort();
+    rate
+}
+
+/// Whether TLS to `name` (through the proxy, when via one) agrees to HTTP/2: a proxy that
+/// intercepts only HTTP/1.1 (squid's `ssl_bump`, hudsucker's example) has no HTTP/2 row.
+pub async fn speaks_h2(
+    origin: SocketAddr,
+    name: &'static str,
+    trust: &Arc<rustls::ClientConfig>,
+    via: Via,
+) -> Result<bool, String> {
+    Ok(h2_connection(origin, name, trust, via).await?.is_some())
+}
+
+/// An HTTP/2 connection to `name` and the task driving it; `None` when ALPN chose another
+/// protocol.
+async fn h2_connection(
+    origin: SocketAddr,
+    name: &'static str,
+    trust: &Arc<rustls::ClientConfig>,
+    via: Via,
+) -> Result<Option<(H2Sender, tokio::task::JoinHandle<()>)>, String> {
+    let mut offering_h2 = (**trust).clone();
+    // Both, as a browser offers them: a proxy that speaks only HTTP/1.1 may refuse a
+    // handshake that offers only h2 (hudsucker's example does).
+    offering_h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let stream = tls(origin, name, &Arc::new(offering_h2), via).await?;
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Ok(None);
+    }
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Some((sender, conn)))
+}
+
+type H2Sender = http2::SendRequest<Empty<Bytes>>;
+
 /// A new TLS connection (and CONNECT, via a proxy) for every request.
 pub async fn new_connections(
     origin: SocketAddr,
@@ -204,14 +288,8 @@ pub async fn one_request(
 ) -> Result<u32, String> {
     let t = Instant::now();
     let mut sender = handshake(tls(origin, name, trust, via).await?).await?;
-    let request = Request::get("/small")
-        .header("host", format!("{name}:{}", origin.port()))
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let host = format!("{name}:{}", origin.port());
+    let response = sender.get("/small", &host).await?;
     succeeded(&response)?;
     response
         .into_body()
@@ -402,11 +480,11 @@ async fn tls(
 async fn handshake<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
     stream: S,
 ) -> Result<Sender, String> {
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    Ok(sender)
+    Ok(Sender::H1(sender))
 }
 
 /// A client config trusting exactly `pem`, offering HTTP/1.1.

@@ -330,7 +330,7 @@ fn steps(o: &Options, memory: bool, intercept: bool) -> usize {
         + usize::from(o.runs(Group::Forward) && own)
         + 2 * usize::from(o.runs(Group::Tunnel))
         + 2 * usize::from(o.runs(Group::Tunnel) && own)
-        + 4 * usize::from(intercept)
+        + 5 * usize::from(intercept)
         + usize::from(o.runs(Group::Pac) && own)
         + 2 * usize::from(o.runs(Group::Check) && own)
         + usize::from(o.runs(Group::Auth) && o.auth_proxy.is_some())
@@ -545,6 +545,8 @@ async fn intercept_rows(
         .await?;
         rows.push(rate_row(&format!("intercept HTTPS keep-alive c={c}"), run));
     }
+    progress.step("intercept HTTP/2");
+    rows.push(h2_row(world, proxy, d, &trust_direct, trust).await?);
     progress.step("new TLS connection per request");
     let run = paired(proxy, d, |v, t| {
         load::new_connections(world.https, HOST, trust_for(v), v, 4, t)
@@ -558,6 +560,32 @@ async fn intercept_rows(
     let via = Via::Proxy(proxy.addr);
     rows.push(first_request(world, via, trust, &trust_direct).await?);
     Ok(())
+}
+
+/// HTTP/2 as a browser speaks it to an intercepted origin: 16 streams at a time on one
+/// connection. An empty row for a proxy that does not agree to HTTP/2.
+async fn h2_row(
+    world: &World,
+    proxy: Proxy,
+    d: Duration,
+    trust_direct: &Arc<rustls::ClientConfig>,
+    trust: &Arc<rustls::ClientConfig>,
+) -> Result<Row, String> {
+    const MODE: &str = "intercept HTTP/2 keep-alive c=16 (one connection)";
+    let via = Via::Proxy(proxy.addr);
+    if !load::speaks_h2(world.https, HOST, trust, via).await? {
+        let mode = "intercept HTTP/2 c=16: the proxy does not offer HTTP/2";
+        return Ok(memory_row(mode, "req/s", None));
+    }
+    let run = paired(proxy, d, |v, t| {
+        let trust = match v {
+            Via::Direct => trust_direct.clone(),
+            Via::Proxy(_) => trust.clone(),
+        };
+        load::https2(world.https, HOST, trust, v, 16, t)
+    })
+    .await?;
+    Ok(rate_row(MODE, run))
 }
 
 /// Each measurement runs direct and through the proxy in alternating slices, so a machine
