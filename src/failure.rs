@@ -193,6 +193,12 @@ impl Failure {
         ) && self.proxy_status.is_none()
     }
 
+    /// `side` sent no response head within `waited` (`--response-timeout`).
+    pub fn no_response_head(side: Side, waited: std::time::Duration) -> Failure {
+        let detail = format!("no response head within {waited:?}");
+        Failure::new(FailureKind::Timeout, side, detail)
+    }
+
     pub fn new(kind: FailureKind, side: Side, detail: impl Into<String>) -> Failure {
         Failure {
             kind,

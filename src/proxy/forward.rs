@@ -65,16 +65,15 @@ pub async fn forward(
     let result = match tokio::time::timeout(state.config.response_timeout, exchange).await {
         Ok(result) => result,
         Err(_) => {
-            let detail = format!(
-                "no response head within {:?}",
-                state.config.response_timeout
-            );
             let side = if via_proxy(&event) {
                 Side::UpstreamProxy
             } else {
                 Side::Upstream
             };
-            Err(Failure::new(FailureKind::Timeout, side, detail))
+            Err(Failure::no_response_head(
+                side,
+                state.config.response_timeout,
+            ))
         }
     };
     let (response, sender, key) = match result {

@@ -439,29 +439,15 @@ async fn handle(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         state.config.response_timeout,
         ctx.origin.send(upstream_req, &mut event),
     )
-    .await;
+    .await
+    .unwrap_or_else(|_| {
+        let waited = state.config.response_timeout;
+        Err(Failure::no_response_head(Side::Upstream, waited).into())
+    });
     let (response, reusable) = match sent {
-        Ok(Ok(ok)) => ok,
-        Ok(Err(e)) => {
+        Ok(ok) => ok,
+        Err(e) => {
             return answer::intercepted_failure(&ctx, event, e, started, &bytes_up, wants_html)
-        }
-        Err(_) => {
-            let failure = Failure::new(
-                FailureKind::Timeout,
-                Side::Upstream,
-                format!(
-                    "no response head within {:?}",
-                    state.config.response_timeout
-                ),
-            );
-            return answer::intercepted_failure(
-                &ctx,
-                event,
-                failure.into(),
-                started,
-                &bytes_up,
-                wants_html,
-            );
         }
     };
     let asked = Asked {

@@ -14,7 +14,7 @@ use super::framing::Framing;
 use super::head::{parse_request, HeadEnd, Parse, RequestHead, ResponseHead};
 use super::wire::{self, relay_body, write_response, Cut, Upstream};
 use crate::clock::ms;
-use crate::failure::{Failure, FailureKind, Side};
+use crate::failure::{Failure, Side};
 use crate::proxy::body::Received;
 use crate::proxy::connect::origin::{Ctx, SendError};
 use crate::proxy::exchange::{self, header_string, Answered, Asked};
@@ -146,13 +146,9 @@ impl<D: AsyncRead + AsyncWrite + Unpin + 'static> Conn<D> {
         .await;
         // The answer's head came, or the request failed: either way it is recorded now.
         open.answered();
-        let result = sent.unwrap_or_else(|_| {
-            let detail = format!(
-                "no response head within {:?}",
-                state.config.response_timeout
-            );
-            Err(Failure::new(FailureKind::Timeout, Side::Upstream, detail).into())
-        });
+        let waited = state.config.response_timeout;
+        let result =
+            sent.unwrap_or_else(|_| Err(Failure::no_response_head(Side::Upstream, waited).into()));
         match result {
             Ok((up, answer)) => self.relay_answer(&head, event, &asked, up, answer).await,
             Err(error) => self.answer_failure(&head, event, &asked, error).await,
