@@ -178,37 +178,38 @@ pub async fn forward(
     .await
 }
 
-/// HTTPS/1.1 keep-alive GETs of the small answer (through interception when via a proxy).
+/// What the HTTPS rows speak.
+#[derive(Debug, Clone, Copy)]
+pub enum Protocol {
+    /// HTTP/1.1, one request at a time on each client's own connection.
+    Http1,
+    /// HTTP/2, every client's requests as streams of one shared connection, as a browser
+    /// sends one origin's requests.
+    Http2,
+}
+
+/// Keep-alive GETs of the small answer over TLS by `c` clients (through interception when
+/// via a proxy).
 pub async fn https(
     origin: SocketAddr,
     name: &'static str,
     trust: Arc<rustls::ClientConfig>,
     via: Via,
+    protocol: Protocol,
     c: usize,
     duration: Duration,
 ) -> Result<Rate, String> {
     let host = format!("{name}:{}", origin.port());
-    keep_alive(c, duration, "/small".into(), host, move || {
-        let trust = trust.clone();
-        async move { handshake(tls(origin, name, &trust, via).await?).await }
-    })
-    .await
-}
-
-/// HTTP/2 GETs of the small answer, `c` streams at a time on one TLS connection, as a
-/// browser sends one origin's requests (through interception when via a proxy).
-pub async fn https2(
-    origin: SocketAddr,
-    name: &'static str,
-    trust: Arc<rustls::ClientConfig>,
-    via: Via,
-    c: usize,
-    duration: Duration,
-) -> Result<Rate, String> {
+    if let Protocol::Http1 = protocol {
+        return keep_alive(c, duration, "/small".into(), host, move || {
+            let trust = trust.clone();
+            async move { handshake(tls(origin, name, &trust, via).await?).await }
+        })
+        .await;
+    }
     let (sender, conn) = h2_connection(origin, name, &trust, via)
         .await?
         .ok_or_else(|| format!("{name} did not agree to HTTP/2 (ALPN)"))?;
-    let host = format!("{name}:{}", origin.port());
     let uri = format!("https://{host}/small");
     let rate = keep_alive(c, duration, uri, host, move || {
         let sender = Sender::H2(sender.clone());

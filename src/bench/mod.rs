@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use load::{Rate, Via};
+use load::{Protocol, Rate, Via};
 use pin::Cores;
 use world::{World, FRESH, HOST};
 
@@ -540,7 +540,7 @@ async fn intercept_rows(
     for c in [1, 16] {
         progress.step(&format!("intercept c={c}"));
         let run = paired(proxy, d, |v, t| {
-            load::https(world.https, HOST, trust_for(v), v, c, t)
+            load::https(world.https, HOST, trust_for(v), v, Protocol::Http1, c, t)
         })
         .await?;
         rows.push(rate_row(&format!("intercept HTTPS keep-alive c={c}"), run));
@@ -582,7 +582,7 @@ async fn h2_row(
             Via::Direct => trust_direct.clone(),
             Via::Proxy(_) => trust.clone(),
         };
-        load::https2(world.https, HOST, trust, v, 16, t)
+        load::https(world.https, HOST, trust, v, Protocol::Http2, 16, t)
     })
     .await?;
     Ok(rate_row(MODE, run))
