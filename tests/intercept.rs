@@ -151,6 +151,39 @@ async fn intercepts_http2_and_http1_and_records_each_request() {
     assert_eq!(host["tls"]["verdict"], "public");
 }
 
+/// A browser sends a page's requests together as streams of one connection: diagproxy
+/// opens one HTTP/2 connection to the origin for them, not one per stream (each its own
+/// TLS handshake, and through a corporate proxy its own CONNECT and sign-in).
+#[tokio::test]
+async fn a_burst_of_http2_streams_shares_one_upstream_connection() {
+    let s = setup(&[]).await;
+    let base = format!("https://chatgpt.com:{}", s.origin.port());
+    let h2 = h2_client(&s).await;
+    let streams: Vec<_> = (0..16)
+        .map(|i| {
+            let mut h2 = h2.clone();
+            let request = get(&format!("{base}/proto?stream={i}"));
+            tokio::spawn(async move { h2.send_request(request).await.unwrap().status() })
+        })
+        .collect();
+    for stream in streams {
+        assert_eq!(stream.await.unwrap(), 200);
+    }
+    s.proxy.wait_events("request", 16).await;
+    let session = s.proxy.stop().await;
+    let requests = session.events_of("request");
+    assert_eq!(requests.len(), 16);
+    assert!(requests.iter().all(|r| r["upstream_protocol"] == "h2"));
+    // Only the request that connected shook hands with the origin; the others used its
+    // connection.
+    let handshakes = requests
+        .iter()
+        .filter(|r| r["timings"]["ssl_ms"].as_f64().is_some())
+        .count();
+    let reused = requests.iter().filter(|r| r["reused"] == true).count();
+    assert_eq!((handshakes, reused), (1, 15), "{requests:#?}");
+}
+
 #[tokio::test]
 async fn streams_a_50_mb_upload_through_interception() {
     let s = setup(&[]).await;

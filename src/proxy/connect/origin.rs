@@ -1,11 +1,12 @@
 //! One intercepted tunnel's connections to the origin, over diagproxy's own TLS: HTTP/2 when
-//! the client chose h2 and the origin offers it (one multiplexed connection), else a small
-//! pool of HTTP/1.1 connections. Every new connection's chain is judged; an untrusted chain
+//! the client chose h2 and the origin offers it (one multiplexed connection, which the
+//! requests that arrive while it is being opened wait for), else a small pool of HTTP/1.1
+//! connections. Every new connection's chain is judged; an untrusted chain
 //! is refused as a browser on this machine would refuse it (public ∪ machine roots).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -80,9 +81,18 @@ pub struct Origin {
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     /// Idle HTTP/1.1 connections.
     idle: Mutex<Vec<http1::SendRequest<Body>>>,
+    /// Held by the request that connects while h2 is offered: a browser's streams arrive
+    /// together, and the rest wait for that connection instead of each opening their own.
+    connecting: tokio::sync::Mutex<()>,
+    /// The origin answered a connection with HTTP/1.1: requests then connect side by side.
+    h1_only: AtomicBool,
     /// The way out the last connection took: each request's event carries it.
     route: Mutex<Taken>,
 }
+
+/// How long a request waits while another connects to the same origin, hoping to share its
+/// HTTP/2 connection; past it (a slow or failing origin) it connects on its own.
+const CONNECT_TURN: Duration = Duration::from_secs(3);
 
 /// An HTTP/1.1 connection to hand back when its response body is done.
 pub type Reusable = Option<http1::SendRequest<Body>>;
@@ -107,6 +117,8 @@ impl Origin {
             offer_h2,
             h2: Mutex::default(),
             idle: Mutex::default(),
+            connecting: tokio::sync::Mutex::new(()),
+            h1_only: AtomicBool::new(false),
             route: Mutex::default(),
         }
     }
@@ -127,19 +139,8 @@ impl Origin {
         event: &mut RequestEvent,
     ) -> Result<(Response<Incoming>, Reusable), SendError> {
         let mut req = req;
-        let h2 = self.h2.lock().ok().and_then(|h| h.clone());
-        if let Some(mut sender) = h2.filter(|s| !s.is_closed()) {
-            if sender.ready().await.is_ok() {
-                event.upstream_protocol = Some("h2".into());
-                event.reused = true;
-                let sent = Instant::now();
-                let response = sender
-                    .send_request(self.shape(req, true))
-                    .await
-                    .map_err(|e| self.exchange_error(&e))?;
-                event.timings.wait_ms = Some(ms(sent.elapsed()));
-                return Ok((response, None));
-            }
+        if let Some(sender) = self.ready_h2().await {
+            return self.send_h2(sender, req, event).await;
         }
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         if let Some(mut sender) = idle.filter(|s| !s.is_closed()) {
@@ -159,14 +160,27 @@ impl Origin {
                 }
             }
         }
+        let turn = self.connect_turn().await;
+        if let Some(sender) = self.ready_h2().await {
+            drop(turn);
+            return self.send_h2(sender, req, event).await;
+        }
         let sent = Instant::now();
         // Boxed: the dial and TLS handshake are kilobytes of state, needed once per
         // connection, and inline they would be copied with every request's future.
-        let result = match Box::pin(self.connect(event, self.offer_h2)).await? {
-            Fresh::H2(mut sender) => {
+        let fresh = Box::pin(self.connect(event, self.offer_h2)).await;
+        match &fresh {
+            Ok(Fresh::H2(sender)) => {
                 if let Ok(mut h2) = self.h2.lock() {
                     *h2 = Some(sender.clone());
                 }
+            }
+            Ok(Fresh::H1(_)) => self.h1_only.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        drop(turn);
+        let result = match fresh? {
+            Fresh::H2(mut sender) => {
                 let response = sender
                     .send_request(self.shape(req, true))
                     .await
@@ -183,6 +197,47 @@ impl Origin {
         };
         event.timings.wait_ms = Some(ms(sent.elapsed()));
         Ok(result)
+    }
+
+    /// The origin's HTTP/2 connection, when one is open and takes another stream.
+    async fn ready_h2(&self) -> Option<http2::SendRequest<Body>> {
+        let shared = self.h2.lock().ok().and_then(|h| h.clone());
+        let mut sender = shared.filter(|s| !s.is_closed())?;
+        sender.ready().await.ok()?;
+        Some(sender)
+    }
+
+    /// Sends `req` as a stream of the origin's HTTP/2 connection (one another request
+    /// opened, so the event counts it reused).
+    async fn send_h2(
+        &self,
+        mut sender: http2::SendRequest<Body>,
+        req: Request<Body>,
+        event: &mut RequestEvent,
+    ) -> Result<(Response<Incoming>, Reusable), SendError> {
+        event.upstream_protocol = Some("h2".into());
+        event.reused = true;
+        let sent = Instant::now();
+        let response = sender
+            .send_request(self.shape(req, true))
+            .await
+            .map_err(|e| self.exchange_error(&e))?;
+        event.timings.wait_ms = Some(ms(sent.elapsed()));
+        Ok((response, None))
+    }
+
+    /// The turn to connect, while h2 is offered and the origin has not answered with
+    /// HTTP/1.1: whoever holds it is connecting, and the next may find its connection.
+    /// `None` (connect at once) for HTTP/1.1 origins, or after waiting [`CONNECT_TURN`].
+    async fn connect_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if !self.offer_h2 || self.h1_only.load(Ordering::Relaxed) {
+            return None;
+        }
+        let turn = tokio::time::timeout(CONNECT_TURN, self.connecting.lock())
+            .await
+            .ok()?;
+        // The origin chose HTTP/1.1 while this request waited: no connection to share.
+        (!self.h1_only.load(Ordering::Relaxed)).then_some(turn)
     }
 
     /// A fresh HTTP/1.1 connection with upgrades, for WebSocket.
