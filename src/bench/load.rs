@@ -84,20 +84,14 @@ impl Sender {
     /// GETs `uri` (origin-form with `Host: host` over HTTP/1.1; absolute over HTTP/2, whose
     /// `:authority` comes from it).
     async fn get(&mut self, uri: &str, host: &str) -> Result<Response<Incoming>, String> {
-        let request = Request::get(uri);
+        let request = match self {
+            Sender::H1(_) => Request::get(uri).header("host", host),
+            Sender::H2(_) => Request::get(uri),
+        };
+        let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
         let sent = match self {
-            Sender::H1(sender) => {
-                let request = request.header("host", host).body(Empty::new());
-                sender
-                    .send_request(request.map_err(|e| e.to_string())?)
-                    .await
-            }
-            Sender::H2(sender) => {
-                let request = request.body(Empty::new());
-                sender
-                    .send_request(request.map_err(|e| e.to_string())?)
-                    .await
-            }
+            Sender::H1(sender) => sender.send_request(request).await,
+            Sender::H2(sender) => sender.send_request(request).await,
         };
         sent.map_err(|e| e.to_string())
     }

@@ -546,7 +546,7 @@ async fn intercept_rows(
         rows.push(rate_row(&format!("intercept HTTPS keep-alive c={c}"), run));
     }
     progress.step("intercept HTTP/2");
-    rows.push(h2_row(world, proxy, d, &trust_direct, trust).await?);
+    rows.push(h2_row(world, proxy, d, trust, &trust_for).await?);
     progress.step("new TLS connection per request");
     let run = paired(proxy, d, |v, t| {
         load::new_connections(world.https, HOST, trust_for(v), v, 4, t)
@@ -568,8 +568,8 @@ async fn h2_row(
     world: &World,
     proxy: Proxy,
     d: Duration,
-    trust_direct: &Arc<rustls::ClientConfig>,
     trust: &Arc<rustls::ClientConfig>,
+    trust_for: &impl Fn(Via) -> Arc<rustls::ClientConfig>,
 ) -> Result<Row, String> {
     const MODE: &str = "intercept HTTP/2 keep-alive c=16 (one connection)";
     let via = Via::Proxy(proxy.addr);
@@ -578,11 +578,7 @@ async fn h2_row(
         return Ok(memory_row(mode, "req/s", None));
     }
     let run = paired(proxy, d, |v, t| {
-        let trust = match v {
-            Via::Direct => trust_direct.clone(),
-            Via::Proxy(_) => trust.clone(),
-        };
-        load::https(world.https, HOST, trust, v, Protocol::Http2, 16, t)
+        load::https(world.https, HOST, trust_for(v), v, Protocol::Http2, 16, t)
     })
     .await?;
     Ok(rate_row(MODE, run))

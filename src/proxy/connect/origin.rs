@@ -168,19 +168,14 @@ impl Origin {
         let sent = Instant::now();
         // Boxed: the dial and TLS handshake are kilobytes of state, needed once per
         // connection, and inline they would be copied with every request's future.
-        let fresh = Box::pin(self.connect(event, self.offer_h2)).await;
-        match &fresh {
-            Ok(Fresh::H2(sender)) => {
+        // The turn ends once the connection is shared (or known to be HTTP/1.1), before its
+        // first request is answered; a failed connect ends it at the `?`.
+        let result = match Box::pin(self.connect(event, self.offer_h2)).await? {
+            Fresh::H2(mut sender) => {
                 if let Ok(mut h2) = self.h2.lock() {
                     *h2 = Some(sender.clone());
                 }
-            }
-            Ok(Fresh::H1(_)) => self.h1_only.store(true, Ordering::Relaxed),
-            Err(_) => {}
-        }
-        drop(turn);
-        let result = match fresh? {
-            Fresh::H2(mut sender) => {
+                drop(turn);
                 let response = sender
                     .send_request(self.shape(req, true))
                     .await
@@ -188,6 +183,8 @@ impl Origin {
                 (response, None)
             }
             Fresh::H1(mut sender) => {
+                self.h1_only.store(true, Ordering::Relaxed);
+                drop(turn);
                 let response = sender
                     .send_request(self.shape(req, false))
                     .await
